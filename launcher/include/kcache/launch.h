@@ -1,0 +1,235 @@
+/* The kcache launcher: compile on a miss, autotune on real inputs, publish,
+ * and launch hits at the cost of cuLaunchKernel.
+ *
+ * A program registers a kernel once (kc_kernel_get) with its source, entry,
+ * tuning space, argument descriptors and launch-geometry expressions, then
+ * calls kc_kernel_launch with real arguments. The first call for a shape
+ * signature looks the tuning up in the store; on a miss it compiles every
+ * candidate (in parallel, reusing stored builds), times each on the real
+ * arguments, publishes builds and tuning in one transaction, and launches
+ * the winner. Later calls with the same signature hit an in-process memo and
+ * only evaluate the geometry and launch.
+ *
+ * Threads: a launcher and its kernels may be used from many threads. A
+ * launcher serves one CUDA context (see kc_launcher_opts_t.device).
+ * The launch hot path allocates nothing and takes no lock that a reader
+ * waits on.
+ */
+#ifndef KCACHE_LAUNCH_H
+#define KCACHE_LAUNCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcache/errors.h"
+#include "kcache/key.h"
+#include "kcache/shape.h"
+#include "kcache/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kc_launcher kc_launcher_t;
+typedef struct kc_kernel kc_kernel_t;
+typedef struct kc_sim kc_sim_t; /* kcache/sim.h */
+
+typedef enum kc_device_kind {
+    /* The CUDA driver, loaded with dlopen("libcuda.so.1"). The launcher uses
+     * the context current on the creating thread if there is one, else the
+     * primary context of device `ordinal`, which it retains. */
+    KC_DEVICE_CUDA = 0,
+    /* The CPU simulation device of kcache/sim.h (tests, CI). */
+    KC_DEVICE_SIM = 1,
+    /* No device: kernels compile and publish builds, launches fail with
+     * KC_ENODEVICE. Needs arch. */
+    KC_DEVICE_NONE = 2,
+} kc_device_kind_t;
+
+typedef enum kc_log_level {
+    KC_LOG_ERROR = 0,
+    KC_LOG_WARN = 1,
+    KC_LOG_INFO = 2,
+    KC_LOG_DEBUG = 3,
+} kc_log_level_t;
+
+typedef void (*kc_log_fn)(void *user, kc_log_level_t level, const char *msg);
+
+typedef struct kc_launcher_opts {
+    kc_device_kind_t device;
+    int ordinal;      /* CUDA device ordinal when no context is current */
+    kc_sim_t *sim;    /* required for KC_DEVICE_SIM; borrowed */
+    const char *arch; /* target arch override ("sm_90"); required for NONE */
+
+    /* The store: a handle (borrowed, must outlive the launcher), or a
+     * directory, or neither: then KCACHE_DIR, else $XDG_CACHE_HOME/kcache,
+     * else $HOME/.cache/kcache. Set no_store to run without one: every
+     * process then compiles and tunes again. */
+    kc_store_t *store;
+    const char *store_dir;
+    int no_store;
+
+    unsigned compile_threads; /* 0: number of online CPUs, at most 16 */
+
+    /* Tuning: each candidate runs `warmup` times, then is timed until
+     * `budget_ms` of GPU time is spent, at least min_reps and at most
+     * max_reps runs; the median is kept. 0 picks the default (warmup 2,
+     * budget 25 ms, min 5, max 200). */
+    unsigned warmup;
+    double budget_ms;
+    unsigned min_reps;
+    unsigned max_reps;
+    /* Flush L2 before each timed run (default on; set 1 to disable). */
+    int no_l2_flush;
+
+    kc_log_fn log;
+    void *log_user;
+    kc_log_level_t log_level; /* messages above it are dropped */
+} kc_launcher_opts_t;
+
+/* Create a launcher. With KC_DEVICE_CUDA and no driver on the machine it
+ * returns KC_ENODEVICE and kc_launcher_create_errmsg() says so. A store that
+ * cannot be opened is not fatal: the launcher logs a warning and runs
+ * without one (a cache must never fail the user's work). */
+int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out);
+/* Destroy the launcher, its kernels and their modules. Waits for background
+ * compiles. Accepts NULL. */
+void kc_launcher_destroy(kc_launcher_t *launcher);
+
+/* Detail of the last failure on this launcher (the NVRTC log, the CUresult
+ * name, the spec field and position). Thread-local; never NULL. */
+const char *kc_launcher_errmsg(const kc_launcher_t *launcher);
+const char *kc_launcher_create_errmsg(void);
+
+/* The store the launcher publishes to, or NULL. Borrowed. */
+kc_store_t *kc_launcher_store(const kc_launcher_t *launcher);
+/* The device's target arch, e.g. "sm_90". */
+const char *kc_launcher_arch(const kc_launcher_t *launcher);
+
+/* ---- kernel specs ------------------------------------------------------ */
+
+typedef enum kc_access {
+    KC_ACCESS_IN = 1,
+    KC_ACCESS_OUT = 2,
+    KC_ACCESS_INOUT = 3,
+} kc_access_t;
+
+typedef struct kc_arg_spec {
+    const char *name;
+    kc_arg_kind_t kind; /* KC_ARG_POINTER or KC_ARG_SCALAR */
+    kc_dtype_t dtype;   /* element type, or the scalar's type */
+    kc_access_t access; /* pointers: written args are saved and restored while tuning */
+    int is_key;         /* scalars: the value (not its class) enters the signature */
+} kc_arg_spec_t;
+
+typedef struct kc_param_spec {
+    const char *name;
+    const int64_t *values;
+    size_t n_values;
+} kc_param_spec_t;
+
+/* A kernel. Strings are copied by kc_kernel_get.
+ *
+ * Geometry expressions are small integer expressions over the config
+ * parameters, the scalar arguments and the dims of pointer arguments:
+ * integers, names, + - * / % (C semantics on int64, division by zero is an
+ * error at launch), unary -, parentheses, cdiv(a, b), min(a, b), max(a, b),
+ * dim(arg, i) and numel(arg). grid[0] and block[0] are required; grid[1],
+ * grid[2], block[1], block[2] default to "1" and shared to "0". The
+ * constraint, if any, is an expression over parameters only; candidates for
+ * which it is 0 are skipped. */
+typedef struct kc_kernel_spec {
+    const char *name; /* for messages, `cachectl why` and ls --name */
+    kc_source_kind_t source_kind;
+    const char *source;
+    size_t source_len; /* 0: strlen(source) */
+    const kc_header_t *headers;
+    size_t n_headers;
+    const char *entry; /* extern "C" name, or the mangled name */
+    const char *const *options;
+    size_t n_options;
+    const kc_param_spec_t *params;
+    size_t n_params;
+    const char *constraint;
+    const kc_arg_spec_t *args;
+    size_t n_args;
+    const char *grid[3];
+    const char *block[3];
+    const char *shared;
+    kc_dims_policy_t dims_policy;
+} kc_kernel_spec_t;
+
+/* Register a kernel: validate the spec, parse its expressions, and start
+ * compiling its candidates on the thread pool (the asynchronous compile at
+ * load; stored builds are reused, not recompiled). Registering an identical
+ * spec twice returns the same kernel. The kernel belongs to the launcher.
+ * KC_ESPEC / KC_EEXPR with kc_launcher_errmsg naming the spec, the field and
+ * the position. */
+int kc_kernel_get(kc_launcher_t *launcher, const kc_kernel_spec_t *spec,
+                  kc_kernel_t **out);
+
+/* Load specs from a JSON spec file (docs/SPEC.md; the format `cachectl
+ * populate` reads) and register each. *out receives a malloc'd array of
+ * *n kernels (free the array with kc_free; the kernels belong to the
+ * launcher). */
+int kc_kernel_load_file(kc_launcher_t *launcher, const char *path, kc_kernel_t ***out,
+                        size_t *n);
+
+/* Look a kernel up by its spec name, e.g. after kc_kernel_load_file. */
+int kc_kernel_find(kc_launcher_t *launcher, const char *name, kc_kernel_t **out);
+
+/* ---- launching --------------------------------------------------------- */
+
+/* One argument at launch, matching the spec's kc_arg_spec_t of the same
+ * index. A pointer gives its device address, rank and dims (and strides in
+ * elements, or NULL for contiguous row-major); a scalar gives its value in
+ * the member that matches its dtype (i for signed and bool, u for unsigned,
+ * f for floats). */
+typedef struct kc_arg {
+    uint64_t ptr;
+    uint32_t rank;
+    const int64_t *dims;
+    const int64_t *strides;
+    union {
+        int64_t i;
+        uint64_t u;
+        double f;
+    } value;
+} kc_arg_t;
+
+/* Launch on stream (a CUstream, or NULL for the default stream; ignored by
+ * the simulation device). The first launch of a signature may compile and
+ * tune (see the file comment); written arguments then hold the result of
+ * exactly one launch. */
+int kc_kernel_launch(kc_kernel_t *kernel, void *stream, const kc_arg_t *args,
+                     size_t n_args);
+
+/* Wait until the kernel's background compiles are done. */
+int kc_kernel_wait_compiled(kc_kernel_t *kernel);
+
+/* ---- introspection ----------------------------------------------------- */
+
+typedef struct kc_kernel_stats {
+    uint64_t launches;
+    uint64_t memo_hits;
+    uint64_t store_hits;    /* tunings found in the store */
+    uint64_t tunes;         /* tunings run in this process */
+    uint64_t compiles;      /* NVRTC / PTX JIT compiles run in this process */
+    uint64_t builds_reused; /* candidates whose build came from the store */
+    uint64_t candidates_failed;
+    uint64_t publishes;
+} kc_kernel_stats_t;
+
+int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);
+/* Sum over every kernel of the launcher. */
+int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out);
+
+/* The config chosen for the last signature launched (for tests and tools):
+ * copies up to cap parameters into out, *n receives the count. */
+int kc_kernel_last_config(const kc_kernel_t *kernel, kc_param_t *out, size_t cap,
+                          size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

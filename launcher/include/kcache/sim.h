@@ -1,0 +1,71 @@
+/* The CPU simulation device.
+ *
+ * It stands in for a GPU where there is none (CI): it "loads" a cubin by
+ * checking its ELF header (class, machine EM_CUDA), finds an entry by name in
+ * the cubin's symbol table, "launches" by calling a C function registered for
+ * that entry, and reports timings from a deterministic cost model. Device
+ * memory is host memory: a device pointer is a host address.
+ *
+ * Every cubin the simulation device is asked to load is counted, and one
+ * that fails its checks is refused with KC_ECORRUPT, so tests can assert
+ * that nothing corrupt reaches the "driver".
+ */
+#ifndef KCACHE_SIM_H
+#define KCACHE_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kc_sim kc_sim_t;
+
+typedef struct kc_sim_launch {
+    unsigned grid[3];
+    unsigned block[3];
+    unsigned shared;
+    void *const *params; /* as for cuLaunchKernel: pointers to each argument */
+    size_t n_params;
+} kc_sim_launch_t;
+
+/* Runs the kernel on the CPU. Returns 0, or non-zero to report a launch
+ * failure (KC_ELAUNCH; the context stays usable), or KC_ESTICKY to
+ * simulate an illegal address (the context becomes unusable). */
+typedef int (*kc_sim_kernel_fn)(void *user, const kc_sim_launch_t *launch);
+
+/* Simulated run time in nanoseconds of one launch. Must be a pure function
+ * of its input for the tuner's choice to be deterministic. */
+typedef uint64_t (*kc_sim_cost_fn)(void *user, const kc_sim_launch_t *launch);
+
+typedef struct kc_sim_opts {
+    const char *arch;     /* e.g. "sm_90" (default) */
+    unsigned sm_count;    /* default 132 */
+    const char *name;     /* default "kcache simulated GPU" */
+    uint64_t mem_limit;   /* bytes of "device" memory (0: unlimited) */
+    unsigned max_threads; /* per block, default 1024 */
+    unsigned max_shared;  /* per block, default 227 KiB */
+} kc_sim_opts_t;
+
+int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out);
+void kc_sim_destroy(kc_sim_t *sim);
+
+/* Register the C function and cost model for an entry name. */
+int kc_sim_register(kc_sim_t *sim, const char *entry, kc_sim_kernel_fn fn,
+                    kc_sim_cost_fn cost, void *user);
+
+typedef struct kc_sim_counters {
+    uint64_t modules_loaded;
+    uint64_t modules_rejected; /* failed the ELF checks */
+    uint64_t launches;
+    uint64_t bytes_allocated; /* currently allocated "device" memory */
+    uint64_t peak_bytes;
+} kc_sim_counters_t;
+
+void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,45 @@
+/* Compilers: CUDA C -> cubin with NVRTC (loaded with dlopen), PTX -> cubin
+ * with the driver's JIT linker (through the device layer). Internal. */
+#ifndef KCACHE_COMPILER_H
+#define KCACHE_COMPILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcache/key.h"
+
+typedef struct kc__compile_in {
+    const char *source;
+    size_t source_len;
+    const kc_header_t *headers;
+    size_t n_headers;
+    const char *name;  /* program name for messages */
+    const char *entry; /* the kernel to keep; name expressions for C++ */
+    const char *const *options;
+    size_t n_options;
+    const kc_param_t *params; /* passed as -DNAME=VALUE */
+    size_t n_params;
+    const char *arch; /* "sm_90" */
+} kc__compile_in_t;
+
+typedef struct kc__compile_out {
+    void *cubin; /* free with kc_free */
+    size_t cubin_len;
+    char *log;           /* compile log, NUL-terminated, may be NULL; free with kc_free */
+    char *lowered_entry; /* the symbol to look up (mangled if needed); kc_free */
+    uint64_t compile_us;
+} kc__compile_out_t;
+
+/* Loads NVRTC once per process (dlopen of libnvrtc.so.<major>, then
+ * libnvrtc.so, then $CUDA_HOME/lib64 and /usr/local/cuda/lib64). Thread
+ * safe. KC_ENVRTC with a message if it can't be found. */
+int kc__nvrtc_load(char *errmsg, size_t errcap);
+/* "nvrtc-13.0": part of the build preimage. */
+const char *kc__nvrtc_toolchain_id(void);
+
+/* Compile CUDA C to a cubin for in->arch. KC_ECOMPILE with out->log set for
+ * a compile error; KC_ENVRTC for NVRTC missing or failing otherwise. */
+int kc__nvrtc_compile(const kc__compile_in_t *in, kc__compile_out_t *out);
+void kc__compile_out_free(kc__compile_out_t *out);
+
+#endif
