@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repository root of the carried working
+# tree, after scripts/gpu-prepare.sh built build-gpu/ here. Writes every log
+# under $OUT (or ./gpu-out). Usage, through the device tool:
+#   bash scripts/gpu-run.sh            # gpu tests + demo cold/warm + benchmarks
+set -uo pipefail
+out="${OUT:-$PWD/gpu-out}"
+mkdir -p "$out"
+src="$(cat build-gpu/deps/SOURCE_DIR)"
+# The build has absolute paths: make the checkout reachable at the same path.
+if [ "$PWD" != "$src" ]; then
+  mkdir -p "$(dirname "$src")"
+  [ -e "$src" ] || ln -s "$PWD" "$src"
+fi
+cd "$src"
+export LD_LIBRARY_PATH="$src/build-gpu/deps:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export KCACHE_DIR="$(mktemp -d)/kcache"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+} > "$out/machine.txt" 2>&1
+
+status=0
+echo "== ctest -L gpu ==" | tee "$out/gpu-tests.log"
+ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee -a "$out/gpu-tests.log" || status=1
+
+echo "== demo: cold run (fresh store) ==" | tee "$out/demo.log"
+build-gpu/tools/kcache_demo --check 2>&1 | tee -a "$out/demo.log" || status=1
+echo "== demo: warm run (new process, same store) ==" | tee -a "$out/demo.log"
+build-gpu/tools/kcache_demo --check --expect-warm 2>&1 | tee -a "$out/demo.log" || status=1
+build-gpu/tools/cachectl stats 2>&1 | tee -a "$out/demo.log"
+
+if [ -x build-gpu/tools/kcache_bench_launch ]; then
+  echo "== benchmarks ==" | tee "$out/bench.log"
+  build-gpu/tools/kcache_bench_launch 2>&1 | tee -a "$out/bench.log" || status=1
+fi
+exit $status
