@@ -94,8 +94,9 @@ int kc_shape_sig_encode(const kc_argdesc_t *args, size_t n_args, kc_dims_policy_
 
 /* Render an encoded signature for people, e.g.
  * "f32[1024x512]/a16, f32[1024x512]/a16, i32:div16" into out[cap], always
- * NUL-terminated (truncated if cap is short). KC_ECORRUPT for bytes that are
- * not a signature. */
+ * NUL-terminated (truncated if cap is short). "/a16" marks a 16-byte aligned
+ * pointer; a pow2 signature starts with "pow2: ". KC_ECORRUPT for bytes that
+ * are not a signature, KC_EVERSION for a newer signature version. */
 int kc_shape_sig_format(const void *sig, size_t len, char *out, size_t cap);
 
 /* The class an integer scalar falls in (ONE, DIV16 or OTHER). */
