@@ -1,0 +1,21 @@
+/* Internal blob helpers for the store. */
+#ifndef KCACHE_BLOB_INTERNAL_H
+#define KCACHE_BLOB_INTERNAL_H
+
+#include <stddef.h>
+
+#include "kcache/record.h"
+
+/* Verify an encoded blob record (header, checksum, kind, codec, exact
+ * payload length) and read its fields without copying or decompressing:
+ * out->frame points into rec and is valid as long as rec is. Lets the store
+ * learn a blob's raw size and dictionary id cheaply. KC_ECORRUPT for a
+ * damaged record or one of another kind, KC_EVERSION for a newer format.
+ * Defined in record.c, next to the rest of the payload layout. */
+int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out);
+
+/* How many threads currently hold zstd contexts created by blob.c. Tests use
+ * it to see that exiting threads release theirs. */
+long kc__blob_live_contexts(void);
+
+#endif
