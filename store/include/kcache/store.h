@@ -70,6 +70,10 @@ const char *kc_store_path(const kc_store_t *store);
 
 /* ---- records ----------------------------------------------------------- */
 
+/* Meta records are keyed by name, not by a kc_key_t: the calls below take
+ * kinds KC_REC_BLOB to KC_REC_LEASE, give KC_EINVAL for KC_REC_META, and
+ * "every kind" (kind 0) means those five. */
+
 /* Look up and decode a record (*out: free with kc_free). KC_ENOTFOUND on a
  * miss, including a corrupt record (counted, deleted if writable). */
 int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,

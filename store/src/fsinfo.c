@@ -1,0 +1,51 @@
+#include "fsinfo.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* statfs f_type magic numbers, from linux/magic.h and the filesystems'
+ * sources; spelled out so that the build needs no kernel headers. */
+static const struct {
+    unsigned long magic;
+    const char *name;
+} network_fs[] = {
+    {0x6969UL, "nfs"},      {0x517BUL, "smb"},     {0xFF534D42UL, "cifs"},
+    {0xFE534D42UL, "smb2"}, {0x5346414FUL, "afs"}, {0x6B414653UL, "afs"},
+    {0x00C36400UL, "ceph"}, {0x01021997UL, "9p"},
+};
+
+int kc__fs_dir_writable(const char *dir)
+{
+    struct statvfs vfs;
+
+    if (access(dir, W_OK | X_OK) != 0)
+        return 0;
+    if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+        return 0;
+    return 1;
+}
+
+const char *kc__fs_network_type_name(unsigned long f_type)
+{
+    /* f_type is a signed word on some ABIs: compare the low 32 bits. */
+    f_type &= 0xFFFFFFFFUL;
+    for (size_t i = 0; i < sizeof(network_fs) / sizeof(network_fs[0]); i++)
+        if (network_fs[i].magic == f_type)
+            return network_fs[i].name;
+    return NULL;
+}
+
+const char *kc__fs_network_refusal(const char *dir)
+{
+    struct statfs fs;
+    const char *allow = getenv("KCACHE_ALLOW_NETWORK_FS");
+
+    if (allow && strcmp(allow, "1") == 0)
+        return NULL;
+    if (statfs(dir, &fs) != 0)
+        return NULL;
+    return kc__fs_network_type_name((unsigned long)fs.f_type);
+}

@@ -1,0 +1,454 @@
+#include "lmdb_env.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsinfo.h"
+#include "kcache/errors.h"
+
+#define DEFAULT_MAP_SIZE ((uint64_t)1 << 30)
+#define DEFAULT_MAX_READERS 1024
+/* A write that still does not fit after this many doublings is not going
+ * to: report the map as full. */
+#define MAX_GROWTHS 24
+#define MAX_RESIZE_RETRIES 8
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static kc__env_t *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Transactions this thread has live, of any environment. A thread that
+ * holds one must not wait for a map lock exclusively: it would wait for
+ * itself. */
+static _Thread_local unsigned tls_live_txns;
+
+/* A forked child must not touch its parent's environments (LMDB's locks
+ * and reader slots belong to the parent's pid). Forget them so that the
+ * child's opens start afresh; they are leaked, never closed. */
+static void forget_registry_in_child(void)
+{
+    registry = NULL;
+    pthread_mutex_init(&registry_lock, NULL);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_registry_in_child);
+}
+
+int kc__mdb_code(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return KC_OK;
+    case MDB_NOTFOUND:
+    case ENOENT:
+        return KC_ENOTFOUND;
+    case MDB_READERS_FULL:
+        return KC_EREADERS;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+        return KC_ENOSPC;
+    case EACCES:
+    case EPERM:
+        return KC_EPERM;
+    case EROFS:
+        return KC_EREADONLY;
+    case ENOMEM:
+        return KC_ENOMEM;
+    case EIO:
+        return KC_EIO;
+    case EBUSY:
+    case EAGAIN:
+        return KC_EBUSY;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+        return KC_ECORRUPT;
+    case MDB_VERSION_MISMATCH:
+        return KC_EVERSION;
+    default:
+        return KC_ELMDB;
+    }
+}
+
+/* Whether LMDB could open lock.mdb for writing. A read-only layer in a
+ * read-only directory has no usable lock file; it is opened without locks,
+ * which is safe because such a layer is never written while it is read. */
+static int lock_file_writable(const char *dir)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    if (snprintf(path, sizeof(path), "%s/lock.mdb", dir) >= (int)sizeof(path))
+        return 0;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    if (errno == ENOENT)
+        return kc__fs_dir_writable(dir);
+    return 0;
+}
+
+static const char *const db_names[KC_REC_KIND_MAX + 1] = {
+    [KC_REC_BLOB] = "blob",   [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
+    [KC_REC_USAGE] = "usage", [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
+};
+
+static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+{
+    MDB_txn *txn = NULL;
+    int rc;
+
+    rc = mdb_txn_begin(env->mdb, NULL, env->readonly ? MDB_RDONLY : 0, &txn);
+    if (rc != 0) {
+        snprintf(msg, msg_len, "%s: cannot begin a transaction: %s", dir,
+                 mdb_strerror(rc));
+        return kc__mdb_code(rc);
+    }
+    for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
+        rc = mdb_dbi_open(txn, db_names[kind], env->readonly ? 0 : MDB_CREATE,
+                          &env->dbi[kind]);
+        if (rc == MDB_NOTFOUND) {
+            snprintf(msg, msg_len, "%s is not a kcache store (it has no \"%s\" database)",
+                     dir, db_names[kind]);
+            mdb_txn_abort(txn);
+            return KC_ECORRUPT;
+        }
+        if (rc != 0) {
+            snprintf(msg, msg_len, "%s: cannot open the \"%s\" database: %s", dir,
+                     db_names[kind], mdb_strerror(rc));
+            mdb_txn_abort(txn);
+            return kc__mdb_code(rc);
+        }
+    }
+    /* Committing, even a read-only transaction, is what makes the handles
+     * usable by later transactions. */
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        snprintf(msg, msg_len, "%s: cannot open the databases: %s", dir,
+                 mdb_strerror(rc));
+        return kc__mdb_code(rc);
+    }
+    return KC_OK;
+}
+
+static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists,
+                    kc__env_t **out, char *msg, size_t msg_len)
+{
+    kc__env_t *env;
+    unsigned flags = MDB_NOTLS;
+    uint64_t map_size = opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE;
+    int rc, dead;
+
+    env = calloc(1, sizeof(*env));
+    if (!env) {
+        snprintf(msg, msg_len, "out of memory");
+        return KC_ENOMEM;
+    }
+    env->readonly = opts->readonly;
+    pthread_mutex_init(&env->write_mutex, NULL);
+    pthread_rwlock_init(&env->map_lock, NULL);
+
+    rc = mdb_env_create(&env->mdb);
+    if (rc != 0)
+        goto fail_mdb;
+    rc = mdb_env_set_maxdbs(env->mdb, KC__ENV_MAX_DBS);
+    if (rc != 0)
+        goto fail_mdb;
+    rc = mdb_env_set_maxreaders(env->mdb, opts->max_readers ? opts->max_readers
+                                                            : DEFAULT_MAX_READERS);
+    if (rc != 0)
+        goto fail_mdb;
+    /* An existing store keeps the map size recorded in it (it may have
+     * grown past the requested one); a new one starts at the request. */
+    if (!data_exists) {
+        rc = mdb_env_set_mapsize(env->mdb, (size_t)map_size);
+        if (rc != 0)
+            goto fail_mdb;
+    }
+    if (opts->readonly) {
+        flags |= MDB_RDONLY;
+        if (!lock_file_writable(dir)) {
+            flags |= MDB_NOLOCK;
+            env->nolock = 1;
+        }
+    }
+    rc = mdb_env_open(env->mdb, dir, flags, 0664);
+    if (rc != 0)
+        goto fail_mdb;
+    if (!env->readonly && data_exists && kc__env_map_size(env) < map_size) {
+        rc = mdb_env_set_mapsize(env->mdb, (size_t)map_size);
+        if (rc != 0)
+            goto fail_mdb;
+    }
+    /* Free the reader slots of processes that died inside a transaction;
+     * they would otherwise pin old pages and, in time, fill the table. */
+    if (!env->nolock)
+        mdb_reader_check(env->mdb, &dead);
+
+    rc = open_dbs(env, dir, msg, msg_len);
+    if (rc != KC_OK)
+        goto fail;
+    *out = env;
+    return KC_OK;
+
+fail_mdb:
+    snprintf(msg, msg_len, "%s: %s", dir, mdb_strerror(rc));
+    rc = kc__mdb_code(rc);
+fail:
+    if (env->mdb)
+        mdb_env_close(env->mdb);
+    pthread_rwlock_destroy(&env->map_lock);
+    pthread_mutex_destroy(&env->write_mutex);
+    free(env);
+    return rc;
+}
+
+int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out,
+                    char *msg, size_t msg_len)
+{
+    char data_path[PATH_MAX];
+    struct stat sb;
+    kc__env_t *env = NULL;
+    int rc = KC_OK, data_exists;
+
+    *out = NULL;
+    msg[0] = '\0';
+    pthread_once(&atfork_once, install_atfork);
+    if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
+        (int)sizeof(data_path)) {
+        snprintf(msg, msg_len, "path too long: %s", dir);
+        return KC_EINVAL;
+    }
+
+    pthread_mutex_lock(&registry_lock);
+    data_exists = stat(data_path, &sb) == 0;
+    if (!data_exists && errno != ENOENT) {
+        snprintf(msg, msg_len, "%s: %s", data_path, strerror(errno));
+        rc = kc__mdb_code(errno);
+        goto out;
+    }
+    if (data_exists) {
+        for (env = registry; env; env = env->next)
+            if (env->dev == sb.st_dev && env->ino == sb.st_ino)
+                break;
+        if (env && env->readonly && !opts->readonly) {
+            snprintf(msg, msg_len,
+                     "%s is already open read-only in this process; it cannot also be "
+                     "opened for writing",
+                     dir);
+            env = NULL;
+            rc = KC_EBUSY;
+            goto out;
+        }
+        if (env) {
+            env->refs++;
+            goto out;
+        }
+    } else if (opts->readonly) {
+        snprintf(msg, msg_len, "no kcache store in %s (no data.mdb)", dir);
+        rc = KC_ENOTFOUND;
+        goto out;
+    }
+
+    rc = env_open(dir, opts, data_exists, &env, msg, msg_len);
+    if (rc != KC_OK)
+        goto out;
+    if (stat(data_path, &sb) != 0) {
+        snprintf(msg, msg_len, "%s: %s", data_path, strerror(errno));
+        rc = kc__mdb_code(errno);
+        mdb_env_close(env->mdb);
+        free(env);
+        env = NULL;
+        goto out;
+    }
+    env->dev = sb.st_dev;
+    env->ino = sb.st_ino;
+    env->refs = 1;
+    env->next = registry;
+    registry = env;
+out:
+    pthread_mutex_unlock(&registry_lock);
+    *out = env;
+    return rc;
+}
+
+void kc__env_release(kc__env_t *env)
+{
+    kc__env_t **pp;
+
+    if (!env)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (--env->refs > 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (pp = &registry; *pp; pp = &(*pp)->next) {
+        if (*pp == env) {
+            *pp = env->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    mdb_env_close(env->mdb);
+    pthread_rwlock_destroy(&env->map_lock);
+    pthread_mutex_destroy(&env->write_mutex);
+    free(env);
+}
+
+uint64_t kc__env_map_size(kc__env_t *env)
+{
+    MDB_envinfo info;
+
+    if (mdb_env_info(env->mdb, &info) != 0)
+        return 0;
+    return info.me_mapsize;
+}
+
+static void map_lock_shared(kc__env_t *env)
+{
+    pthread_rwlock_rdlock(&env->map_lock);
+    tls_live_txns++;
+}
+
+static void map_unlock_shared(kc__env_t *env)
+{
+    tls_live_txns--;
+    pthread_rwlock_unlock(&env->map_lock);
+}
+
+static int txn_begin_once(kc__env_t *env, unsigned flags, MDB_txn **txn)
+{
+    int rc;
+
+    map_lock_shared(env);
+    rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
+    if (rc != 0)
+        map_unlock_shared(env);
+    return rc;
+}
+
+/* Another process grew the map past ours: adopt its size. */
+static int adopt_map_size(kc__env_t *env)
+{
+    int rc;
+
+    if (tls_live_txns > 0)
+        return MDB_MAP_RESIZED;
+    pthread_rwlock_wrlock(&env->map_lock);
+    rc = mdb_env_set_mapsize(env->mdb, 0);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
+int kc__env_txn_begin(kc__env_t *env, unsigned flags, MDB_txn **txn)
+{
+    int rc;
+
+    for (int tries = 0;; tries++) {
+        rc = txn_begin_once(env, flags, txn);
+        if (rc != MDB_MAP_RESIZED || tries >= MAX_RESIZE_RETRIES)
+            return rc;
+        rc = adopt_map_size(env);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int kc__env_txn_commit(kc__env_t *env, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    map_unlock_shared(env);
+    return rc;
+}
+
+void kc__env_txn_abort(kc__env_t *env, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    map_unlock_shared(env);
+}
+
+int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = kc__env_txn_begin(env, MDB_RDONLY, &txn);
+
+    if (rc != 0)
+        return rc;
+    rc = fn(txn, ctx);
+    kc__env_txn_abort(env, txn);
+    return rc;
+}
+
+/* Double the map after a write found it full at size seen. Concurrent
+ * writers that failed at the same size grow it once between them. */
+static int env_grow(kc__env_t *env, uint64_t seen)
+{
+    uint64_t cur, adopted;
+    int rc = 0;
+
+    if (tls_live_txns > 0)
+        return MDB_MAP_FULL;
+    pthread_rwlock_wrlock(&env->map_lock);
+    cur = kc__env_map_size(env);
+    if (cur > seen)
+        goto out;
+    /* Another process may have grown the file's map already. */
+    rc = mdb_env_set_mapsize(env->mdb, 0);
+    if (rc != 0)
+        goto out;
+    adopted = kc__env_map_size(env);
+    if (adopted < cur)
+        adopted = cur;
+    if (adopted <= seen)
+        rc = mdb_env_set_mapsize(env->mdb, (size_t)(seen * 2));
+out:
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
+int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
+{
+    MDB_txn *txn;
+    uint64_t seen;
+    int rc;
+
+    /* Resizing happens with the write mutex released: a thread that holds a
+     * read transaction may be waiting for the mutex, and resizing waits for
+     * that thread's transaction to end. */
+    for (int tries = 0;; tries++) {
+        pthread_mutex_lock(&env->write_mutex);
+        rc = txn_begin_once(env, 0, &txn);
+        if (rc != 0) {
+            pthread_mutex_unlock(&env->write_mutex);
+            if (rc != MDB_MAP_RESIZED || tries >= MAX_GROWTHS)
+                return rc;
+            rc = adopt_map_size(env);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        seen = kc__env_map_size(env);
+        rc = fn(txn, ctx);
+        if (rc == 0)
+            rc = kc__env_txn_commit(env, txn);
+        else
+            kc__env_txn_abort(env, txn);
+        pthread_mutex_unlock(&env->write_mutex);
+        if (rc != MDB_MAP_FULL || tries >= MAX_GROWTHS)
+            return rc;
+        rc = env_grow(env, seen);
+        if (rc != 0)
+            return rc;
+    }
+}

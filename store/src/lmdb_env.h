@@ -1,0 +1,91 @@
+/* The process-wide registry of LMDB environments. Internal.
+ *
+ * LMDB forbids opening one environment twice in a process: closing either
+ * copy would drop the other's POSIX locks. Environments are therefore
+ * shared, keyed by the device and inode of data.mdb, and reference counted.
+ *
+ * Map growth: mdb_env_set_mapsize may only run while no transaction of the
+ * environment is live in this process. Every transaction begun here holds
+ * the environment's map lock shared; growing takes it exclusively.
+ *
+ * Return codes: the kc__env_txn_* calls and the callbacks given to
+ * kc__env_read / kc__env_write return LMDB codes (0, an errno value or an
+ * MDB_* code) or kcache codes (KC_E*); kc__is_mdb_rc tells them apart and
+ * kc__mdb_code maps the former.
+ */
+#ifndef KCACHE_LMDB_ENV_H
+#define KCACHE_LMDB_ENV_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kcache/record.h"
+
+/* The named databases, one per record kind, opened once with the env. */
+#define KC__ENV_MAX_DBS 8
+
+typedef struct kc__env {
+    MDB_env *mdb;
+    MDB_dbi dbi[KC_REC_KIND_MAX + 1]; /* by kc_rec_kind_t; [0] unused */
+    int readonly;                     /* opened with MDB_RDONLY */
+    int nolock;                       /* opened with MDB_NOLOCK */
+    /* LMDB allows one writer per environment; threads of this process queue
+     * here instead of on LMDB's cross-process lock. */
+    pthread_mutex_t write_mutex;
+    /* Held shared by every live transaction, exclusively to resize. */
+    pthread_rwlock_t map_lock;
+    /* Registry fields, under the registry mutex. */
+    dev_t dev;
+    ino_t ino;
+    unsigned refs;
+    struct kc__env *next;
+} kc__env_t;
+
+typedef struct kc__env_opts {
+    int readonly;
+    uint64_t map_size;    /* 0: 1 GiB */
+    unsigned max_readers; /* 0: 1024 */
+} kc__env_opts_t;
+
+static inline int kc__is_mdb_rc(int rc)
+{
+    return rc > 0 || (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE);
+}
+
+/* The kcache code for an LMDB code (an MDB_* code or an errno value). */
+int kc__mdb_code(int mdb_rc);
+
+/* Open the environment in dir, or take another reference to the one this
+ * process already has open. dir must exist; a read-only open needs
+ * data.mdb. A writable open of an environment this process holds
+ * read-only is KC_EBUSY. On failure (a KC_E* code) msg holds the details.
+ */
+int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out,
+                    char *msg, size_t msg_len);
+
+/* Drop a reference; the last one closes the environment. Accepts NULL. */
+void kc__env_release(kc__env_t *env);
+
+/* Begin a transaction (flags: 0 or MDB_RDONLY), adopting a map grown by
+ * another process on MDB_MAP_RESIZED. On success the map lock is held
+ * shared until the transaction ends through the two calls below. */
+int kc__env_txn_begin(kc__env_t *env, unsigned flags, MDB_txn **txn);
+int kc__env_txn_commit(kc__env_t *env, MDB_txn *txn);
+void kc__env_txn_abort(kc__env_t *env, MDB_txn *txn);
+
+/* Run fn in one read transaction. */
+int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
+
+/* Run fn in one write transaction and commit it if fn returns 0. On
+ * MDB_MAP_FULL (from fn or the commit) the transaction is aborted, the map
+ * doubled and fn run again from the start, so fn must not keep state
+ * between attempts. Writers in this process are serialized. */
+int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
+
+/* The current map size in bytes. */
+uint64_t kc__env_map_size(kc__env_t *env);
+
+#endif

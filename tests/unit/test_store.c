@@ -1,0 +1,1205 @@
+/* The LMDB store: records, cubins, publish, map growth, read-only layers,
+ * sharing between handles and processes, corruption, usage and counters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fsinfo.h"
+#include "kcache/blob.h"
+#include "kcache/errors.h"
+#include "kcache/key.h"
+#include "kcache/record.h"
+#include "kcache/shape.h"
+#include "kcache/store.h"
+#include "wire.h"
+
+/* ---- scratch directories ------------------------------------------------- */
+
+typedef struct fixture {
+    char root[512]; /* the mkdtemp directory */
+    char dir[600];  /* the store directory inside it */
+    kc_store_t *st;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    const char *base = getenv("KC_TEST_TMP");
+
+    if (!f)
+        return -1;
+    if (!base || !*base)
+        base = "/tmp";
+    mkdir(base, 0755);
+    snprintf(f->root, sizeof(f->root), "%s/test_store.XXXXXX", base);
+    if (!mkdtemp(f->root))
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/store", f->root);
+    *state = f;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    kc_store_close(f->st);
+    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static kc_store_t *open_store(fixture_t *f, const kc_store_opts_t *opts)
+{
+    kc_store_t *st = NULL;
+    int rc = kc_store_open(f->dir, opts, &st);
+    if (rc != KC_OK)
+        fail_msg("kc_store_open(%s): %s: %s", f->dir, kc_err_name(rc),
+                 kc_store_open_errmsg());
+    return st;
+}
+
+/* ---- realistic records --------------------------------------------------- */
+
+static const char saxpy_src[] =
+    "extern \"C\" __global__ void saxpy(float a, const float *x, float *y, int n)\n"
+    "{ int i = blockIdx.x * BLOCK + threadIdx.x; if (i < n) y[i] = a * x[i] + y[i]; }\n";
+static const char *const options[] = {"-O3", "--use_fast_math"};
+
+typedef struct made_build {
+    void *pre;
+    kc_build_rec_t rec;
+    kc_key_t key;
+} made_build_t;
+
+/* A build of saxpy with BLOCK=block whose cubin has key blob. */
+static void make_build(made_build_t *m, int64_t block, const kc_key_t *blob)
+{
+    kc_param_t params[] = {{"BLOCK", block}};
+    kc_build_desc_t d = {
+        .source_kind = KC_SOURCE_CUDA,
+        .source_digest = kc_source_digest(saxpy_src, sizeof(saxpy_src) - 1, NULL, 0),
+        .entry = "saxpy",
+        .options = options,
+        .n_options = 2,
+        .params = params,
+        .n_params = 1,
+        .arch = "sm_90",
+        .toolchain = "nvrtc-13.0",
+    };
+    size_t len;
+
+    memset(m, 0, sizeof(*m));
+    assert_int_equal(kc_build_preimage_encode(&d, &m->pre, &len), KC_OK);
+    m->key = kc_key_hash(m->pre, len);
+    m->rec = (kc_build_rec_t){
+        .preimage = {m->pre, len},
+        .blob = *blob,
+        .entry = "saxpy",
+        .registers = 32,
+        .static_smem = 0,
+        .max_threads = 1024,
+        .local_bytes = 0,
+        .compile_us = 41000,
+        .created = 1700000000,
+    };
+}
+
+typedef struct made_tuning {
+    void *pre;
+    uint8_t sig[128];
+    kc_param_t winner[1];
+    kc_candidate_t cands[2];
+    kc_tuning_rec_t rec;
+    kc_key_t key;
+} made_tuning_t;
+
+/* A tuning of saxpy for n elements whose winner is build win. */
+static void make_tuning(made_tuning_t *m, int64_t n, const kc_key_t *win)
+{
+    int64_t dims[1] = {n};
+    kc_argdesc_t args[4] = {
+        {.kind = KC_ARG_SCALAR, .dtype = KC_DTYPE_F32, .value.f = 2.0},
+        {.kind = KC_ARG_POINTER,
+         .dtype = KC_DTYPE_F32,
+         .rank = 1,
+         .dims = dims,
+         .addr = 0x7f0000000000},
+        {.kind = KC_ARG_POINTER,
+         .dtype = KC_DTYPE_F32,
+         .rank = 1,
+         .dims = dims,
+         .addr = 0x7f0000100000},
+        {.kind = KC_ARG_SCALAR, .dtype = KC_DTYPE_I32, .value.i = n},
+    };
+    size_t sig_len, len;
+
+    memset(m, 0, sizeof(*m));
+    assert_int_equal(
+        kc_shape_sig_encode(args, 4, KC_DIMS_EXACT, m->sig, sizeof(m->sig), &sig_len),
+        KC_OK);
+    kc_tuning_desc_t d = {
+        .source_kind = KC_SOURCE_CUDA,
+        .source_digest = kc_source_digest(saxpy_src, sizeof(saxpy_src) - 1, NULL, 0),
+        .entry = "saxpy",
+        .options = options,
+        .n_options = 2,
+        .space_digest = kc_key_hash("BLOCK in 128,256", 16),
+        .shape_sig = {m->sig, sig_len},
+        .arch = "sm_90",
+        .sm_count = 132,
+        .device_name = "NVIDIA H100 80GB HBM3",
+    };
+    assert_int_equal(kc_tuning_preimage_encode(&d, &m->pre, &len), KC_OK);
+    m->key = kc_key_hash(m->pre, len);
+    m->winner[0] = (kc_param_t){"BLOCK", 256};
+    m->cands[0] = (kc_candidate_t){m->winner, 1, *win, KC_CAND_OK, 5100, ""};
+    m->cands[1] =
+        (kc_candidate_t){NULL, 0, {{0}}, KC_CAND_RESOURCES, 0, "too many threads"};
+    m->rec = (kc_tuning_rec_t){
+        .preimage = {m->pre, len},
+        .winner = m->winner,
+        .n_winner = 1,
+        .winner_build = *win,
+        .candidates = m->cands,
+        .n_candidates = 2,
+        .tuning_us = 250000,
+        .device_name = "NVIDIA H100 80GB HBM3",
+        .arch = "sm_90",
+        .sm_count = 132,
+        .driver_version = 13000,
+        .created = 1700000001,
+    };
+}
+
+/* size bytes that zstd cannot shrink, different for every seed. */
+static uint8_t *noise(size_t size, uint64_t seed)
+{
+    uint8_t *p = malloc(size);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+
+    assert_non_null(p);
+    for (size_t i = 0; i < size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)(x >> 24);
+    }
+    return p;
+}
+
+static uint64_t total_records(kc_store_t *st, kc_store_stats_t *s)
+{
+    uint64_t n = 0;
+
+    assert_int_equal(kc_store_stats(st, s), KC_OK);
+    for (int k = KC_REC_BLOB; k <= KC_REC_LEASE; k++)
+        n += s->records[k];
+    return n;
+}
+
+/* ---- direct LMDB access, to plant what the store would never write ------ */
+
+static void lmdb_put_raw(const char *dir, const char *db, const void *key, size_t key_len,
+                         const void *val, size_t val_len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {key_len, (void *)key}, v = {val_len, (void *)val};
+
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0664), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+static void test_build_and_tuning_records_round_trip_and_delete(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t blob = kc_key_hash("cubin", 5);
+    made_build_t b;
+    made_tuning_t t;
+    kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    kc_record_t *got = NULL;
+
+    f->st = open_store(f, NULL);
+    assert_false(kc_store_is_readonly(f->st));
+    make_build(&b, 128, &blob);
+    make_tuning(&t, 1 << 20, &b.key);
+
+    rec.u.build = b.rec;
+    assert_int_equal(kc_store_put(f->st, &b.key, &rec), KC_OK);
+    rec.kind = KC_REC_TUNING;
+    rec.u.tuning = t.rec;
+    assert_int_equal(kc_store_put(f->st, &t.key, &rec), KC_OK);
+
+    assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &b.key, &got), KC_OK);
+    assert_int_equal(got->kind, KC_REC_BUILD);
+    assert_memory_equal(got->u.build.blob.b, blob.b, 16);
+    assert_string_equal(got->u.build.entry, "saxpy");
+    assert_int_equal(got->u.build.compile_us, 41000);
+    assert_int_equal(got->u.build.preimage.size, b.rec.preimage.size);
+    assert_memory_equal(got->u.build.preimage.data, b.pre, b.rec.preimage.size);
+    kc_free(got);
+
+    assert_int_equal(kc_store_get(f->st, KC_REC_TUNING, &t.key, &got), KC_OK);
+    assert_int_equal(got->kind, KC_REC_TUNING);
+    assert_memory_equal(got->u.tuning.winner_build.b, b.key.b, 16);
+    assert_int_equal(got->u.tuning.n_candidates, 2);
+    assert_string_equal(got->u.tuning.candidates[1].reason, "too many threads");
+    assert_int_equal(got->u.tuning.winner[0].value, 256);
+    kc_free(got);
+
+    /* A build is not found among tunings. */
+    assert_int_equal(kc_store_get(f->st, KC_REC_TUNING, &b.key, &got), KC_ENOTFOUND);
+    assert_null(got);
+
+    assert_int_equal(kc_store_del(f->st, KC_REC_BUILD, &b.key), KC_OK);
+    assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &b.key, &got), KC_ENOTFOUND);
+    assert_int_equal(kc_store_del(f->st, KC_REC_BUILD, &b.key), KC_ENOTFOUND);
+    assert_int_equal(kc_store_get(f->st, KC_REC_TUNING, &t.key, &got), KC_OK);
+    kc_free(got);
+    kc_free(b.pre);
+    kc_free(t.pre);
+}
+
+static void test_put_refuses_a_build_under_a_key_other_than_its_hash(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t blob = kc_key_hash("cubin", 5), wrong = kc_key_hash("other", 5);
+    made_build_t b;
+    kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    kc_store_stats_t s;
+    void *enc;
+    size_t len;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 64, &blob);
+    rec.u.build = b.rec;
+    assert_int_equal(kc_store_put(f->st, &wrong, &rec), KC_EINVAL);
+    assert_true(strlen(kc_store_errmsg(f->st)) > 0);
+    assert_int_equal(kc_record_encode(&rec, &enc, &len), KC_OK);
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BUILD, &wrong, enc, len), KC_EINVAL);
+    /* Bytes of one kind are not accepted as another. */
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_TUNING, &b.key, enc, len), KC_EINVAL);
+    ((uint8_t *)enc)[len / 2] ^= 1;
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BUILD, &b.key, enc, len),
+                     KC_ECORRUPT);
+    assert_int_equal(total_records(f->st, &s), 0);
+    ((uint8_t *)enc)[len / 2] ^= 1;
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BUILD, &b.key, enc, len), KC_OK);
+    assert_int_equal(total_records(f->st, &s), 1);
+    kc_free(enc);
+    kc_free(b.pre);
+}
+
+static void test_cubin_bytes_come_back_exactly(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(10000, 7);
+    kc_key_t key, again;
+    void *out = NULL;
+    size_t len = 0;
+    kc_store_stats_t s;
+
+    memcpy(cubin,
+           "\x7f"
+           "ELF",
+           4);
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, cubin, 10000, &key), KC_OK);
+    assert_memory_equal(key.b, kc_key_hash(cubin, 10000).b, 16);
+    assert_int_equal(kc_store_put_cubin(f->st, cubin, 10000, &again), KC_OK);
+    assert_memory_equal(again.b, key.b, 16);
+
+    assert_int_equal(kc_store_get_cubin(f->st, &key, &out, &len), KC_OK);
+    assert_int_equal(len, 10000);
+    assert_memory_equal(out, cubin, 10000);
+    kc_free(out);
+
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    assert_int_equal(s.blob_raw_bytes, 10000);
+    assert_true(s.blob_stored_bytes > 0);
+    /* The second put found the blob and wrote nothing. */
+    assert_int_equal(s.counters[KC_COUNTER_BYTES_STORED], s.blob_stored_bytes);
+    assert_int_equal(s.format_version, KC_STORE_FORMAT_VERSION);
+
+    kc_key_t absent = kc_key_hash("absent", 6);
+    assert_int_equal(kc_store_get_cubin(f->st, &absent, &out, &len), KC_ENOTFOUND);
+    assert_null(out);
+    free(cubin);
+}
+
+/* ---- publish ------------------------------------------------------------- */
+
+static void test_publish_stores_everything_with_usage_stamps(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(3000, 1);
+    kc_buf_t cubins[1] = {{cubin, 3000}};
+    kc_key_t blob = kc_key_hash(cubin, 3000);
+    made_build_t b;
+    made_tuning_t t;
+    kc_store_stats_t s;
+    kc_record_t *got = NULL;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 256, &blob);
+    make_tuning(&t, 4096, &b.key);
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    assert_int_equal(s.records[KC_REC_BUILD], 1);
+    assert_int_equal(s.records[KC_REC_TUNING], 1);
+    assert_int_equal(s.records[KC_REC_USAGE], 3);
+    assert_int_equal(s.counters[KC_COUNTER_PUBLISHES], 1);
+    assert_int_equal(s.counters[KC_COUNTER_BYTES_STORED], s.blob_stored_bytes);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &t.key, &got), KC_OK);
+    assert_true(got->u.usage.last_use > 1700000000);
+    kc_free(got);
+
+    /* Publishing the same again is idempotent. */
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(
+        s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD] + s.records[KC_REC_TUNING], 3);
+    kc_free(b.pre);
+    kc_free(t.pre);
+    free(cubin);
+}
+
+static void test_publish_of_a_build_whose_blob_is_absent_writes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(2000, 2);
+    kc_buf_t cubins[1] = {{cubin, 2000}};
+    kc_key_t blob = kc_key_hash(cubin, 2000), absent = kc_key_hash("no such cubin", 13);
+    made_build_t b[2];
+    made_tuning_t t;
+    kc_build_rec_t builds[2];
+    kc_store_stats_t before, after;
+
+    f->st = open_store(f, NULL);
+    /* Something already there, which must survive unchanged. */
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF old",
+                                        8, NULL),
+                     KC_OK);
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+    uint64_t n_before = total_records(f->st, &before);
+
+    make_build(&b[0], 128, &blob);
+    make_build(&b[1], 256, &absent);
+    make_tuning(&t, 8192, &b[0].key);
+    builds[0] = b[0].rec;
+    builds[1] = b[1].rec;
+    kc_publish_t pub = {cubins, 1, builds, 2, &t.rec};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
+    char hex[KC_KEY_HEX_LEN + 1];
+    kc_key_to_hex(&absent, hex);
+    assert_non_null(strstr(kc_store_errmsg(f->st), hex));
+
+    assert_int_equal(total_records(f->st, &after), n_before);
+    for (int k = KC_REC_BLOB; k <= KC_REC_META; k++)
+        assert_int_equal(after.records[k], before.records[k]);
+    assert_int_equal(after.counters[KC_COUNTER_PUBLISHES], 0);
+    kc_free(b[0].pre);
+    kc_free(b[1].pre);
+    kc_free(t.pre);
+    free(cubin);
+}
+
+static void test_publish_failing_at_its_tuning_writes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(2000, 3);
+    kc_buf_t cubins[1] = {{cubin, 2000}};
+    kc_key_t blob = kc_key_hash(cubin, 2000), ghost = kc_key_hash("never built", 11);
+    made_build_t b;
+    made_tuning_t t;
+    kc_store_stats_t before, after;
+
+    f->st = open_store(f, NULL);
+    uint64_t n_before = total_records(f->st, &before);
+    make_build(&b, 128, &blob);
+    /* The tuning names a winning build that is neither published nor
+     * stored: the blob and build go into the transaction first, and must
+     * not survive its failure. */
+    make_tuning(&t, 8192, &ghost);
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
+    assert_int_equal(total_records(f->st, &after), n_before);
+    for (int k = KC_REC_BLOB; k <= KC_REC_META; k++)
+        assert_int_equal(after.records[k], before.records[k]);
+
+    /* A tuning with no winning build at all is refused too. */
+    t.rec.winner_build = (kc_key_t){{0}};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
+    assert_int_equal(total_records(f->st, &after), n_before);
+
+    /* Once the winner is the published build, the same publish succeeds. */
+    t.rec.winner_build = b.key;
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &after), KC_OK);
+    assert_int_equal(after.records[KC_REC_TUNING], 1);
+    kc_free(b.pre);
+    kc_free(t.pre);
+    free(cubin);
+}
+
+/* ---- map growth ---------------------------------------------------------- */
+
+static void test_map_grows_to_hold_two_thousand_cubins(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t opts = {.map_size = 64 << 10};
+    kc_key_t *keys = calloc(2000, sizeof(*keys));
+    kc_store_stats_t s;
+
+    assert_non_null(keys);
+    f->st = open_store(f, &opts);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    uint64_t initial = s.map_bytes;
+    assert_true(initial < (1 << 20));
+
+    for (int i = 0; i < 2000; i++) {
+        uint8_t *c = noise(4096, 1000 + i);
+        int rc = kc_store_put_cubin(f->st, c, 4096, &keys[i]);
+        if (rc != KC_OK)
+            fail_msg("put %d: %s: %s", i, kc_err_name(rc), kc_store_errmsg(f->st));
+        free(c);
+    }
+    for (int i = 0; i < 2000; i++) {
+        void *out = NULL;
+        size_t len = 0;
+        uint8_t *c = noise(4096, 1000 + i);
+        assert_int_equal(kc_store_get_cubin(f->st, &keys[i], &out, &len), KC_OK);
+        assert_int_equal(len, 4096);
+        assert_memory_equal(out, c, 4096);
+        kc_free(out);
+        free(c);
+    }
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 2000);
+    assert_true(s.map_bytes >= 2000 * 4096);
+    assert_true(s.map_bytes > initial);
+    assert_true(s.used_bytes <= s.map_bytes);
+    free(keys);
+}
+
+/* ---- read-only layers ---------------------------------------------------- */
+
+static int chmod_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    (void)sb;
+    return chmod(path, flag == FTW_D || flag == FTW_DP ? 0555 : 0444);
+}
+
+static int unchmod_entry(const char *path, const struct stat *sb, int flag,
+                         struct FTW *ftw)
+{
+    (void)ftw;
+    (void)sb;
+    return chmod(path, flag == FTW_D || flag == FTW_DP ? 0755 : 0644);
+}
+
+/* Child: the checks, each failure a distinct exit status. */
+static int readonly_child(const char *dir, const kc_key_t *build_key)
+{
+    kc_store_t *st = NULL;
+    kc_record_t *rec = NULL;
+    kc_store_stats_t s;
+
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 10;
+    if (access(dir, W_OK) == 0)
+        return 11; /* still privileged: the test would prove nothing */
+    if (kc_store_open(dir, NULL, &st) != KC_OK)
+        return 12;
+    if (!kc_store_is_readonly(st))
+        return 13;
+    if (kc_store_get(st, KC_REC_BUILD, build_key, &rec) != KC_OK)
+        return 14;
+    kc_free(rec);
+    if (kc_store_put_cubin(st,
+                           "\x7f"
+                           "ELF",
+                           4, NULL) != KC_EREADONLY)
+        return 15;
+    if (kc_store_del(st, KC_REC_BUILD, build_key) != KC_EREADONLY)
+        return 16;
+    if (kc_store_touch(st, KC_REC_BUILD, build_key) != KC_OK)
+        return 17;
+    if (kc_store_stats(st, &s) != KC_OK || s.records[KC_REC_BUILD] != 1 || !s.readonly)
+        return 18;
+    kc_store_close(st);
+    return 0;
+}
+
+static void test_unwritable_directory_opens_read_only(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t blob = kc_key_hash("cubin", 5);
+    made_build_t b;
+    kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    int status;
+    pid_t pid;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 32, &blob);
+    rec.u.build = b.rec;
+    assert_int_equal(kc_store_put(f->st, &b.key, &rec), KC_OK);
+    kc_store_close(f->st);
+    f->st = NULL;
+
+    assert_int_equal(chmod(f->root, 0755), 0);
+    assert_int_equal(nftw(f->dir, chmod_entry, 16, FTW_PHYS), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(readonly_child(f->dir, &b.key));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    nftw(f->dir, unchmod_entry, 16, FTW_PHYS);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    kc_free(b.pre);
+}
+
+static void test_explicit_read_only_open_refuses_writes(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_t *st = NULL;
+    kc_key_t key;
+    void *out = NULL;
+    size_t len;
+
+    /* Nothing to open yet: read-only and no-create opens do not create. */
+    assert_int_equal(kc_store_open(f->dir, &ro, &st), KC_ENOTFOUND);
+    assert_null(st);
+    assert_non_null(strstr(kc_store_open_errmsg(), f->dir));
+    kc_store_opts_t nocreate = {.flags = KC_STORE_NOCREATE};
+    assert_int_equal(kc_store_open(f->dir, &nocreate, &st), KC_ENOTFOUND);
+    assert_int_equal(access(f->dir, F_OK), -1);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF ro",
+                                        7, &key),
+                     KC_OK);
+    kc_store_close(f->st);
+    f->st = open_store(f, &ro);
+    assert_true(kc_store_is_readonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &key, &out, &len), KC_OK);
+    kc_free(out);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF 2",
+                                        6, NULL),
+                     KC_EREADONLY);
+    assert_non_null(strstr(kc_store_errmsg(f->st), "read-only"));
+}
+
+/* ---- sharing ------------------------------------------------------------- */
+
+static void test_reopen_after_close_keeps_data(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t key;
+    void *out = NULL;
+    size_t len;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF persist",
+                                        12, &key),
+                     KC_OK);
+    kc_store_close(f->st);
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_cubin(f->st, &key, &out, &len), KC_OK);
+    assert_int_equal(len, 12);
+    assert_memory_equal(out,
+                        "\x7f"
+                        "ELF persist",
+                        12);
+    kc_free(out);
+}
+
+static void test_same_directory_twice_shares_the_environment(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_t *a, *b;
+    kc_key_t ka, kb;
+    void *out = NULL;
+    size_t len;
+    char other[700];
+
+    a = open_store(f, NULL);
+    /* The same directory by another spelling. */
+    snprintf(other, sizeof(other), "%s/../store/.", f->dir);
+    assert_int_equal(kc_store_open(other, NULL, &b), KC_OK);
+    assert_int_equal(kc_store_put_cubin(a,
+                                        "\x7f"
+                                        "ELF a",
+                                        6, &ka),
+                     KC_OK);
+    assert_int_equal(kc_store_put_cubin(b,
+                                        "\x7f"
+                                        "ELF b",
+                                        6, &kb),
+                     KC_OK);
+    assert_int_equal(kc_store_get_cubin(b, &ka, &out, &len), KC_OK);
+    kc_free(out);
+    assert_int_equal(kc_store_get_cubin(a, &kb, &out, &len), KC_OK);
+    kc_free(out);
+
+    kc_store_close(a);
+    assert_int_equal(kc_store_get_cubin(b, &ka, &out, &len), KC_OK);
+    assert_memory_equal(out,
+                        "\x7f"
+                        "ELF a",
+                        6);
+    kc_free(out);
+    assert_int_equal(kc_store_put_cubin(b,
+                                        "\x7f"
+                                        "ELF c",
+                                        6, NULL),
+                     KC_OK);
+    f->st = b;
+}
+
+#define THREADS 4
+#define PER_THREAD 150
+
+typedef struct thread_arg {
+    kc_store_t *st;
+    int id;
+    int failures;
+} thread_arg_t;
+
+static void *writer_thread(void *p)
+{
+    thread_arg_t *a = p;
+
+    for (int i = 0; i < PER_THREAD; i++) {
+        uint8_t *c = noise(4096, (uint64_t)a->id * 100000 + (uint64_t)i);
+        kc_key_t key;
+        void *out = NULL;
+        size_t len = 0;
+
+        if (kc_store_put_cubin(a->st, c, 4096, &key) != KC_OK ||
+            kc_store_get_cubin(a->st, &key, &out, &len) != KC_OK || len != 4096 ||
+            memcmp(out, c, 4096) != 0)
+            a->failures++;
+        kc_store_touch(a->st, KC_REC_BLOB, &key);
+        kc_free(out);
+        free(c);
+    }
+    return NULL;
+}
+
+static void test_threads_share_a_handle_while_the_map_grows(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t opts = {.map_size = 64 << 10};
+    pthread_t th[THREADS];
+    thread_arg_t args[THREADS];
+    kc_store_stats_t s;
+
+    f->st = open_store(f, &opts);
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (thread_arg_t){f->st, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], THREADS * PER_THREAD);
+    assert_int_equal(s.records[KC_REC_USAGE], THREADS * PER_THREAD);
+}
+
+#define CHILDREN 3
+#define PER_CHILD 200
+
+static int publishing_child(const char *dir, int child)
+{
+    kc_store_t *st = NULL;
+
+    if (kc_store_open(dir, NULL, &st) != KC_OK)
+        return 20;
+    for (int i = 0; i < PER_CHILD; i++) {
+        uint8_t cubin[64] = {0};
+        made_build_t b;
+        kc_key_t blob;
+
+        snprintf((char *)cubin, sizeof(cubin),
+                 "\x7f"
+                 "ELF child %d cubin %d",
+                 child, i);
+        blob = kc_key_hash(cubin, sizeof(cubin));
+        make_build(&b, child * 10000 + i, &blob);
+        kc_buf_t cubins[1] = {{cubin, sizeof(cubin)}};
+        kc_publish_t pub = {cubins, 1, &b.rec, 1, NULL};
+        int rc = kc_store_publish(st, &pub);
+        kc_free(b.pre);
+        if (rc != KC_OK)
+            return 21;
+    }
+    kc_store_close(st);
+    return 0;
+}
+
+static void test_processes_publishing_at_once_all_land(void **state)
+{
+    fixture_t *f = *state;
+    pid_t pids[CHILDREN];
+    kc_store_stats_t s;
+
+    /* Create it first so the children race on writes, not on creation. */
+    f->st = open_store(f, NULL);
+    kc_store_close(f->st);
+    f->st = NULL;
+    for (int c = 0; c < CHILDREN; c++) {
+        pids[c] = fork();
+        assert_true(pids[c] >= 0);
+        if (pids[c] == 0)
+            _exit(publishing_child(f->dir, c));
+    }
+    for (int c = 0; c < CHILDREN; c++) {
+        int status;
+        assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BUILD], CHILDREN * PER_CHILD);
+    assert_int_equal(s.records[KC_REC_BLOB], CHILDREN * PER_CHILD);
+    assert_int_equal(s.counters[KC_COUNTER_PUBLISHES], CHILDREN * PER_CHILD);
+    for (int c = 0; c < CHILDREN; c++) {
+        for (int i = 0; i < PER_CHILD; i++) {
+            uint8_t cubin[64] = {0};
+            made_build_t b;
+            kc_record_t *rec = NULL;
+            void *out = NULL;
+            size_t len;
+
+            snprintf((char *)cubin, sizeof(cubin),
+                     "\x7f"
+                     "ELF child %d cubin %d",
+                     c, i);
+            kc_key_t blob = kc_key_hash(cubin, sizeof(cubin));
+            make_build(&b, c * 10000 + i, &blob);
+            assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &b.key, &rec), KC_OK);
+            assert_memory_equal(rec->u.build.blob.b, blob.b, 16);
+            assert_int_equal(kc_store_get_cubin(f->st, &blob, &out, &len), KC_OK);
+            assert_memory_equal(out, cubin, sizeof(cubin));
+            kc_free(out);
+            kc_free(rec);
+            kc_free(b.pre);
+        }
+    }
+}
+
+/* ---- corruption ---------------------------------------------------------- */
+
+static void test_corrupt_record_is_a_miss_counted_and_deleted(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t blob = kc_key_hash("cubin", 5);
+    made_build_t b, other;
+    kc_record_t *rec = NULL;
+    kc_store_stats_t s;
+    void *raw = NULL;
+    size_t len;
+    static const char garbage[] = "KCR\0 this is not a record at all";
+
+    make_build(&b, 128, &blob);
+    make_build(&other, 256, &blob);
+    f->st = open_store(f, NULL);
+    kc_store_close(f->st);
+    f->st = NULL;
+    lmdb_put_raw(f->dir, "build", b.key.b, 16, garbage, sizeof(garbage));
+
+    /* A well-formed build stored under another build's key is as wrong. */
+    kc_record_t good = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    void *enc;
+    good.u.build = other.rec;
+    assert_int_equal(kc_record_encode(&good, &enc, &len), KC_OK);
+    kc_key_t misplaced = kc_key_hash("misplaced", 9);
+    lmdb_put_raw(f->dir, "build", misplaced.b, 16, enc, len);
+    kc_free(enc);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_raw(f->st, KC_REC_BUILD, &b.key, &raw, &len), KC_OK);
+    assert_int_equal(len, sizeof(garbage));
+    kc_free(raw);
+
+    assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &b.key, &rec), KC_ENOTFOUND);
+    assert_null(rec);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 1);
+    assert_int_equal(kc_store_get_raw(f->st, KC_REC_BUILD, &b.key, &raw, &len),
+                     KC_ENOTFOUND);
+
+    assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &misplaced, &rec), KC_ENOTFOUND);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 2);
+    assert_int_equal(s.records[KC_REC_BUILD], 0);
+
+    /* The count survives the handle. */
+    kc_store_close(f->st);
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 2);
+    kc_free(b.pre);
+    kc_free(other.pre);
+}
+
+static void test_blob_that_hashes_wrong_is_a_miss_and_is_deleted(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(5000, 42);
+    kc_key_t real, claimed = kc_key_hash("the cubin someone asked for", 27);
+    void *rec = NULL, *out = NULL;
+    size_t rec_len, len;
+    kc_store_stats_t s;
+
+    /* A well-formed blob record that decompresses fine, under the wrong key. */
+    assert_int_equal(kc_blob_encode(cubin, 5000, 0, &real, &rec, &rec_len), KC_OK);
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BLOB, &claimed, rec, rec_len),
+                     KC_ECORRUPT);
+    kc_store_close(f->st);
+    f->st = NULL;
+    lmdb_put_raw(f->dir, "blob", claimed.b, 16, rec, rec_len);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_cubin(f->st, &claimed, &out, &len), KC_ENOTFOUND);
+    assert_null(out);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 1);
+    assert_int_equal(s.records[KC_REC_BLOB], 0);
+    kc_free(rec);
+    free(cubin);
+}
+
+static void test_newer_store_format_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    kc_record_t rec = {.kind = KC_REC_META, .version = KC_RECORD_VERSION};
+    uint8_t value[4];
+    void *enc;
+    size_t len;
+    kc_store_t *st = NULL;
+
+    f->st = open_store(f, NULL);
+    kc_store_close(f->st);
+    f->st = NULL;
+    kc__store_u32le(value, KC_STORE_FORMAT_VERSION + 1);
+    rec.u.meta.value = (kc_buf_t){value, 4};
+    assert_int_equal(kc_record_encode(&rec, &enc, &len), KC_OK);
+    lmdb_put_raw(f->dir, "meta", "format", 6, enc, len);
+    kc_free(enc);
+
+    assert_int_equal(kc_store_open(f->dir, NULL, &st), KC_EVERSION);
+    assert_null(st);
+    assert_non_null(strstr(kc_store_open_errmsg(), "format"));
+
+    /* The current version still opens. */
+    kc__store_u32le(value, KC_STORE_FORMAT_VERSION);
+    assert_int_equal(kc_record_encode(&rec, &enc, &len), KC_OK);
+    lmdb_put_raw(f->dir, "meta", "format", 6, enc, len);
+    kc_free(enc);
+    f->st = open_store(f, NULL);
+}
+
+/* ---- usage and counters -------------------------------------------------- */
+
+static void test_counters_persist_across_close_and_reopen(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_stats_t s;
+
+    assert_string_equal(kc_counter_name(KC_COUNTER_HITS), "hits");
+    assert_string_equal(kc_counter_name(KC_COUNTER_TUNES), "tunes");
+    assert_null(kc_counter_name(KC_COUNTER_COUNT_));
+
+    f->st = open_store(f, NULL);
+    kc_store_count(f->st, KC_COUNTER_HITS, 5);
+    kc_store_count(f->st, KC_COUNTER_MISSES, 2);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_HITS], 5);
+    kc_store_close(f->st);
+
+    f->st = open_store(f, NULL);
+    kc_store_count(f->st, KC_COUNTER_HITS, 1);
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+    kc_store_count(f->st, KC_COUNTER_COMPILES, 3);
+    kc_store_close(f->st);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_HITS], 6);
+    assert_int_equal(s.counters[KC_COUNTER_MISSES], 2);
+    assert_int_equal(s.counters[KC_COUNTER_COMPILES], 3);
+    assert_int_equal(s.counters[KC_COUNTER_TUNES], 0);
+}
+
+static void test_touch_and_flush_write_usage_records(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t a, b;
+    kc_record_t *rec = NULL;
+    kc_store_stats_t s;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF a",
+                                        6, &a),
+                     KC_OK);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF b",
+                                        6, &b),
+                     KC_OK);
+    assert_int_equal(kc_store_touch(f->st, KC_REC_BLOB, &a), KC_OK);
+    assert_int_equal(kc_store_touch(f->st, KC_REC_BLOB, &a), KC_OK);
+    assert_int_equal(kc_store_touch(f->st, KC_REC_BLOB, &b), KC_OK);
+    /* Buffered: nothing written yet. */
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &a, &rec), KC_ENOTFOUND);
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &a, &rec), KC_OK);
+    assert_int_equal(rec->u.usage.uses, 2);
+    assert_true(rec->u.usage.last_use >= 1700000000);
+    kc_free(rec);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &b, &rec), KC_OK);
+    assert_int_equal(rec->u.usage.uses, 1);
+    kc_free(rec);
+
+    /* Uses add up over flushes, and close flushes too. */
+    assert_int_equal(kc_store_touch(f->st, KC_REC_BLOB, &b), KC_OK);
+    kc_store_close(f->st);
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &b, &rec), KC_OK);
+    assert_int_equal(rec->u.usage.uses, 2);
+    kc_free(rec);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_USAGE], 2);
+
+    /* Deleting a record drops its stamp. */
+    assert_int_equal(kc_store_del(f->st, KC_REC_BLOB, &a), KC_OK);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &a, &rec), KC_ENOTFOUND);
+}
+
+/* ---- iteration and prefixes ---------------------------------------------- */
+
+static kc_key_t key_from_hex(const char *hex)
+{
+    kc_key_t k;
+    assert_int_equal(kc_key_from_hex(hex, &k), KC_OK);
+    return k;
+}
+
+static void put_lease(kc_store_t *st, const kc_key_t *key)
+{
+    kc_record_t rec = {.kind = KC_REC_LEASE, .version = KC_RECORD_VERSION};
+    rec.u.lease = (kc_lease_rec_t){"host-a", "boot-1", 1234, 1700000000000, 60000};
+    assert_int_equal(kc_store_put(st, key, &rec), KC_OK);
+}
+
+static void test_find_resolves_unique_ambiguous_and_missing_prefixes(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t k1 = key_from_hex("aabbccdd110000000000000000000000");
+    kc_key_t k2 = key_from_hex("aabbccdd220000000000000000000000");
+    kc_key_t k3 = key_from_hex("aabbccde000000000000000000000001");
+    kc_key_t blob, got;
+    kc_key_prefix_t p;
+    kc_rec_kind_t kind;
+
+    f->st = open_store(f, NULL);
+    put_lease(f->st, &k1);
+    put_lease(f->st, &k2);
+    put_lease(f->st, &k3);
+    assert_int_equal(kc_store_put_cubin(f->st,
+                                        "\x7f"
+                                        "ELF find",
+                                        9, &blob),
+                     KC_OK);
+
+    assert_int_equal(kc_key_prefix_parse("aabbccdd2", &p), KC_OK);
+    assert_int_equal(kc_store_find(f->st, 0, &p, &kind, &got), KC_OK);
+    assert_int_equal(kind, KC_REC_LEASE);
+    assert_memory_equal(got.b, k2.b, 16);
+
+    assert_int_equal(kc_key_prefix_parse("aabbccdd", &p), KC_OK);
+    assert_int_equal(kc_store_find(f->st, 0, &p, &kind, &got), KC_EAMBIGUOUS);
+    assert_int_equal(kc_key_prefix_parse("aabbccde", &p), KC_OK);
+    assert_int_equal(kc_store_find(f->st, KC_REC_LEASE, &p, &kind, &got), KC_OK);
+    assert_memory_equal(got.b, k3.b, 16);
+    assert_int_equal(kc_store_find(f->st, KC_REC_BLOB, &p, &kind, &got), KC_ENOTFOUND);
+    assert_int_equal(kc_key_prefix_parse("aabbccdc", &p), KC_OK);
+    assert_int_equal(kc_store_find(f->st, 0, &p, &kind, &got), KC_ENOTFOUND);
+
+    char hex[KC_KEY_HEX_LEN + 1];
+    kc_key_to_hex(&blob, hex);
+    hex[10] = '\0';
+    assert_int_equal(kc_key_prefix_parse(hex, &p), KC_OK);
+    assert_int_equal(kc_store_find(f->st, 0, &p, &kind, &got), KC_OK);
+    assert_int_equal(kind, KC_REC_BLOB);
+    assert_memory_equal(got.b, blob.b, 16);
+}
+
+typedef struct visit {
+    int n;
+    int kinds[8];
+    kc_key_t last;
+    int ordered;
+    int stop_after;
+} visit_t;
+
+static int visit_fn(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                    size_t len)
+{
+    visit_t *v = user;
+    int k;
+
+    if (kc_record_check(data, len, &k, NULL) != KC_OK || k != (int)kind)
+        return -100;
+    if (v->n > 0 && v->kinds[0] == (int)kind && kc_key_cmp(&v->last, key) >= 0)
+        v->ordered = 0;
+    v->kinds[0] = kind;
+    v->kinds[kind]++;
+    v->last = *key;
+    v->n++;
+    return v->stop_after && v->n == v->stop_after ? 77 : 0;
+}
+
+static void test_iterate_visits_records_in_key_order_and_stops_on_request(void **state)
+{
+    fixture_t *f = *state;
+    visit_t v;
+
+    f->st = open_store(f, NULL);
+    for (int i = 0; i < 20; i++) {
+        char c[32];
+        int n = snprintf(c, sizeof(c),
+                         "\x7f"
+                         "ELF %d",
+                         i);
+        assert_int_equal(kc_store_put_cubin(f->st, c, (size_t)n, NULL), KC_OK);
+    }
+    put_lease(f->st, &(kc_key_t){{1}});
+    put_lease(f->st, &(kc_key_t){{2}});
+
+    memset(&v, 0, sizeof(v));
+    v.ordered = 1;
+    assert_int_equal(kc_store_iterate(f->st, 0, visit_fn, &v), KC_OK);
+    assert_int_equal(v.n, 22);
+    assert_true(v.ordered);
+    assert_int_equal(v.kinds[KC_REC_BLOB], 20);
+    assert_int_equal(v.kinds[KC_REC_LEASE], 2);
+
+    memset(&v, 0, sizeof(v));
+    v.ordered = 1;
+    assert_int_equal(kc_store_iterate(f->st, KC_REC_LEASE, visit_fn, &v), KC_OK);
+    assert_int_equal(v.n, 2);
+
+    memset(&v, 0, sizeof(v));
+    v.stop_after = 5;
+    assert_int_equal(kc_store_iterate(f->st, 0, visit_fn, &v), 77);
+    assert_int_equal(v.n, 5);
+}
+
+/* ---- filesystems --------------------------------------------------------- */
+
+static void test_network_filesystems_are_told_from_local_ones(void **state)
+{
+    (void)state;
+    assert_string_equal(kc__fs_network_type_name(0x6969), "nfs");
+    assert_string_equal(kc__fs_network_type_name(0xFF534D42UL), "cifs");
+    assert_string_equal(kc__fs_network_type_name(0xFE534D42UL), "smb2");
+    assert_string_equal(kc__fs_network_type_name(0x517B), "smb");
+    assert_string_equal(kc__fs_network_type_name(0x00C36400), "ceph");
+    assert_string_equal(kc__fs_network_type_name(0x01021997), "9p");
+    /* Sign-extended magic from a 32-bit signed f_type still matches. */
+    assert_string_equal(
+        kc__fs_network_type_name((unsigned long)(long)(int32_t)0xFF534D42), "cifs");
+    assert_null(kc__fs_network_type_name(0xEF53));     /* ext4 */
+    assert_null(kc__fs_network_type_name(0x58465342)); /* xfs */
+    assert_null(kc__fs_network_type_name(0x01021994)); /* tmpfs */
+    assert_null(kc__fs_network_type_name(0x65735546)); /* fuse */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_build_and_tuning_records_round_trip_and_delete),
+        T(test_put_refuses_a_build_under_a_key_other_than_its_hash),
+        T(test_cubin_bytes_come_back_exactly),
+        T(test_publish_stores_everything_with_usage_stamps),
+        T(test_publish_of_a_build_whose_blob_is_absent_writes_nothing),
+        T(test_publish_failing_at_its_tuning_writes_nothing),
+        T(test_map_grows_to_hold_two_thousand_cubins),
+        T(test_unwritable_directory_opens_read_only),
+        T(test_explicit_read_only_open_refuses_writes),
+        T(test_reopen_after_close_keeps_data),
+        T(test_same_directory_twice_shares_the_environment),
+        T(test_threads_share_a_handle_while_the_map_grows),
+        T(test_processes_publishing_at_once_all_land),
+        T(test_corrupt_record_is_a_miss_counted_and_deleted),
+        T(test_blob_that_hashes_wrong_is_a_miss_and_is_deleted),
+        T(test_newer_store_format_is_refused),
+        T(test_counters_persist_across_close_and_reopen),
+        T(test_touch_and_flush_write_usage_records),
+        T(test_find_resolves_unique_ambiguous_and_missing_prefixes),
+        T(test_iterate_visits_records_in_key_order_and_stops_on_request),
+        T(test_network_filesystems_are_told_from_local_ones),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
