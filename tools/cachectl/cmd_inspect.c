@@ -1,0 +1,221 @@
+/* Read-only commands stats and get. Like ls and show, they open the store
+ * read-only and never create it, so a damaged record is reported, never
+ * deleted. */
+#include "cachectl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- stats ------------------------------------------------------------- */
+
+int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    kc_store_stats_t s;
+    kc_store_t *st;
+    char a[32], b[32], r[32];
+    int rc = ctl_parse_plain(o, self, argc, argv);
+
+    if (rc >= 0)
+        return rc;
+    if (optind < argc)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    if (!(st = ctl_store_open(o, 0)))
+        return CTL_EXIT_FAIL;
+    rc = kc_store_stats(st, &s);
+    if (rc != KC_OK) {
+        ctl_err("stats: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
+        kc_store_close(st);
+        return CTL_EXIT_FAIL;
+    }
+    if (o->json) {
+        json_t *doc = json_object(), *recs = json_object(), *ctr = json_object();
+        json_object_set_new(doc, "path", json_string(kc_store_path(st)));
+        json_object_set_new(doc, "format_version", json_integer(s.format_version));
+        json_object_set_new(doc, "readonly", json_boolean(s.readonly));
+        for (int k = KC_REC_KIND_MIN; k <= KC_REC_KIND_MAX; k++)
+            json_object_set_new(recs, kc_rec_kind_name(k), ctl_json_u64(s.records[k]));
+        json_object_set_new(doc, "records", recs);
+        json_object_set_new(doc, "blob_raw_bytes", ctl_json_u64(s.blob_raw_bytes));
+        json_object_set_new(doc, "blob_stored_bytes", ctl_json_u64(s.blob_stored_bytes));
+        json_object_set_new(doc, "compression_ratio",
+                            s.blob_stored_bytes ? json_real((double)s.blob_raw_bytes /
+                                                            s.blob_stored_bytes)
+                                                : json_null());
+        json_object_set_new(doc, "file_bytes", ctl_json_u64(s.file_bytes));
+        json_object_set_new(doc, "map_bytes", ctl_json_u64(s.map_bytes));
+        json_object_set_new(doc, "used_bytes", ctl_json_u64(s.used_bytes));
+        for (int c = 0; c < KC_COUNTER_COUNT_; c++)
+            json_object_set_new(ctr, kc_counter_name(c), ctl_json_u64(s.counters[c]));
+        json_object_set_new(doc, "counters", ctr);
+        kc_store_close(st);
+        return ctl_json_print(doc);
+    }
+    ctl_field("store", "%s", kc_store_path(st));
+    ctl_field("format", "%" PRIu32, s.format_version);
+    ctl_field("file", "%s (%s in use, map %s)", ctl_fmt_size(s.file_bytes, a, sizeof a),
+              ctl_fmt_size(s.used_bytes, b, sizeof b),
+              ctl_fmt_size(s.map_bytes, r, sizeof r));
+    ctl_field("blobs", "%s raw, %s stored, ratio %s",
+              ctl_fmt_size(s.blob_raw_bytes, a, sizeof a),
+              ctl_fmt_size(s.blob_stored_bytes, b, sizeof b),
+              ctl_fmt_ratio(s.blob_raw_bytes, s.blob_stored_bytes, r, sizeof r));
+    printf("\n");
+    {
+        static const char *const hdr[] = {"KIND", ">RECORDS"};
+        ctl_table_t *t = ctl_table_new(2, hdr);
+        for (int k = KC_REC_KIND_MIN; k <= KC_REC_KIND_MAX; k++) {
+            char n[32];
+            snprintf(n, sizeof n, "%" PRIu64, s.records[k]);
+            const char *row[] = {kc_rec_kind_name(k), n};
+            ctl_table_row(t, row);
+        }
+        ctl_table_print(t);
+        ctl_table_free(t);
+    }
+    printf("\n");
+    {
+        static const char *const hdr[] = {"COUNTER", ">VALUE"};
+        ctl_table_t *t = ctl_table_new(2, hdr);
+        for (int c = 0; c < KC_COUNTER_COUNT_; c++) {
+            char n[32];
+            if (c == KC_COUNTER_BYTES_STORED)
+                ctl_fmt_size(s.counters[c], n, sizeof n);
+            else
+                snprintf(n, sizeof n, "%" PRIu64, s.counters[c]);
+            const char *row[] = {kc_counter_name(c), n};
+            ctl_table_row(t, row);
+        }
+        ctl_table_print(t);
+        ctl_table_free(t);
+    }
+    kc_store_close(st);
+    return CTL_EXIT_OK;
+}
+
+/* ---- get --------------------------------------------------------------- */
+
+static int write_all(FILE *f, const void *p, size_t n)
+{
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+int ctl_cmd_get(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"output", required_argument, NULL, 'o'},
+        {0},
+    };
+    const char *out = NULL;
+    kc_store_t *st = NULL;
+    kc_rec_kind_t kind;
+    kc_key_t key, blob;
+    kc_record_t *rec = NULL;
+    void *cubin = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+    char h[KC_KEY_HEX_LEN + 1], x[32];
+    int ch, rc;
+
+    while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "o:", longopts, NULL)) !=
+           -1) {
+        if (ch == 'o')
+            out = optarg;
+        else if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
+            return rc;
+    }
+    if (optind >= argc)
+        return ctl_usage_err(self->name, "missing KEY");
+    if (argc - optind > 1)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind + 1]);
+    if (!out)
+        return ctl_usage_err(self->name, "missing -o FILE");
+    if (!ctl_key_syntax_ok(argv[optind]))
+        return ctl_usage_err(self->name, "'%s' is not a key: give %d to %d hex digits",
+                             argv[optind], KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
+    if (strcmp(out, "-") == 0 && o->json)
+        return ctl_usage_err(self->name, "--json and -o - both want standard output");
+    if (!(st = ctl_store_open(o, 0)))
+        return CTL_EXIT_FAIL;
+    if ((rc = ctl_key_resolve(st, self->name, argv[optind], 0, &kind, &key)) !=
+        CTL_EXIT_OK)
+        goto out;
+    rc = CTL_EXIT_FAIL;
+    blob = key;
+    /* A tuning leads to its winning build, and a build to its blob. */
+    if (kind == KC_REC_TUNING) {
+        int lrc = ctl_record_load(st, KC_REC_TUNING, &key, &rec, NULL);
+        if (lrc != KC_OK) {
+            ctl_err("get: tuning %s: %s", ctl_hex(&key, h), kc_strerror(lrc));
+            goto out;
+        }
+        blob = rec->u.tuning.winner_build;
+        kind = KC_REC_BUILD;
+        kc_free(rec);
+        rec = NULL;
+    }
+    if (kind == KC_REC_BUILD) {
+        int lrc = ctl_record_load(st, KC_REC_BUILD, &blob, &rec, NULL);
+        if (lrc != KC_OK) {
+            ctl_err("get: build %s: %s", ctl_hex(&blob, h), kc_strerror(lrc));
+            goto out;
+        }
+        blob = rec->u.build.blob;
+        kind = KC_REC_BLOB;
+    }
+    if (kind != KC_REC_BLOB) {
+        ctl_err("get: %s is a %s record, which holds no cubin", ctl_hex(&key, h),
+                kc_rec_kind_name(kind));
+        goto out;
+    }
+    int grc = kc_store_get_cubin(st, &blob, &cubin, &len);
+    if (grc != KC_OK) {
+        ctl_err("get: blob %s: %s", ctl_hex(&blob, h),
+                grc == KC_ENOTFOUND ? "missing or damaged (run 'cachectl verify')"
+                                    : kc_strerror(grc));
+        goto out;
+    }
+    if (strcmp(out, "-") == 0) {
+        if (write_all(stdout, cubin, len) != 0 || fflush(stdout) != 0) {
+            ctl_err("get: cannot write to standard output: %s", strerror(errno));
+            goto out;
+        }
+        rc = CTL_EXIT_OK;
+        goto out;
+    }
+    f = fopen(out, "wb");
+    if (!f) {
+        ctl_err("get: cannot create %s: %s", out, strerror(errno));
+        goto out;
+    }
+    if (write_all(f, cubin, len) != 0 || fclose(f) != 0) {
+        f = NULL;
+        ctl_err("get: cannot write %s: %s", out, strerror(errno));
+        unlink(out);
+        goto out;
+    }
+    f = NULL;
+    if (o->json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "key", ctl_json_key(&key));
+        json_object_set_new(doc, "blob", ctl_json_key(&blob));
+        json_object_set_new(doc, "file", json_string(out));
+        json_object_set_new(doc, "bytes", ctl_json_u64(len));
+        rc = ctl_json_print(doc);
+    } else {
+        printf("wrote %s (%zu bytes) of blob %s to %s\n", ctl_fmt_size(len, x, sizeof x),
+               len, ctl_hex(&blob, h), out);
+        rc = CTL_EXIT_OK;
+    }
+out:
+    if (f)
+        fclose(f);
+    kc_free(cubin);
+    kc_free(rec);
+    kc_store_close(st);
+    return rc;
+}

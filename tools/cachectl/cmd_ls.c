@@ -1,0 +1,364 @@
+/* ls: list records, filtered by kind, arch and kernel name. */
+#include "cachectl.h"
+
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- ls ---------------------------------------------------------------- */
+
+/* What a build says about its blob: a blob has no arch or name of its own,
+ * so ls shows and filters it by the builds that produced it. */
+typedef struct blob_use {
+    kc_key_t blob;
+    char arch[32];
+    char entry[128];
+} blob_use_t;
+
+typedef struct ls_ctx {
+    kc_store_t *st;
+    const char *arch, *name;
+    blob_use_t *uses;
+    size_t n_uses, cap_uses;
+    ctl_table_t *table;
+    json_t *list;
+    size_t count, n_corrupt;
+    uint64_t total_bytes;
+    int json;
+} ls_ctx_t;
+
+static int use_cmp(const void *a, const void *b)
+{
+    return kc_key_cmp(&((const blob_use_t *)a)->blob, &((const blob_use_t *)b)->blob);
+}
+
+static int collect_use(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                       const void *data, size_t len)
+{
+    ls_ctx_t *c = user;
+    kc_record_t *rec = NULL;
+    kc_build_desc_t *d = NULL;
+
+    (void)kind;
+    (void)key;
+    if (kc_record_decode(data, len, &rec) != KC_OK || rec->kind != KC_REC_BUILD)
+        goto done;
+    if (kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
+                                 &d) != KC_OK)
+        goto done;
+    if (c->n_uses == c->cap_uses) {
+        size_t cap = c->cap_uses ? 2 * c->cap_uses : 64;
+        blob_use_t *u = realloc(c->uses, cap * sizeof *u);
+        if (!u)
+            goto done;
+        c->uses = u;
+        c->cap_uses = cap;
+    }
+    blob_use_t *u = &c->uses[c->n_uses++];
+    u->blob = rec->u.build.blob;
+    snprintf(u->arch, sizeof u->arch, "%s", d->arch);
+    snprintf(u->entry, sizeof u->entry, "%s", d->entry);
+done:
+    kc_free(d);
+    kc_free(rec);
+    return 0;
+}
+
+static int match(const ls_ctx_t *c, const char *arch, const char *name)
+{
+    if (c->arch && (!arch || strcmp(c->arch, arch) != 0))
+        return 0;
+    if (c->name && (!name || fnmatch(c->name, name, 0) != 0))
+        return 0;
+    return 1;
+}
+
+/* The first build of blob that passes the filters, and how many builds
+ * use the blob in all. */
+static const blob_use_t *blob_match(const ls_ctx_t *c, const kc_key_t *blob,
+                                    size_t *n_users)
+{
+    blob_use_t probe = {.blob = *blob};
+    const blob_use_t *hit = bsearch(&probe, c->uses, c->n_uses, sizeof probe, use_cmp);
+    const blob_use_t *first = NULL;
+    size_t lo, hi;
+
+    *n_users = 0;
+    if (!hit)
+        return NULL;
+    lo = hi = (size_t)(hit - c->uses);
+    while (lo > 0 && kc_key_cmp(&c->uses[lo - 1].blob, blob) == 0)
+        lo--;
+    while (hi + 1 < c->n_uses && kc_key_cmp(&c->uses[hi + 1].blob, blob) == 0)
+        hi++;
+    *n_users = hi - lo + 1;
+    for (size_t i = lo; i <= hi && !first; i++)
+        if (match(c, c->uses[i].arch, c->uses[i].entry))
+            first = &c->uses[i];
+    return first;
+}
+
+static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                  size_t len)
+{
+    ls_ctx_t *c = user;
+    kc_record_t *rec = NULL;
+    kc_build_desc_t *bd = NULL;
+    kc_tuning_desc_t *td = NULL;
+    const char *arch = NULL, *name = NULL;
+    char name_buf[160], info[320], p[160], a[32], b[32], khex[KC_KEY_HEX_LEN + 1];
+    json_t *j = NULL;
+    int rc;
+
+    info[0] = '\0';
+    rc = kc_record_decode(data, len, &rec);
+    if (rc == KC_OK && rec->kind != kind)
+        rc = KC_ECORRUPT;
+    if (rc != KC_OK) {
+        /* A filtered listing cannot tell what a damaged record was for. */
+        if (c->arch || c->name)
+            goto done;
+        c->n_corrupt++;
+        snprintf(info, sizeof info, "DAMAGED: %s (run 'cachectl verify')",
+                 kc_strerror(rc));
+        if (c->json) {
+            j = json_object();
+            json_object_set_new(j, "error", json_string(kc_strerror(rc)));
+        }
+        goto emit;
+    }
+    if (c->json)
+        j = json_object();
+    switch (kind) {
+    case KC_REC_BLOB: {
+        const kc_blob_rec_t *bl = &rec->u.blob;
+        size_t n_users;
+        const blob_use_t *u = blob_match(c, key, &n_users);
+        if ((c->arch || c->name) && !u)
+            goto done;
+        if (!u) {
+            name = "(unused)";
+        } else {
+            arch = u->arch;
+            if (n_users > 1)
+                snprintf(name_buf, sizeof name_buf, "%s (+%zu)", u->entry, n_users - 1);
+            else
+                snprintf(name_buf, sizeof name_buf, "%s", u->entry);
+            name = name_buf;
+        }
+        snprintf(info, sizeof info, "raw %s, ratio %s",
+                 ctl_fmt_size(bl->raw_size, a, sizeof a),
+                 ctl_fmt_ratio(bl->raw_size, len, b, sizeof b));
+        if (j) {
+            json_object_set_new(j, "raw_bytes", ctl_json_u64(bl->raw_size));
+            json_object_set_new(j, "ratio",
+                                json_real((double)bl->raw_size / (double)len));
+            json_object_set_new(j, "builds", ctl_json_u64(n_users));
+        }
+        break;
+    }
+    case KC_REC_BUILD: {
+        const kc_build_rec_t *br = &rec->u.build;
+        rc = kc_build_preimage_decode(br->preimage.data, br->preimage.size, &bd);
+        if (rc == KC_OK) {
+            arch = bd->arch;
+            name = bd->entry;
+        }
+        if (!match(c, arch, name))
+            goto done;
+        if (bd && bd->n_params == 0)
+            snprintf(p, sizeof p, "no params");
+        else if (bd)
+            ctl_fmt_params(bd->params, bd->n_params, p, sizeof p);
+        else
+            snprintf(p, sizeof p, "preimage damaged");
+        snprintf(info, sizeof info, "%s -> blob %.8s, %" PRIu32 " regs", p,
+                 ctl_hex(&br->blob, khex), br->registers);
+        if (j) {
+            json_object_set_new(j, "blob", ctl_json_key(&br->blob));
+            if (bd) {
+                json_object_set_new(j, "params",
+                                    ctl_json_params(bd->params, bd->n_params));
+                json_object_set_new(j, "toolchain", json_string(bd->toolchain));
+            }
+            json_object_set_new(j, "registers", json_integer(br->registers));
+            json_object_set_new(j, "created", ctl_json_u64(br->created));
+        }
+        break;
+    }
+    case KC_REC_TUNING: {
+        const kc_tuning_rec_t *tr = &rec->u.tuning;
+        rc = kc_tuning_preimage_decode(tr->preimage.data, tr->preimage.size, &td);
+        arch = tr->arch;
+        name = rc == KC_OK ? td->entry : NULL;
+        if (!match(c, arch, name))
+            goto done;
+        snprintf(info, sizeof info, "winner %s on %s, %zu candidates",
+                 ctl_fmt_params(tr->winner, tr->n_winner, p, sizeof p), tr->device_name,
+                 tr->n_candidates);
+        if (j) {
+            json_object_set_new(j, "winner", ctl_json_params(tr->winner, tr->n_winner));
+            json_object_set_new(j, "winner_build", ctl_json_key(&tr->winner_build));
+            json_object_set_new(j, "device", json_string(tr->device_name));
+            json_object_set_new(j, "candidates", ctl_json_u64(tr->n_candidates));
+            json_object_set_new(j, "created", ctl_json_u64(tr->created));
+        }
+        break;
+    }
+    case KC_REC_USAGE:
+        if (c->arch || c->name)
+            goto done;
+        snprintf(info, sizeof info, "last use %s, %" PRIu64 " uses",
+                 ctl_fmt_time(rec->u.usage.last_use, a, sizeof a), rec->u.usage.uses);
+        if (j) {
+            json_object_set_new(j, "last_use", ctl_json_u64(rec->u.usage.last_use));
+            json_object_set_new(j, "uses", ctl_json_u64(rec->u.usage.uses));
+        }
+        break;
+    case KC_REC_LEASE:
+        if (c->arch || c->name)
+            goto done;
+        snprintf(info, sizeof info, "held by %s pid %" PRIu32, rec->u.lease.host,
+                 rec->u.lease.pid);
+        if (j) {
+            json_object_set_new(j, "host", json_string(rec->u.lease.host));
+            json_object_set_new(j, "pid", json_integer(rec->u.lease.pid));
+        }
+        break;
+    default:
+        if (c->arch || c->name)
+            goto done;
+        snprintf(info, sizeof info, "%zu bytes of value", rec->u.meta.value.size);
+        break;
+    }
+emit:
+    c->count++;
+    c->total_bytes += len;
+    if (c->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "kind", json_string(kc_rec_kind_name(kind)));
+        json_object_set_new(o, "key", ctl_json_key(key));
+        json_object_set_new(o, "stored_bytes", ctl_json_u64(len));
+        json_object_set_new(o, "arch", ctl_json_str(arch));
+        json_object_set_new(o, "name", ctl_json_str(name));
+        json_object_update(o, j);
+        json_array_append_new(c->list, o);
+    } else {
+        char size[32];
+        const char *row[] = {kc_rec_kind_name(kind),
+                             ctl_hex(key, khex),
+                             arch,
+                             name,
+                             ctl_fmt_size(len, size, sizeof size),
+                             info};
+        ctl_table_row(c->table, row);
+    }
+done:
+    json_decref(j);
+    kc_free(bd);
+    kc_free(td);
+    kc_free(rec);
+    return 0;
+}
+
+int ctl_cmd_ls(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"kind", required_argument, NULL, 'k'},
+        {"arch", required_argument, NULL, 'a'},
+        {"name", required_argument, NULL, 'n'},
+        {0},
+    };
+    static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
+    static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
+    int kinds[KC_REC_KIND_MAX];
+    size_t n_kinds = 0;
+    const char *kind_arg = NULL;
+    ls_ctx_t c = {0};
+    kc_store_t *st;
+    int ch, rc;
+
+    while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'k':
+            kind_arg = optarg;
+            break;
+        case 'a':
+            c.arch = optarg;
+            break;
+        case 'n':
+            c.name = optarg;
+            break;
+        default:
+            if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    if (!kind_arg) {
+        for (size_t i = 0; i < 3; i++)
+            kinds[n_kinds++] = default_kinds[i];
+    } else if (strcmp(kind_arg, "all") == 0) {
+        for (int k = KC_REC_KIND_MIN; k <= KC_REC_LEASE; k++)
+            kinds[n_kinds++] = k;
+    } else if ((kinds[0] = kc_rec_kind_from_name(kind_arg)) != 0 &&
+               kinds[0] <= KC_REC_LEASE) {
+        /* Meta records are keyed by name, not by key: stats shows them. */
+        n_kinds = 1;
+    } else {
+        return ctl_usage_err(
+            self->name, "unknown kind '%s' (blob, build, tuning, usage, lease or all)",
+            kind_arg);
+    }
+    if (!(st = ctl_store_open(o, 0)))
+        return CTL_EXIT_FAIL;
+    c.st = st;
+    c.json = o->json;
+    /* Blobs are shown by the builds that use them, so gather those first. */
+    rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
+    if (rc != KC_OK && rc != KC_ENOTFOUND)
+        goto fail;
+    qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
+    if (c.json)
+        c.list = json_array();
+    else
+        c.table = ctl_table_new(6, hdr);
+    for (size_t i = 0; i < n_kinds; i++) {
+        rc = kc_store_iterate(st, kinds[i], ls_one, &c);
+        if (rc != KC_OK && rc != KC_ENOTFOUND)
+            goto fail;
+    }
+    if (c.n_corrupt)
+        ctl_err("warning: %zu damaged record%s; run 'cachectl verify'", c.n_corrupt,
+                c.n_corrupt == 1 ? "" : "s");
+    free(c.uses);
+    kc_store_close(st);
+    if (c.json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "store", json_string(ctl_store_dir(o)));
+        json_object_set_new(doc, "count", ctl_json_u64(c.count));
+        json_object_set_new(doc, "records", c.list);
+        return ctl_json_print(doc);
+    }
+    if (ctl_table_rows(c.table) > 0) {
+        char tot[32];
+        ctl_table_print(c.table);
+        printf("%zu record%s, %s\n", c.count, c.count == 1 ? "" : "s",
+               ctl_fmt_size(c.total_bytes, tot, sizeof tot));
+    } else {
+        printf("no records\n");
+    }
+    ctl_table_free(c.table);
+    return CTL_EXIT_OK;
+fail:
+    ctl_err("ls: cannot read the store: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
+    free(c.uses);
+    json_decref(c.list);
+    ctl_table_free(c.table);
+    kc_store_close(st);
+    return CTL_EXIT_FAIL;
+}

@@ -1,0 +1,377 @@
+/* Commands that change a store: rm, and verify (which changes it only with
+ * --repair). */
+#include "cachectl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcache/blob.h"
+
+/* Delete a record and the usage stamp kept under its key. A record that is
+ * already gone counts as deleted: the store drops corrupt records it reads. */
+static int delete_record(kc_store_t *st, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    int rc = kc_store_del(st, kind, key);
+
+    if (rc != KC_OK && rc != KC_ENOTFOUND)
+        return rc;
+    if (kind != KC_REC_USAGE) {
+        int urc = kc_store_del(st, KC_REC_USAGE, key);
+        if (urc != KC_OK && urc != KC_ENOTFOUND)
+            return urc;
+    }
+    return KC_OK;
+}
+
+/* ---- rm ---------------------------------------------------------------- */
+
+typedef struct target {
+    kc_rec_kind_t kind;
+    kc_key_t key;
+} target_t;
+
+int ctl_cmd_rm(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {CTL_COMMON_LONGOPTS, {0}};
+    kc_store_t *st = NULL;
+    target_t *t = NULL;
+    size_t n = 0;
+    json_t *list = NULL;
+    char h[KC_KEY_HEX_LEN + 1];
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1)
+        if ((rc = ctl_common_opt(o, self, c, argv)) >= 0)
+            return rc;
+    if (optind >= argc)
+        return ctl_usage_err(self->name, "missing KEY");
+    for (int i = optind; i < argc; i++)
+        if (!ctl_key_syntax_ok(argv[i]))
+            return ctl_usage_err(self->name,
+                                 "'%s' is not a key: give %d to %d hex digits", argv[i],
+                                 KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
+    if (!(st = ctl_store_open(o, 1)))
+        return CTL_EXIT_FAIL;
+    t = calloc((size_t)(argc - optind), sizeof *t);
+    if (!t) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    /* Resolve every key before deleting anything, so that a typo in the
+     * third key does not leave the first two deleted. */
+    rc = CTL_EXIT_OK;
+    for (int i = optind; i < argc; i++) {
+        target_t cur;
+        int r = ctl_key_resolve(st, self->name, argv[i], 0, &cur.kind, &cur.key);
+        if (r != CTL_EXIT_OK) {
+            rc = r;
+            continue;
+        }
+        size_t j;
+        for (j = 0; j < n; j++)
+            if (t[j].kind == cur.kind && kc_key_cmp(&t[j].key, &cur.key) == 0)
+                break;
+        if (j == n)
+            t[n++] = cur;
+    }
+    if (rc != CTL_EXIT_OK) {
+        ctl_err("rm: nothing removed");
+        goto out;
+    }
+    if (o->json)
+        list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        int r = delete_record(st, t[i].kind, &t[i].key);
+        if (r != KC_OK) {
+            ctl_err("rm: cannot remove %s %s: %s: %s", kc_rec_kind_name(t[i].kind),
+                    ctl_hex(&t[i].key, h), kc_strerror(r), kc_store_errmsg(st));
+            rc = CTL_EXIT_FAIL;
+            continue;
+        }
+        if (list) {
+            json_t *e = json_object();
+            json_object_set_new(e, "kind", json_string(kc_rec_kind_name(t[i].kind)));
+            json_object_set_new(e, "key", ctl_json_key(&t[i].key));
+            json_array_append_new(list, e);
+        } else {
+            printf("removed %s %s\n", kc_rec_kind_name(t[i].kind), ctl_hex(&t[i].key, h));
+        }
+    }
+    if (list) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "removed", list);
+        list = NULL;
+        int jrc = ctl_json_print(doc);
+        if (rc == CTL_EXIT_OK)
+            rc = jrc;
+    }
+out:
+    json_decref(list);
+    free(t);
+    kc_store_close(st);
+    return rc;
+}
+
+/* ---- verify ------------------------------------------------------------ */
+
+typedef struct problem {
+    kc_rec_kind_t kind;
+    kc_key_t key;
+    char reason[160];
+    int removed;
+} problem_t;
+
+typedef struct verify_ctx {
+    target_t *recs;
+    size_t n, cap;
+    problem_t *bad;
+    size_t n_bad, cap_bad;
+    int oom;
+} verify_ctx_t;
+
+static int collect(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                   size_t len)
+{
+    verify_ctx_t *v = user;
+
+    (void)data;
+    (void)len;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 256;
+        target_t *r = realloc(v->recs, cap * sizeof *r);
+        if (!r) {
+            v->oom = 1;
+            return 1;
+        }
+        v->recs = r;
+        v->cap = cap;
+    }
+    v->recs[v->n].kind = kind;
+    v->recs[v->n].key = *key;
+    v->n++;
+    return 0;
+}
+
+static void add_problem(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void add_problem(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key,
+                        const char *fmt, ...)
+{
+    va_list ap;
+
+    if (v->n_bad == v->cap_bad) {
+        size_t cap = v->cap_bad ? 2 * v->cap_bad : 16;
+        problem_t *p = realloc(v->bad, cap * sizeof *p);
+        if (!p) {
+            v->oom = 1;
+            return;
+        }
+        v->bad = p;
+        v->cap_bad = cap;
+    }
+    problem_t *p = &v->bad[v->n_bad++];
+    p->kind = kind;
+    p->key = *key;
+    p->removed = 0;
+    va_start(ap, fmt);
+    vsnprintf(p->reason, sizeof p->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 if the blob was reported bad already (blobs come first, in key order). */
+static int blob_is_bad(const verify_ctx_t *v, const kc_key_t *blob)
+{
+    for (size_t i = 0; i < v->n_bad; i++)
+        if (v->bad[i].kind == KC_REC_BLOB && kc_key_cmp(&v->bad[i].key, blob) == 0)
+            return 1;
+    return 0;
+}
+
+/* The checks a blob's bytes must pass: they decompress, within the size
+ * bound, to bytes that hash to the key. */
+static int check_blob(kc_store_t *st, const kc_key_t *key, const void *data, size_t len)
+{
+    void *raw = NULL;
+    size_t raw_len = 0;
+    int rc = kc_blob_decode(data, len, key, 0, NULL, 0, &raw, &raw_len);
+
+    /* A blob compressed with a dictionary needs the store's dictionary,
+     * which only the store's own read path has. */
+    if (rc == KC_EUNSUPPORTED)
+        rc = kc_store_get_cubin(st, key, &raw, &raw_len);
+    kc_free(raw);
+    return rc;
+}
+
+static void check_one(kc_store_t *st, verify_ctx_t *v, kc_rec_kind_t kind,
+                      const kc_key_t *key)
+{
+    void *data = NULL;
+    size_t len = 0;
+    kc_record_t *rec = NULL;
+    kc_key_t derived;
+    char h[KC_KEY_HEX_LEN + 1];
+    int rc = kc_store_get_raw(st, kind, key, &data, &len);
+
+    if (rc == KC_ENOTFOUND)
+        return; /* deleted since it was listed */
+    if (rc != KC_OK) {
+        add_problem(v, kind, key, "cannot read: %s", kc_strerror(rc));
+        return;
+    }
+    rc = kc_record_decode(data, len, &rec);
+    if (rc != KC_OK) {
+        add_problem(v, kind, key, "damaged record: %s", kc_strerror(rc));
+        goto out;
+    }
+    if ((int)rec->kind != (int)kind) {
+        add_problem(v, kind, key, "holds a %s record", kc_rec_kind_name(rec->kind));
+        goto out;
+    }
+    switch (kind) {
+    case KC_REC_BLOB:
+        rc = check_blob(st, key, data, len);
+        if (rc != KC_OK)
+            add_problem(v, kind, key, "cubin does not decode to its key: %s",
+                        rc == KC_ENOTFOUND ? "corrupt data" : kc_strerror(rc));
+        break;
+    case KC_REC_BUILD:
+    case KC_REC_TUNING:
+        rc = kc_record_derived_key(rec, &derived);
+        if (rc != KC_OK || kc_key_cmp(&derived, key) != 0) {
+            add_problem(v, kind, key, "key does not match the record's preimage");
+            break;
+        }
+        if (kind == KC_REC_BUILD) {
+            const kc_key_t *blob = &rec->u.build.blob;
+            void *bd = NULL;
+            size_t bl = 0;
+            if (blob_is_bad(v, blob)) {
+                add_problem(v, kind, key, "its blob %s is damaged", ctl_hex(blob, h));
+            } else if ((rc = kc_store_get_raw(st, KC_REC_BLOB, blob, &bd, &bl)) !=
+                       KC_OK) {
+                add_problem(v, kind, key, "its blob %s is %s", ctl_hex(blob, h),
+                            rc == KC_ENOTFOUND ? "missing" : kc_strerror(rc));
+            }
+            kc_free(bd);
+        }
+        break;
+    default:
+        break;
+    }
+out:
+    kc_free(rec);
+    kc_free(data);
+}
+
+int ctl_cmd_verify(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"repair", no_argument, NULL, 'r'},
+        {0},
+    };
+    verify_ctx_t v = {0};
+    kc_store_t *st;
+    size_t n_removed = 0;
+    int repair = 0, c, rc;
+
+    while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (c == 'r')
+            repair = 1;
+        else if ((rc = ctl_common_opt(o, self, c, argv)) >= 0)
+            return rc;
+    }
+    if (optind < argc)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    /* Without --repair the store is opened read-only, so that reading a bad
+     * record does not delete it before it is reported. */
+    if (!(st = ctl_store_open(o, repair)))
+        return CTL_EXIT_FAIL;
+    /* List first, check after: the checks read other records, and each read
+     * is its own transaction. */
+    rc = kc_store_iterate(st, 0, collect, &v);
+    if (v.oom) {
+        ctl_err("verify: out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    if (rc != KC_OK && rc != KC_ENOTFOUND) {
+        ctl_err(
+            "verify: cannot walk the store (its LMDB structure may be damaged): %s: %s",
+            kc_strerror(rc), kc_store_errmsg(st));
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    for (size_t i = 0; i < v.n; i++)
+        check_one(st, &v, v.recs[i].kind, &v.recs[i].key);
+    if (v.oom) {
+        ctl_err("verify: out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    for (size_t i = 0; repair && i < v.n_bad; i++) {
+        problem_t *p = &v.bad[i];
+        char h[KC_KEY_HEX_LEN + 1];
+        int d = delete_record(st, p->kind, &p->key);
+        if (d == KC_OK) {
+            p->removed = 1;
+            n_removed++;
+        } else {
+            ctl_err("verify: cannot remove %s %s: %s: %s", kc_rec_kind_name(p->kind),
+                    ctl_hex(&p->key, h), kc_strerror(d), kc_store_errmsg(st));
+        }
+    }
+    rc = n_removed == v.n_bad ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    if (o->json) {
+        json_t *doc = json_object(), *list = json_array();
+        json_object_set_new(doc, "store", json_string(kc_store_path(st)));
+        json_object_set_new(doc, "checked", ctl_json_u64(v.n));
+        for (size_t i = 0; i < v.n_bad; i++) {
+            json_t *e = json_object();
+            json_object_set_new(e, "kind", json_string(kc_rec_kind_name(v.bad[i].kind)));
+            json_object_set_new(e, "key", ctl_json_key(&v.bad[i].key));
+            json_object_set_new(e, "reason", json_string(v.bad[i].reason));
+            json_object_set_new(e, "removed", json_boolean(v.bad[i].removed));
+            json_array_append_new(list, e);
+        }
+        json_object_set_new(doc, "problems", list);
+        json_object_set_new(doc, "removed", ctl_json_u64(n_removed));
+        json_object_set_new(doc, "ok", json_boolean(rc == CTL_EXIT_OK));
+        if (ctl_json_print(doc) != CTL_EXIT_OK)
+            rc = CTL_EXIT_FAIL;
+    } else {
+        if (v.n_bad) {
+            static const char *const hdr[] = {"KIND", "KEY", "PROBLEM", "ACTION"};
+            ctl_table_t *t = ctl_table_new(4, hdr);
+            for (size_t i = 0; i < v.n_bad; i++) {
+                char h[KC_KEY_HEX_LEN + 1];
+                const char *row[] = {kc_rec_kind_name(v.bad[i].kind),
+                                     ctl_hex(&v.bad[i].key, h), v.bad[i].reason,
+                                     v.bad[i].removed ? "removed"
+                                     : repair         ? "FAILED"
+                                                      : "-"};
+                ctl_table_row(t, row);
+            }
+            ctl_table_print(t);
+            ctl_table_free(t);
+        }
+        printf("checked %zu record%s: %zu problem%s", v.n, v.n == 1 ? "" : "s", v.n_bad,
+               v.n_bad == 1 ? "" : "s");
+        if (repair)
+            printf(", %zu removed", n_removed);
+        printf("\n");
+    }
+    if (v.n_bad && !repair)
+        ctl_err("verify: %zu bad record%s; 'cachectl verify --repair' deletes %s",
+                v.n_bad, v.n_bad == 1 ? "" : "s", v.n_bad == 1 ? "it" : "them");
+out:
+    free(v.recs);
+    free(v.bad);
+    kc_store_close(st);
+    return rc;
+}

@@ -1,0 +1,417 @@
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void ctl_err(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fputs("cachectl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int ctl_usage_err(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cachectl: ", stderr);
+    if (cmd)
+        fprintf(stderr, "%s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'cachectl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+    return CTL_EXIT_USAGE;
+}
+
+const char *ctl_store_dir(const ctl_opts_t *o)
+{
+    static char buf[4096];
+    const char *v;
+
+    if (o->store_dir)
+        return o->store_dir;
+    v = getenv("KCACHE_DIR");
+    if (v && *v)
+        return v;
+    /* The XDG spec says a relative XDG_CACHE_HOME is invalid and is ignored. */
+    v = getenv("XDG_CACHE_HOME");
+    if (v && v[0] == '/') {
+        if ((size_t)snprintf(buf, sizeof buf, "%s/kcache", v) >= sizeof buf)
+            goto too_long;
+        return buf;
+    }
+    v = getenv("HOME");
+    if (v && v[0] == '/') {
+        if ((size_t)snprintf(buf, sizeof buf, "%s/.cache/kcache", v) >= sizeof buf)
+            goto too_long;
+        return buf;
+    }
+    ctl_err("no store directory: pass -s DIR or set KCACHE_DIR "
+            "(neither XDG_CACHE_HOME nor HOME is set)");
+    return NULL;
+too_long:
+    ctl_err("store path is too long");
+    return NULL;
+}
+
+kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
+{
+    kc_store_opts_t so = {0};
+    kc_store_t *st = NULL;
+    const char *dir = ctl_store_dir(o);
+    int rc;
+
+    if (!dir)
+        return NULL;
+    so.flags = KC_STORE_NOCREATE | (writable ? 0 : KC_STORE_RDONLY);
+    rc = kc_store_open(dir, &so, &st);
+    if (rc == KC_ENOTFOUND) {
+        ctl_err("no store at %s (pass -s DIR or set KCACHE_DIR)", dir);
+        return NULL;
+    }
+    if (rc != KC_OK) {
+        const char *detail = kc_store_open_errmsg();
+        ctl_err("cannot open store at %s: %s%s%s", dir, kc_strerror(rc),
+                detail && *detail ? ": " : "", detail ? detail : "");
+        return NULL;
+    }
+    if (writable && kc_store_is_readonly(st)) {
+        ctl_err("store at %s is read-only", dir);
+        kc_store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+int ctl_key_syntax_ok(const char *arg)
+{
+    kc_key_prefix_t p;
+    return kc_key_prefix_parse(arg, &p) == KC_OK;
+}
+
+/* Usage stamps share the key of the record they describe, so a prefix is
+ * first looked up among the records people name, and among usage stamps only
+ * when nothing else matches. */
+static int find_any(kc_store_t *st, const kc_key_prefix_t *p, kc_rec_kind_t *kind_out,
+                    kc_key_t *key_out)
+{
+    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE};
+    int found = 0;
+
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        kc_rec_kind_t k;
+        kc_key_t key;
+        int rc = kc_store_find(st, kinds[i], p, &k, &key);
+        if (rc == KC_ENOTFOUND)
+            continue;
+        if (rc != KC_OK)
+            return rc;
+        if (found++)
+            return KC_EAMBIGUOUS;
+        *kind_out = k;
+        *key_out = key;
+    }
+    if (found)
+        return KC_OK;
+    return kc_store_find(st, KC_REC_USAGE, p, kind_out, key_out);
+}
+
+int ctl_key_resolve(kc_store_t *st, const char *cmd, const char *arg, int kind,
+                    kc_rec_kind_t *kind_out, kc_key_t *key_out)
+{
+    kc_key_prefix_t p;
+    int rc;
+
+    if (kc_key_prefix_parse(arg, &p) != KC_OK)
+        return ctl_usage_err(cmd, "'%s' is not a key: give %d to %d hex digits", arg,
+                             KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
+    if (kind)
+        rc = kc_store_find(st, kind, &p, kind_out, key_out);
+    else
+        rc = find_any(st, &p, kind_out, key_out);
+    if (rc == KC_OK)
+        return CTL_EXIT_OK;
+    if (rc == KC_ENOTFOUND)
+        ctl_err("%s: no %s%srecord matches key %s", cmd,
+                kind ? kc_rec_kind_name(kind) : "", kind ? " " : "", arg);
+    else if (rc == KC_EAMBIGUOUS)
+        ctl_err("%s: key %s matches more than one record; give more digits", cmd, arg);
+    else
+        ctl_err("%s: cannot look up %s: %s: %s", cmd, arg, kc_strerror(rc),
+                kc_store_errmsg(st));
+    return CTL_EXIT_FAIL;
+}
+
+int ctl_record_load(kc_store_t *st, kc_rec_kind_t kind, const kc_key_t *key,
+                    kc_record_t **rec, size_t *stored)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    *rec = NULL;
+    rc = kc_store_get_raw(st, kind, key, &data, &len);
+    if (rc != KC_OK)
+        return rc;
+    rc = kc_record_decode(data, len, rec);
+    kc_free(data);
+    if (rc == KC_OK && (int)(*rec)->kind != (int)kind) {
+        kc_free(*rec);
+        *rec = NULL;
+        rc = KC_ECORRUPT;
+    }
+    if (stored)
+        *stored = len;
+    return rc;
+}
+
+/* ---- formatting -------------------------------------------------------- */
+
+const char *ctl_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1])
+{
+    kc_key_to_hex(key, out);
+    return out;
+}
+
+const char *ctl_fmt_size(uint64_t b, char *out, size_t cap)
+{
+    if (b < 1024)
+        snprintf(out, cap, "%" PRIu64 " B", b);
+    else if (b < 1024 * 1024)
+        snprintf(out, cap, "%.1f KiB", b / 1024.0);
+    else if (b < (uint64_t)1024 * 1024 * 1024)
+        snprintf(out, cap, "%.2f MiB", b / (1024.0 * 1024.0));
+    else
+        snprintf(out, cap, "%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
+    return out;
+}
+
+const char *ctl_fmt_time(uint64_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (t == 0 || !gmtime_r(&tt, &tm)) {
+        snprintf(out, cap, "-");
+        return out;
+    }
+    strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return out;
+}
+
+const char *ctl_fmt_iso(uint64_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (t == 0 || !gmtime_r(&tt, &tm))
+        return NULL;
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return out;
+}
+
+const char *ctl_fmt_us(uint64_t us, char *out, size_t cap)
+{
+    if (us < 1000)
+        snprintf(out, cap, "%" PRIu64 " us", us);
+    else if (us < 1000000)
+        snprintf(out, cap, "%.1f ms", us / 1e3);
+    else
+        snprintf(out, cap, "%.2f s", us / 1e6);
+    return out;
+}
+
+const char *ctl_fmt_ratio(uint64_t raw, uint64_t stored, char *out, size_t cap)
+{
+    if (stored == 0)
+        snprintf(out, cap, "-");
+    else
+        snprintf(out, cap, "%.2fx", (double)raw / (double)stored);
+    return out;
+}
+
+const char *ctl_fmt_params(const kc_param_t *p, size_t n, char *out, size_t cap)
+{
+    size_t len = 0;
+
+    if (cap == 0)
+        return out;
+    out[0] = '\0';
+    if (n == 0) {
+        snprintf(out, cap, "-");
+        return out;
+    }
+    for (size_t i = 0; i < n && len < cap; i++) {
+        int w = snprintf(out + len, cap - len, "%s%s=%" PRId64, i ? "," : "",
+                         p[i].name ? p[i].name : "?", p[i].value);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    return out;
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+struct ctl_table {
+    size_t ncols, nrows, cap;
+    char **cells; /* row-major, header row first */
+};
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "-");
+    if (!d) {
+        ctl_err("out of memory");
+        exit(CTL_EXIT_FAIL);
+    }
+    return d;
+}
+
+ctl_table_t *ctl_table_new(size_t ncols, const char *const *headers)
+{
+    ctl_table_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        ctl_err("out of memory");
+        exit(CTL_EXIT_FAIL);
+    }
+    t->ncols = ncols;
+    ctl_table_row(t, headers);
+    return t;
+}
+
+void ctl_table_row(ctl_table_t *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **c = realloc(t->cells, cap * t->ncols * sizeof *c);
+        if (!c) {
+            ctl_err("out of memory");
+            exit(CTL_EXIT_FAIL);
+        }
+        t->cells = c;
+        t->cap = cap;
+    }
+    for (size_t i = 0; i < t->ncols; i++)
+        t->cells[t->nrows * t->ncols + i] = xstrdup(cells[i]);
+    t->nrows++;
+}
+
+size_t ctl_table_rows(const ctl_table_t *t)
+{
+    return t->nrows - 1;
+}
+
+void ctl_table_print(const ctl_table_t *t)
+{
+    size_t *w = calloc(t->ncols, sizeof *w);
+    int *right = calloc(t->ncols, sizeof *right);
+
+    if (!w || !right) {
+        ctl_err("out of memory");
+        exit(CTL_EXIT_FAIL);
+    }
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (t->cells[c][0] == '>') {
+            right[c] = 1;
+            memmove(t->cells[c], t->cells[c] + 1, strlen(t->cells[c]));
+        }
+    }
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t l = strlen(t->cells[r * t->ncols + c]);
+            if (l > w[c])
+                w[c] = l;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *s = t->cells[r * t->ncols + c];
+            int last = c + 1 == t->ncols;
+            if (right[c])
+                printf("%*s", (int)w[c], s);
+            else if (last)
+                fputs(s, stdout);
+            else
+                printf("%-*s", (int)w[c], s);
+            fputs(last ? "\n" : "  ", stdout);
+        }
+    }
+    free(w);
+    free(right);
+}
+
+void ctl_table_free(ctl_table_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(t);
+}
+
+void ctl_field(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    printf("%-15s ", name);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+int ctl_json_print(json_t *doc)
+{
+    char *s;
+
+    if (!doc) {
+        ctl_err("out of memory building JSON output");
+        return CTL_EXIT_FAIL;
+    }
+    s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (!s) {
+        ctl_err("cannot serialize JSON output");
+        return CTL_EXIT_FAIL;
+    }
+    puts(s);
+    free(s);
+    return CTL_EXIT_OK;
+}
+
+json_t *ctl_json_key(const kc_key_t *key)
+{
+    char hex[KC_KEY_HEX_LEN + 1];
+    kc_key_to_hex(key, hex);
+    return json_string(hex);
+}
+
+json_t *ctl_json_u64(uint64_t v)
+{
+    /* json_int_t is signed 64-bit; every count and size here fits. */
+    return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v));
+}
+
+json_t *ctl_json_params(const kc_param_t *p, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < n; i++)
+        json_object_set_new(o, p[i].name ? p[i].name : "?", json_integer(p[i].value));
+    return o;
+}
+
+json_t *ctl_json_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}

@@ -1,0 +1,106 @@
+/* cachectl helpers shared by every command: exit codes, store opening,
+ * key resolution, size and time formatting, aligned tables and JSON output.
+ * Names here are cachectl's own (ctl_), not part of the kcache API.
+ */
+#ifndef CACHECTL_UTIL_H
+#define CACHECTL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "kcache/key.h"
+#include "kcache/record.h"
+#include "kcache/store.h"
+
+/* Exit statuses, as documented in the usage text. */
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
+
+/* Global options, parsed by main.c and read by every command. */
+typedef struct ctl_opts {
+    const char *store_dir; /* -s DIR, or NULL for KCACHE_DIR / the default */
+    int json;              /* --json */
+} ctl_opts_t;
+
+/* Print "cachectl: <message>" on stderr. */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report a usage error on stderr (with a hint to run --help) and return
+ * CTL_EXIT_USAGE, so that a command can `return ctl_usage_err(...)`. */
+int ctl_usage_err(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The store directory: -s, else $KCACHE_DIR, else $XDG_CACHE_HOME/kcache,
+ * else $HOME/.cache/kcache. Never a temporary directory. NULL (after
+ * printing why) if none can be determined. */
+const char *ctl_store_dir(const ctl_opts_t *o);
+
+/* Open the store for a command. Read-only commands pass writable = 0 and
+ * never create a store; writable commands never create one either, since a
+ * store that does not exist has nothing to remove or repair. Prints a
+ * message and returns NULL on failure. */
+kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable);
+
+/* Resolve a KEY argument. Returns CTL_EXIT_USAGE for text that is not a hex
+ * prefix of KC_KEY_PREFIX_MIN..32 digits, CTL_EXIT_FAIL when no record or
+ * several match (message printed), CTL_EXIT_OK otherwise. kind 0 searches
+ * every kind. */
+int ctl_key_resolve(kc_store_t *st, const char *cmd, const char *arg, int kind,
+                    kc_rec_kind_t *kind_out, kc_key_t *key_out);
+
+/* Check the syntax of a KEY argument without a store. */
+int ctl_key_syntax_ok(const char *arg);
+
+/* Fetch the stored bytes of a record and decode them (*rec: free with
+ * kc_free). *stored (may be NULL) receives the encoded size. Read-only: a
+ * damaged record gives KC_ECORRUPT and stays where it is. */
+int ctl_record_load(kc_store_t *st, kc_rec_kind_t kind, const kc_key_t *key,
+                    kc_record_t **rec, size_t *stored);
+
+/* key as 32 hex digits in out. Returns out. */
+const char *ctl_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1]);
+
+/* "812 B", "12.3 KiB", "4.50 MiB", "1.20 GiB" into out[cap]. */
+const char *ctl_fmt_size(uint64_t bytes, char *out, size_t cap);
+/* "2025-01-31 12:00:00 UTC", or "-" for 0. */
+const char *ctl_fmt_time(uint64_t unix_s, char *out, size_t cap);
+/* Microseconds as "850 us", "12.3 ms", "4.20 s". */
+const char *ctl_fmt_us(uint64_t us, char *out, size_t cap);
+/* raw / stored as "3.21x", or "-" when stored is 0. */
+const char *ctl_fmt_ratio(uint64_t raw, uint64_t stored, char *out, size_t cap);
+/* "BLOCK=128,WARPS=4", or "-" for none. */
+const char *ctl_fmt_params(const kc_param_t *p, size_t n, char *out, size_t cap);
+/* ISO-8601 "2025-01-31T12:00:00Z", or NULL for 0. */
+const char *ctl_fmt_iso(uint64_t unix_s, char *out, size_t cap);
+
+/* ---- tables ----------------------------------------------------------- */
+
+/* An aligned text table. Cells are copied; columns whose header starts with
+ * '>' are right-aligned (the '>' is not printed). */
+typedef struct ctl_table ctl_table_t;
+
+ctl_table_t *ctl_table_new(size_t ncols, const char *const *headers);
+/* Append a row of ncols cells (NULL prints "-"). */
+void ctl_table_row(ctl_table_t *t, const char *const *cells);
+size_t ctl_table_rows(const ctl_table_t *t);
+void ctl_table_print(const ctl_table_t *t);
+void ctl_table_free(ctl_table_t *t);
+
+/* Two-column "field  value" listing used by `show` and `stats`. */
+void ctl_field(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- JSON ------------------------------------------------------------- */
+
+/* Print doc as one JSON document followed by a newline, and release it.
+ * Returns CTL_EXIT_FAIL if it could not be serialized. */
+int ctl_json_print(json_t *doc);
+
+json_t *ctl_json_key(const kc_key_t *key);
+json_t *ctl_json_u64(uint64_t v);
+json_t *ctl_json_params(const kc_param_t *p, size_t n);
+/* A string, or JSON null for NULL. */
+json_t *ctl_json_str(const char *s);
+
+#endif
