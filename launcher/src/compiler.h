@@ -40,6 +40,11 @@ const char *kc__nvrtc_toolchain_id(void);
 /* Compile CUDA C to a cubin for in->arch. KC_ECOMPILE with out->log set for
  * a compile error; KC_ENVRTC for NVRTC missing or failing otherwise. */
 int kc__nvrtc_compile(const kc__compile_in_t *in, kc__compile_out_t *out);
+/* Compile CUDA C to PTX for the virtual arch of in->arch ("sm_90" and
+ * "compute_90" both give compute_90), for the driver's JIT (ptx_to_cubin).
+ * out->cubin receives the NUL-terminated PTX text, cubin_len its length
+ * without the NUL. Codes as for kc__nvrtc_compile. */
+int kc__nvrtc_compile_ptx(const kc__compile_in_t *in, kc__compile_out_t *out);
 void kc__compile_out_free(kc__compile_out_t *out);
 
 #endif

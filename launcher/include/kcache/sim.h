@@ -27,7 +27,7 @@ typedef struct kc_sim_launch {
     unsigned block[3];
     unsigned shared;
     void *const *params; /* as for cuLaunchKernel: pointers to each argument */
-    size_t n_params;
+    size_t n_params;     /* 0: the device layer, like cuLaunchKernel, gets no count */
 } kc_sim_launch_t;
 
 /* Runs the kernel on the CPU. Returns 0, or non-zero to report a launch
@@ -45,7 +45,9 @@ typedef struct kc_sim_opts {
     const char *name;     /* default "kcache simulated GPU" */
     uint64_t mem_limit;   /* bytes of "device" memory (0: unlimited) */
     unsigned max_threads; /* per block, default 1024 */
-    unsigned max_shared;  /* per block, default 227 KiB */
+    unsigned max_shared;  /* per block, default 227 KiB; as on a GPU, a launch
+                           * with more than 48 KiB of dynamic shared memory
+                           * needs the function's opt-in (set_dyn_smem) */
 } kc_sim_opts_t;
 
 int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out);

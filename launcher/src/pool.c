@@ -1,0 +1,197 @@
+#include "pool.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "kcache/errors.h"
+
+#define POOL_MAX_THREADS 256
+
+typedef struct task {
+    struct task *next;
+    kc__task_fn fn;
+    void *arg;
+    /* A run_all call's countdown, or NULL for a task from kc__pool_submit,
+     * whose node the pool frees after running it. */
+    size_t *remaining;
+} task_t;
+
+struct kc__pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a task was queued, or the pool is stopping */
+    pthread_cond_t done; /* a run_all countdown moved */
+    task_t *head, *tail;
+    int stopping;
+    unsigned n_threads;
+    pthread_t *threads;
+};
+
+static void push_locked(kc__pool_t *pool, task_t *t)
+{
+    t->next = NULL;
+    if (pool->tail)
+        pool->tail->next = t;
+    else
+        pool->head = t;
+    pool->tail = t;
+}
+
+static task_t *pop_locked(kc__pool_t *pool)
+{
+    task_t *t = pool->head;
+    if (t) {
+        pool->head = t->next;
+        if (!pool->head)
+            pool->tail = NULL;
+    }
+    return t;
+}
+
+/* Runs t with the lock released and retakes it. */
+static void run_task_locked(kc__pool_t *pool, task_t *t)
+{
+    pthread_mutex_unlock(&pool->mu);
+    t->fn(t->arg);
+    pthread_mutex_lock(&pool->mu);
+    if (t->remaining) {
+        if (--*t->remaining == 0)
+            pthread_cond_broadcast(&pool->done);
+    } else {
+        free(t);
+    }
+}
+
+static void *worker(void *arg)
+{
+    kc__pool_t *pool = arg;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        task_t *t = pop_locked(pool);
+        if (t) {
+            run_task_locked(pool, t);
+            continue;
+        }
+        if (pool->stopping)
+            break;
+        pthread_cond_wait(&pool->work, &pool->mu);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+int kc__pool_create(unsigned n_threads, kc__pool_t **out)
+{
+    *out = NULL;
+    if (n_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
+    }
+    if (n_threads > POOL_MAX_THREADS)
+        return KC_EINVAL;
+
+    kc__pool_t *pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return KC_ENOMEM;
+    pool->threads = calloc(n_threads, sizeof(*pool->threads));
+    if (!pool->threads) {
+        free(pool);
+        return KC_ENOMEM;
+    }
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->work, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    for (unsigned i = 0; i < n_threads; i++) {
+        if (pthread_create(&pool->threads[i], NULL, worker, pool) != 0) {
+            /* Keep the threads that started; destroy joins exactly those. */
+            pool->n_threads = i;
+            kc__pool_destroy(pool);
+            return KC_ENOMEM;
+        }
+        pool->n_threads = i + 1;
+    }
+    *out = pool;
+    return KC_OK;
+}
+
+void kc__pool_destroy(kc__pool_t *pool)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->mu);
+    pool->stopping = 1;
+    pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+    for (unsigned i = 0; i < pool->n_threads; i++)
+        pthread_join(pool->threads[i], NULL);
+    /* With no thread ever started, tasks submitted meanwhile still run. */
+    pthread_mutex_lock(&pool->mu);
+    for (task_t *t; (t = pop_locked(pool));)
+        run_task_locked(pool, t);
+    pthread_mutex_unlock(&pool->mu);
+    pthread_cond_destroy(&pool->done);
+    pthread_cond_destroy(&pool->work);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool->threads);
+    free(pool);
+}
+
+int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
+{
+    if (!pool || !fn)
+        return KC_EINVAL;
+    task_t *t = malloc(sizeof(*t));
+    if (!t)
+        return KC_ENOMEM;
+    t->fn = fn;
+    t->arg = arg;
+    t->remaining = NULL;
+    pthread_mutex_lock(&pool->mu);
+    push_locked(pool, t);
+    pthread_cond_signal(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+    return KC_OK;
+}
+
+unsigned kc__pool_size(const kc__pool_t *pool)
+{
+    return pool ? pool->n_threads : 0;
+}
+
+int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t n)
+{
+    if (!fn || (n && !args))
+        return KC_EINVAL;
+    if (!pool || pool->n_threads == 0) {
+        for (size_t i = 0; i < n; i++)
+            fn(args[i]);
+        return KC_OK;
+    }
+    if (n == 0)
+        return KC_OK;
+    /* All nodes up front, so a failed allocation queues nothing. */
+    task_t *tasks = calloc(n, sizeof(*tasks));
+    if (!tasks)
+        return KC_ENOMEM;
+    size_t remaining = n;
+    pthread_mutex_lock(&pool->mu);
+    for (size_t i = 0; i < n; i++) {
+        tasks[i].fn = fn;
+        tasks[i].arg = args[i];
+        tasks[i].remaining = &remaining;
+        push_locked(pool, &tasks[i]);
+    }
+    pthread_cond_broadcast(&pool->work);
+    /* The caller helps instead of only waiting: a run_all from inside a
+     * pool task then cannot deadlock a pool whose workers all wait. */
+    while (remaining > 0) {
+        task_t *t = pop_locked(pool);
+        if (t)
+            run_task_locked(pool, t);
+        else
+            pthread_cond_wait(&pool->done, &pool->mu);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    free(tasks);
+    return KC_OK;
+}
