@@ -1,0 +1,149 @@
+/* What the files behind kcache/store.h share. Internal.
+ *
+ *   store.c          the handle: open, close, messages, format version
+ *   meta.c           named meta records, read and written inside a txn
+ *   usage.c          buffered usage stamps and counters: touch, count, flush
+ *   store_records.c  get, put and delete one record; cubins; corrupt records
+ *   iterate.c        walking every record, and lookup by key prefix
+ *   publish.c        kc_store_publish
+ *   stats.c          kc_store_stats
+ *
+ * Return codes: functions that run inside a transaction (taking an MDB_txn)
+ * return mixed LMDB/kcache codes, as lmdb_env.h describes; the others
+ * return kcache codes.
+ */
+#ifndef KCACHE_STORE_INTERNAL_H
+#define KCACHE_STORE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kcache/store.h"
+#include "lmdb_env.h"
+
+typedef struct kc__usage_ent {
+    kc_key_t key;
+    uint8_t kind; /* 0: empty slot */
+    uint64_t last_use;
+    uint64_t uses;
+} kc__usage_ent_t;
+
+/* An open-addressing table of usage stamps keyed by (kind, key). */
+typedef struct kc__usage_tab {
+    kc__usage_ent_t *ent;
+    size_t cap; /* 0 or a power of two */
+    size_t len;
+} kc__usage_tab_t;
+
+/* Usage stamps and counter deltas not yet written. */
+typedef struct kc__pending {
+    kc__usage_tab_t usage;
+    uint64_t counters[KC_COUNTER_COUNT_];
+} kc__pending_t;
+
+struct kc_store {
+    kc__env_t *env;
+    char *path;
+    char *data_path;
+    int readonly;
+    int zstd_level;
+    pthread_mutex_t pending_lock;
+    kc__pending_t pending;
+};
+
+/* ---- store.c: per-thread messages ------------------------------------------ */
+
+/* Start a public call: the handle's message describes its last failure only,
+ * so the old one is forgotten. */
+void kc__store_begin_call(void);
+
+/* Leave a message on st for this thread and return rc. */
+__attribute__((format(printf, 3, 4))) int kc__store_fail(const kc_store_t *st, int rc,
+                                                         const char *fmt, ...);
+
+/* Turn a mixed LMDB/kcache code into a kcache code, leaving a message that
+ * names the operation and the store unless one was already left. A miss
+ * leaves none. */
+int kc__store_finish(const kc_store_t *st, int rc, const char *what);
+
+/* KC_OK, or KC_EREADONLY with a message naming the operation. */
+int kc__store_check_writable(const kc_store_t *st, const char *what);
+
+/* The format version in the meta record "format": 0 with *version,
+ * MDB_NOTFOUND in a store that has none, KC_ECORRUPT if the value is not 4
+ * bytes, or what kc__meta_read gives. */
+int kc__store_format_read(MDB_txn *txn, kc__env_t *env, uint32_t *version);
+
+/* ---- meta.c ----------------------------------------------------------------- */
+
+/* Encode rec and put it under k in dbi. */
+int kc__txn_put_record(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const kc_record_t *rec,
+                       unsigned flags);
+
+/* The value of meta record name, copied into buf[cap]: *len receives its
+ * length. An LMDB code, KC_ECORRUPT, KC_EVERSION, KC_ENOMEM, or KC_ETOOBIG
+ * if cap is short. */
+int kc__meta_read(MDB_txn *txn, kc__env_t *env, const char *name, void *buf, size_t cap,
+                  size_t *len);
+
+/* The same, copied into a new buffer (*value: free with free). */
+int kc__meta_read_alloc(MDB_txn *txn, kc__env_t *env, const char *name, void **value,
+                        size_t *len);
+
+/* Put meta record name (flags: 0 or MDB_NOOVERWRITE). */
+int kc__meta_write(MDB_txn *txn, kc__env_t *env, const char *name, const void *value,
+                   size_t len, unsigned flags);
+
+/* ---- usage.c ---------------------------------------------------------------- */
+
+/* The persisted value of counter (0 if it was never written). */
+int kc__counter_read(MDB_txn *txn, kc__env_t *env, int counter, uint64_t *value);
+
+/* Read-modify-write the usage record of key in txn. */
+int kc__usage_stamp(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, uint64_t last_use,
+                    uint64_t uses);
+
+/* Take everything pending, leaving the store's buffers empty. */
+void kc__pending_take(kc_store_t *st, kc__pending_t *out);
+
+/* Put back what a failed write did not persist, and empty p. */
+void kc__pending_restore(kc_store_t *st, kc__pending_t *p);
+
+/* Write pending stamps and counters, plus extra counter deltas (may be
+ * NULL), in txn. */
+int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
+                      const uint64_t *extra);
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+/* Whether kind is stored under a kc_key_t (every kind but meta). */
+static inline int kc__kind_has_key(int kind)
+{
+    return kind >= KC_REC_BLOB && kind <= KC_REC_LEASE;
+}
+
+static inline MDB_val kc__key_val(const kc_key_t *key)
+{
+    MDB_val v = {sizeof(key->b), (void *)key->b};
+    return v;
+}
+
+static inline uint64_t kc__now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+/* A malloc'd copy of p[n], for bytes that must not outlive the transaction
+ * they were read in. Never a zero-byte allocation. */
+static inline void *kc__memdup(const void *p, size_t n)
+{
+    void *copy = malloc(n ? n : 1);
+    if (copy)
+        memcpy(copy, p, n);
+    return copy;
+}
+
+#endif

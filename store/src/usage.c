@@ -1,0 +1,268 @@
+/* Usage stamps (for LRU) and persistent counters. Both are buffered in the
+ * handle and written together, by kc_store_flush, a publish or close. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+#include "wire.h"
+
+/* Usage stamps are flushed on their own once this many are buffered, so
+ * that a long-running process holds a bounded amount of them. */
+#define USAGE_AUTOFLUSH 4096
+
+static const char *const counter_names[KC_COUNTER_COUNT_] = {
+    "hits", "misses", "corrupt", "bytes_stored", "publishes", "compiles", "tunes",
+};
+
+const char *kc_counter_name(int counter)
+{
+    if (counter < 0 || counter >= KC_COUNTER_COUNT_)
+        return NULL;
+    return counter_names[counter];
+}
+
+/* ---- counters in the meta database ----------------------------------------- */
+
+/* The meta record that holds counter. */
+static void counter_meta_name(int counter, char name[64])
+{
+    snprintf(name, 64, "counter.%s", counter_names[counter]);
+}
+
+int kc__counter_read(MDB_txn *txn, kc__env_t *env, int counter, uint64_t *value)
+{
+    char name[64];
+    uint8_t buf[8];
+    size_t len = 0;
+    int rc;
+
+    counter_meta_name(counter, name);
+    rc = kc__meta_read(txn, env, name, buf, sizeof(buf), &len);
+    *value = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (len != 8)
+        return KC_ECORRUPT;
+    *value = kc__load_u64le(buf);
+    return 0;
+}
+
+static int counters_add(MDB_txn *txn, kc__env_t *env, const uint64_t *delta)
+{
+    for (int c = 0; c < KC_COUNTER_COUNT_; c++) {
+        char name[64];
+        uint8_t buf[8];
+        uint64_t value;
+        int rc;
+
+        if (delta[c] == 0)
+            continue;
+        /* A damaged counter restarts from zero rather than blocking every
+         * flush after it. */
+        rc = kc__counter_read(txn, env, c, &value);
+        if (rc == KC_ECORRUPT || rc == KC_EVERSION)
+            value = 0;
+        else if (rc != 0)
+            return rc;
+        kc__store_u64le(buf, value + delta[c]);
+        counter_meta_name(c, name);
+        rc = kc__meta_write(txn, env, name, buf, sizeof(buf), 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the table of buffered stamps ------------------------------------------- */
+
+static size_t usage_hash(uint8_t kind, const kc_key_t *key)
+{
+    uint64_t h = kc__load_u64le(key->b) ^ kc__load_u64le(key->b + 8);
+    return (size_t)((h ^ kind) * 0x9E3779B97F4A7C15ULL >> 17);
+}
+
+static kc__usage_ent_t *usage_slot(kc__usage_tab_t *t, uint8_t kind, const kc_key_t *key)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = usage_hash(kind, key) & mask;; i = (i + 1) & mask) {
+        kc__usage_ent_t *e = &t->ent[i];
+        if (e->kind == 0 || (e->kind == kind && memcmp(e->key.b, key->b, 16) == 0))
+            return e;
+    }
+}
+
+/* Add a stamp (or merge one back), growing the table as needed. */
+static int usage_add(kc__usage_tab_t *t, uint8_t kind, const kc_key_t *key,
+                     uint64_t last_use, uint64_t uses)
+{
+    if ((t->len + 1) * 4 > t->cap * 3) {
+        kc__usage_tab_t bigger = {NULL, t->cap ? t->cap * 2 : 64, 0};
+        bigger.ent = calloc(bigger.cap, sizeof(*bigger.ent));
+        if (!bigger.ent)
+            return KC_ENOMEM;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->ent[i].kind) {
+                *usage_slot(&bigger, t->ent[i].kind, &t->ent[i].key) = t->ent[i];
+                bigger.len++;
+            }
+        }
+        free(t->ent);
+        *t = bigger;
+    }
+    kc__usage_ent_t *e = usage_slot(t, kind, key);
+    if (e->kind == 0) {
+        e->kind = kind;
+        e->key = *key;
+        t->len++;
+    }
+    if (last_use > e->last_use)
+        e->last_use = last_use;
+    e->uses += uses;
+    return KC_OK;
+}
+
+/* ---- writing what is pending ------------------------------------------------ */
+
+int kc__usage_stamp(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, uint64_t last_use,
+                    uint64_t uses)
+{
+    kc_record_t rec = {.kind = KC_REC_USAGE, .version = KC_RECORD_VERSION};
+    kc_record_t *old = NULL;
+    MDB_val k = kc__key_val(key), v;
+    int rc;
+
+    rc = mdb_get(txn, env->dbi[KC_REC_USAGE], &k, &v);
+    if (rc == 0 && kc_record_decode(v.mv_data, v.mv_size, &old) == KC_OK &&
+        old->kind == KC_REC_USAGE) {
+        rec.u.usage = old->u.usage;
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    kc_free(old);
+    if (last_use > rec.u.usage.last_use)
+        rec.u.usage.last_use = last_use;
+    rec.u.usage.uses += uses;
+    return kc__txn_put_record(txn, env->dbi[KC_REC_USAGE], &k, &rec, 0);
+}
+
+void kc__pending_take(kc_store_t *st, kc__pending_t *out)
+{
+    pthread_mutex_lock(&st->pending_lock);
+    *out = st->pending;
+    memset(&st->pending, 0, sizeof(st->pending));
+    pthread_mutex_unlock(&st->pending_lock);
+}
+
+void kc__pending_restore(kc_store_t *st, kc__pending_t *p)
+{
+    pthread_mutex_lock(&st->pending_lock);
+    for (int c = 0; c < KC_COUNTER_COUNT_; c++)
+        st->pending.counters[c] += p->counters[c];
+    for (size_t i = 0; i < p->usage.cap; i++) {
+        const kc__usage_ent_t *e = &p->usage.ent[i];
+        if (e->kind)
+            usage_add(&st->pending.usage, e->kind, &e->key, e->last_use, e->uses);
+    }
+    pthread_mutex_unlock(&st->pending_lock);
+    free(p->usage.ent);
+    memset(p, 0, sizeof(*p));
+}
+
+static int pending_empty(const kc__pending_t *p)
+{
+    if (p->usage.len)
+        return 0;
+    for (int c = 0; c < KC_COUNTER_COUNT_; c++)
+        if (p->counters[c])
+            return 0;
+    return 1;
+}
+
+int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
+                      const uint64_t *extra)
+{
+    uint64_t delta[KC_COUNTER_COUNT_];
+    int rc;
+
+    for (size_t i = 0; i < p->usage.cap; i++) {
+        const kc__usage_ent_t *e = &p->usage.ent[i];
+        if (e->kind &&
+            (rc = kc__usage_stamp(txn, env, &e->key, e->last_use, e->uses)) != 0)
+            return rc;
+    }
+    for (int c = 0; c < KC_COUNTER_COUNT_; c++)
+        delta[c] = p->counters[c] + (extra ? extra[c] : 0);
+    return counters_add(txn, env, delta);
+}
+
+/* ---- the public calls ------------------------------------------------------- */
+
+int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    size_t len;
+    int rc;
+
+    if (!store || !key)
+        return KC_EINVAL;
+    kc__store_begin_call();
+    if (!kc__kind_has_key(kind) || kind == KC_REC_USAGE)
+        return kc__store_fail(store, KC_EINVAL, "touch: invalid record kind %d",
+                              (int)kind);
+    if (store->readonly)
+        return KC_OK;
+    pthread_mutex_lock(&store->pending_lock);
+    rc = usage_add(&store->pending.usage, (uint8_t)kind, key, kc__now_s(), 1);
+    len = store->pending.usage.len;
+    pthread_mutex_unlock(&store->pending_lock);
+    if (rc != KC_OK)
+        return kc__store_fail(store, rc, "touch: out of memory");
+    if (len >= USAGE_AUTOFLUSH)
+        return kc_store_flush(store);
+    return KC_OK;
+}
+
+void kc_store_count(kc_store_t *store, kc_counter_t counter, uint64_t delta)
+{
+    if (!store || (int)counter < 0 || counter >= KC_COUNTER_COUNT_)
+        return;
+    pthread_mutex_lock(&store->pending_lock);
+    store->pending.counters[counter] += delta;
+    pthread_mutex_unlock(&store->pending_lock);
+}
+
+typedef struct flush_ctx {
+    kc__env_t *env;
+    const kc__pending_t *pending;
+} flush_ctx_t;
+
+static int flush_fn(MDB_txn *txn, void *arg)
+{
+    flush_ctx_t *c = arg;
+    return kc__pending_write(txn, c->env, c->pending, NULL);
+}
+
+int kc_store_flush(kc_store_t *store)
+{
+    kc__pending_t p;
+    int rc;
+
+    if (!store)
+        return KC_EINVAL;
+    kc__store_begin_call();
+    kc__pending_take(store, &p);
+    if (store->readonly || pending_empty(&p)) {
+        free(p.usage.ent);
+        return KC_OK;
+    }
+    flush_ctx_t c = {store->env, &p};
+    rc = kc__env_write(store->env, flush_fn, &c);
+    if (rc != 0) {
+        kc__pending_restore(store, &p);
+        return kc__store_finish(store, rc, "flush");
+    }
+    free(p.usage.ent);
+    return KC_OK;
+}
