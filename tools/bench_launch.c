@@ -45,8 +45,8 @@ static struct {
     CUresult (*module_load)(CUmodule *, const void *);
     CUresult (*module_unload)(CUmodule);
     CUresult (*get_function)(CUfunction *, CUmodule, const char *);
-    CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
-                       unsigned, CUstream, void **, void **);
+    CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                       unsigned, unsigned, CUstream, void **, void **);
     CUresult (*sync)(void);
     CUresult (*mem_alloc)(CUdeviceptr *, size_t);
     CUresult (*mem_free)(CUdeviceptr);
@@ -172,7 +172,8 @@ static void scale_args_init(scale_args_t *s, int n)
 
 /* ---- 1. cold miss ------------------------------------------------------ */
 
-static void bench_cold(const char *store_dir, double *seq_ms, double *par_ms, double *first_ms)
+static void bench_cold(const char *store_dir, double *seq_ms, double *par_ms,
+                       double *first_ms)
 {
     /* N sequential NVRTC compiles of the same candidates. */
     char err[256];
@@ -194,7 +195,8 @@ static void bench_cold(const char *store_dir, double *seq_ms, double *par_ms, do
         in.arch = kc_launcher_arch(l);
         kc__compile_out_t out = {0};
         if (kc__nvrtc_compile(&in, &out) != KC_OK) {
-            fprintf(stderr, "bench: sequential compile failed: %s\n", out.log ? out.log : "");
+            fprintf(stderr, "bench: sequential compile failed: %s\n",
+                    out.log ? out.log : "");
             exit(1);
         }
         kc__compile_out_free(&out);
@@ -213,13 +215,14 @@ static void bench_cold(const char *store_dir, double *seq_ms, double *par_ms, do
 
     /* The whole cold first launch in a new launcher on a new store:
      * compile, tune on the real input, publish, launch. */
-    char dir2[4096];
+    char dir2[4300];
     snprintf(dir2, sizeof(dir2), "%s-cold2", store_dir);
     l = make_launcher(dir2);
     scale_args_t a;
     scale_args_init(&a, 1 << 20);
     t0 = now_us();
-    if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
+    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
+        kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
         fprintf(stderr, "bench: cold launch: %s\n", kc_launcher_errmsg(l));
         exit(1);
     }
@@ -240,8 +243,8 @@ typedef struct {
     int found;
 } find_ctx_t;
 
-static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
-                      size_t len)
+static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                      const void *data, size_t len)
 {
     (void)kind;
     (void)key;
@@ -306,7 +309,8 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
             CUfunction f;
             CU_CHECK(cu.module_load(&m, cubin));
             CU_CHECK(cu.get_function(&f, m, fc.entry));
-            CU_CHECK(cu.launch(f, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL));
+            CU_CHECK(
+                cu.launch(f, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL));
             CU_CHECK(cu.sync());
             raw_us = now_us() - t0;
             cu.module_unload(m);
@@ -314,8 +318,8 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
     }
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
-    printf("%f %f %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", kc_us, raw_us, st.compiles, st.tunes,
-           st.store_hits);
+    printf("%f %f %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", kc_us, raw_us, st.compiles,
+           st.tunes, st.store_hits);
     kc_free(cubin);
     kc_launcher_destroy(l);
     return 0;
@@ -323,15 +327,16 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
 
 /* ---- 3. steady state --------------------------------------------------- */
 
-static void bench_steady(const char *store_dir, int launches, double *kc_ns, double *raw_ns,
-                         int64_t *block_out)
+static void bench_steady(const char *store_dir, int launches, double *kc_ns,
+                         double *raw_ns, int64_t *block_out)
 {
     kc_launcher_t *l = make_launcher(store_dir);
     kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
     scale_args_t a;
     scale_args_init(&a, 4096); /* small: the GPU keeps up with the host */
-    if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
+    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
+        kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
         fprintf(stderr, "bench: steady: %s\n", kc_launcher_errmsg(l));
         exit(1);
     }
@@ -346,7 +351,8 @@ static void bench_steady(const char *store_dir, int launches, double *kc_ns, dou
     kc_store_iterate(fc.store, KC_REC_BUILD, find_build, &fc);
     void *cubin = NULL;
     size_t cubin_len = 0;
-    if (!fc.found || kc_store_get_cubin(fc.store, &fc.blob, &cubin, &cubin_len) != KC_OK) {
+    if (!fc.found ||
+        kc_store_get_cubin(fc.store, &fc.blob, &cubin, &cubin_len) != KC_OK) {
         fprintf(stderr, "bench: winner cubin not found\n");
         exit(1);
     }
@@ -398,7 +404,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json"))
             json = 1;
         else {
-            fprintf(stderr, "usage: %s [--children N] [--launches N] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--children N] [--launches N] [--json]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -427,13 +434,13 @@ int main(int argc, char **argv)
     uint64_t compiles_total = 0, tunes_total = 0;
     for (int c = 0; c < children; c++) {
         char cmd[8192];
-        snprintf(cmd, sizeof(cmd), "'%s' --child-warm '%s' %d %" PRId64, argv[0], store_dir,
-                 c % 2, block);
+        snprintf(cmd, sizeof(cmd), "'%s' --child-warm '%s' %d %" PRId64, argv[0],
+                 store_dir, c % 2, block);
         FILE *p = popen(cmd, "r");
         double k = 0, r = 0;
         uint64_t comp = 0, tun = 0, hits = 0;
-        if (p && fscanf(p, "%lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64, &k, &r, &comp, &tun,
-                        &hits) == 5) {
+        if (p && fscanf(p, "%lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64, &k, &r, &comp,
+                        &tun, &hits) == 5) {
             wk[ok] = k;
             wr[ok] = r;
             ok++;
@@ -454,21 +461,25 @@ int main(int argc, char **argv)
                "\"parallel_compile_ms\":%.2f,\"speedup\":%.2f,\"first_launch_ms\":%.2f},"
                "\"warm\":{\"children\":%d,\"kc_us\":%.1f,\"raw_us\":%.1f,\"ratio\":%.3f,"
                "\"compiles\":%" PRIu64 ",\"tunes\":%" PRIu64 "},"
-               "\"steady\":{\"launches\":%d,\"kc_ns\":%.1f,\"raw_ns\":%.1f,\"ratio\":%.3f}}\n",
+               "\"steady\":{\"launches\":%d,\"kc_ns\":%.1f,\"raw_ns\":%.1f,\"ratio\":%."
+               "3f}}\n",
                N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms, first_ms, ok, warm_kc, warm_raw,
                warm_kc / warm_raw, compiles_total, tunes_total, launches, kc_ns, raw_ns,
                kc_ns / raw_ns);
     } else {
-        printf("cold miss, %zu candidates: sequential NVRTC %.1f ms, parallel kc_kernel_get "
-               "%.1f ms: speed-up %.2fx; whole first launch (compile+tune+publish) %.1f ms\n",
-               N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms, first_ms);
+        printf(
+            "cold miss, %zu candidates: sequential NVRTC %.1f ms, parallel kc_kernel_get "
+            "%.1f ms: speed-up %.2fx; whole first launch (compile+tune+publish) %.1f "
+            "ms\n",
+            N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms, first_ms);
         printf("warm hit, fresh process (median of %d): kc first launch %.1f us, raw "
                "cuModuleLoadData+GetFunction+launch %.1f us: ratio %.3f (target <= 1.5); "
                "compiles %" PRIu64 ", tunes %" PRIu64 " in the warm children\n",
                ok, warm_kc, warm_raw, warm_kc / warm_raw, compiles_total, tunes_total);
-        printf("steady state (median of %d batches of 256): kc_kernel_launch %.0f ns, raw "
-               "cuLaunchKernel %.0f ns: ratio %.3f (target <= 1.10)\n",
-               launches / 256, kc_ns, raw_ns, kc_ns / raw_ns);
+        printf(
+            "steady state (median of %d batches of 256): kc_kernel_launch %.0f ns, raw "
+            "cuLaunchKernel %.0f ns: ratio %.3f (target <= 1.10)\n",
+            launches / 256, kc_ns, raw_ns, kc_ns / raw_ns);
     }
     free(wk);
     free(wr);

@@ -2,9 +2,13 @@
  * binary built with the launcher starts on a machine without a driver and
  * fails with KC_ENODEVICE only when it asks for a GPU.
  *
- * Entry points are resolved once per process, through cuGetProcAddress when
- * the driver has it (it returns the ABI version matching the headers we were
- * built with), else by dlsym of the versioned names.
+ * Entry points are resolved once per process, each by the exact versioned
+ * symbol whose prototype cuda.h gives us (cuMemAlloc_v2, cuCtxGetDevice),
+ * with cuGetProcAddress as the fallback for a driver that lacks the symbol.
+ * Asking cuGetProcAddress first is not safe: with CUDA 13 it answers
+ * "cuCtxGetDevice" at version 13000 with cuCtxGetDevice_v2, which takes a
+ * second argument, while cuda.h's cuCtxGetDevice takes one (seen on an H100
+ * with driver 580: a crash in libcuda). A symbol name pins the ABI.
  *
  * Context: if a context is current on the thread that opens the device, the
  * device uses that context; it does not own it (the driver offers no way to
@@ -176,7 +180,11 @@ static int cu_fail(cuda_device_t *d, const char *call, CUresult r)
 static void *resolve(void *lib, getproc_v2_fn gp2, getproc_v1_fn gp1, int version,
                      const char *base, const char *sym, const char *old)
 {
-    void *p = NULL;
+    void *p = dlsym(lib, sym);
+    if (!p && old)
+        p = dlsym(lib, old);
+    if (p)
+        return p;
     CUdriverProcAddressQueryResult status;
     if (gp2 &&
         gp2(base, &p, version, CU_GET_PROC_ADDRESS_DEFAULT, &status) == CUDA_SUCCESS &&
@@ -186,10 +194,7 @@ static void *resolve(void *lib, getproc_v2_fn gp2, getproc_v1_fn gp1, int versio
     if (!gp2 && gp1 &&
         gp1(base, &p, version, CU_GET_PROC_ADDRESS_DEFAULT) == CUDA_SUCCESS && p)
         return p;
-    p = dlsym(lib, sym);
-    if (!p && old)
-        p = dlsym(lib, old);
-    return p;
+    return NULL;
 }
 
 static void load_once(void)

@@ -65,10 +65,11 @@ fail:
     return -1;
 }
 
+/* NVRTC stays mapped: its C++ runtime keeps allocations reachable only from
+ * its own globals, which LeakSanitizer reports as leaks once it is unloaded,
+ * and unloading it gains nothing in a short-lived test program. */
 void kct_nvrtc_unload(kct_nvrtc_t *nv)
 {
-    if (nv->lib)
-        dlclose(nv->lib);
     memset(nv, 0, sizeof *nv);
 }
 
