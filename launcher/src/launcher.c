@@ -1,0 +1,264 @@
+/* Launcher creation and teardown: options, the store, the device, the
+ * compile pool, statistics and error messages. The launch flow itself is in
+ * kernel.c. */
+#include "launcher_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char tls_errmsg[2048];
+static _Thread_local char tls_create_errmsg[1024];
+
+void kc__errmsg_set(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(tls_errmsg, sizeof(tls_errmsg), fmt, ap);
+    va_end(ap);
+}
+
+void kc__errmsg_clear(void)
+{
+    tls_errmsg[0] = '\0';
+}
+
+const char *kc_launcher_errmsg(const kc_launcher_t *launcher)
+{
+    (void)launcher;
+    return tls_errmsg;
+}
+
+const char *kc_launcher_create_errmsg(void)
+{
+    return tls_create_errmsg;
+}
+
+void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (!l->log || level > l->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    l->log(l->log_user, level, msg);
+}
+
+kc_store_t *kc_launcher_store(const kc_launcher_t *launcher)
+{
+    return launcher ? launcher->store : NULL;
+}
+
+const char *kc_launcher_arch(const kc_launcher_t *launcher)
+{
+    return launcher ? launcher->arch : "";
+}
+
+/* The store directory when the options name none: KCACHE_DIR, then the XDG
+ * cache directory. Never /tmp: a shared, world-writable cache would let any
+ * user plant kernels. */
+static int default_store_dir(char *buf, size_t cap)
+{
+    const char *env = getenv("KCACHE_DIR");
+    int n;
+
+    if (env && env[0])
+        n = snprintf(buf, cap, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) && env[0])
+        n = snprintf(buf, cap, "%s/kcache", env);
+    else if ((env = getenv("HOME")) && env[0])
+        n = snprintf(buf, cap, "%s/.cache/kcache", env);
+    else
+        return KC_ENOTFOUND;
+    return n > 0 && (size_t)n < cap ? KC_OK : KC_EINVAL;
+}
+
+/* A cache must never fail the user's work: a store that cannot be opened
+ * is logged and the launcher runs without one. */
+static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
+{
+    char dir[4096];
+    const char *path = opts->store_dir;
+    int rc;
+
+    if (opts->no_store)
+        return;
+    if (opts->store) {
+        l->store = opts->store;
+        return;
+    }
+    if (!path || !path[0]) {
+        if (default_store_dir(dir, sizeof(dir)) != KC_OK) {
+            kc__log(l, KC_LOG_WARN,
+                    "kcache: no store directory (set KCACHE_DIR or HOME); running "
+                    "without a store");
+            return;
+        }
+        path = dir;
+    }
+    rc = kc_store_open(path, NULL, &l->store);
+    if (rc != KC_OK) {
+        kc__log(l, KC_LOG_WARN,
+                "kcache: cannot open store %s: %s (%s); running without one", path,
+                kc_strerror(rc), kc_store_open_errmsg());
+        l->store = NULL;
+        return;
+    }
+    l->own_store = 1;
+}
+
+static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
+{
+    int rc;
+
+    switch (opts->device) {
+    case KC_DEVICE_CUDA:
+        rc = kc__device_cuda_open(opts->ordinal, &l->dev, tls_create_errmsg,
+                                  sizeof(tls_create_errmsg));
+        if (rc != KC_OK)
+            return rc;
+        break;
+    case KC_DEVICE_SIM:
+        if (!opts->sim) {
+            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                     "KC_DEVICE_SIM needs opts.sim");
+            return KC_EINVAL;
+        }
+        rc = kc__device_sim_open(opts->sim, &l->dev);
+        if (rc != KC_OK) {
+            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                     "cannot open the simulation device: %s", kc_strerror(rc));
+            return rc;
+        }
+        break;
+    case KC_DEVICE_NONE:
+        if (!opts->arch || !opts->arch[0]) {
+            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                     "KC_DEVICE_NONE needs opts.arch (e.g. \"sm_90\")");
+            return KC_EINVAL;
+        }
+        return KC_OK;
+    default:
+        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg), "unknown device kind %d",
+                 (int)opts->device);
+        return KC_EINVAL;
+    }
+    rc = l->dev->ops->info(l->dev, &l->info);
+    if (rc != KC_OK) {
+        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                 "cannot query the device: %s", l->dev->errmsg);
+        return rc;
+    }
+    return KC_OK;
+}
+
+int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
+{
+    kc_launcher_opts_t defaults = {0};
+    kc_launcher_t *l = NULL;
+    int rc;
+
+    tls_create_errmsg[0] = '\0';
+    if (!out)
+        return KC_EINVAL;
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        rc = KC_ENOMEM;
+        goto fail;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->tune_lock, NULL);
+    l->kind = opts->device;
+    l->log = opts->log;
+    l->log_user = opts->log_user;
+    l->log_level = opts->log_level;
+    l->tune = (kc__tune_opts_t){
+        .warmup = opts->warmup ? opts->warmup : 2,
+        .budget_ms = opts->budget_ms > 0 ? opts->budget_ms : 25.0,
+        .min_reps = opts->min_reps ? opts->min_reps : 5,
+        .max_reps = opts->max_reps ? opts->max_reps : 200,
+        .no_l2_flush = opts->no_l2_flush,
+    };
+    if (l->tune.min_reps > l->tune.max_reps)
+        l->tune.min_reps = l->tune.max_reps;
+
+    rc = open_device(l, opts);
+    if (rc != KC_OK)
+        goto fail;
+    snprintf(l->arch, sizeof(l->arch), "%s",
+             opts->arch && opts->arch[0] ? opts->arch : l->info.arch);
+    if (!l->arch[0]) {
+        rc = KC_EINVAL;
+        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                 "the device reports no arch; set opts.arch");
+        goto fail;
+    }
+    if (!l->dev)
+        snprintf(l->info.arch, sizeof(l->info.arch), "%.15s", l->arch);
+
+    rc = kc__pool_create(opts->compile_threads, &l->pool);
+    if (rc != KC_OK) {
+        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                 "cannot start the compile threads: %s", kc_strerror(rc));
+        goto fail;
+    }
+    open_store(l, opts);
+    *out = l;
+    return KC_OK;
+fail:
+    kc_launcher_destroy(l);
+    return rc;
+}
+
+void kc_launcher_destroy(kc_launcher_t *l)
+{
+    if (!l)
+        return;
+    /* Background compiles reference kernels: finish them first. */
+    kc__pool_destroy(l->pool);
+    while (l->kernels) {
+        kc_kernel_t *next = kc__kernel_next(l->kernels);
+        kc__kernel_free(l->kernels);
+        l->kernels = next;
+    }
+    if (l->dev)
+        l->dev->ops->destroy(l->dev);
+    if (l->own_store)
+        kc_store_close(l->store);
+    else if (l->store)
+        kc_store_flush(l->store);
+    pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->tune_lock);
+    free(l);
+}
+
+int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
+{
+    kc_launcher_t *l = (kc_launcher_t *)launcher;
+
+    if (!l || !out)
+        return KC_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&l->lock);
+    for (kc_kernel_t *k = l->kernels; k; k = kc__kernel_next(k)) {
+        kc_kernel_stats_t s;
+        kc_kernel_stats(k, &s);
+        out->launches += s.launches;
+        out->memo_hits += s.memo_hits;
+        out->store_hits += s.store_hits;
+        out->tunes += s.tunes;
+        out->compiles += s.compiles;
+        out->builds_reused += s.builds_reused;
+        out->candidates_failed += s.candidates_failed;
+        out->publishes += s.publishes;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return KC_OK;
+}

@@ -1,0 +1,52 @@
+/* The launcher object, shared by launcher.c (creation, options, store,
+ * device, pool) and kernel.c (registration and the launch flow). Internal.
+ */
+#ifndef KCACHE_LAUNCHER_INT_H
+#define KCACHE_LAUNCHER_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "kcache/launch.h"
+
+#include "device.h"
+#include "pool.h"
+#include "tuner.h"
+
+/* Most arguments a kernel may have: the launch path keeps its per-argument
+ * arrays on the stack. */
+#define KC__MAX_ARGS 64
+
+struct kc_launcher {
+    kc_device_kind_t kind;
+    kc__device_t *dev; /* NULL for KC_DEVICE_NONE */
+    kc__devinfo_t info;
+    char arch[32];
+    kc_store_t *store; /* NULL: no store */
+    int own_store;
+    kc__pool_t *pool;
+    kc__tune_opts_t tune;
+
+    kc_log_fn log;
+    void *log_user;
+    kc_log_level_t log_level;
+
+    pthread_mutex_t lock; /* the kernel list */
+    kc_kernel_t *kernels;
+    /* One tuning at a time per launcher: candidates timed side by side on
+     * one device would disturb each other's timings. */
+    pthread_mutex_t tune_lock;
+};
+
+/* Record the detail of a failure for kc_launcher_errmsg in this thread. */
+void kc__errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void kc__errmsg_clear(void);
+
+void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* kernel.c */
+void kc__kernel_free(kc_kernel_t *kernel);
+kc_kernel_t *kc__kernel_next(const kc_kernel_t *kernel);
+
+#endif

@@ -1,0 +1,914 @@
+/* The launch flow end to end on the simulation device, with real
+ * NVRTC-compiled cubins and a real store: miss -> compile -> tune ->
+ * publish -> launch, then hits from the memo and from the store. The sim's
+ * C functions really compute, so results are checked element by element;
+ * its cost model makes BLOCK = 256 the fastest config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kcache/launch.h"
+#include "kcache/record.h"
+#include "kcache/sim.h"
+#include "kcache/store.h"
+
+/* ---- kernels: CUDA C for NVRTC, C functions for the sim ----------------- */
+
+static const char vadd_src[] = "extern \"C\" __global__ void vadd(const float *a, const "
+                               "float *b, float *out, int n)\n"
+                               "{\n"
+                               "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+                               "    if (i < n)\n"
+                               "        out[i] = a[i] + b[i];\n"
+                               "}\n";
+
+static const char inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
+                              "{\n"
+                              "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+                              "    if (i < n)\n"
+                              "        x[i] += 1.0f;\n"
+                              "}\n";
+
+/* Fails to compile for one config only. */
+static const char flaky_src[] = "#if BLOCK == 512\n"
+                                "#error BLOCK 512 is not supported\n"
+                                "#endif\n"
+                                "extern \"C\" __global__ void flaky(float *x, int n)\n"
+                                "{\n"
+                                "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+                                "    if (i < n)\n"
+                                "        x[i] += 1.0f;\n"
+                                "}\n";
+
+#define PARAM_PTR(p) ((void *)(uintptr_t) * (const uint64_t *)(p))
+#define PARAM_I32(p) (*(const int32_t *)(p))
+
+/* What the sim functions do besides computing, per test. */
+typedef struct behaviour {
+    unsigned fail_block;   /* launches with this block size report a failure */
+    unsigned sticky_block; /* ... or an illegal address */
+} behaviour_t;
+
+static void for_each_thread(const kc_sim_launch_t *l, int n,
+                            void (*body)(int, void *const *), void *const *params)
+{
+    for (unsigned b = 0; b < l->grid[0]; b++)
+        for (unsigned t = 0; t < l->block[0]; t++) {
+            long i = (long)b * l->block[0] + t;
+            if (i < n)
+                body((int)i, params);
+        }
+}
+
+static void vadd_body(int i, void *const *p)
+{
+    const float *a = PARAM_PTR(p[0]), *b = PARAM_PTR(p[1]);
+    float *out = PARAM_PTR(p[2]);
+    out[i] = a[i] + b[i];
+}
+
+static void inc_body(int i, void *const *p)
+{
+    float *x = PARAM_PTR(p[0]);
+    x[i] += 1.0f;
+}
+
+static int check_behaviour(void *user, const kc_sim_launch_t *l)
+{
+    const behaviour_t *bh = user;
+    if (bh && bh->sticky_block && l->block[0] == bh->sticky_block)
+        return KC_ESTICKY;
+    if (bh && bh->fail_block && l->block[0] == bh->fail_block)
+        return 1;
+    return 0;
+}
+
+static int sim_vadd(void *user, const kc_sim_launch_t *l)
+{
+    int rc = check_behaviour(user, l);
+    if (rc == 0)
+        for_each_thread(l, PARAM_I32(l->params[3]), vadd_body, l->params);
+    return rc;
+}
+
+static int sim_inc(void *user, const kc_sim_launch_t *l)
+{
+    int rc = check_behaviour(user, l);
+    if (rc == 0)
+        for_each_thread(l, PARAM_I32(l->params[1]), inc_body, l->params);
+    return rc;
+}
+
+/* BLOCK = 256 is fastest; the rest are slower by their distance from it. */
+static uint64_t cost_256(void *user, const kc_sim_launch_t *l)
+{
+    (void)user;
+    long d = (long)l->block[0] - 256;
+    return (uint64_t)(d < 0 ? -d : d) + 1000;
+}
+
+/* ---- specs --------------------------------------------------------------- */
+
+static const int64_t blocks5[] = {64, 128, 256, 512, 1024};
+static const kc_param_spec_t block_param5[] = {{"BLOCK", blocks5, 5}};
+static const int64_t block_one[] = {256};
+static const kc_param_spec_t block_param1[] = {{"BLOCK", block_one, 1}};
+static const int64_t flaky_blocks[] = {128, 256, 512, 1024, 2048};
+static const kc_param_spec_t flaky_param[] = {{"BLOCK", flaky_blocks, 5}};
+
+static const kc_arg_spec_t vadd_args[] = {
+    {"a", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
+    {"b", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
+    {"out", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_OUT, 0},
+    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
+};
+static const kc_arg_spec_t inc_args[] = {
+    {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
+    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
+};
+
+static kc_kernel_spec_t vadd_spec(void)
+{
+    return (kc_kernel_spec_t){.name = "test.vadd",
+                              .source_kind = KC_SOURCE_CUDA,
+                              .source = vadd_src,
+                              .entry = "vadd",
+                              .params = block_param5,
+                              .n_params = 1,
+                              .args = vadd_args,
+                              .n_args = 4,
+                              .grid = {"cdiv(n, BLOCK)"},
+                              .block = {"BLOCK"}};
+}
+
+static kc_kernel_spec_t inc_spec(const char *name, const char *src, const char *entry,
+                                 const kc_param_spec_t *params)
+{
+    return (kc_kernel_spec_t){.name = name,
+                              .source_kind = KC_SOURCE_CUDA,
+                              .source = src,
+                              .entry = entry,
+                              .params = params,
+                              .n_params = 1,
+                              .args = inc_args,
+                              .n_args = 2,
+                              .grid = {"cdiv(n, BLOCK)"},
+                              .block = {"BLOCK"}};
+}
+
+/* ---- fixture ------------------------------------------------------------- */
+
+typedef struct fx {
+    char dir[512];
+    kc_sim_t *sim;
+    kc_launcher_t *l;
+    behaviour_t bh;
+    char log[4096];
+} fx_t;
+
+static void capture_log(void *user, kc_log_level_t level, const char *msg)
+{
+    fx_t *f = user;
+    (void)level;
+    size_t len = strlen(f->log);
+    snprintf(f->log + len, sizeof(f->log) - len, "%s\n", msg);
+}
+
+static int make_dir(fx_t *f)
+{
+    const char *base = getenv("KC_TEST_TMP");
+    char tmpl[512];
+
+    if (!base || !base[0])
+        base = "/tmp";
+    snprintf(tmpl, sizeof(tmpl), "%s", base);
+    /* KC_TEST_TMP may not exist yet: create it and its parents. */
+    for (char *p = tmpl + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            (void)!mkdir(tmpl, 0755);
+            *p = '/';
+        }
+    (void)!mkdir(tmpl, 0755);
+    if ((size_t)snprintf(f->dir, sizeof(f->dir), "%.480s/launch_flow.XXXXXX", tmpl) >=
+        sizeof(f->dir))
+        return -1;
+    return mkdtemp(f->dir) ? 0 : -1;
+}
+
+static void new_sim(fx_t *f, const kc_sim_opts_t *opts)
+{
+    kc_sim_destroy(f->sim);
+    assert_int_equal(kc_sim_create(opts, &f->sim), KC_OK);
+    assert_int_equal(kc_sim_register(f->sim, "vadd", sim_vadd, cost_256, &f->bh), KC_OK);
+    assert_int_equal(kc_sim_register(f->sim, "inc", sim_inc, cost_256, &f->bh), KC_OK);
+    assert_int_equal(kc_sim_register(f->sim, "flaky", sim_inc, cost_256, &f->bh), KC_OK);
+}
+
+static kc_launcher_opts_t sim_opts(fx_t *f)
+{
+    kc_launcher_opts_t o = {0};
+    o.device = KC_DEVICE_SIM;
+    o.sim = f->sim;
+    o.store_dir = f->dir;
+    o.budget_ms = 0.01; /* the sim's clock: a few microseconds per run */
+    o.min_reps = 3;
+    o.max_reps = 10;
+    o.log = capture_log;
+    o.log_user = f;
+    o.log_level = KC_LOG_DEBUG;
+    return o;
+}
+
+static void new_launcher(fx_t *f)
+{
+    kc_launcher_opts_t o = sim_opts(f);
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    if (!f || make_dir(f) != 0)
+        return -1;
+    new_sim(f, NULL);
+    new_launcher(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    char cmd[600];
+    kc_launcher_destroy(f->l);
+    kc_sim_destroy(f->sim);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    (void)!system(cmd);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* 64-byte aligned floats, so every buffer has the same signature. */
+static float *falloc(size_t bytes)
+{
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
+typedef struct vecs {
+    int n;
+    int64_t dims[1];
+    float *a, *b, *out;
+    kc_arg_t args[4];
+} vecs_t;
+
+static void vecs_init(vecs_t *v, int n)
+{
+    v->n = n;
+    v->dims[0] = n;
+    v->a = falloc((size_t)n * sizeof(float) + 64);
+    v->b = falloc((size_t)n * sizeof(float) + 64);
+    v->out = falloc((size_t)n * sizeof(float) + 64);
+    assert_non_null(v->a);
+    assert_non_null(v->b);
+    assert_non_null(v->out);
+    for (int i = 0; i < n; i++) {
+        v->a[i] = (float)i;
+        v->b[i] = (float)(2 * i + 1);
+        v->out[i] = -1.f;
+    }
+    memset(v->args, 0, sizeof(v->args));
+    v->args[0] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->a, .rank = 1, .dims = v->dims};
+    v->args[1] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->b, .rank = 1, .dims = v->dims};
+    v->args[2] =
+        (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->out, .rank = 1, .dims = v->dims};
+    v->args[3].value.i = n;
+}
+
+static void vecs_check(const vecs_t *v)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->out[i] != (float)(3 * i + 1))
+            fail_msg("out[%d] = %g, expected %d", i, v->out[i], 3 * i + 1);
+}
+
+static void vecs_free(vecs_t *v)
+{
+    free(v->a);
+    free(v->b);
+    free(v->out);
+}
+
+static uint64_t store_count(fx_t *f, kc_rec_kind_t kind)
+{
+    kc_store_stats_t s;
+    kc_store_t *st = kc_launcher_store(f->l);
+    assert_non_null(st);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    return s.records[kind];
+}
+
+static int64_t last_block(kc_kernel_t *k)
+{
+    kc_param_t p[4];
+    size_t n = 0;
+    assert_int_equal(kc_kernel_last_config(k, p, 4, &n), KC_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0].name, "BLOCK");
+    return p[0].value;
+}
+
+static uint64_t sim_launches(fx_t *f)
+{
+    kc_sim_counters_t c;
+    kc_sim_counters(f->sim, &c);
+    return c.launches;
+}
+
+/* The single tuning record in the store (the caller frees it). */
+static int grab_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                       const void *data, size_t len)
+{
+    (void)kind;
+    (void)key;
+    kc_record_t **out = user;
+    if (*out)
+        return 2; /* more than one */
+    return kc_record_decode(data, len, out) == KC_OK ? 0 : 3;
+}
+
+static kc_record_t *the_tuning(fx_t *f)
+{
+    kc_record_t *rec = NULL;
+    assert_int_equal(
+        kc_store_iterate(kc_launcher_store(f->l), KC_REC_TUNING, grab_tuning, &rec), 0);
+    assert_non_null(rec);
+    return rec;
+}
+
+static const kc_candidate_t *cand_with_block(const kc_tuning_rec_t *t, int64_t block)
+{
+    for (size_t i = 0; i < t->n_candidates; i++)
+        if (t->candidates[i].n_params == 1 && t->candidates[i].params[0].value == block)
+            return &t->candidates[i];
+    fail_msg("no candidate with BLOCK=%lld", (long long)block);
+    return NULL;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_first_launch_compiles_tunes_publishes_and_computes(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    vecs_t v;
+
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+
+    assert_int_equal(kc_kernel_stats(k, &s), KC_OK);
+    assert_int_equal(s.compiles, 5);
+    assert_int_equal(s.builds_reused, 0);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(s.store_hits, 0);
+    assert_int_equal(s.publishes, 1);
+    assert_int_equal(last_block(k), 256);
+    assert_int_equal(store_count(f, KC_REC_BUILD), 5);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 1);
+
+    kc_record_t *rec = the_tuning(f);
+    const kc_tuning_rec_t *t = &rec->u.tuning;
+    assert_int_equal(t->n_candidates, 5);
+    assert_int_equal(t->n_winner, 1);
+    assert_int_equal(t->winner[0].value, 256);
+    assert_int_equal(cand_with_block(t, 256)->median_ns, 1000);
+    assert_int_equal(cand_with_block(t, 64)->median_ns, 1192);
+    assert_int_equal(cand_with_block(t, 1024)->status, KC_CAND_OK);
+    assert_string_equal(t->arch, "sm_90");
+    assert_string_equal(t->device_name, "kcache simulated GPU");
+    assert_int_equal(t->sm_count, 132);
+    kc_free(rec);
+
+    /* The same signature again: a memo hit and exactly one more launch. */
+    uint64_t before = sim_launches(f);
+    memset(v.out, 0, (size_t)v.n * sizeof(float));
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    assert_int_equal(sim_launches(f), before + 1);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.memo_hits, 1);
+    assert_int_equal(s.tunes, 1);
+    vecs_free(&v);
+}
+
+static void test_written_buffers_hold_one_launch_after_tuning(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kc_kernel_t *k;
+    kc_sim_counters_t c;
+    enum { N = 777 };
+    float *x = falloc(N * sizeof(float) + 64);
+    int64_t dims[1] = {N};
+    kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
+
+    args[1].value.i = N;
+    for (int i = 0; i < N; i++)
+        x[i] = (float)i * 0.5f;
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
+    for (int i = 0; i < N; i++)
+        if (x[i] != (float)i * 0.5f + 1.f)
+            fail_msg("x[%d] = %g after one launch, expected %g", i, x[i], i * 0.5 + 1);
+    kc_sim_counters(f->sim, &c);
+    /* The tuner ran the kernel many times; the user sees one run. */
+    assert_true(c.launches > 5 * 3);
+    /* The saved copy went to "device" memory, which had room, and was freed. */
+    assert_int_equal(c.peak_bytes, N * sizeof(float));
+    assert_int_equal(c.bytes_allocated, 0);
+    free(x);
+}
+
+static void test_saved_buffers_go_to_host_memory_when_device_memory_is_short(void **state)
+{
+    fx_t *f = *state;
+    kc_sim_opts_t so = {.mem_limit = 1 << 20};
+    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kc_kernel_t *k;
+    kc_sim_counters_t c;
+    enum { N = 4096 };
+    float *x = falloc(N * sizeof(float));
+    int64_t dims[1] = {N};
+    kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
+
+    args[1].value.i = N;
+    for (int i = 0; i < N; i++)
+        x[i] = 3.f;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    new_sim(f, &so);
+    new_launcher(f);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(x[i] == 4.f);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.peak_bytes, 0);
+    free(x);
+}
+
+static void test_second_launcher_on_the_same_store_hits_without_compiling(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kc_sim_counters_t c;
+    vecs_t v;
+
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+
+    /* A new process, in effect: a fresh sim and launcher on the store. */
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    new_sim(f, NULL);
+    new_launcher(f);
+    vecs_free(&v);
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.store_hits, 1);
+    assert_int_equal(s.compiles, 0);
+    assert_int_equal(s.tunes, 0);
+    assert_int_equal(s.publishes, 0);
+    assert_int_equal(last_block(k), 256);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.launches, 1);
+    assert_int_equal(c.modules_loaded, 1);
+    vecs_free(&v);
+}
+
+static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    vecs_t v;
+
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_free(&v);
+
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    new_sim(f, NULL);
+    new_launcher(f);
+    vecs_init(&v, 4096); /* other dims, and n is now a multiple of 16 */
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.compiles, 0);
+    assert_int_equal(s.builds_reused, 5);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(s.store_hits, 0);
+    assert_int_equal(store_count(f, KC_REC_BUILD), 5);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 2);
+    vecs_free(&v);
+}
+
+static void
+test_failed_candidates_are_recorded_with_their_reason_and_skipped(void **state)
+{
+    fx_t *f = *state;
+    /* 128 fails at launch, 512 does not compile, 1024 is over this device's
+     * 512 threads, 2048 over CUDA's 1024: only 256 runs. */
+    kc_sim_opts_t so = {.max_threads = 512};
+    kc_kernel_spec_t spec = inc_spec("test.flaky", flaky_src, "flaky", flaky_param);
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    enum { N = 300 };
+    float x[N];
+    int64_t dims[1] = {N};
+    kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
+
+    args[1].value.i = N;
+    memset(x, 0, sizeof(x));
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    new_sim(f, &so);
+    new_launcher(f);
+    f->bh.fail_block = 128;
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(x[i] == 1.f);
+    assert_int_equal(last_block(k), 256);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.candidates_failed, 4);
+    assert_int_equal(s.tunes, 1);
+    /* Builds are published for the four that compiled. */
+    assert_int_equal(store_count(f, KC_REC_BUILD), 4);
+
+    kc_record_t *rec = the_tuning(f);
+    const kc_tuning_rec_t *t = &rec->u.tuning;
+    const kc_candidate_t *c;
+    assert_int_equal(t->n_candidates, 5);
+    c = cand_with_block(t, 256);
+    assert_int_equal(c->status, KC_CAND_OK);
+    assert_string_equal(c->reason, "");
+    assert_false(kc_key_is_zero(&c->build));
+    c = cand_with_block(t, 128);
+    assert_int_equal(c->status, KC_CAND_LAUNCH_FAILED);
+    assert_non_null(strstr(c->reason, "LAUNCH_FAILED"));
+    c = cand_with_block(t, 512);
+    assert_int_equal(c->status, KC_CAND_COMPILE_ERROR);
+    assert_non_null(strstr(c->reason, "BLOCK 512 is not supported"));
+    assert_true(kc_key_is_zero(&c->build));
+    c = cand_with_block(t, 1024);
+    assert_int_equal(c->status, KC_CAND_RESOURCES);
+    assert_non_null(strstr(c->reason, "threads"));
+    c = cand_with_block(t, 2048);
+    assert_int_equal(c->status, KC_CAND_RESOURCES);
+    assert_non_null(strstr(c->reason, "block[0]"));
+    kc_free(rec);
+}
+
+static void test_sticky_error_stops_tuning(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    enum { N = 100 };
+    float x[N] = {0};
+    int64_t dims[1] = {N};
+    kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
+
+    args[1].value.i = N;
+    f->bh.sticky_block = 128;
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_ESTICKY);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "context"));
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "ILLEGAL_ADDRESS"));
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.tunes, 0);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 0);
+}
+
+static void test_one_candidate_spec_skips_timing(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc1", inc_src, "inc", block_param1);
+    kc_kernel_t *k;
+    enum { N = 100 };
+    float x[N] = {0};
+    int64_t dims[1] = {N};
+    kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
+
+    args[1].value.i = N;
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
+    assert_int_equal(sim_launches(f), 1);
+    for (int i = 0; i < N; i++)
+        assert_true(x[i] == 1.f);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 1);
+    assert_int_equal(store_count(f, KC_REC_BUILD), 1);
+}
+
+static void test_bad_spec_and_bad_expression_name_field_and_column(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k = (kc_kernel_t *)1;
+
+    spec.grid[0] = "cdiv(n, BLOKC)";
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_EEXPR);
+    assert_null(k);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "grid[0]"));
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "column 9"));
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "BLOKC"));
+
+    spec = vadd_spec();
+    spec.entry = NULL;
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_ESPEC);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "entry"));
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "test.vadd"));
+}
+
+static void test_launcher_without_a_store_still_tunes_and_launches(void **state)
+{
+    fx_t *f = *state;
+    kc_launcher_opts_t o = sim_opts(f);
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    vecs_t v;
+
+    o.no_store = 1;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_null(kc_launcher_store(f->l));
+    vecs_init(&v, 500);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(s.publishes, 0);
+    assert_int_equal(last_block(k), 256);
+    vecs_free(&v);
+}
+
+static void test_unopenable_store_is_a_warning_not_an_error(void **state)
+{
+    fx_t *f = *state;
+    kc_launcher_opts_t o = sim_opts(f);
+    char path[600];
+    FILE *fp;
+
+    /* A regular file where the store directory should be. */
+    snprintf(path, sizeof(path), "%s/not-a-dir", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    o.store_dir = path;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    f->log[0] = '\0';
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_null(kc_launcher_store(f->l));
+    assert_non_null(strstr(f->log, "not-a-dir"));
+}
+
+static void test_no_device_compiles_and_publishes_builds(void **state)
+{
+    fx_t *f = *state;
+    kc_launcher_opts_t o = {0};
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    vecs_t v;
+
+    o.device = KC_DEVICE_NONE;
+    o.arch = "sm_80";
+    o.store_dir = f->dir;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_string_equal(kc_launcher_arch(f->l), "sm_80");
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.compiles, 5);
+    assert_int_equal(s.publishes, 1);
+    assert_int_equal(store_count(f, KC_REC_BUILD), 5);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 0);
+    vecs_init(&v, 10);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_ENODEVICE);
+    vecs_free(&v);
+}
+
+static void test_no_device_needs_an_arch(void **state)
+{
+    (void)state;
+    kc_launcher_opts_t o = {0};
+    kc_launcher_t *l = (kc_launcher_t *)1;
+    o.device = KC_DEVICE_NONE;
+    o.no_store = 1;
+    assert_int_equal(kc_launcher_create(&o, &l), KC_EINVAL);
+    assert_null(l);
+    assert_non_null(strstr(kc_launcher_create_errmsg(), "arch"));
+}
+
+static void test_registering_the_same_spec_twice_gives_one_kernel(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k1, *k2, *found;
+
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k1), KC_OK);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k2), KC_OK);
+    assert_ptr_equal(k1, k2);
+    assert_int_equal(kc_kernel_find(f->l, "test.vadd", &found), KC_OK);
+    assert_ptr_equal(found, k1);
+    assert_int_equal(kc_kernel_find(f->l, "nope", &found), KC_ENOTFOUND);
+}
+
+static void test_spec_file_kernels_launch_and_match_their_c_twin(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t **ks = NULL, *found, *twin;
+    size_t n = 0;
+    char path[600];
+    vecs_t v;
+
+    json_t *doc = json_pack(
+        "{s:i, s:[{s:s, s:s, s:s, s:s, s:{s:[i,i,i,i,i]}, s:[{s:s, s:s, s:s}, {s:s, s:s, "
+        "s:s},"
+        " {s:s, s:s, s:s}, {s:s, s:s}], s:[s], s:[s]}]}",
+        "version", 1, "kernels", "name", "test.vadd", "source_kind", "cuda", "source",
+        vadd_src, "entry", "vadd", "params", "BLOCK", 64, 128, 256, 512, 1024, "args",
+        "name", "a", "type", "f32*", "access", "in", "name", "b", "type", "f32*",
+        "access", "in", "name", "out", "type", "f32*", "access", "out", "name", "n",
+        "type", "i32", "grid", "cdiv(n, BLOCK)", "block", "BLOCK");
+    assert_non_null(doc);
+    snprintf(path, sizeof(path), "%s/specs.json", f->dir);
+    assert_int_equal(json_dump_file(doc, path, 0), 0);
+    json_decref(doc);
+
+    assert_int_equal(kc_kernel_load_file(f->l, path, &ks, &n), KC_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(kc_kernel_find(f->l, "test.vadd", &found), KC_OK);
+    assert_ptr_equal(found, ks[0]);
+    /* The same kernel given as a C struct is the same kernel. */
+    assert_int_equal(kc_kernel_get(f->l, &spec, &twin), KC_OK);
+    assert_ptr_equal(twin, ks[0]);
+    vecs_init(&v, 300);
+    assert_int_equal(kc_kernel_launch(ks[0], NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    assert_int_equal(last_block(ks[0]), 256);
+    vecs_free(&v);
+    kc_free(ks);
+}
+
+static void test_bad_spec_file_names_the_file_and_field(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_t **ks = (kc_kernel_t **)1;
+    size_t n = 7;
+    char path[600];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/bad.json", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("{\"version\": 1, \"kernels\": [{\"name\": \"k\", \"source_kind\": \"cuda\", "
+          "\"source\": \"x\", \"entry\": \"k\", \"args\": [], \"grid\": [\"1 +\"], "
+          "\"block\": [\"1\"]}]}",
+          fp);
+    fclose(fp);
+    assert_int_equal(kc_kernel_load_file(f->l, path, &ks, &n), KC_EEXPR);
+    assert_null(ks);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "bad.json"));
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "grid[0]"));
+}
+
+typedef struct racer {
+    kc_kernel_t *k;
+    pthread_barrier_t *go;
+    vecs_t v;
+    int rc;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    pthread_barrier_wait(r->go);
+    r->rc = kc_kernel_launch(r->k, NULL, r->v.args, 4);
+    return NULL;
+}
+
+static void test_eight_threads_missing_at_once_tune_once(void **state)
+{
+    fx_t *f = *state;
+    enum { T = 8 };
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    pthread_barrier_t go;
+    pthread_t th[T];
+    racer_t r[T];
+
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    pthread_barrier_init(&go, NULL, T);
+    for (int i = 0; i < T; i++) {
+        r[i] = (racer_t){.k = k, .go = &go};
+        vecs_init(&r[i].v, 2000);
+        assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++) {
+        assert_int_equal(r[i].rc, KC_OK);
+        vecs_check(&r[i].v);
+        vecs_free(&r[i].v);
+    }
+    pthread_barrier_destroy(&go);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(s.launches, T);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_first_launch_compiles_tunes_publishes_and_computes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_buffers_hold_one_launch_after_tuning,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_saved_buffers_go_to_host_memory_when_device_memory_is_short, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_second_launcher_on_the_same_store_hits_without_compiling, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_new_signature_retunes_but_reuses_stored_builds, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_candidates_are_recorded_with_their_reason_and_skipped, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_sticky_error_stops_tuning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_candidate_spec_skips_timing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_bad_spec_and_bad_expression_name_field_and_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_launcher_without_a_store_still_tunes_and_launches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unopenable_store_is_a_warning_not_an_error,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_device_compiles_and_publishes_builds,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_device_needs_an_arch, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_registering_the_same_spec_twice_gives_one_kernel, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_spec_file_kernels_launch_and_match_their_c_twin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_spec_file_names_the_file_and_field,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eight_threads_missing_at_once_tune_once,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
