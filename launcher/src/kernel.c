@@ -142,7 +142,9 @@ static char *reason_from_log(const char *prefix, const char *log)
 
 /* ---- compiling --------------------------------------------------------- */
 
-/* Reuse a stored build when its cubin is intact. */
+/* Adopt a stored build: its record only. The cubin is fetched (and
+ * verified) when a tuning needs to load the candidate, so a process whose
+ * tunings are all stored never decompresses a cubin it will not run. */
 static int reuse_stored(kc_kernel_t *k, cand_t *c)
 {
     kc_store_t *st = k->l->store;
@@ -154,23 +156,16 @@ static int reuse_stored(kc_kernel_t *k, cand_t *c)
     rc = kc_store_get(st, KC_REC_BUILD, &c->build_key, &rec);
     if (rc != KC_OK)
         return rc;
-    rc = kc_store_get_cubin(st, &rec->u.build.blob, &c->cubin, &c->cubin_len);
-    if (rc == KC_OK) {
-        c->blob_key = rec->u.build.blob;
-        c->entry = strdup(rec->u.build.entry);
-        c->compile_us = rec->u.build.compile_us;
-        c->attrs = (kc__funcattrs_t){rec->u.build.registers, rec->u.build.static_smem,
-                                     rec->u.build.max_threads, rec->u.build.local_bytes};
-        if (!c->entry) {
-            kc_free(c->cubin);
-            c->cubin = NULL;
-            rc = KC_ENOMEM;
-        }
-    }
+    c->blob_key = rec->u.build.blob;
+    c->entry = strdup(rec->u.build.entry);
+    c->compile_us = rec->u.build.compile_us;
+    c->attrs = (kc__funcattrs_t){rec->u.build.registers, rec->u.build.static_smem,
+                                 rec->u.build.max_threads, rec->u.build.local_bytes};
     kc_free(rec);
-    if (rc == KC_OK)
-        kc_store_touch(st, KC_REC_BUILD, &c->build_key);
-    return rc;
+    if (!c->entry)
+        return KC_ENOMEM;
+    kc_store_touch(st, KC_REC_BUILD, &c->build_key);
+    return KC_OK;
 }
 
 static void compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
@@ -243,6 +238,50 @@ static void compile_ptx(kc_kernel_t *k, cand_t *c)
 
 static int publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 
+/* Compile one candidate here and now (no stored build, or a stored one
+ * whose cubin turned out to be missing or corrupt). */
+static void compile_candidate(kc_kernel_t *k, cand_t *c, const kc_param_t *params,
+                              size_t i)
+{
+    if (k->spec->s.source_kind == KC_SOURCE_PTX)
+        compile_ptx(k, c);
+    else
+        compile_cuda(k, c, params);
+    bump(&k->compiles);
+    if (k->l->store)
+        kc_store_count(k->l->store, KC_COUNTER_COMPILES, 1);
+    if (c->status == KC_CAND_OK && !c->entry) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = strdup("out of memory");
+    }
+    if (c->status != KC_CAND_OK) {
+        bump(&k->candidates_failed);
+        kc__log(k->l, KC_LOG_DEBUG, "kcache: %s: candidate %zu: %s", kname(k), i,
+                c->reason ? c->reason : "failed");
+        return;
+    }
+    c->blob_key = kc_key_hash(c->cubin, c->cubin_len);
+    c->compiled_here = 1;
+}
+
+/* Make sure a candidate's cubin is in memory: fetch a stored build's cubin
+ * (verified against its key), or compile it again if the store lost it. */
+static void ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i)
+{
+    if (c->cubin || c->status != KC_CAND_OK)
+        return;
+    if (k->l->store &&
+        kc_store_get_cubin(k->l->store, &c->blob_key, &c->cubin, &c->cubin_len) == KC_OK)
+        return;
+    kc__log(k->l, KC_LOG_WARN,
+            "kcache: %s: stored build of candidate %zu is unreadable; "
+            "compiling it again",
+            kname(k), i);
+    free(c->entry);
+    c->entry = NULL;
+    compile_candidate(k, c, k->cand_params + i * k->spec->s.n_params, i);
+}
+
 static void compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -274,25 +313,9 @@ static void compile_one(void *arg)
         bump(&k->builds_reused);
         goto done;
     }
-    if (sp->s.source_kind == KC_SOURCE_PTX)
-        compile_ptx(k, c);
-    else
-        compile_cuda(k, c, params);
-    bump(&k->compiles);
-    if (k->l->store)
-        kc_store_count(k->l->store, KC_COUNTER_COMPILES, 1);
-    if (c->status == KC_CAND_OK && !c->entry) {
-        c->status = KC_CAND_COMPILE_ERROR;
-        c->reason = strdup("out of memory");
-    }
-    if (c->status != KC_CAND_OK) {
-        bump(&k->candidates_failed);
-        kc__log(k->l, KC_LOG_DEBUG, "kcache: %s: candidate %zu: %s", kname(k), t->i,
-                c->reason ? c->reason : "failed");
-        goto done;
-    }
-    c->blob_key = kc_key_hash(c->cubin, c->cubin_len);
-    c->compiled_here = 1;
+    free(c->entry);
+    c->entry = NULL;
+    compile_candidate(k, c, params, t->i);
 done:
     pthread_mutex_lock(&k->mu);
     last = --k->pending == 0;
@@ -746,6 +769,13 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
 
         t->status = c->status;
         if (c->status != KC_CAND_OK) {
+            snprintf(t->reason, sizeof(t->reason), "%s",
+                     c->reason ? c->reason : "failed");
+            continue;
+        }
+        ensure_cubin(k, c, i);
+        if (c->status != KC_CAND_OK) {
+            t->status = c->status;
             snprintf(t->reason, sizeof(t->reason), "%s",
                      c->reason ? c->reason : "failed");
             continue;

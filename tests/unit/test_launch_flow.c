@@ -513,6 +513,78 @@ static void test_second_launcher_on_the_same_store_hits_without_compiling(void *
     vecs_free(&v);
 }
 
+/* Collects every blob key in the store. */
+typedef struct {
+    kc_key_t keys[64];
+    size_t n;
+} keylist_t;
+
+static int collect_key(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                       const void *data, size_t len)
+{
+    (void)kind;
+    (void)data;
+    (void)len;
+    keylist_t *kl = user;
+    if (kl->n < 64)
+        kl->keys[kl->n++] = *key;
+    return 0;
+}
+
+static void test_warm_hit_reads_only_the_winners_cubin(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kc_record_t *tuning, *build = NULL;
+    keylist_t blobs = {0};
+    vecs_t v;
+
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_free(&v);
+
+    /* Leave only the winner's cubin in the store. */
+    kc_store_t *st = kc_launcher_store(f->l);
+    tuning = the_tuning(f);
+    assert_int_equal(
+        kc_store_get(st, KC_REC_BUILD, &tuning->u.tuning.winner_build, &build), KC_OK);
+    assert_int_equal(kc_store_iterate(st, KC_REC_BLOB, collect_key, &blobs), 0);
+    assert_int_equal(blobs.n, 5);
+    for (size_t i = 0; i < blobs.n; i++)
+        if (kc_key_cmp(&blobs.keys[i], &build->u.build.blob) != 0)
+            assert_int_equal(kc_store_del(st, KC_REC_BLOB, &blobs.keys[i]), KC_OK);
+    kc_free(build);
+    kc_free(tuning);
+
+    /* A new process hits without touching the other candidates' cubins:
+     * had it fetched them, it would have found them gone and recompiled. */
+    new_sim(f, NULL);
+    new_launcher(f);
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.store_hits, 1);
+    assert_int_equal(s.compiles, 0);
+    assert_int_equal(s.builds_reused, 5);
+    vecs_free(&v);
+
+    /* A new signature must tune: the four lost cubins compile again. */
+    vecs_init(&v, 4096);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.compiles, 4);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(last_block(k), 256);
+    vecs_free(&v);
+}
+
 static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
 {
     fx_t *f = *state;
@@ -886,6 +958,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_new_signature_retunes_but_reuses_stored_builds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_warm_hit_reads_only_the_winners_cubin, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_candidates_are_recorded_with_their_reason_and_skipped, setup,
             teardown),
