@@ -31,6 +31,21 @@ echo "== demo: warm run (new process, same store) ==" | tee -a "$out/demo.log"
 build-gpu/tools/kcache_demo --check --expect-warm 2>&1 | tee -a "$out/demo.log" || status=1
 build-gpu/tools/cachectl stats 2>&1 | tee -a "$out/demo.log"
 
+# A cubin fetched with `cachectl get` must be readable by CUDA's own tools.
+echo "== cachectl get | cuobjdump / nvdisasm ==" | tee "$out/cubin-tools.log"
+key="$(build-gpu/tools/cachectl ls --kind tuning | awk 'NR == 2 {print $2}')"
+if build-gpu/tools/cachectl get "$key" -o "$out/winner.cubin" 2>&1 | tee -a "$out/cubin-tools.log" &&
+   cuobjdump -elf "$out/winner.cubin" > "$out/cuobjdump.txt" 2>&1 &&
+   nvdisasm "$out/winner.cubin" > "$out/nvdisasm.txt" 2>&1; then
+  echo "cuobjdump and nvdisasm read the cubin of tuning $key:" \
+       "$(wc -l < "$out/cuobjdump.txt") and $(wc -l < "$out/nvdisasm.txt") lines" | tee -a "$out/cubin-tools.log"
+  head -5 "$out/nvdisasm.txt" | tee -a "$out/cubin-tools.log"
+else
+  echo "FAIL: cuobjdump/nvdisasm could not read the cubin of $key" | tee -a "$out/cubin-tools.log"
+  status=1
+fi
+rm -f "$out/cuobjdump.txt"
+
 if [ -x build-gpu/tools/kcache_bench_launch ]; then
   echo "== benchmarks ==" | tee "$out/bench.log"
   build-gpu/tools/kcache_bench_launch 2>&1 | tee -a "$out/bench.log" || status=1
