@@ -509,14 +509,28 @@ typedef struct prep {
     unsigned grid[3], block[3], shared;
 } prep_t;
 
-static int prepare(const kc__spec_t *sp, const int64_t *config, const kc_arg_t *args,
-                   size_t n, prep_t *p, char *err, size_t errcap)
+/* fixed: the config-only geometry of a memo entry, or NULL. */
+static int prepare(const kc__spec_t *sp, const int64_t *config, const int64_t *fixed,
+                   const kc_arg_t *args, size_t n, prep_t *p, char *err, size_t errcap)
 {
     int rc = kc__spec_bind(sp, config, args, n, p->vars, p->shapes, err, errcap);
     if (rc != KC_OK)
         return rc;
-    return kc__spec_eval_geometry(sp, p->vars, p->shapes, n, p->grid, p->block,
-                                  &p->shared, err, errcap);
+    return kc__spec_eval_geometry_with(sp, fixed, p->vars, p->shapes, n, p->grid,
+                                       p->block, &p->shared, err, errcap);
+}
+
+/* Memoize: the config-only geometry is evaluated here, once, not on every
+ * launch. If it fails (it cannot for a config that ran), the entry simply
+ * evaluates everything per launch. */
+static int memoize(kc_kernel_t *k, const uint8_t *sig, size_t len, uint64_t hash,
+                   void *fn, void *module, size_t cand, const int64_t *config,
+                   const kc__memo_entry_t **out)
+{
+    int64_t geo[KC__MEMO_GEO];
+    int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
+    return kc__memo_insert(&k->memo, sig, len, hash, fn, module, cand, config,
+                           k->spec->s.n_params, fixed_ok ? geo : NULL, out);
 }
 
 static int launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
@@ -541,7 +555,7 @@ static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
     prep_t p;
     int rc;
 
-    rc = prepare(k->spec, e->config, args, n, &p, err, sizeof(err));
+    rc = prepare(k->spec, e->config, e->geo, args, n, &p, err, sizeof(err));
     if (rc != KC_OK) {
         kc__errmsg_set("%s", err);
         return rc;
@@ -793,7 +807,8 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
             continue;
         }
         dev->ops->func_attrs(dev, s->fns[i], &c->attrs);
-        rc = prepare(k->spec, row, args, n, &s->preps[i], t->reason, sizeof(t->reason));
+        rc = prepare(k->spec, row, NULL, args, n, &s->preps[i], t->reason,
+                     sizeof(t->reason));
         if (rc == KC_EINVAL) {
             kc__errmsg_set("%s: %zu arguments given, the spec has %zu", kname(k), n,
                            k->spec->s.n_args);
@@ -974,9 +989,8 @@ static int tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, 
     keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner]);
     /* The launch happened: a memo without room only means the next launch
      * of this signature resolves it again. */
-    if (kc__memo_insert(&k->memo, sig, sig_len, hash, s.fns[winner], s.modules[winner],
-                        winner, sp->candidates + winner * sp->s.n_params, sp->s.n_params,
-                        out) != KC_OK)
+    if (memoize(k, sig, sig_len, hash, s.fns[winner], s.modules[winner], winner,
+                sp->candidates + winner * sp->s.n_params, out) != KC_OK)
         *out = NULL;
     rc = KC_OK;
     /* The winner's module now belongs to the kept list. */
@@ -1029,8 +1043,7 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
                 bump(&k->store_hits);
                 kc_store_count(st, KC_COUNTER_HITS, 1);
                 kc_store_touch(st, KC_REC_TUNING, &tkey);
-                rc = kc__memo_insert(&k->memo, sig, len, hash, fn, module, cand, config,
-                                     k->spec->s.n_params, out);
+                rc = memoize(k, sig, len, hash, fn, module, cand, config, out);
                 if (rc != KC_OK)
                     kc__errmsg_set("%s: out of memory in the memo", kname(k));
                 return rc;

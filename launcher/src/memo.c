@@ -104,7 +104,7 @@ static void place(kc__memo_table_t *t, kc__memo_entry_t *e)
 
 int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash,
                     void *fn, void *module, size_t cand, const int64_t *config,
-                    size_t n_config, const kc__memo_entry_t **out)
+                    size_t n_config, const int64_t *geo, const kc__memo_entry_t **out)
 {
     kc__memo_entry_t *e;
     kc__memo_table_t *t;
@@ -116,14 +116,18 @@ int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash
         *out = old;
         goto done;
     }
-    /* One allocation: the entry, then the config values, then the bytes. */
-    e = malloc(sizeof(*e) + n_config * sizeof(int64_t) + len);
+    /* One allocation: the entry, the geometry, the config values, then the
+     * signature bytes. */
+    e = malloc(sizeof(*e) + (KC__MEMO_GEO + n_config) * sizeof(int64_t) + len);
     if (!e) {
         rc = KC_ENOMEM;
         goto done;
     }
-    int64_t *cfg = (int64_t *)(e + 1);
+    int64_t *g = (int64_t *)(e + 1);
+    int64_t *cfg = g + KC__MEMO_GEO;
     uint8_t *bytes = (uint8_t *)(cfg + n_config);
+    if (geo)
+        memcpy(g, geo, KC__MEMO_GEO * sizeof(int64_t));
     if (n_config)
         memcpy(cfg, config, n_config * sizeof(int64_t));
     memcpy(bytes, sig, len);
@@ -133,6 +137,7 @@ int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash
                             .cand = cand,
                             .n_config = n_config,
                             .config = cfg,
+                            .geo = geo ? g : NULL,
                             .sig_len = len,
                             .sig = bytes};
 

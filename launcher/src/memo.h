@@ -23,6 +23,9 @@ typedef struct kc__memo_entry {
     size_t cand;  /* index of the winning candidate in the kernel's space */
     size_t n_config;
     const int64_t *config; /* n_config values, in the spec's parameter order */
+    /* Geometry values that depend on the config alone, evaluated once
+     * (kc__spec_eval_geometry_fixed); NULL to evaluate everything. */
+    const int64_t *geo;
     size_t sig_len;
     const uint8_t *sig;
 } kc__memo_entry_t;
@@ -46,10 +49,13 @@ void kc__memo_destroy(kc__memo_t *memo);
 const kc__memo_entry_t *kc__memo_find(const kc__memo_t *memo, const void *sig, size_t len,
                                       uint64_t hash);
 
-/* Copy sig and config into a new entry and insert it. If an entry for sig
- * already exists, it is kept and returned in *out instead. */
+#define KC__MEMO_GEO 7
+
+/* Copy sig, config and geo (KC__MEMO_GEO values, or NULL) into a new entry
+ * and insert it. If an entry for sig already exists, it is kept and
+ * returned in *out instead. */
 int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash,
                     void *fn, void *module, size_t cand, const int64_t *config,
-                    size_t n_config, const kc__memo_entry_t **out);
+                    size_t n_config, const int64_t *geo, const kc__memo_entry_t **out);
 
 #endif

@@ -344,6 +344,8 @@ static int parse_expressions(const ctx_t *c, const kc_kernel_spec_t *in)
             text = i == 6 ? "0" : "1";
         if ((rc = parse_field(c, geometry_fields[i], text, copies[i], exprs[i])))
             return rc;
+        if (kc__expr_uses_beyond(*exprs[i], (unsigned)sp->s.n_params))
+            sp->geo_dynamic |= (uint8_t)(1u << i);
     }
     if (in->constraint) {
         rc = parse_field(c, "constraint", in->constraint, &sp->s.constraint,
@@ -665,36 +667,68 @@ int kc__spec_bind(const kc__spec_t *sp, const int64_t *config, const kc_arg_t *a
     return KC_OK;
 }
 
-int kc__spec_eval_geometry(const kc__spec_t *sp, const int64_t *vars,
-                           const kc__argshape_t *shapes, size_t n, unsigned grid[3],
-                           unsigned block[3], unsigned *shared, char *err, size_t errcap)
+static const kc__expr_t *geometry_expr(const kc__spec_t *sp, int i)
+{
+    return i < 3 ? sp->grid[i] : i < 6 ? sp->block[i - 3] : sp->shared;
+}
+
+static int eval_one(const kc__spec_t *sp, int i, const int64_t *vars,
+                    const kc__argshape_t *shapes, size_t n, int64_t *v, char *err,
+                    size_t errcap)
 {
     static const int64_t max[7] = {KC__GRID_X_MAX,   KC__GRID_YZ_MAX,  KC__GRID_YZ_MAX,
                                    KC__BLOCK_XY_MAX, KC__BLOCK_XY_MAX, KC__BLOCK_Z_MAX,
                                    UINT32_MAX};
+    kc__expr_fault_t f;
+    int rc = kc__expr_eval_fault(geometry_expr(sp, i), vars, shapes, n, v, &f);
+    if (rc != KC_OK) {
+        if (err && errcap)
+            snprintf(err, errcap, "spec '%s': %s: at column %u: %s", sp->s.name,
+                     geometry_fields[i], f.column, f.what ? f.what : kc_strerror(rc));
+        return KC_EEXPR;
+    }
+    int64_t lo = i < 6 ? 1 : 0;
+    if (*v < lo || *v > max[i]) {
+        if (err && errcap)
+            snprintf(err, errcap,
+                     "spec '%s': %s: %" PRId64 " is out of range %" PRId64 "..%" PRId64,
+                     sp->s.name, geometry_fields[i], *v, lo, max[i]);
+        return KC_EEXPR;
+    }
+    return KC_OK;
+}
+
+int kc__spec_eval_geometry_fixed(const kc__spec_t *sp, const int64_t *config,
+                                 int64_t fixed[7], char *err, size_t errcap)
+{
+    for (int i = 0; i < 7; i++) {
+        fixed[i] = 0;
+        if (sp->geo_dynamic & (1u << i))
+            continue;
+        int rc = eval_one(sp, i, config, NULL, 0, &fixed[i], err, errcap);
+        if (rc != KC_OK)
+            return rc;
+    }
+    return KC_OK;
+}
+
+int kc__spec_eval_geometry_with(const kc__spec_t *sp, const int64_t *fixed,
+                                const int64_t *vars, const kc__argshape_t *shapes,
+                                size_t n, unsigned grid[3], unsigned block[3],
+                                unsigned *shared, char *err, size_t errcap)
+{
     int64_t v[7];
 
     if (!sp || !grid || !block || !shared)
         return KC_EINVAL;
     for (int i = 0; i < 7; i++) {
-        const kc__expr_t *e = i < 3 ? sp->grid[i] : i < 6 ? sp->block[i - 3] : sp->shared;
-        kc__expr_fault_t f;
-        int rc = kc__expr_eval_fault(e, vars, shapes, n, &v[i], &f);
-        if (rc != KC_OK) {
-            if (err && errcap)
-                snprintf(err, errcap, "spec '%s': %s: at column %u: %s", sp->s.name,
-                         geometry_fields[i], f.column, f.what ? f.what : kc_strerror(rc));
-            return KC_EEXPR;
+        if (fixed && !(sp->geo_dynamic & (1u << i))) {
+            v[i] = fixed[i];
+            continue;
         }
-        int64_t lo = i < 6 ? 1 : 0;
-        if (v[i] < lo || v[i] > max[i]) {
-            if (err && errcap)
-                snprintf(err, errcap,
-                         "spec '%s': %s: %" PRId64 " is out of range %" PRId64
-                         "..%" PRId64,
-                         sp->s.name, geometry_fields[i], v[i], lo, max[i]);
-            return KC_EEXPR;
-        }
+        int rc = eval_one(sp, i, vars, shapes, n, &v[i], err, errcap);
+        if (rc != KC_OK)
+            return rc;
     }
     if (v[3] * v[4] * v[5] > KC__BLOCK_THREADS_MAX) {
         if (err && errcap)
@@ -710,4 +744,12 @@ int kc__spec_eval_geometry(const kc__spec_t *sp, const int64_t *vars,
     }
     *shared = (unsigned)v[6];
     return KC_OK;
+}
+
+int kc__spec_eval_geometry(const kc__spec_t *sp, const int64_t *vars,
+                           const kc__argshape_t *shapes, size_t n, unsigned grid[3],
+                           unsigned block[3], unsigned *shared, char *err, size_t errcap)
+{
+    return kc__spec_eval_geometry_with(sp, NULL, vars, shapes, n, grid, block, shared,
+                                       err, errcap);
 }

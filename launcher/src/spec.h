@@ -54,6 +54,10 @@ typedef struct kc__spec {
     kc__expr_t *block[3];
     kc__expr_t *shared;
     kc__expr_t *constraint; /* NULL when the spec has none */
+    /* Bit i (grid x, y, z, block x, y, z, shared) is set when geometry
+     * expression i reads a scalar argument or a pointer's dims, so must be
+     * evaluated on every launch; the others depend on the config alone. */
+    uint8_t geo_dynamic;
 
     /* Configs that pass the constraint, as rows of s.n_params values, in
      * the order of the cartesian product with params[0] varying slowest.
@@ -105,6 +109,19 @@ int kc__spec_bind(const kc__spec_t *spec, const int64_t *config, const kc_arg_t 
 int kc__spec_eval_geometry(const kc__spec_t *spec, const int64_t *vars,
                            const kc__argshape_t *shapes, size_t n, unsigned grid[3],
                            unsigned block[3], unsigned *shared, char *err, size_t errcap);
+
+/* The launch path's split of the same work: kc__spec_eval_geometry_fixed
+ * evaluates, once per config (n_params values), the expressions that depend
+ * on the config alone into fixed[7] (entries of dynamic ones are 0); then
+ * kc__spec_eval_geometry_with evaluates only the dynamic ones per launch and
+ * takes the rest from fixed (NULL: evaluate all). Same checks and messages
+ * as kc__spec_eval_geometry; never allocate. */
+int kc__spec_eval_geometry_fixed(const kc__spec_t *sp, const int64_t *config,
+                                 int64_t fixed[7], char *err, size_t errcap);
+int kc__spec_eval_geometry_with(const kc__spec_t *sp, const int64_t *fixed,
+                                const int64_t *vars, const kc__argshape_t *shapes,
+                                size_t n, unsigned grid[3], unsigned block[3],
+                                unsigned *shared, char *err, size_t errcap);
 
 /* ---- JSON spec files (docs/SPEC.md) ------------------------------------ */
 
