@@ -2,16 +2,20 @@
  * measured side by side in one run on a GPU.
  *
  *   1. cold miss: N candidates compiled in parallel by kc_kernel_get vs the
- *      same N NVRTC compiles one after another; and the whole first launch
- *      (compile + tune + publish);
+ *      same N NVRTC compiles one after another, each in a fresh process
+ *      (NVRTC's first use in a process and in a thread is part of a cold
+ *      start), alternating; and the whole first launch (compile + tune +
+ *      publish);
  *   2. warm hit in a fresh process: the first kc_kernel_launch of a process
- *      whose store holds the tuning (lookup + decompress + load + launch) vs
- *      raw cuModuleLoadData + cuModuleGetFunction + cuLaunchKernel of the
- *      same cubin, in child processes, alternating which goes first;
+ *      whose store holds the tuning vs raw cuModuleLoadData +
+ *      cuModuleGetFunction + cuLaunchKernel of the same cubin, in child
+ *      processes, alternating which goes first. Twice: with no_prefetch (the
+ *      launch does the store lookup, decompress and load itself) and with
+ *      the default prefetch (registration loaded the stored winner);
  *   3. steady state: host time per kc_kernel_launch vs per raw
  *      cuLaunchKernel of the same function.
  *
- * Usage: kcache_bench_launch [--children N] [--launches N] [--json]
+ * Usage: kcache_bench_launch [--children N] [--launches N] [--json] [-v]
  * It needs a GPU; without one it says so and exits 1. */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -35,6 +39,23 @@ static const char *kSource =
     "    if (i < n) x[i] = x[i] * a + 1.0f;\n"
     "}\n";
 static const int64_t kBlocks[] = {32, 64, 128, 256, 512, 1024};
+
+/* For the cold-miss comparison: a kernel whose compile is not dominated by
+ * NVRTC's fixed cost (unrolled polynomial evaluation). */
+static const char *kHeavySource =
+    "template <int K> __device__ __forceinline__ float horner(float x)\n"
+    "{\n"
+    "    float r = 0.0f;\n"
+    "#pragma unroll\n"
+    "    for (int i = 0; i < K; i++)\n"
+    "        r = r * x + (float)(i % 7) * 0.5f;\n"
+    "    return r;\n"
+    "}\n"
+    "extern \"C\" __global__ void poly(float *x, int n)\n"
+    "{\n"
+    "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+    "    if (i < n) x[i] = horner<512>(x[i]) + horner<256>(x[i] * 0.5f);\n"
+    "}\n";
 #define N_BLOCKS (sizeof(kBlocks) / sizeof(kBlocks[0]))
 /* The steady-state run tunes this size in the shared store; the warm
  * children launch the same size, so that their first launch is a hit. */
@@ -136,11 +157,12 @@ static kc_kernel_spec_t scale_spec(size_t n_blocks)
     return s;
 }
 
-static kc_launcher_t *make_launcher(const char *store_dir)
+static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch)
 {
     kc_launcher_opts_t o = {0};
     o.device = KC_DEVICE_CUDA;
     o.store_dir = store_dir;
+    o.no_prefetch = no_prefetch;
     kc_launcher_t *l = NULL;
     int rc = kc_launcher_create(&o, &l);
     if (rc != KC_OK) {
@@ -175,64 +197,99 @@ static void scale_args_init(scale_args_t *s, int n)
 
 /* ---- 1. cold miss ------------------------------------------------------ */
 
-static void bench_cold(const char *store_dir, double *seq_ms, double *par_ms,
-                       double *first_ms)
+static kc_kernel_spec_t heavy_spec(void)
 {
-    /* N sequential NVRTC compiles of the same candidates. */
+    static const kc_arg_spec_t args[] = {
+        {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
+        {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
+    };
+    static const kc_param_spec_t p = {"BLOCK", kBlocks, N_BLOCKS};
+    kc_kernel_spec_t s = {0};
+    s.name = "bench_poly";
+    s.source_kind = KC_SOURCE_CUDA;
+    s.source = kHeavySource;
+    s.entry = "poly";
+    s.params = &p;
+    s.n_params = 1;
+    s.args = args;
+    s.n_args = 2;
+    s.grid[0] = "cdiv(n, BLOCK)";
+    s.block[0] = "BLOCK";
+    return s;
+}
+
+/* A fresh process: the N candidates compiled one after another. */
+static int child_cold_seq(const char *arch)
+{
     char err[256];
+    double t0 = now_us();
     if (kc__nvrtc_load(err, sizeof(err)) != KC_OK) {
         fprintf(stderr, "bench: %s\n", err);
-        exit(1);
+        return 1;
     }
-    kc_launcher_t *l = make_launcher(store_dir);
-    double t0 = now_us();
     for (size_t i = 0; i < N_BLOCKS; i++) {
         kc_param_t p = {"BLOCK", kBlocks[i]};
         kc__compile_in_t in = {0};
-        in.source = kSource;
-        in.source_len = strlen(kSource);
-        in.name = "bench_scale";
-        in.entry = "scale";
+        in.source = kHeavySource;
+        in.source_len = strlen(kHeavySource);
+        in.name = "bench_poly";
+        in.entry = "poly";
         in.params = &p;
         in.n_params = 1;
-        in.arch = kc_launcher_arch(l);
+        in.arch = arch;
         kc__compile_out_t out = {0};
         if (kc__nvrtc_compile(&in, &out) != KC_OK) {
             fprintf(stderr, "bench: sequential compile failed: %s\n",
                     out.log ? out.log : "");
-            exit(1);
+            return 1;
         }
         kc__compile_out_free(&out);
     }
-    *seq_ms = (now_us() - t0) / 1e3;
+    printf("%f\n", (now_us() - t0) / 1e3);
+    return 0;
+}
 
-    kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
+/* A fresh process: kc_kernel_get compiles the N candidates on its pool. */
+static int child_cold_par(const char *store_dir)
+{
+    if (load_driver() != 0)
+        return 1;
+    kc_launcher_t *l = make_launcher(store_dir, 1);
+    kc_kernel_spec_t spec = heavy_spec();
     kc_kernel_t *k = NULL;
-    t0 = now_us();
+    double t0 = now_us();
     if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
         fprintf(stderr, "bench: kc_kernel_get: %s\n", kc_launcher_errmsg(l));
-        exit(1);
+        return 1;
     }
-    *par_ms = (now_us() - t0) / 1e3;
+    double ms = (now_us() - t0) / 1e3;
+    kc_kernel_stats_t st;
+    kc_kernel_stats(k, &st);
+    printf("%f %" PRIu64 "\n", ms, st.compiles);
     kc_launcher_destroy(l);
+    return 0;
+}
 
-    /* The whole cold first launch in a new launcher on a new store:
-     * compile, tune on the real input, publish, launch. */
-    char dir2[4300];
-    snprintf(dir2, sizeof(dir2), "%s-cold2", store_dir);
-    l = make_launcher(dir2);
+/* The whole cold first launch on a new store: compile, tune on the real
+ * input, publish, launch. */
+static double bench_first_launch(const char *store_dir)
+{
+    kc_launcher_t *l = make_launcher(store_dir, 0);
+    kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
+    kc_kernel_t *k = NULL;
     scale_args_t a;
     scale_args_init(&a, 1 << 20);
-    t0 = now_us();
+    double t0 = now_us();
     if (kc_kernel_get(l, &spec, &k) != KC_OK ||
         kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
         fprintf(stderr, "bench: cold launch: %s\n", kc_launcher_errmsg(l));
         exit(1);
     }
     CU_CHECK(cu.sync());
-    *first_ms = (now_us() - t0) / 1e3;
+    double ms = (now_us() - t0) / 1e3;
     cu.mem_free(a.x);
     kc_launcher_destroy(l);
+    return ms;
 }
 
 /* ---- 2. warm hit in a fresh process ----------------------------------- */
@@ -257,7 +314,8 @@ static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     if (kc_record_decode(data, len, &rec) == KC_OK &&
         kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
                                  &d) == KC_OK) {
-        if (d->n_params == 1 && d->params[0].value == c->block) {
+        if (strcmp(d->entry, "scale") == 0 && d->n_params == 1 &&
+            d->params[0].value == c->block) {
             c->blob = rec->u.build.blob;
             snprintf(c->entry, sizeof(c->entry), "%s", rec->u.build.entry);
             c->found = 1;
@@ -268,16 +326,17 @@ static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     return c->found;
 }
 
-static int child_warm(const char *store_dir, int kc_first, int64_t block)
+static int child_warm(const char *store_dir, int kc_first, int prefetch, int64_t block)
 {
     if (load_driver() != 0)
         return 1;
-    kc_launcher_t *l = make_launcher(store_dir);
+    kc_launcher_t *l = make_launcher(store_dir, !prefetch);
     kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
-    if (kc_kernel_get(l, &spec, &k) != KC_OK)
+    double t0 = now_us();
+    if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK)
         return 1;
-    kc_kernel_wait_compiled(k);
+    double register_us = now_us() - t0;
     find_ctx_t fc = {kc_launcher_store(l), block, {{0}}, {0}, 0};
     kc_store_iterate(fc.store, KC_REC_BUILD, find_build, &fc);
     void *cubin = NULL;
@@ -286,8 +345,8 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
         return 1;
     scale_args_t a;
     scale_args_init(&a, kWarmN);
-    /* Warm the driver's launch path with an unrelated module so that neither
-     * side pays first-launch initialisation. */
+    /* Warm the driver's launch path with a module of our own so that
+     * neither side pays first-launch initialisation. */
     CUmodule m0;
     CUfunction f0;
     CU_CHECK(cu.module_load(&m0, cubin));
@@ -301,7 +360,7 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
     double raw_us = 0, kc_us = 0;
     for (int pass = 0; pass < 2; pass++) {
         int do_kc = (pass == 0) == (kc_first != 0);
-        double t0 = now_us();
+        t0 = now_us();
         if (do_kc) {
             if (kc_kernel_launch(k, NULL, a.args, 3) != KC_OK)
                 return 1;
@@ -321,7 +380,7 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
     }
     /* Where the time goes: the store's part by hand (fetch, decompress,
      * verify), then a memo hit (the launch and sync alone). */
-    double t0 = now_us();
+    t0 = now_us();
     void *again = NULL;
     size_t again_len = 0;
     if (kc_store_get_cubin(fc.store, &fc.blob, &again, &again_len) != KC_OK)
@@ -335,9 +394,10 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
     double hit_us = now_us() - t0;
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
-    printf("%f %f %" PRIu64 " %" PRIu64 " %" PRIu64 " %f %f\n", kc_us, raw_us,
-           st.compiles, st.tunes, st.store_hits, store_us, hit_us);
+    printf("%f %f %f %f %f %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", kc_us, raw_us,
+           store_us, hit_us, register_us, st.compiles, st.tunes, st.prefetched);
     kc_free(cubin);
+    cu.mem_free(a.x);
     kc_launcher_destroy(l);
     return 0;
 }
@@ -347,7 +407,7 @@ static int child_warm(const char *store_dir, int kc_first, int64_t block)
 static void bench_steady(const char *store_dir, int launches, double *kc_ns,
                          double *raw_ns, int64_t *block_out)
 {
-    kc_launcher_t *l = make_launcher(store_dir);
+    kc_launcher_t *l = make_launcher(store_dir, 0);
     kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
     scale_args_t a;
@@ -408,12 +468,75 @@ static void bench_steady(const char *store_dir, int launches, double *kc_ns,
     kc_launcher_destroy(l);
 }
 
+/* ---- driver ----------------------------------------------------------- */
+
+static FILE *spawn(const char *self, const char *args)
+{
+    char cmd[8800];
+    snprintf(cmd, sizeof(cmd), "'%s' %s", self, args);
+    return popen(cmd, "r");
+}
+
+typedef struct {
+    double kc, raw, store, hit, reg;
+    uint64_t compiles, tunes, prefetched;
+    int n;
+} warm_t;
+
+static void run_warm(const char *self, const char *store_dir, int children, int prefetch,
+                     int64_t block, int verbose, warm_t *w)
+{
+    double *v[5];
+    for (int j = 0; j < 5; j++)
+        v[j] = calloc((size_t)children, sizeof(double));
+    memset(w, 0, sizeof(*w));
+    for (int c = 0; c < children; c++) {
+        char args[8300];
+        snprintf(args, sizeof(args), "--child-warm '%s' %d %d %" PRId64, store_dir, c % 2,
+                 prefetch, block);
+        FILE *p = spawn(self, args);
+        double x[5];
+        uint64_t comp, tun, pre;
+        if (p && fscanf(p, "%lf %lf %lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64, &x[0],
+                        &x[1], &x[2], &x[3], &x[4], &comp, &tun, &pre) == 8) {
+            for (int j = 0; j < 5; j++)
+                v[j][w->n] = x[j];
+            w->n++;
+            w->compiles += comp;
+            w->tunes += tun;
+            w->prefetched += pre;
+            if (verbose)
+                fprintf(stderr,
+                        "warm child %d (prefetch %d, %s first): kc %.1f us, raw %.1f us, "
+                        "store fetch %.1f us, memo-hit launch %.1f us, registration %.1f "
+                        "us\n",
+                        c, prefetch, c % 2 ? "kc" : "raw", x[0], x[1], x[2], x[3], x[4]);
+        }
+        if (p)
+            pclose(p);
+    }
+    if (w->n) {
+        w->kc = median(v[0], (size_t)w->n);
+        w->raw = median(v[1], (size_t)w->n);
+        w->store = median(v[2], (size_t)w->n);
+        w->hit = median(v[3], (size_t)w->n);
+        w->reg = median(v[4], (size_t)w->n);
+    }
+    for (int j = 0; j < 5; j++)
+        free(v[j]);
+}
+
 int main(int argc, char **argv)
 {
-    int children = 21, launches = 100000, json = 0, verbose = 0;
+    int children = 21, launches = 100000, json = 0, verbose = 0, cold_rounds = 3;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--child-warm") && i + 3 < argc)
-            return child_warm(argv[i + 1], atoi(argv[i + 2]), atoll(argv[i + 3]));
+        if (!strcmp(argv[i], "--child-warm") && i + 4 < argc)
+            return child_warm(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]),
+                              atoll(argv[i + 4]));
+        else if (!strcmp(argv[i], "--child-cold-seq") && i + 1 < argc)
+            return child_cold_seq(argv[i + 1]);
+        else if (!strcmp(argv[i], "--child-cold-par") && i + 1 < argc)
+            return child_cold_par(argv[i + 1]);
         else if (!strcmp(argv[i], "--children") && i + 1 < argc)
             children = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--launches") && i + 1 < argc)
@@ -423,10 +546,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
         else {
-            fprintf(stderr, "usage: %s [--children N] [--launches N] [--json]\n",
+            fprintf(stderr, "usage: %s [--children N] [--launches N] [--json] [-v]\n",
                     argv[0]);
             return 2;
         }
+    }
+    if (children < 1 || launches < 256) {
+        fprintf(stderr, "bench: --children must be >= 1 and --launches >= 256\n");
+        return 2;
     }
     if (load_driver() != 0) {
         fprintf(stderr, "bench: no CUDA driver or device: this benchmark needs a GPU\n");
@@ -437,87 +564,108 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    char store_dir[4200];
+    char store_dir[4200], dir[4300];
     snprintf(store_dir, sizeof(store_dir), "%s/store", tmpl);
 
-    double seq_ms, par_ms, first_ms;
-    bench_cold(store_dir, &seq_ms, &par_ms, &first_ms);
+    /* 1. cold: fresh processes, alternating, a fresh store for each. */
+    kc_launcher_t *probe = make_launcher(store_dir, 1);
+    char arch[32];
+    snprintf(arch, sizeof(arch), "%s", kc_launcher_arch(probe));
+    kc_launcher_destroy(probe);
+    double seq[8], par[8];
+    int n_seq = 0, n_par = 0;
+    for (int r = 0; r < cold_rounds; r++) {
+        for (int side = 0; side < 2; side++) {
+            int do_par = (side == 0) == (r % 2 == 0);
+            char args[4400];
+            FILE *p;
+            if (do_par) {
+                snprintf(dir, sizeof(dir), "%s/cold%d", tmpl, r);
+                snprintf(args, sizeof(args), "--child-cold-par '%s'", dir);
+            } else {
+                snprintf(args, sizeof(args), "--child-cold-seq %s", arch);
+            }
+            p = spawn(argv[0], args);
+            double ms = 0;
+            uint64_t compiles = 0;
+            if (p && do_par && fscanf(p, "%lf %" SCNu64, &ms, &compiles) == 2 &&
+                compiles == N_BLOCKS)
+                par[n_par++] = ms;
+            else if (p && !do_par && fscanf(p, "%lf", &ms) == 1)
+                seq[n_seq++] = ms;
+            if (p)
+                pclose(p);
+        }
+    }
+    if (!n_seq || !n_par) {
+        fprintf(stderr, "bench: the cold-miss children failed\n");
+        return 1;
+    }
+    double seq_ms = median(seq, (size_t)n_seq), par_ms = median(par, (size_t)n_par);
+    snprintf(dir, sizeof(dir), "%s/first", tmpl);
+    double first_ms = bench_first_launch(dir);
 
+    /* 3. steady state; this also tunes kWarmN in the shared store. */
     double kc_ns, raw_ns;
     int64_t block;
     bench_steady(store_dir, launches, &kc_ns, &raw_ns, &block);
 
-    double *wk = calloc((size_t)children, sizeof(double));
-    double *wr = calloc((size_t)children, sizeof(double));
-    double *ws = calloc((size_t)children, sizeof(double));
-    double *wh = calloc((size_t)children, sizeof(double));
-    int ok = 0;
-    uint64_t compiles_total = 0, tunes_total = 0;
-    for (int c = 0; c < children; c++) {
-        char cmd[8192];
-        snprintf(cmd, sizeof(cmd), "'%s' --child-warm '%s' %d %" PRId64, argv[0],
-                 store_dir, c % 2, block);
-        FILE *p = popen(cmd, "r");
-        double k = 0, r = 0, so = 0, hi = 0;
-        uint64_t comp = 0, tun = 0, hits = 0;
-        if (p && fscanf(p, "%lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %lf %lf", &k, &r,
-                        &comp, &tun, &hits, &so, &hi) == 7) {
-            wk[ok] = k;
-            wr[ok] = r;
-            ws[ok] = so;
-            wh[ok] = hi;
-            if (verbose)
-                fprintf(
-                    stderr,
-                    "child %d (%s first): kc %.1f us, raw %.1f us, store fetch %.1f us, "
-                    "memo-hit launch %.1f us\n",
-                    c, c % 2 ? "kc" : "raw", k, r, so, hi);
-            ok++;
-            compiles_total += comp;
-            tunes_total += tun;
-        }
-        if (p)
-            pclose(p);
-    }
-    if (ok == 0) {
+    /* 2. warm hits in fresh processes, without and with prefetch. */
+    warm_t sync_w, pre_w;
+    run_warm(argv[0], store_dir, children, 0, block, verbose, &sync_w);
+    run_warm(argv[0], store_dir, children, 1, block, verbose, &pre_w);
+    if (!sync_w.n || !pre_w.n) {
         fprintf(stderr, "bench: every warm child failed\n");
         return 1;
     }
-    double warm_kc = median(wk, (size_t)ok), warm_raw = median(wr, (size_t)ok);
-    double warm_store = median(ws, (size_t)ok), warm_hit = median(wh, (size_t)ok);
 
     if (json) {
-        printf("{\"cold\":{\"candidates\":%zu,\"sequential_compile_ms\":%.2f,"
-               "\"parallel_compile_ms\":%.2f,\"speedup\":%.2f,\"first_launch_ms\":%.2f},"
-               "\"warm\":{\"children\":%d,\"kc_us\":%.1f,\"raw_us\":%.1f,\"ratio\":%.3f,"
-               "\"compiles\":%" PRIu64 ",\"tunes\":%" PRIu64 "},"
-               "\"steady\":{\"launches\":%d,\"kc_ns\":%.1f,\"raw_ns\":%.1f,\"ratio\":%."
+        printf("{\"device_arch\":\"%s\",\"cold\":{\"candidates\":%zu,\"rounds\":%d,"
+               "\"sequential_compile_ms\":%.2f,\"parallel_compile_ms\":%.2f,\"speedup\":%"
+               ".2f,"
+               "\"first_launch_ms\":%.2f},",
+               arch, N_BLOCKS, cold_rounds, seq_ms, par_ms, seq_ms / par_ms, first_ms);
+        const warm_t *ws[2] = {&sync_w, &pre_w};
+        const char *names[2] = {"warm_no_prefetch", "warm_prefetch"};
+        for (int j = 0; j < 2; j++)
+            printf(
+                "\"%s\":{\"children\":%d,\"kc_us\":%.1f,\"raw_us\":%.1f,\"ratio\":%.3f,"
+                "\"store_fetch_us\":%.1f,\"memo_hit_launch_us\":%.1f,"
+                "\"registration_us\":%.1f,\"compiles\":%" PRIu64 ",\"tunes\":%" PRIu64
+                ",\"prefetched\":%" PRIu64 "},",
+                names[j], ws[j]->n, ws[j]->kc, ws[j]->raw, ws[j]->kc / ws[j]->raw,
+                ws[j]->store, ws[j]->hit, ws[j]->reg, ws[j]->compiles, ws[j]->tunes,
+                ws[j]->prefetched);
+        printf("\"steady\":{\"launches\":%d,\"kc_ns\":%.1f,\"raw_ns\":%.1f,\"ratio\":%."
                "3f}}\n",
-               N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms, first_ms, ok, warm_kc, warm_raw,
-               warm_kc / warm_raw, compiles_total, tunes_total, launches, kc_ns, raw_ns,
-               kc_ns / raw_ns);
+               launches, kc_ns, raw_ns, kc_ns / raw_ns);
     } else {
         printf(
-            "cold miss, %zu candidates: sequential NVRTC %.1f ms, parallel kc_kernel_get "
-            "%.1f ms: speed-up %.2fx; whole first launch (compile+tune+publish) %.1f "
-            "ms\n",
-            N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms, first_ms);
-        printf("warm hit, fresh process (median of %d): kc first launch %.1f us, raw "
-               "cuModuleLoadData+GetFunction+launch %.1f us: ratio %.3f (target <= 1.5); "
-               "compiles %" PRIu64 ", tunes %" PRIu64 " in the warm children\n",
-               ok, warm_kc, warm_raw, warm_kc / warm_raw, compiles_total, tunes_total);
+            "cold miss, %zu candidates, fresh processes (median of %d): %zu sequential "
+            "NVRTC compiles %.1f ms, kc_kernel_get compiling them in parallel %.1f ms: "
+            "speed-up %.2fx\n",
+            N_BLOCKS, cold_rounds, N_BLOCKS, seq_ms, par_ms, seq_ms / par_ms);
+        printf("cold first launch (compile + tune on the real input + publish + launch): "
+               "%.1f ms\n",
+               first_ms);
+        printf("warm hit, fresh process, no prefetch (median of %d): kc first launch "
+               "%.1f us "
+               "(store fetch+decompress+verify %.1f us, launch+sync %.1f us), raw "
+               "cuModuleLoadData+GetFunction+launch+sync %.1f us: ratio %.3f (target <= "
+               "1.5); "
+               "compiles %" PRIu64 ", tunes %" PRIu64 "\n",
+               sync_w.n, sync_w.kc, sync_w.store, sync_w.hit, sync_w.raw,
+               sync_w.kc / sync_w.raw, sync_w.compiles, sync_w.tunes);
         printf(
-            "  of which: store fetch+decompress+verify of the cubin %.1f us; a memo-hit "
-            "launch+sync %.1f us\n",
-            warm_store, warm_hit);
+            "warm hit, fresh process, prefetch (median of %d): kc first launch %.1f us, "
+            "raw %.1f us: ratio %.3f; registration with prefetch %.1f us (vs %.1f us "
+            "without), %" PRIu64 " winners prefetched\n",
+            pre_w.n, pre_w.kc, pre_w.raw, pre_w.kc / pre_w.raw, pre_w.reg, sync_w.reg,
+            pre_w.prefetched);
         printf(
             "steady state (median of %d batches of 256): kc_kernel_launch %.0f ns, raw "
             "cuLaunchKernel %.0f ns: ratio %.3f (target <= 1.10)\n",
             launches / 256, kc_ns, raw_ns, kc_ns / raw_ns);
     }
-    free(wk);
-    free(wr);
-    free(ws);
-    free(wh);
     return 0;
 }

@@ -84,6 +84,8 @@ struct kc_kernel {
     pthread_cond_t flight_cv;
     size_t pending;
     int compile_done;
+    int prefetch_done; /* the stored winners' modules are loaded (or none) */
+    compile_task_t prefetch_task;
     flight_t *flights;
     kept_t *kept;
 
@@ -91,7 +93,7 @@ struct kc_kernel {
     _Atomic(const kc__memo_entry_t *) last;
 
     _Atomic uint64_t launches, memo_hits, store_hits, tunes, compiles, builds_reused,
-        candidates_failed, publishes;
+        candidates_failed, publishes, prefetched;
 };
 
 kc_kernel_t *kc__kernel_next(const kc_kernel_t *k)
@@ -630,6 +632,95 @@ static int load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char 
     return rc;
 }
 
+/* ---- prefetch: the asynchronous load at registration ------------------- */
+
+/* At registration the shape signatures to come are unknown, but the store
+ * knows which configs won for this kernel on this device class before. A
+ * pool task loads those winners' modules, so that the first launch of a
+ * stored signature finds its module loaded and costs a tuning lookup and a
+ * memo insert, not a decompress and a cuModuleLoadData. It scans the tuning
+ * records (a store holds thousands, not millions) and loads at most
+ * KC__PREFETCH_MAX distinct builds. A launch that comes first simply loads
+ * its winner itself; keep_module drops the copy that loses the race. */
+#define KC__PREFETCH_MAX 16
+
+typedef struct prefetch_scan {
+    kc_kernel_t *k;
+    kc_key_t builds[KC__PREFETCH_MAX];
+    size_t n;
+} prefetch_scan_t;
+
+static int same_options(const kc_tuning_desc_t *d, const kc_kernel_spec_t *s)
+{
+    if (d->n_options != s->n_options)
+        return 0;
+    for (size_t i = 0; i < d->n_options; i++)
+        if (strcmp(d->options[i], s->options[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static int scan_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                       const void *data, size_t len)
+{
+    prefetch_scan_t *ps = user;
+    const kc_kernel_t *k = ps->k;
+    const kc__spec_t *sp = k->spec;
+    kc_record_t *rec = NULL;
+    kc_tuning_desc_t *d = NULL;
+
+    (void)kind;
+    (void)key;
+    if (kc_record_decode(data, len, &rec) != KC_OK ||
+        kc_tuning_preimage_decode(rec->u.tuning.preimage.data,
+                                  rec->u.tuning.preimage.size, &d) != KC_OK)
+        goto done;
+    if (d->source_kind != sp->s.source_kind ||
+        kc_key_cmp(&d->source_digest, &sp->source_digest) != 0 ||
+        kc_key_cmp(&d->space_digest, &sp->space_digest) != 0 ||
+        strcmp(d->entry, sp->s.entry) != 0 || !same_options(d, &sp->s) ||
+        strcmp(d->arch, k->l->arch) != 0 || d->sm_count != k->l->info.sm_count ||
+        strcmp(d->device_name, k->l->info.name) != 0)
+        goto done;
+    for (size_t i = 0; i < ps->n; i++)
+        if (kc_key_cmp(&ps->builds[i], &rec->u.tuning.winner_build) == 0)
+            goto done;
+    ps->builds[ps->n++] = rec->u.tuning.winner_build;
+done:
+    kc_free(d);
+    kc_free(rec);
+    return ps->n == KC__PREFETCH_MAX; /* stop once full */
+}
+
+static void prefetch_winners(void *arg)
+{
+    kc_kernel_t *k = ((compile_task_t *)arg)->k;
+    kc_store_t *st = k->l->store;
+    prefetch_scan_t ps = {.k = k};
+
+    kc_store_iterate(st, KC_REC_TUNING, scan_tuning, &ps);
+    for (size_t i = 0; i < ps.n; i++) {
+        kc_record_t *brec = NULL;
+        void *cubin = NULL, *module = NULL, *fn = NULL;
+        size_t cubin_len = 0;
+
+        if (find_kept(k, &ps.builds[i], &module, &fn))
+            continue;
+        if (kc_store_get(st, KC_REC_BUILD, &ps.builds[i], &brec) == KC_OK &&
+            kc_store_get_cubin(st, &brec->u.build.blob, &cubin, &cubin_len) == KC_OK &&
+            load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, &fn) == KC_OK) {
+            keep_module(k, &ps.builds[i], &module, &fn);
+            bump(&k->prefetched);
+        }
+        kc_free(cubin);
+        kc_free(brec);
+    }
+    pthread_mutex_lock(&k->mu);
+    k->prefetch_done = 1;
+    pthread_cond_broadcast(&k->compiled_cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
 /* ---- the store --------------------------------------------------------- */
 
 static int tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
@@ -687,6 +778,14 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
         config[p] = t->winner[w].value;
     }
     *cand = find_row(k, config);
+    if (find_kept(k, &t->winner_build, module, fn))
+        return KC_OK;
+    /* A prefetch under way is loading the stored winners: wait for it
+     * rather than load the same module twice. */
+    pthread_mutex_lock(&k->mu);
+    while (!k->prefetch_done)
+        pthread_cond_wait(&k->compiled_cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
     if (find_kept(k, &t->winner_build, module, fn))
         return KC_OK;
     rc = kc_store_get(st, KC_REC_BUILD, &t->winner_build, &brec);
@@ -1183,7 +1282,7 @@ int kc_kernel_wait_compiled(kc_kernel_t *k)
     if (!k)
         return KC_EINVAL;
     pthread_mutex_lock(&k->mu);
-    while (!k->compile_done)
+    while (!k->compile_done || !k->prefetch_done)
         pthread_cond_wait(&k->compiled_cv, &k->mu);
     pthread_mutex_unlock(&k->mu);
     for (size_t i = 0; i < k->n_cands; i++)
@@ -1290,6 +1389,11 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
         snprintf(k->toolchain, sizeof(k->toolchain), "%s", kc__nvrtc_toolchain_id());
     k->pending = nc;
     k->compile_done = nc == 0;
+    /* Prefetch only where a device will launch and a store may hold
+     * winners. */
+    int prefetch = l->dev && l->store && !l->no_prefetch;
+    k->prefetch_done = !prefetch;
+    k->prefetch_task = (compile_task_t){k, 0};
     k->next = l->kernels;
     l->kernels = k;
     pthread_mutex_unlock(&l->lock);
@@ -1299,6 +1403,9 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     for (size_t i = 0; i < nc; i++)
         if (kc__pool_submit(l->pool, compile_one, &k->tasks[i]) != KC_OK)
             compile_one(&k->tasks[i]);
+    if (prefetch &&
+        kc__pool_submit(l->pool, prefetch_winners, &k->prefetch_task) != KC_OK)
+        prefetch_winners(&k->prefetch_task);
     *out = k;
     return KC_OK;
 fail:
@@ -1401,6 +1508,7 @@ int kc_kernel_stats(const kc_kernel_t *k, kc_kernel_stats_t *out)
     out->builds_reused = atomic_load(&k->builds_reused);
     out->candidates_failed = atomic_load(&k->candidates_failed);
     out->publishes = atomic_load(&k->publishes);
+    out->prefetched = atomic_load(&k->prefetched);
     return KC_OK;
 }
 

@@ -179,6 +179,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     l->log = opts->log;
     l->log_user = opts->log_user;
     l->log_level = opts->log_level;
+    l->no_prefetch = opts->no_prefetch;
     l->tune = (kc__tune_opts_t){
         .warmup = opts->warmup ? opts->warmup : 2,
         .budget_ms = opts->budget_ms > 0 ? opts->budget_ms : 25.0,
@@ -258,6 +259,7 @@ int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
         out->builds_reused += s.builds_reused;
         out->candidates_failed += s.candidates_failed;
         out->publishes += s.publishes;
+        out->prefetched += s.prefetched;
     }
     pthread_mutex_unlock(&l->lock);
     return KC_OK;

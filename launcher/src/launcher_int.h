@@ -26,6 +26,7 @@ struct kc_launcher {
     int own_store;
     kc__pool_t *pool;
     kc__tune_opts_t tune;
+    int no_prefetch;
 
     kc_log_fn log;
     void *log_user;

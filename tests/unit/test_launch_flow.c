@@ -585,6 +585,65 @@ static void test_warm_hit_reads_only_the_winners_cubin(void **state)
     vecs_free(&v);
 }
 
+static void test_registration_prefetches_stored_winners_unless_told_not_to(void **state)
+{
+    fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kc_sim_counters_t c;
+    vecs_t v;
+
+    /* Two signatures tuned: their winners are the same build (BLOCK=256). */
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_free(&v);
+    vecs_init(&v, 4096);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_free(&v);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 2);
+
+    /* A new process: registration alone loads the one stored winner. */
+    new_sim(f, NULL);
+    new_launcher(f);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.prefetched, 1);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 1);
+    assert_int_equal(c.launches, 0);
+    vecs_init(&v, 4096);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 1); /* the launch loaded nothing */
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.store_hits, 1);
+    vecs_free(&v);
+
+    /* With no_prefetch, nothing is loaded until a launch needs it. */
+    new_sim(f, NULL);
+    kc_launcher_opts_t o = sim_opts(f);
+    o.no_prefetch = 1;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.prefetched, 0);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 0);
+    vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    vecs_check(&v);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 1);
+    vecs_free(&v);
+}
+
 static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
 {
     fx_t *f = *state;
@@ -960,6 +1019,9 @@ int main(void)
             test_new_signature_retunes_but_reuses_stored_builds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_hit_reads_only_the_winners_cubin, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_registration_prefetches_stored_winners_unless_told_not_to, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_candidates_are_recorded_with_their_reason_and_skipped, setup,
             teardown),

@@ -81,6 +81,12 @@ typedef struct kc_launcher_opts {
     unsigned max_reps;
     /* Flush L2 before each timed run (default on; set 1 to disable). */
     int no_l2_flush;
+    /* kc_kernel_get loads, on the thread pool, the modules of the configs
+     * that won for this kernel on this device class before (at most 16), so
+     * that the first launch of a stored signature needs no decompress and
+     * no module load. Set 1 to load each winner only when a launch needs
+     * it. */
+    int no_prefetch;
 
     kc_log_fn log;
     void *log_user;
@@ -204,7 +210,8 @@ typedef struct kc_arg {
 int kc_kernel_launch(kc_kernel_t *kernel, void *stream, const kc_arg_t *args,
                      size_t n_args);
 
-/* Wait until the kernel's background compiles are done. */
+/* Wait until the kernel's background work is done: the compiles started
+ * at registration and the prefetch of stored winners. */
 int kc_kernel_wait_compiled(kc_kernel_t *kernel);
 
 /* ---- introspection ----------------------------------------------------- */
@@ -218,6 +225,7 @@ typedef struct kc_kernel_stats {
     uint64_t builds_reused; /* candidates whose build came from the store */
     uint64_t candidates_failed;
     uint64_t publishes;
+    uint64_t prefetched; /* stored winners loaded at registration */
 } kc_kernel_stats_t;
 
 int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);
