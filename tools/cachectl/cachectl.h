@@ -50,4 +50,16 @@ int ctl_cmd_rm(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
 int ctl_cmd_verify(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
 int ctl_cmd_version(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
 
+/* Each command file defines its command's help text (its options). */
+int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_export[], ctl_help_import[];
+int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+int ctl_cmd_compact(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_gc[], ctl_help_compact[];
+int ctl_cmd_why(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_why[];
+int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_train_dict[];
+
 #endif
