@@ -17,10 +17,6 @@ typedef struct fetch_ctx {
     const kc_key_t *key;
     void *data;
     size_t len;
-    /* For blobs stored with a dictionary: the dictionary, copied too. */
-    int want_dict;
-    void *dict;
-    size_t dict_len;
 } fetch_ctx_t;
 
 /* Copy a record out of the map: its bytes must not outlive the txn. */
@@ -36,32 +32,19 @@ static int fetch_fn(MDB_txn *txn, void *arg)
     if (!c->data)
         return KC_ENOMEM;
     c->len = v.mv_size;
-
-    kc_blob_rec_t b;
-    if (c->want_dict && kc__blob_view(c->data, c->len, &b) == KC_OK && b.dict_id != 0) {
-        char name[32];
-
-        snprintf(name, sizeof(name), "dict.%u", (unsigned)b.dict_id);
-        /* A dictionary that cannot be read is left NULL: the blob decoder
-         * then reports it missing. */
-        (void)kc__meta_read_alloc(txn, c->env, name, &c->dict, &c->dict_len);
-    }
     return 0;
 }
 
-static int fetch(kc_store_t *st, int kind, const kc_key_t *key, int want_dict,
-                 fetch_ctx_t *c)
+static int fetch(kc_store_t *st, int kind, const kc_key_t *key, fetch_ctx_t *c)
 {
     memset(c, 0, sizeof(*c));
     c->env = st->env;
     c->kind = kind;
     c->key = key;
-    c->want_dict = want_dict;
     int rc = kc__env_read(st->env, fetch_fn, c);
     if (rc != 0) {
         free(c->data);
-        free(c->dict);
-        c->data = c->dict = NULL;
+        c->data = NULL;
     }
     return rc;
 }
@@ -120,7 +103,39 @@ static int corrupt_miss(kc_store_t *st, int kind, const kc_key_t *key, const voi
                           deleted ? "; deleted" : "");
 }
 
-/* ---- the read calls --------------------------------------------------------- */
+/* ---- decoding in the read txn ---------------------------------------------- */
+
+/* Records are decoded and blobs decompressed straight from the map, inside
+ * the read txn: the map's pages stay valid until it ends, and what decoding
+ * produces is a copy the caller owns. Only a record that fails verification
+ * is copied out as it is, so that corrupt_miss can compare it again under
+ * its write txn after the read txn has ended. */
+typedef struct verdict {
+    int rc;     /* KC_OK, or why the record is unusable */
+    void *bad;  /* a damaged record's bytes, copied out (free with free) */
+    size_t len; /* of bad */
+} verdict_t;
+
+/* Whether code rc from decoding a record of kind means the record is
+ * damaged, rather than written by a newer kcache or not decodable now. */
+static int is_damage(int kind, int rc)
+{
+    if (kind == KC_REC_BLOB) /* no blob this large could have been stored */
+        return rc == KC_ECORRUPT || rc == KC_ETOOBIG;
+    return rc != KC_OK && rc != KC_EVERSION && rc != KC_ENOMEM;
+}
+
+static int judge(verdict_t *v, int kind, int rc, const MDB_val *val)
+{
+    v->rc = rc;
+    if (!is_damage(kind, rc))
+        return 0;
+    v->bad = kc__memdup(val->mv_data, val->mv_size);
+    if (!v->bad)
+        return KC_ENOMEM;
+    v->len = val->mv_size;
+    return 0;
+}
 
 /* Whether a decoded record belongs under (kind, key). */
 static int record_fits(int kind, const kc_key_t *key, const kc_record_t *rec)
@@ -135,11 +150,143 @@ static int record_fits(int kind, const kc_key_t *key, const kc_record_t *rec)
     return 1;
 }
 
+/* Look up and decode record (kind, key) in txn. 0 once it was found, with
+ * the verdict in v and, when good, *rec; otherwise an LMDB code or
+ * KC_ENOMEM. */
+static int read_record(MDB_txn *txn, kc__env_t *env, int kind, const kc_key_t *key,
+                       kc_record_t **rec, verdict_t *v)
+{
+    MDB_val k = kc__key_val(key), val;
+    int rc = mdb_get(txn, env->dbi[kind], &k, &val);
+
+    if (rc != 0)
+        return rc;
+    rc = kc_record_decode(val.mv_data, val.mv_size, rec);
+    if (rc == KC_OK && !record_fits(kind, key, *rec)) {
+        kc_free(*rec);
+        *rec = NULL;
+        rc = KC_ECORRUPT;
+    }
+    return judge(v, kind, rc, &val);
+}
+
+/* Look up, decompress and verify blob key in txn, as read_record does. */
+static int read_blob(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, void **cubin,
+                     size_t *len, verdict_t *v)
+{
+    MDB_val k = kc__key_val(key), val;
+    kc_blob_rec_t b;
+    int rc = mdb_get(txn, env->dbi[KC_REC_BLOB], &k, &val);
+
+    if (rc != 0)
+        return rc;
+    rc = kc_blob_decode(val.mv_data, val.mv_size, key, 0, NULL, 0, cubin, len);
+    /* Only a blob made with a dictionary asks for one, and is then decoded
+     * again with it. A dictionary that cannot be read leaves the blob
+     * KC_EUNSUPPORTED. */
+    if (rc == KC_EUNSUPPORTED && kc__blob_view(val.mv_data, val.mv_size, &b) == KC_OK &&
+        b.dict_id != 0) {
+        char name[32];
+        void *dict = NULL;
+        size_t dict_len = 0;
+
+        snprintf(name, sizeof(name), "dict.%u", (unsigned)b.dict_id);
+        if (kc__meta_read_alloc(txn, env, name, &dict, &dict_len) == 0) {
+            rc = kc_blob_decode(val.mv_data, val.mv_size, key, 0, dict, dict_len, cubin,
+                                len);
+            free(dict);
+        }
+    }
+    return judge(v, KC_REC_BLOB, rc, &val);
+}
+
+/* The call's code for verdict v on (kind, key), once the read txn has
+ * ended: a damaged record is a corrupt miss, one of a newer format a plain
+ * miss. Frees v's copy. */
+static int settle(kc_store_t *st, int kind, const kc_key_t *key, verdict_t *v,
+                  const char *what)
+{
+    int rc = v->rc;
+
+    if (v->bad)
+        rc = corrupt_miss(st, kind, key, v->bad, v->len, rc);
+    else if (rc == KC_EVERSION)
+        /* Written by a newer kcache that shares this store: not ours to
+         * judge or delete. */
+        rc = kc__store_fail(st, KC_ENOTFOUND,
+                            "%s record written by a newer format (store %s)",
+                            kc_rec_kind_name(kind), st->path);
+    else if (rc == KC_EUNSUPPORTED && kind == KC_REC_BLOB)
+        rc = kc__store_fail(
+            st, rc, "blob compressed with a zstd dictionary missing from %s", st->path);
+    else if (rc != KC_OK)
+        rc = kc__store_finish(st, rc, what);
+    free(v->bad);
+    v->bad = NULL;
+    return rc;
+}
+
+/* ---- the read calls --------------------------------------------------------- */
+
+typedef struct get_ctx {
+    kc__env_t *env;
+    int kind;
+    const kc_key_t *key;
+    kc_record_t *rec;
+    verdict_t rec_v;
+    void *cubin;
+    size_t len;
+    verdict_t blob_v;
+} get_ctx_t;
+
+static int get_fn(MDB_txn *txn, void *arg)
+{
+    get_ctx_t *c = arg;
+    return read_record(txn, c->env, c->kind, c->key, &c->rec, &c->rec_v);
+}
+
+static int get_cubin_fn(MDB_txn *txn, void *arg)
+{
+    get_ctx_t *c = arg;
+    return read_blob(txn, c->env, c->key, &c->cubin, &c->len, &c->blob_v);
+}
+
+static int get_build_cubin_fn(MDB_txn *txn, void *arg)
+{
+    get_ctx_t *c = arg;
+    int rc = read_record(txn, c->env, KC_REC_BUILD, c->key, &c->rec, &c->rec_v);
+
+    if (rc != 0 || c->rec_v.rc != KC_OK)
+        return rc;
+    return read_blob(txn, c->env, &c->rec->u.build.blob, &c->cubin, &c->len, &c->blob_v);
+}
+
+/* Run fn in a read txn over a zeroed ctx; on a failure of the txn itself,
+ * release whatever fn had made. */
+static int get_run(kc_store_t *st, int (*fn)(MDB_txn *, void *), int kind,
+                   const kc_key_t *key, get_ctx_t *c)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->env = st->env;
+    c->kind = kind;
+    c->key = key;
+    rc = kc__env_read(st->env, fn, c);
+    if (rc != 0) {
+        kc_free(c->rec);
+        kc_free(c->cubin);
+        free(c->rec_v.bad);
+        free(c->blob_v.bad);
+        memset(c, 0, sizeof(*c));
+    }
+    return rc;
+}
+
 int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
                  kc_record_t **out)
 {
-    fetch_ctx_t c;
-    kc_record_t *rec = NULL;
+    get_ctx_t c;
     int rc;
 
     if (out)
@@ -150,31 +297,13 @@ int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "kc_store_get: invalid record kind %d",
                               (int)kind);
-    rc = fetch(store, kind, key, 0, &c);
+    rc = get_run(store, get_fn, kind, key, &c);
     if (rc != 0)
         return kc__store_finish(store, rc, "get");
-    rc = kc_record_decode(c.data, c.len, &rec);
-    if (rc == KC_EVERSION) {
-        /* Written by a newer kcache that shares this store: not ours to
-         * judge or delete. */
-        free(c.data);
-        return kc__store_fail(store, KC_ENOTFOUND,
-                              "record written by a newer format (store %s)", store->path);
-    }
-    if (rc == KC_ENOMEM) {
-        free(c.data);
-        return kc__store_finish(store, rc, "get");
-    }
-    if (rc != KC_OK || !record_fits(kind, key, rec)) {
-        kc_free(rec);
-        rc =
-            corrupt_miss(store, kind, key, c.data, c.len, rc != KC_OK ? rc : KC_ECORRUPT);
-        free(c.data);
-        return rc;
-    }
-    free(c.data);
-    *out = rec;
-    return KC_OK;
+    rc = settle(store, kind, key, &c.rec_v, "get");
+    if (rc == KC_OK)
+        *out = c.rec;
+    return rc;
 }
 
 int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
@@ -193,7 +322,7 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL,
                               "kc_store_get_raw: invalid record kind %d", (int)kind);
-    rc = fetch(store, kind, key, 0, &c);
+    rc = fetch(store, kind, key, &c);
     if (rc != 0)
         return kc__store_finish(store, rc, "get");
     *data = c.data;
@@ -203,7 +332,7 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
 
 int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, size_t *len)
 {
-    fetch_ctx_t c;
+    get_ctx_t c;
     int rc;
 
     if (cubin)
@@ -213,32 +342,49 @@ int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, siz
     if (!store || !key || !cubin || !len)
         return KC_EINVAL;
     kc__store_begin_call();
-    rc = fetch(store, KC_REC_BLOB, key, 1, &c);
+    rc = get_run(store, get_cubin_fn, KC_REC_BLOB, key, &c);
     if (rc != 0)
         return kc__store_finish(store, rc, "get cubin");
-    rc = kc_blob_decode(c.data, c.len, key, 0, c.dict, c.dict_len, cubin, len);
-    switch (rc) {
-    case KC_OK:
-        break;
-    case KC_ECORRUPT:
-    case KC_ETOOBIG: /* no blob this large could have been stored */
-        rc = corrupt_miss(store, KC_REC_BLOB, key, c.data, c.len, rc);
-        break;
-    case KC_EVERSION:
-        rc = kc__store_fail(store, KC_ENOTFOUND,
-                            "blob written by a newer format (store %s)", store->path);
-        break;
-    case KC_EUNSUPPORTED:
-        rc = kc__store_fail(store, rc,
-                            "blob compressed with a zstd dictionary missing from %s",
-                            store->path);
-        break;
-    default:
-        rc = kc__store_finish(store, rc, "get cubin");
+    rc = settle(store, KC_REC_BLOB, key, &c.blob_v, "get cubin");
+    if (rc == KC_OK) {
+        *cubin = c.cubin;
+        *len = c.len;
     }
-    free(c.data);
-    free(c.dict);
     return rc;
+}
+
+int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
+                             kc_record_t **build, void **cubin, size_t *len)
+{
+    get_ctx_t c;
+    int rc;
+
+    if (build)
+        *build = NULL;
+    if (cubin)
+        *cubin = NULL;
+    if (len)
+        *len = 0;
+    if (!store || !build_key || !build || !cubin || !len)
+        return KC_EINVAL;
+    kc__store_begin_call();
+    rc = get_run(store, get_build_cubin_fn, KC_REC_BUILD, build_key, &c);
+    if (rc != 0)
+        return kc__store_finish(store, rc, "get build cubin");
+    /* At most one verdict is bad: the blob is read only behind a good build. */
+    rc = settle(store, KC_REC_BUILD, build_key, &c.rec_v, "get build cubin");
+    if (rc == KC_OK)
+        rc = settle(store, KC_REC_BLOB, &c.rec->u.build.blob, &c.blob_v,
+                    "get build cubin");
+    if (rc != KC_OK) {
+        kc_free(c.rec);
+        kc_free(c.cubin);
+        return rc;
+    }
+    *build = c.rec;
+    *cubin = c.cubin;
+    *len = c.len;
+    return KC_OK;
 }
 
 /* ---- writing ---------------------------------------------------------------- */

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zdict.h>
+#include <zstd.h>
 
 #include "fsinfo.h"
 #include "kcache/blob.h"
@@ -924,6 +926,339 @@ static void test_blob_that_hashes_wrong_is_a_miss_and_is_deleted(void **state)
     free(cubin);
 }
 
+/* ---- a build and its cubin in one read ----------------------------------- */
+
+/* Store the build made by m (its blob need not be stored). */
+static void put_build(kc_store_t *st, const made_build_t *m)
+{
+    kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+
+    rec.u.build = m->rec;
+    assert_int_equal(kc_store_put(st, &m->key, &rec), KC_OK);
+}
+
+/* A 15 KiB cubin-sized stand-in that starts like an ELF file. */
+static uint8_t *fake_cubin(size_t size, uint64_t seed)
+{
+    uint8_t *p = noise(size, seed);
+
+    memcpy(p,
+           "\x7f"
+           "ELF",
+           4);
+    return p;
+}
+
+static void test_build_and_its_cubin_come_back_in_one_read(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = fake_cubin(15000, 3);
+    kc_key_t blob;
+    made_build_t b;
+    kc_record_t *build = NULL;
+    void *out = NULL;
+    size_t len = 0;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, cubin, 15000, &blob), KC_OK);
+    make_build(&b, 128, &blob);
+    put_build(f->st, &b);
+
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len), KC_OK);
+    assert_int_equal(len, 15000);
+    assert_memory_equal(out, cubin, 15000);
+    assert_int_equal(build->kind, KC_REC_BUILD);
+    assert_memory_equal(build->u.build.blob.b, blob.b, 16);
+    assert_string_equal(build->u.build.entry, "saxpy");
+    assert_int_equal(build->u.build.registers, 32);
+    assert_int_equal(build->u.build.max_threads, 1024);
+    assert_int_equal(build->u.build.compile_us, 41000);
+    assert_int_equal(build->u.build.created, 1700000000);
+    assert_int_equal(build->u.build.preimage.size, b.rec.preimage.size);
+    assert_memory_equal(build->u.build.preimage.data, b.pre, b.rec.preimage.size);
+    kc_free(build);
+    kc_free(out);
+
+    /* A build that is not stored is a plain miss. */
+    kc_key_t absent = kc_key_hash("absent", 6);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &absent, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+    assert_null(out);
+    assert_int_equal(len, 0);
+    assert_int_equal(kc_store_get_build_cubin(f->st, NULL, &build, &out, &len),
+                     KC_EINVAL);
+    kc_free(b.pre);
+    free(cubin);
+}
+
+static void
+test_damaged_blob_behind_a_good_build_is_a_miss_counted_and_deleted(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = fake_cubin(15000, 4);
+    kc_key_t real, claimed = kc_key_hash("the cubin someone asked for", 27);
+    made_build_t wrong_hash, bad_sum;
+    kc_record_t *build = NULL;
+    void *rec = NULL, *out = NULL;
+    size_t rec_len, len = 0;
+    kc_store_stats_t s;
+
+    /* One blob decompresses fine under the wrong key; another, under its own
+     * key, has a byte of its frame flipped. */
+    assert_int_equal(kc_blob_encode(cubin, 15000, 0, &real, &rec, &rec_len), KC_OK);
+    make_build(&wrong_hash, 128, &claimed);
+    make_build(&bad_sum, 256, &real);
+    f->st = open_store(f, NULL);
+    put_build(f->st, &wrong_hash);
+    put_build(f->st, &bad_sum);
+    kc_store_close(f->st);
+    f->st = NULL;
+    lmdb_put_raw(f->dir, "blob", claimed.b, 16, rec, rec_len);
+    ((uint8_t *)rec)[rec_len / 2] ^= 0x20;
+    lmdb_put_raw(f->dir, "blob", real.b, 16, rec, rec_len);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &wrong_hash.key, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+    assert_null(out);
+    assert_int_equal(len, 0);
+    assert_non_null(strstr(kc_store_errmsg(f->st), "damaged"));
+    assert_int_equal(kc_store_get_build_cubin(f->st, &bad_sum.key, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 2);
+    assert_int_equal(s.records[KC_REC_BLOB], 0);
+    /* The builds are sound: only their blobs go. */
+    assert_int_equal(s.records[KC_REC_BUILD], 2);
+    kc_free(rec);
+    kc_free(wrong_hash.pre);
+    kc_free(bad_sum.pre);
+    free(cubin);
+}
+
+static void
+test_damaged_build_is_a_miss_counted_and_deleted_and_its_blob_kept(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = fake_cubin(15000, 5);
+    kc_key_t blob;
+    made_build_t b, other;
+    kc_record_t good = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    kc_record_t *build = NULL;
+    void *enc = NULL, *out = NULL;
+    size_t enc_len, len = 0;
+    kc_store_stats_t s;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, cubin, 15000, &blob), KC_OK);
+    make_build(&b, 128, &blob);
+    make_build(&other, 256, &blob);
+    put_build(f->st, &b);
+    kc_store_close(f->st);
+    f->st = NULL;
+
+    /* b's record with a flipped byte, and a sound build stored under a key
+     * that is not its own. */
+    good.u.build = b.rec;
+    assert_int_equal(kc_record_encode(&good, &enc, &enc_len), KC_OK);
+    ((uint8_t *)enc)[enc_len / 2] ^= 1;
+    lmdb_put_raw(f->dir, "build", b.key.b, 16, enc, enc_len);
+    kc_free(enc);
+    good.u.build = other.rec;
+    assert_int_equal(kc_record_encode(&good, &enc, &enc_len), KC_OK);
+    kc_key_t misplaced = kc_key_hash("misplaced", 9);
+    lmdb_put_raw(f->dir, "build", misplaced.b, 16, enc, enc_len);
+    kc_free(enc);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+    assert_null(out);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &misplaced, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 2);
+    assert_int_equal(s.records[KC_REC_BUILD], 0);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    assert_int_equal(kc_store_get_cubin(f->st, &blob, &out, &len), KC_OK);
+    assert_memory_equal(out, cubin, 15000);
+    kc_free(out);
+    kc_free(b.pre);
+    kc_free(other.pre);
+    free(cubin);
+}
+
+static void test_build_whose_blob_is_absent_is_not_found(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t blob = kc_key_hash("never stored", 12);
+    made_build_t b;
+    kc_record_t *build = NULL;
+    void *out = NULL;
+    size_t len = 0;
+    kc_store_stats_t s;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 128, &blob);
+    put_build(f->st, &b);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+    assert_null(out);
+    assert_int_equal(len, 0);
+    /* A missing blob is no damage: nothing counted, the build kept. */
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 0);
+    assert_int_equal(s.records[KC_REC_BUILD], 1);
+    kc_free(b.pre);
+}
+
+static void test_read_only_handle_leaves_a_damaged_blob_in_place(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = fake_cubin(15000, 6);
+    kc_key_t claimed = kc_key_hash("claimed", 7), real;
+    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    made_build_t b;
+    kc_record_t *build = NULL;
+    void *rec = NULL, *out = NULL;
+    size_t rec_len, len = 0;
+    kc_store_stats_t s;
+
+    assert_int_equal(kc_blob_encode(cubin, 15000, 0, &real, &rec, &rec_len), KC_OK);
+    make_build(&b, 128, &claimed);
+    f->st = open_store(f, NULL);
+    put_build(f->st, &b);
+    kc_store_close(f->st);
+    f->st = NULL;
+    lmdb_put_raw(f->dir, "blob", claimed.b, 16, rec, rec_len);
+
+    f->st = open_store(f, &ro);
+    assert_true(kc_store_is_readonly(f->st));
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len),
+                     KC_ENOTFOUND);
+    assert_null(build);
+    assert_int_equal(kc_store_get_cubin(f->st, &claimed, &out, &len), KC_ENOTFOUND);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    assert_int_equal(s.records[KC_REC_BUILD], 1);
+    kc_free(rec);
+    kc_free(b.pre);
+    free(cubin);
+}
+
+/* Train a small zstd dictionary on PTX-like text. */
+static void *train_dict(size_t *len, unsigned *id)
+{
+    static const char *const words[] = {
+        "ld.global.f32 %f", "st.shared.f32 [%rd", "mad.lo.s32 %r", "bar.sync 0;\n",
+        "fma.rn.f32 %f",    "@%p1 bra BB0_",      "], ",           ";\n"};
+    enum { SAMPLES = 400 };
+    size_t sizes[SAMPLES], used = 0;
+    uint8_t *buf = malloc(SAMPLES * 600), *dict = malloc(8 << 10);
+    uint64_t x = 88172645463325252ULL;
+
+    assert_non_null(buf);
+    assert_non_null(dict);
+    for (int i = 0; i < SAMPLES; i++) {
+        size_t start = used;
+        while (used - start < 300) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            const char *w = words[x % 8];
+            memcpy(buf + used, w, strlen(w));
+            used += strlen(w);
+            used +=
+                (size_t)snprintf((char *)buf + used, 8, "%u", (unsigned)(x >> 40) % 64);
+        }
+        sizes[i] = used - start;
+    }
+    *len = ZDICT_trainFromBuffer(dict, 8 << 10, buf, sizes, SAMPLES);
+    assert_false(ZDICT_isError(*len));
+    *id = ZSTD_getDictID_fromDict(dict, *len);
+    assert_int_not_equal(*id, 0);
+    free(buf);
+    return dict;
+}
+
+static void test_blob_made_with_a_dictionary_decodes_with_the_stored_one(void **state)
+{
+    fixture_t *f = *state;
+    const char *text = "ld.global.f32 %f1, [%rd4];\nmad.lo.s32 %r5, %r3;\n"
+                       "st.shared.f32 [%rd7], %f1;\nbar.sync 0;\n@%p1 bra BB0_3;\n";
+    size_t size = strlen(text), dict_len, rec_len, len = 0;
+    unsigned dict_id;
+    void *dict = train_dict(&dict_len, &dict_id);
+    kc_key_t blob = kc_key_hash(text, size);
+    made_build_t b;
+    kc_record_t *build = NULL;
+    void *rec = NULL, *out = NULL;
+    char name[32];
+
+    /* The blob record, compressed with the dictionary. */
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(size);
+    uint8_t *frame = malloc(cap);
+    assert_non_null(frame);
+    size_t frame_len =
+        ZSTD_compress_usingDict(cctx, frame, cap, text, size, dict, dict_len, 3);
+    assert_false(ZSTD_isError(frame_len));
+    ZSTD_freeCCtx(cctx);
+    kc_record_t r = {.kind = KC_REC_BLOB, .version = KC_RECORD_VERSION};
+    r.u.blob.codec = KC_CODEC_ZSTD;
+    r.u.blob.dict_id = dict_id;
+    r.u.blob.raw_size = size;
+    r.u.blob.frame = (kc_buf_t){frame, frame_len};
+    assert_int_equal(kc_record_encode(&r, &rec, &rec_len), KC_OK);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BLOB, &blob, rec, rec_len), KC_OK);
+    make_build(&b, 128, &blob);
+    put_build(f->st, &b);
+
+    /* Without its dictionary the blob cannot be read, and is not damaged. */
+    assert_int_equal(kc_store_get_cubin(f->st, &blob, &out, &len), KC_EUNSUPPORTED);
+    assert_null(out);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len),
+                     KC_EUNSUPPORTED);
+    assert_null(build);
+    kc_store_close(f->st);
+    f->st = NULL;
+
+    kc_record_t meta = {.kind = KC_REC_META, .version = KC_RECORD_VERSION};
+    void *enc;
+    size_t enc_len;
+    meta.u.meta.value = (kc_buf_t){dict, dict_len};
+    assert_int_equal(kc_record_encode(&meta, &enc, &enc_len), KC_OK);
+    snprintf(name, sizeof(name), "dict.%u", dict_id);
+    lmdb_put_raw(f->dir, "meta", name, strlen(name), enc, enc_len);
+    kc_free(enc);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_cubin(f->st, &blob, &out, &len), KC_OK);
+    assert_int_equal(len, size);
+    assert_memory_equal(out, text, size);
+    kc_free(out);
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &build, &out, &len), KC_OK);
+    assert_int_equal(len, size);
+    assert_memory_equal(out, text, size);
+    assert_memory_equal(build->u.build.blob.b, blob.b, 16);
+    kc_free(out);
+    kc_free(build);
+    kc_free(rec);
+    kc_free(b.pre);
+    free(frame);
+    free(dict);
+}
+
 static void test_newer_store_format_is_refused(void **state)
 {
     fixture_t *f = *state;
@@ -1193,6 +1528,12 @@ int main(void)
         T(test_processes_publishing_at_once_all_land),
         T(test_corrupt_record_is_a_miss_counted_and_deleted),
         T(test_blob_that_hashes_wrong_is_a_miss_and_is_deleted),
+        T(test_build_and_its_cubin_come_back_in_one_read),
+        T(test_damaged_blob_behind_a_good_build_is_a_miss_counted_and_deleted),
+        T(test_damaged_build_is_a_miss_counted_and_deleted_and_its_blob_kept),
+        T(test_build_whose_blob_is_absent_is_not_found),
+        T(test_read_only_handle_leaves_a_damaged_blob_in_place),
+        T(test_blob_made_with_a_dictionary_decodes_with_the_stored_one),
         T(test_newer_store_format_is_refused),
         T(test_counters_persist_across_close_and_reopen),
         T(test_touch_and_flush_write_usage_records),
