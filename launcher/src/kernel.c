@@ -57,6 +57,7 @@ typedef struct kept {
     kc_key_t build;
     void *module;
     void *fn;
+    uint64_t compile_us; /* what the build cost to make: counted as saved */
 } kept_t;
 
 /* One signature being resolved by a leader while others wait. */
@@ -284,6 +285,14 @@ static void ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i)
     compile_candidate(k, c, k->cand_params + i * k->spec->s.n_params, i);
 }
 
+/* The toolchain id in the kernel's build preimages: the driver's version
+ * for PTX, NVRTC's for CUDA C (loading NVRTC on first use). */
+static const char *kernel_toolchain(const kc_kernel_t *k)
+{
+    return k->spec->s.source_kind == KC_SOURCE_PTX ? k->toolchain
+                                                   : kc__nvrtc_toolchain_id();
+}
+
 static void compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -300,7 +309,7 @@ static void compile_one(void *arg)
         .params = params,
         .n_params = sp->s.n_params,
         .arch = k->l->arch,
-        .toolchain = k->toolchain,
+        .toolchain = kernel_toolchain(k),
     };
     int last;
 
@@ -577,7 +586,8 @@ static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
 
 /* Keep module as the loaded copy of build, or if another thread kept one
  * first, unload ours and use that. */
-static void keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn)
+static void keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                        uint64_t compile_us)
 {
     kept_t *m;
 
@@ -594,7 +604,7 @@ static void keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, vo
     }
     m = malloc(sizeof(*m));
     if (m) {
-        *m = (kept_t){k->kept, *build, *module, *fn};
+        *m = (kept_t){k->kept, *build, *module, *fn, compile_us};
         k->kept = m;
     }
     pthread_mutex_unlock(&k->mu);
@@ -602,7 +612,8 @@ static void keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, vo
      * process ends; the launch still works. */
 }
 
-static int find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn)
+static int find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                     uint64_t *compile_us)
 {
     int found = 0;
     pthread_mutex_lock(&k->mu);
@@ -610,6 +621,8 @@ static int find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void 
         if (kc_key_cmp(&m->build, build) == 0) {
             *module = m->module;
             *fn = m->fn;
+            if (compile_us)
+                *compile_us = m->compile_us;
             found = 1;
             break;
         }
@@ -704,12 +717,12 @@ static void prefetch_winners(void *arg)
         void *cubin = NULL, *module = NULL, *fn = NULL;
         size_t cubin_len = 0;
 
-        if (find_kept(k, &ps.builds[i], &module, &fn))
+        if (find_kept(k, &ps.builds[i], &module, &fn, NULL))
             continue;
-        if (kc_store_get(st, KC_REC_BUILD, &ps.builds[i], &brec) == KC_OK &&
-            kc_store_get_cubin(st, &brec->u.build.blob, &cubin, &cubin_len) == KC_OK &&
+        if (kc_store_get_build_cubin(st, &ps.builds[i], &brec, &cubin, &cubin_len) ==
+                KC_OK &&
             load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, &fn) == KC_OK) {
-            keep_module(k, &ps.builds[i], &module, &fn);
+            keep_module(k, &ps.builds[i], &module, &fn, brec->u.build.compile_us);
             bump(&k->prefetched);
         }
         kc_free(cubin);
@@ -757,8 +770,11 @@ static size_t find_row(const kc_kernel_t *k, const int64_t *config)
 
 /* A stored tuning: map its winner onto this spec's parameters and load the
  * winning build. Anything that does not fit is a miss, never an error. */
+/* Load a stored tuning's winner (or find it loaded). *compile_us receives
+ * what its build cost to compile, for the "saved" counter. */
 static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t *config,
-                              size_t *cand, void **module, void **fn)
+                              size_t *cand, void **module, void **fn,
+                              uint64_t *compile_us)
 {
     const kc__spec_t *sp = k->spec;
     kc_store_t *st = k->l->store;
@@ -778,7 +794,7 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
         config[p] = t->winner[w].value;
     }
     *cand = find_row(k, config);
-    if (find_kept(k, &t->winner_build, module, fn))
+    if (find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
     /* A prefetch under way is loading the stored winners: wait for it
      * rather than load the same module twice. */
@@ -786,16 +802,15 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
     while (!k->prefetch_done)
         pthread_cond_wait(&k->compiled_cv, &k->mu);
     pthread_mutex_unlock(&k->mu);
-    if (find_kept(k, &t->winner_build, module, fn))
+    if (find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
-    rc = kc_store_get(st, KC_REC_BUILD, &t->winner_build, &brec);
-    if (rc == KC_OK)
-        rc = kc_store_get_cubin(st, &brec->u.build.blob, &cubin, &cubin_len);
+    rc = kc_store_get_build_cubin(st, &t->winner_build, &brec, &cubin, &cubin_len);
     if (rc == KC_OK)
         rc = load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
     if (rc == KC_OK) {
         kc_store_touch(st, KC_REC_BUILD, &t->winner_build);
-        keep_module(k, &t->winner_build, module, fn);
+        *compile_us = brec->u.build.compile_us;
+        keep_module(k, &t->winner_build, module, fn, *compile_us);
     } else if (rc != KC_ENOTFOUND) {
         kc__log(k->l, KC_LOG_WARN,
                 "kcache: %s: stored build unusable (%s: %s); tuning again", kname(k),
@@ -1085,7 +1100,8 @@ static int tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, 
                 (unsigned long long)s.tc[winner].median_ns, k->n_cands, failed);
     }
 
-    keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner]);
+    keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner],
+                k->cands[winner].compile_us);
     /* The launch happened: a memo without room only means the next launch
      * of this signature resolves it again. */
     if (memoize(k, sig, sig_len, hash, s.fns[winner], s.modules[winner], winner,
@@ -1120,18 +1136,26 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         void *pre = NULL;
         size_t pre_len;
         kc_key_t tkey;
+        int had_tuning;
 
         rc = tuning_key(k, sig, len, &pre, &pre_len, &tkey);
         kc_free(pre);
         if (rc == KC_OK)
             rc = kc_store_get(st, KC_REC_TUNING, &tkey, &rec);
+        had_tuning = rc == KC_OK;
         if (rc == KC_OK) {
             int64_t config[KC__SPEC_MAX_PARAMS];
             size_t cand = SIZE_MAX;
             void *module = NULL, *fn = NULL;
+            uint64_t compile_us = 0;
             rc = l->dev->ops->bind(l->dev);
             if (rc == KC_OK)
-                rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn);
+                rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn,
+                                        &compile_us);
+            if (rc == KC_OK) {
+                kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
+                kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);
+            }
             kc_free(rec);
             if (rc == KC_ESTICKY) {
                 kc__errmsg_set("%s: loading the stored winner: %s", kname(k),
@@ -1149,6 +1173,9 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
             }
         }
         kc_store_count(st, KC_COUNTER_MISSES, 1);
+        kc_store_count(
+            st, had_tuning ? KC_COUNTER_MISS_BUILD_UNUSABLE : KC_COUNTER_MISS_NO_TUNING,
+            1);
     }
 
     kc_kernel_wait_compiled(k);
@@ -1383,10 +1410,10 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
                 (kc_param_t){k->spec->s.params[p].name, k->spec->candidates[i * np + p]};
         k->tasks[i] = (compile_task_t){k, i};
     }
-    if (k->spec->s.source_kind == KC_SOURCE_PTX)
-        snprintf(k->toolchain, sizeof(k->toolchain), "driver-%u", l->info.driver_version);
-    else
-        snprintf(k->toolchain, sizeof(k->toolchain), "%s", kc__nvrtc_toolchain_id());
+    /* NVRTC's version, part of CUDA build keys, is read by the compile
+     * tasks: loading NVRTC takes milliseconds that registration, and a warm
+     * launch that needs no build key, should not wait for. */
+    snprintf(k->toolchain, sizeof(k->toolchain), "driver-%u", l->info.driver_version);
     k->pending = nc;
     k->compile_done = nc == 0;
     /* Prefetch only where a device will launch and a store may hold

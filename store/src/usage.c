@@ -12,7 +12,18 @@
 #define USAGE_AUTOFLUSH 4096
 
 static const char *const counter_names[KC_COUNTER_COUNT_] = {
-    "hits", "misses", "corrupt", "bytes_stored", "publishes", "compiles", "tunes",
+    "hits",
+    "misses",
+    "corrupt",
+    "bytes_stored",
+    "publishes",
+    "compiles",
+    "tunes",
+    "evictions",
+    "miss_no_tuning",
+    "miss_build_unusable",
+    "compile_us_saved",
+    "tune_us_saved",
 };
 
 const char *kc_counter_name(int counter)
@@ -264,5 +275,43 @@ int kc_store_flush(kc_store_t *store)
         return kc__store_finish(store, rc, "flush");
     }
     free(p.usage.ent);
+    return KC_OK;
+}
+
+static int zero_fn(MDB_txn *txn, void *arg)
+{
+    kc__env_t *env = arg;
+
+    for (int c = 0; c < KC_COUNTER_COUNT_; c++) {
+        char name[64];
+        MDB_val k;
+        int rc;
+
+        counter_meta_name(c, name);
+        k.mv_data = name;
+        k.mv_size = strlen(name);
+        rc = mdb_del(txn, env->dbi[KC_REC_META], &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+int kc_store_counters_zero(kc_store_t *store)
+{
+    int rc;
+
+    if (!store)
+        return KC_EINVAL;
+    kc__store_begin_call();
+    if ((rc = kc__store_check_writable(store, "zero counters")) != KC_OK)
+        return rc;
+    /* Deltas buffered before the reset belong to the period it ends. */
+    pthread_mutex_lock(&store->pending_lock);
+    memset(store->pending.counters, 0, sizeof(store->pending.counters));
+    pthread_mutex_unlock(&store->pending_lock);
+    rc = kc__env_write(store->env, zero_fn, store->env);
+    if (rc != 0)
+        return kc__store_finish(store, rc, "zero counters");
     return KC_OK;
 }

@@ -1,6 +1,6 @@
-/* Read-only commands stats and get. Like ls and show, they open the store
- * read-only and never create it, so a damaged record is reported, never
- * deleted. */
+/* Commands stats and get. Like ls and show, they open the store read-only
+ * and never create it, so a damaged record is reported, never deleted;
+ * only `stats --zero` opens it writable, to reset the counters. */
 #include "cachectl.h"
 
 #include <errno.h>
@@ -12,19 +12,39 @@
 
 /* ---- stats ------------------------------------------------------------- */
 
+/* Counters kept in microseconds, shown in seconds. */
+static int is_us_counter(int c)
+{
+    return c == KC_COUNTER_COMPILE_US_SAVED || c == KC_COUNTER_TUNE_US_SAVED;
+}
+
 int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"zero", no_argument, NULL, 'z'},
+        {0},
+    };
     kc_store_stats_t s;
     kc_store_t *st;
     char a[32], b[32], r[32];
-    int rc = ctl_parse_plain(o, self, argc, argv);
+    int ch, rc, zero = 0;
 
-    if (rc >= 0)
-        return rc;
+    while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (ch == 'z')
+            zero = 1;
+        else if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
+            return rc;
+    }
     if (optind < argc)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
-    if (!(st = ctl_store_open(o, 0)))
+    if (!(st = ctl_store_open(o, zero)))
         return CTL_EXIT_FAIL;
+    if (zero && (rc = kc_store_counters_zero(st)) != KC_OK) {
+        ctl_err("stats --zero: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
+        kc_store_close(st);
+        return CTL_EXIT_FAIL;
+    }
     rc = kc_store_stats(st, &s);
     if (rc != KC_OK) {
         ctl_err("stats: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
@@ -84,9 +104,14 @@ int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
             char n[32];
             if (c == KC_COUNTER_BYTES_STORED)
                 ctl_fmt_size(s.counters[c], n, sizeof n);
+            else if (is_us_counter(c))
+                snprintf(n, sizeof n, "%.1f s", s.counters[c] / 1e6);
             else
                 snprintf(n, sizeof n, "%" PRIu64, s.counters[c]);
-            const char *row[] = {kc_counter_name(c), n};
+            const char *name = c == KC_COUNTER_COMPILE_US_SAVED ? "compile_saved"
+                               : c == KC_COUNTER_TUNE_US_SAVED  ? "tune_saved"
+                                                                : kc_counter_name(c);
+            const char *row[] = {name, n};
             ctl_table_row(t, row);
         }
         ctl_table_print(t);

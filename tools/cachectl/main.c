@@ -15,7 +15,12 @@
 #endif
 
 static const ctl_cmd_t commands[] = {
-    {"stats", "stats", "record counts, sizes, compression ratio and counters", NULL,
+    {"stats", "stats [--zero]", "record counts, sizes, compression ratio and counters",
+     "  --zero   reset the persistent counters to 0 (opens the store writable)\n\n"
+     "Counters: hits; misses, and misses by reason (no tuning for the signature, or\n"
+     "a tuning whose build was unusable); corrupt records found; bytes stored;\n"
+     "publishes, compiles, tunes, evictions; and the compile and tuning time that\n"
+     "store hits saved (in seconds; microseconds in --json).\n",
      ctl_cmd_stats},
     {"ls", "ls [--kind KIND] [--arch ARCH] [--name GLOB]", "list records",
      "  --kind KIND   blob, build, tuning, usage, lease or all\n"
@@ -46,9 +51,10 @@ static const ctl_cmd_t commands[] = {
      ctl_cmd_gc},
     {"compact", "compact", "rewrite the store file without its free pages",
      ctl_help_compact, ctl_cmd_compact},
-    {"why", "why NAME|KEY", "explain a miss: the nearest stored records and what differs",
-     ctl_help_why, ctl_cmd_why},
-    {"train-dict", "train-dict",
+    {"why", "why NAME|KEY [--arch A] [--limit N]",
+     "explain a miss: the nearest stored records and what differs", ctl_help_why,
+     ctl_cmd_why},
+    {"train-dict", "train-dict [--size BYTES] [--dry-run]",
      "train a zstd dictionary on the blobs and recompress them", ctl_help_train_dict,
      ctl_cmd_train_dict},
     {"version", "version", "print the cachectl and format versions", NULL,
