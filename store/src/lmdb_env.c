@@ -310,7 +310,7 @@ uint64_t kc__env_map_size(kc__env_t *env)
 {
     MDB_envinfo info;
 
-    if (mdb_env_info(env->mdb, &info) != 0)
+    if (!env->mdb || mdb_env_info(env->mdb, &info) != 0)
         return 0;
     return info.me_mapsize;
 }
@@ -332,7 +332,8 @@ static int txn_begin_once(kc__env_t *env, unsigned flags, MDB_txn **txn)
     int rc;
 
     map_lock_shared(env);
-    rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
+    /* NULL only after kc__env_exclusive failed to reopen it. */
+    rc = env->mdb ? mdb_txn_begin(env->mdb, NULL, flags, txn) : EINVAL;
     if (rc != 0)
         map_unlock_shared(env);
     return rc;
@@ -451,4 +452,140 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
         if (rc != 0)
             return rc;
     }
+}
+
+/* ---- exclusive use, for compaction ------------------------------------------- */
+
+/* Open a fresh LMDB environment on dir into env, as env_open does for a
+ * writable store, keeping the map size and reader slots it had. Called
+ * with the registry locked, since the device and inode change. */
+static int env_reopen(kc__env_t *env, const char *dir, uint64_t map_size,
+                      unsigned max_readers, char *msg, size_t msg_len)
+{
+    char data_path[PATH_MAX];
+    struct stat sb;
+    MDB_env *mdb = NULL;
+    int rc, dead;
+
+    if ((rc = mdb_env_create(&mdb)) != 0 ||
+        (rc = mdb_env_set_maxdbs(mdb, KC__ENV_MAX_DBS)) != 0 ||
+        (rc = mdb_env_set_maxreaders(mdb, max_readers)) != 0 ||
+        (rc = mdb_env_open(mdb, dir, MDB_NOTLS, 0664)) != 0) {
+        snprintf(msg, msg_len, "%s: cannot reopen the store: %s", dir, mdb_strerror(rc));
+        mdb_env_close(mdb);
+        return kc__mdb_code(rc);
+    }
+    env->mdb = mdb;
+    if (kc__env_map_size(env) < map_size &&
+        (rc = mdb_env_set_mapsize(mdb, (size_t)map_size)) != 0) {
+        snprintf(msg, msg_len, "%s: cannot set the map size: %s", dir, mdb_strerror(rc));
+        rc = kc__mdb_code(rc);
+        goto fail;
+    }
+    mdb_reader_check(mdb, &dead);
+    if ((rc = open_dbs(env, dir, msg, msg_len)) != KC_OK)
+        goto fail;
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
+    if (stat(data_path, &sb) != 0) {
+        snprintf(msg, msg_len, "%s: %s", data_path, strerror(errno));
+        rc = kc__mdb_code(errno);
+        goto fail;
+    }
+    env->dev = sb.st_dev;
+    env->ino = sb.st_ino;
+    return KC_OK;
+fail:
+    mdb_env_close(mdb);
+    env->mdb = NULL;
+    return rc;
+}
+
+int kc__env_exclusive(kc__env_t *env, const char *dir,
+                      int (*fn)(const char *dir, void *ctx, char *msg, size_t msg_len),
+                      void *ctx, char *msg, size_t msg_len)
+{
+    char lock_path[PATH_MAX], reopen_msg[PATH_MAX + 256];
+    struct flock fl;
+    uint64_t map_size;
+    unsigned max_readers = DEFAULT_MAX_READERS;
+    int fd = -1, rc;
+
+    msg[0] = '\0';
+    if (env->readonly || env->nolock) {
+        snprintf(msg, msg_len, "%s is open read-only", dir);
+        return KC_EREADONLY;
+    }
+    if (tls_live_txns > 0) {
+        snprintf(msg, msg_len, "%s: called inside a transaction of the store", dir);
+        return KC_EBUSY;
+    }
+    if (snprintf(lock_path, sizeof(lock_path), "%s/lock.mdb", dir) >=
+        (int)sizeof(lock_path)) {
+        snprintf(msg, msg_len, "path too long: %s", dir);
+        return KC_EINVAL;
+    }
+
+    /* No transaction of this process may live while the environment is
+     * closed: every one holds map_lock shared. The registry stays locked
+     * so that no thread opens a second environment on the new file before
+     * the registry knows its inode. This order (map lock, then registry)
+     * is safe: no thread waits for a map lock while it holds the registry. */
+    pthread_rwlock_wrlock(&env->map_lock);
+    pthread_mutex_lock(&registry_lock);
+    map_size = kc__env_map_size(env);
+    if (env->mdb)
+        mdb_env_get_maxreaders(env->mdb, &max_readers);
+    /* Closing drops this process's locks on lock.mdb, so that the lock
+     * below conflicts with other processes' only. */
+    mdb_env_close(env->mdb);
+    env->mdb = NULL;
+
+    /* Every process that has the environment open holds a shared fcntl lock
+     * on the lock file's first byte (mdb_env_excl_lock); an exclusive one
+     * is granted only when no other process does, and makes any process
+     * that opens the store meanwhile wait for it. */
+    fd = open(lock_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(msg, msg_len, "%s: %s", lock_path, strerror(errno));
+        rc = kc__mdb_code(errno);
+        goto reopen;
+    }
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        if (errno == EACCES || errno == EAGAIN) {
+            struct flock who = fl;
+            long pid = 0;
+            if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK)
+                pid = (long)who.l_pid;
+            snprintf(msg, msg_len,
+                     "%s is open in another process (pid %ld); stop the processes "
+                     "that use the store and try again",
+                     dir, pid);
+            rc = KC_EBUSY;
+        } else {
+            snprintf(msg, msg_len, "%s: cannot lock: %s", lock_path, strerror(errno));
+            rc = kc__mdb_code(errno);
+        }
+        goto reopen;
+    }
+    rc = fn(dir, ctx, msg, msg_len);
+
+reopen:
+    if (fd >= 0)
+        close(fd);
+    {
+        int rrc =
+            env_reopen(env, dir, map_size, max_readers, reopen_msg, sizeof(reopen_msg));
+        if (rrc != KC_OK && rc == KC_OK) {
+            snprintf(msg, msg_len, "%s", reopen_msg);
+            rc = rrc;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
 }

@@ -88,4 +88,18 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
 /* The current map size in bytes. */
 uint64_t kc__env_map_size(kc__env_t *env);
 
+/* Close this process's environment on dir, take LMDB's lock file
+ * exclusively (so that no other process has or gets the store open), run
+ * fn, release the lock and reopen the environment in place on whatever
+ * data.mdb then is, updating the registry's device and inode. Every handle
+ * sharing env stays valid: transactions of this process wait for the
+ * environment's locks meanwhile. KC_EBUSY if another process has the store
+ * open or the calling thread is inside a transaction; KC_EREADONLY for a
+ * read-only environment; else fn's KC_* code (fn writes its message into
+ * msg). A failed reopen leaves env unusable: its transactions then fail
+ * with EINVAL. For kc_store_compact. */
+int kc__env_exclusive(kc__env_t *env, const char *dir,
+                      int (*fn)(const char *dir, void *ctx, char *msg, size_t msg_len),
+                      void *ctx, char *msg, size_t msg_len);
+
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kcache/blob.h"
+#include "gc_internal.h"
 #include "store_internal.h"
 
 typedef struct enc_rec {
@@ -198,6 +199,8 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
         goto fail;
     }
     free(c.pending.usage.ent);
+    /* After the commit, never inside it; a failed gc is not a failed publish. */
+    kc__gc_after_publish(store, c.now);
     rc = KC_OK;
 fail:
     enc_free(c.cubins, c.n_cubins);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fsinfo.h"
+#include "gc_internal.h"
 #include "lmdb_env.h"
 #include "store_internal.h"
 #include "wire.h"
@@ -279,6 +280,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     }
     st->readonly = eo.readonly;
     st->zstd_level = opts->zstd_level;
+    st->max_size = kc__gc_limit(opts->max_size);
     pthread_mutex_init(&st->pending_lock, NULL);
 
     rc = kc__env_acquire(dir, &eo, &st->env, tls_open_msg, sizeof(tls_open_msg));

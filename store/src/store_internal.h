@@ -52,6 +52,7 @@ struct kc_store {
     int zstd_level;
     pthread_mutex_t pending_lock;
     kc__pending_t pending;
+    uint64_t max_size; /* gc limit enforced after publishes (0: none); gc.c */
 };
 
 /* ---- store.c: per-thread messages ------------------------------------------ */

@@ -1,0 +1,811 @@
+/* kc_store_gc: least recently used eviction of tunings and builds, and a
+ * mark-and-sweep of the blobs no build references; the size limit enforced
+ * after publishes; parsing sizes and durations.
+ *
+ * gc plans in one read transaction, on copies of the keys, then deletes in
+ * write transactions of at most BATCH records, checking each record again
+ * there, since other processes may have used, republished or referenced it
+ * in between.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "gc_internal.h"
+#include "store_internal.h"
+
+/* Records deleted per write transaction: keeps each transaction's dirty
+ * pages bounded, and other writers waiting briefly. */
+#define BATCH 512
+/* An unreferenced blob whose usage stamp is this recent is spared: a
+ * publish stamps its blobs, and another process may be about to commit a
+ * build that references it. */
+#define BLOB_GRACE_S 600
+
+typedef struct g_blob {
+    kc_key_t key;
+    uint64_t bytes;
+    uint64_t last_use;
+    uint32_t refs; /* builds that reference it */
+    int gone;
+} g_blob_t;
+
+typedef struct g_build {
+    kc_key_t key;
+    uint64_t bytes;
+    uint64_t own_use;  /* its usage stamp, else its created time */
+    uint64_t unit_use; /* the latest of own_use and its tunings' */
+    long blob;         /* index in plan.blobs, or -1 */
+    long tunings;      /* first tuning that names it as winner, or -1 */
+    int gone;
+} g_build_t;
+
+typedef struct g_tuning {
+    kc_key_t key;
+    uint64_t bytes;
+    uint64_t last_use;
+    long next; /* next tuning with the same winner, or -1 */
+    int gone;
+} g_tuning_t;
+
+/* One planned deletion. seen is the usage time the plan went by; a record
+ * whose stamp has moved past it was used since and stays. */
+typedef struct g_item {
+    kc_gc_item_t pub;
+    uint64_t seen;
+    int done;
+} g_item_t;
+
+typedef struct plan {
+    kc__env_t *env;
+    g_blob_t *blobs;
+    size_t n_blobs, cap_blobs;
+    g_build_t *builds;
+    size_t n_builds, cap_builds;
+    g_tuning_t *tunings;
+    size_t n_tunings, cap_tunings;
+    uint64_t size;
+    g_item_t *items;
+    size_t n_items, cap_items;
+} plan_t;
+
+static void plan_free(plan_t *p)
+{
+    free(p->blobs);
+    free(p->builds);
+    free(p->tunings);
+    free(p->items);
+}
+
+/* Make room for one more element of size sz in *arr. */
+static int grow(void **arr, size_t n, size_t *cap, size_t sz)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *a = realloc(*arr, ncap * sz);
+    if (!a)
+        return KC_ENOMEM;
+    *arr = a;
+    *cap = ncap;
+    return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(kc_key_t));
+}
+
+/* Index of key in arr[n] (elements of size sz, each starting with a
+ * kc_key_t, sorted by key), or -1. */
+static long find_key(const void *arr, size_t n, size_t sz, const kc_key_t *key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp((const char *)arr + mid * sz, key->b, sizeof(key->b));
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* The usage stamp of key: 0 with *last_use, or MDB_NOTFOUND. A damaged
+ * usage record counts as none. */
+static int usage_last(MDB_txn *txn, kc__env_t *env, const kc_key_t *key,
+                      uint64_t *last_use)
+{
+    MDB_val k = kc__key_val(key), v;
+    kc_record_t *rec = NULL;
+    int rc = mdb_get(txn, env->dbi[KC_REC_USAGE], &k, &v);
+
+    if (rc != 0)
+        return rc;
+    if (kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+        rec->kind != KC_REC_USAGE) {
+        kc_free(rec);
+        return MDB_NOTFOUND;
+    }
+    *last_use = rec->u.usage.last_use;
+    kc_free(rec);
+    return 0;
+}
+
+/* last use of a record: its stamp, else fallback. */
+static int last_use_of(MDB_txn *txn, kc__env_t *env, const kc_key_t *key,
+                       uint64_t fallback, uint64_t *out)
+{
+    int rc = usage_last(txn, env, key, out);
+
+    if (rc == MDB_NOTFOUND) {
+        *out = fallback;
+        return 0;
+    }
+    return rc;
+}
+
+/* ---- planning ------------------------------------------------------------- */
+
+static int key_from(const MDB_val *k, kc_key_t *key)
+{
+    if (k->mv_size != sizeof(key->b))
+        return 0;
+    memcpy(key->b, k->mv_data, sizeof(key->b));
+    return 1;
+}
+
+static int scan_blobs(MDB_txn *txn, plan_t *p)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_BLOB], &cur);
+
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        g_blob_t b = {.refs = 0};
+        p->size += v.mv_size;
+        if (!key_from(&k, &b.key))
+            continue;
+        b.bytes = v.mv_size;
+        if ((rc = last_use_of(txn, p->env, &b.key, 0, &b.last_use)) != 0)
+            break;
+        if ((rc = grow((void **)&p->blobs, p->n_blobs, &p->cap_blobs, sizeof(b))) != 0)
+            break;
+        p->blobs[p->n_blobs++] = b;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Builds and tunings that do not decode are counted in the size but never
+ * evicted here: verify is what judges and repairs damaged records. */
+static int scan_builds(MDB_txn *txn, plan_t *p)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_BUILD], &cur);
+
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        g_build_t b = {.blob = -1, .tunings = -1};
+        kc_record_t *rec = NULL;
+
+        p->size += v.mv_size;
+        if (!key_from(&k, &b.key) ||
+            kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+            rec->kind != KC_REC_BUILD) {
+            kc_free(rec);
+            continue;
+        }
+        b.bytes = v.mv_size;
+        b.blob = find_key(p->blobs, p->n_blobs, sizeof(*p->blobs), &rec->u.build.blob);
+        if (b.blob >= 0)
+            p->blobs[b.blob].refs++;
+        rc = last_use_of(txn, p->env, &b.key, rec->u.build.created, &b.own_use);
+        kc_free(rec);
+        if (rc != 0)
+            break;
+        b.unit_use = b.own_use;
+        if ((rc = grow((void **)&p->builds, p->n_builds, &p->cap_builds, sizeof(b))) != 0)
+            break;
+        p->builds[p->n_builds++] = b;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int scan_tunings(MDB_txn *txn, plan_t *p)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_TUNING], &cur);
+
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        g_tuning_t t = {.next = -1};
+        kc_record_t *rec = NULL;
+        long w;
+
+        p->size += v.mv_size;
+        if (!key_from(&k, &t.key) ||
+            kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+            rec->kind != KC_REC_TUNING) {
+            kc_free(rec);
+            continue;
+        }
+        t.bytes = v.mv_size;
+        w = find_key(p->builds, p->n_builds, sizeof(*p->builds),
+                     &rec->u.tuning.winner_build);
+        rc = last_use_of(txn, p->env, &t.key, rec->u.tuning.created, &t.last_use);
+        kc_free(rec);
+        if (rc != 0)
+            break;
+        if ((rc = grow((void **)&p->tunings, p->n_tunings, &p->cap_tunings, sizeof(t))) !=
+            0)
+            break;
+        if (w >= 0) {
+            g_build_t *b = &p->builds[w];
+            t.next = b->tunings;
+            b->tunings = (long)p->n_tunings;
+            if (t.last_use > b->unit_use)
+                b->unit_use = t.last_use;
+        }
+        p->tunings[p->n_tunings++] = t;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int plan_fn(MDB_txn *txn, void *arg)
+{
+    plan_t *p = arg;
+    int rc;
+
+    if ((rc = scan_blobs(txn, p)) != 0 || (rc = scan_builds(txn, p)) != 0 ||
+        (rc = scan_tunings(txn, p)) != 0)
+        return rc;
+    return 0;
+}
+
+/* ---- choosing ------------------------------------------------------------- */
+
+typedef struct unit {
+    int kind; /* KC_REC_TUNING or KC_REC_BUILD */
+    size_t idx;
+    uint64_t last_use;
+    const kc_key_t *key;
+} unit_t;
+
+/* Oldest first; at equal times a tuning goes before a build, which it
+ * might name; then key order, so that the plan is deterministic. */
+static int unit_cmp(const void *a, const void *b)
+{
+    const unit_t *x = a, *y = b;
+
+    if (x->last_use != y->last_use)
+        return x->last_use < y->last_use ? -1 : 1;
+    if (x->kind != y->kind)
+        return x->kind == KC_REC_TUNING ? -1 : 1;
+    return key_cmp(x->key, y->key);
+}
+
+static int add_item(plan_t *p, int kind, const kc_key_t *key, uint64_t last_use,
+                    uint64_t seen, uint64_t bytes)
+{
+    g_item_t it = {.pub = {(kc_rec_kind_t)kind, *key, last_use, bytes}, .seen = seen};
+    int rc = grow((void **)&p->items, p->n_items, &p->cap_items, sizeof(it));
+
+    if (rc != 0)
+        return rc;
+    p->items[p->n_items++] = it;
+    return 0;
+}
+
+static int evict_tuning(plan_t *p, size_t i, uint64_t *total)
+{
+    g_tuning_t *t = &p->tunings[i];
+
+    t->gone = 1;
+    *total -= t->bytes;
+    return add_item(p, KC_REC_TUNING, &t->key, t->last_use, t->last_use, t->bytes);
+}
+
+static int evict_build(plan_t *p, size_t i, uint64_t *total)
+{
+    g_build_t *b = &p->builds[i];
+    int rc;
+
+    for (long t = b->tunings; t >= 0; t = p->tunings[t].next)
+        if (!p->tunings[t].gone && (rc = evict_tuning(p, (size_t)t, total)) != 0)
+            return rc;
+    b->gone = 1;
+    *total -= b->bytes;
+    if ((rc = add_item(p, KC_REC_BUILD, &b->key, b->unit_use, b->own_use, b->bytes)) != 0)
+        return rc;
+    if (b->blob >= 0) {
+        g_blob_t *bl = &p->blobs[b->blob];
+        if (--bl->refs == 0 && !bl->gone) {
+            bl->gone = 1;
+            *total -= bl->bytes;
+            return add_item(p, KC_REC_BLOB, &bl->key, bl->last_use, bl->last_use,
+                            bl->bytes);
+        }
+    }
+    return 0;
+}
+
+typedef struct gc_params {
+    uint64_t max_bytes;
+    uint64_t cutoff; /* evict what was last used before it (0: none) */
+    uint64_t spare;  /* never evict what was used at or after it (0: none) */
+    uint64_t now;
+} gc_params_t;
+
+static int choose(plan_t *p, const gc_params_t *gp)
+{
+    uint64_t total = p->size;
+    unit_t *units;
+    size_t n = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < p->n_blobs; i++) {
+        g_blob_t *b = &p->blobs[i];
+        if (b->refs == 0 && b->last_use + BLOB_GRACE_S <= gp->now) {
+            b->gone = 1;
+            total -= b->bytes;
+            if ((rc = add_item(p, KC_REC_BLOB, &b->key, b->last_use, b->last_use,
+                               b->bytes)) != 0)
+                return rc;
+        }
+    }
+    units = calloc(p->n_builds + p->n_tunings + 1, sizeof(*units));
+    if (!units)
+        return KC_ENOMEM;
+    for (size_t i = 0; i < p->n_tunings; i++)
+        units[n++] =
+            (unit_t){KC_REC_TUNING, i, p->tunings[i].last_use, &p->tunings[i].key};
+    for (size_t i = 0; i < p->n_builds; i++)
+        units[n++] = (unit_t){KC_REC_BUILD, i, p->builds[i].unit_use, &p->builds[i].key};
+    qsort(units, n, sizeof(*units), unit_cmp);
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const unit_t *u = &units[i];
+        int old = gp->cutoff && u->last_use < gp->cutoff;
+        int over = gp->max_bytes && total > gp->max_bytes;
+
+        /* Units come oldest first, and evicting only lowers the total:
+         * once one may stay, every later one may. */
+        if ((!old && !over) || (gp->spare && u->last_use >= gp->spare))
+            break;
+        if (u->kind == KC_REC_TUNING && !p->tunings[u->idx].gone)
+            rc = evict_tuning(p, u->idx, &total);
+        else if (u->kind == KC_REC_BUILD && !p->builds[u->idx].gone)
+            rc = evict_build(p, u->idx, &total);
+    }
+    free(units);
+    return rc;
+}
+
+/* ---- deleting ------------------------------------------------------------- */
+
+typedef struct keyset {
+    kc_key_t *k;
+    size_t n, cap;
+} keyset_t;
+
+/* The winning builds of every tuning (want_blobs 0), or the blobs of every
+ * build (want_blobs 1), now stored: sorted, for find_key. */
+static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *s)
+{
+    int kind = want_blobs ? KC_REC_BUILD : KC_REC_TUNING;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, env->dbi[kind], &cur);
+
+    s->n = 0;
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        kc_record_t *rec = NULL;
+        if (kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+            (int)rec->kind != kind) {
+            kc_free(rec);
+            continue;
+        }
+        if ((rc = grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k))) != 0) {
+            kc_free(rec);
+            break;
+        }
+        s->k[s->n++] = want_blobs ? rec->u.build.blob : rec->u.tuning.winner_build;
+        kc_free(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (s->n > 1)
+        qsort(s->k, s->n, sizeof(*s->k), key_cmp);
+    return 0;
+}
+
+typedef struct del_ctx {
+    kc_store_t *st;
+    g_item_t *items;
+    size_t from, to;
+    keyset_t refs;
+} del_ctx_t;
+
+/* Delete one planned record unless it was used since the plan or is still
+ * referenced. Sets it->done. */
+static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
+{
+    kc__env_t *env = c->st->env;
+    MDB_val k = kc__key_val(&it->pub.key);
+    uint64_t now_use;
+    int rc;
+
+    rc = usage_last(txn, env, &it->pub.key, &now_use);
+    if (rc == 0 && now_use > it->seen)
+        return 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (it->pub.kind != KC_REC_TUNING &&
+        find_key(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
+        return 0;
+    rc = mdb_del(txn, env->dbi[it->pub.kind], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    rc = mdb_del(txn, env->dbi[KC_REC_USAGE], &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    it->done = 1;
+    return 0;
+}
+
+/* Delete the records of kind among items [from, to). */
+static int delete_kind(MDB_txn *txn, del_ctx_t *c, int kind, uint64_t *deleted)
+{
+    int any = 0, rc;
+
+    for (size_t i = c->from; i < c->to; i++)
+        any |= (int)c->items[i].pub.kind == kind;
+    if (!any)
+        return 0;
+    /* Builds stay while a tuning names them; blobs while a build does. */
+    if (kind != KC_REC_TUNING &&
+        (rc = collect_refs(txn, c->st->env, kind == KC_REC_BLOB, &c->refs)) != 0)
+        return rc;
+    for (size_t i = c->from; i < c->to; i++) {
+        g_item_t *it = &c->items[i];
+        if ((int)it->pub.kind != kind)
+            continue;
+        if ((rc = delete_item(txn, c, it)) != 0)
+            return rc;
+        *deleted += it->done;
+    }
+    return 0;
+}
+
+static int delete_fn(MDB_txn *txn, void *arg)
+{
+    del_ctx_t *c = arg;
+    kc__pending_t none;
+    uint64_t extra[KC_COUNTER_COUNT_] = {0};
+    uint64_t deleted = 0;
+    int rc;
+
+    /* kc__env_write may run this again from the start after growing the
+     * map: forget what the aborted attempt did. */
+    for (size_t i = c->from; i < c->to; i++)
+        c->items[i].done = 0;
+    if ((rc = delete_kind(txn, c, KC_REC_TUNING, &deleted)) != 0 ||
+        (rc = delete_kind(txn, c, KC_REC_BUILD, &deleted)) != 0 ||
+        (rc = delete_kind(txn, c, KC_REC_BLOB, &deleted)) != 0)
+        return rc;
+    if (deleted == 0)
+        return 0;
+    memset(&none, 0, sizeof(none));
+    extra[KC_COUNTER_EVICTIONS] = deleted;
+    return kc__pending_write(txn, c->st->env, &none, extra);
+}
+
+/* ---- measuring ------------------------------------------------------------ */
+
+typedef struct size_ctx {
+    kc__env_t *env;
+    uint64_t bytes;
+    int pages; /* 1: page estimate (an upper bound), 0: exact */
+} size_ctx_t;
+
+static const int sized_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
+
+static int size_fn(MDB_txn *txn, void *arg)
+{
+    size_ctx_t *c = arg;
+    int rc;
+
+    c->bytes = 0;
+    for (size_t i = 0; i < sizeof(sized_kinds) / sizeof(*sized_kinds); i++) {
+        MDB_dbi dbi = c->env->dbi[sized_kinds[i]];
+        if (c->pages) {
+            MDB_stat ms;
+            if ((rc = mdb_stat(txn, dbi, &ms)) != 0)
+                return rc;
+            c->bytes +=
+                (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
+                ms.ms_psize;
+            continue;
+        }
+        MDB_cursor *cur;
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+            return rc;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            c->bytes += v.mv_size;
+        mdb_cursor_close(cur);
+        if (rc != MDB_NOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+static uint64_t file_size(const kc_store_t *st)
+{
+    struct stat sb;
+    return stat(st->data_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int dry_run,
+                  int list, kc_gc_report_t *r)
+{
+    plan_t p;
+    del_ctx_t dc;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    memset(&dc, 0, sizeof(dc));
+    p.env = st->env;
+    r->file_before = file_size(st);
+    rc = kc__env_read(st->env, plan_fn, &p);
+    if (rc != 0)
+        goto fail;
+    r->size_before = p.size;
+    if (p.size > trigger && (rc = choose(&p, gp)) != 0)
+        goto fail;
+
+    dc.st = st;
+    dc.items = p.items;
+    for (size_t from = 0; !dry_run && from < p.n_items; from += BATCH) {
+        dc.from = from;
+        dc.to = p.n_items - from > BATCH ? from + BATCH : p.n_items;
+        if ((rc = kc__env_write(st->env, delete_fn, &dc)) != 0)
+            goto fail;
+    }
+
+    size_t kept = 0;
+    for (size_t i = 0; i < p.n_items; i++) {
+        g_item_t *it = &p.items[i];
+        if (!dry_run && !it->done) {
+            r->skipped++;
+            continue;
+        }
+        r->evicted[it->pub.kind]++;
+        r->bytes_freed += it->pub.bytes;
+        if (list)
+            p.items[kept].pub = it->pub;
+        kept++;
+    }
+    if (list && kept) {
+        r->items = malloc(kept * sizeof(*r->items));
+        if (!r->items) {
+            rc = KC_ENOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < kept; i++)
+            r->items[i] = p.items[i].pub;
+        r->n_items = kept;
+    }
+    if (dry_run) {
+        r->size_after = r->size_before - r->bytes_freed;
+        r->file_after = r->file_before;
+    } else {
+        size_ctx_t sc = {st->env, 0, 0};
+        if ((rc = kc__env_read(st->env, size_fn, &sc)) != 0)
+            goto fail;
+        r->size_after = sc.bytes;
+        r->file_after = file_size(st);
+    }
+    rc = 0;
+fail:
+    free(dc.refs.k);
+    plan_free(&p);
+    return rc;
+}
+
+int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *report)
+{
+    kc_gc_report_t local;
+    gc_params_t gp;
+    int rc;
+
+    if (!store || !opts)
+        return KC_EINVAL;
+    kc__store_begin_call();
+    if (!report)
+        report = &local;
+    memset(report, 0, sizeof(*report));
+    if (!opts->dry_run) {
+        if ((rc = kc__store_check_writable(store, "gc")) != KC_OK)
+            return rc;
+        /* This process's own recent uses must count. */
+        if ((rc = kc_store_flush(store)) != KC_OK)
+            return rc;
+    }
+    memset(&gp, 0, sizeof(gp));
+    gp.now = opts->now ? opts->now : kc__now_s();
+    gp.max_bytes = opts->max_bytes;
+    if (opts->older_than)
+        gp.cutoff = opts->older_than < gp.now ? gp.now - opts->older_than : 0;
+    /* Without a limit of either kind, gc only sweeps unreferenced blobs. */
+    rc = gc_run(store, &gp, 0, opts->dry_run, opts->list, report);
+    if (rc != 0) {
+        kc_free(report->items);
+        report->items = NULL;
+        report->n_items = 0;
+        return kc__store_finish(store, rc, "gc");
+    }
+    if (report == &local)
+        kc_free(local.items);
+    return KC_OK;
+}
+
+/* ---- the automatic limit -------------------------------------------------- */
+
+uint64_t kc__gc_limit(uint64_t requested)
+{
+    const char *env = getenv("KCACHE_MAX_SIZE");
+    uint64_t limit;
+
+    if (requested)
+        return requested;
+    if (env && *env && kc_size_parse(env, &limit) == KC_OK)
+        return limit;
+    return 0;
+}
+
+void kc__gc_after_publish(kc_store_t *store, uint64_t since)
+{
+    size_ctx_t sc = {store->env, 0, 1};
+    kc_gc_report_t r;
+    gc_params_t gp;
+
+    if (!store->max_size || store->readonly)
+        return;
+    /* The pages of the three databases bound the bytes of their records
+     * from above: most publishes stop at this cheap check. */
+    if (kc__env_read(store->env, size_fn, &sc) != 0 || sc.bytes <= store->max_size)
+        return;
+    memset(&gp, 0, sizeof(gp));
+    memset(&r, 0, sizeof(r));
+    gp.now = kc__now_s();
+    gp.max_bytes = store->max_size / 10 * 9;
+    if (gp.max_bytes == 0)
+        gp.max_bytes = 1; /* 0 would mean no limit */
+    gp.spare = since;
+    gc_run(store, &gp, store->max_size, 0, 0, &r);
+}
+
+/* ---- sizes and durations -------------------------------------------------- */
+
+/* The whole part of a decimal number: *end receives where its digits
+ * stopped. KC_EINVAL if there are none or it overflows. */
+static int parse_scaled(const char *s, const char **end, uint64_t *value)
+{
+    uint64_t ip = 0;
+    const char *q = s;
+
+    if (!isdigit((unsigned char)*q))
+        return KC_EINVAL;
+    for (; isdigit((unsigned char)*q); q++) {
+        if (ip > (UINT64_MAX - 9) / 10)
+            return KC_EINVAL;
+        ip = ip * 10 + (uint64_t)(*q - '0');
+    }
+    *value = ip;
+    *end = q;
+    return KC_OK;
+}
+
+/* ip * mult, plus the fraction given by the n_frac digits at frac (which
+ * may be NULL) times mult, rounded down. */
+static int scale(uint64_t ip, const char *frac, size_t n_frac, uint64_t mult,
+                 uint64_t *out)
+{
+    long double f = 0, div = 1;
+
+    if (ip > UINT64_MAX / mult)
+        return KC_EINVAL;
+    for (size_t i = 0; i < n_frac && i < 18; i++) {
+        f = f * 10 + (frac[i] - '0');
+        div *= 10;
+    }
+    uint64_t extra = (uint64_t)(f / div * (long double)mult);
+    if (ip * mult > UINT64_MAX - extra)
+        return KC_EINVAL;
+    *out = ip * mult + extra;
+    return KC_OK;
+}
+
+static int parse_with_units(const char *text, const char *const *suffixes,
+                            const uint64_t *mults, size_t n, uint64_t *out)
+{
+    const char *q, *frac = NULL;
+    size_t n_frac = 0;
+    uint64_t ip;
+
+    if (!text || !out || parse_scaled(text, &q, &ip) != KC_OK)
+        return KC_EINVAL;
+    if (*q == '.') {
+        frac = ++q;
+        while (isdigit((unsigned char)*q))
+            q++;
+        n_frac = (size_t)(q - frac);
+        if (n_frac == 0)
+            return KC_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(q, suffixes[i]) == 0)
+            return scale(ip, frac, n_frac, mults[i], out);
+    return KC_EINVAL;
+}
+
+#define KIB ((uint64_t)1024)
+
+int kc_size_parse(const char *text, uint64_t *bytes)
+{
+    static const char *const suf[] = {
+        "", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib",
+    };
+    static const uint64_t mult[] = {
+        1,
+        1,
+        KIB,
+        KIB,
+        KIB,
+        KIB * KIB,
+        KIB * KIB,
+        KIB * KIB,
+        KIB * KIB * KIB,
+        KIB * KIB * KIB,
+        KIB * KIB * KIB,
+        KIB * KIB * KIB * KIB,
+        KIB * KIB * KIB * KIB,
+        KIB * KIB * KIB * KIB,
+    };
+    return parse_with_units(text, suf, mult, sizeof(suf) / sizeof(*suf), bytes);
+}
+
+int kc_duration_parse(const char *text, uint64_t *seconds)
+{
+    static const char *const suf[] = {"", "s", "m", "h", "d", "w"};
+    static const uint64_t mult[] = {1, 1, 60, 3600, 86400, 7 * 86400};
+    return parse_with_units(text, suf, mult, sizeof(suf) / sizeof(*suf), seconds);
+}

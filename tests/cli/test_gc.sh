@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# cachectl gc and compact on a real store of NVRTC-compiled cubins: dry runs
+# change nothing, a size limit is met without breaking a reference, JSON
+# output parses, compaction shrinks data.mdb, and bad sizes or durations
+# are usage errors.
+#
+# ctest sets CACHECTL (the binary), KC_TOOLS_DIR (where kc_testfill is built)
+# and KC_TEST_TMP (scratch space).
+set -euo pipefail
+
+: "${CACHECTL:?CACHECTL must name the cachectl binary}"
+: "${KC_TOOLS_DIR:?KC_TOOLS_DIR must name the test tools directory}"
+: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
+FILL=$KC_TOOLS_DIR/kc_testfill
+mkdir -p "$KC_TEST_TMP"
+WORK=$(mktemp -d "$KC_TEST_TMP/gc.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+S=$WORK/store
+OUT=$WORK/out
+ERR=$WORK/err
+unset KCACHE_MAX_SIZE
+
+passed=0
+failed=0
+
+pass() {
+    passed=$((passed + 1))
+    echo "ok   - $1"
+}
+
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL - $1"
+    echo "  exit status: ${rc:-?}"
+    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
+    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
+}
+
+check() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+cc() {
+    rc=0
+    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
+}
+
+status_is() { [ "$rc" -eq "$1" ]; }
+out_has() { grep -Eq -- "$1" "$OUT"; }
+err_has() { grep -Eq -- "$1" "$ERR"; }
+out_empty() { [ ! -s "$OUT" ]; }
+usage_error() { status_is 2 && out_empty && [ -s "$ERR" ]; }
+
+json_ok() {
+    python3 -m json.tool "$OUT" >/dev/null &&
+        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$OUT"
+}
+
+jget() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+        "$OUT" "$1" 2>/dev/null || true
+}
+
+# A listing of every record (kind and key), to compare stores.
+records() {
+    "$CACHECTL" -s "$S" --json ls |
+        python3 -c 'import json,sys; print("\n".join(sorted(r["kind"]+" "+r["key"] for r in json.load(sys.stdin)["records"])))'
+}
+
+# ---- usage errors (no store needed) ------------------------------------------
+
+cc gc --help
+check "'gc --help' describes the options on stdout" \
+    eval 'status_is 0 && out_has "--max-size" && out_has "--older-than" && out_has "--dry-run"'
+for bad in 1x 12Q -5 M ""; do
+    cc -s "$S" gc --max-size "$bad"
+    check "gc --max-size '$bad' is a usage error" eval 'usage_error && err_has "invalid size"'
+done
+cc -s "$S" gc --older-than 3y
+check "gc --older-than 3y is a usage error" eval 'usage_error && err_has "invalid duration"'
+cc -s "$S" compact extra
+check "compact takes no operand" usage_error
+
+# ---- a real store ------------------------------------------------------------
+
+if ! "$FILL" -s "$S" --arch sm_90 --count 8 >"$WORK/keys" 2>"$WORK/fill.err"; then
+    cat "$WORK/fill.err"
+    echo "kc_testfill failed: cannot run the gc CLI tests"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+records >"$WORK/before"
+n_before=$(wc -l <"$WORK/before")
+
+cc -s "$S" --json gc --dry-run
+size=$(jget 'd["size_before"]')
+check "gc --dry-run without a limit evicts nothing from a fresh store" \
+    json_ok 'd["dry_run"] and d["evicted"] == [] and d["size_before"] > 10000'
+
+half=$((size / 2))
+cc -s "$S" gc --dry-run --max-size "$half"
+check "gc --dry-run --max-size lists what would go and the totals" \
+    eval 'status_is 0 && out_has "^(tuning|build|blob) +[0-9a-f]{32}" && out_has "would evict" && out_has "size "'
+records >"$WORK/after_dry"
+check "gc --dry-run changes nothing" cmp -s "$WORK/before" "$WORK/after_dry"
+
+cc -s "$S" --json gc --dry-run --max-size "$half"
+planned=$(jget '" ".join(e["key"] for e in d["evicted"])')
+check "gc --dry-run --json plans to get under the limit" \
+    json_ok "d['dry_run'] and d['size_after'] <= $half and len(d['evicted']) > 0"
+
+cc -s "$S" --json gc --max-size "$half"
+evicted=$(jget '" ".join(e["key"] for e in d["evicted"])')
+check "gc --max-size gets the store under the limit (JSON parses)" \
+    json_ok "not d['dry_run'] and d['size_after'] <= $half and d['bytes_freed'] == d['size_before'] - d['size_after']"
+check "gc evicts exactly what the dry run planned" eval '[ -n "$evicted" ] && [ "$evicted" = "$planned" ]'
+records >"$WORK/after_gc"
+n_after=$(wc -l <"$WORK/after_gc")
+check "the evicted records are gone" eval '[ "$n_after" -lt "$n_before" ]'
+gone=0
+for key in $evicted; do
+    if grep -q " $key\$" "$WORK/after_gc"; then gone=1; fi
+done
+check "no evicted key is still listed" eval '[ "$gone" -eq 0 ]'
+
+cc -s "$S" verify
+check "verify finds no build without its blob and no tuning without its build" \
+    eval 'status_is 0 && out_has "0 problems"'
+
+cc -s "$S" --json stats
+n_evicted=$(echo $evicted | wc -w)
+check "stats counts the evictions" json_ok "d['counters']['evictions'] == $n_evicted"
+
+cc -s "$S" gc --older-than 30d
+check "gc --older-than 30d keeps records used today" \
+    eval 'status_is 0 && out_has "evicted 0 tunings, 0 builds, 0 blobs"'
+
+# ---- compact -----------------------------------------------------------------
+
+cc -s "$S" --json compact
+check "compact --json reports a file no larger than before" \
+    json_ok 'd["file_after"] <= d["file_before"] and d["file_after"] > 0'
+cc -s "$S" compact
+check "compact prints the sizes before and after" \
+    eval 'status_is 0 && out_has "^data.mdb .* -> .* reclaimed"'
+records >"$WORK/after_compact"
+check "compact keeps every record" cmp -s "$WORK/after_gc" "$WORK/after_compact"
+cc -s "$S" verify
+check "the compacted store verifies" eval 'status_is 0 && out_has "0 problems"'
+
+cc -s "$S" --json gc --max-size 1
+check "gc --max-size 1 empties the store" \
+    json_ok 'd["size_after"] == 0 and d["counts"]["blobs"] > 0'
+cc -s "$S" --json compact
+check "compact of the emptied store shrinks data.mdb" \
+    json_ok 'd["file_after"] < d["file_before"]'
+cc -s "$S" --json stats
+check "the empty store has no blob, build or tuning left" \
+    json_ok 'sum(d["records"][k] for k in ("blob", "build", "tuning")) == 0'
+
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
