@@ -1,0 +1,122 @@
+/* Bundles: a portable stream of store records (.kcb), for moving cached
+ * kernels between machines and into container images.
+ *
+ * A bundle is a header, one frame per record (the record's bytes exactly as
+ * stored: blobs stay compressed, and a zstd dictionary a blob needs travels
+ * as its own frame), and a trailer holding the record count and a digest of
+ * everything before it. docs/FORMAT.md gives the layout byte by byte.
+ *
+ * Export writes sequentially and import reads sequentially: either end may
+ * be a pipe. Import reads the whole bundle into memory (bounded), validates
+ * every frame and every record, and only then writes all of them in one
+ * write transaction: a truncated or damaged bundle changes nothing.
+ *
+ * Usage records (local LRU state) and leases are never exported. The store
+ * handle's message (kc_store_errmsg) says where a failed import broke.
+ * Thread safety: as for the store handle.
+ */
+#ifndef KCACHE_BUNDLE_H
+#define KCACHE_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kcache/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The bundle format version written in the header. */
+#define KC_BUNDLE_VERSION 1
+/* The default bound on the size of a bundle that import accepts: 4 GiB. */
+#define KC_BUNDLE_DEFAULT_MAX ((uint64_t)4 << 30)
+
+/* Which records an export selects. A zeroed filter selects everything. */
+typedef struct kc_bundle_filter {
+    /* Only builds and tunings for this target arch ("sm_90"); NULL: any. */
+    const char *arch;
+    /* Only builds and tunings whose kernel entry matches this fnmatch(3)
+     * glob; NULL: any. */
+    const char *name;
+    /* Only builds and tunings created strictly after this unix time; 0: any. */
+    uint64_t since;
+    /* Only tunings, and the builds and blobs their winners need. */
+    int tuned_only;
+} kc_bundle_filter_t;
+
+/* Closure: a selected tuning always brings its winning build, and a
+ * selected build its blob and the blob's dictionary. A build whose blob is
+ * missing or damaged is left out, and so is a tuning whose winning build is
+ * left out. With no filter set, every blob is exported, referenced or not;
+ * with one, only the blobs of selected builds. */
+
+typedef enum kc_bundle_prefer {
+    /* A tuning already in the store is kept (the default). */
+    KC_PREFER_EXISTING = 0,
+    /* The bundle's tuning replaces the stored one. */
+    KC_PREFER_INCOMING = 1,
+    /* The tuning whose winner has the lower median time is kept; a tie keeps
+     * the stored one. */
+    KC_PREFER_FASTER = 2,
+} kc_bundle_prefer_t;
+
+typedef struct kc_bundle_import_opts {
+    kc_bundle_prefer_t prefer;
+    /* Refuse bundles larger than this many bytes (0: KC_BUNDLE_DEFAULT_MAX). */
+    uint64_t max_bytes;
+    /* Names the bundle in messages ("bundle.kcb", "-"); NULL: "bundle". */
+    const char *name;
+} kc_bundle_import_opts_t;
+
+/* What an export wrote or an import found and did. */
+typedef struct kc_bundle_stats {
+    uint64_t records; /* records in the bundle */
+    uint64_t blobs, builds, tunings, dicts;
+    uint64_t bytes; /* size of the bundle */
+    /* Export: records left out because they are damaged or incomplete. */
+    uint64_t damaged;
+    /* Import: records written, records already stored with the same
+     * contents (or, for blobs and builds, the same key), tunings that
+     * replaced a different stored one, and tunings of the bundle that lost
+     * to a different stored one. */
+    uint64_t added, present, replaced, kept;
+} kc_bundle_stats_t;
+
+/* Write the records selected by filter (NULL: every record) to out as one
+ * bundle, read from one consistent snapshot of the store. out is written
+ * sequentially and not closed; it need not be seekable. stats may be NULL.
+ *
+ * Returns KC_OK, KC_EIO when out cannot be written, or a store error; the
+ * details are on the handle. After a failure, out holds an incomplete
+ * bundle, which import rejects. */
+int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter, FILE *out,
+                     kc_bundle_stats_t *stats);
+
+/* Read a whole bundle from in (sequentially, until end of file), validate
+ * it, and write its records to store in one transaction. opts and stats may
+ * be NULL. Importing the same bundle twice changes nothing the second time.
+ *
+ * Returns KC_OK; KC_ECORRUPT for a truncated or damaged bundle (a frame or
+ * trailer checksum, a record's checksum, a key that does not match its
+ * record, a cubin that does not hash to its key, bytes after the trailer);
+ * KC_EVERSION for a bundle of a newer format; KC_ETOOBIG past the size
+ * bound; KC_EUNSUPPORTED for a blob whose dictionary is neither in the
+ * bundle nor in the store; KC_EEXIST for a dictionary that differs from the
+ * store's of the same id; KC_EIO when in cannot be read; KC_EREADONLY, or
+ * another store error. On any failure the store is unchanged, and
+ * kc_store_errmsg says where the bundle broke, e.g. "bundle.kcb: frame 17
+ * (build 3f2a...): checksum mismatch at byte offset 5123". */
+int kc_bundle_import(kc_store_t *store, FILE *in, const kc_bundle_import_opts_t *opts,
+                     kc_bundle_stats_t *stats);
+
+/* The same, for a bundle already in memory (data[len] is not modified and
+ * not referenced after the call). */
+int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
+                         const kc_bundle_import_opts_t *opts, kc_bundle_stats_t *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
