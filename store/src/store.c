@@ -37,6 +37,11 @@ const char *kc_store_open_errmsg(void)
     return tls_open_msg;
 }
 
+void kc__store_set_open_errmsg(const char *msg)
+{
+    snprintf(tls_open_msg, sizeof(tls_open_msg), "%s", msg);
+}
+
 int kc_store_is_readonly(const kc_store_t *store)
 {
     return store ? store->readonly : 1;

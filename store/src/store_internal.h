@@ -60,6 +60,8 @@ struct kc_store {
 /* Start a public call: the handle's message describes its last failure only,
  * so the old one is forgotten. */
 void kc__store_begin_call(void);
+/* Set the message kc_store_open_errmsg() returns (layered opens use it). */
+void kc__store_set_open_errmsg(const char *msg);
 
 /* Leave a message on st for this thread and return rc. */
 __attribute__((format(printf, 3, 4))) int kc__store_fail(const kc_store_t *st, int rc,

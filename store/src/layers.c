@@ -1,0 +1,247 @@
+/* Layered stores (kcache/layers.h): a fixed array of open stores searched
+ * in order. */
+#include "kcache/layers.h"
+
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct kc_layers {
+    size_t n;
+    kc_store_t *stores[KC_LAYERS_MAX];
+    int owned; /* close the stores at kc_layers_close */
+    kc_store_t *writable;
+    char warnings[2048];
+};
+
+static _Thread_local char tls_errmsg[512];
+
+static void warn(kc_layers_t *l, const char *fmt, const char *dir, const char *why)
+{
+    size_t used = strlen(l->warnings);
+    snprintf(l->warnings + used, sizeof(l->warnings) - used, fmt, dir, why);
+}
+
+static int dir_exists(const char *dir)
+{
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers_t **out)
+{
+    kc_layers_t *l = NULL;
+    char *list = NULL, *save = NULL;
+    size_t entries = 0;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (!path_list || !out) {
+        snprintf(tls_errmsg, sizeof(tls_errmsg), "no store path given");
+        return KC_EINVAL;
+    }
+    l = calloc(1, sizeof(*l));
+    list = strdup(path_list);
+    if (!l || !list) {
+        rc = KC_ENOMEM;
+        goto fail;
+    }
+    l->owned = 1;
+    for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        kc_store_opts_t so = opts ? *opts : (kc_store_opts_t){0};
+        kc_store_t *st = NULL;
+
+        if (++entries > KC_LAYERS_MAX) {
+            snprintf(tls_errmsg, sizeof(tls_errmsg),
+                     "the store path lists more than %d stores", KC_LAYERS_MAX);
+            rc = KC_EINVAL;
+            goto fail;
+        }
+        /* Only a layer that could become the publish target is created. */
+        if (l->writable || (so.flags & KC_STORE_RDONLY))
+            so.flags |= KC_STORE_NOCREATE;
+        if (!dir_exists(dir) && (so.flags & KC_STORE_NOCREATE)) {
+            warn(l, "%s: skipped: %s\n", dir, "no such directory");
+            continue;
+        }
+        rc = kc_store_open(dir, &so, &st);
+        if (rc != KC_OK) {
+            char why[400];
+            snprintf(why, sizeof(why), "%s: %s", kc_strerror(rc), kc_store_open_errmsg());
+            warn(l, "%s: skipped: %s\n", dir, why);
+            continue;
+        }
+        l->stores[l->n++] = st;
+        if (!l->writable && !kc_store_is_readonly(st))
+            l->writable = st;
+    }
+    if (entries == 0) {
+        snprintf(tls_errmsg, sizeof(tls_errmsg), "the store path '%s' names no store",
+                 path_list);
+        rc = KC_EINVAL;
+        goto fail;
+    }
+    if (l->n == 0) {
+        snprintf(tls_errmsg, sizeof(tls_errmsg), "no store of '%.200s' could be opened: %.250s",
+                 path_list, l->warnings);
+        rc = KC_ENOTFOUND;
+        goto fail;
+    }
+    free(list);
+    *out = l;
+    return KC_OK;
+fail:
+    if (rc == KC_ENOMEM)
+        snprintf(tls_errmsg, sizeof(tls_errmsg), "out of memory");
+    kc_layers_close(l);
+    free(list);
+    /* kc_store_open_errmsg() is where callers look after a failed open. */
+    kc__store_set_open_errmsg(tls_errmsg);
+    return rc;
+}
+
+int kc_layers_open_default(const kc_store_opts_t *opts, kc_layers_t **out)
+{
+    char buf[4096];
+    const char *v = getenv("KCACHE_PATH");
+
+    if (v && *v)
+        return kc_layers_open(v, opts, out);
+    v = getenv("KCACHE_DIR");
+    if (v && *v)
+        return kc_layers_open(v, opts, out);
+    v = getenv("XDG_CACHE_HOME");
+    if (v && v[0] == '/') {
+        snprintf(buf, sizeof(buf), "%s/kcache", v);
+        return kc_layers_open(buf, opts, out);
+    }
+    v = getenv("HOME");
+    if (v && v[0] == '/') {
+        snprintf(buf, sizeof(buf), "%s/.cache/kcache", v);
+        return kc_layers_open(buf, opts, out);
+    }
+    if (out)
+        *out = NULL;
+    kc__store_set_open_errmsg("no store: set KCACHE_PATH or KCACHE_DIR (neither "
+                              "XDG_CACHE_HOME nor HOME is set)");
+    return KC_ENOTFOUND;
+}
+
+int kc_layers_wrap(kc_store_t *store, kc_layers_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!store || !out)
+        return KC_EINVAL;
+    kc_layers_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return KC_ENOMEM;
+    l->n = 1;
+    l->stores[0] = store;
+    l->writable = kc_store_is_readonly(store) ? NULL : store;
+    *out = l;
+    return KC_OK;
+}
+
+void kc_layers_close(kc_layers_t *l)
+{
+    if (!l)
+        return;
+    if (l->owned)
+        for (size_t i = 0; i < l->n; i++)
+            kc_store_close(l->stores[i]);
+    free(l);
+}
+
+size_t kc_layers_count(const kc_layers_t *l)
+{
+    return l ? l->n : 0;
+}
+
+kc_store_t *kc_layers_store(const kc_layers_t *l, size_t i)
+{
+    return l && i < l->n ? l->stores[i] : NULL;
+}
+
+kc_store_t *kc_layers_writable(const kc_layers_t *l)
+{
+    return l ? l->writable : NULL;
+}
+
+const char *kc_layers_warnings(const kc_layers_t *l)
+{
+    return l ? l->warnings : "";
+}
+
+int kc_layers_get(const kc_layers_t *l, kc_rec_kind_t kind, const kc_key_t *key,
+                  kc_record_t **out, size_t *layer)
+{
+    int rc = KC_ENOTFOUND;
+    if (!l)
+        return KC_EINVAL;
+    for (size_t i = 0; i < l->n; i++) {
+        rc = kc_store_get(l->stores[i], kind, key, out);
+        if (rc != KC_ENOTFOUND) {
+            if (layer)
+                *layer = i;
+            return rc;
+        }
+    }
+    return rc;
+}
+
+int kc_layers_get_cubin(const kc_layers_t *l, const kc_key_t *key, void **cubin,
+                        size_t *len, size_t *layer)
+{
+    int rc = KC_ENOTFOUND;
+    if (!l)
+        return KC_EINVAL;
+    for (size_t i = 0; i < l->n; i++) {
+        rc = kc_store_get_cubin(l->stores[i], key, cubin, len);
+        if (rc != KC_ENOTFOUND) {
+            if (layer)
+                *layer = i;
+            return rc;
+        }
+    }
+    return rc;
+}
+
+int kc_layers_get_build_cubin(const kc_layers_t *l, const kc_key_t *build_key,
+                              kc_record_t **build, void **cubin, size_t *len,
+                              size_t *layer)
+{
+    int rc = KC_ENOTFOUND;
+    if (!l)
+        return KC_EINVAL;
+    /* A build and its blob may sit in different layers (a build imported on
+     * top of a blob baked into the image): look for the build, then for its
+     * blob in any layer. */
+    for (size_t i = 0; i < l->n; i++) {
+        rc = kc_store_get_build_cubin(l->stores[i], build_key, build, cubin, len);
+        if (rc == KC_OK) {
+            if (layer)
+                *layer = i;
+            return rc;
+        }
+        if (rc != KC_ENOTFOUND)
+            return rc;
+        kc_record_t *b = NULL;
+        if (kc_store_get(l->stores[i], KC_REC_BUILD, build_key, &b) == KC_OK) {
+            rc = kc_layers_get_cubin(l, &b->u.build.blob, cubin, len, NULL);
+            if (rc == KC_OK) {
+                *build = b;
+                if (layer)
+                    *layer = i;
+                return rc;
+            }
+            kc_free(b);
+        }
+    }
+    return KC_ENOTFOUND;
+}
