@@ -18,40 +18,18 @@ static int is_us_counter(int c)
     return c == KC_COUNTER_COMPILE_US_SAVED || c == KC_COUNTER_TUNE_US_SAVED;
 }
 
-int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+/* One store's stats: printed, or as a JSON document in *doc_out when json. */
+static int stats_one(kc_store_t *st, int json, json_t **doc_out)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"zero", no_argument, NULL, 'z'},
-        {0},
-    };
     kc_store_stats_t s;
-    kc_store_t *st;
     char a[32], b[32], r[32];
-    int ch, rc, zero = 0;
 
-    while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (ch == 'z')
-            zero = 1;
-        else if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
-            return rc;
-    }
-    if (optind < argc)
-        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
-    if (!(st = ctl_store_open(o, zero)))
-        return CTL_EXIT_FAIL;
-    if (zero && (rc = kc_store_counters_zero(st)) != KC_OK) {
-        ctl_err("stats --zero: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
-        kc_store_close(st);
-        return CTL_EXIT_FAIL;
-    }
-    rc = kc_store_stats(st, &s);
+    int rc = kc_store_stats(st, &s);
     if (rc != KC_OK) {
         ctl_err("stats: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
-        kc_store_close(st);
         return CTL_EXIT_FAIL;
     }
-    if (o->json) {
+    if (json) {
         json_t *doc = json_object(), *recs = json_object(), *ctr = json_object();
         json_object_set_new(doc, "path", json_string(kc_store_path(st)));
         json_object_set_new(doc, "format_version", json_integer(s.format_version));
@@ -71,8 +49,8 @@ int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         for (int c = 0; c < KC_COUNTER_COUNT_; c++)
             json_object_set_new(ctr, kc_counter_name(c), ctl_json_u64(s.counters[c]));
         json_object_set_new(doc, "counters", ctr);
-        kc_store_close(st);
-        return ctl_json_print(doc);
+        *doc_out = doc;
+        return CTL_EXIT_OK;
     }
     ctl_field("store", "%s", kc_store_path(st));
     ctl_field("format", "%" PRIu32, s.format_version);
@@ -117,8 +95,71 @@ int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         ctl_table_print(t);
         ctl_table_free(t);
     }
-    kc_store_close(st);
     return CTL_EXIT_OK;
+}
+
+int ctl_cmd_stats(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"zero", no_argument, NULL, 'z'},
+        {0},
+    };
+    json_t *doc = NULL;
+    int ch, rc, zero = 0;
+
+    while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (ch == 'z')
+            zero = 1;
+        else if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
+            return rc;
+    }
+    if (optind < argc)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    if (zero) {
+        kc_store_t *st = ctl_store_open(o, 1);
+        if (!st)
+            return CTL_EXIT_FAIL;
+        if ((rc = kc_store_counters_zero(st)) != KC_OK) {
+            ctl_err("stats --zero: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
+            kc_store_close(st);
+            return CTL_EXIT_FAIL;
+        }
+        rc = stats_one(st, o->json, &doc);
+        kc_store_close(st);
+        return rc == CTL_EXIT_OK && doc ? ctl_json_print(doc) : rc;
+    }
+    kc_layers_t *layers = ctl_layers_open(o);
+    if (!layers)
+        return CTL_EXIT_FAIL;
+    size_t n = kc_layers_count(layers);
+    json_t *all = o->json && n > 1 ? json_array() : NULL;
+    rc = CTL_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CTL_EXIT_OK; i++) {
+        kc_store_t *st = kc_layers_store(layers, i);
+        if (n > 1 && !o->json)
+            printf("%s== layer %zu: %s ==\n", i ? "\n" : "", i, kc_store_path(st));
+        rc = stats_one(st, o->json, &doc);
+        if (rc == CTL_EXIT_OK && all) {
+            json_object_set_new(doc, "layer", ctl_json_u64(i));
+            json_array_append_new(all, doc);
+            doc = NULL;
+        }
+    }
+    if (n > 1 && !o->json && *kc_layers_warnings(layers))
+        printf("\n%s", kc_layers_warnings(layers));
+    kc_layers_close(layers);
+    if (rc != CTL_EXIT_OK) {
+        json_decref(all);
+        json_decref(doc);
+        return rc;
+    }
+    if (all) {
+        json_t *top = json_object();
+        json_object_set_new(top, "layers", all);
+        return ctl_json_print(top);
+    }
+    return doc ? ctl_json_print(doc) : CTL_EXIT_OK;
 }
 
 /* ---- get --------------------------------------------------------------- */
@@ -164,10 +205,11 @@ int ctl_cmd_get(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
                              argv[optind], KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
     if (strcmp(out, "-") == 0 && o->json)
         return ctl_usage_err(self->name, "--json and -o - both want standard output");
-    if (!(st = ctl_store_open(o, 0)))
+    kc_layers_t *layers = ctl_layers_open(o);
+    if (!layers)
         return CTL_EXIT_FAIL;
-    if ((rc = ctl_key_resolve(st, self->name, argv[optind], 0, &kind, &key)) !=
-        CTL_EXIT_OK)
+    if ((rc = ctl_key_resolve_layers(layers, self->name, argv[optind], 0, &kind, &key,
+                                     &st)) != CTL_EXIT_OK)
         goto out;
     rc = CTL_EXIT_FAIL;
     blob = key;
@@ -241,6 +283,6 @@ out:
         fclose(f);
     kc_free(cubin);
     kc_free(rec);
-    kc_store_close(st);
+    kc_layers_close(layers);
     return rc;
 }

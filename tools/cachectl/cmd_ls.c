@@ -19,6 +19,9 @@ typedef struct blob_use {
 
 typedef struct ls_ctx {
     kc_store_t *st;
+    int layered;  /* more than one layer: rows say which */
+    size_t layer; /* the layer being listed */
+    const char *layer_path;
     const char *arch, *name;
     blob_use_t *uses;
     size_t n_uses, cap_uses;
@@ -243,17 +246,22 @@ emit:
         json_object_set_new(o, "stored_bytes", ctl_json_u64(len));
         json_object_set_new(o, "arch", ctl_json_str(arch));
         json_object_set_new(o, "name", ctl_json_str(name));
+        json_object_set_new(o, "layer", ctl_json_u64(c->layer));
+        json_object_set_new(o, "layer_path", json_string(c->layer_path));
         json_object_update(o, j);
         json_array_append_new(c->list, o);
     } else {
-        char size[32];
-        const char *row[] = {kc_rec_kind_name(kind),
+        char size[32], lay[24];
+        snprintf(lay, sizeof lay, "%zu", c->layer);
+        const char *row[] = {lay,
+                             kc_rec_kind_name(kind),
                              ctl_hex(key, khex),
                              arch,
                              name,
                              ctl_fmt_size(len, size, sizeof size),
                              info};
-        ctl_table_row(c->table, row);
+        /* The LAYER column is there only when there are layers. */
+        ctl_table_row(c->table, c->layered ? row : row + 1);
     }
 done:
     json_decref(j);
@@ -273,6 +281,8 @@ int ctl_cmd_ls(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         {0},
     };
     static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
+    static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
+                                              "NAME",  ">SIZE", "DETAILS"};
     static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
     int kinds[KC_REC_KIND_MAX];
     size_t n_kinds = 0;
@@ -314,34 +324,43 @@ int ctl_cmd_ls(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
             self->name, "unknown kind '%s' (blob, build, tuning, usage, lease or all)",
             kind_arg);
     }
-    if (!(st = ctl_store_open(o, 0)))
+    kc_layers_t *layers = ctl_layers_open(o);
+    if (!layers)
         return CTL_EXIT_FAIL;
-    c.st = st;
+    c.layered = kc_layers_count(layers) > 1;
     c.json = o->json;
-    /* Blobs are shown by the builds that use them, so gather those first. */
-    rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
-    if (rc != KC_OK && rc != KC_ENOTFOUND)
-        goto fail;
-    qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
     if (c.json)
         c.list = json_array();
     else
-        c.table = ctl_table_new(6, hdr);
-    for (size_t i = 0; i < n_kinds; i++) {
-        rc = kc_store_iterate(st, kinds[i], ls_one, &c);
+        c.table = c.layered ? ctl_table_new(7, layered_hdr) : ctl_table_new(6, hdr);
+    for (c.layer = 0; c.layer < kc_layers_count(layers); c.layer++) {
+        st = c.st = kc_layers_store(layers, c.layer);
+        c.layer_path = kc_store_path(st);
+        /* Blobs are shown by the builds that use them, so gather those
+         * first. */
+        c.n_uses = 0;
+        rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
         if (rc != KC_OK && rc != KC_ENOTFOUND)
             goto fail;
+        qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
+        for (size_t i = 0; i < n_kinds; i++) {
+            rc = kc_store_iterate(st, kinds[i], ls_one, &c);
+            if (rc != KC_OK && rc != KC_ENOTFOUND)
+                goto fail;
+        }
     }
     if (c.n_corrupt)
         ctl_err("warning: %zu damaged record%s; run 'cachectl verify'", c.n_corrupt,
                 c.n_corrupt == 1 ? "" : "s");
     free(c.uses);
-    kc_store_close(st);
     if (c.json) {
         json_t *doc = json_object();
-        json_object_set_new(doc, "store", json_string(ctl_store_dir(o)));
+        json_object_set_new(doc, "store",
+                            json_string(kc_store_path(kc_layers_store(layers, 0))));
+        json_object_set_new(doc, "layers", ctl_json_layers(layers));
         json_object_set_new(doc, "count", ctl_json_u64(c.count));
         json_object_set_new(doc, "records", c.list);
+        kc_layers_close(layers);
         return ctl_json_print(doc);
     }
     if (ctl_table_rows(c.table) > 0) {
@@ -352,13 +371,16 @@ int ctl_cmd_ls(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
     } else {
         printf("no records\n");
     }
+    if (c.layered)
+        ctl_print_layers(layers);
     ctl_table_free(c.table);
+    kc_layers_close(layers);
     return CTL_EXIT_OK;
 fail:
     ctl_err("ls: cannot read the store: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
     free(c.uses);
     json_decref(c.list);
     ctl_table_free(c.table);
-    kc_store_close(st);
+    kc_layers_close(layers);
     return CTL_EXIT_FAIL;
 }

@@ -334,10 +334,11 @@ int ctl_cmd_show(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
     if (!ctl_key_syntax_ok(argv[optind]))
         return ctl_usage_err(self->name, "'%s' is not a key: give %d to %d hex digits",
                              argv[optind], KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
-    if (!(st = ctl_store_open(o, 0)))
+    kc_layers_t *layers = ctl_layers_open(o);
+    if (!layers)
         return CTL_EXIT_FAIL;
-    if ((rc = ctl_key_resolve(st, self->name, argv[optind], 0, &kind, &key)) !=
-        CTL_EXIT_OK)
+    if ((rc = ctl_key_resolve_layers(layers, self->name, argv[optind], 0, &kind, &key,
+                                     &st)) != CTL_EXIT_OK)
         goto out;
     int lrc = ctl_record_load(st, kind, &key, &rec, &stored);
     if (lrc != KC_OK) {
@@ -356,6 +357,7 @@ int ctl_cmd_show(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         json_object_set_new(j, "key", ctl_json_key(&key));
         json_object_set_new(j, "version", json_integer(rec->version));
         json_object_set_new(j, "stored_bytes", ctl_json_u64(stored));
+        json_object_set_new(j, "layer", json_string(kc_store_path(st)));
         if (usage) {
             json_object_set_new(j, "last_use", ctl_json_u64(usage->u.usage.last_use));
             json_object_set_new(j, "uses", ctl_json_u64(usage->u.usage.uses));
@@ -365,6 +367,8 @@ int ctl_cmd_show(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         ctl_field("key", "%s", ctl_hex(&key, h));
         ctl_field("record", "%s, version %u", ctl_fmt_size(stored, x, sizeof x),
                   rec->version);
+        if (kc_layers_count(layers) > 1)
+            ctl_field("layer", "%s", kc_store_path(st));
         if (usage) {
             char t[32];
             ctl_field("last use", "%s (%" PRIu64 " uses)",
@@ -390,6 +394,6 @@ int ctl_cmd_show(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
 out:
     kc_free(rec);
     kc_free(usage);
-    kc_store_close(st);
+    kc_layers_close(layers);
     return rc;
 }

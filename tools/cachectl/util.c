@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void ctl_err(const char *fmt, ...)
 {
@@ -39,6 +40,16 @@ const char *ctl_store_dir(const ctl_opts_t *o)
 
     if (o->store_dir)
         return o->store_dir;
+    /* With layers, single-store commands work on the top one. */
+    v = getenv("KCACHE_PATH");
+    if (v && *v) {
+        size_t n = strcspn(v, ":");
+        if (n > 0 && n < sizeof buf) {
+            memcpy(buf, v, n);
+            buf[n] = '\0';
+            return buf;
+        }
+    }
     v = getenv("KCACHE_DIR");
     if (v && *v)
         return v;
@@ -92,6 +103,58 @@ kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
     return st;
 }
 
+kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
+{
+    kc_store_opts_t so = {.flags = KC_STORE_NOCREATE | KC_STORE_RDONLY};
+    const char *kpath = getenv("KCACHE_PATH");
+    const char *path = NULL;
+    kc_layers_t *l = NULL;
+    int rc;
+
+    if (o->store_dir || !kpath || !*kpath) {
+        if (!(path = ctl_store_dir(o)))
+            return NULL;
+        rc = kc_layers_open(path, &so, &l);
+    } else {
+        rc = kc_layers_open(kpath, &so, &l);
+    }
+    if (rc == KC_OK)
+        return l;
+    if (path && rc == KC_ENOTFOUND)
+        ctl_err("no store at %s (pass -s DIR or set KCACHE_DIR)", path);
+    else
+        ctl_err("cannot open %s: %s: %s", path ? path : "the stores of KCACHE_PATH",
+                kc_strerror(rc), kc_store_open_errmsg());
+    return NULL;
+}
+
+json_t *ctl_json_layers(const kc_layers_t *layers)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < kc_layers_count(layers); i++) {
+        kc_store_t *st = kc_layers_store(layers, i);
+        json_t *e = json_object();
+        json_object_set_new(e, "index", ctl_json_u64(i));
+        json_object_set_new(e, "path", json_string(kc_store_path(st)));
+        json_object_set_new(e, "writable",
+                            json_boolean(access(kc_store_path(st), W_OK) == 0));
+        json_array_append_new(a, e);
+    }
+    return a;
+}
+
+void ctl_print_layers(const kc_layers_t *layers)
+{
+    printf("layers:\n");
+    for (size_t i = 0; i < kc_layers_count(layers); i++) {
+        kc_store_t *st = kc_layers_store(layers, i);
+        printf("  %zu  %s%s\n", i, kc_store_path(st),
+               access(kc_store_path(st), W_OK) == 0 ? "" : " (read-only)");
+    }
+    if (*kc_layers_warnings(layers))
+        printf("%s", kc_layers_warnings(layers));
+}
+
 int ctl_key_syntax_ok(const char *arg)
 {
     kc_key_prefix_t p;
@@ -128,16 +191,37 @@ static int find_any(kc_store_t *st, const kc_key_prefix_t *p, kc_rec_kind_t *kin
 int ctl_key_resolve(kc_store_t *st, const char *cmd, const char *arg, int kind,
                     kc_rec_kind_t *kind_out, kc_key_t *key_out)
 {
+    kc_layers_t *one = NULL;
+    if (kc_layers_wrap(st, &one) != KC_OK) {
+        ctl_err("%s: out of memory", cmd);
+        return CTL_EXIT_FAIL;
+    }
+    int rc = ctl_key_resolve_layers(one, cmd, arg, kind, kind_out, key_out, NULL);
+    kc_layers_close(one);
+    return rc;
+}
+
+int ctl_key_resolve_layers(const kc_layers_t *layers, const char *cmd, const char *arg,
+                           int kind, kc_rec_kind_t *kind_out, kc_key_t *key_out,
+                           kc_store_t **store_out)
+{
+    kc_store_t *st = NULL;
     kc_key_prefix_t p;
-    int rc;
+    int rc = KC_ENOTFOUND;
 
     if (kc_key_prefix_parse(arg, &p) != KC_OK)
         return ctl_usage_err(cmd, "'%s' is not a key: give %d to %d hex digits", arg,
                              KC_KEY_PREFIX_MIN, KC_KEY_HEX_LEN);
-    if (kind)
-        rc = kc_store_find(st, kind, &p, kind_out, key_out);
-    else
-        rc = find_any(st, &p, kind_out, key_out);
+    /* The first layer that knows the key answers, as for a lookup. */
+    for (size_t i = 0; rc == KC_ENOTFOUND && i < kc_layers_count(layers); i++) {
+        st = kc_layers_store(layers, i);
+        if (kind)
+            rc = kc_store_find(st, kind, &p, kind_out, key_out);
+        else
+            rc = find_any(st, &p, kind_out, key_out);
+    }
+    if (store_out)
+        *store_out = st;
     if (rc == KC_OK)
         return CTL_EXIT_OK;
     if (rc == KC_ENOTFOUND)

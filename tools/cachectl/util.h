@@ -12,6 +12,7 @@
 
 #include "kcache/key.h"
 #include "kcache/record.h"
+#include "kcache/layers.h"
 #include "kcache/store.h"
 
 /* Exit statuses, as documented in the usage text. */
@@ -42,12 +43,28 @@ const char *ctl_store_dir(const ctl_opts_t *o);
  * message and returns NULL on failure. */
 kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable);
 
+/* The stores that ls, show, stats and get read, read-only: the store of -s
+ * if given, else the layers of KCACHE_PATH, else the single default store.
+ * Other commands work on one store: -s, else the first entry of
+ * KCACHE_PATH (its writable top), else KCACHE_DIR or the default. Prints
+ * the reason and returns NULL on failure. */
+kc_layers_t *ctl_layers_open(const ctl_opts_t *o);
+/* The layers as a JSON array of {index, path, writable}. */
+json_t *ctl_json_layers(const kc_layers_t *layers);
+/* A "layers:" legend after a table, and any layer that was skipped. */
+void ctl_print_layers(const kc_layers_t *layers);
+
 /* Resolve a KEY argument. Returns CTL_EXIT_USAGE for text that is not a hex
  * prefix of KC_KEY_PREFIX_MIN..32 digits, CTL_EXIT_FAIL when no record or
  * several match (message printed), CTL_EXIT_OK otherwise. kind 0 searches
  * every kind. */
 int ctl_key_resolve(kc_store_t *st, const char *cmd, const char *arg, int kind,
                     kc_rec_kind_t *kind_out, kc_key_t *key_out);
+/* The same through layers: the first layer that holds a match answers, and
+ * *store_out (may be NULL) receives that layer's store. */
+int ctl_key_resolve_layers(const kc_layers_t *layers, const char *cmd, const char *arg,
+                           int kind, kc_rec_kind_t *kind_out, kc_key_t *key_out,
+                           kc_store_t **store_out);
 
 /* Check the syntax of a KEY argument without a store. */
 int ctl_key_syntax_ok(const char *arg);
