@@ -2,55 +2,11 @@
 # cachectl export and import on real stores of NVRTC-compiled cubins: a pipe
 # from one store to another, idempotence, a truncated bundle that fails and
 # changes nothing, filters, --prefer, --json and usage errors.
-#
-# ctest sets CACHECTL, KC_TOOLS_DIR (where kc_testfill is built) and
-# KC_TEST_TMP (scratch space).
 set -euo pipefail
-
-: "${CACHECTL:?CACHECTL must name the cachectl binary}"
-: "${KC_TOOLS_DIR:?KC_TOOLS_DIR must name the test tools directory}"
-: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
-FILL=$KC_TOOLS_DIR/kc_testfill
-mkdir -p "$KC_TEST_TMP"
-WORK=$(mktemp -d "$KC_TEST_TMP/bundle.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib.sh"
+cli_init bundle
 A=$WORK/a
 B=$WORK/b
-OUT=$WORK/out
-ERR=$WORK/err
-
-passed=0
-failed=0
-
-pass() {
-    passed=$((passed + 1))
-    echo "ok   - $1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    echo "  exit status: ${rc:-?}"
-    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
-    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
-}
-
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-
-# cc ARGS...: run cachectl; stdout in $OUT, stderr in $ERR, status in $rc.
-cc() {
-    rc=0
-    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
-}
-
-status_is() { [ "$rc" -eq "$1" ]; }
-out_has() { grep -Eq -- "$1" "$OUT"; }
-err_has() { grep -Eq -- "$1" "$ERR"; }
-out_empty() { [ ! -s "$OUT" ]; }
 
 # json_of FILE PYTHON-EXPR: FILE is one JSON document and the expression
 # holds for it as `d`.
@@ -171,5 +127,4 @@ check "export --help lists the filters" eval 'status_is 0 && out_has "--tuned-on
 cc import --help
 check "import --help describes --prefer" eval 'status_is 0 && out_has "--prefer" && out_has "faster"'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_finish

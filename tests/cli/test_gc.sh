@@ -3,65 +3,10 @@
 # change nothing, a size limit is met without breaking a reference, JSON
 # output parses, compaction shrinks data.mdb, and bad sizes or durations
 # are usage errors.
-#
-# ctest sets CACHECTL (the binary), KC_TOOLS_DIR (where kc_testfill is built)
-# and KC_TEST_TMP (scratch space).
 set -euo pipefail
-
-: "${CACHECTL:?CACHECTL must name the cachectl binary}"
-: "${KC_TOOLS_DIR:?KC_TOOLS_DIR must name the test tools directory}"
-: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
-FILL=$KC_TOOLS_DIR/kc_testfill
-mkdir -p "$KC_TEST_TMP"
-WORK=$(mktemp -d "$KC_TEST_TMP/gc.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib.sh"
+cli_init gc
 S=$WORK/store
-OUT=$WORK/out
-ERR=$WORK/err
-unset KCACHE_MAX_SIZE
-
-passed=0
-failed=0
-
-pass() {
-    passed=$((passed + 1))
-    echo "ok   - $1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    echo "  exit status: ${rc:-?}"
-    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
-    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
-}
-
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-
-cc() {
-    rc=0
-    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
-}
-
-status_is() { [ "$rc" -eq "$1" ]; }
-out_has() { grep -Eq -- "$1" "$OUT"; }
-err_has() { grep -Eq -- "$1" "$ERR"; }
-out_empty() { [ ! -s "$OUT" ]; }
-usage_error() { status_is 2 && out_empty && [ -s "$ERR" ]; }
-
-json_ok() {
-    python3 -m json.tool "$OUT" >/dev/null &&
-        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$OUT"
-}
-
-jget() {
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
-        "$OUT" "$1" 2>/dev/null || true
-}
 
 # A listing of every record (kind and key), to compare stores.
 records() {
@@ -161,5 +106,4 @@ check "the empty store has no blob, build or tuning left" \
     json_ok 'sum(d["records"][k] for k in ("blob", "build", "tuning")) == 0'
 
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_finish

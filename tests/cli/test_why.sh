@@ -3,74 +3,10 @@
 # two archs: a KEY names the nearest records and the field that differs, a
 # NAME lists every record of the entry with its nearest neighbour, a key
 # that is not stored is said to be missing, and --json parses.
-#
-# ctest sets CACHECTL (the binary), KC_TOOLS_DIR (where kc_testfill is built)
-# and KC_TEST_TMP (scratch space).
 set -euo pipefail
-
-: "${CACHECTL:?CACHECTL must name the cachectl binary}"
-: "${KC_TOOLS_DIR:?KC_TOOLS_DIR must name the test tools directory}"
-: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
-FILL=$KC_TOOLS_DIR/kc_testfill
-mkdir -p "$KC_TEST_TMP"
-WORK=$(mktemp -d "$KC_TEST_TMP/why.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib.sh"
+cli_init why
 S=$WORK/store
-OUT=$WORK/out
-ERR=$WORK/err
-
-passed=0
-failed=0
-
-pass() {
-    passed=$((passed + 1))
-    echo "ok   - $1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    echo "  exit status: ${rc:-?}"
-    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
-    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
-}
-
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-
-# cc ARGS...: run cachectl; stdout in $OUT, stderr in $ERR, status in $rc.
-cc() {
-    rc=0
-    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
-}
-
-# Assertions on the last cc run.
-status_is() { [ "$rc" -eq "$1" ]; }
-out_has() { grep -Eq -- "$1" "$OUT"; }
-err_has() { grep -Eq -- "$1" "$ERR"; }
-out_empty() { [ ! -s "$OUT" ]; }
-err_empty() { [ ! -s "$ERR" ]; }
-usage_error() { status_is 2 && out_empty && [ -s "$ERR" ]; }
-failure_with_message() { status_is 1 && [ -s "$ERR" ]; }
-
-# json_ok PYTHON-EXPR: stdout is one JSON document (python3 -m json.tool
-# accepts it) and the expression holds for it as `d`.
-json_ok() {
-    python3 -m json.tool "$OUT" >/dev/null &&
-        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$OUT"
-}
-
-# jget PYTHON-EXPR: print the expression over the JSON on stdout (as `d`),
-# or nothing when it cannot be evaluated, so that later checks fail cleanly.
-jget() {
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
-        "$OUT" "$1" 2>/dev/null || true
-}
-
 
 # ---- usage ------------------------------------------------------------------
 
@@ -141,5 +77,4 @@ check "an entry with nothing stored is said to miss" \
 cc -s "$WORK/nothing" why vec_add
 check "why on a missing store fails with a message" failure_with_message
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_finish
