@@ -41,6 +41,10 @@ typedef struct cand {
     char *entry; /* the symbol to look up */
     uint64_t compile_us;
     int compiled_here; /* not reused from the store */
+    /* Single flight across processes (compile tasks, then after
+     * compile_done under the launcher's tune lock). */
+    int leased;   /* this process holds the lease on build_key */
+    int deferred; /* another process held it: wait for its build */
     /* Set while tuning, under the launcher's tune lock. */
     int published;
     kc__funcattrs_t attrs;
@@ -117,6 +121,27 @@ static uint64_t now_us(void)
 static const char *kname(const kc_kernel_t *k)
 {
     return k->spec->s.name;
+}
+
+static void nap_ms(unsigned *ms)
+{
+    struct timespec ts = {0, (long)*ms * 1000000L};
+    nanosleep(&ts, NULL);
+    *ms = *ms * 2 > 50 ? 50 : *ms * 2;
+}
+
+/* Leases need a store this process can write. */
+static int leasing(const kc_launcher_t *l)
+{
+    return l->store && !kc_store_is_readonly(l->store);
+}
+
+static void release_build_lease(kc_kernel_t *k, cand_t *c)
+{
+    if (!c->leased)
+        return;
+    c->leased = 0;
+    kc_store_lease_release(k->l->store, &c->build_key);
 }
 
 /* "compile error: " and the first lines of the log, on one line. */
@@ -293,6 +318,88 @@ static const char *kernel_toolchain(const kc_kernel_t *k)
                                                    : kc__nvrtc_toolchain_id();
 }
 
+/* The lease on c's build is ours. Returns 1 if the build was published
+ * between the lookup and the lease (it is then reused and the lease given
+ * back), 0 if it is ours to compile. */
+static int take_leased_build(kc_kernel_t *k, cand_t *c)
+{
+    c->leased = 1;
+    if (reuse_stored(k, c) != KC_OK) {
+        free(c->entry);
+        c->entry = NULL;
+        return 0;
+    }
+    release_build_lease(k, c);
+    bump(&k->builds_reused);
+    return 1;
+}
+
+/* Wait for the builds other processes held leases on: reuse each once it
+ * is published, take over the lease of a holder that died, and compile
+ * here what is still missing after lease_wait_ms. */
+static void await_deferred(kc_kernel_t *k)
+{
+    kc_launcher_t *l = k->l;
+    uint64_t deadline = now_us() + l->lease_wait_ms * 1000u;
+
+    for (size_t i = 0; i < k->n_cands; i++) {
+        cand_t *c = &k->cands[i];
+        unsigned nap = 1;
+
+        if (!c->deferred)
+            continue;
+        c->deferred = 0;
+        for (;;) {
+            if (reuse_stored(k, c) == KC_OK) {
+                bump(&k->builds_reused);
+                break;
+            }
+            free(c->entry);
+            c->entry = NULL;
+            int rc =
+                kc_store_lease_acquire(l->store, &c->build_key, l->lease_ttl_ms, NULL);
+            if (rc == KC_OK && take_leased_build(k, c))
+                break;
+            if (rc != KC_EBUSY || now_us() >= deadline) {
+                if (rc == KC_EBUSY)
+                    kc__log(l, KC_LOG_WARN,
+                            "kcache: %s: candidate %zu: waited %llu ms for another "
+                            "process's build; compiling it here",
+                            kname(k), i, (unsigned long long)l->lease_wait_ms);
+                compile_candidate(k, c, k->cand_params + i * k->spec->s.n_params, i);
+                if (c->status != KC_CAND_OK)
+                    release_build_lease(k, c);
+                break;
+            }
+            nap_ms(&nap);
+        }
+    }
+}
+
+/* Run by the task that finishes the last candidate. */
+static void finish_compiles(kc_kernel_t *k)
+{
+    int deferred = 0;
+
+    for (size_t i = 0; i < k->n_cands; i++)
+        deferred |= k->cands[i].deferred;
+    if (deferred) {
+        /* Publish ours before waiting for theirs: a holder that waits for
+         * builds this process holds leases on would otherwise stall both
+         * until lease_wait_ms. */
+        publish(k, NULL);
+        await_deferred(k);
+    }
+    /* Without a device nothing will tune: the builds are the whole result,
+     * so they are published as soon as the last candidate is done. */
+    if (!k->l->dev)
+        publish(k, NULL);
+    pthread_mutex_lock(&k->mu);
+    k->compile_done = 1;
+    pthread_cond_broadcast(&k->compiled_cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
 static void compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -326,21 +433,26 @@ static void compile_one(void *arg)
     }
     free(c->entry);
     c->entry = NULL;
+    if (leasing(k->l)) {
+        rc = kc_store_lease_acquire(k->l->store, &c->build_key, k->l->lease_ttl_ms, NULL);
+        if (rc == KC_EBUSY) {
+            /* Another process compiles it: wait for its build once this
+             * process's own compiles are done (finish_compiles). */
+            c->deferred = 1;
+            goto done;
+        }
+        if (rc == KC_OK && take_leased_build(k, c))
+            goto done;
+    }
     compile_candidate(k, c, params, t->i);
+    if (c->status != KC_CAND_OK)
+        release_build_lease(k, c); /* failures are not published */
 done:
     pthread_mutex_lock(&k->mu);
     last = --k->pending == 0;
     pthread_mutex_unlock(&k->mu);
-    if (!last)
-        return;
-    /* Without a device nothing will tune: the builds are the whole result,
-     * so they are published as soon as the last candidate is done. */
-    if (!k->l->dev)
-        publish(k, NULL);
-    pthread_mutex_lock(&k->mu);
-    k->compile_done = 1;
-    pthread_cond_broadcast(&k->compiled_cv);
-    pthread_mutex_unlock(&k->mu);
+    if (last)
+        finish_compiles(k);
 }
 
 /* ---- publishing -------------------------------------------------------- */
@@ -402,6 +514,10 @@ static int publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
         if (k->cands[i].status == KC_CAND_OK && k->cands[i].compiled_here)
             k->cands[i].published = 1;
 fail:
+    /* Published, or not publishable now: either way a waiting process
+     * should stop waiting for these builds. */
+    for (size_t i = 0; i < k->n_cands; i++)
+        release_build_lease(k, &k->cands[i]);
     free(cubins);
     free(builds);
     return rc;
@@ -1120,6 +1236,169 @@ fail:
 
 /* ---- resolving a missed signature -------------------------------------- */
 
+/* The store's tuning for tkey, loaded and memoized into *out: KC_OK on a
+ * hit; KC_ENOTFOUND on a miss, with *had_tuning set when a tuning was
+ * there but its winner could not be loaded; or an error to return. */
+static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, size_t len,
+                     uint64_t hash, const kc__memo_entry_t **out, int *had_tuning)
+{
+    kc_launcher_t *l = k->l;
+    kc_store_t *st = l->store;
+    kc_record_t *rec = NULL;
+    int64_t config[KC__SPEC_MAX_PARAMS];
+    size_t cand = SIZE_MAX;
+    void *module = NULL, *fn = NULL;
+    uint64_t compile_us = 0;
+    int rc = kc_store_get(st, KC_REC_TUNING, tkey, &rec);
+
+    *had_tuning = rc == KC_OK;
+    if (rc != KC_OK)
+        return KC_ENOTFOUND;
+    rc = l->dev->ops->bind(l->dev);
+    if (rc == KC_OK)
+        rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn,
+                                &compile_us);
+    if (rc == KC_OK) {
+        kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
+        kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);
+    }
+    kc_free(rec);
+    if (rc == KC_ESTICKY) {
+        kc__errmsg_set("%s: loading the stored winner: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    if (rc != KC_OK)
+        return KC_ENOTFOUND;
+    bump(&k->store_hits);
+    kc_store_count(st, KC_COUNTER_HITS, 1);
+    kc_store_touch(st, KC_REC_TUNING, tkey);
+    rc = memoize(k, sig, len, hash, fn, module, cand, config, out);
+    if (rc != KC_OK)
+        kc__errmsg_set("%s: out of memory in the memo", kname(k));
+    return rc;
+}
+
+/* Launch the first candidate, in spec order, that compiled and whose
+ * geometry fits the arguments, without tuning, publishing or memoizing:
+ * another process is tuning this signature. */
+static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n)
+{
+    kc_launcher_t *l = k->l;
+    const kc__spec_t *sp = k->spec;
+    char err[512] = "no candidate compiled";
+    prep_t p;
+    int rc = kc_kernel_wait_compiled(k);
+
+    if (rc != KC_OK)
+        return rc;
+    rc = l->dev->ops->bind(l->dev);
+    if (rc != KC_OK) {
+        kc__errmsg_set("%s: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    for (size_t i = 0; i < k->n_cands; i++) {
+        cand_t *c = &k->cands[i];
+        void *module = NULL, *fn = NULL;
+
+        if (c->status != KC_CAND_OK)
+            continue;
+        if (prepare(sp, sp->candidates + i * sp->s.n_params, NULL, args, n, &p, err,
+                    sizeof(err)) != KC_OK)
+            continue;
+        if (!find_kept(k, &c->build_key, &module, &fn, NULL)) {
+            /* The cubin and the candidate's fields are the tuner's too. */
+            pthread_mutex_lock(&l->tune_lock);
+            ensure_cubin(k, c, i);
+            rc = c->status == KC_CAND_OK
+                     ? load_cubin(k, c->cubin, c->cubin_len, c->entry, &module, &fn)
+                     : KC_ECOMPILE;
+            pthread_mutex_unlock(&l->tune_lock);
+            if (rc == KC_ESTICKY) {
+                kc__errmsg_set("%s: loading candidate %zu: %s", kname(k), i,
+                               l->dev->errmsg);
+                return rc;
+            }
+            if (rc != KC_OK)
+                continue;
+            keep_module(k, &c->build_key, &module, &fn, c->compile_us);
+        }
+        rc = build_params(sp, args, n, p.vals, p.params);
+        if (rc == KC_OK)
+            rc = launch_fn(l, fn, &p, stream);
+        if (rc != KC_OK)
+            kc__errmsg_set("%s: untuned launch: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    kc__errmsg_set("%s: no candidate can run untuned: %s", kname(k), err);
+    return KC_ENOCANDIDATE;
+}
+
+/* What single_flight decided. */
+enum { SF_TUNE, SF_HIT, SF_UNTUNED };
+
+/* Single flight across processes on a missed tuning: take the lease on
+ * its key (then *leased and SF_TUNE), or, while another live process holds
+ * it, wait for its tuning (SF_HIT, memoized into *out) or run untuned
+ * (SF_UNTUNED), as the launcher's contention option says. A lease that
+ * cannot be taken for another reason lets this process tune unleased. */
+static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
+                         size_t len, uint64_t hash, const kc__memo_entry_t **out,
+                         int *what, int *leased)
+{
+    kc_launcher_t *l = k->l;
+    kc_store_t *st = l->store;
+    uint64_t deadline = 0;
+    unsigned nap = 1;
+    int waited = 0, had, rc;
+
+    *what = SF_TUNE;
+    for (;;) {
+        rc = kc_store_lease_acquire(st, tkey, l->lease_ttl_ms, NULL);
+        if (rc == KC_OK) {
+            /* Published between the lookup and the lease (or by the
+             * holder we waited for before it died)? */
+            rc = store_hit(k, tkey, sig, len, hash, out, &had);
+            if (rc == KC_ENOTFOUND) {
+                *leased = 1;
+                return KC_OK;
+            }
+            kc_store_lease_release(st, tkey);
+            *what = SF_HIT;
+            return rc;
+        }
+        if (rc != KC_EBUSY)
+            return KC_OK;
+        if (!waited) {
+            /* The holder may be waiting for builds this process holds
+             * leases on: publish them before waiting for it. */
+            kc_kernel_wait_compiled(k);
+            pthread_mutex_lock(&l->tune_lock);
+            publish(k, NULL);
+            pthread_mutex_unlock(&l->tune_lock);
+            deadline = now_us() + l->lease_wait_ms * 1000u;
+            waited = 1;
+        }
+        if (l->contention == KC_CONTENTION_UNTUNED) {
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+        rc = store_hit(k, tkey, sig, len, hash, out, &had);
+        if (rc != KC_ENOTFOUND) {
+            *what = SF_HIT;
+            return rc;
+        }
+        if (now_us() >= deadline) {
+            kc__log(l, KC_LOG_WARN,
+                    "kcache: %s: another process has been tuning this signature for "
+                    "over %llu ms; launching untuned",
+                    kname(k), (unsigned long long)l->lease_wait_ms);
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+        nap_ms(&nap);
+    }
+}
+
 /* The leader's work for one signature: the store, else compile and tune.
  * *launched says whether the real launch already happened (tuning does
  * it, so that it runs on the restored buffers). */
@@ -1129,61 +1408,52 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
 {
     kc_launcher_t *l = k->l;
     kc_store_t *st = l->store;
-    int rc;
+    kc_key_t tkey;
+    int rc, leased = 0;
 
     if (st) {
-        kc_record_t *rec = NULL;
         void *pre = NULL;
         size_t pre_len;
-        kc_key_t tkey;
-        int had_tuning;
+        int had_tuning = 0, keyed;
 
         rc = tuning_key(k, sig, len, &pre, &pre_len, &tkey);
         kc_free(pre);
-        if (rc == KC_OK)
-            rc = kc_store_get(st, KC_REC_TUNING, &tkey, &rec);
-        had_tuning = rc == KC_OK;
-        if (rc == KC_OK) {
-            int64_t config[KC__SPEC_MAX_PARAMS];
-            size_t cand = SIZE_MAX;
-            void *module = NULL, *fn = NULL;
-            uint64_t compile_us = 0;
-            rc = l->dev->ops->bind(l->dev);
-            if (rc == KC_OK)
-                rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn,
-                                        &compile_us);
-            if (rc == KC_OK) {
-                kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
-                kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);
-            }
-            kc_free(rec);
-            if (rc == KC_ESTICKY) {
-                kc__errmsg_set("%s: loading the stored winner: %s", kname(k),
-                               l->dev->errmsg);
+        keyed = rc == KC_OK;
+        if (keyed) {
+            rc = store_hit(k, &tkey, sig, len, hash, out, &had_tuning);
+            if (rc != KC_ENOTFOUND)
                 return rc;
-            }
-            if (rc == KC_OK) {
-                bump(&k->store_hits);
-                kc_store_count(st, KC_COUNTER_HITS, 1);
-                kc_store_touch(st, KC_REC_TUNING, &tkey);
-                rc = memoize(k, sig, len, hash, fn, module, cand, config, out);
-                if (rc != KC_OK)
-                    kc__errmsg_set("%s: out of memory in the memo", kname(k));
-                return rc;
-            }
         }
         kc_store_count(st, KC_COUNTER_MISSES, 1);
         kc_store_count(
             st, had_tuning ? KC_COUNTER_MISS_BUILD_UNUSABLE : KC_COUNTER_MISS_NO_TUNING,
             1);
+        if (keyed && leasing(l)) {
+            int what;
+            rc = single_flight(k, &tkey, sig, len, hash, out, &what, &leased);
+            if (rc != KC_OK || what == SF_HIT)
+                return rc;
+            if (what == SF_UNTUNED) {
+                rc = launch_untuned(k, stream, args, n);
+                *launched = rc == KC_OK;
+                return rc;
+            }
+        }
     }
 
     kc_kernel_wait_compiled(k);
+    /* Renew: the compiles may have taken a good part of the lease's life. */
+    if (leased)
+        kc_store_lease_acquire(st, &tkey, l->lease_ttl_ms, NULL);
     /* Serialized per launcher: timings taken side by side on one device
      * would disturb each other. */
     pthread_mutex_lock(&l->tune_lock);
     rc = tune_and_publish(k, stream, args, n, sig, len, hash, out);
     pthread_mutex_unlock(&l->tune_lock);
+    /* After the publish: a waiter that finds the lease gone finds the
+     * tuning too (or, after a failure, tunes itself). */
+    if (leased)
+        kc_store_lease_release(st, &tkey);
     *launched = rc == KC_OK;
     return rc;
 }
@@ -1248,9 +1518,51 @@ static int resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
 
 /* ---- the public calls -------------------------------------------------- */
 
+/* The shape signature of args[n] (n checked by the caller) into sig. */
+static int shape_sig(const kc_kernel_t *k, const kc_arg_t *args, size_t n, uint8_t *sig,
+                     size_t *sig_len)
+{
+    const kc__spec_t *sp = k->spec;
+    kc_argdesc_t desc[KC__MAX_ARGS];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const kc_arg_spec_t *a = &sp->s.args[i];
+        desc[i] = (kc_argdesc_t){.kind = a->kind,
+                                 .dtype = a->dtype,
+                                 .rank = args[i].rank,
+                                 .dims = args[i].dims,
+                                 .addr = args[i].ptr,
+                                 .is_key = a->is_key};
+        desc[i].value.u = args[i].value.u;
+    }
+    rc = kc_shape_sig_encode(desc, n, sp->s.dims_policy, sig, SIG_CAP, sig_len);
+    if (rc != KC_OK)
+        kc__errmsg_set("%s: the arguments do not describe a shape (rank over %d, a "
+                       "negative dim, or dims missing)",
+                       kname(k), KC_MAX_RANK);
+    return rc;
+}
+
+int kc__kernel_tuning_key(kc_kernel_t *k, const kc_arg_t *args, size_t n, kc_key_t *key)
+{
+    uint8_t sig[SIG_CAP];
+    size_t sig_len = 0;
+    void *pre = NULL;
+    size_t pre_len;
+    int rc;
+
+    if (!k || !key || (n && !args) || n != k->spec->s.n_args)
+        return KC_EINVAL;
+    rc = shape_sig(k, args, n, sig, &sig_len);
+    if (rc == KC_OK)
+        rc = tuning_key(k, sig, sig_len, &pre, &pre_len, key);
+    kc_free(pre);
+    return rc;
+}
+
 int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n)
 {
-    kc_argdesc_t desc[KC__MAX_ARGS];
     uint8_t sig[SIG_CAP];
     size_t sig_len = 0;
     const kc__memo_entry_t *e;
@@ -1269,23 +1581,9 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
         kc__errmsg_set("%s: the launcher has no device (KC_DEVICE_NONE)", kname(k));
         return KC_ENODEVICE;
     }
-    for (size_t i = 0; i < n; i++) {
-        const kc_arg_spec_t *a = &sp->s.args[i];
-        desc[i] = (kc_argdesc_t){.kind = a->kind,
-                                 .dtype = a->dtype,
-                                 .rank = args[i].rank,
-                                 .dims = args[i].dims,
-                                 .addr = args[i].ptr,
-                                 .is_key = a->is_key};
-        desc[i].value.u = args[i].value.u;
-    }
-    rc = kc_shape_sig_encode(desc, n, sp->s.dims_policy, sig, sizeof(sig), &sig_len);
-    if (rc != KC_OK) {
-        kc__errmsg_set("%s: the arguments do not describe a shape (rank over %d, a "
-                       "negative dim, or dims missing)",
-                       kname(k), KC_MAX_RANK);
+    rc = shape_sig(k, args, n, sig, &sig_len);
+    if (rc != KC_OK)
         return rc;
-    }
     uint64_t hash = kc__memo_hash(sig, sig_len);
     e = kc__memo_find(&k->memo, sig, sig_len, hash);
     if (e) {
@@ -1333,6 +1631,7 @@ static void kernel_free(kc_kernel_t *k)
     }
     for (size_t i = 0; k->cands && i < k->n_cands; i++) {
         cand_t *c = &k->cands[i];
+        release_build_lease(k, c);
         free(c->reason);
         kc_free(c->cubin);
         kc_free(c->preimage);
@@ -1536,6 +1835,36 @@ int kc_kernel_stats(const kc_kernel_t *k, kc_kernel_stats_t *out)
     out->candidates_failed = atomic_load(&k->candidates_failed);
     out->publishes = atomic_load(&k->publishes);
     out->prefetched = atomic_load(&k->prefetched);
+    out->configs = k->n_cands;
+    return KC_OK;
+}
+
+const char *kc_kernel_name(const kc_kernel_t *k)
+{
+    return k ? k->spec->s.name : "";
+}
+
+int kc_kernel_candidate(const kc_kernel_t *k, size_t i, kc_param_t *out, size_t cap,
+                        size_t *n, const char **reason)
+{
+    kc_kernel_t *kk = (kc_kernel_t *)k;
+    int done;
+
+    if (!k || !n || (cap && !out) || i >= k->n_cands)
+        return KC_EINVAL;
+    pthread_mutex_lock(&kk->mu);
+    done = kk->compile_done;
+    pthread_mutex_unlock(&kk->mu);
+    if (!done)
+        return KC_EBUSY;
+    size_t np = k->spec->s.n_params;
+    *n = np;
+    for (size_t p = 0; p < np && p < cap; p++)
+        out[p] = k->cand_params[i * np + p];
+    if (reason)
+        *reason = k->cands[i].status == KC_CAND_OK
+                      ? NULL
+                      : (k->cands[i].reason ? k->cands[i].reason : "failed");
     return KC_OK;
 }
 

@@ -180,6 +180,9 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     l->log_user = opts->log_user;
     l->log_level = opts->log_level;
     l->no_prefetch = opts->no_prefetch;
+    l->contention = opts->contention;
+    l->lease_ttl_ms = opts->lease_ttl_ms ? opts->lease_ttl_ms : 60000;
+    l->lease_wait_ms = opts->lease_wait_ms ? opts->lease_wait_ms : 30000;
     l->tune = (kc__tune_opts_t){
         .warmup = opts->warmup ? opts->warmup : 2,
         .budget_ms = opts->budget_ms > 0 ? opts->budget_ms : 25.0,
@@ -260,6 +263,7 @@ int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
         out->candidates_failed += s.candidates_failed;
         out->publishes += s.publishes;
         out->prefetched += s.prefetched;
+        out->configs += s.configs;
     }
     pthread_mutex_unlock(&l->lock);
     return KC_OK;

@@ -27,6 +27,9 @@ struct kc_launcher {
     kc__pool_t *pool;
     kc__tune_opts_t tune;
     int no_prefetch;
+    kc_contention_t contention;
+    uint64_t lease_ttl_ms;
+    uint64_t lease_wait_ms;
 
     kc_log_fn log;
     void *log_user;
@@ -49,5 +52,10 @@ void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
 /* kernel.c */
 void kc__kernel_free(kc_kernel_t *kernel);
 kc_kernel_t *kc__kernel_next(const kc_kernel_t *kernel);
+
+/* The tuning key a launch of kernel with args[n] looks up (and leases on
+ * a miss). For tests and tools. */
+int kc__kernel_tuning_key(kc_kernel_t *kernel, const kc_arg_t *args, size_t n,
+                          kc_key_t *key);
 
 #endif

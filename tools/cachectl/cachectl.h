@@ -61,5 +61,9 @@ int ctl_cmd_why(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
 extern const char ctl_help_why[];
 int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
 extern const char ctl_help_train_dict[];
+int ctl_cmd_populate(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_populate[];
+int ctl_cmd_keygen(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv);
+extern const char ctl_help_keygen[];
 
 #endif

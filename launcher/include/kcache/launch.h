@@ -55,6 +55,20 @@ typedef enum kc_log_level {
 
 typedef void (*kc_log_fn)(void *user, kc_log_level_t level, const char *msg);
 
+/* What a launch does when another process holds the lease on the tuning it
+ * misses (it is compiling and tuning the same kernel for the same shape
+ * signature and device class). */
+typedef enum kc_contention {
+    /* Poll the store (backing off from 1 to 50 ms) until the tuning appears
+     * (then it is a store hit), the lease dies (then take it over and
+     * tune), or lease_wait_ms passes (then launch untuned, as below). */
+    KC_CONTENTION_WAIT = 0,
+    /* Launch at once the first candidate, in spec order, that compiled:
+     * no tuning, nothing published and nothing memoized, so that a later
+     * launch of the signature looks in the store again. */
+    KC_CONTENTION_UNTUNED = 1,
+} kc_contention_t;
+
 typedef struct kc_launcher_opts {
     kc_device_kind_t device;
     int ordinal;      /* CUDA device ordinal when no context is current */
@@ -91,6 +105,27 @@ typedef struct kc_launcher_opts {
     kc_log_fn log;
     void *log_user;
     kc_log_level_t log_level; /* messages above it are dropped */
+
+    /* Single flight across processes sharing a writable store (see
+     * kc_store_lease_acquire). A miss takes the lease on its tuning key
+     * before it tunes; a candidate whose build is not stored takes the
+     * lease on its build key before it compiles, and a process that finds
+     * a build's lease held waits for the build to be published (bounded by
+     * lease_wait_ms; a dead holder's lease is taken over). Leases are
+     * released once what they cover is published, on failure, and at
+     * kc_launcher_destroy. A holder renews its tuning lease when its
+     * compiles are done, so lease_ttl_ms should exceed the longest tuning
+     * run; an expired lease only costs duplicated work. With a device,
+     * builds are published with the tuning (or, earlier, when this process
+     * itself waits for another's builds or tuning), so a process waiting
+     * for a build may wait until its holder has tuned; a holder that
+     * registers a kernel and launches it only much later can stall such a
+     * waiter up to lease_wait_ms. Leases identify processes, not
+     * launchers: two launchers of one process do not exclude each other
+     * (within one launcher, threads already resolve a miss once). */
+    kc_contention_t contention;
+    uint64_t lease_ttl_ms;  /* 0: 60000 */
+    uint64_t lease_wait_ms; /* 0: 30000 */
 } kc_launcher_opts_t;
 
 /* Create a launcher. With KC_DEVICE_CUDA and no driver on the machine it
@@ -226,11 +261,25 @@ typedef struct kc_kernel_stats {
     uint64_t candidates_failed;
     uint64_t publishes;
     uint64_t prefetched; /* stored winners loaded at registration */
+    uint64_t configs;    /* candidates in the tuning space (after the constraint) */
 } kc_kernel_stats_t;
 
 int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);
 /* Sum over every kernel of the launcher. */
 int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out);
+
+/* The kernel's spec name. Borrowed; valid while the launcher lives. */
+const char *kc_kernel_name(const kc_kernel_t *kernel);
+
+/* Candidate i (0 <= i < stats.configs, in spec order) once its compile is
+ * done (after kc_kernel_wait_compiled): copies up to cap of its parameters
+ * into out (names borrowed from the kernel), *n receives the count, and
+ * *reason (may be NULL) receives NULL if it compiled or its build was
+ * reused, else why it failed (borrowed; valid while the launcher lives).
+ * Returns KC_OK, KC_EINVAL for a bad index or argument, or KC_EBUSY while
+ * the kernel's compiles are still running. */
+int kc_kernel_candidate(const kc_kernel_t *kernel, size_t i, kc_param_t *out, size_t cap,
+                        size_t *n, const char **reason);
 
 /* The config chosen for the last signature launched (for tests and tools):
  * copies up to cap parameters into out, *n receives the count. */

@@ -45,6 +45,11 @@ typedef struct kc_store_opts {
     int zstd_level;
     /* LMDB reader slots (0: 1024). */
     unsigned max_readers;
+    /* Size limit in bytes, as kc_store_gc measures size (0: the value of
+     * KCACHE_MAX_SIZE, such as "2G" or "500M", if set and valid; else no
+     * limit). After a publish through this handle leaves the store above it,
+     * the publishing process runs kc_store_gc down to 90% of it. */
+    uint64_t max_size;
 } kc_store_opts_t;
 
 /* Open (creating it and its directory if missing and writable) the store in
@@ -104,6 +109,26 @@ int kc_store_put_cubin(kc_store_t *store, const void *cubin, size_t len, kc_key_
 /* Fetch, decompress and verify a cubin (*cubin: free with kc_free). */
 int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, size_t *len);
 
+/* Look up build record build_key and the cubin of its blob in one read
+ * transaction, as kc_store_get(KC_REC_BUILD) followed by kc_store_get_cubin
+ * would, and with the same checks: the build's checksum and derived key,
+ * the blob's checksum, size bound and hash. The compressed blob is
+ * decompressed where it lies in the map, never copied.
+ *
+ * build_key: the build's key. *build receives the decoded build record,
+ * *cubin and *len the raw cubin of its blob.
+ *
+ * Returns KC_OK; KC_ENOTFOUND if the build or its blob is absent, damaged
+ * (counted, and deleted if the store is writable, as by the separate calls)
+ * or of a newer format; KC_EUNSUPPORTED for a blob whose zstd dictionary is
+ * missing; KC_EINVAL for a NULL argument; or a store error (KC_ENOMEM,
+ * KC_ELMDB, ...).
+ *
+ * On KC_OK the caller owns *build and *cubin: free each with kc_free. On
+ * any other code *build and *cubin are NULL and *len is 0. */
+int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
+                             kc_record_t **build, void **cubin, size_t *len);
+
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
  * then returned by kc_store_iterate. */
@@ -148,6 +173,11 @@ typedef enum kc_counter {
     KC_COUNTER_PUBLISHES,
     KC_COUNTER_COMPILES,
     KC_COUNTER_TUNES,
+    KC_COUNTER_EVICTIONS,      /* records removed to keep the store under its limit */
+    KC_COUNTER_MISS_NO_TUNING, /* no tuning stored for the signature */
+    KC_COUNTER_MISS_BUILD_UNUSABLE, /* a tuning, but its build or cubin missing or bad */
+    KC_COUNTER_COMPILE_US_SAVED,    /* stored builds' compile_us, summed over hits */
+    KC_COUNTER_TUNE_US_SAVED,       /* stored tunings' tuning_us, summed over hits */
     KC_COUNTER_COUNT_
 } kc_counter_t;
 
@@ -156,6 +186,11 @@ const char *kc_counter_name(int counter);
 
 /* Add to a persistent counter. Buffered like usage stamps. */
 void kc_store_count(kc_store_t *store, kc_counter_t counter, uint64_t delta);
+
+/* Reset every persistent counter to zero and drop the deltas buffered in
+ * this handle (other processes' buffered deltas still arrive later).
+ * Returns KC_OK, KC_EREADONLY for a read-only store, or a store error. */
+int kc_store_counters_zero(kc_store_t *store);
 
 /* Write buffered usage stamps and counter deltas in one transaction.
  * A read-only store drops them. */
@@ -174,6 +209,155 @@ typedef struct kc_store_stats {
 } kc_store_stats_t;
 
 int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
+
+/* ---- gc and compaction ------------------------------------------------- */
+
+/* The size gc measures and limits: the sum of the stored (encoded, so
+ * compressed for blobs) value bytes of every blob, build and tuning record.
+ * Usage, lease and meta records, keys and LMDB's page overhead are not
+ * counted; data.mdb is larger, and does not shrink until kc_store_compact. */
+
+typedef struct kc_gc_opts {
+    uint64_t max_bytes;  /* evict until the size is at most this (0: no limit) */
+    uint64_t older_than; /* evict what was last used this many seconds ago (0: none) */
+    int dry_run;         /* plan and report, change nothing */
+    int list;            /* fill report->items */
+    uint64_t now;        /* the current time in unix seconds (0: time(NULL)) */
+} kc_gc_opts_t;
+
+/* One record that gc removed (or, in a dry run, would remove). */
+typedef struct kc_gc_item {
+    kc_rec_kind_t kind; /* KC_REC_TUNING, KC_REC_BUILD or KC_REC_BLOB */
+    kc_key_t key;
+    uint64_t last_use; /* unix seconds: its usage stamp, else its created time */
+    uint64_t bytes;    /* its stored bytes */
+} kc_gc_item_t;
+
+typedef struct kc_gc_report {
+    uint64_t evicted[KC_REC_KIND_MAX + 1]; /* by kind: builds, tunings, blobs */
+    uint64_t bytes_freed;                  /* stored bytes of every removed record */
+    uint64_t size_before, size_after;      /* the size defined above */
+    uint64_t file_before, file_after;      /* size of data.mdb */
+    uint64_t skipped;    /* planned evictions skipped: used or republished meanwhile */
+    kc_gc_item_t *items; /* with opts->list, in eviction order; free with kc_free */
+    size_t n_items;
+} kc_gc_report_t;
+
+/* Evict records, least recently used first, and sweep blobs.
+ *
+ * A tuning's last use is its usage stamp (kc_store_touch, publish), or its
+ * created time if it has none. A build counts as used when it, or any
+ * tuning that names it as winner, was: so a build is never evicted before
+ * the tunings that would lead to it, and evicting a build evicts any such
+ * tuning still left with it. No tuning is ever left whose winning build is
+ * gone. After evictions, blobs that no remaining build references are swept
+ * (mark and sweep over every build record), as are blobs found already
+ * unreferenced, unless their usage stamp is less than 10 minutes old (a
+ * publish stamps its blobs). No build is ever left whose blob is gone.
+ * Usage records of removed records are deleted.
+ *
+ * With opts->older_than, records last used before now - older_than go; with
+ * opts->max_bytes, the least recently used go until the size is at most
+ * max_bytes. Both may be given. The plan is made in a read transaction;
+ * the deletions run in write transactions of bounded size, where each record
+ * is checked again: one used or republished since the plan stays (counted
+ * in report->skipped). Buffered usage stamps are flushed first. Removed
+ * records are added to the persistent counter KC_COUNTER_EVICTIONS.
+ *
+ * report may be NULL; with opts->list its items must be freed by the
+ * caller (kc_free). Returns KC_OK, KC_EINVAL, KC_EREADONLY (unless
+ * dry_run), KC_ENOMEM or a store error. */
+int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *report);
+
+/* Rewrite data.mdb without its free pages (mdb_env_copy2 with
+ * MDB_CP_COMPACT into a temporary directory inside the store, fsync, then
+ * rename over data.mdb). Only safe while no other process has the store
+ * open, since a process that maps the old file would never see the new one:
+ * compact takes LMDB's lock file exclusively for the whole operation, which
+ * also holds off processes that start opening the store, and gives KC_EBUSY
+ * (its message names a process) if any other process has it open. Every
+ * handle of this process on the store stays valid: its environment is
+ * reopened on the new file. Must not be called from a thread inside a
+ * transaction of the store (an iterate callback): KC_EBUSY.
+ *
+ * before and after (either may be NULL) receive the size of data.mdb.
+ * Returns KC_OK, KC_EBUSY, KC_EREADONLY, KC_EIO, KC_ENOSPC or a store
+ * error. */
+int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after);
+
+/* Parse a size: plain bytes, or a number with K, M, G or T (powers of
+ * 1024, optionally followed by "B" or "iB", in either case: "500M",
+ * "2G", "1024K", "1.5GiB"). KC_EINVAL for anything else or an overflow. */
+int kc_size_parse(const char *text, uint64_t *bytes);
+
+/* Parse a duration: seconds, or a number with s, m, h, d or w ("30d",
+ * "12h", "45m", "3600s"). KC_EINVAL for anything else or an overflow. */
+int kc_duration_parse(const char *text, uint64_t *seconds);
+
+/* ---- zstd dictionary --------------------------------------------------- */
+
+/* Fewest blobs kc_store_train_dict trains on. */
+#define KC_DICT_MIN_SAMPLES 10
+/* Default dictionary size (zstd's own default, 110 KiB). */
+#define KC_DICT_DEFAULT_SIZE 112640
+
+typedef struct kc_dict_report {
+    uint32_t dict_id;       /* the trained dictionary's id (0 if none) */
+    uint64_t dict_bytes;    /* its size */
+    uint64_t blobs;         /* blobs in the store */
+    uint64_t samples;       /* blobs trained on */
+    uint64_t recompressed;  /* blobs rewritten (dry run: that would be) */
+    uint64_t raw_bytes;     /* sum of raw cubin sizes */
+    uint64_t stored_before; /* sum of encoded blob records before */
+    uint64_t stored_after;  /* after (dry run: projected); no dictionary */
+} kc_dict_report_t;
+
+/* Train a zstd dictionary of dict_size bytes (0: KC_DICT_DEFAULT_SIZE) on
+ * the store's cubins, keep it as meta record "dict.<id>", and recompress
+ * with it every blob that it makes smaller, in bounded write transactions.
+ * Blobs that it would not shrink, and blobs made with an older dictionary
+ * that compress better with it, stay as they are, so older dictionaries
+ * are kept. The dictionary is stored only if some blob uses it. A blob
+ * deleted meanwhile is not brought back. With dry_run, nothing is written
+ * and report says what would be. report may be NULL.
+ *
+ * Returns KC_OK; KC_EINVAL for fewer than KC_DICT_MIN_SAMPLES readable
+ * blobs or a bad size; KC_EREADONLY (unless dry_run); KC_EZSTD when
+ * training fails; or a store error. Blobs already rewritten stay rewritten
+ * when a later transaction fails: each is valid on its own. */
+int kc_store_train_dict(kc_store_t *store, size_t dict_size, int dry_run,
+                        kc_dict_report_t *report);
+
+/* ---- leases ------------------------------------------------------------ */
+
+/* Leases give single flight across processes: the launcher takes one on a
+ * tuning key before it tunes, and on a build key before it compiles, so
+ * that processes missing the same thing at once do the work once.
+ *
+ * The owner is this process: its host name (gethostname), the machine's
+ * boot id (/proc/sys/kernel/random/boot_id) and its pid. A lease is dead
+ * once now > start + ttl_ms (unix milliseconds), or when it belongs to this
+ * host and boot and its pid no longer exists; a dead lease is taken over.
+ * Processes of the same host name and boot in different pid namespaces
+ * (containers sharing a store and a host name) cannot check each other's
+ * pids: give them different host names, or rely on the time to live. */
+
+/* Take the lease on key for ttl_ms (> 0) milliseconds: atomically, in one
+ * write transaction. Taking a lease this process already holds renews it
+ * (its start becomes now).
+ *
+ * Returns KC_OK when this process now holds the lease; KC_EBUSY when
+ * another live owner holds it, and then *holder_out (may be NULL) describes
+ * that owner: its strings point into thread-local memory valid until this
+ * thread's next lease call. KC_EINVAL for a NULL store or key or a zero
+ * ttl, KC_EREADONLY for a read-only store, or a store error. */
+int kc_store_lease_acquire(kc_store_t *store, const kc_key_t *key, uint64_t ttl_ms,
+                           kc_lease_rec_t *holder_out);
+
+/* Release the lease on key if this process holds it. Returns KC_OK once it
+ * is deleted; KC_ENOTFOUND if there is none or another owner holds it (it
+ * is then left alone); KC_EINVAL, KC_EREADONLY or a store error. */
+int kc_store_lease_release(kc_store_t *store, const kc_key_t *key);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,198 @@
+/* Leases: cross-process single flight on a key (a tuning or a build).
+ *
+ * A lease record names its owner (host, boot id, pid), when it was taken and
+ * how long it lives. Acquiring reads and writes the record in one LMDB write
+ * transaction, and LMDB allows one writer at a time across processes, so two
+ * processes can never both see the key free and both take it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+/* Who this process is. Filled once: the host name and boot id do not change
+ * while a process runs, and the pid is read on every call so that a child
+ * forked after the first call is a different owner. */
+typedef struct owner {
+    char host[256];
+    char boot_id[64];
+} owner_t;
+
+static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
+static owner_t self;
+
+static void owner_init(void)
+{
+    FILE *f;
+
+    if (gethostname(self.host, sizeof(self.host) - 1) != 0)
+        snprintf(self.host, sizeof(self.host), "unknown");
+    self.host[sizeof(self.host) - 1] = '\0';
+    f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(self.boot_id, sizeof(self.boot_id), f))
+            self.boot_id[0] = '\0';
+        fclose(f);
+    }
+    self.boot_id[strcspn(self.boot_id, "\r\n")] = '\0';
+}
+
+/* The holder handed back by a busy acquire: its strings live here until the
+ * thread's next lease call. */
+static _Thread_local char holder_host[256], holder_boot_id[64];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int is_mine(const kc_lease_rec_t *l)
+{
+    return l->pid == (uint32_t)getpid() && strcmp(l->host, self.host) == 0 &&
+           strcmp(l->boot_id, self.boot_id) == 0;
+}
+
+/* Dead: expired, or owned by a process of this machine's current boot that
+ * no longer exists. A pid on another host, or from an earlier boot, cannot
+ * be checked, so only its time to live ends it. */
+static int is_dead(const kc_lease_rec_t *l, uint64_t now)
+{
+    if (l->ttl_ms < UINT64_MAX - l->start && now > l->start + l->ttl_ms)
+        return 1;
+    if (strcmp(l->host, self.host) != 0 || !self.boot_id[0] ||
+        strcmp(l->boot_id, self.boot_id) != 0)
+        return 0;
+    return kill((pid_t)l->pid, 0) == -1 && errno == ESRCH;
+}
+
+typedef struct lease_ctx {
+    kc__env_t *env;
+    const kc_key_t *key;
+    uint64_t ttl_ms;
+    int busy;              /* acquire: another live owner holds it */
+    kc_lease_rec_t holder; /* ... and this is the owner */
+} lease_ctx_t;
+
+/* The stored lease of key: 0 with *rec, MDB_NOTFOUND, or an LMDB code. A
+ * record that does not decode as a lease counts as absent: nobody can
+ * prove they hold it. */
+static int lease_read(MDB_txn *txn, lease_ctx_t *c, kc_record_t **rec)
+{
+    MDB_val k = kc__key_val(c->key), v;
+    int rc = mdb_get(txn, c->env->dbi[KC_REC_LEASE], &k, &v);
+
+    *rec = NULL;
+    if (rc != 0)
+        return rc;
+    rc = kc_record_decode(v.mv_data, v.mv_size, rec);
+    if (rc == KC_ENOMEM)
+        return rc;
+    if (rc != KC_OK || (*rec)->kind != KC_REC_LEASE) {
+        kc_free(*rec);
+        *rec = NULL;
+        return MDB_NOTFOUND;
+    }
+    return 0;
+}
+
+static int acquire_fn(MDB_txn *txn, void *arg)
+{
+    lease_ctx_t *c = arg;
+    kc_record_t *old = NULL;
+    uint64_t now = now_ms();
+    int rc = lease_read(txn, c, &old);
+
+    c->busy = 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (old && !is_mine(&old->u.lease) && !is_dead(&old->u.lease, now)) {
+        c->busy = 1;
+        snprintf(holder_host, sizeof(holder_host), "%s", old->u.lease.host);
+        snprintf(holder_boot_id, sizeof(holder_boot_id), "%s", old->u.lease.boot_id);
+        c->holder = old->u.lease;
+        c->holder.host = holder_host;
+        c->holder.boot_id = holder_boot_id;
+        kc_free(old);
+        return 0; /* nothing written: the commit is a no-op */
+    }
+    kc_free(old);
+    /* Free, ours (renewed: the start moves to now), or dead (taken over). */
+    kc_record_t rec = {.kind = KC_REC_LEASE,
+                       .version = KC_RECORD_VERSION,
+                       .u.lease = {.host = self.host,
+                                   .boot_id = self.boot_id,
+                                   .pid = (uint32_t)getpid(),
+                                   .start = now,
+                                   .ttl_ms = c->ttl_ms}};
+    MDB_val k = kc__key_val(c->key);
+    return kc__txn_put_record(txn, c->env->dbi[KC_REC_LEASE], &k, &rec, 0);
+}
+
+int kc_store_lease_acquire(kc_store_t *st, const kc_key_t *key, uint64_t ttl_ms,
+                           kc_lease_rec_t *holder_out)
+{
+    lease_ctx_t c = {0};
+    int rc;
+
+    kc__store_begin_call();
+    if (!st || !key || !ttl_ms)
+        return KC_EINVAL;
+    rc = kc__store_check_writable(st, "taking a lease");
+    if (rc != KC_OK)
+        return rc;
+    pthread_once(&owner_once, owner_init);
+    c.env = st->env;
+    c.key = key;
+    c.ttl_ms = ttl_ms;
+    rc = kc__env_write(st->env, acquire_fn, &c);
+    if (rc != 0)
+        return kc__store_finish(st, rc, "taking a lease");
+    if (!c.busy)
+        return KC_OK;
+    if (holder_out)
+        *holder_out = c.holder;
+    return kc__store_fail(st, KC_EBUSY, "lease held by pid %u on %s",
+                          (unsigned)c.holder.pid, c.holder.host);
+}
+
+static int release_fn(MDB_txn *txn, void *arg)
+{
+    lease_ctx_t *c = arg;
+    kc_record_t *old = NULL;
+    int rc = lease_read(txn, c, &old);
+
+    if (rc != 0)
+        return rc;
+    if (!is_mine(&old->u.lease)) {
+        kc_free(old);
+        return MDB_NOTFOUND;
+    }
+    kc_free(old);
+    MDB_val k = kc__key_val(c->key);
+    return mdb_del(txn, c->env->dbi[KC_REC_LEASE], &k, NULL);
+}
+
+int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
+{
+    lease_ctx_t c = {0};
+    int rc;
+
+    kc__store_begin_call();
+    if (!st || !key)
+        return KC_EINVAL;
+    rc = kc__store_check_writable(st, "releasing a lease");
+    if (rc != KC_OK)
+        return rc;
+    pthread_once(&owner_once, owner_init);
+    c.env = st->env;
+    c.key = key;
+    rc = kc__env_write(st->env, release_fn, &c);
+    if (rc == MDB_NOTFOUND)
+        return KC_ENOTFOUND;
+    return rc == 0 ? KC_OK : kc__store_finish(st, rc, "releasing a lease");
+}

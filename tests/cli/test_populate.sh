@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# cachectl populate on a real store, with NVRTC and no GPU: a manifest of
+# two kernels populated for sm_80 and sm_90 leaves a build of every config
+# for each arch and no tuning; a second run compiles nothing; a config that
+# fails to compile is reported without failing the run, a kernel with none
+# that compiles fails it; a bad manifest names the file and the field; a bad
+# --arch is a usage error.
+#
+# ctest sets CACHECTL (the binary) and KC_TEST_TMP (scratch space).
+set -euo pipefail
+
+: "${CACHECTL:?CACHECTL must name the cachectl binary}"
+: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
+mkdir -p "$KC_TEST_TMP"
+WORK=$(mktemp -d "$KC_TEST_TMP/populate.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+S=$WORK/store
+OUT=$WORK/out
+ERR=$WORK/err
+
+passed=0
+failed=0
+
+pass() {
+    passed=$((passed + 1))
+    echo "ok   - $1"
+}
+
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL - $1"
+    echo "  exit status: ${rc:-?}"
+    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
+    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
+}
+
+check() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+# cc ARGS...: run cachectl; stdout in $OUT, stderr in $ERR, status in $rc.
+cc() {
+    rc=0
+    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
+}
+
+# json_ok EXPR: EXPR holds for d, the JSON document on stdout.
+json_ok() {
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$OUT"
+}
+
+err_has() { grep -q -- "$1" "$ERR"; }
+
+cat >"$WORK/manifest.json" <<'EOF'
+{
+  "version": 1,
+  "kernels": [
+    {
+      "name": "pop.scale",
+      "source": "extern \"C\" __global__ void scale(float *x, float s, int n)\n{\n    int i = blockIdx.x * BLOCK + threadIdx.x;\n    if (i < n)\n        x[i] *= s;\n}\n",
+      "entry": "scale",
+      "params": {"BLOCK": [128, 256, 512]},
+      "args": [
+        {"name": "x", "type": "f32*", "access": "inout"},
+        {"name": "s", "type": "f32"},
+        {"name": "n", "type": "i32"}
+      ],
+      "grid": ["cdiv(n, BLOCK)"],
+      "block": ["BLOCK"]
+    },
+    {
+      "name": "pop.add",
+      "source": "extern \"C\" __global__ void add(const float *a, float *b, int n)\n{\n    int i = (blockIdx.x * BLOCK + threadIdx.x) * UNROLL;\n    for (int u = 0; u < UNROLL; u++)\n        if (i + u < n)\n            b[i + u] += a[i + u];\n}\n",
+      "entry": "add",
+      "params": {"BLOCK": [128, 256], "UNROLL": [1, 4]},
+      "args": [
+        {"name": "a", "type": "f32*", "access": "in"},
+        {"name": "b", "type": "f32*", "access": "inout"},
+        {"name": "n", "type": "i32"}
+      ],
+      "grid": ["cdiv(n, BLOCK * UNROLL)"],
+      "block": ["BLOCK"]
+    }
+  ]
+}
+EOF
+EXPECTED='{("scale", (("BLOCK", 128),)), ("scale", (("BLOCK", 256),)), ("scale", (("BLOCK", 512),)), ("add", (("BLOCK", 128), ("UNROLL", 1))), ("add", (("BLOCK", 128), ("UNROLL", 4))), ("add", (("BLOCK", 256), ("UNROLL", 1))), ("add", (("BLOCK", 256), ("UNROLL", 4)))}'
+BUILDS='{(r["name"], tuple(sorted(r["params"].items()))) for r in d["records"]}'
+
+cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_80,sm_90 -j 2
+check "populate for two archs succeeds" test "$rc" -eq 0
+check "the summary counts every config as compiled for each arch" \
+    eval 'grep -q "^sm_80: 2 kernels: 7 compiled, 0 reused, 0 failed" "$OUT" && grep -q "^sm_90: 2 kernels: 7 compiled, 0 reused, 0 failed" "$OUT"'
+check "progress is shown as plain lines when stderr is not a terminal" \
+    eval 'grep -q "^\[sm_90\] 7/7 configs compiled$" "$ERR"'
+
+for arch in sm_80 sm_90; do
+    cc -s "$S" ls --kind build --arch "$arch" --json # "name" is the entry
+    check "ls --kind build --arch $arch lists a build of every config" \
+        eval "[ \$rc -eq 0 ] && json_ok '$BUILDS == $EXPECTED and d[\"count\"] == 7'"
+done
+cc -s "$S" ls --kind tuning --json
+check "no GPU: nothing is tuned" eval '[ $rc -eq 0 ] && json_ok "d[\"count\"] == 0"'
+cc -s "$S" ls --kind lease --json
+check "no lease is left behind" eval '[ $rc -eq 0 ] && json_ok "d[\"count\"] == 0"'
+
+cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_80,sm_90 --json
+check "a second populate compiles nothing and reuses every build" \
+    eval '[ $rc -eq 0 ] && json_ok "[(a[\"arch\"], a[\"compiled\"], a[\"reused\"], a[\"failed\"]) for a in d[\"archs\"]] == [(\"sm_80\", 0, 7, 0), (\"sm_90\", 0, 7, 0)]"'
+
+# One config of a kernel fails to compile: reported, not fatal.
+sed -e 's/extern \\"C\\" __global__ void scale/#if BLOCK == 512\\n#error BLOCK 512 is not supported\\n#endif\\nextern \\"C\\" __global__ void scale/' \
+    "$WORK/manifest.json" >"$WORK/partial.json"
+cc -s "$S" populate --manifest "$WORK/partial.json" --arch sm_90 --json
+check "a config that fails to compile is reported with its reason, exit 0" \
+    eval '[ $rc -eq 0 ] && json_ok "[(f[\"config\"], \"BLOCK 512 is not supported\" in f[\"reason\"]) for k in d[\"archs\"][0][\"kernels\"] for f in k[\"failed\"]] == [(\"BLOCK=512\", True)] and d[\"archs\"][0][\"compiled\"] == 2"'
+
+cat >"$WORK/broken.json" <<'EOF'
+{"version": 1, "kernels": [{"name": "pop.broken", "source": "this is not CUDA", "entry": "broken",
+  "params": {"BLOCK": [64, 128]}, "grid": [1], "block": ["BLOCK"]}]}
+EOF
+cc -s "$S" populate --manifest "$WORK/broken.json" --arch sm_80
+check "a kernel with no config that compiles fails the run and says why" \
+    eval '[ $rc -eq 1 ] && err_has "pop.broken: no candidate compiled" && grep -q "BLOCK=64 failed: compile error" "$OUT"'
+
+sed 's/"grid"/"gird"/' "$WORK/manifest.json" >"$WORK/bad.json"
+cc -s "$S" populate --manifest "$WORK/bad.json" --arch sm_80,sm_90
+check "a bad manifest exits 1 naming the file and the field" \
+    eval '[ $rc -eq 1 ] && err_has "bad.json: kernels\[0\] .pop.scale.: unknown key .gird."'
+
+cc -s "$S" populate --manifest "$WORK/missing.json" --arch sm_80
+check "a missing manifest exits 1 naming it" eval '[ $rc -eq 1 ] && err_has "missing.json"'
+
+cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_80,gfx90a
+check "a bad --arch is a usage error naming it" eval '[ $rc -eq 2 ] && err_has "bad arch .gfx90a."'
+
+cc -s "$S" populate --arch sm_80
+check "a missing --manifest is a usage error" eval '[ $rc -eq 2 ] && err_has "manifest"'
+
+cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_90 -j 0
+check "-j 0 is a usage error" test "$rc" -eq 2
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
