@@ -41,6 +41,7 @@ typedef struct cand {
     char *entry; /* the symbol to look up */
     uint64_t compile_us;
     int compiled_here; /* not reused from the store */
+    int foreign;       /* reused from a layer below the one publishes go to */
     /* Single flight across processes (compile tasks, then after
      * compile_done under the launcher's tune lock). */
     int leased;   /* this process holds the lease on build_key */
@@ -181,9 +182,11 @@ static int reuse_stored(kc_kernel_t *k, cand_t *c)
 
     if (!st)
         return KC_ENOTFOUND;
-    rc = kc_store_get(st, KC_REC_BUILD, &c->build_key, &rec);
+    size_t layer = 0;
+    rc = kc_layers_get(k->l->layers, KC_REC_BUILD, &c->build_key, &rec, &layer);
     if (rc != KC_OK)
         return rc;
+    c->foreign = kc_layers_store(k->l->layers, layer) != st;
     c->blob_key = rec->u.build.blob;
     c->entry = strdup(rec->u.build.entry);
     c->compile_us = rec->u.build.compile_us;
@@ -298,8 +301,8 @@ static void ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i)
 {
     if (c->cubin || c->status != KC_CAND_OK)
         return;
-    if (k->l->store &&
-        kc_store_get_cubin(k->l->store, &c->blob_key, &c->cubin, &c->cubin_len) == KC_OK)
+    if (k->l->layers && kc_layers_get_cubin(k->l->layers, &c->blob_key, &c->cubin,
+                                            &c->cubin_len, NULL) == KC_OK)
         return;
     kc__log(k->l, KC_LOG_WARN,
             "kcache: %s: stored build of candidate %zu is unreadable; "
@@ -484,7 +487,12 @@ static int publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
     }
     for (size_t i = 0; i < k->n_cands; i++) {
         const cand_t *c = &k->cands[i];
-        if (c->status != KC_CAND_OK || !c->compiled_here || c->published)
+        /* A tuning's winner must sit in the same store as the tuning: one
+         * reused from a lower (read-only) layer is copied up with it. */
+        int winner_from_below = tuning && c->foreign && c->cubin &&
+                                kc_key_cmp(&c->build_key, &tuning->winner_build) == 0;
+        if (c->status != KC_CAND_OK ||
+            ((!c->compiled_here || c->published) && !winner_from_below))
             continue;
         cubins[n] = (kc_buf_t){c->cubin, c->cubin_len};
         builds[n] = (kc_build_rec_t){
@@ -511,8 +519,13 @@ static int publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
     }
     bump(&k->publishes);
     for (size_t i = 0; i < k->n_cands; i++)
-        if (k->cands[i].status == KC_CAND_OK && k->cands[i].compiled_here)
-            k->cands[i].published = 1;
+        if (k->cands[i].status == KC_CAND_OK) {
+            for (size_t j = 0; j < n; j++)
+                if (builds[j].preimage.data == k->cands[i].preimage)
+                    k->cands[i].foreign = 0;
+            if (k->cands[i].compiled_here)
+                k->cands[i].published = 1;
+        }
 fail:
     /* Published, or not publishable now: either way a waiting process
      * should stop waiting for these builds. */
@@ -824,10 +837,11 @@ done:
 static void prefetch_winners(void *arg)
 {
     kc_kernel_t *k = ((compile_task_t *)arg)->k;
-    kc_store_t *st = k->l->store;
     prefetch_scan_t ps = {.k = k};
 
-    kc_store_iterate(st, KC_REC_TUNING, scan_tuning, &ps);
+    for (size_t i = 0; i < kc_layers_count(k->l->layers) && ps.n < KC__PREFETCH_MAX; i++)
+        kc_store_iterate(kc_layers_store(k->l->layers, i), KC_REC_TUNING, scan_tuning,
+                         &ps);
     for (size_t i = 0; i < ps.n; i++) {
         kc_record_t *brec = NULL;
         void *cubin = NULL, *module = NULL, *fn = NULL;
@@ -835,8 +849,8 @@ static void prefetch_winners(void *arg)
 
         if (find_kept(k, &ps.builds[i], &module, &fn, NULL))
             continue;
-        if (kc_store_get_build_cubin(st, &ps.builds[i], &brec, &cubin, &cubin_len) ==
-                KC_OK &&
+        if (kc_layers_get_build_cubin(k->l->layers, &ps.builds[i], &brec, &cubin,
+                                      &cubin_len, NULL) == KC_OK &&
             load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, &fn) == KC_OK) {
             keep_module(k, &ps.builds[i], &module, &fn, brec->u.build.compile_us);
             bump(&k->prefetched);
@@ -920,7 +934,8 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
     pthread_mutex_unlock(&k->mu);
     if (find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
-    rc = kc_store_get_build_cubin(st, &t->winner_build, &brec, &cubin, &cubin_len);
+    rc = kc_layers_get_build_cubin(k->l->layers, &t->winner_build, &brec, &cubin,
+                                   &cubin_len, NULL);
     if (rc == KC_OK)
         rc = load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
     if (rc == KC_OK) {
@@ -1249,7 +1264,7 @@ static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, s
     size_t cand = SIZE_MAX;
     void *module = NULL, *fn = NULL;
     uint64_t compile_us = 0;
-    int rc = kc_store_get(st, KC_REC_TUNING, tkey, &rec);
+    int rc = kc_layers_get(l->layers, KC_REC_TUNING, tkey, &rec, NULL);
 
     *had_tuning = rc == KC_OK;
     if (rc != KC_OK)

@@ -58,57 +58,37 @@ const char *kc_launcher_arch(const kc_launcher_t *launcher)
     return launcher ? launcher->arch : "";
 }
 
-/* The store directory when the options name none: KCACHE_DIR, then the XDG
- * cache directory. Never /tmp: a shared, world-writable cache would let any
- * user plant kernels. */
-static int default_store_dir(char *buf, size_t cap)
-{
-    const char *env = getenv("KCACHE_DIR");
-    int n;
-
-    if (env && env[0])
-        n = snprintf(buf, cap, "%s", env);
-    else if ((env = getenv("XDG_CACHE_HOME")) && env[0])
-        n = snprintf(buf, cap, "%s/kcache", env);
-    else if ((env = getenv("HOME")) && env[0])
-        n = snprintf(buf, cap, "%s/.cache/kcache", env);
-    else
-        return KC_ENOTFOUND;
-    return n > 0 && (size_t)n < cap ? KC_OK : KC_EINVAL;
-}
-
-/* A cache must never fail the user's work: a store that cannot be opened
- * is logged and the launcher runs without one. */
+/* A cache must never fail the user's work: stores that cannot be opened
+ * are logged and the launcher runs without them. The stores are opts.store,
+ * else the layers of opts.store_dir (a directory or a colon-separated list),
+ * else those of KCACHE_PATH, else KCACHE_DIR, else the XDG cache directory
+ * (never /tmp: a shared, world-writable cache would let any user plant
+ * kernels). */
 static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
 {
-    char dir[4096];
-    const char *path = opts->store_dir;
     int rc;
 
     if (opts->no_store)
         return;
-    if (opts->store) {
-        l->store = opts->store;
-        return;
-    }
-    if (!path || !path[0]) {
-        if (default_store_dir(dir, sizeof(dir)) != KC_OK) {
-            kc__log(l, KC_LOG_WARN,
-                    "kcache: no store directory (set KCACHE_DIR or HOME); running "
-                    "without a store");
-            return;
-        }
-        path = dir;
-    }
-    rc = kc_store_open(path, NULL, &l->store);
+    if (opts->store)
+        rc = kc_layers_wrap(opts->store, &l->layers);
+    else if (opts->store_dir && opts->store_dir[0])
+        rc = kc_layers_open(opts->store_dir, NULL, &l->layers);
+    else
+        rc = kc_layers_open_default(NULL, &l->layers);
     if (rc != KC_OK) {
         kc__log(l, KC_LOG_WARN,
-                "kcache: cannot open store %s: %s (%s); running without one", path,
+                "kcache: cannot open a store: %s (%s); running without one",
                 kc_strerror(rc), kc_store_open_errmsg());
-        l->store = NULL;
+        l->layers = NULL;
         return;
     }
-    l->own_store = 1;
+    if (*kc_layers_warnings(l->layers))
+        kc__log(l, KC_LOG_WARN, "kcache: store layers skipped:\n%s",
+                kc_layers_warnings(l->layers));
+    l->store = kc_layers_writable(l->layers);
+    if (!l->store)
+        l->store = kc_layers_store(l->layers, 0);
 }
 
 static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
@@ -234,10 +214,11 @@ void kc_launcher_destroy(kc_launcher_t *l)
     }
     if (l->dev)
         l->dev->ops->destroy(l->dev);
-    if (l->own_store)
-        kc_store_close(l->store);
-    else if (l->store)
+    /* Layers close the stores they opened; a borrowed store is only
+     * flushed. */
+    if (l->store)
         kc_store_flush(l->store);
+    kc_layers_close(l->layers);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
     free(l);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 
 #include "kcache/launch.h"
+#include "kcache/layers.h"
 
 #include "device.h"
 #include "pool.h"
@@ -22,8 +23,11 @@ struct kc_launcher {
     kc__device_t *dev; /* NULL for KC_DEVICE_NONE */
     kc__devinfo_t info;
     char arch[32];
-    kc_store_t *store; /* NULL: no store */
-    int own_store;
+    /* The stores searched, in order (NULL: no store), and the one that
+     * receives publishes, leases, counters and usage stamps: the first
+     * writable layer, else the first layer (then nothing is written). */
+    kc_layers_t *layers;
+    kc_store_t *store;
     kc__pool_t *pool;
     kc__tune_opts_t tune;
     int no_prefetch;
