@@ -76,9 +76,12 @@ typedef struct kc_launcher_opts {
     const char *arch; /* target arch override ("sm_90"); required for NONE */
 
     /* The store: a handle (borrowed, must outlive the launcher), or a
-     * directory, or neither: then KCACHE_DIR, else $XDG_CACHE_HOME/kcache,
-     * else $HOME/.cache/kcache. Set no_store to run without one: every
-     * process then compiles and tunes again. */
+     * directory or colon-separated list of directories searched in order
+     * (kcache/layers.h), or neither: then the layers of KCACHE_PATH, else
+     * KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else $HOME/.cache/kcache.
+     * Publishes go to the first writable layer; a winner found in a lower
+     * layer is copied up with a new tuning that names it. Set no_store to
+     * run without one: every process then compiles and tunes again. */
     kc_store_t *store;
     const char *store_dir;
     int no_store;
