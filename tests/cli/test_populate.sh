@@ -5,53 +5,11 @@
 # fails to compile is reported without failing the run, a kernel with none
 # that compiles fails it; a bad manifest names the file and the field; a bad
 # --arch is a usage error.
-#
-# ctest sets CACHECTL (the binary) and KC_TEST_TMP (scratch space).
 set -euo pipefail
 
-: "${CACHECTL:?CACHECTL must name the cachectl binary}"
-: "${KC_TEST_TMP:?KC_TEST_TMP must name a scratch directory}"
-mkdir -p "$KC_TEST_TMP"
-WORK=$(mktemp -d "$KC_TEST_TMP/populate.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib.sh"
+cli_init populate
 S=$WORK/store
-OUT=$WORK/out
-ERR=$WORK/err
-
-passed=0
-failed=0
-
-pass() {
-    passed=$((passed + 1))
-    echo "ok   - $1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    echo "  exit status: ${rc:-?}"
-    sed 's/^/  stdout: /' "$OUT" 2>/dev/null | head -20 || true
-    sed 's/^/  stderr: /' "$ERR" 2>/dev/null | head -20 || true
-}
-
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-
-# cc ARGS...: run cachectl; stdout in $OUT, stderr in $ERR, status in $rc.
-cc() {
-    rc=0
-    "$CACHECTL" "$@" >"$OUT" 2>"$ERR" || rc=$?
-}
-
-# json_ok EXPR: EXPR holds for d, the JSON document on stdout.
-json_ok() {
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$OUT"
-}
-
-err_has() { grep -q -- "$1" "$ERR"; }
 
 cat >"$WORK/manifest.json" <<'EOF'
 {
@@ -142,5 +100,4 @@ check "a missing --manifest is a usage error" eval '[ $rc -eq 2 ] && err_has "ma
 cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_90 -j 0
 check "-j 0 is a usage error" test "$rc" -eq 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_finish
