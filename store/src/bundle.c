@@ -24,13 +24,22 @@ static void bw_write(kc__bw_t *w, const void *p, size_t n, int digest)
     }
     if (digest && XXH3_128bits_update(w->digest, p, n) != XXH_OK)
         w->failed = KC_EINTERNAL;
+    if (w->sign)
+        kc__bsig_update(w->sign, p, n);
     w->bytes += n;
 }
 
 int kc__bw_begin(kc__bw_t *w, FILE *f, uint64_t created, const char *producer)
 {
+    return kc__bw_begin_signed(w, f, created, producer, NULL);
+}
+
+int kc__bw_begin_signed(kc__bw_t *w, FILE *f, uint64_t created, const char *producer,
+                        const kc_bundle_key_t *key)
+{
     uint8_t head[KC__BUNDLE_HEAD_FIXED + KC__BUNDLE_PRODUCER_MAX + KC__BUNDLE_CHECKSUM];
     size_t plen = strlen(producer), n;
+    int rc;
 
     memset(w, 0, sizeof(*w));
     if (plen > KC__BUNDLE_PRODUCER_MAX)
@@ -41,10 +50,22 @@ int kc__bw_begin(kc__bw_t *w, FILE *f, uint64_t created, const char *producer)
         kc__bw_abandon(w);
         return KC_ENOMEM;
     }
+    if (key) {
+        if (!key->has_secret) {
+            kc__bw_abandon(w);
+            return KC_EINVAL;
+        }
+        if ((rc = kc__bsig_begin(&w->sign)) != KC_OK) {
+            kc__bw_abandon(w);
+            return rc;
+        }
+        w->key = key;
+    }
     memcpy(head, KC__BUNDLE_MAGIC, 4);
     head[4] = KC_BUNDLE_VERSION;
     head[5] = 0;
-    head[6] = head[7] = 0; /* flags */
+    head[6] = key ? KC__BUNDLE_FLAG_SIGNED : 0; /* flags */
+    head[7] = 0;
     kc__store_u64le(head + 8, created);
     kc__store_u32le(head + 16, (uint32_t)plen);
     memcpy(head + KC__BUNDLE_HEAD_FIXED, producer, plen);
@@ -98,6 +119,16 @@ int kc__bw_finish(kc__bw_t *w)
         memcpy(t + 16, canon.digest, 16);
         kc__store_u64le(t + 32, XXH3_64bits(t, 32));
         bw_write(w, t, sizeof(t), 0);
+        if (!w->failed && w->sign) {
+            /* The signature covers the trailer; the block itself is not
+             * signed, so it is written past the signing state. */
+            uint8_t block[KC__BUNDLE_SIG_BLOCK];
+            void *sign = w->sign;
+            w->sign = NULL;
+            if ((rc = kc__bsig_finish(sign, w->key, block)) != KC_OK)
+                w->failed = rc;
+            bw_write(w, block, sizeof(block), 0);
+        }
         if (!w->failed && fflush(w->f) != 0)
             w->failed = KC_EIO;
     }
@@ -111,6 +142,9 @@ void kc__bw_abandon(kc__bw_t *w)
 {
     XXH3_freeState(w->digest);
     w->digest = NULL;
+    kc__bsig_abandon(w->sign);
+    w->sign = NULL;
+    w->key = NULL;
 }
 
 /* ---- export: choosing the records -------------------------------------------- */
@@ -177,6 +211,7 @@ typedef struct export_ctx {
     size_t n_dicts;
     kc_bundle_stats_t stats;
     int io_failed;
+    const kc_bundle_key_t *key; /* NULL: unsigned */
 } export_ctx_t;
 
 static int filter_match(const export_ctx_t *c, const char *arch, const char *entry,
@@ -437,7 +472,7 @@ static int export_fn(MDB_txn *txn, void *arg)
     if ((rc = close_selection(c)) != 0)
         return rc;
 
-    if ((rc = kc__bw_begin(&w, c->out, kc__now_s(), "kcache")) != KC_OK) {
+    if ((rc = kc__bw_begin_signed(&w, c->out, kc__now_s(), "kcache", c->key)) != KC_OK) {
         c->io_failed = rc == KC_EIO;
         return rc;
     }
@@ -460,6 +495,10 @@ static int export_fn(MDB_txn *txn, void *arg)
             0)
         goto fail;
     c->stats.records = w.count;
+    if (c->key) {
+        c->stats.is_signed = 1;
+        memcpy(c->stats.signer, c->key->pk, sizeof(c->stats.signer));
+    }
     rc = kc__bw_finish(&w);
     c->stats.bytes = w.bytes;
     c->io_failed = rc == KC_EIO;
@@ -473,17 +512,25 @@ fail:
 int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter, FILE *out,
                      kc_bundle_stats_t *stats)
 {
+    return kc_bundle_export_signed(store, filter, NULL, out, stats);
+}
+
+int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
+                            const kc_bundle_key_t *key, FILE *out,
+                            kc_bundle_stats_t *stats)
+{
     static const kc_bundle_filter_t none = {0};
     export_ctx_t c;
     int rc;
 
     if (stats)
         memset(stats, 0, sizeof(*stats));
-    if (!store || !out)
+    if (!store || !out || (key && !key->has_secret))
         return KC_EINVAL;
     kc__store_begin_call();
     memset(&c, 0, sizeof(c));
     c.st = store;
+    c.key = key;
     c.filter = filter ? filter : &none;
     c.filtered =
         c.filter->arch || c.filter->name || c.filter->since || c.filter->tuned_only;

@@ -33,6 +33,7 @@ typedef struct import_ctx {
     kc_store_t *st;
     const char *name;
     kc_bundle_prefer_t prefer;
+    const kc_bundle_key_t *trust;
     frame_t *frames;
     size_t n_frames;
     frame_t **by_key; /* frames sorted by kind, then key */
@@ -80,7 +81,8 @@ static int truncated(import_ctx_t *c, size_t off)
                           c->name, c->n_frames, off);
 }
 
-static int parse_header(import_ctx_t *c, const uint8_t *p, size_t len, size_t *off)
+static int parse_header(import_ctx_t *c, const uint8_t *p, size_t len, size_t *off,
+                        unsigned *flags)
 {
     uint32_t plen;
     size_t n;
@@ -113,9 +115,10 @@ static int parse_header(import_ctx_t *c, const uint8_t *p, size_t len, size_t *o
             (unsigned)(p[4] | p[5] << 8), KC_BUNDLE_VERSION);
     if (p[4] == 0)
         return kc__store_fail(c->st, KC_ECORRUPT, "%s: bundle format version 0", c->name);
-    if (p[6] != 0 || p[7] != 0)
-        return kc__store_fail(c->st, KC_EUNSUPPORTED,
-                              "%s: unknown header flags 0x%02x%02x", c->name, p[7], p[6]);
+    *flags = (unsigned)p[6] | (unsigned)p[7] << 8;
+    if (*flags & ~KC__BUNDLE_FLAG_SIGNED)
+        return kc__store_fail(c->st, KC_EUNSUPPORTED, "%s: unknown header flags 0x%04x",
+                              c->name, *flags & ~KC__BUNDLE_FLAG_SIGNED);
     *off = n + KC__BUNDLE_CHECKSUM;
     return KC_OK;
 }
@@ -171,9 +174,16 @@ static int key_len_ok(int kind, size_t key_len)
 static int parse(import_ctx_t *c, const uint8_t *p, size_t len)
 {
     size_t off = 0, cap = 0;
+    unsigned flags = 0;
     int rc;
 
-    if ((rc = parse_header(c, p, len, &off)) != KC_OK)
+    if ((rc = parse_header(c, p, len, &off, &flags)) != KC_OK)
+        return rc;
+    /* The signature is checked before any frame is read, so that with a
+     * trusted key nothing but the header of an unverified bundle is
+     * parsed. From here on the signature block is not part of the input. */
+    if ((rc = kc__bsig_check(c->st, c->name, p, len, flags, c->trust, &len, &c->stats)) !=
+        KC_OK)
         return rc;
     for (;;) {
         const uint8_t *h = p + off;
@@ -573,6 +583,7 @@ int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
     c.st = store;
     c.name = opts && opts->name ? opts->name : "bundle";
     c.prefer = opts ? opts->prefer : KC_PREFER_EXISTING;
+    c.trust = opts ? opts->trust : NULL;
     max = opts && opts->max_bytes ? opts->max_bytes : KC_BUNDLE_DEFAULT_MAX;
     if (c.prefer < KC_PREFER_EXISTING || c.prefer > KC_PREFER_FASTER)
         return kc__store_fail(store, KC_EINVAL, "import: unknown preference %d",

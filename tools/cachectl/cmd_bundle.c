@@ -1,4 +1,5 @@
-/* cachectl export, import: move records between stores as a .kcb bundle.
+/* cachectl export, import: move records between stores as a .kcb bundle;
+ * keygen: a key pair to sign bundles with.
  *
  * Where the summary goes: when the bundle is written to standard output
  * (export with no -o on a pipe, or -o -), the summary, human or --json,
@@ -26,7 +27,9 @@ const char ctl_help_export[] =
     "      --name GLOB     only builds and tunings whose kernel entry matches GLOB\n"
     "      --since T       only builds and tunings created after T: unix seconds,\n"
     "                      a date YYYY-MM-DD (UTC), or an age such as 2h, 3d, 1w\n"
-    "      --tuned-only    only tunings, with the builds and blobs their winners need\n\n"
+    "      --tuned-only    only tunings, with the builds and blobs their winners need\n"
+    "      --sign KEYFILE  sign the bundle with the secret key KEYFILE (NAME.key,\n"
+    "                      from cachectl keygen)\n\n"
     "A tuning brings its winning build, a build its blob and the blob's zstd\n"
     "dictionary. Usage stamps and leases are never exported. The summary goes\n"
     "to standard error when the bundle goes to standard output.\n";
@@ -37,12 +40,24 @@ const char ctl_help_import[] =
     "                       replaces it, 'faster' keeps the one whose winner has\n"
     "                       the lower median time\n"
     "      --max-size SIZE  refuse bundles larger than SIZE (default 4G; suffixes\n"
-    "                       K, M, G, T)\n\n"
+    "                       K, M, G, T)\n"
+    "      --trust PUBFILE  accept only a bundle signed by the key in PUBFILE\n"
+    "                       (NAME.pub, from cachectl keygen); default: the file\n"
+    "                       named by KCACHE_TRUST, if set\n\n"
     "FILE '-' reads standard input. A missing store is created. The whole\n"
     "bundle is read and validated (checksums, keys, every cubin against its\n"
     "key) before anything is written; then every record is added in one\n"
     "transaction. Records already present are skipped, so importing twice\n"
-    "changes nothing.\n";
+    "changes nothing. A signed bundle's signature is always verified; with a\n"
+    "trusted key, an unsigned bundle or one signed by another key is refused.\n";
+
+const char ctl_help_keygen[] =
+    "  -o, --output NAME   write the secret key to NAME.key (mode 0600) and the\n"
+    "                      public key to NAME.pub (mode 0644)\n\n"
+    "An Ed25519 key pair for signing bundles: export --sign NAME.key, and\n"
+    "import --trust NAME.pub (or KCACHE_TRUST=NAME.pub) where bundles are\n"
+    "accepted. Existing files are never overwritten. Keep NAME.key secret:\n"
+    "whoever holds it can sign bundles that every trusting store accepts.\n";
 
 /* ---- argument parsing ---------------------------------------------------- */
 
@@ -171,6 +186,98 @@ static const char *plural(uint64_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
+/* ---- keys ---------------------------------------------------------------------- */
+
+/* Load a key file for option opt, saying clearly why it cannot be used. */
+static int load_key(const char *cmd, const char *opt, const char *path, int need_secret,
+                    kc_bundle_key_t *key)
+{
+    int rc = kc_bundle_key_load(path, key);
+
+    switch (rc) {
+    case KC_OK:
+        if (need_secret && !key->has_secret) {
+            ctl_err("%s: %s %s holds a public key; signing needs the secret key "
+                    "(NAME.key)",
+                    cmd, opt, path);
+            return -1;
+        }
+        return 0;
+    case KC_EIO:
+        ctl_err("%s: cannot read key file %s: %s", cmd, path, strerror(errno));
+        break;
+    case KC_EPERM:
+        ctl_err("%s: secret key file %s is open to group or others; chmod 600 it", cmd,
+                path);
+        break;
+    case KC_ECORRUPT:
+        ctl_err("%s: %s is not a kcache key file (one line, 'kcache-ed25519-secret-v1 "
+                "...' or 'kcache-ed25519-public-v1 ...')",
+                cmd, path);
+        break;
+    default:
+        ctl_err("%s: cannot load key file %s: %s", cmd, path, kc_strerror(rc));
+    }
+    return -1;
+}
+
+static json_t *signer_json(const kc_bundle_stats_t *s)
+{
+    char id[KC_BUNDLE_KEY_ID_LEN + 1];
+    if (!s->is_signed)
+        return json_null();
+    kc_bundle_key_id(s->signer, id);
+    return json_string(id);
+}
+
+int ctl_cmd_keygen(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CTL_COMMON_LONGOPTS,
+        {"output", required_argument, NULL, 'o'},
+        {0},
+    };
+    kc_bundle_key_t key;
+    const char *base = NULL;
+    char id[KC_BUNDLE_KEY_ID_LEN + 1];
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "o:", longopts, NULL)) !=
+           -1) {
+        if (c == 'o')
+            base = optarg;
+        else if ((rc = ctl_common_opt(o, self, c, argv)) >= 0)
+            return rc;
+    }
+    if (optind < argc)
+        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    if (!base || !*base)
+        return ctl_usage_err(self->name, "missing -o NAME");
+    rc = kc_bundle_keygen(base, &key);
+    if (rc == KC_EEXIST) {
+        ctl_err("keygen: %s.key or %s.pub already exists; not overwriting it", base,
+                base);
+        return CTL_EXIT_FAIL;
+    }
+    if (rc != KC_OK) {
+        ctl_err("keygen: cannot write %s.key and %s.pub: %s", base, base,
+                rc == KC_EIO ? strerror(errno) : kc_strerror(rc));
+        return CTL_EXIT_FAIL;
+    }
+    kc_bundle_key_id(key.pk, id);
+    kc_bundle_key_wipe(&key);
+    if (o->json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "key_id", json_string(id));
+        json_object_set_new(doc, "secret_key", json_sprintf("%s.key", base));
+        json_object_set_new(doc, "public_key", json_sprintf("%s.pub", base));
+        return ctl_json_print(doc);
+    }
+    printf("key %s: secret key %s.key (keep it private), public key %s.pub\n", id, base,
+           base);
+    return CTL_EXIT_OK;
+}
+
 /* ---- export -------------------------------------------------------------------- */
 
 int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
@@ -182,9 +289,12 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"since", required_argument, NULL, 'S'},
         {"tuned-only", no_argument, NULL, 'T'},
+        {"sign", required_argument, NULL, 'K'},
         {0},
     };
     kc_bundle_filter_t filter = {0};
+    kc_bundle_key_t key = {0};
+    const char *sign = NULL;
     kc_bundle_stats_t s;
     const char *output = NULL;
     char *tmp = NULL;
@@ -215,6 +325,9 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         case 'T':
             filter.tuned_only = 1;
             break;
+        case 'K':
+            sign = optarg;
+            break;
         default:
             if ((rc = ctl_common_opt(o, self, c, argv)) >= 0)
                 return rc;
@@ -228,8 +341,10 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
                                          "pass -o FILE or redirect the output");
     summary = to_stdout ? stderr : stdout;
 
-    if (!(st = ctl_store_open(o, 0)))
+    if (sign && load_key("export", "--sign", sign, 1, &key) != 0)
         return CTL_EXIT_FAIL;
+    if (!(st = ctl_store_open(o, 0)))
+        goto done;
     if (to_stdout) {
         out = stdout;
     } else {
@@ -247,7 +362,7 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
             goto done;
         }
     }
-    rc = kc_bundle_export(st, &filter, out, &s);
+    rc = kc_bundle_export_signed(st, &filter, sign ? &key : NULL, out, &s);
     if (rc != KC_OK) {
         ctl_err("export: %s", kc_store_errmsg(st));
         goto done;
@@ -270,6 +385,7 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         json_t *doc = stats_json(&s);
         json_object_set_new(doc, "left_out_damaged", ctl_json_u64(s.damaged));
         json_object_set_new(doc, "output", json_string(to_stdout ? "-" : output));
+        json_object_set_new(doc, "signed_by", signer_json(&s));
         print_json(doc, summary);
     } else {
         char size[32];
@@ -285,9 +401,15 @@ int ctl_cmd_export(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         if (s.damaged)
             fprintf(summary, "left out %" PRIu64 " damaged or incomplete %s\n", s.damaged,
                     plural(s.damaged, "record", "records"));
+        if (s.is_signed) {
+            char id[KC_BUNDLE_KEY_ID_LEN + 1];
+            kc_bundle_key_id(s.signer, id);
+            fprintf(summary, "signed with key %s\n", id);
+        }
     }
     status = CTL_EXIT_OK;
 done:
+    kc_bundle_key_wipe(&key);
     if (out && out != stdout)
         fclose(out);
     if (tmp) {
@@ -333,9 +455,12 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         CTL_COMMON_LONGOPTS,
         {"prefer", required_argument, NULL, 'p'},
         {"max-size", required_argument, NULL, 'M'},
+        {"trust", required_argument, NULL, 't'},
         {0},
     };
     kc_bundle_import_opts_t io = {0};
+    kc_bundle_key_t trust = {0};
+    const char *trust_path = NULL, *trust_from = "--trust";
     kc_bundle_stats_t s;
     const char *path;
     FILE *in = NULL;
@@ -359,6 +484,9 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
             if (parse_size(optarg, &io.max_bytes) != 0)
                 return ctl_usage_err(self->name, "--max-size '%s' is not a size", optarg);
             break;
+        case 't':
+            trust_path = optarg;
+            break;
         default:
             if ((rc = ctl_common_opt(o, self, c, argv)) >= 0)
                 return rc;
@@ -370,6 +498,17 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind + 1]);
     path = argv[optind];
     io.name = path;
+    if (!trust_path && getenv("KCACHE_TRUST") && *getenv("KCACHE_TRUST")) {
+        trust_path = getenv("KCACHE_TRUST");
+        trust_from = "KCACHE_TRUST";
+    }
+    /* A trust setting that cannot be read refuses everything rather than
+     * falling back to accepting unsigned bundles. */
+    if (trust_path) {
+        if (load_key("import", trust_from, trust_path, 0, &trust) != 0)
+            return CTL_EXIT_FAIL;
+        io.trust = &trust;
+    }
 
     if (strcmp(path, "-") == 0) {
         in = stdin;
@@ -382,7 +521,11 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         goto done;
     rc = kc_bundle_import(st, in, &io, &s);
     if (rc != KC_OK) {
-        ctl_err("import: %s (nothing was imported)", kc_store_errmsg(st));
+        if (rc == KC_ESIGNATURE && io.trust)
+            ctl_err("import: %s (trusted key from %s %s; nothing was imported)",
+                    kc_store_errmsg(st), trust_from, trust_path);
+        else
+            ctl_err("import: %s (nothing was imported)", kc_store_errmsg(st));
         goto done;
     }
     if (o->json) {
@@ -392,6 +535,8 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         json_object_set_new(doc, "tunings_replaced", ctl_json_u64(s.replaced));
         json_object_set_new(doc, "tunings_kept", ctl_json_u64(s.kept));
         json_object_set_new(doc, "prefer", json_string(prefer_names[io.prefer]));
+        json_object_set_new(doc, "signed_by", signer_json(&s));
+        json_object_set_new(doc, "trusted", json_boolean(io.trust != NULL));
         status = ctl_json_print(doc);
         goto done;
     }
@@ -407,6 +552,12 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
                s.replaced, plural(s.replaced, "tuning", "tunings"), s.kept,
                prefer_names[io.prefer]);
     printf("\n");
+    if (s.is_signed) {
+        char id[KC_BUNDLE_KEY_ID_LEN + 1];
+        kc_bundle_key_id(s.signer, id);
+        printf("  signed by key %s%s\n", id,
+               io.trust ? ", the trusted key" : " (verified; no trusted key configured)");
+    }
     status = CTL_EXIT_OK;
 done:
     if (in && in != stdin)

@@ -68,6 +68,11 @@ typedef struct kc_bundle_import_opts {
     uint64_t max_bytes;
     /* Names the bundle in messages ("bundle.kcb", "-"); NULL: "bundle". */
     const char *name;
+    /* A trusted public key (see "Signed bundles" below), or NULL. When set,
+     * only a bundle signed by this key imports: an unsigned one, one signed
+     * by another key or one whose signature does not verify is refused with
+     * KC_ESIGNATURE. Not referenced after the call. */
+    const struct kc_bundle_key *trust;
 } kc_bundle_import_opts_t;
 
 /* What an export wrote or an import found and did. */
@@ -82,6 +87,10 @@ typedef struct kc_bundle_stats {
      * replaced a different stored one, and tunings of the bundle that lost
      * to a different stored one. */
     uint64_t added, present, replaced, kept;
+    /* Whether the bundle carries a signature (verified, for an import that
+     * succeeded), and the signer's public key. */
+    int is_signed;
+    uint8_t signer[32];
 } kc_bundle_stats_t;
 
 /* Write the records selected by filter (NULL: every record) to out as one
@@ -107,7 +116,10 @@ int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter, FILE *
  * store's of the same id; KC_EIO when in cannot be read; KC_EREADONLY, or
  * another store error. On any failure the store is unchanged, and
  * kc_store_errmsg says where the bundle broke, e.g. "bundle.kcb: frame 17
- * (build 3f2a...): checksum mismatch at byte offset 5123". */
+ * (build 3f2a...): checksum mismatch at byte offset 5123".
+ * KC_ESIGNATURE: a signature that does not verify, or, with opts->trust
+ * set, a bundle that is unsigned or signed by another key. A signature
+ * block cut off a bundle whose header announces one is KC_ECORRUPT. */
 int kc_bundle_import(kc_store_t *store, FILE *in, const kc_bundle_import_opts_t *opts,
                      kc_bundle_stats_t *stats);
 
@@ -115,6 +127,69 @@ int kc_bundle_import(kc_store_t *store, FILE *in, const kc_bundle_import_opts_t 
  * not referenced after the call). */
 int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
                          const kc_bundle_import_opts_t *opts, kc_bundle_stats_t *stats);
+
+/* ---- Signed bundles ----------------------------------------------------------
+ *
+ * A bundle may carry an Ed25519 signature (libsodium) over every byte from
+ * its header through its trailer, in a signature block after the trailer;
+ * docs/FORMAT.md ("Signatures") gives the layout and what a signature does
+ * and does not prove. Import verifies a signature whenever one is present;
+ * with a trusted key (kc_bundle_import_opts_t.trust) it also refuses
+ * bundles that are unsigned or signed by another key.
+ *
+ * Key files are one line of text: "kcache-ed25519-secret-v1 " or
+ * "kcache-ed25519-public-v1 ", then the key in standard base64 (with
+ * padding) and a newline. A secret key file holds libsodium's 64-byte
+ * secret key (seed, then public key); a public key file the 32-byte public
+ * key.
+ */
+
+#define KC_BUNDLE_KEY_ID_LEN 16 /* hex digits of a key id */
+
+/* A key pair, or a public key alone (has_secret 0). A plain value: copy it
+ * freely, and wipe one that holds a secret with kc_bundle_key_wipe. */
+typedef struct kc_bundle_key {
+    int has_secret;
+    uint8_t pk[32];
+    uint8_t sk[64];
+} kc_bundle_key_t;
+
+/* Generate a key pair and write it to base + ".key" (the secret key, mode
+ * 0600) and base + ".pub" (the public key, mode 0644). Neither file may
+ * exist: an existing one is never overwritten. key may be NULL; otherwise
+ * it receives the pair.
+ *
+ * Returns KC_OK; KC_EEXIST if either file exists (nothing is written);
+ * KC_EIO if a file cannot be written (nothing is left behind); KC_EINVAL;
+ * KC_EINTERNAL if libsodium cannot initialise. */
+int kc_bundle_keygen(const char *base, kc_bundle_key_t *key);
+
+/* Read a secret or public key file into key (a secret key file also gives
+ * the public key). A secret key file must not be readable or writable by
+ * group or others.
+ *
+ * Returns KC_OK; KC_EIO if the file cannot be read (errno tells why);
+ * KC_ECORRUPT if it is not a kcache key file or its secret and public
+ * halves disagree; KC_EPERM for a secret key file open to group or others;
+ * KC_EINVAL; KC_EINTERNAL. On failure *key is zeroed. */
+int kc_bundle_key_load(const char *path, kc_bundle_key_t *key);
+
+/* The key id: the first 8 bytes of a public key in lowercase hex, into
+ * out[KC_BUNDLE_KEY_ID_LEN + 1]. For messages only; keys are always
+ * compared whole. */
+void kc_bundle_key_id(const uint8_t pk[32], char *out);
+
+/* Zero a key, secret half included, in a way the compiler keeps. */
+void kc_bundle_key_wipe(kc_bundle_key_t *key);
+
+/* kc_bundle_export, signed with key (which must hold a secret; NULL: an
+ * unsigned bundle, as kc_bundle_export). The signature is computed as the
+ * bundle is written, so out still need not be seekable.
+ *
+ * Returns as kc_bundle_export, and KC_EINVAL for a key with no secret. */
+int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
+                            const kc_bundle_key_t *key, FILE *out,
+                            kc_bundle_stats_t *stats);
 
 #ifdef __cplusplus
 }
