@@ -253,6 +253,10 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     eo.map_size = opts->map_size;
     eo.max_readers = opts->max_readers;
     data_exists = access(data_path, F_OK) == 0;
+    /* "Cannot look" is not "not there": a directory this user may not search
+     * is a permission problem, said as such. */
+    if (!data_exists && errno == EACCES)
+        return open_fail(KC_EPERM, "permission denied: cannot look for %s", data_path);
     if (!data_exists && eo.readonly)
         return open_fail(KC_ENOTFOUND,
                          "no kcache store at %s (no data.mdb, and the store is opened "

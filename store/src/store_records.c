@@ -57,6 +57,7 @@ typedef struct del_ctx {
     const kc_key_t *key;
     const void *expect; /* delete only if the stored bytes are these */
     size_t expect_len;
+    int removed; /* set when this call deleted the record */
 } del_ctx_t;
 
 static int del_fn(MDB_txn *txn, void *arg)
@@ -75,6 +76,7 @@ static int del_fn(MDB_txn *txn, void *arg)
     rc = mdb_del(txn, c->env->dbi[c->kind], &k, NULL);
     if (rc != 0)
         return rc;
+    c->removed = 1;
     if (c->kind != KC_REC_USAGE) {
         rc = mdb_del(txn, c->env->dbi[KC_REC_USAGE], &k, NULL);
         if (rc == MDB_NOTFOUND)
@@ -92,10 +94,16 @@ static int corrupt_miss(kc_store_t *st, int kind, const kc_key_t *key, const voi
     char hex[KC_KEY_HEX_LEN + 1];
     int deleted = 0;
 
-    kc_store_count(st, KC_COUNTER_CORRUPT, 1);
+    /* Counted once per damaged record: where the store is writable, by the
+     * reader whose delete removed it (another reader may have got there
+     * first); where it is read-only, by every reader that meets it. */
     if (!st->readonly) {
-        del_ctx_t c = {st->env, kind, key, data, len};
-        deleted = kc__env_write(st->env, del_fn, &c) == 0;
+        del_ctx_t c = {st->env, kind, key, data, len, 0};
+        deleted = kc__env_write(st->env, del_fn, &c) == 0 && c.removed;
+        if (deleted)
+            kc_store_count(st, KC_COUNTER_CORRUPT, 1);
+    } else {
+        kc_store_count(st, KC_COUNTER_CORRUPT, 1);
     }
     kc_key_to_hex(key, hex);
     return kc__store_fail(st, KC_ENOTFOUND, "%s record %s in %s is damaged (%s)%s",
@@ -532,7 +540,7 @@ int kc_store_del(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "delete: invalid record kind %d",
                               (int)kind);
-    c = (del_ctx_t){store->env, kind, key, NULL, 0};
+    c = (del_ctx_t){store->env, kind, key, NULL, 0, 0};
     rc = kc__env_write(store->env, del_fn, &c);
     return kc__store_finish(store, rc, "delete");
 }

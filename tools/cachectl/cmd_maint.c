@@ -183,12 +183,32 @@ static void add_problem(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key
 }
 
 /* 1 if the blob was reported bad already (blobs come first, in key order). */
-static int blob_is_bad(const verify_ctx_t *v, const kc_key_t *blob)
+/* Whether a record of this kind and key was already found bad (records are
+ * checked blobs first, then builds, then tunings). */
+static int is_bad(const verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key)
 {
     for (size_t i = 0; i < v->n_bad; i++)
-        if (v->bad[i].kind == KC_REC_BLOB && kc_key_cmp(&v->bad[i].key, blob) == 0)
+        if (v->bad[i].kind == kind && kc_key_cmp(&v->bad[i].key, key) == 0)
             return 1;
     return 0;
+}
+
+/* A record a build or tuning depends on must be there and sound. */
+static void check_reference(kc_store_t *st, verify_ctx_t *v, kc_rec_kind_t kind,
+                            const kc_key_t *key, kc_rec_kind_t ref_kind,
+                            const kc_key_t *ref, const char *what)
+{
+    char h[KC_KEY_HEX_LEN + 1];
+    void *d = NULL;
+    size_t l = 0;
+    int rc;
+
+    if (is_bad(v, ref_kind, ref))
+        add_problem(v, kind, key, "%s %s is damaged", what, ctl_hex(ref, h));
+    else if ((rc = kc_store_get_raw(st, ref_kind, ref, &d, &l)) != KC_OK)
+        add_problem(v, kind, key, "%s %s is %s", what, ctl_hex(ref, h),
+                    rc == KC_ENOTFOUND ? "missing" : kc_strerror(rc));
+    kc_free(d);
 }
 
 /* The checks a blob's bytes must pass: they decompress, within the size
@@ -214,7 +234,6 @@ static void check_one(kc_store_t *st, verify_ctx_t *v, kc_rec_kind_t kind,
     size_t len = 0;
     kc_record_t *rec = NULL;
     kc_key_t derived;
-    char h[KC_KEY_HEX_LEN + 1];
     int rc = kc_store_get_raw(st, kind, key, &data, &len);
 
     if (rc == KC_ENOTFOUND)
@@ -246,19 +265,12 @@ static void check_one(kc_store_t *st, verify_ctx_t *v, kc_rec_kind_t kind,
             add_problem(v, kind, key, "key does not match the record's preimage");
             break;
         }
-        if (kind == KC_REC_BUILD) {
-            const kc_key_t *blob = &rec->u.build.blob;
-            void *bd = NULL;
-            size_t bl = 0;
-            if (blob_is_bad(v, blob)) {
-                add_problem(v, kind, key, "its blob %s is damaged", ctl_hex(blob, h));
-            } else if ((rc = kc_store_get_raw(st, KC_REC_BLOB, blob, &bd, &bl)) !=
-                       KC_OK) {
-                add_problem(v, kind, key, "its blob %s is %s", ctl_hex(blob, h),
-                            rc == KC_ENOTFOUND ? "missing" : kc_strerror(rc));
-            }
-            kc_free(bd);
-        }
+        if (kind == KC_REC_BUILD)
+            check_reference(st, v, kind, key, KC_REC_BLOB, &rec->u.build.blob,
+                            "its blob");
+        else
+            check_reference(st, v, kind, key, KC_REC_BUILD, &rec->u.tuning.winner_build,
+                            "its winning build");
         break;
     default:
         break;
