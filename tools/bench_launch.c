@@ -43,18 +43,24 @@ static const int64_t kBlocks[] = {32, 64, 128, 256, 512, 1024};
 /* For the cold-miss comparison: a kernel whose compile is not dominated by
  * NVRTC's fixed cost (unrolled polynomial evaluation). */
 static const char *kHeavySource =
-    "template <int K> __device__ __forceinline__ float horner(float x)\n"
+    "template <int K, int J> __device__ __forceinline__ float horner(float x)\n"
     "{\n"
     "    float r = 0.0f;\n"
     "#pragma unroll\n"
     "    for (int i = 0; i < K; i++)\n"
-    "        r = r * x + (float)(i % 7) * 0.5f;\n"
+    "        r = r * x + (float)((i * (J + 3)) % 11) * 0.25f;\n"
     "    return r;\n"
     "}\n"
     "extern \"C\" __global__ void poly(float *x, int n)\n"
     "{\n"
     "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-    "    if (i < n) x[i] = horner<512>(x[i]) + horner<256>(x[i] * 0.5f);\n"
+    "    if (i >= n) return;\n"
+    "    float v = x[i];\n"
+    "    x[i] = horner<512, 0>(v) + horner<512, 1>(v * 0.5f) + horner<512, 2>(v * 0.25f) "
+    "+\n"
+    "           horner<512, 3>(v * 0.125f) + horner<512, 4>(v + 1.0f) +\n"
+    "           horner<512, 5>(v - 1.0f) + horner<512, 6>(v * 2.0f) + horner<512, "
+    "7>(-v);\n"
     "}\n";
 #define N_BLOCKS (sizeof(kBlocks) / sizeof(kBlocks[0]))
 /* The steady-state run tunes this size in the shared store; the warm
