@@ -87,8 +87,8 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         goto fail;
     }
     if (l->n == 0) {
-        snprintf(tls_errmsg, sizeof(tls_errmsg), "no store of '%.200s' could be opened: %.250s",
-                 path_list, l->warnings);
+        snprintf(tls_errmsg, sizeof(tls_errmsg),
+                 "no store of '%.200s' could be opened: %.250s", path_list, l->warnings);
         rc = KC_ENOTFOUND;
         goto fail;
     }
