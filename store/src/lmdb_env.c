@@ -54,6 +54,7 @@ int kc__mdb_code(int rc)
         return KC_EREADERS;
     case MDB_MAP_FULL:
     case ENOSPC:
+    case EFBIG: /* the file size limit: as good as a full disk for the store */
         return KC_ENOSPC;
     case EACCES:
     case EPERM:

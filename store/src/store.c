@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fsinfo.h"
@@ -76,6 +77,14 @@ int kc__store_finish(const kc_store_t *st, int rc, const char *what)
         int code = kc__mdb_code(rc);
         if (code == KC_ENOTFOUND)
             return code;
+        /* LMDB reports a write cut short by a full disk as EIO; say what
+         * happened when the filesystem is indeed (nearly) out of space. */
+        struct statvfs vfs;
+        if (rc == EIO && statvfs(st->path, &vfs) == 0 &&
+            (uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20))
+            return kc__store_fail(st, KC_ENOSPC,
+                                  "%s: no space left on the filesystem of store %s (%s)",
+                                  what, st->path, mdb_strerror(rc));
         return kc__store_fail(st, code, "%s: %s (store %s)", what, mdb_strerror(rc),
                               st->path);
     }
