@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -57,6 +58,43 @@ void kct_rmrf(const char *path)
     char cmd[PATH_MAX + 32];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
     (void)!system(cmd);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int rm_entry_chmod(const char *path, const struct stat *sb, int flag,
+                          struct FTW *ftw)
+{
+    /* Tests make trees read-only; their entries cannot be removed until
+     * the directory is writable again. */
+    if (flag == FTW_DP || flag == FTW_D)
+        chmod(path, 0755);
+    return rm_entry(path, sb, flag, ftw);
+}
+
+void kct_rmtree(const char *path, int chmod_dirs)
+{
+    nftw(path, chmod_dirs ? rm_entry_chmod : rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int kct_store_scratch(const char *tag, char *root, size_t cap, kc_store_t **st)
+{
+    *st = NULL;
+    if (kct_tmpdir(tag, root, cap) != 0)
+        return -1;
+    return kc_store_open(root, NULL, st) == KC_OK ? 0 : -1;
+}
+
+void kct_store_scratch_free(const char *root, kc_store_t *st)
+{
+    kc_store_close(st);
+    kct_rmtree(root, 0);
 }
 
 uint64_t kct_now_ms(void)

@@ -43,6 +43,18 @@ int kct_tmpdir(const char *tag, char *out, size_t cap);
 /* rm -rf path. */
 void kct_rmrf(const char *path);
 
+/* Remove the tree at path in-process (nftw, depth first, not following
+ * links). With chmod_dirs, each directory is made 0755 first, for trees a
+ * test made read-only. Errors are ignored: this is teardown. */
+void kct_rmtree(const char *path, int chmod_dirs);
+
+/* A new scratch directory as kct_tmpdir(tag, root, cap) with a store opened
+ * in it (default options) into *st. Returns 0, or -1 with *st NULL. */
+int kct_store_scratch(const char *tag, char *root, size_t cap, kc_store_t **st);
+
+/* Close st (may be NULL) and remove root. */
+void kct_store_scratch_free(const char *root, kc_store_t *st);
+
 /* Monotonic milliseconds. */
 uint64_t kct_now_ms(void);
 

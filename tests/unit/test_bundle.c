@@ -12,12 +12,12 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zdict.h>
 #include <zstd.h>
 
+#include "kc_testutil.h"
 #include "bundle_internal.h"
 #include "kcache/blob.h"
 #include "kcache/bundle.h"
@@ -231,15 +231,8 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_bundle.XXXXXX", base);
-    if (!mkdtemp(f->root))
+    if (!f || kct_tmpdir("test_bundle", f->root, sizeof(f->root)) != 0)
         return -1;
     for (int i = 0; i < 3; i++) {
         snprintf(f->path[i], sizeof(f->path[i]), "%s/store%d", f->root, i);
@@ -250,21 +243,13 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture_t *f = *state;
 
     for (int i = 0; i < 3; i++)
         kc_store_close(f->st[i]);
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(f->root, 0);
     kc_free(f->tuning.pre);
     free(f->bundle);
     free(f);

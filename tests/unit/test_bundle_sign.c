@@ -14,12 +14,12 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "kc_testutil.h"
 #include "bundle_internal.h"
 #include "kcache/bundle.h"
 #include "kcache/shape.h"
@@ -173,15 +173,8 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_bundle_sign.XXXXXX", base);
-    if (!mkdtemp(f->root))
+    if (!f || kct_tmpdir("test_bundle_sign", f->root, sizeof(f->root)) != 0)
         return -1;
     for (int i = 0; i < 2; i++) {
         char pub[620];
@@ -205,14 +198,6 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture_t *f = *state;
@@ -221,7 +206,7 @@ static int teardown(void **state)
         kc_store_close(f->st[i]);
         kc_bundle_key_wipe(&f->key[i]);
     }
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(f->root, 0);
     free(f->bundle);
     free(f);
     return 0;

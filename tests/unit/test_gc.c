@@ -14,13 +14,13 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kc_testutil.h"
 #include "kcache/errors.h"
 #include "kcache/key.h"
 #include "kcache/record.h"
@@ -43,15 +43,8 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_gc.XXXXXX", base);
-    if (!mkdtemp(f->root))
+    if (!f || kct_tmpdir("test_gc", f->root, sizeof(f->root)) != 0)
         return -1;
     snprintf(f->dir, sizeof(f->dir), "%s/store", f->root);
     unsetenv("KCACHE_MAX_SIZE");
@@ -61,20 +54,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture_t *f = *state;
 
     kc_store_close(f->st);
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(f->root, 0);
     unsetenv("KCACHE_MAX_SIZE");
     free(f);
     return 0;

@@ -25,58 +25,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kc_simkernels.h"
 #include "kc_testutil.h"
 #include "kcache/launch.h"
 #include "kcache/record.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
 
-static const char inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
-                              "{\n"
-                              "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                              "    if (i < n)\n"
-                              "        x[i] += 1.0f;\n"
-                              "}\n";
-
-#define PARAM_PTR(p) ((void *)(uintptr_t) * (const uint64_t *)(p))
-#define PARAM_I32(p) (*(const int32_t *)(p))
-
-static int sim_inc(void *user, const kc_sim_launch_t *l)
-{
-    float *x = PARAM_PTR(l->params[0]);
-    int n = PARAM_I32(l->params[1]);
-    (void)user;
-    for (unsigned b = 0; b < l->grid[0]; b++)
-        for (unsigned t = 0; t < l->block[0]; t++) {
-            long i = (long)b * l->block[0] + t;
-            if (i < n)
-                x[i] += 1.0f;
-        }
-    return 0;
-}
-
-static uint64_t cost(void *user, const kc_sim_launch_t *l)
-{
-    (void)user;
-    return 1000 + l->block[0];
-}
-
 static const int64_t blocks[] = {128, 256};
 static const kc_param_spec_t block_param[] = {{"BLOCK", blocks, 2}};
-static const kc_arg_spec_t inc_args[] = {
-    {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
-    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
-};
 
 static kc_kernel_spec_t inc_spec(void)
 {
     return (kc_kernel_spec_t){.name = "corrupt.inc",
                               .source_kind = KC_SOURCE_CUDA,
-                              .source = inc_src,
+                              .source = kcs_inc_src,
                               .entry = "inc",
                               .params = block_param,
                               .n_params = 1,
-                              .args = inc_args,
+                              .args = kcs_inc_args,
                               .n_args = 2,
                               .grid = {"cdiv(n, BLOCK)"},
                               .block = {"BLOCK"}};
@@ -131,7 +98,8 @@ static void launch_once(fx_t *f, run_t *out)
     for (int i = 0; i < N; i++)
         x[i] = (float)i;
     assert_int_equal(kc_sim_create(NULL, &sim), KC_OK);
-    assert_int_equal(kc_sim_register(sim, "inc", sim_inc, cost, NULL), KC_OK);
+    assert_int_equal(kc_sim_register(sim, "inc", kcs_sim_inc, kcs_cost_linear, NULL),
+                     KC_OK);
     o.device = KC_DEVICE_SIM;
     o.sim = sim;
     o.store_dir = f->dir;

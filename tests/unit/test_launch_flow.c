@@ -19,27 +19,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kc_simkernels.h"
 #include "kcache/launch.h"
 #include "kcache/record.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
 
 /* ---- kernels: CUDA C for NVRTC, C functions for the sim ----------------- */
-
-static const char vadd_src[] = "extern \"C\" __global__ void vadd(const float *a, const "
-                               "float *b, float *out, int n)\n"
-                               "{\n"
-                               "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                               "    if (i < n)\n"
-                               "        out[i] = a[i] + b[i];\n"
-                               "}\n";
-
-static const char inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
-                              "{\n"
-                              "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                              "    if (i < n)\n"
-                              "        x[i] += 1.0f;\n"
-                              "}\n";
 
 /* Fails to compile for one config only. */
 static const char flaky_src[] = "#if BLOCK == 512\n"
@@ -52,73 +38,6 @@ static const char flaky_src[] = "#if BLOCK == 512\n"
                                 "        x[i] += 1.0f;\n"
                                 "}\n";
 
-#define PARAM_PTR(p) ((void *)(uintptr_t) * (const uint64_t *)(p))
-#define PARAM_I32(p) (*(const int32_t *)(p))
-
-/* What the sim functions do besides computing, per test. */
-typedef struct behaviour {
-    unsigned fail_block;   /* launches with this block size report a failure */
-    unsigned sticky_block; /* ... or an illegal address */
-} behaviour_t;
-
-static void for_each_thread(const kc_sim_launch_t *l, int n,
-                            void (*body)(int, void *const *), void *const *params)
-{
-    for (unsigned b = 0; b < l->grid[0]; b++)
-        for (unsigned t = 0; t < l->block[0]; t++) {
-            long i = (long)b * l->block[0] + t;
-            if (i < n)
-                body((int)i, params);
-        }
-}
-
-static void vadd_body(int i, void *const *p)
-{
-    const float *a = PARAM_PTR(p[0]), *b = PARAM_PTR(p[1]);
-    float *out = PARAM_PTR(p[2]);
-    out[i] = a[i] + b[i];
-}
-
-static void inc_body(int i, void *const *p)
-{
-    float *x = PARAM_PTR(p[0]);
-    x[i] += 1.0f;
-}
-
-static int check_behaviour(void *user, const kc_sim_launch_t *l)
-{
-    const behaviour_t *bh = user;
-    if (bh && bh->sticky_block && l->block[0] == bh->sticky_block)
-        return KC_ESTICKY;
-    if (bh && bh->fail_block && l->block[0] == bh->fail_block)
-        return 1;
-    return 0;
-}
-
-static int sim_vadd(void *user, const kc_sim_launch_t *l)
-{
-    int rc = check_behaviour(user, l);
-    if (rc == 0)
-        for_each_thread(l, PARAM_I32(l->params[3]), vadd_body, l->params);
-    return rc;
-}
-
-static int sim_inc(void *user, const kc_sim_launch_t *l)
-{
-    int rc = check_behaviour(user, l);
-    if (rc == 0)
-        for_each_thread(l, PARAM_I32(l->params[1]), inc_body, l->params);
-    return rc;
-}
-
-/* BLOCK = 256 is fastest; the rest are slower by their distance from it. */
-static uint64_t cost_256(void *user, const kc_sim_launch_t *l)
-{
-    (void)user;
-    long d = (long)l->block[0] - 256;
-    return (uint64_t)(d < 0 ? -d : d) + 1000;
-}
-
 /* ---- specs --------------------------------------------------------------- */
 
 static const int64_t blocks5[] = {64, 128, 256, 512, 1024};
@@ -128,26 +47,15 @@ static const kc_param_spec_t block_param1[] = {{"BLOCK", block_one, 1}};
 static const int64_t flaky_blocks[] = {128, 256, 512, 1024, 2048};
 static const kc_param_spec_t flaky_param[] = {{"BLOCK", flaky_blocks, 5}};
 
-static const kc_arg_spec_t vadd_args[] = {
-    {"a", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
-    {"b", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
-    {"out", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_OUT, 0},
-    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
-};
-static const kc_arg_spec_t inc_args[] = {
-    {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
-    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
-};
-
 static kc_kernel_spec_t vadd_spec(void)
 {
     return (kc_kernel_spec_t){.name = "test.vadd",
                               .source_kind = KC_SOURCE_CUDA,
-                              .source = vadd_src,
+                              .source = kcs_vadd_src,
                               .entry = "vadd",
                               .params = block_param5,
                               .n_params = 1,
-                              .args = vadd_args,
+                              .args = kcs_vadd_args,
                               .n_args = 4,
                               .grid = {"cdiv(n, BLOCK)"},
                               .block = {"BLOCK"}};
@@ -162,7 +70,7 @@ static kc_kernel_spec_t inc_spec(const char *name, const char *src, const char *
                               .entry = entry,
                               .params = params,
                               .n_params = 1,
-                              .args = inc_args,
+                              .args = kcs_inc_args,
                               .n_args = 2,
                               .grid = {"cdiv(n, BLOCK)"},
                               .block = {"BLOCK"}};
@@ -170,152 +78,19 @@ static kc_kernel_spec_t inc_spec(const char *name, const char *src, const char *
 
 /* ---- fixture ------------------------------------------------------------- */
 
-typedef struct fx {
-    char dir[512];
-    kc_sim_t *sim;
-    kc_launcher_t *l;
-    behaviour_t bh;
-    char log[4096];
-} fx_t;
-
-static void capture_log(void *user, kc_log_level_t level, const char *msg)
-{
-    fx_t *f = user;
-    (void)level;
-    size_t len = strlen(f->log);
-    snprintf(f->log + len, sizeof(f->log) - len, "%s\n", msg);
-}
-
-static int make_dir(fx_t *f)
-{
-    const char *base = getenv("KC_TEST_TMP");
-    char tmpl[512];
-
-    if (!base || !base[0])
-        base = "/tmp";
-    snprintf(tmpl, sizeof(tmpl), "%s", base);
-    /* KC_TEST_TMP may not exist yet: create it and its parents. */
-    for (char *p = tmpl + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            (void)!mkdir(tmpl, 0755);
-            *p = '/';
-        }
-    (void)!mkdir(tmpl, 0755);
-    if ((size_t)snprintf(f->dir, sizeof(f->dir), "%.480s/launch_flow.XXXXXX", tmpl) >=
-        sizeof(f->dir))
-        return -1;
-    return mkdtemp(f->dir) ? 0 : -1;
-}
-
-static void new_sim(fx_t *f, const kc_sim_opts_t *opts)
-{
-    kc_sim_destroy(f->sim);
-    assert_int_equal(kc_sim_create(opts, &f->sim), KC_OK);
-    assert_int_equal(kc_sim_register(f->sim, "vadd", sim_vadd, cost_256, &f->bh), KC_OK);
-    assert_int_equal(kc_sim_register(f->sim, "inc", sim_inc, cost_256, &f->bh), KC_OK);
-    assert_int_equal(kc_sim_register(f->sim, "flaky", sim_inc, cost_256, &f->bh), KC_OK);
-}
-
-static kc_launcher_opts_t sim_opts(fx_t *f)
-{
-    kc_launcher_opts_t o = {0};
-    o.device = KC_DEVICE_SIM;
-    o.sim = f->sim;
-    o.store_dir = f->dir;
-    o.budget_ms = 0.01; /* the sim's clock: a few microseconds per run */
-    o.min_reps = 3;
-    o.max_reps = 10;
-    o.log = capture_log;
-    o.log_user = f;
-    o.log_level = KC_LOG_DEBUG;
-    return o;
-}
-
-static void new_launcher(fx_t *f)
-{
-    kc_launcher_opts_t o = sim_opts(f);
-    kc_launcher_destroy(f->l);
-    f->l = NULL;
-    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
-}
-
 static int setup(void **state)
 {
-    fx_t *f = calloc(1, sizeof(*f));
-    if (!f || make_dir(f) != 0)
-        return -1;
-    new_sim(f, NULL);
-    new_launcher(f);
-    *state = f;
-    return 0;
+    return kcs_fx_setup(state, "launch_flow", 1);
 }
 
 static int teardown(void **state)
 {
-    fx_t *f = *state;
-    char cmd[600];
-    kc_launcher_destroy(f->l);
-    kc_sim_destroy(f->sim);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
-    free(f);
-    return 0;
+    return kcs_fx_teardown(state);
 }
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* 64-byte aligned floats, so every buffer has the same signature. */
-static float *falloc(size_t bytes)
-{
-    return aligned_alloc(64, (bytes + 63) / 64 * 64);
-}
-
-typedef struct vecs {
-    int n;
-    int64_t dims[1];
-    float *a, *b, *out;
-    kc_arg_t args[4];
-} vecs_t;
-
-static void vecs_init(vecs_t *v, int n)
-{
-    v->n = n;
-    v->dims[0] = n;
-    v->a = falloc((size_t)n * sizeof(float) + 64);
-    v->b = falloc((size_t)n * sizeof(float) + 64);
-    v->out = falloc((size_t)n * sizeof(float) + 64);
-    assert_non_null(v->a);
-    assert_non_null(v->b);
-    assert_non_null(v->out);
-    for (int i = 0; i < n; i++) {
-        v->a[i] = (float)i;
-        v->b[i] = (float)(2 * i + 1);
-        v->out[i] = -1.f;
-    }
-    memset(v->args, 0, sizeof(v->args));
-    v->args[0] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->a, .rank = 1, .dims = v->dims};
-    v->args[1] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->b, .rank = 1, .dims = v->dims};
-    v->args[2] =
-        (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->out, .rank = 1, .dims = v->dims};
-    v->args[3].value.i = n;
-}
-
-static void vecs_check(const vecs_t *v)
-{
-    for (int i = 0; i < v->n; i++)
-        if (v->out[i] != (float)(3 * i + 1))
-            fail_msg("out[%d] = %g, expected %d", i, v->out[i], 3 * i + 1);
-}
-
-static void vecs_free(vecs_t *v)
-{
-    free(v->a);
-    free(v->b);
-    free(v->out);
-}
-
-static uint64_t store_count(fx_t *f, kc_rec_kind_t kind)
+static uint64_t store_count(kcs_fx_t *f, kc_rec_kind_t kind)
 {
     kc_store_stats_t s;
     kc_store_t *st = kc_launcher_store(f->l);
@@ -334,7 +109,7 @@ static int64_t last_block(kc_kernel_t *k)
     return p[0].value;
 }
 
-static uint64_t sim_launches(fx_t *f)
+static uint64_t sim_launches(kcs_fx_t *f)
 {
     kc_sim_counters_t c;
     kc_sim_counters(f->sim, &c);
@@ -353,7 +128,7 @@ static int grab_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     return kc_record_decode(data, len, out) == KC_OK ? 0 : 3;
 }
 
-static kc_record_t *the_tuning(fx_t *f)
+static kc_record_t *the_tuning(kcs_fx_t *f)
 {
     kc_record_t *rec = NULL;
     assert_int_equal(
@@ -375,16 +150,16 @@ static const kc_candidate_t *cand_with_block(const kc_tuning_rec_t *t, int64_t b
 
 static void test_first_launch_compiles_tunes_publishes_and_computes(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
-    vecs_t v;
+    kcs_vecs_t v;
 
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
 
     assert_int_equal(kc_kernel_stats(k, &s), KC_OK);
     assert_int_equal(s.compiles, 5);
@@ -413,22 +188,22 @@ static void test_first_launch_compiles_tunes_publishes_and_computes(void **state
     uint64_t before = sim_launches(f);
     memset(v.out, 0, (size_t)v.n * sizeof(float));
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     assert_int_equal(sim_launches(f), before + 1);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.memo_hits, 1);
     assert_int_equal(s.tunes, 1);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_written_buffers_hold_one_launch_after_tuning(void **state)
 {
-    fx_t *f = *state;
-    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kcs_fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc", kcs_inc_src, "inc", block_param5);
     kc_kernel_t *k;
     kc_sim_counters_t c;
     enum { N = 777 };
-    float *x = falloc(N * sizeof(float) + 64);
+    float *x = kcs_falloc(N * sizeof(float) + 64);
     int64_t dims[1] = {N};
     kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
 
@@ -451,13 +226,13 @@ static void test_written_buffers_hold_one_launch_after_tuning(void **state)
 
 static void test_saved_buffers_go_to_host_memory_when_device_memory_is_short(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_sim_opts_t so = {.mem_limit = 1 << 20};
-    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kc_kernel_spec_t spec = inc_spec("test.inc", kcs_inc_src, "inc", block_param5);
     kc_kernel_t *k;
     kc_sim_counters_t c;
     enum { N = 4096 };
-    float *x = falloc(N * sizeof(float));
+    float *x = kcs_falloc(N * sizeof(float));
     int64_t dims[1] = {N};
     kc_arg_t args[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims}};
 
@@ -466,8 +241,8 @@ static void test_saved_buffers_go_to_host_memory_when_device_memory_is_short(voi
         x[i] = 3.f;
     kc_launcher_destroy(f->l);
     f->l = NULL;
-    new_sim(f, &so);
-    new_launcher(f);
+    kcs_new_sim(f, &so);
+    kcs_new_launcher(f);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
     for (int i = 0; i < N; i++)
@@ -479,27 +254,27 @@ static void test_saved_buffers_go_to_host_memory_when_device_memory_is_short(voi
 
 static void test_second_launcher_on_the_same_store_hits_without_compiling(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
     kc_sim_counters_t c;
-    vecs_t v;
+    kcs_vecs_t v;
 
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
 
     /* A new process, in effect: a fresh sim and launcher on the store. */
     kc_launcher_destroy(f->l);
     f->l = NULL;
-    new_sim(f, NULL);
-    new_launcher(f);
-    vecs_free(&v);
-    vecs_init(&v, 1000);
+    kcs_new_sim(f, NULL);
+    kcs_new_launcher(f);
+    kcs_vecs_free(&v);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.store_hits, 1);
@@ -510,7 +285,7 @@ static void test_second_launcher_on_the_same_store_hits_without_compiling(void *
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.launches, 1);
     assert_int_equal(c.modules_loaded, 1);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 /* Collects every blob key in the store. */
@@ -533,18 +308,18 @@ static int collect_key(void *user, kc_rec_kind_t kind, const kc_key_t *key,
 
 static void test_warm_hit_reads_only_the_winners_cubin(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
     kc_record_t *tuning, *build = NULL;
     keylist_t blobs = {0};
-    vecs_t v;
+    kcs_vecs_t v;
 
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 
     /* Leave only the winner's cubin in the store. */
     kc_store_t *st = kc_launcher_store(f->l);
@@ -561,52 +336,52 @@ static void test_warm_hit_reads_only_the_winners_cubin(void **state)
 
     /* A new process hits without touching the other candidates' cubins:
      * had it fetched them, it would have found them gone and recompiled. */
-    new_sim(f, NULL);
-    new_launcher(f);
-    vecs_init(&v, 1000);
+    kcs_new_sim(f, NULL);
+    kcs_new_launcher(f);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.store_hits, 1);
     assert_int_equal(s.compiles, 0);
     assert_int_equal(s.builds_reused, 5);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 
     /* A new signature must tune: the four lost cubins compile again. */
-    vecs_init(&v, 4096);
+    kcs_vecs_init(&v, 4096);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.compiles, 4);
     assert_int_equal(s.tunes, 1);
     assert_int_equal(last_block(k), 256);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_registration_prefetches_stored_winners_unless_told_not_to(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
     kc_sim_counters_t c;
-    vecs_t v;
+    kcs_vecs_t v;
 
     /* Two signatures tuned: their winners are the same build (BLOCK=256). */
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_free(&v);
-    vecs_init(&v, 4096);
+    kcs_vecs_free(&v);
+    kcs_vecs_init(&v, 4096);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
     assert_int_equal(store_count(f, KC_REC_TUNING), 2);
 
     /* A new process: registration alone loads the one stored winner. */
-    new_sim(f, NULL);
-    new_launcher(f);
+    kcs_new_sim(f, NULL);
+    kcs_new_launcher(f);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
     kc_kernel_stats(k, &s);
@@ -614,18 +389,18 @@ static void test_registration_prefetches_stored_winners_unless_told_not_to(void 
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.modules_loaded, 1);
     assert_int_equal(c.launches, 0);
-    vecs_init(&v, 4096);
+    kcs_vecs_init(&v, 4096);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.modules_loaded, 1); /* the launch loaded nothing */
     kc_kernel_stats(k, &s);
     assert_int_equal(s.store_hits, 1);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 
     /* With no_prefetch, nothing is loaded until a launch needs it. */
-    new_sim(f, NULL);
-    kc_launcher_opts_t o = sim_opts(f);
+    kcs_new_sim(f, NULL);
+    kc_launcher_opts_t o = kcs_sim_opts(f);
     o.no_prefetch = 1;
     kc_launcher_destroy(f->l);
     f->l = NULL;
@@ -636,35 +411,35 @@ static void test_registration_prefetches_stored_winners_unless_told_not_to(void 
     assert_int_equal(s.prefetched, 0);
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.modules_loaded, 0);
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.modules_loaded, 1);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
-    vecs_t v;
+    kcs_vecs_t v;
 
-    vecs_init(&v, 1000);
+    kcs_vecs_init(&v, 1000);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 
     kc_launcher_destroy(f->l);
     f->l = NULL;
-    new_sim(f, NULL);
-    new_launcher(f);
-    vecs_init(&v, 4096); /* other dims, and n is now a multiple of 16 */
+    kcs_new_sim(f, NULL);
+    kcs_new_launcher(f);
+    kcs_vecs_init(&v, 4096); /* other dims, and n is now a multiple of 16 */
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.compiles, 0);
     assert_int_equal(s.builds_reused, 5);
@@ -672,13 +447,13 @@ static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
     assert_int_equal(s.store_hits, 0);
     assert_int_equal(store_count(f, KC_REC_BUILD), 5);
     assert_int_equal(store_count(f, KC_REC_TUNING), 2);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void
 test_failed_candidates_are_recorded_with_their_reason_and_skipped(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     /* 128 fails at launch, 512 does not compile, 1024 is over this device's
      * 512 threads, 2048 over CUDA's 1024: only 256 runs. */
     kc_sim_opts_t so = {.max_threads = 512};
@@ -694,8 +469,8 @@ test_failed_candidates_are_recorded_with_their_reason_and_skipped(void **state)
     memset(x, 0, sizeof(x));
     kc_launcher_destroy(f->l);
     f->l = NULL;
-    new_sim(f, &so);
-    new_launcher(f);
+    kcs_new_sim(f, &so);
+    kcs_new_launcher(f);
     f->bh.fail_block = 128;
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, args, 2), KC_OK);
@@ -734,8 +509,8 @@ test_failed_candidates_are_recorded_with_their_reason_and_skipped(void **state)
 
 static void test_sticky_error_stops_tuning(void **state)
 {
-    fx_t *f = *state;
-    kc_kernel_spec_t spec = inc_spec("test.inc", inc_src, "inc", block_param5);
+    kcs_fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc", kcs_inc_src, "inc", block_param5);
     kc_kernel_t *k;
     kc_kernel_stats_t s;
     enum { N = 100 };
@@ -756,8 +531,8 @@ static void test_sticky_error_stops_tuning(void **state)
 
 static void test_one_candidate_spec_skips_timing(void **state)
 {
-    fx_t *f = *state;
-    kc_kernel_spec_t spec = inc_spec("test.inc1", inc_src, "inc", block_param1);
+    kcs_fx_t *f = *state;
+    kc_kernel_spec_t spec = inc_spec("test.inc1", kcs_inc_src, "inc", block_param1);
     kc_kernel_t *k;
     enum { N = 100 };
     float x[N] = {0};
@@ -776,7 +551,7 @@ static void test_one_candidate_spec_skips_timing(void **state)
 
 static void test_bad_spec_and_bad_expression_name_field_and_column(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k = (kc_kernel_t *)1;
 
@@ -796,33 +571,33 @@ static void test_bad_spec_and_bad_expression_name_field_and_column(void **state)
 
 static void test_launcher_without_a_store_still_tunes_and_launches(void **state)
 {
-    fx_t *f = *state;
-    kc_launcher_opts_t o = sim_opts(f);
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
-    vecs_t v;
+    kcs_vecs_t v;
 
     o.no_store = 1;
     kc_launcher_destroy(f->l);
     f->l = NULL;
     assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
     assert_null(kc_launcher_store(f->l));
-    vecs_init(&v, 500);
+    kcs_vecs_init(&v, 500);
     assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     kc_kernel_stats(k, &s);
     assert_int_equal(s.tunes, 1);
     assert_int_equal(s.publishes, 0);
     assert_int_equal(last_block(k), 256);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_unopenable_store_is_a_warning_not_an_error(void **state)
 {
-    fx_t *f = *state;
-    kc_launcher_opts_t o = sim_opts(f);
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
     char path[600];
     FILE *fp;
 
@@ -842,12 +617,12 @@ static void test_unopenable_store_is_a_warning_not_an_error(void **state)
 
 static void test_no_device_compiles_and_publishes_builds(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_launcher_opts_t o = {0};
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
-    vecs_t v;
+    kcs_vecs_t v;
 
     o.device = KC_DEVICE_NONE;
     o.arch = "sm_80";
@@ -863,9 +638,9 @@ static void test_no_device_compiles_and_publishes_builds(void **state)
     assert_int_equal(s.publishes, 1);
     assert_int_equal(store_count(f, KC_REC_BUILD), 5);
     assert_int_equal(store_count(f, KC_REC_TUNING), 0);
-    vecs_init(&v, 10);
+    kcs_vecs_init(&v, 10);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_ENODEVICE);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_no_device_needs_an_arch(void **state)
@@ -882,7 +657,7 @@ static void test_no_device_needs_an_arch(void **state)
 
 static void test_registering_the_same_spec_twice_gives_one_kernel(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k1, *k2, *found;
 
@@ -896,19 +671,19 @@ static void test_registering_the_same_spec_twice_gives_one_kernel(void **state)
 
 static void test_spec_file_kernels_launch_and_match_their_c_twin(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t **ks = NULL, *found, *twin;
     size_t n = 0;
     char path[600];
-    vecs_t v;
+    kcs_vecs_t v;
 
     json_t *doc = json_pack(
         "{s:i, s:[{s:s, s:s, s:s, s:s, s:{s:[i,i,i,i,i]}, s:[{s:s, s:s, s:s}, {s:s, s:s, "
         "s:s},"
         " {s:s, s:s, s:s}, {s:s, s:s}], s:[s], s:[s]}]}",
         "version", 1, "kernels", "name", "test.vadd", "source_kind", "cuda", "source",
-        vadd_src, "entry", "vadd", "params", "BLOCK", 64, 128, 256, 512, 1024, "args",
+        kcs_vadd_src, "entry", "vadd", "params", "BLOCK", 64, 128, 256, 512, 1024, "args",
         "name", "a", "type", "f32*", "access", "in", "name", "b", "type", "f32*",
         "access", "in", "name", "out", "type", "f32*", "access", "out", "name", "n",
         "type", "i32", "grid", "cdiv(n, BLOCK)", "block", "BLOCK");
@@ -924,17 +699,17 @@ static void test_spec_file_kernels_launch_and_match_their_c_twin(void **state)
     /* The same kernel given as a C struct is the same kernel. */
     assert_int_equal(kc_kernel_get(f->l, &spec, &twin), KC_OK);
     assert_ptr_equal(twin, ks[0]);
-    vecs_init(&v, 300);
+    kcs_vecs_init(&v, 300);
     assert_int_equal(kc_kernel_launch(ks[0], NULL, v.args, 4), KC_OK);
-    vecs_check(&v);
+    kcs_vecs_check(&v);
     assert_int_equal(last_block(ks[0]), 256);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
     kc_free(ks);
 }
 
 static void test_bad_spec_file_names_the_file_and_field(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     kc_kernel_t **ks = (kc_kernel_t **)1;
     size_t n = 7;
     char path[600];
@@ -958,7 +733,7 @@ static void test_bad_spec_file_names_the_file_and_field(void **state)
 typedef struct racer {
     kc_kernel_t *k;
     pthread_barrier_t *go;
-    vecs_t v;
+    kcs_vecs_t v;
     int rc;
 } racer_t;
 
@@ -972,7 +747,7 @@ static void *race(void *arg)
 
 static void test_eight_threads_missing_at_once_tune_once(void **state)
 {
-    fx_t *f = *state;
+    kcs_fx_t *f = *state;
     enum { T = 8 };
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
@@ -985,15 +760,15 @@ static void test_eight_threads_missing_at_once_tune_once(void **state)
     pthread_barrier_init(&go, NULL, T);
     for (int i = 0; i < T; i++) {
         r[i] = (racer_t){.k = k, .go = &go};
-        vecs_init(&r[i].v, 2000);
+        kcs_vecs_init(&r[i].v, 2000);
         assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
     }
     for (int i = 0; i < T; i++)
         pthread_join(th[i], NULL);
     for (int i = 0; i < T; i++) {
         assert_int_equal(r[i].rc, KC_OK);
-        vecs_check(&r[i].v);
-        vecs_free(&r[i].v);
+        kcs_vecs_check(&r[i].v);
+        kcs_vecs_free(&r[i].v);
     }
     pthread_barrier_destroy(&go);
     kc_kernel_stats(k, &s);

@@ -16,55 +16,23 @@
 
 #include <cmocka.h>
 
+#include "kc_simkernels.h"
 #include "kcache/launch.h"
 #include "kcache/sim.h"
 
-static const char inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
-                              "{\n"
-                              "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                              "    if (i < n)\n"
-                              "        x[i] += 1.0f;\n"
-                              "}\n";
-
-static int sim_inc(void *user, const kc_sim_launch_t *l)
-{
-    (void)user;
-    float *x = (float *)(uintptr_t) * (const uint64_t *)l->params[0];
-    int n = *(const int32_t *)l->params[1];
-    for (unsigned b = 0; b < l->grid[0]; b++)
-        for (unsigned t = 0; t < l->block[0]; t++) {
-            long i = (long)b * l->block[0] + t;
-            if (i < n)
-                x[i] += 1.0f;
-        }
-    return 0;
-}
-
-/* BLOCK = 256 is fastest. */
-static uint64_t cost_256(void *user, const kc_sim_launch_t *l)
-{
-    (void)user;
-    long d = (long)l->block[0] - 256;
-    return (uint64_t)(d < 0 ? -d : d) + 1000;
-}
-
 static const int64_t blocks[] = {64, 128, 256, 512};
 static const kc_param_spec_t params[] = {{"BLOCK", blocks, 4}};
-static const kc_arg_spec_t args[] = {
-    {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
-    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
-};
 
 static kc_kernel_spec_t inc_spec(void)
 {
     kc_kernel_spec_t s = {0};
     s.name = "layers.inc";
     s.source_kind = KC_SOURCE_CUDA;
-    s.source = inc_src;
+    s.source = kcs_inc_src;
     s.entry = "inc";
     s.params = params;
     s.n_params = 1;
-    s.args = args;
+    s.args = kcs_inc_args;
     s.n_args = 2;
     s.grid[0] = "cdiv(n, BLOCK)";
     s.block[0] = "BLOCK";
@@ -86,7 +54,7 @@ static int run_inc(const char *store_dir, int n, kc_kernel_stats_t *st)
     int rc = 1;
 
     if (!x || kc_sim_create(NULL, &sim) != KC_OK ||
-        kc_sim_register(sim, "inc", sim_inc, cost_256, NULL) != KC_OK)
+        kc_sim_register(sim, "inc", kcs_sim_inc, kcs_cost_256, NULL) != KC_OK)
         goto out;
     kc_launcher_opts_t o = {.device = KC_DEVICE_SIM, .sim = sim, .store_dir = store_dir};
     o.budget_ms = 0.01;
@@ -109,15 +77,6 @@ out:
     kc_sim_destroy(sim);
     free(x);
     return rc;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_D || flag == FTW_DP)
-        chmod(path, 0755);
-    return remove(path);
 }
 
 static int chmod_ro(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -200,7 +159,7 @@ static void test_image_layer_serves_hits_and_builds_while_tunings_go_above(void 
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_int_equal(tunings_in(lower), 1); /* the image is untouched */
     assert_int_equal(tunings_in(upper), 1); /* the new tuning went above */
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(root, 1);
 }
 
 int main(void)

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kc_simkernels.h"
 #include "kcache/launch.h"
 #include "kcache/record.h"
 #include "kcache/sim.h"
@@ -30,62 +31,27 @@
 #define N_PROCS 8
 #define N_CANDS 5
 
-static const char vadd_src[] = "extern \"C\" __global__ void vadd(const float *a, const "
-                               "float *b, float *out, int n)\n"
-                               "{\n"
-                               "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                               "    if (i < n)\n"
-                               "        out[i] = a[i] + b[i];\n"
-                               "}\n";
-
-#define PARAM_PTR(p) ((void *)(uintptr_t) * (const uint64_t *)(p))
-#define PARAM_I32(p) (*(const int32_t *)(p))
-
 /* The block size of this process's last simulated launch. */
 static unsigned last_block;
 
 static int sim_vadd(void *user, const kc_sim_launch_t *l)
 {
-    (void)user;
     last_block = l->block[0];
-    const float *a = PARAM_PTR(l->params[0]), *b = PARAM_PTR(l->params[1]);
-    float *out = PARAM_PTR(l->params[2]);
-    int n = PARAM_I32(l->params[3]);
-    for (unsigned g = 0; g < l->grid[0]; g++)
-        for (unsigned t = 0; t < l->block[0]; t++) {
-            long i = (long)g * l->block[0] + t;
-            if (i < n)
-                out[i] = a[i] + b[i];
-        }
-    return 0;
-}
-
-/* BLOCK = 256 is fastest. */
-static uint64_t cost_256(void *user, const kc_sim_launch_t *l)
-{
-    (void)user;
-    long d = (long)l->block[0] - 256;
-    return (uint64_t)(d < 0 ? -d : d) + 1000;
+    return kcs_sim_vadd(user, l);
 }
 
 static const int64_t blocks[N_CANDS] = {64, 128, 256, 512, 1024};
 static const kc_param_spec_t block_param[] = {{"BLOCK", blocks, N_CANDS}};
-static const kc_arg_spec_t vadd_args[] = {
-    {"a", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
-    {"b", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
-    {"out", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_OUT, 0},
-    {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
-};
 
 static kc_kernel_spec_t vadd_spec(void)
 {
     return (kc_kernel_spec_t){.name = "race.vadd",
                               .source_kind = KC_SOURCE_CUDA,
-                              .source = vadd_src,
+                              .source = kcs_vadd_src,
                               .entry = "vadd",
                               .params = block_param,
                               .n_params = 1,
-                              .args = vadd_args,
+                              .args = kcs_vadd_args,
                               .n_args = 4,
                               .grid = {"cdiv(n, BLOCK)"},
                               .block = {"BLOCK"}};
@@ -99,24 +65,9 @@ typedef struct fx {
 
 static int setup(void **state)
 {
-    const char *base = getenv("KC_TEST_TMP");
-    char tmpl[512];
     fx_t *f = calloc(1, sizeof(*f));
 
-    if (!f)
-        return -1;
-    if (!base || !base[0])
-        base = "/tmp";
-    snprintf(tmpl, sizeof(tmpl), "%s", base);
-    for (char *p = tmpl + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            (void)!mkdir(tmpl, 0755);
-            *p = '/';
-        }
-    (void)!mkdir(tmpl, 0755);
-    snprintf(f->dir, sizeof(f->dir), "%.480s/launch_race.XXXXXX", tmpl);
-    if (!mkdtemp(f->dir))
+    if (!f || kct_tmpdir("launch_race", f->dir, sizeof(f->dir)) != 0)
         return -1;
     *state = f;
     return 0;
@@ -125,57 +76,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    (void)!system(cmd);
+    kct_rmrf(f->dir);
     free(f);
     return 0;
-}
-
-typedef struct vecs {
-    int n;
-    int64_t dims[1];
-    float *a, *b, *out;
-    kc_arg_t args[4];
-} vecs_t;
-
-static int vecs_init(vecs_t *v, int n)
-{
-    size_t bytes = ((size_t)n * sizeof(float) + 127) / 64 * 64;
-    v->n = n;
-    v->dims[0] = n;
-    v->a = aligned_alloc(64, bytes);
-    v->b = aligned_alloc(64, bytes);
-    v->out = aligned_alloc(64, bytes);
-    if (!v->a || !v->b || !v->out)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        v->a[i] = (float)i;
-        v->b[i] = (float)(2 * i + 1);
-        v->out[i] = -1.f;
-    }
-    memset(v->args, 0, sizeof(v->args));
-    v->args[0] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->a, .rank = 1, .dims = v->dims};
-    v->args[1] = (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->b, .rank = 1, .dims = v->dims};
-    v->args[2] =
-        (kc_arg_t){.ptr = (uint64_t)(uintptr_t)v->out, .rank = 1, .dims = v->dims};
-    v->args[3].value.i = n;
-    return 0;
-}
-
-static int vecs_ok(const vecs_t *v)
-{
-    for (int i = 0; i < v->n; i++)
-        if (v->out[i] != (float)(3 * i + 1))
-            return 0;
-    return 1;
-}
-
-static void vecs_free(vecs_t *v)
-{
-    free(v->a);
-    free(v->b);
-    free(v->out);
 }
 
 static kc_launcher_opts_t sim_opts(kc_sim_t *sim, const char *dir)
@@ -197,7 +100,7 @@ static kc_sim_t *new_sim(void)
     kc_sim_t *sim = NULL;
     if (kc_sim_create(NULL, &sim) != KC_OK)
         return NULL;
-    if (kc_sim_register(sim, "vadd", sim_vadd, cost_256, NULL) != KC_OK) {
+    if (kc_sim_register(sim, "vadd", sim_vadd, kcs_cost_256, NULL) != KC_OK) {
         kc_sim_destroy(sim);
         return NULL;
     }
@@ -232,10 +135,10 @@ static void racer(const fx_t *f, int barrier, int out)
     kc_launcher_t *l = NULL;
     kc_kernel_t *k = NULL;
     kc_kernel_spec_t spec = vadd_spec();
-    vecs_t v;
+    kcs_vecs_t v;
     char b;
 
-    if (!sim || vecs_init(&v, 1000) != 0)
+    if (!sim || kcs_vecs_try_init(&v, 1000) != 0)
         _exit(3);
     kc_launcher_opts_t o = sim_opts(sim, f->dir);
     if (kc_launcher_create(&o, &l) != KC_OK)
@@ -244,12 +147,12 @@ static void racer(const fx_t *f, int barrier, int out)
     r.rc = kc_kernel_get(l, &spec, &k);
     if (r.rc == KC_OK)
         r.rc = kc_kernel_launch(k, NULL, v.args, 4);
-    r.correct = r.rc == KC_OK && vecs_ok(&v);
+    r.correct = r.rc == KC_OK && kcs_vecs_ok(&v);
     if (k)
         kc_kernel_stats(k, &r.stats);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
     (void)!write(out, &r, sizeof(r)); /* under PIPE_BUF: one atomic write */
     _exit(0);
 }
@@ -304,7 +207,7 @@ static void test_eight_processes_compile_once_and_tune_once(void **state)
 
 /* The tuning key a launch of vadd on v will lease, computed by a launcher
  * without a store (the key does not depend on one). */
-static kc_key_t vadd_tuning_key(const vecs_t *v)
+static kc_key_t vadd_tuning_key(const kcs_vecs_t *v)
 {
     kc_sim_t *sim = new_sim();
     kc_launcher_t *l = NULL;
@@ -370,8 +273,8 @@ static void holder_end(holder_t *h)
 static void test_untuned_contention_launches_without_tuning_or_publishing(void **state)
 {
     fx_t *f = *state;
-    vecs_t v;
-    assert_int_equal(vecs_init(&v, 1000), 0);
+    kcs_vecs_t v;
+    assert_int_equal(kcs_vecs_try_init(&v, 1000), 0);
     kc_key_t key = vadd_tuning_key(&v);
     holder_t h = spawn_holder(f, &key);
     kc_sim_t *sim = new_sim();
@@ -387,7 +290,7 @@ static void test_untuned_contention_launches_without_tuning_or_publishing(void *
     for (int i = 0; i < 2; i++) {
         memset(v.out, 0, (size_t)v.n * sizeof(float));
         assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-        assert_true(vecs_ok(&v));
+        assert_true(kcs_vecs_ok(&v));
     }
     kc_kernel_stats(k, &s);
     assert_int_equal(s.tunes, 0);
@@ -409,7 +312,7 @@ static void test_untuned_contention_launches_without_tuning_or_publishing(void *
     holder_end(&h);
     memset(v.out, 0, (size_t)v.n * sizeof(float));
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    assert_true(vecs_ok(&v));
+    assert_true(kcs_vecs_ok(&v));
     kc_kernel_stats(k, &s);
     assert_int_equal(s.tunes, 1);
     assert_int_equal(kc_store_stats(kc_launcher_store(l), &ss), KC_OK);
@@ -417,14 +320,14 @@ static void test_untuned_contention_launches_without_tuning_or_publishing(void *
     assert_int_equal(ss.records[KC_REC_LEASE], 0);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_a_killed_lease_owner_is_taken_over_by_a_waiting_launch(void **state)
 {
     fx_t *f = *state;
-    vecs_t v;
-    assert_int_equal(vecs_init(&v, 1000), 0);
+    kcs_vecs_t v;
+    assert_int_equal(kcs_vecs_try_init(&v, 1000), 0);
     kc_key_t key = vadd_tuning_key(&v);
     holder_t h = spawn_holder(f, &key);
     kc_sim_t *sim = new_sim();
@@ -446,7 +349,7 @@ static void test_a_killed_lease_owner_is_taken_over_by_a_waiting_launch(void **s
     assert_int_equal(kc_launcher_create(&o, &l), KC_OK);
     assert_int_equal(kc_kernel_get(l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    assert_true(vecs_ok(&v));
+    assert_true(kcs_vecs_ok(&v));
     kc_kernel_stats(k, &s);
     assert_int_equal(s.tunes, 1);
     assert_int_equal(kc_store_stats(kc_launcher_store(l), &ss), KC_OK);
@@ -454,14 +357,14 @@ static void test_a_killed_lease_owner_is_taken_over_by_a_waiting_launch(void **s
     assert_int_equal(ss.records[KC_REC_LEASE], 0);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 static void test_a_wait_that_runs_out_launches_untuned(void **state)
 {
     fx_t *f = *state;
-    vecs_t v;
-    assert_int_equal(vecs_init(&v, 1000), 0);
+    kcs_vecs_t v;
+    assert_int_equal(kcs_vecs_try_init(&v, 1000), 0);
     kc_key_t key = vadd_tuning_key(&v);
     holder_t h = spawn_holder(f, &key);
     kc_sim_t *sim = new_sim();
@@ -476,7 +379,7 @@ static void test_a_wait_that_runs_out_launches_untuned(void **state)
     assert_int_equal(kc_launcher_create(&o, &l), KC_OK);
     assert_int_equal(kc_kernel_get(l, &spec, &k), KC_OK);
     assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
-    assert_true(vecs_ok(&v));
+    assert_true(kcs_vecs_ok(&v));
     kc_kernel_stats(k, &s);
     assert_int_equal(s.tunes, 0);
     assert_int_equal(s.store_hits, 0);
@@ -488,7 +391,7 @@ static void test_a_wait_that_runs_out_launches_untuned(void **state)
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
     holder_end(&h);
-    vecs_free(&v);
+    kcs_vecs_free(&v);
 }
 
 int main(void)

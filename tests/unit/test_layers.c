@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "kc_testutil.h"
 #include "kcache/layers.h"
 
 typedef struct fixture {
@@ -26,15 +27,9 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_layers.XXXXXX", base);
-    if (!mkdtemp(f->root) || chmod(f->root, 0755) != 0)
+    if (!f || kct_tmpdir("test_layers", f->root, sizeof(f->root)) != 0 ||
+        chmod(f->root, 0755) != 0)
         return -1;
     snprintf(f->lower, sizeof(f->lower), "%s/lower", f->root);
     snprintf(f->upper, sizeof(f->upper), "%s/upper", f->root);
@@ -43,19 +38,10 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        chmod(path, 0755);
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(f->root, 1);
     free(f);
     return 0;
 }

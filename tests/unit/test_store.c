@@ -20,6 +20,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
+#include "kc_testutil.h"
 #include "fsinfo.h"
 #include "kcache/blob.h"
 #include "kcache/errors.h"
@@ -40,27 +41,12 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_store.XXXXXX", base);
-    if (!mkdtemp(f->root))
+    if (!f || kct_tmpdir("test_store", f->root, sizeof(f->root)) != 0)
         return -1;
     snprintf(f->dir, sizeof(f->dir), "%s/store", f->root);
     *state = f;
     return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static int teardown(void **state)
@@ -68,7 +54,7 @@ static int teardown(void **state)
     fixture_t *f = *state;
 
     kc_store_close(f->st);
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_rmtree(f->root, 0);
     free(f);
     return 0;
 }

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kc_testutil.h"
 #include "kcache/errors.h"
 #include "kcache/key.h"
 #include "kcache/shape.h"
@@ -302,33 +302,17 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KC_TEST_TMP");
 
-    if (!f)
-        return -1;
-    if (!base || !*base)
-        base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(f->root, sizeof(f->root), "%s/test_why.XXXXXX", base);
-    if (!mkdtemp(f->root) || kc_store_open(f->root, NULL, &f->st) != KC_OK)
+    if (!f || kct_store_scratch("test_why", f->root, sizeof(f->root), &f->st) != 0)
         return -1;
     *state = f;
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    kc_store_close(f->st);
-    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kct_store_scratch_free(f->root, f->st);
     free(f);
     return 0;
 }
