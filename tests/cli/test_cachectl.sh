@@ -155,7 +155,7 @@ else
 fi
 if command -v readelf >/dev/null 2>&1; then
     check "readelf sees an NVIDIA CUDA ELF with vec_add's code" \
-        eval 'readelf -hS "$WORK/blob.cubin" 2>/dev/null | grep -q "NVIDIA CUDA" && readelf -S "$WORK/blob.cubin" 2>/dev/null | grep -q "\.text\.vec_add"'
+        eval 'elf=$(readelf -hS "$WORK/blob.cubin" 2>/dev/null); grep -q "NVIDIA CUDA" <<<"$elf" && grep -q "\.text\.vec_add" <<<"$elf"'
 fi
 
 # ---- stats and store selection ------------------------------------------------

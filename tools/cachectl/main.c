@@ -85,7 +85,9 @@ static void usage(FILE *f)
     fprintf(f,
             "\nOptions:\n"
             "  -s, --store DIR  the store (default: $KCACHE_DIR, else\n"
-            "                   $XDG_CACHE_HOME/kcache, else $HOME/.cache/kcache)\n"
+            "                   $XDG_CACHE_HOME/kcache, else $HOME/.cache/kcache).\n"
+            "                   Without -s, ls, show, stats and get read every layer\n"
+            "                   of $KCACHE_PATH, and other commands its first one\n"
             "      --json       print one JSON document instead of tables\n"
             "  -h, --help       show this help; 'cachectl COMMAND --help' for a command\n"
             "\nKEY is a hex prefix of at least %d digits of a record's key.\n"
