@@ -43,12 +43,15 @@ static const int64_t kBlocks[] = {32, 64, 128, 256, 512, 1024};
 /* For the cold-miss comparison: a kernel whose compile is not dominated by
  * NVRTC's fixed cost (unrolled polynomial evaluation). */
 static const char *kHeavySource =
+    "#ifndef KC_BENCH_NONCE\n"
+    "#define KC_BENCH_NONCE 0\n"
+    "#endif\n"
     "template <int K, int J> __device__ __forceinline__ float horner(float x)\n"
     "{\n"
     "    float r = 0.0f;\n"
     "#pragma unroll\n"
     "    for (int i = 0; i < K; i++)\n"
-    "        r = r * x + (float)((i * (J + 3)) % 11) * 0.25f;\n"
+    "        r = r * x + (float)((i * (J + 3) + KC_BENCH_NONCE) % 11) * 0.25f;\n"
     "    return r;\n"
     "}\n"
     "extern \"C\" __global__ void poly(float *x, int n)\n"
@@ -204,10 +207,10 @@ static void scale_args_init(scale_args_t *s, int n)
 /* ---- 1. cold miss ------------------------------------------------------ */
 
 /* NVRTC keeps its own on-disk cache of compiled programs (seen with CUDA 13:
- * ~/.nv/ComputeCache; a second compile of the same source and options took
- * a seventh of the time). Every compile of a cold-miss child therefore
- * carries an option no other compile has used, so that both sides compile
- * for real. */
+ * ~/.nv/ComputeCache), and a -D value the code does not use still hits it.
+ * Every compile of a cold-miss child therefore gets a number no other
+ * compile has used, and the kernel's code depends on it, so that both sides
+ * compile for real. */
 static const char *g_nonce[1];
 static char g_nonce_opt[64];
 
@@ -245,7 +248,8 @@ static kc_kernel_spec_t heavy_spec(void)
  * that the comparison is of the compiles themselves. */
 static int warm_nvrtc(const char *arch)
 {
-    static const char trivial[] = "extern \"C\" __global__ void k(int *x) { *x = 1; }";
+    static const char trivial[] =
+        "extern \"C\" __global__ void k(int *x) { *x = 1 + KC_BENCH_NONCE; }";
     char err[256];
     if (kc__nvrtc_load(err, sizeof(err)) != KC_OK) {
         fprintf(stderr, "bench: %s\n", err);
@@ -312,7 +316,7 @@ static int warm_pool_threads(kc_launcher_t *l)
     s.source_kind = KC_SOURCE_CUDA;
     s.options = g_nonce;
     s.n_options = 1;
-    s.source = "extern \"C\" __global__ void warm(int *x) { *x = X; }";
+    s.source = "extern \"C\" __global__ void warm(int *x) { *x = X + KC_BENCH_NONCE; }";
     s.entry = "warm";
     s.params = &p;
     s.n_params = 1;
@@ -654,6 +658,8 @@ int main(int argc, char **argv)
     char arch[32];
     snprintf(arch, sizeof(arch), "%s", kc_launcher_arch(probe));
     kc_launcher_destroy(probe);
+    /* Numbers no earlier run used (see set_nonce). */
+    long nonce_base = ((long)time(NULL) % 1000000) * 100 + (long)(getpid() % 100) * 10;
     double seq[8], par[8], parw[8];
     int n_seq = 0, n_par = 0, n_parw = 0;
     for (int r = 0; r < cold_rounds; r++) {
@@ -664,11 +670,11 @@ int main(int argc, char **argv)
             FILE *p;
             if (which) {
                 snprintf(dir, sizeof(dir), "%s/cold%d-%d", tmpl, r, which);
-                snprintf(args, sizeof(args), "--child-cold-par '%s' %d %ld-%d-%d", dir,
-                         which == 2, (long)getpid(), r, which);
+                snprintf(args, sizeof(args), "--child-cold-par '%s' %d %ld", dir,
+                         which == 2, nonce_base + r * 3 + which);
             } else {
-                snprintf(args, sizeof(args), "--child-cold-seq %s %ld-%d-%d", arch,
-                         (long)getpid(), r, which);
+                snprintf(args, sizeof(args), "--child-cold-seq %s %ld", arch,
+                         nonce_base + r * 3 + which);
             }
             p = spawn(argv[0], args);
             double ms = 0;
