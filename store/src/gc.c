@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -524,6 +525,68 @@ static int delete_fn(MDB_txn *txn, void *arg)
     return kc__pending_write(txn, c->st->env, &none, extra);
 }
 
+/* ---- leftovers ------------------------------------------------------------ */
+
+/* Usage stamps whose record is gone (a record deleted by another process
+ * after this one's stamp was buffered, or by an older kcache) and leases
+ * that expired (their owner died or hung) carry no information; gc removes
+ * them in one write. A lease that may still be live is left alone. */
+typedef struct leftover_ctx {
+    kc__env_t *env;
+    uint64_t now_ms;
+    uint64_t usage, leases;
+} leftover_ctx_t;
+
+static int has_record(MDB_txn *txn, kc__env_t *env, MDB_val *k)
+{
+    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE};
+    MDB_val v;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (mdb_get(txn, env->dbi[kinds[i]], k, &v) == 0)
+            return 1;
+    return 0;
+}
+
+static int leftover_fn(MDB_txn *txn, void *arg)
+{
+    leftover_ctx_t *c = arg;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    c->usage = c->leases = 0;
+    if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_USAGE], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (has_record(txn, c->env, &k))
+            continue;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        c->usage++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_LEASE], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        kc_record_t *rec = NULL;
+        int expired = kc_record_decode(v.mv_data, v.mv_size, &rec) == KC_OK &&
+                      (int)rec->kind == KC_REC_LEASE &&
+                      rec->u.lease.start + rec->u.lease.ttl_ms < c->now_ms;
+        kc_free(rec);
+        if (!expired)
+            continue;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        c->leases++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* ---- measuring ------------------------------------------------------------ */
 
 typedef struct size_ctx {
@@ -598,6 +661,17 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
         dc.to = p.n_items - from > BATCH ? from + BATCH : p.n_items;
         if ((rc = kc__env_write(st->env, delete_fn, &dc)) != 0)
             goto fail;
+    }
+
+    if (!dry_run) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        leftover_ctx_t lc = {
+            st->env, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, 0, 0};
+        if ((rc = kc__env_write(st->env, leftover_fn, &lc)) != 0)
+            goto fail;
+        r->usage_swept = lc.usage;
+        r->leases_swept = lc.leases;
     }
 
     size_t kept = 0;

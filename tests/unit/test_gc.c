@@ -477,6 +477,53 @@ static void test_gc_older_than_evicts_what_was_last_used_before_the_cutoff(void 
         kern_free(&k[i]);
 }
 
+static void put_lease(kc_store_t *st, const kc_key_t *key, uint64_t start_ms,
+                      uint64_t ttl)
+{
+    kc_record_t rec = {.kind = KC_REC_LEASE, .version = KC_RECORD_VERSION};
+    rec.u.lease = (kc_lease_rec_t){"host", "boot", 1, start_ms, ttl};
+    assert_int_equal(kc_store_put(st, key, &rec), KC_OK);
+}
+
+static void test_gc_sweeps_stamps_without_records_and_expired_leases(void **state)
+{
+    fixture_t *f = *state;
+    kern_t k[4];
+    kc_gc_report_t r;
+    kc_store_stats_t s;
+    kc_key_t gone = kc_key_hash("gone", 4), old = kc_key_hash("old", 3),
+             live = kc_key_hash("live", 4);
+    uint64_t now_ms = (uint64_t)time(NULL) * 1000;
+
+    publish_four(f->st, k);
+    stamp(f->st, &gone, T0);                  /* a stamp whose record is gone */
+    put_lease(f->st, &old, 1000, 1000);       /* expired long ago */
+    put_lease(f->st, &live, now_ms, 3600000); /* good for an hour */
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    uint64_t stamps = s.records[KC_REC_USAGE];
+
+    /* A dry run leaves them. */
+    kc_gc_opts_t dry = {.dry_run = 1, .now = T0};
+    assert_int_equal(kc_store_gc(f->st, &dry, &r), KC_OK);
+    assert_true(has(f->st, KC_REC_USAGE, &gone));
+    assert_true(has(f->st, KC_REC_LEASE, &old));
+
+    kc_gc_opts_t o = {.now = T0};
+    assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
+    assert_int_equal(r.usage_swept, 1);
+    assert_int_equal(r.leases_swept, 1);
+    assert_false(has(f->st, KC_REC_USAGE, &gone));
+    assert_false(has(f->st, KC_REC_LEASE, &old));
+    assert_true(has(f->st, KC_REC_LEASE, &live));
+    /* Every other stamp stays: all their records are there. */
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_USAGE], stamps - 1);
+    for (int i = 0; i < 4; i++) {
+        assert_true(has(f->st, KC_REC_TUNING, &k[i].tuning));
+        kern_free(&k[i]);
+    }
+}
+
 typedef struct snap {
     uint64_t digest;
     int n;
@@ -779,6 +826,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_compact_refuses_while_another_process_has_the_store_open, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gc_sweeps_stamps_without_records_and_expired_leases, setup, teardown),
         cmocka_unit_test(test_sizes_and_durations_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,6 +60,8 @@ static int gc_print_json(const kc_gc_opts_t *go, const kc_gc_report_t *r)
     json_object_set_new(doc, "file_before", ctl_json_u64(r->file_before));
     json_object_set_new(doc, "file_after", ctl_json_u64(r->file_after));
     json_object_set_new(doc, "skipped", ctl_json_u64(r->skipped));
+    json_object_set_new(doc, "usage_swept", ctl_json_u64(r->usage_swept));
+    json_object_set_new(doc, "leases_swept", ctl_json_u64(r->leases_swept));
     return ctl_json_print(doc);
 }
 
@@ -99,6 +101,10 @@ static void gc_print_human(const kc_gc_opts_t *go, const kc_gc_report_t *r)
     if (r->skipped)
         printf("kept %llu records that were used or republished during gc\n",
                (unsigned long long)r->skipped);
+    if (r->usage_swept || r->leases_swept)
+        printf("removed %llu usage stamps of records no longer stored and %llu expired "
+               "leases\n",
+               (unsigned long long)r->usage_swept, (unsigned long long)r->leases_swept);
 }
 
 int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)

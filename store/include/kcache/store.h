@@ -241,6 +241,8 @@ typedef struct kc_gc_report {
     uint64_t skipped;    /* planned evictions skipped: used or republished meanwhile */
     kc_gc_item_t *items; /* with opts->list, in eviction order; free with kc_free */
     size_t n_items;
+    uint64_t usage_swept;  /* usage stamps whose record was gone */
+    uint64_t leases_swept; /* expired leases */
 } kc_gc_report_t;
 
 /* Evict records, least recently used first, and sweep blobs.
@@ -254,7 +256,9 @@ typedef struct kc_gc_report {
  * (mark and sweep over every build record), as are blobs found already
  * unreferenced, unless their usage stamp is less than 10 minutes old (a
  * publish stamps its blobs). No build is ever left whose blob is gone.
- * Usage records of removed records are deleted.
+ * Usage records of removed records are deleted, and so are (unless
+ * dry_run) usage records whose record is gone for another reason and
+ * leases past their time to live.
  *
  * With opts->older_than, records last used before now - older_than go; with
  * opts->max_bytes, the least recently used go until the size is at most
