@@ -1608,7 +1608,9 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
         if (rc != KC_OK)
             return rc;
     }
-    if (e)
+    /* Written only when the shape changes: a store on every launch would
+     * bounce the kernel's cache line between threads launching it. */
+    if (e && atomic_load_explicit(&k->last, memory_order_relaxed) != e)
         atomic_store_explicit(&k->last, e, memory_order_release);
     if (launched)
         return KC_OK;

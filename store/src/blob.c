@@ -132,20 +132,25 @@ int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, vo
         rc = zstd_code(r, KC_EZSTD);
         goto fail;
     }
-
-    kc_record_t br = {.kind = KC_REC_BLOB};
-    br.u.blob.codec = KC_CODEC_ZSTD;
-    br.u.blob.dict_id = 0;
-    br.u.blob.raw_size = raw_len;
-    br.u.blob.frame.data = frame;
-    br.u.blob.frame.size = r;
-    if ((rc = kc_record_encode(&br, rec, rec_len)) != KC_OK)
-        goto fail;
-    free(frame);
-    *key = kc_key_hash(raw, raw_len);
-    return KC_OK;
+    return kc__blob_finish(frame, r, 0, raw, raw_len, key, rec, rec_len);
 fail:
     free(frame);
+    return rc;
+}
+
+int kc__blob_finish(void *frame, size_t frame_len, uint32_t dict_id, const void *raw,
+                    size_t raw_len, kc_key_t *key, void **rec, size_t *rec_len)
+{
+    kc_record_t br = {.kind = KC_REC_BLOB};
+    br.u.blob.codec = KC_CODEC_ZSTD;
+    br.u.blob.dict_id = dict_id;
+    br.u.blob.raw_size = raw_len;
+    br.u.blob.frame.data = frame;
+    br.u.blob.frame.size = frame_len;
+    int rc = kc_record_encode(&br, rec, rec_len);
+    free(frame);
+    if (rc == KC_OK)
+        *key = kc_key_hash(raw, raw_len);
     return rc;
 }
 

@@ -2,6 +2,7 @@
  * dictionary and carries a checksum, as kc_blob_encode's frames do, so
  * kc_blob_decode verifies it the same way given that dictionary. */
 #include "blob_dict.h"
+#include "blob_internal.h"
 
 #include <stdlib.h>
 
@@ -97,20 +98,8 @@ int kc__blob_encode_dict(kc__blob_dict_enc_t *e, const void *raw, size_t raw_len
         r = ZSTD_compress2(e->cctx, frame, cap, raw, raw_len);
     if (ZSTD_isError(r)) {
         rc = ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? KC_ENOMEM : KC_EZSTD;
-        goto fail;
+        free(frame);
+        return rc;
     }
-    kc_record_t br = {.kind = KC_REC_BLOB};
-    br.u.blob.codec = KC_CODEC_ZSTD;
-    br.u.blob.dict_id = e->dict_id;
-    br.u.blob.raw_size = raw_len;
-    br.u.blob.frame.data = frame;
-    br.u.blob.frame.size = r;
-    if ((rc = kc_record_encode(&br, rec, rec_len)) != KC_OK)
-        goto fail;
-    free(frame);
-    *key = kc_key_hash(raw, raw_len);
-    return KC_OK;
-fail:
-    free(frame);
-    return rc;
+    return kc__blob_finish(frame, r, e->dict_id, raw, raw_len, key, rec, rec_len);
 }

@@ -18,4 +18,10 @@ int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out);
  * it to see that exiting threads release theirs. */
 long kc__blob_live_contexts(void);
 
+/* Wrap a compressed frame of raw[raw_len] into an encoded blob record
+ * (*rec: free with kc_free) and give the blob's key. Takes ownership of
+ * frame (freed in every case): the last step of every blob encoder. */
+int kc__blob_finish(void *frame, size_t frame_len, uint32_t dict_id, const void *raw,
+                    size_t raw_len, kc_key_t *key, void **rec, size_t *rec_len);
+
 #endif
