@@ -6,16 +6,21 @@
  *      process whose NVRTC was started (loaded, one trivial compile) before
  *      the clock, alternating; and the whole first launch (compile + tune
  *      + publish);
- *   2. warm hit in a fresh process: the first kc_kernel_launch of a process
- *      whose store holds the tuning vs raw cuModuleLoadData +
+ *   2. warm hit in a fresh process: a process's first kc_kernel_launch of a
+ *      kernel whose tuning is stored vs raw cuModuleLoadData +
  *      cuModuleGetFunction + cuLaunchKernel of the same cubin, in child
- *      processes, alternating which goes first. Twice: with no_prefetch (the
- *      launch does the store lookup, decompress and load itself) and with
- *      the default prefetch (registration loaded the stored winner);
+ *      processes, alternating which goes first. Each side has first run
+ *      another kernel of the store the same way (kcache: a store hit of
+ *      scale_other; driver: scale_other's cubin by hand), so both time the
+ *      first load of this kernel. Four set-ups: no_prefetch (the launch looks
+ *      up, decompresses and loads), the default prefetch (registration
+ *      loaded the winner), and the process's very first kcache hit (no
+ *      kernel hit before it) with and without the launcher's warm-up;
  *   3. steady state: host time per kc_kernel_launch vs per raw
  *      cuLaunchKernel of the same function.
  *
- * Usage: kcache_bench_launch [--children N] [--launches N] [--json] [-v]
+ * Usage: kcache_bench_launch [--children N] [--launches N] [--skip-cold] [--json] [-v]
+ * (--skip-cold: leave out part 1, for quick reruns of parts 2 and 3)
  * It needs a GPU; without one it says so and exits 1. */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -37,6 +42,15 @@ static const char *kSource =
     "{\n"
     "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
     "    if (i < n) x[i] = x[i] * a + 1.0f;\n"
+    "}\n";
+/* A second kernel in the same store: the warm children hit it first, so
+ * that the hit they time is a process's first hit of *that* kernel, not
+ * the first run of kcache's code (see part 2). */
+static const char *kOtherSource =
+    "extern \"C\" __global__ void scale_other(float *x, float a, int n)\n"
+    "{\n"
+    "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+    "    if (i < n) x[i] = x[i] * a + 2.0f;\n"
     "}\n";
 static const int64_t kBlocks[] = {32, 64, 128, 256, 512, 1024};
 
@@ -141,7 +155,8 @@ static int load_driver(void)
     return 0;
 }
 
-static kc_kernel_spec_t scale_spec(size_t n_blocks)
+/* The scale kernel (other = 0) or its twin scale_other (other = 1). */
+static kc_kernel_spec_t scale_spec_of(size_t n_blocks, int other)
 {
     static const kc_param_spec_t params[] = {{"BLOCK", kBlocks, N_BLOCKS}};
     static kc_param_spec_t p;
@@ -153,10 +168,10 @@ static kc_kernel_spec_t scale_spec(size_t n_blocks)
     p = params[0];
     p.n_values = n_blocks;
     kc_kernel_spec_t s = {0};
-    s.name = "bench_scale";
+    s.name = other ? "bench_scale_other" : "bench_scale";
     s.source_kind = KC_SOURCE_CUDA;
-    s.source = kSource;
-    s.entry = "scale";
+    s.source = other ? kOtherSource : kSource;
+    s.entry = other ? "scale_other" : "scale";
     s.params = &p;
     s.n_params = 1;
     s.args = args;
@@ -166,12 +181,18 @@ static kc_kernel_spec_t scale_spec(size_t n_blocks)
     return s;
 }
 
-static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch)
+static kc_kernel_spec_t scale_spec(size_t n_blocks)
+{
+    return scale_spec_of(n_blocks, 0);
+}
+
+static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch, int no_warmup)
 {
     kc_launcher_opts_t o = {0};
     o.device = KC_DEVICE_CUDA;
     o.store_dir = store_dir;
     o.no_prefetch = no_prefetch;
+    o.no_warmup = no_warmup;
     kc_launcher_t *l = NULL;
     int rc = kc_launcher_create(&o, &l);
     if (rc != KC_OK) {
@@ -334,7 +355,7 @@ static int child_cold_par(const char *store_dir, int warm_pool)
 {
     if (load_driver() != 0)
         return 1;
-    kc_launcher_t *l = make_launcher(store_dir, 1);
+    kc_launcher_t *l = make_launcher(store_dir, 1, 0);
     if (warm_nvrtc(kc_launcher_arch(l)) != 0)
         return 1;
     if (warm_pool && warm_pool_threads(l) != 0)
@@ -358,7 +379,7 @@ static int child_cold_par(const char *store_dir, int warm_pool)
  * input, publish, launch. */
 static double bench_first_launch(const char *store_dir)
 {
-    kc_launcher_t *l = make_launcher(store_dir, 0);
+    kc_launcher_t *l = make_launcher(store_dir, 0, 0);
     kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
     scale_args_t a;
@@ -381,6 +402,7 @@ static double bench_first_launch(const char *store_dir)
 /* Finds the winner's cubin in the store: the build whose BLOCK matches. */
 typedef struct {
     kc_store_t *store;
+    const char *want_entry;
     int64_t block;
     kc_key_t blob;
     char entry[128];
@@ -398,7 +420,7 @@ static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     if (kc_record_decode(data, len, &rec) == KC_OK &&
         kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
                                  &d) == KC_OK) {
-        if (strcmp(d->entry, "scale") == 0 && d->n_params == 1 &&
+        if (strcmp(d->entry, c->want_entry) == 0 && d->n_params == 1 &&
             d->params[0].value == c->block) {
             c->blob = rec->u.build.blob;
             snprintf(c->entry, sizeof(c->entry), "%s", rec->u.build.entry);
@@ -410,36 +432,84 @@ static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     return c->found;
 }
 
-static int child_warm(const char *store_dir, int kc_first, int prefetch, int64_t block)
+/* The ways a warm child is set up. In the first two, the child first hits
+ * another kernel of the store (scale_other) through kcache, as the driver
+ * side first loads and launches that kernel's cubin by hand: both sides
+ * then time a process's first load of *this* kernel, with their code run
+ * once before. The last two time the process's first kcache hit of all,
+ * against a driver that has loaded a module before: that adds kcache's
+ * own first-use costs (first transaction, first decompress, code and data
+ * touched for the first time), with and without the launcher's warm-up. */
+enum { WARM_SYNC, WARM_PREFETCH, WARM_FIRST, WARM_FIRST_COLD, WARM_MODES };
+static const char *const kWarmNames[WARM_MODES] = {
+    "warm_no_prefetch", "warm_prefetch", "warm_first_hit_no_prefetch",
+    "warm_first_hit_no_prefetch_no_warmup"};
+
+/* Cubins written by the parent (write_winner), read here with plain file
+ * I/O: nothing of kcache's read path runs in a child before it means to. */
+static void *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    void *buf = NULL;
+    long n;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n)) &&
+        fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* Load, launch and unload a cubin by hand, synchronously. */
+static void raw_run(const void *cubin, const char *entry, int64_t block, scale_args_t *a)
+{
+    CUmodule m;
+    CUfunction f;
+    void *params[] = {&a->x, &a->a, &a->n};
+    unsigned grid = (unsigned)((a->n + block - 1) / block);
+    CU_CHECK(cu.module_load(&m, cubin));
+    CU_CHECK(cu.get_function(&f, m, entry));
+    CU_CHECK(cu.launch(f, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL));
+    CU_CHECK(cu.sync());
+    CU_CHECK(cu.module_unload(m));
+}
+
+static int child_warm(const char *store_dir, const char *cubin_path, int64_t block,
+                      const char *other_path, int64_t other_block, int kc_first, int mode)
 {
     if (load_driver() != 0)
         return 1;
-    kc_launcher_t *l = make_launcher(store_dir, !prefetch);
-    kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
-    kc_kernel_t *k = NULL;
+    size_t cubin_len = 0, other_len = 0;
+    void *cubin = read_file(cubin_path, &cubin_len);
+    void *other = read_file(other_path, &other_len);
+    if (!cubin || !other)
+        return 1;
+    kc_launcher_t *l =
+        make_launcher(store_dir, mode != WARM_PREFETCH, mode == WARM_FIRST_COLD);
+    kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, 0);
+    kc_kernel_spec_t other_spec = scale_spec_of(N_BLOCKS, 1);
+    kc_kernel_t *k = NULL, *ko = NULL;
     double t0 = now_us();
-    if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK)
+    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
+        kc_kernel_get(l, &other_spec, &ko) != KC_OK ||
+        kc_kernel_wait_compiled(k) != KC_OK || kc_kernel_wait_compiled(ko) != KC_OK)
         return 1;
     double register_us = now_us() - t0;
-    find_ctx_t fc = {kc_launcher_store(l), block, {{0}}, {0}, 0};
-    kc_store_iterate(fc.store, KC_REC_BUILD, find_build, &fc);
-    void *cubin = NULL;
-    size_t cubin_len = 0;
-    if (!fc.found || kc_store_get_cubin(fc.store, &fc.blob, &cubin, &cubin_len) != KC_OK)
-        return 1;
     scale_args_t a;
     scale_args_init(&a, kWarmN);
-    /* Warm the driver's launch path with a module of our own so that
-     * neither side pays first-launch initialisation. */
-    CUmodule m0;
-    CUfunction f0;
-    CU_CHECK(cu.module_load(&m0, cubin));
-    CU_CHECK(cu.get_function(&f0, m0, fc.entry));
-    void *params[] = {&a.x, &a.a, &a.n};
-    unsigned grid = (unsigned)((a.n + block - 1) / block);
-    CU_CHECK(cu.launch(f0, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL));
-    CU_CHECK(cu.sync());
-    CU_CHECK(cu.module_unload(m0));
+    /* The driver side's first module of the process, so that the timed raw
+     * load is not the process's first. */
+    raw_run(other, "scale_other", other_block, &a);
+    if (mode == WARM_SYNC || mode == WARM_PREFETCH) {
+        if (kc_kernel_launch(ko, NULL, a.args, 3) != KC_OK)
+            return 1;
+        CU_CHECK(cu.sync());
+    }
 
     double raw_us = 0, kc_us = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -451,23 +521,17 @@ static int child_warm(const char *store_dir, int kc_first, int prefetch, int64_t
             CU_CHECK(cu.sync());
             kc_us = now_us() - t0;
         } else {
-            CUmodule m;
-            CUfunction f;
-            CU_CHECK(cu.module_load(&m, cubin));
-            CU_CHECK(cu.get_function(&f, m, fc.entry));
-            CU_CHECK(
-                cu.launch(f, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL));
-            CU_CHECK(cu.sync());
-            raw_us = now_us() - t0;
-            cu.module_unload(m);
+            raw_run(cubin, "scale", block, &a);
+            raw_us = now_us() - t0; /* the unload is in; it is cheap */
         }
     }
     /* Where the time goes: the store's part by hand (fetch, decompress,
      * verify), then a memo hit (the launch and sync alone). */
+    kc_key_t blob = kc_key_hash(cubin, cubin_len);
     t0 = now_us();
     void *again = NULL;
     size_t again_len = 0;
-    if (kc_store_get_cubin(fc.store, &fc.blob, &again, &again_len) != KC_OK)
+    if (kc_store_get_cubin(kc_launcher_store(l), &blob, &again, &again_len) != KC_OK)
         return 1;
     double store_us = now_us() - t0;
     kc_free(again);
@@ -477,21 +541,71 @@ static int child_warm(const char *store_dir, int kc_first, int prefetch, int64_t
     CU_CHECK(cu.sync());
     double hit_us = now_us() - t0;
     kc_kernel_stats_t st;
-    kc_launcher_stats(l, &st);
-    printf("%f %f %f %f %f %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", kc_us, raw_us,
-           store_us, hit_us, register_us, st.compiles, st.tunes, st.prefetched);
-    kc_free(cubin);
+    kc_kernel_stats(k, &st);
+    printf("%f %f %f %f %f %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu\n", kc_us, raw_us,
+           store_us, hit_us, register_us, st.compiles, st.tunes, st.prefetched,
+           cubin_len);
+    free(cubin);
+    free(other);
     cu.mem_free(a.x);
     kc_launcher_destroy(l);
     return 0;
 }
 
+/* Tune `which` kernel in the store (a launch on the warm size), write its
+ * winning cubin to path and return the winner's BLOCK. */
+static int64_t write_winner(kc_launcher_t *l, kc_kernel_t *k, const char *entry,
+                            const char *path)
+{
+    kc_param_t cfg[4];
+    size_t n_cfg = 0;
+    kc_kernel_last_config(k, cfg, 4, &n_cfg);
+    int64_t block = n_cfg ? cfg[0].value : 256;
+    find_ctx_t fc = {kc_launcher_store(l), entry, block, {{0}}, {0}, 0};
+    kc_store_iterate(fc.store, KC_REC_BUILD, find_build, &fc);
+    void *cubin = NULL;
+    size_t cubin_len = 0;
+    if (!fc.found ||
+        kc_store_get_cubin(fc.store, &fc.blob, &cubin, &cubin_len) != KC_OK) {
+        fprintf(stderr, "bench: the winning cubin of %s is not in the store\n", entry);
+        exit(1);
+    }
+    FILE *out = fopen(path, "wb");
+    if (!out || fwrite(cubin, 1, cubin_len, out) != cubin_len || fclose(out) != 0) {
+        fprintf(stderr, "bench: cannot write %s\n", path);
+        exit(1);
+    }
+    kc_free(cubin);
+    return block;
+}
+
+/* Tune scale_other in the store and write its winner (for the children). */
+static int64_t prepare_other(const char *store_dir, const char *path)
+{
+    kc_launcher_t *l = make_launcher(store_dir, 0, 0);
+    kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, 1);
+    kc_kernel_t *k = NULL;
+    scale_args_t a;
+    scale_args_init(&a, kWarmN);
+    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
+        kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
+        fprintf(stderr, "bench: scale_other: %s\n", kc_launcher_errmsg(l));
+        exit(1);
+    }
+    CU_CHECK(cu.sync());
+    int64_t block = write_winner(l, k, "scale_other", path);
+    cu.mem_free(a.x);
+    kc_launcher_destroy(l);
+    return block;
+}
+
 /* ---- 3. steady state --------------------------------------------------- */
 
-static void bench_steady(const char *store_dir, int launches, double *kc_ns,
-                         double *raw_ns, int64_t *block_out)
+/* Also writes the winner's cubin to cubin_out, for the warm children. */
+static void bench_steady(const char *store_dir, const char *cubin_out, int launches,
+                         double *kc_ns, double *raw_ns, int64_t *block_out)
 {
-    kc_launcher_t *l = make_launcher(store_dir, 0);
+    kc_launcher_t *l = make_launcher(store_dir, 0, 0);
     kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
     scale_args_t a;
@@ -502,25 +616,18 @@ static void bench_steady(const char *store_dir, int launches, double *kc_ns,
         exit(1);
     }
     CU_CHECK(cu.sync());
-    kc_param_t cfg[4];
-    size_t n_cfg = 0;
-    kc_kernel_last_config(k, cfg, 4, &n_cfg);
-    int64_t block = n_cfg ? cfg[0].value : 256;
+    int64_t block = write_winner(l, k, "scale", cubin_out);
     *block_out = block;
-
-    find_ctx_t fc = {kc_launcher_store(l), block, {{0}}, {0}, 0};
-    kc_store_iterate(fc.store, KC_REC_BUILD, find_build, &fc);
-    void *cubin = NULL;
     size_t cubin_len = 0;
-    if (!fc.found ||
-        kc_store_get_cubin(fc.store, &fc.blob, &cubin, &cubin_len) != KC_OK) {
-        fprintf(stderr, "bench: winner cubin not found\n");
+    void *cubin = read_file(cubin_out, &cubin_len);
+    if (!cubin) {
+        fprintf(stderr, "bench: cannot read %s\n", cubin_out);
         exit(1);
     }
     CUmodule m;
     CUfunction f;
     CU_CHECK(cu.module_load(&m, cubin));
-    CU_CHECK(cu.get_function(&f, m, fc.entry));
+    CU_CHECK(cu.get_function(&f, m, "scale"));
     void *params[] = {&a.x, &a.a, &a.n};
     unsigned grid = (unsigned)((a.n + block - 1) / block);
 
@@ -548,7 +655,7 @@ static void bench_steady(const char *store_dir, int launches, double *kc_ns,
     free(tr);
     cu.module_unload(m);
     cu.mem_free(a.x);
-    kc_free(cubin);
+    free(cubin);
     kc_launcher_destroy(l);
 }
 
@@ -556,7 +663,7 @@ static void bench_steady(const char *store_dir, int launches, double *kc_ns,
 
 static FILE *spawn(const char *self, const char *args)
 {
-    char cmd[8800];
+    char cmd[13800];
     snprintf(cmd, sizeof(cmd), "'%s' %s", self, args);
     return popen(cmd, "r");
 }
@@ -564,10 +671,12 @@ static FILE *spawn(const char *self, const char *args)
 typedef struct {
     double kc, raw, store, hit, reg;
     uint64_t compiles, tunes, prefetched;
+    size_t cubin_bytes;
     int n;
 } warm_t;
 
-static void run_warm(const char *self, const char *store_dir, int children, int prefetch,
+static void run_warm(const char *self, const char *store_dir, const char *cubin_path,
+                     const char *other_path, int64_t other_block, int children, int mode,
                      int64_t block, int verbose, warm_t *w)
 {
     double *v[5];
@@ -575,26 +684,31 @@ static void run_warm(const char *self, const char *store_dir, int children, int 
         v[j] = calloc((size_t)children, sizeof(double));
     memset(w, 0, sizeof(*w));
     for (int c = 0; c < children; c++) {
-        char args[8300];
-        snprintf(args, sizeof(args), "--child-warm '%s' %d %d %" PRId64, store_dir, c % 2,
-                 prefetch, block);
+        char args[13200];
+        snprintf(args, sizeof(args),
+                 "--child-warm '%s' '%s' %" PRId64 " '%s' %" PRId64 " %d %d", store_dir,
+                 cubin_path, block, other_path, other_block, c % 2, mode);
         FILE *p = spawn(self, args);
         double x[5];
         uint64_t comp, tun, pre;
-        if (p && fscanf(p, "%lf %lf %lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64, &x[0],
-                        &x[1], &x[2], &x[3], &x[4], &comp, &tun, &pre) == 8) {
+        size_t bytes;
+        if (p &&
+            fscanf(p, "%lf %lf %lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %zu",
+                   &x[0], &x[1], &x[2], &x[3], &x[4], &comp, &tun, &pre, &bytes) == 9) {
             for (int j = 0; j < 5; j++)
                 v[j][w->n] = x[j];
             w->n++;
             w->compiles += comp;
             w->tunes += tun;
             w->prefetched += pre;
+            w->cubin_bytes = bytes;
             if (verbose)
                 fprintf(stderr,
-                        "warm child %d (prefetch %d, %s first): kc %.1f us, raw %.1f us, "
+                        "warm child %d (%s, %s first): kc %.1f us, raw %.1f us, "
                         "store fetch %.1f us, memo-hit launch %.1f us, registration %.1f "
                         "us\n",
-                        c, prefetch, c % 2 ? "kc" : "raw", x[0], x[1], x[2], x[3], x[4]);
+                        c, kWarmNames[mode], c % 2 ? "kc" : "raw", x[0], x[1], x[2], x[3],
+                        x[4]);
         }
         if (p)
             pclose(p);
@@ -614,9 +728,9 @@ int main(int argc, char **argv)
 {
     int children = 21, launches = 100000, json = 0, verbose = 0, cold_rounds = 3;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--child-warm") && i + 4 < argc)
-            return child_warm(argv[i + 1], atoi(argv[i + 2]), atoi(argv[i + 3]),
-                              atoll(argv[i + 4]));
+        if (!strcmp(argv[i], "--child-warm") && i + 7 < argc)
+            return child_warm(argv[i + 1], argv[i + 2], atoll(argv[i + 3]), argv[i + 4],
+                              atoll(argv[i + 5]), atoi(argv[i + 6]), atoi(argv[i + 7]));
         else if (!strcmp(argv[i], "--child-cold-seq") && i + 2 < argc) {
             set_nonce(argv[i + 2]);
             return child_cold_seq(argv[i + 1]);
@@ -629,10 +743,14 @@ int main(int argc, char **argv)
             launches = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--skip-cold"))
+            cold_rounds = 0;
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
         else {
-            fprintf(stderr, "usage: %s [--children N] [--launches N] [--json] [-v]\n",
+            fprintf(stderr,
+                    "usage: %s [--children N] [--launches N] [--skip-cold] [--json] "
+                    "[-v]\n",
                     argv[0]);
             return 2;
         }
@@ -654,7 +772,7 @@ int main(int argc, char **argv)
     snprintf(store_dir, sizeof(store_dir), "%s/store", tmpl);
 
     /* 1. cold: fresh processes, alternating, a fresh store for each. */
-    kc_launcher_t *probe = make_launcher(store_dir, 1);
+    kc_launcher_t *probe = make_launcher(store_dir, 1, 0);
     char arch[32];
     snprintf(arch, sizeof(arch), "%s", kc_launcher_arch(probe));
     kc_launcher_destroy(probe);
@@ -692,51 +810,66 @@ int main(int argc, char **argv)
                 pclose(p);
         }
     }
-    if (!n_seq || !n_par || !n_parw) {
+    if (cold_rounds && (!n_seq || !n_par || !n_parw)) {
         fprintf(stderr, "bench: the cold-miss children failed\n");
         return 1;
     }
-    double parw_ms = median(parw, (size_t)n_parw);
-    double seq_ms = median(seq, (size_t)n_seq), par_ms = median(par, (size_t)n_par);
-    snprintf(dir, sizeof(dir), "%s/first", tmpl);
-    double first_ms = bench_first_launch(dir);
+    double seq_ms = 0, par_ms = 0, parw_ms = 0, first_ms = 0;
+    if (cold_rounds) {
+        parw_ms = median(parw, (size_t)n_parw);
+        seq_ms = median(seq, (size_t)n_seq);
+        par_ms = median(par, (size_t)n_par);
+        snprintf(dir, sizeof(dir), "%s/first", tmpl);
+        first_ms = bench_first_launch(dir);
+    }
 
     /* 3. steady state; this also tunes kWarmN in the shared store. */
     double kc_ns, raw_ns;
     int64_t block;
-    bench_steady(store_dir, launches, &kc_ns, &raw_ns, &block);
+    char cubin_path[4300];
+    snprintf(cubin_path, sizeof(cubin_path), "%s/winner.cubin", tmpl);
+    bench_steady(store_dir, cubin_path, launches, &kc_ns, &raw_ns, &block);
+    char other_path[4300];
+    snprintf(other_path, sizeof(other_path), "%s/other.cubin", tmpl);
+    int64_t other_block = prepare_other(store_dir, other_path);
 
-    /* 2. warm hits in fresh processes, without and with prefetch. */
-    warm_t sync_w, pre_w;
-    run_warm(argv[0], store_dir, children, 0, block, verbose, &sync_w);
-    run_warm(argv[0], store_dir, children, 1, block, verbose, &pre_w);
-    if (!sync_w.n || !pre_w.n) {
-        fprintf(stderr, "bench: every warm child failed\n");
-        return 1;
+    /* 2. warm hits in fresh processes, in the three set-ups. */
+    warm_t w[WARM_MODES];
+    for (int m = 0; m < WARM_MODES; m++) {
+        run_warm(argv[0], store_dir, cubin_path, other_path, other_block, children, m,
+                 block, verbose, &w[m]);
+        if (!w[m].n) {
+            fprintf(stderr, "bench: every warm child (%s) failed\n", kWarmNames[m]);
+            return 1;
+        }
     }
 
     if (json) {
-        printf("{\"device_arch\":\"%s\",\"cold\":{\"candidates\":%zu,\"rounds\":%d,"
-               "\"sequential_compile_ms\":%.2f,\"parallel_compile_ms\":%.2f,"
-               "\"speedup\":%.2f,\"parallel_warm_pool_ms\":%.2f,"
-               "\"speedup_warm_pool\":%.2f,\"first_launch_ms\":%.2f},",
-               arch, N_BLOCKS, cold_rounds, seq_ms, par_ms, seq_ms / par_ms, parw_ms,
-               seq_ms / parw_ms, first_ms);
-        const warm_t *ws[2] = {&sync_w, &pre_w};
-        const char *names[2] = {"warm_no_prefetch", "warm_prefetch"};
-        for (int j = 0; j < 2; j++)
-            printf(
-                "\"%s\":{\"children\":%d,\"kc_us\":%.1f,\"raw_us\":%.1f,\"ratio\":%.3f,"
-                "\"store_fetch_us\":%.1f,\"memo_hit_launch_us\":%.1f,"
-                "\"registration_us\":%.1f,\"compiles\":%" PRIu64 ",\"tunes\":%" PRIu64
-                ",\"prefetched\":%" PRIu64 "},",
-                names[j], ws[j]->n, ws[j]->kc, ws[j]->raw, ws[j]->kc / ws[j]->raw,
-                ws[j]->store, ws[j]->hit, ws[j]->reg, ws[j]->compiles, ws[j]->tunes,
-                ws[j]->prefetched);
+        printf("{\"device_arch\":\"%s\",", arch);
+        if (cold_rounds)
+            printf("\"cold\":{\"candidates\":%zu,\"rounds\":%d,"
+                   "\"sequential_compile_ms\":%.2f,\"parallel_compile_ms\":%.2f,"
+                   "\"speedup\":%.2f,\"parallel_warm_pool_ms\":%.2f,"
+                   "\"speedup_warm_pool\":%.2f,\"first_launch_ms\":%.2f},",
+                   N_BLOCKS, cold_rounds, seq_ms, par_ms, seq_ms / par_ms, parw_ms,
+                   seq_ms / parw_ms, first_ms);
+        else
+            printf("\"cold\":null,");
+        for (int m = 0; m < WARM_MODES; m++)
+            printf("\"%s\":{\"children\":%d,\"cubin_bytes\":%zu,\"kc_us\":%.1f,"
+                   "\"raw_us\":%.1f,\"ratio\":%.3f,\"store_fetch_us\":%.1f,"
+                   "\"memo_hit_launch_us\":%.1f,\"registration_us\":%.1f,"
+                   "\"compiles\":%" PRIu64 ",\"tunes\":%" PRIu64
+                   ",\"prefetched\":%" PRIu64 "},",
+                   kWarmNames[m], w[m].n, w[m].cubin_bytes, w[m].kc, w[m].raw,
+                   w[m].kc / w[m].raw, w[m].store, w[m].hit, w[m].reg, w[m].compiles,
+                   w[m].tunes, w[m].prefetched);
         printf("\"steady\":{\"launches\":%d,\"kc_ns\":%.1f,\"raw_ns\":%.1f,\"ratio\":%."
                "3f}}\n",
                launches, kc_ns, raw_ns, kc_ns / raw_ns);
-    } else {
+        return 0;
+    }
+    if (cold_rounds) {
         printf(
             "cold miss, %zu candidates, fresh processes (median of %d): %zu sequential "
             "NVRTC compiles %.1f ms; kc_kernel_get compiling them in parallel %.1f ms "
@@ -747,24 +880,23 @@ int main(int argc, char **argv)
         printf("cold first launch (compile + tune on the real input + publish + launch): "
                "%.1f ms\n",
                first_ms);
-        printf("warm hit, fresh process, no prefetch (median of %d): kc first launch "
-               "%.1f us "
-               "(store fetch+decompress+verify %.1f us, launch+sync %.1f us), raw "
-               "cuModuleLoadData+GetFunction+launch+sync %.1f us: ratio %.3f (target <= "
-               "1.5); "
-               "compiles %" PRIu64 ", tunes %" PRIu64 "\n",
-               sync_w.n, sync_w.kc, sync_w.store, sync_w.hit, sync_w.raw,
-               sync_w.kc / sync_w.raw, sync_w.compiles, sync_w.tunes);
-        printf(
-            "warm hit, fresh process, prefetch (median of %d): kc first launch %.1f us, "
-            "raw %.1f us: ratio %.3f; registration with prefetch %.1f us (vs %.1f us "
-            "without), %" PRIu64 " winners prefetched\n",
-            pre_w.n, pre_w.kc, pre_w.raw, pre_w.kc / pre_w.raw, pre_w.reg, sync_w.reg,
-            pre_w.prefetched);
-        printf(
-            "steady state (median of %d batches of 256): kc_kernel_launch %.0f ns, raw "
-            "cuLaunchKernel %.0f ns: ratio %.3f (target <= 1.10)\n",
-            launches / 256, kc_ns, raw_ns, kc_ns / raw_ns);
     }
+    static const char *const titles[WARM_MODES] = {
+        "no prefetch (the launch looks up, decompresses, loads)",
+        "default prefetch (registration loaded the winner)",
+        "the process's first kcache hit, no prefetch, launcher warm-up",
+        "the process's first kcache hit, no prefetch, no warm-up"};
+    for (int m = 0; m < WARM_MODES; m++)
+        printf("warm hit, fresh process, %s, median of %d, %zu-byte cubin: kc first "
+               "launch %.1f us, raw cuModuleLoadData+GetFunction+launch+sync %.1f us: "
+               "ratio %.3f%s; store fetch+decompress+verify %.1f us, memo-hit "
+               "launch+sync %.1f us, registration %.1f us; compiles %" PRIu64
+               ", tunes %" PRIu64 ", winners prefetched %" PRIu64 "\n",
+               titles[m], w[m].n, w[m].cubin_bytes, w[m].kc, w[m].raw, w[m].kc / w[m].raw,
+               m == WARM_SYNC ? " (target <= 1.5)" : "", w[m].store, w[m].hit, w[m].reg,
+               w[m].compiles, w[m].tunes, w[m].prefetched);
+    printf("steady state (median of %d batches of 256): kc_kernel_launch %.0f ns, raw "
+           "cuLaunchKernel %.0f ns: ratio %.3f (target <= 1.10)\n",
+           launches / 256, kc_ns, raw_ns, kc_ns / raw_ns);
     return 0;
 }

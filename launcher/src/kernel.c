@@ -1269,10 +1269,8 @@ static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, s
     *had_tuning = rc == KC_OK;
     if (rc != KC_OK)
         return KC_ENOTFOUND;
-    rc = l->dev->ops->bind(l->dev);
-    if (rc == KC_OK)
-        rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn,
-                                &compile_us);
+    /* No bind: the device makes its context current when it loads. */
+    rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn, &compile_us);
     if (rc == KC_OK) {
         kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
         kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);

@@ -136,6 +136,14 @@ static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
     return KC_OK;
 }
 
+/* A pool task: kc_store_warm on every layer, off the caller's path. */
+static void warm_store(void *arg)
+{
+    kc_launcher_t *l = arg;
+    for (size_t i = 0; i < kc_layers_count(l->layers); i++)
+        kc_store_warm(kc_layers_store(l->layers, i));
+}
+
 int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
 {
     kc_launcher_opts_t defaults = {0};
@@ -160,6 +168,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     l->log_user = opts->log_user;
     l->log_level = opts->log_level;
     l->no_prefetch = opts->no_prefetch;
+    l->no_warmup = opts->no_warmup;
     l->contention = opts->contention;
     l->lease_ttl_ms = opts->lease_ttl_ms ? opts->lease_ttl_ms : 60000;
     l->lease_wait_ms = opts->lease_wait_ms ? opts->lease_wait_ms : 30000;
@@ -194,6 +203,10 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
         goto fail;
     }
     open_store(l, opts);
+    /* Only a launcher that can launch reads cubins on its critical path. */
+    if (l->dev && l->layers && !l->no_warmup &&
+        kc__pool_submit(l->pool, warm_store, l) != KC_OK)
+        warm_store(l);
     *out = l;
     return KC_OK;
 fail:

@@ -31,6 +31,7 @@ struct kc_launcher {
     kc__pool_t *pool;
     kc__tune_opts_t tune;
     int no_prefetch;
+    int no_warmup;
     kc_contention_t contention;
     uint64_t lease_ttl_ms;
     uint64_t lease_wait_ms;

@@ -2,7 +2,14 @@
  *
  * zstd contexts are costly to create (hundreds of KiB each), so every thread
  * keeps one compression and one decompression context and reuses them. A
- * pthread key destructor frees them when the thread exits. */
+ * pthread key destructor frees them when the thread exits.
+ *
+ * kc_blob_warm runs the whole encode and decode path once, off the caller's
+ * critical path, and leaves the decompression context it used (created,
+ * its memory touched) for the first thread that needs one: in a fresh
+ * process the first decompress would otherwise pay for the context's
+ * creation, its first page faults and the first touch of zstd's and
+ * xxHash's code, several times the decompress itself. */
 #include "kcache/blob.h"
 
 #include <pthread.h>
@@ -10,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* For ZSTD_c_literalCompressionMode (see set_raw_literals). */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -27,6 +36,8 @@ static pthread_key_t zctx_key;
 static pthread_once_t zctx_once = PTHREAD_ONCE_INIT;
 static int zctx_key_rc = -1;
 static atomic_long zctx_live;
+/* A used decompression context left by kc_blob_warm, or NULL. */
+static _Atomic(ZSTD_DCtx *) spare_dctx;
 
 static void zctx_destroy(void *p)
 {
@@ -72,8 +83,11 @@ static ZSTD_CCtx *cctx_get(void)
 static ZSTD_DCtx *dctx_get(void)
 {
     zctx_t *z = zctx_get();
-    if (z && !z->d)
-        z->d = ZSTD_createDCtx();
+    if (z && !z->d) {
+        z->d = atomic_exchange(&spare_dctx, NULL);
+        if (!z->d)
+            z->d = ZSTD_createDCtx();
+    }
     return z ? z->d : NULL;
 }
 
@@ -82,9 +96,32 @@ long kc__blob_live_contexts(void)
     return atomic_load(&zctx_live);
 }
 
+int kc__blob_has_spare(void)
+{
+    return atomic_load(&spare_dctx) != NULL;
+}
+
 static int zstd_code(size_t r, int otherwise)
 {
     return ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? KC_ENOMEM : otherwise;
+}
+
+/* Literals stored as they are, not Huffman-coded: on cubins this makes
+ * frames about 8% larger and decompression about twice as fast, and the
+ * decompress is on the path of every first launch of a stored kernel
+ * (docs/FORMAT.md, "Blob"). The frame stays a standard zstd frame that any
+ * decoder reads. The parameter belongs to zstd's experimental API, so it is
+ * used only if this libzstd knows it (1.5.0 on); otherwise the default
+ * literal coding is kept. */
+static void set_raw_literals(ZSTD_CCtx *cctx)
+{
+    if (ZSTD_versionNumber() < 10500)
+        return;
+    ZSTD_bounds b = ZSTD_cParam_getBounds(ZSTD_c_literalCompressionMode);
+    if (ZSTD_isError(b.error) || (int)ZSTD_ps_disable < b.lowerBound ||
+        (int)ZSTD_ps_disable > b.upperBound)
+        return;
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_literalCompressionMode, ZSTD_ps_disable);
 }
 
 int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, void **rec,
@@ -126,6 +163,8 @@ int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, vo
         r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
     if (!ZSTD_isError(r))
         r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+    if (!ZSTD_isError(r))
+        set_raw_literals(cctx);
     if (!ZSTD_isError(r))
         r = ZSTD_compress2(cctx, frame, cap, raw, raw_len);
     if (ZSTD_isError(r)) {
@@ -237,4 +276,42 @@ int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key, uint64_
 fail:
     free(out);
     return rc;
+}
+
+/* Cubin-like bytes: zero runs between stretches of a small alphabet, so
+ * that the frame has both matches and literals. Deterministic. */
+static void warm_sample(uint8_t *p, size_t n)
+{
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (i / 64) % 3 == 0 ? 0 : (uint8_t)(x & 0x1f);
+    }
+}
+
+void kc_blob_warm(void)
+{
+    enum { SAMPLE = 16 << 10 };
+    uint8_t *sample;
+    void *rec = NULL, *raw = NULL;
+    size_t rec_len = 0, raw_len = 0;
+    kc_key_t key;
+
+    if (atomic_load(&spare_dctx) || !(sample = malloc(SAMPLE)))
+        return;
+    warm_sample(sample, SAMPLE);
+    if (kc_blob_encode(sample, SAMPLE, 0, &key, &rec, &rec_len) == KC_OK &&
+        kc_blob_decode(rec, rec_len, &key, 0, NULL, 0, &raw, &raw_len) == KC_OK) {
+        /* Hand this thread's context, now used, to the next thread that
+         * decompresses; this thread makes another if it needs one. */
+        zctx_t *z = tls_zctx;
+        ZSTD_DCtx *none = NULL;
+        if (z && z->d && atomic_compare_exchange_strong(&spare_dctx, &none, z->d))
+            z->d = NULL;
+    }
+    kc_free(raw);
+    kc_free(rec);
+    free(sample);
 }

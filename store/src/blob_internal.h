@@ -18,6 +18,10 @@ int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out);
  * it to see that exiting threads release theirs. */
 long kc__blob_live_contexts(void);
 
+/* Whether kc_blob_warm left a decompression context that no thread has
+ * taken yet. For tests. */
+int kc__blob_has_spare(void);
+
 /* Wrap a compressed frame of raw[raw_len] into an encoded blob record
  * (*rec: free with kc_free) and give the blob's key. Takes ownership of
  * frame (freed in every case): the last step of every blob encoder. */

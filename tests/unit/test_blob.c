@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include <zdict.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_frameHeaderSize */
 #include <zstd.h>
 
 #include "blob_internal.h"
@@ -209,6 +210,94 @@ static int decode_in_child(void *p)
 }
 
 /* ---- tests -------------------------------------------------------------- */
+
+/* The encoder stores literals raw (docs/FORMAT.md, "Blob"): in every
+ * compressed block of the frame, the literals section is Raw or RLE, never
+ * Huffman-coded. Walks the frame by the zstd format (RFC 8878). */
+static void test_frames_store_literals_raw(void **state)
+{
+    (void)state;
+    if (ZSTD_versionNumber() < 10500)
+        skip();
+    /* Literals from a small alphabet, which zstd's default would
+     * Huffman-code (as it does a real cubin's). */
+    const size_t size = 64 << 10;
+    uint8_t *raw = malloc(size);
+    uint32_t s = 7;
+    kc_key_t key;
+    void *rec = NULL;
+    size_t rec_len = 0;
+    kc_blob_rec_t view;
+    int compressed_blocks = 0;
+
+    assert_non_null(raw);
+    for (size_t i = 0; i < size; i++)
+        raw[i] = (i / 64) % 3 == 0 ? 0 : (uint8_t)(lcg(&s) & 0x1f);
+
+    assert_int_equal(kc_blob_encode(raw, size, 0, &key, &rec, &rec_len), KC_OK);
+    assert_int_equal(kc__blob_view(rec, rec_len, &view), KC_OK);
+    const uint8_t *f = view.frame.data;
+    size_t n = view.frame.size;
+    size_t at = ZSTD_frameHeaderSize(f, n);
+    assert_false(ZSTD_isError(at));
+    for (int last = 0; !last;) {
+        assert_true(at + 3 <= n);
+        uint32_t hdr = f[at] | (uint32_t)f[at + 1] << 8 | (uint32_t)f[at + 2] << 16;
+        unsigned type = (hdr >> 1) & 3, bsize = hdr >> 3;
+        last = hdr & 1;
+        at += 3;
+        if (type == 2) { /* compressed: the literals section comes first */
+            assert_true(at < n);
+            unsigned lit_type = f[at] & 3;
+            assert_true(lit_type == 0 || lit_type == 1);
+            compressed_blocks++;
+        }
+        at += type == 1 ? 1 : bsize; /* an RLE block holds one byte */
+    }
+    assert_int_equal(at, n);
+    assert_true(compressed_blocks > 0);
+    assert_true(rec_len < size / 2); /* still compresses */
+    kc_free(rec);
+    free(raw);
+}
+
+static void *decode_once(void *p)
+{
+    enc_t *e = p;
+    kc_key_t key;
+    void *rec = NULL, *out = NULL;
+    size_t rec_len = 0, out_len = 0;
+    intptr_t ok =
+        kc_blob_encode(e->p, e->n, 0, &key, &rec, &rec_len) == KC_OK &&
+        kc_blob_decode(rec, rec_len, &key, 0, NULL, 0, &out, &out_len) == KC_OK &&
+        out_len == e->n && memcmp(out, e->p, e->n) == 0;
+    kc_free(out);
+    kc_free(rec);
+    return (void *)ok;
+}
+
+/* kc_blob_warm leaves a used decompression context, which the next thread
+ * that decodes takes (and decodes correctly with); warming again while one
+ * waits changes nothing. */
+static void test_warm_hands_its_context_to_the_next_decoding_thread(void **state)
+{
+    (void)state;
+    enc_t e = {make_elfish(20000, 3), 20000};
+    pthread_t t;
+    void *ok = NULL;
+    long before = kc__blob_live_contexts();
+
+    kc_blob_warm();
+    assert_true(kc__blob_has_spare());
+    kc_blob_warm();
+    assert_true(kc__blob_has_spare());
+    assert_int_equal(pthread_create(&t, NULL, decode_once, &e), 0);
+    assert_int_equal(pthread_join(t, &ok), 0);
+    assert_true(ok != NULL);
+    assert_false(kc__blob_has_spare());
+    assert_int_equal(kc__blob_live_contexts(), before);
+    free(e.p);
+}
 
 static void test_elf_like_blob_round_trips_smaller_than_it_started(void **state)
 {
@@ -724,6 +813,8 @@ int main(void)
         cmocka_unit_test(
             test_many_threads_encode_and_decode_at_once_and_free_their_contexts),
         cmocka_unit_test(test_dictionary_blob_decodes_only_with_its_dictionary),
+        cmocka_unit_test(test_frames_store_literals_raw),
+        cmocka_unit_test(test_warm_hands_its_context_to_the_next_decoding_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

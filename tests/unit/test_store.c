@@ -21,6 +21,7 @@
 #include <zstd.h>
 
 #include "kc_testutil.h"
+#include "blob_internal.h"
 #include "fsinfo.h"
 #include "kcache/blob.h"
 #include "kcache/errors.h"
@@ -383,6 +384,56 @@ static void test_publish_stores_everything_with_usage_stamps(void **state)
     assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
     assert_int_equal(
         s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD] + s.records[KC_REC_TUNING], 3);
+    kc_free(b.pre);
+    kc_free(t.pre);
+    free(cubin);
+}
+
+/* kc_store_warm runs the hit path on the first tuning and its build: it
+ * changes no record, no counter and no usage stamp, leaves a decompression
+ * context for the next thread, and works on an empty store and on none. */
+static void test_warm_reads_and_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(6000, 9);
+    kc_buf_t cubins[1] = {{cubin, 6000}};
+    kc_key_t blob = kc_key_hash(cubin, 6000);
+    made_build_t b;
+    made_tuning_t t;
+    kc_store_stats_t before, after;
+    kc_record_t *u0 = NULL, *u1 = NULL, *got = NULL;
+    void *back = NULL;
+    size_t back_len = 0;
+
+    f->st = open_store(f, NULL);
+    kc_store_warm(f->st); /* empty */
+    kc_store_warm(NULL);
+    make_build(&b, 128, &blob);
+    make_tuning(&t, 512, &b.key);
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+    kc_store_flush(f->st);
+    uint64_t n0 = total_records(f->st, &before);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &t.key, &u0), KC_OK);
+
+    kc_store_warm(f->st);
+    assert_true(kc__blob_has_spare());
+    kc_store_flush(f->st);
+
+    assert_int_equal(total_records(f->st, &after), n0);
+    assert_memory_equal(before.counters, after.counters, sizeof(before.counters));
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &t.key, &u1), KC_OK);
+    assert_true(u0->u.usage.last_use == u1->u.usage.last_use);
+    assert_true(u0->u.usage.uses == u1->u.usage.uses);
+    /* The hit path still answers, with the context warm-up left. */
+    assert_int_equal(kc_store_get_build_cubin(f->st, &b.key, &got, &back, &back_len),
+                     KC_OK);
+    assert_int_equal(back_len, 6000);
+    assert_memory_equal(back, cubin, 6000);
+    kc_free(back);
+    kc_free(got);
+    kc_free(u0);
+    kc_free(u1);
     kc_free(b.pre);
     kc_free(t.pre);
     free(cubin);
@@ -1502,6 +1553,7 @@ int main(void)
         T(test_build_and_tuning_records_round_trip_and_delete),
         T(test_put_refuses_a_build_under_a_key_other_than_its_hash),
         T(test_cubin_bytes_come_back_exactly),
+        T(test_warm_reads_and_changes_nothing),
         T(test_publish_stores_everything_with_usage_stamps),
         T(test_publish_of_a_build_whose_blob_is_absent_writes_nothing),
         T(test_publish_failing_at_its_tuning_writes_nothing),

@@ -104,6 +104,11 @@ typedef struct kc_launcher_opts {
      * no module load. Set 1 to load each winner only when a launch needs
      * it. */
     int no_prefetch;
+    /* kc_launcher_create warms the store's read path on the thread pool
+     * (kc_store_warm: a first transaction, the B-trees' upper pages, a used
+     * decompression context), so that the process's first store hit does
+     * not pay those first-use costs. Set 1 to skip it (benchmarks). */
+    int no_warmup;
 
     kc_log_fn log;
     void *log_user;

@@ -36,6 +36,13 @@ int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, vo
 int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key, uint64_t max_raw,
                    const void *dict, size_t dict_len, void **raw, size_t *raw_len);
 
+/* Run the encode and decode path once on a sample and keep the
+ * decompression context it used for the next thread that needs one, so
+ * that a fresh process's first kc_blob_decode costs what later ones do.
+ * Meant for a background thread at start-up (the launcher calls it through
+ * kc_store_warm); cheap and harmless to call more than once. */
+void kc_blob_warm(void);
+
 #ifdef __cplusplus
 }
 #endif

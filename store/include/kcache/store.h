@@ -129,6 +129,16 @@ int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, siz
 int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
                              kc_record_t **build, void **cubin, size_t *len);
 
+/* Run the read path once ahead of the first hit: kc_blob_warm (a sample
+ * compressed and decompressed, the decompression context kept for the next
+ * thread), then the calls of a launcher's store hit, kc_store_get and
+ * kc_store_get_build_cubin, on the first tuning record and its winning
+ * build. A fresh process's first lookup and decompress then cost about
+ * what later ones do. It only reads (a damaged record it meets is handled
+ * as by any lookup). The launcher calls it on a pool thread when it is
+ * created. store may be NULL (the blob path alone). */
+void kc_store_warm(kc_store_t *store);
+
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
  * then returned by kc_store_iterate. */
