@@ -252,10 +252,13 @@ int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key, uint64_
         rc = zstd_code(got, KC_EZSTD);
         goto fail;
     }
-    if (b.dict_id != 0)
-        got = ZSTD_decompress_usingDict(dctx, out, size, b.frame.data, b.frame.size, dict,
-                                        dict_len);
-    else
+    if (b.dict_id != 0) {
+        const ZSTD_DDict *dd = kc__blob_ddict(dict, dict_len, b.dict_id);
+        got = dd ? ZSTD_decompress_usingDDict(dctx, out, size, b.frame.data, b.frame.size,
+                                              dd)
+                 : ZSTD_decompress_usingDict(dctx, out, size, b.frame.data, b.frame.size,
+                                             dict, dict_len);
+    } else
         got = ZSTD_decompressDCtx(dctx, out, size, b.frame.data, b.frame.size);
     if (ZSTD_isError(got)) {
         rc = zstd_code(got, KC_ECORRUPT);

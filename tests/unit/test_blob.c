@@ -684,8 +684,10 @@ typedef struct dict {
     unsigned id;
 } dict_t;
 
-/* Train a dictionary on PTX-like lines drawn from a vocabulary. */
-static dict_t train_dict(uint32_t seed)
+/* PTX-like lines drawn from a vocabulary: SAMPLES samples into *buf, their
+ * sizes into sizes[]. */
+enum { SAMPLES = 600 };
+static uint8_t *ptx_samples(uint32_t seed, size_t sizes[SAMPLES])
 {
     static const char *const words[] = {"ld.global.f32 ",
                                         "st.shared.f32 ",
@@ -702,13 +704,10 @@ static dict_t train_dict(uint32_t seed)
                                         "BB0_",
                                         "fma.rn.f32 ",
                                         ";\n"};
-    enum { SAMPLES = 600 };
-    size_t sizes[SAMPLES];
     size_t cap = SAMPLES * 600;
     uint8_t *buf = malloc(cap);
     size_t used = 0;
     uint32_t s = seed;
-    dict_t d;
 
     assert_non_null(buf);
     for (int i = 0; i < SAMPLES; i++) {
@@ -723,6 +722,16 @@ static dict_t train_dict(uint32_t seed)
         }
         sizes[i] = used - start;
     }
+    return buf;
+}
+
+/* Train a dictionary on PTX-like samples. */
+static dict_t train_dict(uint32_t seed)
+{
+    size_t sizes[SAMPLES];
+    uint8_t *buf = ptx_samples(seed, sizes);
+    dict_t d;
+
     d.p = malloc(16 << 10);
     assert_non_null(d.p);
     d.n = ZDICT_trainFromBuffer(d.p, 16 << 10, buf, sizes, SAMPLES);
@@ -731,6 +740,139 @@ static dict_t train_dict(uint32_t seed)
     assert_int_not_equal(d.id, 0);
     free(buf);
     return d;
+}
+
+/* A dictionary whose content is `content` and whose id is forced to id. */
+static dict_t dict_with_id(const void *content, size_t len, unsigned id, uint32_t seed)
+{
+    size_t sizes[SAMPLES];
+    uint8_t *buf = ptx_samples(seed, sizes);
+    ZDICT_params_t params = {.compressionLevel = 3, .dictID = id};
+    dict_t d;
+
+    d.p = malloc(16 << 10);
+    assert_non_null(d.p);
+    d.n = ZDICT_finalizeDictionary(d.p, 16 << 10, content, len, buf, sizes, SAMPLES,
+                                   params);
+    assert_false(ZDICT_isError(d.n));
+    d.id = ZSTD_getDictID_fromDict(d.p, d.n);
+    assert_int_equal(d.id, id);
+    free(buf);
+    return d;
+}
+
+/* A blob record of text compressed with dictionary d. */
+static enc_t dict_blob(const char *text, const dict_t *d, kc_key_t *key)
+{
+    size_t size = strlen(text);
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(size);
+    uint8_t *frame = malloc(cap);
+    assert_non_null(frame);
+    size_t fn = ZSTD_compress_usingDict(c, frame, cap, text, size, d->p, d->n, 3);
+    assert_false(ZSTD_isError(fn));
+    ZSTD_freeCCtx(c);
+    *key = kc_key_hash(text, size);
+    enc_t rec = blob_record(frame, fn, size, d->id);
+    free(frame);
+    return rec;
+}
+
+static int decodes_to(const enc_t *rec, const kc_key_t *key, const dict_t *d,
+                      const char *text)
+{
+    void *out = NULL;
+    size_t out_len = 0;
+    int ok =
+        kc_blob_decode(rec->p, rec->n, key, 0, d->p, d->n, &out, &out_len) == KC_OK &&
+        out_len == strlen(text) && memcmp(out, text, out_len) == 0;
+    kc_free(out);
+    return ok;
+}
+
+static const char kPtxText[] =
+    "ld.global.f32 %f1, [%rd4];\nmad.lo.s32 %r5, %r3, %r2, %r1;\n"
+    "st.shared.f32 [%rd7], %f1;\nbar.sync 0;\n@%p1 bra BB0_3;\n";
+static const char kPtxText2[] =
+    "fma.rn.f32 %f9, %f2, %f3, %f1;\nsetp.ge.s32 %p2, %r8, %r1;\n"
+    "add.s64 %rd9, %rd1, %rd4;\n@%p2 bra BB0_7;\nmov.u32 %r3, 0;\n";
+
+/* Decoding digests each dictionary once and keeps it (blob_ddict.c); two
+ * different dictionaries under one id must not be taken for each other. */
+static void test_two_dictionaries_under_one_id_each_decode_their_own(void **state)
+{
+    (void)state;
+    dict_t d = train_dict(11), other = train_dict(12);
+    size_t hs = ZDICT_getDictHeaderSize(other.p, other.n);
+    assert_false(ZDICT_isError(hs));
+    dict_t twin = dict_with_id(other.p + hs, other.n - hs, d.id, 13);
+    kc_key_t k1, k2;
+    enc_t r1 = dict_blob(kPtxText, &d, &k1), r2 = dict_blob(kPtxText2, &twin, &k2);
+
+    assert_true(decodes_to(&r1, &k1, &d, kPtxText));
+    assert_true(decodes_to(&r2, &k2, &twin, kPtxText2));
+    assert_true(decodes_to(&r1, &k1, &d, kPtxText));
+    assert_true(decodes_to(&r2, &k2, &twin, kPtxText2));
+    kc_free(r1.p);
+    kc_free(r2.p);
+    free(d.p);
+    free(other.p);
+    free(twin.p);
+}
+
+/* More dictionaries than the digest cache keeps: every one still decodes. */
+static void test_more_dictionaries_than_the_cache_keeps_all_decode(void **state)
+{
+    (void)state;
+    enum { N = 11 };
+    for (int round = 0; round < 2; round++)
+        for (uint32_t i = 0; i < N; i++) {
+            dict_t d = train_dict(100 + i);
+            kc_key_t k;
+            enc_t r = dict_blob(i % 2 ? kPtxText : kPtxText2, &d, &k);
+            assert_true(decodes_to(&r, &k, &d, i % 2 ? kPtxText : kPtxText2));
+            kc_free(r.p);
+            free(d.p);
+        }
+}
+
+typedef struct dict_worker {
+    const enc_t *rec;
+    const kc_key_t *key;
+    const dict_t *d;
+    int failures;
+} dict_worker_t;
+
+static void *decode_dict_blobs(void *p)
+{
+    dict_worker_t *w = p;
+    for (int i = 0; i < 200; i++)
+        if (!decodes_to(w->rec, w->key, w->d, kPtxText))
+            w->failures++;
+    return NULL;
+}
+
+/* Threads decoding with the same new dictionary at once share one digest. */
+static void test_threads_decode_with_one_dictionary_at_once(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    dict_t d = train_dict(77);
+    kc_key_t k;
+    enc_t r = dict_blob(kPtxText, &d, &k);
+    pthread_t t[N];
+    dict_worker_t w[N];
+
+    for (int i = 0; i < N; i++) {
+        w[i] = (dict_worker_t){&r, &k, &d, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, decode_dict_blobs, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    kc_free(r.p);
+    free(d.p);
 }
 
 static void test_dictionary_blob_decodes_only_with_its_dictionary(void **state)
@@ -814,6 +956,9 @@ int main(void)
             test_many_threads_encode_and_decode_at_once_and_free_their_contexts),
         cmocka_unit_test(test_dictionary_blob_decodes_only_with_its_dictionary),
         cmocka_unit_test(test_frames_store_literals_raw),
+        cmocka_unit_test(test_two_dictionaries_under_one_id_each_decode_their_own),
+        cmocka_unit_test(test_more_dictionaries_than_the_cache_keeps_all_decode),
+        cmocka_unit_test(test_threads_decode_with_one_dictionary_at_once),
         cmocka_unit_test(test_warm_hands_its_context_to_the_next_decoding_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
