@@ -579,21 +579,30 @@ static int64_t write_winner(kc_launcher_t *l, kc_kernel_t *k, const char *entry,
     return block;
 }
 
+/* Register scale (other = 0) or scale_other, launch it once on a.args (a
+ * miss: it compiles, tunes and publishes), and write its winner's cubin to
+ * path for the warm children. Returns the winner's BLOCK. */
+static int64_t tune_into_store(kc_launcher_t *l, int other, const char *path,
+                               kc_kernel_t **k, scale_args_t *a)
+{
+    kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, other);
+    if (kc_kernel_get(l, &spec, k) != KC_OK ||
+        kc_kernel_launch(*k, NULL, a->args, 3) != KC_OK) {
+        fprintf(stderr, "bench: %s: %s\n", spec.entry, kc_launcher_errmsg(l));
+        exit(1);
+    }
+    CU_CHECK(cu.sync());
+    return write_winner(l, *k, spec.entry, path);
+}
+
 /* Tune scale_other in the store and write its winner (for the children). */
 static int64_t prepare_other(const char *store_dir, const char *path)
 {
     kc_launcher_t *l = make_launcher(store_dir, 0, 0);
-    kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, 1);
     kc_kernel_t *k = NULL;
     scale_args_t a;
     scale_args_init(&a, kWarmN);
-    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
-        kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
-        fprintf(stderr, "bench: scale_other: %s\n", kc_launcher_errmsg(l));
-        exit(1);
-    }
-    CU_CHECK(cu.sync());
-    int64_t block = write_winner(l, k, "scale_other", path);
+    int64_t block = tune_into_store(l, 1, path, &k, &a);
     cu.mem_free(a.x);
     kc_launcher_destroy(l);
     return block;
@@ -606,17 +615,10 @@ static void bench_steady(const char *store_dir, const char *cubin_out, int launc
                          double *kc_ns, double *raw_ns, int64_t *block_out)
 {
     kc_launcher_t *l = make_launcher(store_dir, 0, 0);
-    kc_kernel_spec_t spec = scale_spec(N_BLOCKS);
     kc_kernel_t *k = NULL;
     scale_args_t a;
     scale_args_init(&a, kWarmN); /* small: the GPU keeps up with the host */
-    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
-        kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
-        fprintf(stderr, "bench: steady: %s\n", kc_launcher_errmsg(l));
-        exit(1);
-    }
-    CU_CHECK(cu.sync());
-    int64_t block = write_winner(l, k, "scale", cubin_out);
+    int64_t block = tune_into_store(l, 0, cubin_out, &k, &a);
     *block_out = block;
     size_t cubin_len = 0;
     void *cubin = read_file(cubin_out, &cubin_len);
