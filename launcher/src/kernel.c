@@ -199,7 +199,8 @@ static int reuse_stored(kc_kernel_t *k, cand_t *c)
     return KC_OK;
 }
 
-static void compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
+/* Returns 0 when no compiler ran (NVRTC could not be loaded), else 1. */
+static int compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
 {
     const kc_kernel_spec_t *s = &k->spec->s;
     kc__compile_in_t in = {
@@ -222,7 +223,7 @@ static void compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
     if (rc != KC_OK) {
         c->status = KC_CAND_COMPILE_ERROR;
         c->reason = reason_from_log("NVRTC unavailable: ", err);
-        return;
+        return 0;
     }
     rc = kc__nvrtc_compile(&in, &out);
     if (rc != KC_OK) {
@@ -230,7 +231,7 @@ static void compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
         c->reason = reason_from_log(
             rc == KC_ECOMPILE ? "compile error: " : "NVRTC error: ", out.log);
         kc__compile_out_free(&out);
-        return;
+        return 1;
     }
     c->cubin = out.cubin;
     c->cubin_len = out.cubin_len;
@@ -239,6 +240,7 @@ static void compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
     out.cubin = NULL;
     out.lowered_entry = NULL;
     kc__compile_out_free(&out);
+    return 1;
 }
 
 static void compile_ptx(kc_kernel_t *k, cand_t *c)
@@ -274,13 +276,17 @@ static int publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 static void compile_candidate(kc_kernel_t *k, cand_t *c, const kc_param_t *params,
                               size_t i)
 {
+    int ran = 1;
     if (k->spec->s.source_kind == KC_SOURCE_PTX)
         compile_ptx(k, c);
     else
-        compile_cuda(k, c, params);
-    bump(&k->compiles);
-    if (k->l->store)
-        kc_store_count(k->l->store, KC_COUNTER_COMPILES, 1);
+        ran = compile_cuda(k, c, params);
+    /* Counted when a compiler ran, whatever it said. */
+    if (ran) {
+        bump(&k->compiles);
+        if (k->l->store)
+            kc_store_count(k->l->store, KC_COUNTER_COMPILES, 1);
+    }
     if (c->status == KC_CAND_OK && !c->entry) {
         c->status = KC_CAND_COMPILE_ERROR;
         c->reason = strdup("out of memory");

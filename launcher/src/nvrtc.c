@@ -57,6 +57,24 @@ static void *open_nvrtc(void)
 {
     char names[10][512];
     size_t n = 0;
+    /* KCACHE_NVRTC: the library to load, or "none" for a process that must
+     * never compile (it still launches what the store holds). */
+    const char *pin = getenv("KCACHE_NVRTC");
+    if (pin && *pin) {
+        if (strcmp(pin, "none") == 0) {
+            snprintf(g_load_err, sizeof(g_load_err),
+                     "NVRTC disabled by KCACHE_NVRTC=none: this process does not "
+                     "compile");
+            return NULL;
+        }
+        void *h = dlopen(pin, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char *why = dlerror();
+            snprintf(g_load_err, sizeof(g_load_err), "KCACHE_NVRTC=%s: %s", pin,
+                     why ? why : "cannot load it");
+        }
+        return h;
+    }
     /* The major version we were built against first, so a machine with
      * several toolkits compiles with the one the headers describe. */
     snprintf(names[n++], sizeof(names[0]), "libnvrtc.so.%d", CUDA_VERSION / 1000);

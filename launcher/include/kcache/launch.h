@@ -264,7 +264,9 @@ typedef struct kc_kernel_stats {
     uint64_t memo_hits;
     uint64_t store_hits;    /* tunings found in the store */
     uint64_t tunes;         /* tunings run in this process */
-    uint64_t compiles;      /* NVRTC / PTX JIT compiles run in this process */
+    uint64_t compiles;      /* NVRTC / PTX JIT compiles run in this process (a
+                             * candidate that found no NVRTC counts only in
+                             * candidates_failed) */
     uint64_t builds_reused; /* candidates whose build came from the store */
     uint64_t candidates_failed;
     uint64_t publishes;
