@@ -207,6 +207,72 @@ static inline void kcs_vecs_free(kcs_vecs_t *v)
     free(v->out);
 }
 
+/* ---- inc as a whole process would run it ----------------------------------- */
+
+/* inc(x, n) with the BLOCK parameter params (one), grid cdiv(n, BLOCK). */
+static inline kc_kernel_spec_t kcs_inc_spec(const char *name,
+                                            const kc_param_spec_t *params)
+{
+    return (kc_kernel_spec_t){.name = name,
+                              .source_kind = KC_SOURCE_CUDA,
+                              .source = kcs_inc_src,
+                              .entry = "inc",
+                              .params = params,
+                              .n_params = 1,
+                              .args = kcs_inc_args,
+                              .n_args = 2,
+                              .grid = {"cdiv(n, BLOCK)"},
+                              .block = {"BLOCK"}};
+}
+
+typedef struct kcs_inc_run {
+    int rc;               /* of kc_kernel_launch (-1: no launcher) */
+    int wait_rc;          /* of kc_kernel_wait_compiled after it */
+    char errmsg[1024];    /* kc_launcher_errmsg after the launch */
+    int all_ones;         /* every x[i] became 1 */
+    kc_kernel_stats_t st; /* the launcher's totals */
+} kcs_inc_run_t;
+
+/* One launch of inc on n zeros through a new sim and launcher on store_dir
+ * (a directory or a layer list), as a fresh process would do it. Asserts
+ * nothing, so that child processes can use it. */
+static inline kcs_inc_run_t kcs_run_inc(const char *store_dir, const char *name,
+                                        const kc_param_spec_t *params, int n)
+{
+    kcs_inc_run_t r = {.rc = -1, .wait_rc = -1};
+    kc_sim_t *sim = NULL;
+    kc_launcher_t *l = NULL;
+    kc_kernel_t *k = NULL;
+    kc_kernel_spec_t spec = kcs_inc_spec(name, params);
+    float *x = calloc((size_t)n, sizeof(float));
+    int64_t dims[1] = {n};
+    kc_arg_t a[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims},
+                     {.value.i = n}};
+
+    if (!x || kc_sim_create(NULL, &sim) != KC_OK ||
+        kc_sim_register(sim, "inc", kcs_sim_inc, kcs_cost_256, NULL) != KC_OK)
+        goto out;
+    kc_launcher_opts_t o = {.device = KC_DEVICE_SIM, .sim = sim, .store_dir = store_dir};
+    o.budget_ms = 0.01;
+    o.min_reps = 3;
+    o.max_reps = 5;
+    if (kc_launcher_create(&o, &l) != KC_OK || kc_kernel_get(l, &spec, &k) != KC_OK)
+        goto out;
+    r.rc = kc_kernel_launch(k, NULL, a, 2);
+    snprintf(r.errmsg, sizeof(r.errmsg), "%s", kc_launcher_errmsg(l));
+    r.wait_rc = kc_kernel_wait_compiled(k);
+    r.all_ones = 1;
+    for (int i = 0; i < n; i++)
+        if (x[i] != 1.0f)
+            r.all_ones = 0;
+    kc_launcher_stats(l, &r.st);
+out:
+    kc_launcher_destroy(l);
+    kc_sim_destroy(sim);
+    free(x);
+    return r;
+}
+
 /* ---- fixture: a store directory, a sim and a launcher on it --------------- */
 
 typedef struct kcs_fx {

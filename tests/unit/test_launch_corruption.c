@@ -35,20 +35,6 @@
 static const int64_t blocks[] = {128, 256};
 static const kc_param_spec_t block_param[] = {{"BLOCK", blocks, 2}};
 
-static kc_kernel_spec_t inc_spec(void)
-{
-    return (kc_kernel_spec_t){.name = "corrupt.inc",
-                              .source_kind = KC_SOURCE_CUDA,
-                              .source = kcs_inc_src,
-                              .entry = "inc",
-                              .params = block_param,
-                              .n_params = 1,
-                              .args = kcs_inc_args,
-                              .n_args = 2,
-                              .grid = {"cdiv(n, BLOCK)"},
-                              .block = {"BLOCK"}};
-}
-
 typedef struct fx {
     char dir[512];
     char data[600];
@@ -85,7 +71,7 @@ static void launch_once(fx_t *f, run_t *out)
     kc_sim_t *sim = NULL;
     kc_launcher_t *l = NULL;
     kc_kernel_t *k = NULL;
-    kc_kernel_spec_t spec = inc_spec();
+    kc_kernel_spec_t spec = kcs_inc_spec("corrupt.inc", block_param);
     kc_launcher_opts_t o = {0};
     kc_store_stats_t s;
     enum { N = 1000 };

@@ -23,60 +23,17 @@
 static const int64_t blocks[] = {64, 128, 256, 512};
 static const kc_param_spec_t params[] = {{"BLOCK", blocks, 4}};
 
-static kc_kernel_spec_t inc_spec(void)
-{
-    kc_kernel_spec_t s = {0};
-    s.name = "layers.inc";
-    s.source_kind = KC_SOURCE_CUDA;
-    s.source = kcs_inc_src;
-    s.entry = "inc";
-    s.params = params;
-    s.n_params = 1;
-    s.args = kcs_inc_args;
-    s.n_args = 2;
-    s.grid[0] = "cdiv(n, BLOCK)";
-    s.block[0] = "BLOCK";
-    return s;
-}
-
-/* Run one launch of inc on n zeros through a new sim and launcher on
- * store_dir; fill *st with the launcher's totals. 0, or a failure code. */
+/* One launch of inc on n zeros as a fresh process; fill *st with the
+ * launcher's totals. 0, or a failure code. */
 static int run_inc(const char *store_dir, int n, kc_kernel_stats_t *st)
 {
-    kc_sim_t *sim = NULL;
-    kc_launcher_t *l = NULL;
-    kc_kernel_t *k = NULL;
-    kc_kernel_spec_t spec = inc_spec();
-    float *x = calloc((size_t)n, sizeof(float));
-    int64_t dims[1] = {n};
-    kc_arg_t a[2] = {{.ptr = (uint64_t)(uintptr_t)x, .rank = 1, .dims = dims},
-                     {.value.i = n}};
-    int rc = 1;
-
-    if (!x || kc_sim_create(NULL, &sim) != KC_OK ||
-        kc_sim_register(sim, "inc", kcs_sim_inc, kcs_cost_256, NULL) != KC_OK)
-        goto out;
-    kc_launcher_opts_t o = {.device = KC_DEVICE_SIM, .sim = sim, .store_dir = store_dir};
-    o.budget_ms = 0.01;
-    o.min_reps = 3;
-    o.max_reps = 5;
-    if (kc_launcher_create(&o, &l) != KC_OK)
-        goto out;
-    rc = 2;
-    if (kc_kernel_get(l, &spec, &k) != KC_OK ||
-        kc_kernel_launch(k, NULL, a, 2) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK)
-        goto out;
-    rc = 3;
-    for (int i = 0; i < n; i++)
-        if (x[i] != 1.0f)
-            goto out;
-    kc_launcher_stats(l, st);
-    rc = 0;
-out:
-    kc_launcher_destroy(l);
-    kc_sim_destroy(sim);
-    free(x);
-    return rc;
+    kcs_inc_run_t r = kcs_run_inc(store_dir, "layers.inc", params, n);
+    *st = r.st;
+    if (r.rc == -1)
+        return 1;
+    if (r.rc != KC_OK || r.wait_rc != KC_OK)
+        return 2;
+    return r.all_ones ? 0 : 3;
 }
 
 static int chmod_ro(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
