@@ -31,10 +31,10 @@ if [ "${KC_TEST_QUICK:-0}" != 1 ]; then
   echo "== tests: ThreadSanitizer build, threaded tests =="
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKC_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j"$jobs" --target test_store test_blob test_launch_device \
-    test_launch_flow test_launch_race
+    test_launch_flow test_launch_race test_remote test_launch_remote
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --test-dir build-tsan --output-on-failure \
-    -R '^(test_store|test_blob|test_launch_device|test_launch_flow|test_launch_race)$' || status=1
+    -R '^(test_store|test_blob|test_launch_device|test_launch_flow|test_launch_race|test_remote|test_launch_remote)$' || status=1
 
   echo "== fuzz: each target for ${KC_FUZZ_SECONDS:-20} s =="
   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DKC_BUILD_FUZZ=ON -DKC_BUILD_TESTS=OFF \

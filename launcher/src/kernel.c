@@ -99,7 +99,7 @@ struct kc_kernel {
     _Atomic(const kc__memo_entry_t *) last;
 
     _Atomic uint64_t launches, memo_hits, store_hits, tunes, compiles, builds_reused,
-        candidates_failed, publishes, prefetched;
+        candidates_failed, publishes, prefetched, remote_hits;
 };
 
 kc_kernel_t *kc__kernel_next(const kc_kernel_t *k)
@@ -1084,6 +1084,34 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
     return runnable;
 }
 
+/* ---- the remote tier: write-behind ------------------------------------- */
+
+typedef struct push_task {
+    kc_launcher_t *l;
+    kc_key_t tkey;
+} push_task_t;
+
+/* A pool task: copy a published tuning's chain to the remote. */
+static void push_to_remote(void *arg)
+{
+    push_task_t *t = arg;
+    int rc = kc_remote_push(t->l->remote, t->l->store, &t->tkey);
+    if (rc != KC_OK)
+        kc__remote_failed(t->l, "push", rc);
+    free(t);
+}
+
+/* Write-behind: the launch does not wait for the remote. */
+static void push_later(kc_launcher_t *l, const kc_key_t *tkey)
+{
+    push_task_t *t;
+    if (!l->remote || !(t = malloc(sizeof(*t))))
+        return;
+    *t = (push_task_t){l, *tkey};
+    if (kc__pool_submit(l->pool, push_to_remote, t) != KC_OK)
+        free(t);
+}
+
 static int tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
                             const uint8_t *sig, size_t sig_len, uint64_t hash,
                             const kc__memo_entry_t **out)
@@ -1221,7 +1249,8 @@ static int tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, 
             .driver_version = l->info.driver_version,
             .created = (uint64_t)time(NULL),
         };
-        publish(k, &tr);
+        if (publish(k, &tr) == KC_OK)
+            push_later(l, &tkey);
     }
     {
         char cfg[256] = "";
@@ -1418,6 +1447,31 @@ static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *si
     }
 }
 
+/* ---- the remote tier: read on a miss ------------------------------------- */
+
+/* A local miss: pull the tuning's chain from the remote into the writable
+ * store (verified there), then take it as a store hit. KC_ENOTFOUND when
+ * the remote has nothing usable (or is down: it fails open). */
+static int remote_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
+                      size_t len, uint64_t hash, const kc__memo_entry_t **out)
+{
+    kc_launcher_t *l = k->l;
+    int had, rc = kc_remote_pull(l->remote, l->store, tkey);
+
+    if (rc != KC_OK) {
+        if (rc != KC_ENOTFOUND)
+            kc__remote_failed(l, "pull", rc);
+        return KC_ENOTFOUND;
+    }
+    rc = store_hit(k, tkey, sig, len, hash, out, &had);
+    if (rc == KC_OK) {
+        bump(&k->remote_hits);
+        kc__log(l, KC_LOG_DEBUG, "kcache: %s: tuning pulled from the remote tier",
+                kname(k));
+    }
+    return rc;
+}
+
 /* The leader's work for one signature: the store, else compile and tune.
  * *launched says whether the real launch already happened (tuning does
  * it, so that it runs on the restored buffers). */
@@ -1442,6 +1496,11 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
             rc = store_hit(k, &tkey, sig, len, hash, out, &had_tuning);
             if (rc != KC_ENOTFOUND)
                 return rc;
+            if (!had_tuning && l->remote) {
+                rc = remote_hit(k, &tkey, sig, len, hash, out);
+                if (rc != KC_ENOTFOUND)
+                    return rc;
+            }
         }
         kc_store_count(st, KC_COUNTER_MISSES, 1);
         kc_store_count(
@@ -1856,6 +1915,7 @@ int kc_kernel_stats(const kc_kernel_t *k, kc_kernel_stats_t *out)
     out->candidates_failed = atomic_load(&k->candidates_failed);
     out->publishes = atomic_load(&k->publishes);
     out->prefetched = atomic_load(&k->prefetched);
+    out->remote_hits = atomic_load(&k->remote_hits);
     out->configs = k->n_cands;
     return KC_OK;
 }

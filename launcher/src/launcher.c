@@ -3,6 +3,7 @@
  * kernel.c. */
 #include "launcher_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,32 @@ static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
     l->store = kc_layers_writable(l->layers);
     if (!l->store)
         l->store = kc_layers_store(l->layers, 0);
+}
+
+/* The remote tier, if one is named and there is a writable layer to pull
+ * into. A URL that cannot be read is logged and ignored. */
+static void open_remote(kc_launcher_t *l, const kc_launcher_opts_t *opts)
+{
+    const char *url = opts->remote_url ? opts->remote_url : getenv("KCACHE_REMOTE");
+
+    if (opts->no_remote || !url || !*url)
+        return;
+    if (!l->store || kc_store_is_readonly(l->store)) {
+        kc__log(l, KC_LOG_WARN,
+                "kcache: remote tier %s not used: no writable store to pull into", url);
+        return;
+    }
+    if (kc_remote_open(url, NULL, &l->remote) != KC_OK)
+        kc__log(l, KC_LOG_WARN, "kcache: remote tier not used: %s",
+                kc_remote_errmsg(NULL));
+}
+
+void kc__remote_failed(kc_launcher_t *l, const char *what, int rc)
+{
+    int first = atomic_exchange(&l->remote_warned, 1) == 0;
+    kc__log(l, first ? KC_LOG_WARN : KC_LOG_DEBUG, "kcache: remote tier: %s: %s (%s)%s",
+            what, kc_strerror(rc), kc_remote_errmsg(l->remote),
+            first ? "; going on without it, and retrying later" : "");
 }
 
 static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
@@ -203,6 +230,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
         goto fail;
     }
     open_store(l, opts);
+    open_remote(l, opts);
     /* Only a launcher that can launch reads cubins on its critical path. */
     if (l->dev && l->layers && !l->no_warmup &&
         kc__pool_submit(l->pool, warm_store, l) != KC_OK)
@@ -232,6 +260,7 @@ void kc_launcher_destroy(kc_launcher_t *l)
     if (l->store)
         kc_store_flush(l->store);
     kc_layers_close(l->layers);
+    kc_remote_close(l->remote);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
     free(l);
@@ -257,6 +286,7 @@ int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
         out->candidates_failed += s.candidates_failed;
         out->publishes += s.publishes;
         out->prefetched += s.prefetched;
+        out->remote_hits += s.remote_hits;
         out->configs += s.configs;
     }
     pthread_mutex_unlock(&l->lock);

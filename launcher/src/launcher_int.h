@@ -9,6 +9,7 @@
 
 #include "kcache/launch.h"
 #include "kcache/layers.h"
+#include "kcache/remote.h"
 
 #include "device.h"
 #include "pool.h"
@@ -29,6 +30,8 @@ struct kc_launcher {
     kc_layers_t *layers;
     kc_store_t *store;
     kc__pool_t *pool;
+    kc_remote_t *remote;       /* NULL: no remote tier */
+    _Atomic int remote_warned; /* its first failure was logged as a warning */
     kc__tune_opts_t tune;
     int no_prefetch;
     int no_warmup;
@@ -53,6 +56,9 @@ void kc__errmsg_clear(void);
 
 void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A remote call failed with rc: a warning the first time, then debug. */
+void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
 
 /* kernel.c */
 void kc__kernel_free(kc_kernel_t *kernel);

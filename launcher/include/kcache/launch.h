@@ -110,6 +110,17 @@ typedef struct kc_launcher_opts {
      * not pay those first-use costs. Set 1 to skip it (benchmarks). */
     int no_warmup;
 
+    /* The remote tier (kcache/remote.h): "redis://host:port", else
+     * KCACHE_REMOTE, else none; no_remote ignores both. A local miss asks
+     * it for the tuning, its build and cubin, verifies them and publishes
+     * them into the writable layer; a publish is copied to it by a pool
+     * task. It fails open: a remote that is down or slow costs at most one
+     * connect or I/O timeout, then is left alone for a while (see
+     * kc_remote_opts_t), and never fails a launch. Without a writable
+     * layer the remote is not used. */
+    const char *remote_url;
+    int no_remote;
+
     kc_log_fn log;
     void *log_user;
     kc_log_level_t log_level; /* messages above it are dropped */
@@ -270,8 +281,9 @@ typedef struct kc_kernel_stats {
     uint64_t builds_reused; /* candidates whose build came from the store */
     uint64_t candidates_failed;
     uint64_t publishes;
-    uint64_t prefetched; /* stored winners loaded at registration */
-    uint64_t configs;    /* candidates in the tuning space (after the constraint) */
+    uint64_t prefetched;  /* stored winners loaded at registration */
+    uint64_t remote_hits; /* tunings pulled from the remote tier */
+    uint64_t configs;     /* candidates in the tuning space (after the constraint) */
 } kc_kernel_stats_t;
 
 int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);

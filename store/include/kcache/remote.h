@@ -1,0 +1,82 @@
+/* The remote tier: a Redis server that several machines share.
+ *
+ * The launcher reads it on a local miss and writes to it behind a publish
+ * (KCACHE_REMOTE=redis://host:port). Values are encoded records, as the
+ * store keeps them, under "kcache:1:<kind>:<32 hex digits of the key>"
+ * (docs/FORMAT.md, "Remote tier"); blobs are always without a dictionary.
+ *
+ * It fails open. Every call has a connect and an I/O timeout; after a
+ * failure the handle answers KC_EREMOTE at once, without touching the
+ * network, until retry_after_ms has passed. Nothing read from the remote is
+ * taken unchecked: kc_remote_pull checks every record's checksum and key,
+ * and every cubin against its key, before it publishes anything into a
+ * local store. That catches damage, not a malicious writer: whoever can
+ * write to the server can make its readers run their cubins (README,
+ * "Trust and threat model").
+ *
+ * A handle serializes its calls (one connection); it is safe to share
+ * between threads.
+ */
+#ifndef KCACHE_REMOTE_H
+#define KCACHE_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kcache/key.h"
+#include "kcache/record.h"
+#include "kcache/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kc_remote kc_remote_t;
+
+typedef struct kc_remote_opts {
+    unsigned connect_timeout_ms; /* 0: 100 */
+    unsigned io_timeout_ms;      /* 0: 250 */
+    unsigned retry_after_ms;     /* after a failure, 0: 10000 */
+} kc_remote_opts_t;
+
+/* Parse url ("redis://host:port", port default 6379; host a name or an
+ * IPv4/IPv6 address) and make a handle. It does not connect: the first
+ * call does. KC_EINVAL for a URL it cannot read (kc_remote_errmsg says
+ * why). */
+int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **out);
+void kc_remote_close(kc_remote_t *remote);
+
+/* The encoded record (kind, key): *data (free with kc_free) and *len.
+ * KC_ENOTFOUND if the remote has none; KC_EREMOTE if it cannot be asked
+ * (down, timed out, backing off, or an answer that is not a value). The
+ * bytes are not checked: callers decode them. */
+int kc_remote_get(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
+                  void **data, size_t *len);
+
+/* Store an encoded record under (kind, key), replacing what was there.
+ * KC_EREMOTE if the remote cannot be reached. */
+int kc_remote_put(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
+                  const void *data, size_t len);
+
+/* Fetch tuning tkey, its winning build and the build's cubin from the
+ * remote, verify all three (record checksums, keys derived from the
+ * preimages, the cubin's hash), and publish them into dst in one
+ * transaction. KC_ENOTFOUND if the remote lacks any of them; KC_ECORRUPT
+ * if one fails a check (nothing is published); KC_EREMOTE as above; the
+ * store's code if the publish fails. */
+int kc_remote_pull(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *tkey);
+
+/* Copy tuning tkey, its winning build and its cubin from src to the remote
+ * (the blob re-encoded without a dictionary if it had one). Tuning last, so
+ * that a reader never finds a tuning whose build is not there yet. */
+int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
+
+/* What the last failure on this handle was ("connect 127.0.0.1:6390:
+ * Connection refused", "timed out", "backing off for 8 s after: ...").
+ * Never NULL. */
+const char *kc_remote_errmsg(const kc_remote_t *remote);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,186 @@
+/* The launcher over the remote tier (KCACHE_REMOTE), against a real
+ * redis-server on loopback, simulation device, real NVRTC cubins: what one
+ * machine tunes, another launches with no compile and no tuning; a remote
+ * that lies or is down costs a local tuning, never a failed launch. Each
+ * "machine" is a launcher on its own empty store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kc_redis.h"
+#include "kc_simkernels.h"
+#include "kcache/launch.h"
+#include "kcache/remote.h"
+#include "kcache/store.h"
+
+static const int64_t blocks[] = {64, 128, 256, 512};
+static const kc_param_spec_t params[] = {{"BLOCK", blocks, 4}};
+
+static kct_redis_t g_redis;
+static char g_root[512];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (kct_tmpdir("test_launch_remote", g_root, sizeof(g_root)) != 0)
+        return -1;
+    return kct_redis_start(&g_redis, 0) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kct_redis_stop(&g_redis);
+    kct_rmtree(g_root, 1);
+    unsetenv("KCACHE_REMOTE");
+    return 0;
+}
+
+/* A new machine: an empty store directory under the test's root. */
+static const char *machine(const char *name)
+{
+    static char dir[8][600];
+    static int next;
+    char *d = dir[next++ % 8];
+    snprintf(d, sizeof(dir[0]), "%s/%s", g_root, name);
+    return d;
+}
+
+static kcs_inc_run_t run(const char *dir, int n, const char *remote)
+{
+    if (remote)
+        setenv("KCACHE_REMOTE", remote, 1);
+    else
+        unsetenv("KCACHE_REMOTE");
+    return kcs_run_inc(dir, "remote.inc", params, n);
+}
+
+static uint64_t records(const char *dir, int kind)
+{
+    kc_store_t *st = NULL;
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_open(dir, NULL, &st), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    kc_store_close(st);
+    return s.records[kind];
+}
+
+static int first_key(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                     const void *data, size_t len)
+{
+    (void)kind;
+    (void)data;
+    (void)len;
+    *(kc_key_t *)user = *key;
+    return 1;
+}
+
+/* The only tuning in dir and its winner's blob key. */
+static void tuning_chain(const char *dir, kc_key_t *tkey, kc_key_t *blob)
+{
+    kc_store_t *st = NULL;
+    kc_record_t *t = NULL, *b = NULL;
+    assert_int_equal(kc_store_open(dir, NULL, &st), KC_OK);
+    assert_int_equal(kc_store_iterate(st, KC_REC_TUNING, first_key, tkey), 1);
+    assert_int_equal(kc_store_get(st, KC_REC_TUNING, tkey, &t), KC_OK);
+    assert_int_equal(kc_store_get(st, KC_REC_BUILD, &t->u.tuning.winner_build, &b),
+                     KC_OK);
+    *blob = b->u.build.blob;
+    kc_free(b);
+    kc_free(t);
+    kc_store_close(st);
+}
+
+static void test_a_tuning_made_on_one_machine_is_a_hit_on_another(void **state)
+{
+    (void)state;
+    const char *a = machine("a"), *b = machine("b");
+
+    kcs_inc_run_t first = run(a, 1000, g_redis.url);
+    assert_int_equal(first.rc, KC_OK);
+    assert_true(first.all_ones);
+    assert_int_equal(first.st.tunes, 1);
+    assert_int_equal(first.st.remote_hits, 0);
+
+    /* Machine b: empty store, same remote. */
+    kcs_inc_run_t second = run(b, 1000, g_redis.url);
+    assert_int_equal(second.rc, KC_OK);
+    assert_true(second.all_ones);
+    assert_int_equal(second.st.remote_hits, 1);
+    assert_int_equal(second.st.store_hits, 1);
+    assert_int_equal(second.st.tunes, 0);
+    /* (Registration still compiled, in the background, the candidates b's
+     * store lacked; the launch did not wait for them.) */
+    /* The chain is in b's store now: without the remote, a store hit. */
+    assert_int_equal(records(b, KC_REC_TUNING), 1);
+    kcs_inc_run_t third = run(b, 1000, NULL);
+    assert_int_equal(third.rc, KC_OK);
+    assert_int_equal(third.st.store_hits, 1);
+    assert_int_equal(third.st.remote_hits, 0);
+    assert_int_equal(third.st.tunes, 0);
+}
+
+/* The remote's copy of the winner's cubin is damaged: the pull is refused,
+ * the new machine tunes for itself, and its store holds nothing bad. */
+static void test_a_damaged_remote_chain_is_refused_and_tuned_locally(void **state)
+{
+    (void)state;
+    const char *a = machine("c"), *d = machine("d");
+    kc_key_t tkey, blob;
+    kc_remote_t *r = NULL;
+    kc_store_t *st = NULL;
+    kc_store_stats_t s;
+
+    assert_int_equal(run(a, 2000, g_redis.url).rc, KC_OK);
+    tuning_chain(a, &tkey, &blob);
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_BLOB, &blob, "not a blob", 10), KC_OK);
+    kc_remote_close(r);
+
+    kcs_inc_run_t got = run(d, 2000, g_redis.url);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.remote_hits, 0);
+    assert_int_equal(got.st.tunes, 1);
+    assert_int_equal(kc_store_open(d, NULL, &st), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_CORRUPT], 0);
+    assert_int_equal(s.records[KC_REC_TUNING], 1);
+    kc_store_close(st);
+}
+
+/* Nothing listens at the remote's address, or its URL is not one: the
+ * launcher tunes locally and launches. */
+static void test_a_remote_that_is_down_or_misnamed_fails_open(void **state)
+{
+    (void)state;
+    char down[64];
+    snprintf(down, sizeof(down), "redis://127.0.0.1:%d", kct_free_port());
+
+    kcs_inc_run_t got = run(machine("e"), 1000, down);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.tunes, 1);
+    assert_int_equal(got.st.remote_hits, 0);
+
+    got = run(machine("f"), 1000, "http://not-redis");
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.tunes, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_tuning_made_on_one_machine_is_a_hit_on_another),
+        cmocka_unit_test(test_a_damaged_remote_chain_is_refused_and_tuned_locally),
+        cmocka_unit_test(test_a_remote_that_is_down_or_misnamed_fails_open),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

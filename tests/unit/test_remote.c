@@ -1,0 +1,245 @@
+/* The remote tier's client against a real redis-server on loopback: URLs,
+ * values that round-trip byte for byte, a server that is down (fail fast,
+ * then retry), and pulls that refuse what does not check out. The launcher
+ * over a remote is tested in test_launch_remote. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "kc_redis.h"
+#include "kc_testutil.h"
+#include "kcache/errors.h"
+#include "kcache/record.h"
+#include "kcache/remote.h"
+#include "kcache/store.h"
+
+static kct_redis_t g_redis;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return kct_redis_start(&g_redis, 0) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kct_redis_stop(&g_redis);
+    return 0;
+}
+
+static void test_urls(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"redis://cache", "redis://cache:6380",
+                                       "redis://10.0.0.7:6379/", "redis://[::1]:6380/2",
+                                       "redis://cache/15"};
+    static const char *const bad[] = {"http://cache",
+                                      "redis://",
+                                      "redis://cache:0",
+                                      "redis://cache:65536",
+                                      "redis://cache:6x",
+                                      "redis://cache/x",
+                                      "redis://[::1",
+                                      "redis://cache:6379/1/2",
+                                      ""};
+    kc_remote_t *r = NULL;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(kc_remote_open(good[i], NULL, &r), KC_OK);
+        kc_remote_close(r);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(kc_remote_open(bad[i], NULL, &r), KC_EINVAL);
+        assert_null(r);
+        assert_true(strlen(kc_remote_errmsg(NULL)) > 0);
+    }
+    assert_int_equal(kc_remote_open(NULL, NULL, &r), KC_EINVAL);
+}
+
+static void test_values_round_trip_and_missing_keys_are_not_found(void **state)
+{
+    (void)state;
+    kc_remote_t *r = NULL;
+    uint8_t value[3000];
+    kc_key_t key = kc_key_hash("round trip", 10), other = kc_key_hash("absent", 6);
+    void *got = NULL;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(value); i++)
+        value[i] = (uint8_t)(i * 7); /* NUL bytes included */
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_BLOB, &key, value, sizeof(value)), KC_OK);
+    assert_int_equal(kc_remote_get(r, KC_REC_BLOB, &key, &got, &len), KC_OK);
+    assert_int_equal(len, sizeof(value));
+    assert_memory_equal(got, value, sizeof(value));
+    kc_free(got);
+    /* Kinds are separate name spaces. */
+    assert_int_equal(kc_remote_get(r, KC_REC_BUILD, &key, &got, &len), KC_ENOTFOUND);
+    assert_int_equal(kc_remote_get(r, KC_REC_BLOB, &other, &got, &len), KC_ENOTFOUND);
+    assert_null(got);
+    assert_int_equal(len, 0);
+    kc_remote_close(r);
+}
+
+/* Down: KC_EREMOTE with a message, then at once without the network until
+ * retry_after_ms; once it has passed and a server listens, calls work. */
+static void test_a_server_that_is_down_fails_fast_then_is_retried(void **state)
+{
+    (void)state;
+    int port = kct_free_port();
+    char url[64];
+    kc_remote_opts_t o = {.retry_after_ms = 200};
+    kc_remote_t *r = NULL;
+    kc_key_t key = kc_key_hash("k", 1);
+    void *got = NULL;
+    size_t len;
+    kct_redis_t later;
+
+    assert_true(port > 0);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    assert_int_equal(kc_remote_open(url, &o, &r), KC_OK);
+    assert_int_equal(kc_remote_get(r, KC_REC_TUNING, &key, &got, &len), KC_EREMOTE);
+    assert_non_null(strstr(kc_remote_errmsg(r), "connect"));
+    assert_int_equal(kc_remote_put(r, KC_REC_TUNING, &key, "x", 1), KC_EREMOTE);
+
+    assert_int_equal(kct_redis_start(&later, port), 0);
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    assert_int_equal(kc_remote_put(r, KC_REC_TUNING, &key, "x", 1), KC_OK);
+    assert_int_equal(kc_remote_get(r, KC_REC_TUNING, &key, &got, &len), KC_OK);
+    assert_int_equal(len, 1);
+    kc_free(got);
+
+    /* The server goes away under an open connection. */
+    kct_redis_stop(&later);
+    assert_int_equal(kc_remote_get(r, KC_REC_TUNING, &key, &got, &len), KC_EREMOTE);
+    assert_null(got);
+    kc_remote_close(r);
+}
+
+/* Push a published chain from one store, pull it into an empty one: the
+ * tuning, its winning build and its cubin arrive intact, and nothing else. */
+static void test_push_then_pull_moves_a_tuning_and_its_chain(void **state)
+{
+    (void)state;
+    char ra[512], rb[512];
+    kc_store_t *a = NULL, *b = NULL;
+    kc_remote_t *r = NULL;
+    kct_pub_t pub;
+    unsigned present = 0, intact = 0;
+    kc_store_stats_t s;
+
+    assert_int_equal(kct_store_scratch("remote_a", ra, sizeof(ra), &a), 0);
+    assert_int_equal(kct_store_scratch("remote_b", rb, sizeof(rb), &b), 0);
+    assert_int_equal(kct_pub_make(&pub, 41, 1), KC_OK);
+    assert_int_equal(kc_store_publish(a, &pub.pub), KC_OK);
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+
+    assert_int_equal(kc_remote_push(r, a, &pub.tuning_key), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &pub.tuning_key), KC_OK);
+    assert_int_equal(kct_pub_state(b, 41, 1, &present, &intact), KC_OK);
+    assert_int_equal(present, 3);
+    assert_int_equal(intact, 3);
+    assert_int_equal(kc_store_stats(b, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_TUNING], 1);
+    assert_int_equal(s.records[KC_REC_BUILD], 1);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    /* Pulling again changes nothing. */
+    assert_int_equal(kc_remote_pull(r, b, &pub.tuning_key), KC_OK);
+    assert_int_equal(kc_store_stats(b, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD], 2);
+
+    kc_remote_close(r);
+    kct_pub_free(&pub);
+    kct_store_scratch_free(ra, a);
+    kct_store_scratch_free(rb, b);
+}
+
+/* A pull verifies before it publishes: garbage, a record of another kind,
+ * a record stored under a key it does not derive, a chain with a link
+ * missing or a cubin that does not hash to its key leave the store empty. */
+static void test_pull_refuses_what_does_not_check_out(void **state)
+{
+    (void)state;
+    char ra[512], rb[512];
+    kc_store_t *a = NULL, *b = NULL;
+    kc_remote_t *r = NULL;
+    kct_pub_t p1, p2;
+    kc_store_stats_t s;
+    kc_record_t meta = {.kind = KC_REC_META, .version = KC_RECORD_VERSION};
+    kc_key_t junk = kc_key_hash("junk", 4);
+    void *enc = NULL, *raw = NULL;
+    size_t enc_len = 0, raw_len = 0;
+
+    assert_int_equal(kct_store_scratch("remote_a", ra, sizeof(ra), &a), 0);
+    assert_int_equal(kct_store_scratch("remote_b", rb, sizeof(rb), &b), 0);
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &junk), KC_ENOTFOUND);
+
+    assert_int_equal(kc_remote_put(r, KC_REC_TUNING, &junk, "garbage", 7), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &junk), KC_ECORRUPT);
+    meta.u.meta.value = (kc_buf_t){"v", 1};
+    assert_int_equal(kc_record_encode(&meta, &enc, &enc_len), KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_TUNING, &junk, enc, enc_len), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &junk), KC_ECORRUPT);
+    kc_free(enc);
+
+    /* A real tuning stored under another tuning's key. */
+    assert_int_equal(kct_pub_make(&p1, 51, 1), KC_OK);
+    assert_int_equal(kct_pub_make(&p2, 52, 1), KC_OK);
+    assert_int_equal(kc_store_publish(a, &p1.pub), KC_OK);
+    assert_int_equal(kc_store_publish(a, &p2.pub), KC_OK);
+    assert_int_equal(kc_remote_push(r, a, &p1.tuning_key), KC_OK);
+    assert_int_equal(kc_store_get_raw(a, KC_REC_TUNING, &p2.tuning_key, &raw, &raw_len),
+                     KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_TUNING, &p1.tuning_key, raw, raw_len),
+                     KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &p1.tuning_key), KC_ECORRUPT);
+    kc_free(raw);
+
+    /* The right tuning, its build missing. */
+    assert_int_equal(kc_remote_push(r, a, &p1.tuning_key), KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_BUILD, &p1.build_keys[0], "", 0), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &p1.tuning_key), KC_ECORRUPT);
+
+    /* The right build, its blob swapped for another cubin's blob. */
+    assert_int_equal(kc_remote_push(r, a, &p1.tuning_key), KC_OK);
+    assert_int_equal(kc_store_get_raw(a, KC_REC_BLOB, &p2.blob_keys[0], &raw, &raw_len),
+                     KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_BLOB, &p1.blob_keys[0], raw, raw_len),
+                     KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &p1.tuning_key), KC_ECORRUPT);
+    kc_free(raw);
+
+    assert_int_equal(kc_store_stats(b, &s), KC_OK);
+    assert_int_equal(
+        s.records[KC_REC_TUNING] + s.records[KC_REC_BUILD] + s.records[KC_REC_BLOB], 0);
+    /* And once the remote holds the right bytes again, it pulls. */
+    assert_int_equal(kc_remote_push(r, a, &p1.tuning_key), KC_OK);
+    assert_int_equal(kc_remote_pull(r, b, &p1.tuning_key), KC_OK);
+
+    kc_remote_close(r);
+    kct_pub_free(&p1);
+    kct_pub_free(&p2);
+    kct_store_scratch_free(ra, a);
+    kct_store_scratch_free(rb, b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_values_round_trip_and_missing_keys_are_not_found),
+        cmocka_unit_test(test_a_server_that_is_down_fails_fast_then_is_retried),
+        cmocka_unit_test(test_push_then_pull_moves_a_tuning_and_its_chain),
+        cmocka_unit_test(test_pull_refuses_what_does_not_check_out),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
