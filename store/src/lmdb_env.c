@@ -110,6 +110,13 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
     int rc;
 
     rc = mdb_txn_begin(env->mdb, NULL, env->readonly ? MDB_RDONLY : 0, &txn);
+    /* Another process grew the map between mdb_env_open and here: adopt
+     * its size (nothing else uses this environment yet) and begin again. */
+    for (int tries = 0; rc == MDB_MAP_RESIZED && tries < MAX_RESIZE_RETRIES; tries++) {
+        rc = mdb_env_set_mapsize(env->mdb, 0);
+        if (rc == 0)
+            rc = mdb_txn_begin(env->mdb, NULL, env->readonly ? MDB_RDONLY : 0, &txn);
+    }
     if (rc != 0) {
         snprintf(msg, msg_len, "%s: cannot begin a transaction: %s", dir,
                  mdb_strerror(rc));
