@@ -409,6 +409,16 @@ static void finish_compiles(kc_kernel_t *k)
     pthread_mutex_unlock(&k->mu);
 }
 
+/* Another machine may have compiled c: pull its build from the remote
+ * tier into the writable store (checked there). */
+static int pull_build(kc_kernel_t *k, cand_t *c)
+{
+    int rc = kc_remote_pull_build(k->l->remote, k->l->store, &c->build_key);
+    if (rc != KC_OK && rc != KC_ENOTFOUND)
+        kc__remote_failed(k->l, "pull build", rc);
+    return rc;
+}
+
 static void compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -436,7 +446,8 @@ static void compile_one(void *arg)
         goto done;
     }
     c->build_key = kc_key_hash(c->preimage, c->preimage_len);
-    if (reuse_stored(k, c) == KC_OK) {
+    if (reuse_stored(k, c) == KC_OK ||
+        (k->l->remote && pull_build(k, c) == KC_OK && reuse_stored(k, c) == KC_OK)) {
         bump(&k->builds_reused);
         goto done;
     }

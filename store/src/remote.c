@@ -305,59 +305,96 @@ static int get_record(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
     return KC_OK;
 }
 
+/* Build bkey and its cubin from the remote, both checked: *build and
+ * *cubin (free each with kc_free). */
+static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **build,
+                           void **cubin, size_t *cubin_len)
+{
+    void *blob = NULL;
+    size_t blob_len = 0;
+    int rc = get_record(r, KC_REC_BUILD, bkey, build);
+
+    *cubin = NULL;
+    if (rc == KC_OK)
+        rc = kc_remote_get(r, KC_REC_BLOB, &(*build)->u.build.blob, &blob, &blob_len);
+    if (rc == KC_OK) {
+        /* The remote holds no dictionaries: a blob that needs one is bad. */
+        rc = kc_blob_decode(blob, blob_len, &(*build)->u.build.blob, 0, NULL, 0, cubin,
+                            cubin_len);
+        if (rc != KC_OK && rc != KC_ENOMEM)
+            rc = KC_ECORRUPT;
+    }
+    kc_free(blob);
+    if (rc != KC_OK) {
+        kc_free(*build);
+        *build = NULL;
+    }
+    return rc;
+}
+
+static int refused(kc_remote_t *r, int rc, const char *what)
+{
+    if (rc == KC_ECORRUPT)
+        snprintf(r->err, sizeof(r->err), "%s:%d: %s failed its checks", r->host, r->port,
+                 what);
+    return rc;
+}
+
 int kc_remote_pull(kc_remote_t *r, kc_store_t *dst, const kc_key_t *tkey)
 {
     kc_record_t *tuning = NULL, *build = NULL;
-    void *blob = NULL, *cubin = NULL;
-    size_t blob_len = 0, cubin_len = 0;
+    void *cubin = NULL;
+    size_t cubin_len = 0;
     int rc;
 
     if (!r || !dst || !tkey)
         return KC_EINVAL;
     rc = get_record(r, KC_REC_TUNING, tkey, &tuning);
     if (rc == KC_OK)
-        rc = get_record(r, KC_REC_BUILD, &tuning->u.tuning.winner_build, &build);
-    if (rc == KC_OK)
-        rc = kc_remote_get(r, KC_REC_BLOB, &build->u.build.blob, &blob, &blob_len);
-    if (rc == KC_OK) {
-        /* The remote holds no dictionaries: a blob that needs one is bad. */
-        rc = kc_blob_decode(blob, blob_len, &build->u.build.blob, 0, NULL, 0, &cubin,
-                            &cubin_len);
-        if (rc != KC_OK && rc != KC_ENOMEM)
-            rc = KC_ECORRUPT;
-    }
+        rc = get_build_chain(r, &tuning->u.tuning.winner_build, &build, &cubin,
+                             &cubin_len);
     if (rc == KC_OK) {
         kc_buf_t buf = {cubin, cubin_len};
         kc_publish_t pub = {&buf, 1, &build->u.build, 1, &tuning->u.tuning};
         rc = kc_store_publish(dst, &pub);
     }
-    if (rc == KC_ECORRUPT)
-        snprintf(r->err, sizeof(r->err),
-                 "%s:%d: a record of tuning's chain failed its checks", r->host, r->port);
     kc_free(cubin);
-    kc_free(blob);
     kc_free(build);
     kc_free(tuning);
-    return rc;
+    return refused(r, rc, "a tuning's chain");
 }
 
-int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
+int kc_remote_pull_build(kc_remote_t *r, kc_store_t *dst, const kc_key_t *bkey)
 {
-    void *t_raw = NULL, *b_raw = NULL, *blob = NULL, *cubin = NULL, *plain = NULL;
-    size_t t_len = 0, b_len = 0, blob_len = 0, cubin_len = 0, plain_len = 0;
-    kc_record_t *tuning = NULL, *build = NULL;
-    kc_blob_rec_t view;
-    kc_key_t blob_key;
+    kc_record_t *build = NULL;
+    void *cubin = NULL;
+    size_t cubin_len = 0;
     int rc;
 
-    if (!r || !src || !tkey)
+    if (!r || !dst || !bkey)
         return KC_EINVAL;
-    rc = kc_store_get_raw(src, KC_REC_TUNING, tkey, &t_raw, &t_len);
-    if (rc == KC_OK)
-        rc = kc_record_decode(t_raw, t_len, &tuning);
-    if (rc == KC_OK)
-        rc = kc_store_get_raw(src, KC_REC_BUILD, &tuning->u.tuning.winner_build, &b_raw,
-                              &b_len);
+    rc = get_build_chain(r, bkey, &build, &cubin, &cubin_len);
+    if (rc == KC_OK) {
+        kc_buf_t buf = {cubin, cubin_len};
+        kc_publish_t pub = {&buf, 1, &build->u.build, 1, NULL};
+        rc = kc_store_publish(dst, &pub);
+    }
+    kc_free(cubin);
+    kc_free(build);
+    return refused(r, rc, "a build or its cubin");
+}
+
+/* Copy build bkey and its blob from src to the remote, blob first (the
+ * blob re-encoded without a dictionary if it had one). */
+static int push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
+{
+    void *b_raw = NULL, *blob = NULL, *cubin = NULL, *plain = NULL;
+    size_t b_len = 0, blob_len = 0, cubin_len = 0, plain_len = 0;
+    kc_record_t *build = NULL;
+    kc_blob_rec_t view;
+    kc_key_t blob_key;
+    int rc = kc_store_get_raw(src, KC_REC_BUILD, bkey, &b_raw, &b_len);
+
     if (rc == KC_OK)
         rc = kc_record_decode(b_raw, b_len, &build);
     if (rc == KC_OK)
@@ -365,25 +402,53 @@ int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
     if (rc == KC_OK)
         rc = kc__blob_view(blob, blob_len, &view);
     if (rc == KC_OK && view.dict_id != 0) {
-        /* The remote keeps no dictionaries: send the cubin re-encoded. */
         rc = kc_store_get_cubin(src, &build->u.build.blob, &cubin, &cubin_len);
         if (rc == KC_OK)
             rc = kc_blob_encode(cubin, cubin_len, 0, &blob_key, &plain, &plain_len);
     }
-    /* Blob, build, then tuning: a reader that finds the tuning finds the
-     * rest. */
     if (rc == KC_OK)
         rc = kc_remote_put(r, KC_REC_BLOB, &build->u.build.blob, plain ? plain : blob,
                            plain ? plain_len : blob_len);
     if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_BUILD, &tuning->u.tuning.winner_build, b_raw, b_len);
-    if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_TUNING, tkey, t_raw, t_len);
+        rc = kc_remote_put(r, KC_REC_BUILD, bkey, b_raw, b_len);
     kc_free(plain);
     kc_free(cubin);
     kc_free(blob);
     kc_free(build);
     kc_free(b_raw);
+    return rc;
+}
+
+int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
+{
+    void *t_raw = NULL;
+    size_t t_len = 0;
+    kc_record_t *tuning = NULL;
+    int rc;
+
+    if (!r || !src || !tkey)
+        return KC_EINVAL;
+    rc = kc_store_get_raw(src, KC_REC_TUNING, tkey, &t_raw, &t_len);
+    if (rc == KC_OK)
+        rc = kc_record_decode(t_raw, t_len, &tuning);
+    /* The other candidates' builds first, as far as this store has them
+     * (a build reused from a lower layer is not here): another machine
+     * that tunes a new signature of this kernel pulls them instead of
+     * compiling. Then the winner's, then the tuning, so that a reader that
+     * finds the tuning finds its chain. */
+    for (size_t i = 0; rc == KC_OK && i < tuning->u.tuning.n_candidates; i++) {
+        const kc_candidate_t *c = &tuning->u.tuning.candidates[i];
+        if (c->status != KC_CAND_OK || kc_key_is_zero(&c->build) ||
+            kc_key_cmp(&c->build, &tuning->u.tuning.winner_build) == 0)
+            continue;
+        int one = push_build(r, src, &c->build);
+        if (one == KC_EREMOTE)
+            rc = one;
+    }
+    if (rc == KC_OK)
+        rc = push_build(r, src, &tuning->u.tuning.winner_build);
+    if (rc == KC_OK)
+        rc = kc_remote_put(r, KC_REC_TUNING, tkey, t_raw, t_len);
     kc_free(tuning);
     kc_free(t_raw);
     return rc;

@@ -1,6 +1,7 @@
 /* The launcher over the remote tier (KCACHE_REMOTE), against a real
  * redis-server on loopback, simulation device, real NVRTC cubins: what one
- * machine tunes, another launches with no compile and no tuning; a remote
+ * machine tunes, another launches with no compile and no tuning, and a new
+ * shape there tunes with the builds the first machine compiled; a remote
  * that lies or is down costs a local tuning, never a failed launch. Each
  * "machine" is a launcher on its own empty store. */
 #include <setjmp.h>
@@ -115,8 +116,9 @@ static void test_a_tuning_made_on_one_machine_is_a_hit_on_another(void **state)
     assert_int_equal(second.st.remote_hits, 1);
     assert_int_equal(second.st.store_hits, 1);
     assert_int_equal(second.st.tunes, 0);
-    /* (Registration still compiled, in the background, the candidates b's
-     * store lacked; the launch did not wait for them.) */
+    /* Registration pulled every candidate's build instead of compiling. */
+    assert_int_equal(second.st.compiles, 0);
+    assert_int_equal(second.st.builds_reused, 4);
     /* The chain is in b's store now: without the remote, a store hit. */
     assert_int_equal(records(b, KC_REC_TUNING), 1);
     kcs_inc_run_t third = run(b, 1000, NULL);
@@ -124,6 +126,22 @@ static void test_a_tuning_made_on_one_machine_is_a_hit_on_another(void **state)
     assert_int_equal(third.st.store_hits, 1);
     assert_int_equal(third.st.remote_hits, 0);
     assert_int_equal(third.st.tunes, 0);
+}
+
+/* A new signature on machine b tunes without compiling: the builds came
+ * from the remote. */
+static void test_a_new_shape_on_another_machine_tunes_with_remote_builds(void **state)
+{
+    (void)state;
+    const char *a = machine("g"), *b = machine("h");
+
+    assert_int_equal(run(a, 3000, g_redis.url).rc, KC_OK);
+    kcs_inc_run_t got = run(b, 5000, g_redis.url);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.tunes, 1);
+    assert_int_equal(got.st.compiles, 0);
+    assert_int_equal(got.st.builds_reused, 4);
 }
 
 /* The remote's copy of the winner's cubin is damaged: the pull is refused,
@@ -179,6 +197,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_tuning_made_on_one_machine_is_a_hit_on_another),
+        cmocka_unit_test(test_a_new_shape_on_another_machine_tunes_with_remote_builds),
         cmocka_unit_test(test_a_damaged_remote_chain_is_refused_and_tuned_locally),
         cmocka_unit_test(test_a_remote_that_is_down_or_misnamed_fails_open),
     };

@@ -151,6 +151,31 @@ static void test_push_then_pull_moves_a_tuning_and_its_chain(void **state)
     assert_int_equal(s.records[KC_REC_TUNING], 1);
     assert_int_equal(s.records[KC_REC_BUILD], 1);
     assert_int_equal(s.records[KC_REC_BLOB], 1);
+    /* One build alone, with its cubin. */
+    kc_store_t *c = NULL;
+    char rc_root[512];
+    kct_pub_t three;
+    assert_int_equal(kct_store_scratch("remote_c", rc_root, sizeof(rc_root), &c), 0);
+    assert_int_equal(kct_pub_make(&three, 42, 3), KC_OK);
+    assert_int_equal(kc_store_publish(a, &three.pub), KC_OK);
+    assert_int_equal(kc_remote_push(r, a, &three.tuning_key), KC_OK);
+    assert_int_equal(kc_remote_pull_build(r, c, &three.build_keys[2]), KC_OK);
+    assert_int_equal(kc_store_stats(c, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BUILD], 1);
+    assert_int_equal(s.records[KC_REC_BLOB], 1);
+    assert_int_equal(s.records[KC_REC_TUNING], 0);
+    void *cubin = NULL;
+    kc_record_t *brec = NULL;
+    size_t cubin_len = 0;
+    assert_int_equal(
+        kc_store_get_build_cubin(c, &three.build_keys[2], &brec, &cubin, &cubin_len),
+        KC_OK);
+    assert_true(kct_cubin_intact(cubin, cubin_len));
+    kc_free(cubin);
+    kc_free(brec);
+    kct_pub_free(&three);
+    kct_store_scratch_free(rc_root, c);
+
     /* Pulling again changes nothing. */
     assert_int_equal(kc_remote_pull(r, b, &pub.tuning_key), KC_OK);
     assert_int_equal(kc_store_stats(b, &s), KC_OK);

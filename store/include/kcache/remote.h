@@ -66,9 +66,15 @@ int kc_remote_put(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
  * store's code if the publish fails. */
 int kc_remote_pull(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *tkey);
 
-/* Copy tuning tkey, its winning build and its cubin from src to the remote
- * (the blob re-encoded without a dictionary if it had one). Tuning last, so
- * that a reader never finds a tuning whose build is not there yet. */
+/* The same for one build and its cubin, without a tuning (the launcher
+ * asks for a candidate's build before it compiles it). */
+int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *build_key);
+
+/* Copy tuning tkey from src to the remote with the builds (and cubins) of
+ * its candidates that src holds, the winner's included; blobs are
+ * re-encoded without a dictionary if they had one. Builds first and the
+ * tuning last, so that a reader never finds a tuning whose winner is not
+ * there yet. */
 int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
 /* What the last failure on this handle was ("connect 127.0.0.1:6390:
