@@ -98,7 +98,10 @@ struct kc_kernel {
     kc__memo_t memo;
     _Atomic(const kc__memo_entry_t *) last;
 
-    _Atomic uint64_t launches, memo_hits, store_hits, tunes, compiles, builds_reused,
+    /* memo_misses: launches that did not find their signature in the memo
+     * (errors before the lookup included); memo hits are the rest, so the
+     * hot path bumps one counter, not two. */
+    _Atomic uint64_t launches, memo_misses, store_hits, tunes, compiles, builds_reused,
         candidates_failed, publishes, prefetched, remote_hits;
 };
 
@@ -1662,30 +1665,39 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
     const kc__spec_t *sp = k->spec;
     bump(&k->launches);
     if (n != sp->s.n_args) {
+        bump(&k->memo_misses);
         kc__errmsg_set("%s: %zu arguments given, the spec has %zu", kname(k), n,
                        sp->s.n_args);
         return KC_EINVAL;
     }
     if (!k->l->dev) {
+        bump(&k->memo_misses);
         kc__errmsg_set("%s: the launcher has no device (KC_DEVICE_NONE)", kname(k));
         return KC_ENODEVICE;
     }
     rc = shape_sig(k, args, n, sig, &sig_len);
-    if (rc != KC_OK)
+    if (rc != KC_OK) {
+        bump(&k->memo_misses);
         return rc;
-    uint64_t hash = kc__memo_hash(sig, sig_len);
-    e = kc__memo_find(&k->memo, sig, sig_len, hash);
-    if (e) {
-        bump(&k->memo_hits);
-    } else {
-        rc = resolve(k, stream, args, n, sig, sig_len, hash, &e, &launched);
-        if (rc != KC_OK)
-            return rc;
     }
-    /* Written only when the shape changes: a store on every launch would
-     * bounce the kernel's cache line between threads launching it. */
-    if (e && atomic_load_explicit(&k->last, memory_order_relaxed) != e)
-        atomic_store_explicit(&k->last, e, memory_order_release);
+    /* The common case, the shapes of the kernel's last launch: one compare,
+     * no hash and no table probe. */
+    e = atomic_load_explicit(&k->last, memory_order_acquire);
+    if (!e || e->sig_len != sig_len || memcmp(e->sig, sig, sig_len) != 0) {
+        uint64_t hash = kc__memo_hash(sig, sig_len);
+        e = kc__memo_find(&k->memo, sig, sig_len, hash);
+        if (!e) {
+            bump(&k->memo_misses);
+            rc = resolve(k, stream, args, n, sig, sig_len, hash, &e, &launched);
+            if (rc != KC_OK)
+                return rc;
+        }
+        /* Written only when the shape changes: a store on every launch
+         * would bounce the kernel's cache line between threads launching
+         * it. */
+        if (e)
+            atomic_store_explicit(&k->last, e, memory_order_release);
+    }
     if (launched)
         return KC_OK;
     return launch_entry(k, e, stream, args, n);
@@ -1917,8 +1929,11 @@ int kc_kernel_stats(const kc_kernel_t *k, kc_kernel_stats_t *out)
 {
     if (!k || !out)
         return KC_EINVAL;
+    /* Misses first: a launch in flight may be counted in launches and not
+     * yet classified, never the other way round, so hits never underflow. */
+    uint64_t misses = atomic_load(&k->memo_misses);
     out->launches = atomic_load(&k->launches);
-    out->memo_hits = atomic_load(&k->memo_hits);
+    out->memo_hits = out->launches - misses;
     out->store_hits = atomic_load(&k->store_hits);
     out->tunes = atomic_load(&k->tunes);
     out->compiles = atomic_load(&k->compiles);
