@@ -152,9 +152,16 @@ void kc_remote_close(kc_remote_t *r)
 
 const char *kc_remote_errmsg(const kc_remote_t *r)
 {
+    /* A copy taken under the lock: another thread may be failing now. */
+    static __thread char copy[sizeof(((kc_remote_t *)0)->err)];
+    kc_remote_t *w = (kc_remote_t *)r;
+
     if (!r)
         return tls_open_err;
-    return r->err;
+    pthread_mutex_lock(&w->mu);
+    memcpy(copy, r->err, sizeof(copy));
+    pthread_mutex_unlock(&w->mu);
+    return copy;
 }
 
 /* ---- one command ------------------------------------------------------------ */
@@ -334,9 +341,12 @@ static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **b
 
 static int refused(kc_remote_t *r, int rc, const char *what)
 {
-    if (rc == KC_ECORRUPT)
+    if (rc == KC_ECORRUPT) {
+        pthread_mutex_lock(&r->mu);
         snprintf(r->err, sizeof(r->err), "%s:%d: %s failed its checks", r->host, r->port,
                  what);
+        pthread_mutex_unlock(&r->mu);
+    }
     return rc;
 }
 

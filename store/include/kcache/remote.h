@@ -79,7 +79,7 @@ int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
 /* What the last failure on this handle was ("connect 127.0.0.1:6390:
  * Connection refused", "timed out", "backing off for 8 s after: ...").
- * Never NULL. */
+ * Never NULL; a copy, valid in this thread until its next call. */
 const char *kc_remote_errmsg(const kc_remote_t *remote);
 
 #ifdef __cplusplus
