@@ -209,20 +209,44 @@ static inline void kcs_vecs_free(kcs_vecs_t *v)
 
 /* ---- inc as a whole process would run it ----------------------------------- */
 
-/* inc(x, n) with the BLOCK parameter params (one), grid cdiv(n, BLOCK). */
-static inline kc_kernel_spec_t kcs_inc_spec(const char *name,
-                                            const kc_param_spec_t *params)
+/* One-parameter (BLOCK) specs of the kernels above, grid cdiv(n, BLOCK):
+ * vadd(a, b, out, n), and inc(x, n) or another kernel of inc's arguments
+ * (source src, entry entry). */
+static inline kc_kernel_spec_t kcs_vadd_spec(const char *name,
+                                             const kc_param_spec_t *params)
 {
     return (kc_kernel_spec_t){.name = name,
                               .source_kind = KC_SOURCE_CUDA,
-                              .source = kcs_inc_src,
-                              .entry = "inc",
+                              .source = kcs_vadd_src,
+                              .entry = "vadd",
+                              .params = params,
+                              .n_params = 1,
+                              .args = kcs_vadd_args,
+                              .n_args = 4,
+                              .grid = {"cdiv(n, BLOCK)"},
+                              .block = {"BLOCK"}};
+}
+
+static inline kc_kernel_spec_t kcs_inc_like_spec(const char *name, const char *src,
+                                                 const char *entry,
+                                                 const kc_param_spec_t *params)
+{
+    return (kc_kernel_spec_t){.name = name,
+                              .source_kind = KC_SOURCE_CUDA,
+                              .source = src,
+                              .entry = entry,
                               .params = params,
                               .n_params = 1,
                               .args = kcs_inc_args,
                               .n_args = 2,
                               .grid = {"cdiv(n, BLOCK)"},
                               .block = {"BLOCK"}};
+}
+
+static inline kc_kernel_spec_t kcs_inc_spec(const char *name,
+                                            const kc_param_spec_t *params)
+{
+    return kcs_inc_like_spec(name, kcs_inc_src, "inc", params);
 }
 
 typedef struct kcs_inc_run {

@@ -32,16 +32,7 @@ static const kc_param_spec_t block_param5[] = {{"BLOCK", blocks5, 5}};
 
 static kc_kernel_spec_t vadd_spec(void)
 {
-    return (kc_kernel_spec_t){.name = "test.vadd",
-                              .source_kind = KC_SOURCE_CUDA,
-                              .source = kcs_vadd_src,
-                              .entry = "vadd",
-                              .params = block_param5,
-                              .n_params = 1,
-                              .args = kcs_vadd_args,
-                              .n_args = 4,
-                              .grid = {"cdiv(n, BLOCK)"},
-                              .block = {"BLOCK"}};
+    return kcs_vadd_spec("test.vadd", block_param5);
 }
 
 /* ---- fixture ------------------------------------------------------------- */

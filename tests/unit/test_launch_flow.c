@@ -49,31 +49,13 @@ static const kc_param_spec_t flaky_param[] = {{"BLOCK", flaky_blocks, 5}};
 
 static kc_kernel_spec_t vadd_spec(void)
 {
-    return (kc_kernel_spec_t){.name = "test.vadd",
-                              .source_kind = KC_SOURCE_CUDA,
-                              .source = kcs_vadd_src,
-                              .entry = "vadd",
-                              .params = block_param5,
-                              .n_params = 1,
-                              .args = kcs_vadd_args,
-                              .n_args = 4,
-                              .grid = {"cdiv(n, BLOCK)"},
-                              .block = {"BLOCK"}};
+    return kcs_vadd_spec("test.vadd", block_param5);
 }
 
 static kc_kernel_spec_t inc_spec(const char *name, const char *src, const char *entry,
                                  const kc_param_spec_t *params)
 {
-    return (kc_kernel_spec_t){.name = name,
-                              .source_kind = KC_SOURCE_CUDA,
-                              .source = src,
-                              .entry = entry,
-                              .params = params,
-                              .n_params = 1,
-                              .args = kcs_inc_args,
-                              .n_args = 2,
-                              .grid = {"cdiv(n, BLOCK)"},
-                              .block = {"BLOCK"}};
+    return kcs_inc_like_spec(name, src, entry, params);
 }
 
 /* ---- fixture ------------------------------------------------------------- */

@@ -45,16 +45,7 @@ static const kc_param_spec_t block_param[] = {{"BLOCK", blocks, N_CANDS}};
 
 static kc_kernel_spec_t vadd_spec(void)
 {
-    return (kc_kernel_spec_t){.name = "race.vadd",
-                              .source_kind = KC_SOURCE_CUDA,
-                              .source = kcs_vadd_src,
-                              .entry = "vadd",
-                              .params = block_param,
-                              .n_params = 1,
-                              .args = kcs_vadd_args,
-                              .n_args = 4,
-                              .grid = {"cdiv(n, BLOCK)"},
-                              .block = {"BLOCK"}};
+    return kcs_vadd_spec("race.vadd", block_param);
 }
 
 /* ---- fixture ------------------------------------------------------------- */
