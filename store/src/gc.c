@@ -1,17 +1,15 @@
 /* kc_store_gc: least recently used eviction of tunings and builds, and a
  * mark-and-sweep of the blobs no build references; the size limit enforced
- * after publishes; parsing sizes and durations.
+ * after publishes (the handle holds the limit, resolved at open).
  *
  * gc plans in one read transaction, on copies of the keys, then deletes in
  * write transactions of at most BATCH records, checking each record again
  * there, since other processes may have used, republished or referenced it
  * in between.
  */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "gc_internal.h"
@@ -753,18 +751,6 @@ int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *rep
 
 /* ---- the automatic limit -------------------------------------------------- */
 
-uint64_t kc__gc_limit(uint64_t requested)
-{
-    const char *env = getenv("KCACHE_MAX_SIZE");
-    uint64_t limit;
-
-    if (requested)
-        return requested;
-    if (env && *env && kc_size_parse(env, &limit) == KC_OK)
-        return limit;
-    return 0;
-}
-
 void kc__gc_after_publish(kc_store_t *store, uint64_t since)
 {
     size_ctx_t sc = {store->env, 0, 1};
@@ -785,101 +771,4 @@ void kc__gc_after_publish(kc_store_t *store, uint64_t since)
         gp.max_bytes = 1; /* 0 would mean no limit */
     gp.spare = since;
     gc_run(store, &gp, store->max_size, 0, 0, &r);
-}
-
-/* ---- sizes and durations -------------------------------------------------- */
-
-/* The whole part of a decimal number: *end receives where its digits
- * stopped. KC_EINVAL if there are none or it overflows. */
-static int parse_scaled(const char *s, const char **end, uint64_t *value)
-{
-    uint64_t ip = 0;
-    const char *q = s;
-
-    if (!isdigit((unsigned char)*q))
-        return KC_EINVAL;
-    for (; isdigit((unsigned char)*q); q++) {
-        if (ip > (UINT64_MAX - 9) / 10)
-            return KC_EINVAL;
-        ip = ip * 10 + (uint64_t)(*q - '0');
-    }
-    *value = ip;
-    *end = q;
-    return KC_OK;
-}
-
-/* ip * mult, plus the fraction given by the n_frac digits at frac (which
- * may be NULL) times mult, rounded down. */
-static int scale(uint64_t ip, const char *frac, size_t n_frac, uint64_t mult,
-                 uint64_t *out)
-{
-    long double f = 0, div = 1;
-
-    if (ip > UINT64_MAX / mult)
-        return KC_EINVAL;
-    for (size_t i = 0; i < n_frac && i < 18; i++) {
-        f = f * 10 + (frac[i] - '0');
-        div *= 10;
-    }
-    uint64_t extra = (uint64_t)(f / div * (long double)mult);
-    if (ip * mult > UINT64_MAX - extra)
-        return KC_EINVAL;
-    *out = ip * mult + extra;
-    return KC_OK;
-}
-
-static int parse_with_units(const char *text, const char *const *suffixes,
-                            const uint64_t *mults, size_t n, uint64_t *out)
-{
-    const char *q, *frac = NULL;
-    size_t n_frac = 0;
-    uint64_t ip;
-
-    if (!text || !out || parse_scaled(text, &q, &ip) != KC_OK)
-        return KC_EINVAL;
-    if (*q == '.') {
-        frac = ++q;
-        while (isdigit((unsigned char)*q))
-            q++;
-        n_frac = (size_t)(q - frac);
-        if (n_frac == 0)
-            return KC_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (strcasecmp(q, suffixes[i]) == 0)
-            return scale(ip, frac, n_frac, mults[i], out);
-    return KC_EINVAL;
-}
-
-#define KIB ((uint64_t)1024)
-
-int kc_size_parse(const char *text, uint64_t *bytes)
-{
-    static const char *const suf[] = {
-        "", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib",
-    };
-    static const uint64_t mult[] = {
-        1,
-        1,
-        KIB,
-        KIB,
-        KIB,
-        KIB * KIB,
-        KIB * KIB,
-        KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-    };
-    return parse_with_units(text, suf, mult, sizeof(suf) / sizeof(*suf), bytes);
-}
-
-int kc_duration_parse(const char *text, uint64_t *seconds)
-{
-    static const char *const suf[] = {"", "s", "m", "h", "d", "w"};
-    static const uint64_t mult[] = {1, 1, 60, 3600, 86400, 7 * 86400};
-    return parse_with_units(text, suf, mult, sizeof(suf) / sizeof(*suf), seconds);
 }

@@ -1,15 +1,14 @@
-/* The store's size limit, enforced after publishes. Internal; gc.c. */
+/* The store's size limit, enforced after publishes. Internal; gc.c.
+ *
+ * The handle holds the limit (kc_store_t.max_size, resolved by
+ * kc_store_open from its options and KCACHE_MAX_SIZE); only this layer acts
+ * on it. */
 #ifndef KCACHE_GC_INTERNAL_H
 #define KCACHE_GC_INTERNAL_H
 
 #include <stdint.h>
 
 #include "kcache/store.h"
-
-/* The limit a handle enforces: requested if non-zero, else the value of
- * KCACHE_MAX_SIZE if it parses, else 0 (none). An unparsable value is
- * ignored rather than failing every open over a typo in the environment. */
-uint64_t kc__gc_limit(uint64_t requested);
 
 /* Called by kc_store_publish after its transaction committed. If the store
  * is above the handle's limit, run gc down to 90% of it, sparing records

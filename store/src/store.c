@@ -1,47 +1,20 @@
-/* The store handle: open, close, per-thread messages, and the on-disk
- * format version. */
+/* The store handle: open, close, and the on-disk format version. Its
+ * messages are in messages.c. */
 #include "kcache/store.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fsinfo.h"
-#include "gc_internal.h"
+#include "envvar.h"
 #include "lmdb_env.h"
 #include "store_internal.h"
 #include "wire.h"
-
-#define MSG_SIZE 1024
-
-/* Messages are per thread, and a handle's message belongs to the handle
- * that left it. */
-static _Thread_local char tls_msg[MSG_SIZE];
-static _Thread_local const kc_store_t *tls_msg_owner;
-static _Thread_local char tls_open_msg[MSG_SIZE];
-
-const char *kc_store_errmsg(const kc_store_t *store)
-{
-    if (store && tls_msg_owner == store)
-        return tls_msg;
-    return "";
-}
-
-const char *kc_store_open_errmsg(void)
-{
-    return tls_open_msg;
-}
-
-void kc__store_set_open_errmsg(const char *msg)
-{
-    snprintf(tls_open_msg, sizeof(tls_open_msg), "%s", msg);
-}
 
 int kc_store_is_readonly(const kc_store_t *store)
 {
@@ -51,54 +24,6 @@ int kc_store_is_readonly(const kc_store_t *store)
 const char *kc_store_path(const kc_store_t *store)
 {
     return store ? store->path : NULL;
-}
-
-void kc__store_begin_call(void)
-{
-    tls_msg_owner = NULL;
-}
-
-int kc__store_fail(const kc_store_t *st, int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(tls_msg, sizeof(tls_msg), fmt, ap);
-    va_end(ap);
-    tls_msg_owner = st;
-    return rc;
-}
-
-int kc__store_finish(const kc_store_t *st, int rc, const char *what)
-{
-    if (rc == 0)
-        return KC_OK;
-    if (kc__is_mdb_rc(rc)) {
-        int code = kc__mdb_code(rc);
-        if (code == KC_ENOTFOUND)
-            return code;
-        /* LMDB reports a write cut short by a full disk as EIO; say what
-         * happened when the filesystem is indeed (nearly) out of space. */
-        struct statvfs vfs;
-        if (rc == EIO && statvfs(st->path, &vfs) == 0 &&
-            (uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20))
-            return kc__store_fail(st, KC_ENOSPC,
-                                  "%s: no space left on the filesystem of store %s (%s)",
-                                  what, st->path, mdb_strerror(rc));
-        return kc__store_fail(st, code, "%s: %s (store %s)", what, mdb_strerror(rc),
-                              st->path);
-    }
-    if (rc != KC_ENOTFOUND && tls_msg_owner != st)
-        kc__store_fail(st, rc, "%s: %s (store %s)", what, kc_strerror(rc), st->path);
-    return rc;
-}
-
-int kc__store_check_writable(const kc_store_t *st, const char *what)
-{
-    if (st->readonly)
-        return kc__store_fail(st, KC_EREADONLY, "%s: store %s is read-only", what,
-                              st->path);
-    return KC_OK;
 }
 
 /* ---- format version --------------------------------------------------------- */
@@ -163,16 +88,6 @@ static int format_write_fn(MDB_txn *txn, void *arg)
 
 /* ---- open and close --------------------------------------------------------- */
 
-__attribute__((format(printf, 2, 3))) static int open_fail(int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(tls_open_msg, sizeof(tls_open_msg), fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 static int errno_code(int e)
 {
     return kc__mdb_code(e);
@@ -191,15 +106,17 @@ static int check_format(kc_store_t *st)
             rc = kc__env_read(st->env, format_read_fn, &c);
     }
     if (rc != 0)
-        return open_fail(kc__is_mdb_rc(rc) ? kc__mdb_code(rc) : rc,
-                         "%s: cannot read the format version: %s", st->path,
-                         kc__is_mdb_rc(rc) ? mdb_strerror(rc) : kc_strerror(rc));
+        return kc__store_open_fail(kc__is_mdb_rc(rc) ? kc__mdb_code(rc) : rc,
+                                   "%s: cannot read the format version: %s", st->path,
+                                   kc__is_mdb_rc(rc) ? mdb_strerror(rc)
+                                                     : kc_strerror(rc));
     if (c.corrupt)
-        return open_fail(KC_ECORRUPT, "%s: the format record is damaged", st->path);
+        return kc__store_open_fail(KC_ECORRUPT, "%s: the format record is damaged",
+                                   st->path);
     if (c.found && c.version > KC_STORE_FORMAT_VERSION)
-        return open_fail(KC_EVERSION,
-                         "%s has store format %u; this kcache reads format %u and older",
-                         st->path, c.version, KC_STORE_FORMAT_VERSION);
+        return kc__store_open_fail(
+            KC_EVERSION, "%s has store format %u; this kcache reads format %u and older",
+            st->path, c.version, KC_STORE_FORMAT_VERSION);
     return KC_OK;
 }
 
@@ -210,7 +127,7 @@ static int make_dirs(const char *dir)
     size_t n = strlen(dir);
 
     if (n == 0 || n >= sizeof(path))
-        return open_fail(KC_EINVAL, "invalid store path \"%s\"", dir);
+        return kc__store_open_fail(KC_EINVAL, "invalid store path \"%s\"", dir);
     memcpy(path, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (path[i] != '/' && path[i] != '\0')
@@ -218,8 +135,8 @@ static int make_dirs(const char *dir)
         char c = path[i];
         path[i] = '\0';
         if (mkdir(path, 0777) != 0 && errno != EEXIST)
-            return open_fail(errno_code(errno), "cannot create %s: %s", path,
-                             strerror(errno));
+            return kc__store_open_fail(errno_code(errno), "cannot create %s: %s", path,
+                                       strerror(errno));
         path[i] = c;
     }
     return KC_OK;
@@ -228,33 +145,34 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
 {
     static const kc_store_opts_t no_opts;
     char data_path[PATH_MAX];
+    char msg[KC__STORE_MSG_SIZE] = "";
     struct stat sb;
     kc_store_t *st = NULL;
     kc__env_opts_t eo;
     int rc, data_exists;
 
-    tls_open_msg[0] = '\0';
+    kc__store_set_open_errmsg("");
     if (!out)
-        return open_fail(KC_EINVAL, "kc_store_open: out is NULL");
+        return kc__store_open_fail(KC_EINVAL, "kc_store_open: out is NULL");
     *out = NULL;
     if (!dir || !*dir)
-        return open_fail(KC_EINVAL, "kc_store_open: no directory given");
+        return kc__store_open_fail(KC_EINVAL, "kc_store_open: no directory given");
     if (!opts)
         opts = &no_opts;
     if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
         (int)sizeof(data_path))
-        return open_fail(KC_EINVAL, "store path too long: %s", dir);
+        return kc__store_open_fail(KC_EINVAL, "store path too long: %s", dir);
 
     if (stat(dir, &sb) != 0) {
         if (errno != ENOENT)
-            return open_fail(errno_code(errno), "%s: %s", dir, strerror(errno));
+            return kc__store_open_fail(errno_code(errno), "%s: %s", dir, strerror(errno));
         if (opts->flags & (KC_STORE_RDONLY | KC_STORE_NOCREATE))
-            return open_fail(KC_ENOTFOUND, "no kcache store at %s (no such directory)",
-                             dir);
+            return kc__store_open_fail(KC_ENOTFOUND,
+                                       "no kcache store at %s (no such directory)", dir);
         if ((rc = make_dirs(dir)) != KC_OK)
             return rc;
     } else if (!S_ISDIR(sb.st_mode)) {
-        return open_fail(KC_EINVAL, "%s is not a directory", dir);
+        return kc__store_open_fail(KC_EINVAL, "%s is not a directory", dir);
     }
 
     memset(&eo, 0, sizeof(eo));
@@ -265,45 +183,52 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     /* "Cannot look" is not "not there": a directory this user may not search
      * is a permission problem, said as such. */
     if (!data_exists && errno == EACCES)
-        return open_fail(KC_EPERM, "permission denied: cannot look for %s", data_path);
+        return kc__store_open_fail(KC_EPERM, "permission denied: cannot look for %s",
+                                   data_path);
     if (!data_exists && eo.readonly)
-        return open_fail(KC_ENOTFOUND,
-                         "no kcache store at %s (no data.mdb, and the store is opened "
-                         "read-only%s so none can be created)",
-                         dir,
-                         (opts->flags & KC_STORE_RDONLY) ? ""
-                                                         : " because the directory is "
-                                                           "not writable");
+        return kc__store_open_fail(
+            KC_ENOTFOUND,
+            "no kcache store at %s (no data.mdb, and the store is opened "
+            "read-only%s so none can be created)",
+            dir,
+            (opts->flags & KC_STORE_RDONLY) ? ""
+                                            : " because the directory is "
+                                              "not writable");
     if (!data_exists && (opts->flags & KC_STORE_NOCREATE))
-        return open_fail(KC_ENOTFOUND, "no kcache store at %s (no data.mdb)", dir);
+        return kc__store_open_fail(KC_ENOTFOUND, "no kcache store at %s (no data.mdb)",
+                                   dir);
     if (!eo.readonly) {
         const char *fs = kc__fs_network_refusal(dir);
         if (fs)
-            return open_fail(KC_ENFS,
-                             "%s is on a network filesystem (%s); LMDB needs local locks "
-                             "and a coherent mmap. Use a local directory, open it "
-                             "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
-                             "machine ever uses it",
-                             dir, fs);
+            return kc__store_open_fail(
+                KC_ENFS,
+                "%s is on a network filesystem (%s); LMDB needs local locks "
+                "and a coherent mmap. Use a local directory, open it "
+                "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
+                "machine ever uses it",
+                dir, fs);
     }
 
     st = calloc(1, sizeof(*st));
     if (!st)
-        return open_fail(KC_ENOMEM, "out of memory");
+        return kc__store_open_fail(KC_ENOMEM, "out of memory");
     st->path = strdup(dir);
     st->data_path = strdup(data_path);
     if (!st->path || !st->data_path) {
-        rc = open_fail(KC_ENOMEM, "out of memory");
+        rc = kc__store_open_fail(KC_ENOMEM, "out of memory");
         goto fail;
     }
     st->readonly = eo.readonly;
     st->zstd_level = opts->zstd_level;
-    st->max_size = kc__gc_limit(opts->max_size);
+    /* Only the limit is kept here: publish enforces it (gc_internal.h). */
+    st->max_size = opts->max_size ? opts->max_size : kc__envvar_size("KCACHE_MAX_SIZE");
     pthread_mutex_init(&st->pending_lock, NULL);
 
-    rc = kc__env_acquire(dir, &eo, &st->env, tls_open_msg, sizeof(tls_open_msg));
-    if (rc != KC_OK)
+    rc = kc__env_acquire(dir, &eo, &st->env, msg, sizeof(msg));
+    if (rc != KC_OK) {
+        kc__store_set_open_errmsg(msg);
         goto fail_mutex;
+    }
     rc = check_format(st);
     if (rc != KC_OK)
         goto fail_mutex;

@@ -1,6 +1,7 @@
 /* What the files behind kcache/store.h share. Internal.
  *
- *   store.c          the handle: open, close, messages, format version
+ *   store.c          the handle: open, close, format version
+ *   messages.c       per-thread messages: kc_store_errmsg, kc__store_fail
  *   meta.c           named meta records, read and written inside a txn
  *   usage.c          buffered usage stamps and counters: touch, count, flush
  *   store_records.c  get, put and delete one record; cubins; corrupt records
@@ -52,16 +53,25 @@ struct kc_store {
     int zstd_level;
     pthread_mutex_t pending_lock;
     kc__pending_t pending;
-    uint64_t max_size; /* gc limit enforced after publishes (0: none); gc.c */
+    /* The size limit (0: none), resolved at open from the options and
+     * KCACHE_MAX_SIZE. Only data here: publish enforces it (gc.c). */
+    uint64_t max_size;
 };
 
-/* ---- store.c: per-thread messages ------------------------------------------ */
+/* ---- messages.c: per-thread messages --------------------------------------- */
+
+/* The capacity of a message, NUL included; longer ones are cut. */
+#define KC__STORE_MSG_SIZE 1024
 
 /* Start a public call: the handle's message describes its last failure only,
  * so the old one is forgotten. */
 void kc__store_begin_call(void);
 /* Set the message kc_store_open_errmsg() returns (layered opens use it). */
 void kc__store_set_open_errmsg(const char *msg);
+
+/* Set that message from a format, and return rc. */
+__attribute__((format(printf, 2, 3))) int kc__store_open_fail(int rc, const char *fmt,
+                                                              ...);
 
 /* Leave a message on st for this thread and return rc. */
 __attribute__((format(printf, 3, 4))) int kc__store_fail(const kc_store_t *st, int rc,
@@ -74,6 +84,8 @@ int kc__store_finish(const kc_store_t *st, int rc, const char *what);
 
 /* KC_OK, or KC_EREADONLY with a message naming the operation. */
 int kc__store_check_writable(const kc_store_t *st, const char *what);
+
+/* ---- store.c ---------------------------------------------------------------- */
 
 /* The format version in the meta record "format": 0 with *version,
  * MDB_NOTFOUND in a store that has none, KC_ECORRUPT if the value is not 4
