@@ -1,7 +1,7 @@
 /* Compressing blobs with a zstd dictionary. Internal: kc_blob_encode has no
  * dictionary parameter, and only kc_store_train_dict makes such blobs. */
-#ifndef KCACHE_BLOB_DICT_H
-#define KCACHE_BLOB_DICT_H
+#ifndef KCACHE_DICT_ENCODE_H
+#define KCACHE_DICT_ENCODE_H
 
 #include <stddef.h>
 #include <stdint.h>

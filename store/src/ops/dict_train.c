@@ -12,7 +12,7 @@
 
 #include <zdict.h>
 
-#include "blob_dict.h"
+#include "dict_encode.h"
 #include "blob_internal.h"
 #include "kcache/blob.h"
 #include "store_internal.h"

@@ -1,13 +1,14 @@
-/* What the files behind kcache/store.h share. Internal.
+/* What the files of the core layer (store/src/core/) share with each other
+ * and with the layers above (ops/, share/). Internal.
  *
- *   store.c          the handle: open, close, format version
- *   messages.c       per-thread messages: kc_store_errmsg, kc__store_fail
- *   meta.c           named meta records, read and written inside a txn
- *   usage.c          buffered usage stamps and counters: touch, count, flush
- *   store_records.c  get, put and delete one record; cubins; corrupt records
- *   iterate.c        walking every record, and lookup by key prefix
- *   publish.c        kc_store_publish
- *   stats.c          kc_store_stats
+ *   open.c        the handle: open, close, format version
+ *   messages.c    per-thread messages: kc_store_errmsg, kc__store_fail
+ *   meta.c        named meta records, read and written inside a txn
+ *   usage.c       buffered usage stamps and counters: touch, count, flush
+ *   records.c     get, put and delete one record; cubins; corrupt records
+ *   iterate.c     walking every record, and lookup by key prefix
+ *   lease.c       leases: cross-process single flight on a key
+ *   lmdb_env.c    the process-wide registry of LMDB environments
  *
  * Return codes: functions that run inside a transaction (taking an MDB_txn)
  * return mixed LMDB/kcache codes, as lmdb_env.h describes; the others
@@ -54,7 +55,7 @@ struct kc_store {
     pthread_mutex_t pending_lock;
     kc__pending_t pending;
     /* The size limit (0: none), resolved at open from the options and
-     * KCACHE_MAX_SIZE. Only data here: publish enforces it (gc.c). */
+     * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
 };
 
@@ -85,7 +86,7 @@ int kc__store_finish(const kc_store_t *st, int rc, const char *what);
 /* KC_OK, or KC_EREADONLY with a message naming the operation. */
 int kc__store_check_writable(const kc_store_t *st, const char *what);
 
-/* ---- store.c ---------------------------------------------------------------- */
+/* ---- open.c ----------------------------------------------------------------- */
 
 /* The format version in the meta record "format": 0 with *version,
  * MDB_NOTFOUND in a store that has none, KC_ECORRUPT if the value is not 4

@@ -1,7 +1,7 @@
 /* Blob records compressed with a zstd dictionary. The frame names its
  * dictionary and carries a checksum, as kc_blob_encode's frames do, so
  * kc_blob_decode verifies it the same way given that dictionary. */
-#include "blob_dict.h"
+#include "dict_encode.h"
 #include "blob_internal.h"
 
 #include <stdlib.h>

@@ -29,7 +29,7 @@ int kc__blob_finish(void *frame, size_t frame_len, uint32_t dict_id, const void 
                     size_t raw_len, kc_key_t *key, void **rec, size_t *rec_len);
 
 /* The digested form of dictionary dict[len] (id: its zstd id), made on
- * first use and kept for the process (blob_ddict.c), or NULL when the cache
+ * first use and kept for the process (dict_decode.c), or NULL when the cache
  * is full or out of memory: then decode with the raw dictionary. */
 struct ZSTD_DDict_s;
 const struct ZSTD_DDict_s *kc__blob_ddict(const void *dict, size_t len, uint32_t id);
