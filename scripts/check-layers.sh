@@ -15,12 +15,40 @@
 # - tools/ may include their own headers, public kcache/*.h, the launcher's
 #   internal headers, and the store's internal headers up to TOOLS_MAX_LAYER.
 #
-# Usage: scripts/check-layers.sh [repository root]. Exits 1 listing every
-# offending line, 0 if there is none. Registered as the ctest test
-# check_layers (label lint).
+#
+# With --objects LAYER FILE[:FILE...] for every layer (the compiled objects
+# of kc_store_<layer>; ctest passes them), it also checks the calls: no
+# object calls a function defined in a higher layer (a public header does
+# not stop that), and no two files of the store call each other, directly or
+# round a longer circle.
+#
+# Usage: scripts/check-layers.sh [repository root] [--objects LAYER FILES]...
+# Exits 1 listing every offence, 0 if there is none. Registered as the ctest
+# test check_layers (label lint).
 set -euo pipefail
 
-root=${1:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"}
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ $# -gt 0 && $1 != --* ]]; then
+    root=$1
+    shift
+fi
+declare -A layer_objects=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --objects)
+        [[ $# -ge 3 ]] || {
+            echo "check-layers: --objects needs a layer and its objects" >&2
+            exit 2
+        }
+        layer_objects[$2]=$3
+        shift 3
+        ;;
+    *)
+        echo "usage: $0 [root] [--objects LAYER FILE[:FILE...]]..." >&2
+        exit 2
+        ;;
+    esac
+done
 cd "$root"
 
 LAYERS=(common codec core ops share)
@@ -173,8 +201,58 @@ if [[ -d tools ]]; then
     done < <(find tools -type f \( -name '*.c' -o -name '*.h' \) | sort)
 fi
 
+# The calls, from the objects' symbol tables.
+if ((${#layer_objects[@]})); then
+    declare -A sym_layer=() sym_file=() obj_file=() obj_layer=()
+    objects=()
+    for i in "${!LAYERS[@]}"; do
+        list=${layer_objects[${LAYERS[$i]}]:-}
+        if [[ -z $list ]]; then
+            complain "--objects: no objects given for layer ${LAYERS[$i]}"
+            continue
+        fi
+        IFS=: read -r -a objs <<<"$list"
+        for o in "${objs[@]}"; do
+            if [[ ! -f $o ]]; then
+                complain "$o: no such object (build first)"
+                continue
+            fi
+            name=${o##*/}
+            obj_file[$o]=${LAYERS[$i]}/${name%.o}
+            obj_layer[$o]=$i
+            objects+=("$o")
+            while read -r sym; do
+                sym_layer[$sym]=$i
+                sym_file[$sym]=${obj_file[$o]}
+            done < <(nm -g --defined-only "$o" | awk 'NF == 3 { print $3 }')
+        done
+    done
+    pairs=$(mktemp)
+    loops=$(mktemp)
+    trap 'rm -f "$unresolved" "$pairs" "$loops"' EXIT
+    for o in "${objects[@]}"; do
+        i=${obj_layer[$o]}
+        while read -r sym; do
+            [[ -n ${sym_layer[$sym]:-} ]] || continue
+            m=${sym_layer[$sym]}
+            if ((m > i)); then
+                complain "${obj_file[$o]}: layer ${LAYERS[$i]} calls $sym of" \
+                    "${sym_file[$sym]} (layer ${LAYERS[$m]})"
+            fi
+            echo "${sym_file[$sym]} ${obj_file[$o]}" >>"$pairs"
+        done < <(nm -u "$o" | awk '{ print $NF }')
+    done
+    # tsort names every circle it meets on stderr.
+    if ! tsort "$pairs" >/dev/null 2>"$loops" || [[ -s $loops ]]; then
+        complain "files of the store call each other in a circle:"
+        sed -E 's/^tsort: [^:]*: /    /; s/^tsort: /    /' "$loops" >&2
+    fi
+    checked_objects=${#objects[@]}
+fi
+
 if ((fail)); then
     echo "check-layers: FAILED (see docs/ARCHITECTURE.md, \"The direction rule\")" >&2
     exit 1
 fi
-echo "check-layers: OK, $checked files follow the layer order (${LAYERS[*]} <- launcher <- tools)"
+echo "check-layers: OK, $checked files${checked_objects:+ and $checked_objects objects}" \
+    "follow the layer order (${LAYERS[*]} <- launcher <- tools)"
