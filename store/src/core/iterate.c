@@ -70,7 +70,7 @@ int kc_store_iterate(kc_store_t *store, int kind, kc_store_iter_fn fn, void *use
 
     if (!store || !fn)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (kind != 0 && !kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "iterate: invalid record kind %d", kind);
     c = (iter_ctx_t){store->env, kind, fn, user, 0, 0};
@@ -132,7 +132,7 @@ int kc_store_find(kc_store_t *store, int kind, const kc_key_prefix_t *prefix,
 
     if (!store || !prefix)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (kind != 0 && !kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "find: invalid record kind %d", kind);
     memset(&c, 0, sizeof(c));

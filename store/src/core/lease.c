@@ -139,7 +139,7 @@ int kc_store_lease_acquire(kc_store_t *st, const kc_key_t *key, uint64_t ttl_ms,
     lease_ctx_t c = {0};
     int rc;
 
-    kc__store_begin_call();
+    kc__store_begin_call(st);
     if (!st || !key || !ttl_ms)
         return KC_EINVAL;
     rc = kc__store_check_writable(st, "taking a lease");
@@ -182,7 +182,7 @@ int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
     lease_ctx_t c = {0};
     int rc;
 
-    kc__store_begin_call();
+    kc__store_begin_call(st);
     if (!st || !key)
         return KC_EINVAL;
     rc = kc__store_check_writable(st, "releasing a lease");

@@ -1,5 +1,7 @@
 /* The store's messages: what kc_store_errmsg and kc_store_open_errmsg
- * return, and the helpers every public call uses to leave them. */
+ * return, and the helpers every public call uses to leave them. They are the
+ * common diagnostics (common/diag.h) with the handle as owner, and
+ * kc__diag_store_open for a failed open. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,32 +9,24 @@
 
 #include "store_internal.h"
 
-/* Messages are per thread, and a handle's message belongs to the handle
- * that left it. */
-static _Thread_local char tls_msg[KC__STORE_MSG_SIZE];
-static _Thread_local const kc_store_t *tls_msg_owner;
-static _Thread_local char tls_open_msg[KC__STORE_MSG_SIZE];
-
 const char *kc_store_errmsg(const kc_store_t *store)
 {
-    if (store && tls_msg_owner == store)
-        return tls_msg;
-    return "";
+    return kc__diag_get(store);
 }
 
 const char *kc_store_open_errmsg(void)
 {
-    return tls_open_msg;
+    return kc__diag_get(kc__diag_store_open);
 }
 
 void kc__store_set_open_errmsg(const char *msg)
 {
-    snprintf(tls_open_msg, sizeof(tls_open_msg), "%s", msg);
+    kc__diag_fail(kc__diag_store_open, 0, "%s", msg);
 }
 
-void kc__store_begin_call(void)
+void kc__store_begin_call(const kc_store_t *st)
 {
-    tls_msg_owner = NULL;
+    kc__diag_release(st);
 }
 
 int kc__store_fail(const kc_store_t *st, int rc, const char *fmt, ...)
@@ -40,9 +34,8 @@ int kc__store_fail(const kc_store_t *st, int rc, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(tls_msg, sizeof(tls_msg), fmt, ap);
+    kc__diag_vfail(st, rc, fmt, ap);
     va_end(ap);
-    tls_msg_owner = st;
     return rc;
 }
 
@@ -65,7 +58,7 @@ int kc__store_finish(const kc_store_t *st, int rc, const char *what)
         return kc__store_fail(st, code, "%s: %s (store %s)", what, mdb_strerror(rc),
                               st->path);
     }
-    if (rc != KC_ENOTFOUND && tls_msg_owner != st)
+    if (rc != KC_ENOTFOUND && !kc__diag_owns(st))
         kc__store_fail(st, rc, "%s: %s (store %s)", what, kc_strerror(rc), st->path);
     return rc;
 }
@@ -83,7 +76,7 @@ int kc__store_open_fail(int rc, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(tls_open_msg, sizeof(tls_open_msg), fmt, ap);
+    kc__diag_vfail(kc__diag_store_open, rc, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -151,7 +151,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     kc__env_opts_t eo;
     int rc, data_exists;
 
-    kc__store_set_open_errmsg("");
+    kc__diag_release(kc__diag_store_open);
     if (!out)
         return kc__store_open_fail(KC_EINVAL, "kc_store_open: out is NULL");
     *out = NULL;

@@ -301,7 +301,7 @@ int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         *out = NULL;
     if (!store || !key || !out)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "kc_store_get: invalid record kind %d",
                               (int)kind);
@@ -326,7 +326,7 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         *len = 0;
     if (!store || !key || !data || !len)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL,
                               "kc_store_get_raw: invalid record kind %d", (int)kind);
@@ -349,7 +349,7 @@ int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, siz
         *len = 0;
     if (!store || !key || !cubin || !len)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     rc = get_run(store, get_cubin_fn, KC_REC_BLOB, key, &c);
     if (rc != 0)
         return kc__store_finish(store, rc, "get cubin");
@@ -375,7 +375,7 @@ int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
         *len = 0;
     if (!store || !build_key || !build || !cubin || !len)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     rc = get_run(store, get_build_cubin_fn, KC_REC_BUILD, build_key, &c);
     if (rc != 0)
         return kc__store_finish(store, rc, "get build cubin");
@@ -456,7 +456,7 @@ int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec)
 
     if (!store || !key || !rec)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "put")) != KC_OK)
         return rc;
     if (rec->kind == KC_REC_BLOB)
@@ -486,7 +486,7 @@ int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
 
     if (!store || !key || (!data && len))
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "put")) != KC_OK)
         return rc;
     if (!kc__kind_has_key(kind))
@@ -534,7 +534,7 @@ int kc_store_del(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
 
     if (!store || !key)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "delete")) != KC_OK)
         return rc;
     if (!kc__kind_has_key(kind))
@@ -554,7 +554,7 @@ int kc_store_put_cubin(kc_store_t *store, const void *cubin, size_t len, kc_key_
 
     if (!store || (!cubin && len))
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "put cubin")) != KC_OK)
         return rc;
     rc = kc_blob_encode(cubin, len, store->zstd_level, &k, &rec, &rec_len);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "diag.h"
 #include "kcache/store.h"
 #include "lmdb_env.h"
 
@@ -61,12 +62,13 @@ struct kc_store {
 
 /* ---- messages.c: per-thread messages --------------------------------------- */
 
-/* The capacity of a message, NUL included; longer ones are cut. */
-#define KC__STORE_MSG_SIZE 1024
+/* Messages go through the common diagnostics (common/diag.h): owned by the
+ * handle, per thread. */
+#define KC__STORE_MSG_SIZE KC__DIAG_SIZE
 
-/* Start a public call: the handle's message describes its last failure only,
- * so the old one is forgotten. */
-void kc__store_begin_call(void);
+/* Start a public call on st: the handle's message describes its last failure
+ * only, so its old one is forgotten (another object's message is left). */
+void kc__store_begin_call(const kc_store_t *st);
 /* Set the message kc_store_open_errmsg() returns (layered opens use it). */
 void kc__store_set_open_errmsg(const char *msg);
 

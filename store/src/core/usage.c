@@ -218,7 +218,7 @@ int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
 
     if (!store || !key)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (!kc__kind_has_key(kind) || kind == KC_REC_USAGE)
         return kc__store_fail(store, KC_EINVAL, "touch: invalid record kind %d",
                               (int)kind);
@@ -262,7 +262,7 @@ int kc_store_flush(kc_store_t *store)
 
     if (!store)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     kc__pending_take(store, &p);
     if (store->readonly || pending_empty(&p)) {
         free(p.usage.ent);
@@ -303,7 +303,7 @@ int kc_store_counters_zero(kc_store_t *store)
 
     if (!store)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "zero counters")) != KC_OK)
         return rc;
     /* Deltas buffered before the reset belong to the period it ends. */

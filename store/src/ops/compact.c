@@ -122,7 +122,7 @@ int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after)
 
     if (!store)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "compact")) != KC_OK)
         return rc;
     /* Written now, buffered stamps and counters are in the size reported. */

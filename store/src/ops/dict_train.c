@@ -184,7 +184,7 @@ int kc_store_train_dict(kc_store_t *store, size_t dict_size, int dry_run,
         memset(report, 0, sizeof(*report));
     if (!store)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (dict_size == 0)
         dict_size = KC_DICT_DEFAULT_SIZE;
     /* ZDICT needs room for its header and entropy tables. */

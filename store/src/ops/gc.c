@@ -720,7 +720,7 @@ int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *rep
 
     if (!store || !opts)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if (!report)
         report = &local;
     memset(report, 0, sizeof(*report));

@@ -123,7 +123,7 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
     if (!store || !pub || (pub->n_cubins && !pub->cubins) ||
         (pub->n_builds && !pub->builds))
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "publish")) != KC_OK)
         return rc;
     memset(&c, 0, sizeof(c));

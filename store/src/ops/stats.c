@@ -65,7 +65,7 @@ int kc_store_stats(kc_store_t *store, kc_store_stats_t *out)
 
     if (!store || !out)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     memset(out, 0, sizeof(*out));
     c.env = store->env;
     rc = kc__env_read(store->env, stats_fn, &c);

@@ -527,7 +527,7 @@ int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
         memset(stats, 0, sizeof(*stats));
     if (!store || !out || (key && !key->has_secret))
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     memset(&c, 0, sizeof(c));
     c.st = store;
     c.key = key;

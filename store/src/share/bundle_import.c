@@ -578,7 +578,7 @@ int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
         memset(stats, 0, sizeof(*stats));
     if (!store || (!data && len))
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     memset(&c, 0, sizeof(c));
     c.st = store;
     c.name = opts && opts->name ? opts->name : "bundle";
@@ -640,7 +640,7 @@ int kc_bundle_import(kc_store_t *store, FILE *in, const kc_bundle_import_opts_t 
         memset(stats, 0, sizeof(*stats));
     if (!store || !in)
         return KC_EINVAL;
-    kc__store_begin_call();
+    kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "import")) != KC_OK)
         return rc;
     /* The whole bundle is read before anything is judged or written; the

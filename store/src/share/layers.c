@@ -18,8 +18,6 @@ struct kc_layers {
     char warnings[2048];
 };
 
-static _Thread_local char tls_errmsg[512];
-
 static void warn(kc_layers_t *l, const char *fmt, const char *dir, const char *why)
 {
     size_t used = strlen(l->warnings);
@@ -37,13 +35,13 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
     kc_layers_t *l = NULL;
     char *list = NULL, *save = NULL;
     size_t entries = 0;
+    char msg[512] = "";
     int rc;
 
     if (out)
         *out = NULL;
     if (!path_list || !out) {
-        snprintf(tls_errmsg, sizeof(tls_errmsg), "no store path given");
-        return KC_EINVAL;
+        return kc__store_open_fail(KC_EINVAL, "no store path given");
     }
     l = calloc(1, sizeof(*l));
     list = strdup(path_list);
@@ -57,8 +55,8 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         kc_store_t *st = NULL;
 
         if (++entries > KC_LAYERS_MAX) {
-            snprintf(tls_errmsg, sizeof(tls_errmsg),
-                     "the store path lists more than %d stores", KC_LAYERS_MAX);
+            snprintf(msg, sizeof(msg), "the store path lists more than %d stores",
+                     KC_LAYERS_MAX);
             rc = KC_EINVAL;
             goto fail;
         }
@@ -81,14 +79,13 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
             l->writable = st;
     }
     if (entries == 0) {
-        snprintf(tls_errmsg, sizeof(tls_errmsg), "the store path '%s' names no store",
-                 path_list);
+        snprintf(msg, sizeof(msg), "the store path '%s' names no store", path_list);
         rc = KC_EINVAL;
         goto fail;
     }
     if (l->n == 0) {
-        snprintf(tls_errmsg, sizeof(tls_errmsg),
-                 "no store of '%.200s' could be opened: %.250s", path_list, l->warnings);
+        snprintf(msg, sizeof(msg), "no store of '%.200s' could be opened: %.250s",
+                 path_list, l->warnings);
         rc = KC_ENOTFOUND;
         goto fail;
     }
@@ -97,11 +94,11 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
     return KC_OK;
 fail:
     if (rc == KC_ENOMEM)
-        snprintf(tls_errmsg, sizeof(tls_errmsg), "out of memory");
+        snprintf(msg, sizeof(msg), "out of memory");
     kc_layers_close(l);
     free(list);
     /* kc_store_open_errmsg() is where callers look after a failed open. */
-    kc__store_set_open_errmsg(tls_errmsg);
+    kc__store_set_open_errmsg(msg);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "blob_internal.h"
+#include "diag.h"
 #include "kcache/blob.h"
 #include "kcache/errors.h"
 
@@ -26,10 +27,8 @@ struct kc_remote {
     pthread_mutex_t mu;
     redisContext *c;     /* NULL until connected, and after a failure */
     uint64_t down_until; /* monotonic us: fail fast until then */
-    char err[512];       /* the last failure */
+    char down_why[512];  /* why it is down (until down_until), under mu */
 };
-
-static __thread char tls_open_err[256];
 
 static uint64_t now_us(void)
 {
@@ -53,16 +52,16 @@ static int parse_url(const char *url, kc_remote_t *r)
     size_t hlen;
 
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-        snprintf(tls_open_err, sizeof(tls_open_err),
-                 "remote URL must start with redis:// (got \"%s\")", url ? url : "");
+        kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                      "remote URL must start with redis:// (got \"%s\")", url ? url : "");
         return KC_EINVAL;
     }
     p = url + sizeof(scheme) - 1;
     if (*p == '[') {
         end = strchr(p, ']');
         if (!end) {
-            snprintf(tls_open_err, sizeof(tls_open_err), "%s: unclosed [ in the host",
-                     url);
+            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: unclosed [ in the host",
+                          url);
             return KC_EINVAL;
         }
         hlen = (size_t)(end - p - 1);
@@ -76,7 +75,8 @@ static int parse_url(const char *url, kc_remote_t *r)
         p = end;
     }
     if (hlen == 0 || hlen >= sizeof(r->host)) {
-        snprintf(tls_open_err, sizeof(tls_open_err), "%s: no host, or one too long", url);
+        kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: no host, or one too long",
+                      url);
         return KC_EINVAL;
     }
     r->host[hlen] = '\0';
@@ -86,7 +86,7 @@ static int parse_url(const char *url, kc_remote_t *r)
         errno = 0;
         long port = strtol(p + 1, &e, 10);
         if (e == p + 1 || errno || port < 1 || port > 65535) {
-            snprintf(tls_open_err, sizeof(tls_open_err), "%s: bad port", url);
+            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: bad port", url);
             return KC_EINVAL;
         }
         r->port = (int)port;
@@ -97,7 +97,8 @@ static int parse_url(const char *url, kc_remote_t *r)
         errno = 0;
         long db = strtol(p + 1, &e, 10);
         if (e == p + 1 || *e || errno || db < 0 || db > INT_MAX) {
-            snprintf(tls_open_err, sizeof(tls_open_err), "%s: bad database number", url);
+            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: bad database number",
+                          url);
             return KC_EINVAL;
         }
         r->db = (int)db;
@@ -106,7 +107,7 @@ static int parse_url(const char *url, kc_remote_t *r)
         p++;
     }
     if (*p) {
-        snprintf(tls_open_err, sizeof(tls_open_err), "%s: unexpected \"%s\"", url, p);
+        kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: unexpected \"%s\"", url, p);
         return KC_EINVAL;
     }
     return KC_OK;
@@ -117,7 +118,7 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
     kc_remote_t *r;
     int rc;
 
-    tls_open_err[0] = '\0';
+    kc__diag_release(kc__diag_remote_open);
     if (!out)
         return KC_EINVAL;
     *out = NULL;
@@ -152,16 +153,7 @@ void kc_remote_close(kc_remote_t *r)
 
 const char *kc_remote_errmsg(const kc_remote_t *r)
 {
-    /* A copy taken under the lock: another thread may be failing now. */
-    static __thread char copy[sizeof(((kc_remote_t *)0)->err)];
-    kc_remote_t *w = (kc_remote_t *)r;
-
-    if (!r)
-        return tls_open_err;
-    pthread_mutex_lock(&w->mu);
-    memcpy(copy, r->err, sizeof(copy));
-    pthread_mutex_unlock(&w->mu);
-    return copy;
+    return kc__diag_get(r ? (const void *)r : kc__diag_remote_open);
 }
 
 /* ---- one command ------------------------------------------------------------ */
@@ -170,17 +162,17 @@ const char *kc_remote_errmsg(const kc_remote_t *r)
 static int go_down(kc_remote_t *r, const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(r->err, sizeof(r->err), "%s:%d: ", r->host, r->port);
+    int n = snprintf(r->down_why, sizeof(r->down_why), "%s:%d: ", r->host, r->port);
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof(r->err))
-        vsnprintf(r->err + n, sizeof(r->err) - (size_t)n, fmt, ap);
+    if (n > 0 && (size_t)n < sizeof(r->down_why))
+        vsnprintf(r->down_why + n, sizeof(r->down_why) - (size_t)n, fmt, ap);
     va_end(ap);
     if (r->c) {
         redisFree(r->c);
         r->c = NULL;
     }
     r->down_until = now_us() + (uint64_t)r->opts.retry_after_ms * 1000u;
-    return KC_EREMOTE;
+    return kc__diag_fail(r, KC_EREMOTE, "%s", r->down_why);
 }
 
 static int ensure_connected(kc_remote_t *r)
@@ -188,7 +180,7 @@ static int ensure_connected(kc_remote_t *r)
     if (r->c)
         return KC_OK;
     if (r->down_until && now_us() < r->down_until)
-        return KC_EREMOTE; /* r->err still says why */
+        return kc__diag_fail(r, KC_EREMOTE, "%s (not retried yet)", r->down_why);
     r->c = redisConnectWithTimeout(r->host, r->port, tv_ms(r->opts.connect_timeout_ms));
     if (!r->c)
         return go_down(r, "connect: out of memory");
@@ -240,9 +232,9 @@ int kc_remote_get(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key, void 
         } else if (rep->type != REDIS_REPLY_STRING) {
             /* The server answered, but not with a value (a wrong type, an
              * error): this key is unusable, the remote is not down. */
-            snprintf(r->err, sizeof(r->err), "%s:%d: GET %s: %s", r->host, r->port, k,
-                     rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
-            rc = KC_EREMOTE;
+            rc =
+                kc__diag_fail(r, KC_EREMOTE, "%s:%d: GET %s: %s", r->host, r->port, k,
+                              rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
         } else if (!(*data = malloc(rep->len ? rep->len : 1))) {
             rc = KC_ENOMEM;
         } else {
@@ -271,9 +263,9 @@ int kc_remote_put(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
         if (!rep) {
             rc = go_down(r, "SET: %s", r->c->errstr);
         } else if (rep->type != REDIS_REPLY_STATUS) {
-            snprintf(r->err, sizeof(r->err), "%s:%d: SET %s: %s", r->host, r->port, k,
-                     rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-            rc = KC_EREMOTE;
+            rc = kc__diag_fail(r, KC_EREMOTE, "%s:%d: SET %s: %s", r->host, r->port, k,
+                               rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                              : "unexpected reply");
         }
         freeReplyObject(rep);
     }
@@ -341,12 +333,8 @@ static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **b
 
 static int refused(kc_remote_t *r, int rc, const char *what)
 {
-    if (rc == KC_ECORRUPT) {
-        pthread_mutex_lock(&r->mu);
-        snprintf(r->err, sizeof(r->err), "%s:%d: %s failed its checks", r->host, r->port,
-                 what);
-        pthread_mutex_unlock(&r->mu);
-    }
+    if (rc == KC_ECORRUPT)
+        kc__diag_fail(r, rc, "%s:%d: %s failed its checks", r->host, r->port, what);
     return rc;
 }
 
