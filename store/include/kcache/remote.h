@@ -77,9 +77,12 @@ int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *b
  * there yet. */
 int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
-/* What the last failure on this handle was ("connect 127.0.0.1:6390:
- * Connection refused", "timed out", "backing off for 8 s after: ...").
- * Never NULL; a copy, valid in this thread until its next call. */
+/* What the last failure on this handle in this thread was ("127.0.0.1:6390:
+ * connect: Connection refused", "...: GET ...: timed out"), or "" when this
+ * thread's last kcache failure was another object's. With NULL, why the last
+ * kc_remote_open in this thread failed. Messages are per thread, as for
+ * kc_store_errmsg: a push that fails on a pool thread leaves its message
+ * there. Never NULL; valid in this thread until its next kcache call. */
 const char *kc_remote_errmsg(const kc_remote_t *remote);
 
 #ifdef __cplusplus

@@ -63,11 +63,14 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
 void kc_store_close(kc_store_t *store);
 
 /* A message that details the last failure on this handle in this thread
- * (an LMDB or zstd message, a path). Valid until the next call on the
- * handle from the same thread. Never NULL. */
+ * (an LMDB or zstd message, a path), or "" when this thread's last kcache
+ * failure was another object's: every kcache object (store, launcher,
+ * remote, device) reports into one slot per thread, keyed by the object.
+ * Valid until the next call on the handle from the same thread. Never NULL. */
 const char *kc_store_errmsg(const kc_store_t *store);
 
-/* The message left by the last failed kc_store_open in this thread. */
+/* The message left by the last failed kc_store_open or kc_layers_open in
+ * this thread, or "" if a later kcache failure in this thread replaced it. */
 const char *kc_store_open_errmsg(void);
 
 int kc_store_is_readonly(const kc_store_t *store);
