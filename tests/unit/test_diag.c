@@ -49,6 +49,19 @@ static void test_a_long_message_is_cut_not_overrun(void **state)
     assert_int_equal(strlen(kc__diag_get(&a)), KC__DIAG_SIZE - 1);
 }
 
+/* A launcher wraps its device's message in its own: the slot is both an
+ * argument and the destination. */
+static void test_an_owner_can_wrap_another_owners_message(void **state)
+{
+    int dev = 0, launcher = 0;
+    (void)state;
+    kc__diag_fail(&dev, KC_ECUDA, "CUDA_ERROR_ILLEGAL_ADDRESS");
+    kc__diag_fail(&launcher, KC_ESTICKY, "kernel vadd: %s", kc__diag_get(&dev));
+    assert_string_equal(kc__diag_get(&launcher),
+                        "kernel vadd: CUDA_ERROR_ILLEGAL_ADDRESS");
+    assert_string_equal(kc__diag_get(&dev), "");
+}
+
 static int other_owner;
 
 static void *fail_elsewhere(void *arg)
@@ -90,6 +103,7 @@ int main(void)
         cmocka_unit_test(test_a_message_is_seen_only_through_its_owner),
         cmocka_unit_test(test_release_forgets_only_the_owners_message),
         cmocka_unit_test(test_a_long_message_is_cut_not_overrun),
+        cmocka_unit_test(test_an_owner_can_wrap_another_owners_message),
         cmocka_unit_test(test_messages_are_per_thread),
         cmocka_unit_test(test_open_failures_report_through_their_own_owner),
     };

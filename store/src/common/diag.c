@@ -2,6 +2,7 @@
 #include "diag.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const char kc__diag_store_open[] = "store open";
 const char kc__diag_launcher_create[] = "launcher create";
@@ -12,7 +13,12 @@ static _Thread_local const void *tls_owner;
 
 int kc__diag_vfail(const void *owner, int rc, const char *fmt, va_list ap)
 {
-    vsnprintf(tls_msg, sizeof(tls_msg), fmt, ap);
+    /* Formatted aside first: the arguments may be the slot itself, as when a
+     * launcher wraps its device's message in its own. */
+    char msg[KC__DIAG_SIZE];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    memcpy(tls_msg, msg, sizeof(msg));
     tls_owner = owner;
     return rc;
 }
