@@ -50,4 +50,20 @@ if [ -x build-gpu/tools/kcache_bench_launch ]; then
   echo "== benchmarks ==" | tee "$out/bench.log"
   build-gpu/tools/kcache_bench_launch 2>&1 | tee -a "$out/bench.log" || status=1
 fi
+
+# Regression check against an earlier build: KC_BASELINE names a folder with
+# that commit's kcache_bench_launch (built by scripts/gpu-prepare.sh there and
+# copied, e.g. into .carry/base/). Both run in turn, KC_BASELINE_ROUNDS times,
+# on this machine in this call, so their numbers are side by side.
+if [ -n "${KC_BASELINE:-}" ] && [ -x "$KC_BASELINE/kcache_bench_launch" ]; then
+  echo "== benchmarks: baseline $KC_BASELINE vs this build ==" | tee "$out/bench-compare.log"
+  for round in $(seq "${KC_BASELINE_ROUNDS:-2}"); do
+    for side in baseline current; do
+      bin=build-gpu/tools/kcache_bench_launch
+      [ "$side" = baseline ] && bin="$KC_BASELINE/kcache_bench_launch"
+      echo "-- round $round: $side" | tee -a "$out/bench-compare.log"
+      KCACHE_DIR="$(mktemp -d)/kcache" "$bin" --skip-cold 2>&1 | tee -a "$out/bench-compare.log" || status=1
+    done
+  done
+fi
 exit $status
