@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "opts.h"
 #include "gc_internal.h"
 #include "store_internal.h"
 
@@ -717,11 +718,18 @@ fail:
 int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *report)
 {
     kc_gc_report_t local;
+    kc_gc_opts_t o;
     gc_params_t gp;
     int rc;
 
     if (!store || !opts)
         return KC_EINVAL;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return kc__store_fail(
+            store, KC_EINVAL,
+            "gc: opts->size is %zu, this library's is %zu (use KC_GC_OPTS_INIT)",
+            opts->size, sizeof(o));
+    opts = &o;
     kc__store_begin_call();
     if (!report)
         report = &local;

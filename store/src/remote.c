@@ -14,6 +14,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "opts.h"
 #include "blob_internal.h"
 #include "kcache/blob.h"
 #include "kcache/errors.h"
@@ -127,8 +128,14 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         free(r);
         return rc;
     }
-    if (opts)
-        r->opts = *opts;
+    if (kc__opts_read(&r->opts, sizeof(r->opts), opts) != KC_OK) {
+        snprintf(tls_open_err, sizeof(tls_open_err),
+                 "kc_remote_open: opts->size is %zu, this library's is %zu (use "
+                 "KC_REMOTE_OPTS_INIT)",
+                 opts->size, sizeof(r->opts));
+        free(r);
+        return KC_EINVAL;
+    }
     if (!r->opts.connect_timeout_ms)
         r->opts.connect_timeout_ms = 100;
     if (!r->opts.io_timeout_ms)

@@ -12,6 +12,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "opts.h"
 #include "fsinfo.h"
 #include "gc_internal.h"
 #include "lmdb_env.h"
@@ -226,7 +227,7 @@ static int make_dirs(const char *dir)
 }
 int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out)
 {
-    static const kc_store_opts_t no_opts;
+    kc_store_opts_t o;
     char data_path[PATH_MAX];
     struct stat sb;
     kc_store_t *st = NULL;
@@ -239,8 +240,12 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     *out = NULL;
     if (!dir || !*dir)
         return open_fail(KC_EINVAL, "kc_store_open: no directory given");
-    if (!opts)
-        opts = &no_opts;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return open_fail(KC_EINVAL,
+                         "kc_store_open: opts->size is %zu, this library's is %zu "
+                         "(use KC_STORE_OPTS_INIT)",
+                         opts->size, sizeof(o));
+    opts = &o;
     if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
         (int)sizeof(data_path))
         return open_fail(KC_EINVAL, "store path too long: %s", dir);
