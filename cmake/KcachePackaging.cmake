@@ -113,8 +113,12 @@ if(KC_BUILD_TESTS AND KC_BUILD_SHARED)
   set_tests_properties(check_exports PROPERTIES LABELS lint TIMEOUT 60)
   # Install into a temporary prefix and build programs against it with
   # pkg-config, find_package and dlopen.
+  set(KC_CONSUMER_FLAGS "")
+  if(KC_SANITIZE)
+    set(KC_CONSUMER_FLAGS "-fsanitize=${KC_SANITIZE}")
+  endif()
   add_test(NAME install_package
     COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/test-install.sh ${PROJECT_BINARY_DIR})
   set_tests_properties(install_package PROPERTIES LABELS install TIMEOUT 600
-    ENVIRONMENT "KC_TEST_TMP=${PROJECT_BINARY_DIR}/tests/tmp")
+    ENVIRONMENT "KC_TEST_TMP=${PROJECT_BINARY_DIR}/tests/tmp;KC_CONSUMER_FLAGS=${KC_CONSUMER_FLAGS}")
 endif()

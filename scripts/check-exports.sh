@@ -16,7 +16,7 @@ bad=$(printf '%s\n%s\n' "$bad" "$internal" | grep -v '^$' | sort -u || true)
 status=0
 if [ -n "$bad" ]; then
   echo "check-exports: $lib exports names outside the public kc_ API:" >&2
-  printf '  %s\n' $bad >&2
+  printf '%s\n' "$bad" | sed 's/^/  /' >&2
   status=1
 fi
 for want in kc_version kc_version_number kc_strerror kc_store_open kc_store_close; do

@@ -12,6 +12,8 @@
 #
 # ctest runs it as install_package (label install). LIBDIR is whatever
 # GNUInstallDirs chose (lib, lib64 or lib/x86_64-linux-gnu): it is found.
+# KC_CONSUMER_FLAGS: extra compile and link flags for the programs (the
+# -fsanitize=... of a sanitizer build).
 set -euo pipefail
 
 build=$(cd "${1:?usage: test-install.sh BUILD_DIR}" && pwd)
@@ -46,6 +48,10 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 want=$(pkg-config --modversion kcache)
 expect="kcache $want ok"
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
+# A sanitizer build's libraries need the programs built with the same
+# sanitizers (ctest passes them in KC_CONSUMER_FLAGS).
+read -r -a extra <<<"${KC_CONSUMER_FLAGS:-}"
+cflags+=("${extra[@]}")
 check_run() { # name, command...: the program must print "kcache VERSION ok"
   local name=$1 out
   shift
@@ -82,7 +88,8 @@ mv "$tmp/moved" "$tmp/prefix"
 
 step "(b) find_package(kcache): kcache::launch, kcache::store, kcache::kcache"
 cmake -S "$src/tests/install" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-  -DCMAKE_C_FLAGS="${cflags[*]}" >"$tmp/cmake.log" 2>&1 ||
+  -DCMAKE_C_FLAGS="${cflags[*]}" -DCMAKE_EXE_LINKER_FLAGS="${extra[*]}" \
+  >"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; die "configuring the consumer project failed"; }
 cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; die "building the consumer project failed"; }
@@ -96,7 +103,7 @@ ldd "$tmp/cmake/consumer_shared" | grep -q "libkcache.so.0 => $libdir/" ||
 check_run cmake_shared "$tmp/cmake/consumer_shared" "$tmp/store_b2"
 
 step "(c) dlopen($rel_libdir/libkcache.so.0), dlsym(kc_version)"
-$cc "${cflags[@]}" "$src/tests/install/dlopen_version.c" -o "$tmp/dl" ${CMAKE_DL_LIBS:--ldl}
+$cc "${cflags[@]}" "$src/tests/install/dlopen_version.c" -o "$tmp/dl" -ldl
 out=$("$tmp/dl" "$libdir/libkcache.so.0") || die "dlopen_version failed"
 printf '%s\n' "$out" | grep -q "^kcache $want (" || die "dlopen_version printed '$out'"
 echo "dlopen: $out"
