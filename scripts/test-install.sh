@@ -52,6 +52,11 @@ cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
 # sanitizers (ctest passes them in KC_CONSUMER_FLAGS).
 read -r -a extra <<<"${KC_CONSUMER_FLAGS:-}"
 cflags+=("${extra[@]}")
+# A build without the launcher (KC_BUILD_LAUNCHER=OFF) installs the store only.
+if [ ! -e "$tmp/prefix/include/kcache/launch.h" ]; then
+  echo "no launcher installed: the consumer uses the store only"
+  cflags+=(-DKC_CONSUMER_STORE_ONLY)
+fi
 check_run() { # name, command...: the program must print "kcache VERSION ok"
   local name=$1 out
   shift

@@ -5,12 +5,17 @@
  *   consumer DIR   opens (creating) the store in DIR, puts a cubin, reads it
  *                  back, creates and destroys a launcher on the simulation
  *                  device, and prints "kcache VERSION ok".
+ *
+ * Built with KC_CONSUMER_STORE_ONLY for an install without the launcher
+ * (KC_BUILD_LAUNCHER=OFF).
  */
 #include <stdio.h>
 #include <string.h>
 
+#ifndef KC_CONSUMER_STORE_ONLY
 #include <kcache/launch.h>
 #include <kcache/sim.h>
+#endif
 #include <kcache/store.h>
 #include <kcache/version.h>
 
@@ -55,6 +60,9 @@ int main(int argc, char **argv)
     kc_free(back);
     kc_store_close(st);
 
+#ifdef KC_CONSUMER_STORE_ONLY
+    printf("kcache %s ok (store only)\n", kc_version());
+#else
     /* The launcher, on the CPU simulation device, without a store. */
     kc_sim_opts_t simo = KC_SIM_OPTS_INIT;
     kc_sim_t *sim = NULL;
@@ -73,5 +81,6 @@ int main(int argc, char **argv)
     printf("kcache %s ok (launcher arch %s)\n", kc_version(), kc_launcher_arch(l));
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
+#endif
     return 0;
 }
