@@ -51,7 +51,8 @@ static uint64_t records(kc_store_t *st)
 static void try_import(const uint8_t *data, size_t size)
 {
     kc_store_t *st = the_store();
-    kc_bundle_import_opts_t o = {.prefer = (kc_bundle_prefer_t)(size % 3)};
+    kc_bundle_import_opts_t o = {.size = sizeof(kc_bundle_import_opts_t),
+                                 .prefer = (kc_bundle_prefer_t)(size % 3)};
     kc_bundle_stats_t s;
     uint64_t before = records(st);
     int rc = kc_bundle_import_mem(st, data, size, &o, &s);

@@ -188,7 +188,7 @@ static kc_kernel_spec_t scale_spec(size_t n_blocks)
 
 static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch, int no_warmup)
 {
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     o.device = KC_DEVICE_CUDA;
     o.store_dir = store_dir;
     o.no_prefetch = no_prefetch;

@@ -528,7 +528,7 @@ int main(int argc, char **argv)
 {
     const char *store_dir = NULL, *arch = NULL;
     int check = 0, json = 0, expect_warm = 0, no_gpu = 0, failed = 0;
-    kc_launcher_opts_t opts = {0};
+    kc_launcher_opts_t opts = KC_LAUNCHER_OPTS_INIT;
     kc_launcher_t *l = NULL;
     kc_kernel_t *kernels[N_KERNELS] = {0};
     result_t results[N_KERNELS];

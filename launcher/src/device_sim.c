@@ -1,4 +1,5 @@
 /* The CPU simulation device (kcache/sim.h) and its device-layer table. */
+#include "opts.h"
 #include "device.h"
 
 #include <pthread.h>
@@ -62,9 +63,9 @@ int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out)
     if (!out)
         return KC_EINVAL;
     *out = NULL;
-    kc_sim_opts_t o = {0};
-    if (opts)
-        o = *opts;
+    kc_sim_opts_t o;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return KC_EINVAL;
     const char *arch = o.arch ? o.arch : SIM_DEFAULT_ARCH;
     const char *name = o.name ? o.name : SIM_DEFAULT_NAME;
     int major = 0, minor = 0;

@@ -1,6 +1,7 @@
 /* Launcher creation and teardown: options, the store, the device, the
  * compile pool, statistics and error messages. The launch flow itself is in
  * kernel.c. */
+#include "opts.h"
 #include "launcher_int.h"
 
 #include <stdatomic.h>
@@ -173,7 +174,7 @@ static void warm_store(void *arg)
 
 int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
 {
-    kc_launcher_opts_t defaults = {0};
+    kc_launcher_opts_t o;
     kc_launcher_t *l = NULL;
     int rc;
 
@@ -181,8 +182,14 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     if (!out)
         return KC_EINVAL;
     *out = NULL;
-    if (!opts)
-        opts = &defaults;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK) {
+        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
+                 "kc_launcher_create: opts->size is %zu, this library's is %zu "
+                 "(use KC_LAUNCHER_OPTS_INIT)",
+                 opts->size, sizeof(o));
+        return KC_EINVAL;
+    }
+    opts = &o;
     l = calloc(1, sizeof(*l));
     if (!l) {
         rc = KC_ENOMEM;

@@ -276,7 +276,10 @@ static inline kcs_inc_run_t kcs_run_inc(const char *store_dir, const char *name,
     if (!x || kc_sim_create(NULL, &sim) != KC_OK ||
         kc_sim_register(sim, "inc", kcs_sim_inc, kcs_cost_256, NULL) != KC_OK)
         goto out;
-    kc_launcher_opts_t o = {.device = KC_DEVICE_SIM, .sim = sim, .store_dir = store_dir};
+    kc_launcher_opts_t o = {.size = sizeof(kc_launcher_opts_t),
+                            .device = KC_DEVICE_SIM,
+                            .sim = sim,
+                            .store_dir = store_dir};
     o.budget_ms = 0.01;
     o.min_reps = 3;
     o.max_reps = 5;
@@ -332,7 +335,7 @@ static inline void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts)
 
 static inline kc_launcher_opts_t kcs_sim_opts(kcs_fx_t *f)
 {
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     o.device = KC_DEVICE_SIM;
     o.sim = f->sim;
     o.store_dir = f->dir;

@@ -448,7 +448,8 @@ static void test_every_truncation_leaves_the_store_unchanged(void **state)
 {
     fixture_t *f = *state;
     kc_bundle_filter_t tuned = {.tuned_only = 1};
-    kc_bundle_import_opts_t o = {.name = "t.kcb"};
+    kc_bundle_import_opts_t o = {.size = sizeof(kc_bundle_import_opts_t),
+                                 .name = "t.kcb"};
 
     fill_source(f);
     fill_target(f);
@@ -470,7 +471,8 @@ static void test_a_flipped_byte_anywhere_leaves_the_store_unchanged(void **state
 {
     fixture_t *f = *state;
     kc_bundle_filter_t tuned = {.tuned_only = 1};
-    kc_bundle_import_opts_t o = {.name = "f.kcb"};
+    kc_bundle_import_opts_t o = {.size = sizeof(kc_bundle_import_opts_t),
+                                 .name = "f.kcb"};
 
     fill_source(f);
     fill_target(f);
@@ -650,7 +652,8 @@ static void test_bytes_after_the_trailer_and_oversized_bundles_are_refused(void 
     assert_non_null(strstr(kc_store_errmsg(f->st[1]), "after the trailer"));
     free(longer);
 
-    small = (kc_bundle_import_opts_t){.max_bytes = f->bundle_len - 1};
+    small = (kc_bundle_import_opts_t){.size = sizeof(kc_bundle_import_opts_t),
+                                      .max_bytes = f->bundle_len - 1};
     assert_int_equal(
         kc_bundle_import_mem(f->st[1], f->bundle, f->bundle_len, &small, NULL),
         KC_ETOOBIG);
@@ -663,7 +666,7 @@ static void test_bytes_after_the_trailer_and_oversized_bundles_are_refused(void 
 static void test_a_newer_bundle_version_is_refused_and_a_readonly_store_too(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     kc_store_t *st = NULL;
 
     fill_source(f);
@@ -696,7 +699,8 @@ static kc_key_t conflict(fixture_t *f, kc_bundle_prefer_t prefer, uint64_t ours_
 {
     static const int vec[] = {VEC64_SM90, VEC128_SM90, -1};
     ktuning_t ours;
-    kc_bundle_import_opts_t o = {.prefer = prefer};
+    kc_bundle_import_opts_t o = {.size = sizeof(kc_bundle_import_opts_t),
+                                 .prefer = prefer};
     kc_record_t *t = NULL;
     kc_key_t winner;
 

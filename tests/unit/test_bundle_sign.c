@@ -228,7 +228,8 @@ static void export_signed(fixture_t *f, const kc_bundle_key_t *key, kc_bundle_st
 static int import(fixture_t *f, const void *data, size_t len,
                   const kc_bundle_key_t *trust, kc_bundle_stats_t *s)
 {
-    kc_bundle_import_opts_t o = {.name = "signed.kcb", .trust = trust};
+    kc_bundle_import_opts_t o = {
+        .size = sizeof(kc_bundle_import_opts_t), .name = "signed.kcb", .trust = trust};
     return kc_bundle_import_mem(f->st[1], data, len, &o, s);
 }
 

@@ -109,7 +109,7 @@ static void test_zeroing_resets_stored_and_buffered_counters(void **state)
 static void test_zeroing_a_read_only_store_is_refused(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     kc_store_t *st = NULL;
 
     kc_store_count(f->st, KC_COUNTER_HITS, 4);

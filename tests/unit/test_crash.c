@@ -92,7 +92,7 @@ static void writer(const char *dir, uint64_t first_id, int fd, unsigned gc_every
             _exit(6);
         if (gc_every && (id - first_id) % gc_every == gc_every - 1) {
             kc_store_stats_t s;
-            kc_gc_opts_t g = {0};
+            kc_gc_opts_t g = KC_GC_OPTS_INIT;
             if (kc_store_stats(st, &s) != KC_OK)
                 _exit(5);
             /* Evict about a third of what is there. */

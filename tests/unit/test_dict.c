@@ -305,7 +305,7 @@ static void test_a_bad_dictionary_size_is_refused(void **state)
 static void test_a_read_only_store_is_not_recompressed(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     kc_store_t *st = NULL;
     kc_dict_report_t r;
 

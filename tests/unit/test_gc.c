@@ -296,7 +296,7 @@ static uint64_t count(kc_store_t *st, kc_rec_kind_t kind)
 
 static uint64_t store_size(kc_store_t *st)
 {
-    kc_gc_opts_t o = {.dry_run = 1, .now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t), .dry_run = 1, .now = T0};
     kc_gc_report_t r;
 
     assert_int_equal(kc_store_gc(st, &o, &r), KC_OK);
@@ -329,7 +329,8 @@ static void test_gc_evicts_least_recently_used_first_until_under_the_limit(void 
      * enough; kernel 3's build is kept. */
     uint64_t k1 = kern_bytes(f->st, &k[1], 1);
     uint64_t t3 = stored_len(f->st, KC_REC_TUNING, &k[3].tuning);
-    kc_gc_opts_t o = {.max_bytes = size - k1 - 1, .now = T0, .list = 1};
+    kc_gc_opts_t o = {
+        .size = sizeof(kc_gc_opts_t), .max_bytes = size - k1 - 1, .now = T0, .list = 1};
 
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     assert_false(has(f->st, KC_REC_TUNING, &k[1].tuning));
@@ -388,7 +389,9 @@ static void test_gc_never_breaks_a_tuning_or_a_build_reference(void **state)
 
     /* Enough to force out c's tuning and build, whose blob b still uses;
      * a's build is the oldest build but a recent tuning needs it. */
-    kc_gc_opts_t o = {.max_bytes = size - kern_bytes(f->st, &c, 0), .now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t),
+                      .max_bytes = size - kern_bytes(f->st, &c, 0),
+                      .now = T0};
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     assert_false(has(f->st, KC_REC_TUNING, &c.tuning));
     assert_false(has(f->st, KC_REC_BUILD, &c.build));
@@ -431,7 +434,7 @@ static void test_gc_sweeps_blobs_that_no_build_references(void **state)
     stamp(f->st, &old, T0 - 3600);
     stamp(f->st, &recent, T0 - 60);
 
-    kc_gc_opts_t o = {.now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t), .now = T0};
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     assert_false(has(f->st, KC_REC_BLOB, &unstamped));
     assert_false(has(f->st, KC_REC_BLOB, &old));
@@ -459,7 +462,7 @@ static void test_gc_older_than_evicts_what_was_last_used_before_the_cutoff(void 
 
     publish_four(f->st, k);
     /* Cutoff T0 - 2500: kernels 1 (T0 - 4000) and 3 (T0 - 3000) are older. */
-    kc_gc_opts_t o = {.older_than = 2500, .now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t), .older_than = 2500, .now = T0};
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     for (int i = 0; i < 4; i++) {
         int keep = i == 0 || i == 2;
@@ -503,12 +506,12 @@ static void test_gc_sweeps_stamps_without_records_and_expired_leases(void **stat
     uint64_t stamps = s.records[KC_REC_USAGE];
 
     /* A dry run leaves them. */
-    kc_gc_opts_t dry = {.dry_run = 1, .now = T0};
+    kc_gc_opts_t dry = {.size = sizeof(kc_gc_opts_t), .dry_run = 1, .now = T0};
     assert_int_equal(kc_store_gc(f->st, &dry, &r), KC_OK);
     assert_true(has(f->st, KC_REC_USAGE, &gone));
     assert_true(has(f->st, KC_REC_LEASE, &old));
 
-    kc_gc_opts_t o = {.now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t), .now = T0};
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     assert_int_equal(r.usage_swept, 1);
     assert_int_equal(r.leases_swept, 1);
@@ -557,7 +560,10 @@ static void test_gc_dry_run_changes_nothing_and_lists_what_a_real_run_evicts(voi
 
     publish_four(f->st, k);
     snap_t before = snapshot(f->st);
-    kc_gc_opts_t o = {.max_bytes = store_size(f->st) / 2, .now = T0, .list = 1};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t),
+                      .max_bytes = store_size(f->st) / 2,
+                      .now = T0,
+                      .list = 1};
 
     o.dry_run = 1;
     assert_int_equal(kc_store_gc(f->st, &o, &dry), KC_OK);
@@ -620,7 +626,7 @@ static void test_publish_over_the_size_limit_runs_gc_down_to_90_percent(void **s
 
     /* Through opts, which wins over the environment. */
     setenv("KCACHE_MAX_SIZE", "1T", 1);
-    kc_store_opts_t so = {.max_size = size};
+    kc_store_opts_t so = {.size = sizeof(kc_store_opts_t), .max_size = size};
     kern_t more;
     assert_int_equal(kc_store_open(f->dir, &so, &f->st), KC_OK);
     publish_kern(f->st, &more, 6, 600, 8192, 1);
@@ -661,7 +667,7 @@ static void test_compact_shrinks_the_file_and_the_store_still_reads(void **state
     }
     /* A second handle of this process shares the environment. */
     assert_int_equal(kc_store_open(f->dir, NULL, &second), KC_OK);
-    kc_gc_opts_t o = {.max_bytes = 3 * SIZE, .now = T0};
+    kc_gc_opts_t o = {.size = sizeof(kc_gc_opts_t), .max_bytes = 3 * SIZE, .now = T0};
     assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
     assert_true(r.evicted[KC_REC_BUILD] >= N - 3);
     uint64_t file = file_size(f->dir);

@@ -72,7 +72,7 @@ static void launch_once(fx_t *f, run_t *out)
     kc_launcher_t *l = NULL;
     kc_kernel_t *k = NULL;
     kc_kernel_spec_t spec = kcs_inc_spec("corrupt.inc", block_param);
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     kc_store_stats_t s;
     enum { N = 1000 };
     float *x = aligned_alloc(64, (N * sizeof(float) + 63) / 64 * 64);

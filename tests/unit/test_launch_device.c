@@ -326,7 +326,8 @@ static void test_sim_events_measure_exactly_the_cost_model(void **state)
 static void test_sim_block_or_shared_memory_too_large_is_toobig(void **state)
 {
     (void)state;
-    kc_sim_opts_t opts = {.max_threads = 512, .max_shared = 100 * 1024};
+    kc_sim_opts_t opts = {
+        .size = sizeof(kc_sim_opts_t), .max_threads = 512, .max_shared = 100 * 1024};
     fixture_t f = open_sim(&opts);
     vadd_calls_t calls = {0};
     void *mod = load_vadd(&f, &calls), *fn;
@@ -386,7 +387,7 @@ static void test_sim_failed_launch_keeps_the_context_and_sticky_one_loses_it(voi
 static void test_sim_memory_limit_is_enforced_and_accounted(void **state)
 {
     (void)state;
-    kc_sim_opts_t opts = {.mem_limit = 1 << 20};
+    kc_sim_opts_t opts = {.size = sizeof(kc_sim_opts_t), .mem_limit = 1 << 20};
     fixture_t f = open_sim(&opts);
     uint64_t a, b, c;
     size_t free_bytes;
@@ -421,7 +422,10 @@ static void test_sim_memory_limit_is_enforced_and_accounted(void **state)
 static void test_sim_reports_its_device_class(void **state)
 {
     (void)state;
-    kc_sim_opts_t opts = {.arch = "sm_80", .sm_count = 108, .name = "sim A100"};
+    kc_sim_opts_t opts = {.size = sizeof(kc_sim_opts_t),
+                          .arch = "sm_80",
+                          .sm_count = 108,
+                          .name = "sim A100"};
     fixture_t f = open_sim(&opts);
     kc__devinfo_t info;
     assert_int_equal(f.dev->ops->info(f.dev, &info), KC_OK);
@@ -434,7 +438,7 @@ static void test_sim_reports_its_device_class(void **state)
     close_sim(&f);
 
     kc_sim_t *sim = (kc_sim_t *)1;
-    kc_sim_opts_t bad = {.arch = "volta"};
+    kc_sim_opts_t bad = {.size = sizeof(kc_sim_opts_t), .arch = "volta"};
     assert_int_equal(kc_sim_create(&bad, &sim), KC_EINVAL);
     assert_null(sim);
 }

@@ -70,7 +70,7 @@ static int launch_check(const char *dir, logbuf_t *log, int *had_store)
                              .n_args = 2,
                              .grid = {"cdiv(n, BLOCK)"},
                              .block = {"BLOCK"}};
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     kc_sim_counters_t sc;
     enum { N = 777 };
     float x[N];
@@ -321,7 +321,7 @@ static void test_full_tmpfs_fails_with_enospc_and_the_launcher_still_runs(void *
 
 static void publish_into_small_map(const char *dir, report_t *out)
 {
-    kc_store_opts_t o = {.map_size = 256 * 1024};
+    kc_store_opts_t o = {.size = sizeof(kc_store_opts_t), .map_size = 256 * 1024};
     kc_store_t *st = NULL;
     uint64_t first = (uint64_t)getpid() * 1000;
 
@@ -346,7 +346,7 @@ static void publish_into_small_map(const char *dir, report_t *out)
 static void test_a_small_map_grows_under_concurrent_publishers(void **state)
 {
     fx_t *f = *state;
-    kc_store_opts_t o = {.map_size = 256 * 1024};
+    kc_store_opts_t o = {.size = sizeof(kc_store_opts_t), .map_size = 256 * 1024};
     kc_store_t *st = NULL;
     kc_store_stats_t s;
     enum { PROCS = 3 };
@@ -428,7 +428,8 @@ static readers_t start_readers(const char *dir, int n, unsigned max_readers)
         r.pids[i] = fork();
         assert_true(r.pids[i] >= 0);
         if (r.pids[i] == 0) {
-            kc_store_opts_t o = {.max_readers = max_readers};
+            kc_store_opts_t o = {.size = sizeof(kc_store_opts_t),
+                                 .max_readers = max_readers};
             kc_store_t *st = NULL;
             close(ready[0]);
             close(release[1]);
@@ -468,7 +469,7 @@ static void
 test_a_full_reader_table_gives_ereaders_and_the_launcher_still_runs(void **state)
 {
     fx_t *f = *state;
-    kc_store_opts_t o = {.max_readers = 2};
+    kc_store_opts_t o = {.size = sizeof(kc_store_opts_t), .max_readers = 2};
     kc_store_t *st = NULL;
     kct_pub_t p;
     kc_record_t *rec = NULL;

@@ -209,7 +209,7 @@ static void test_written_buffers_hold_one_launch_after_tuning(void **state)
 static void test_saved_buffers_go_to_host_memory_when_device_memory_is_short(void **state)
 {
     kcs_fx_t *f = *state;
-    kc_sim_opts_t so = {.mem_limit = 1 << 20};
+    kc_sim_opts_t so = {.size = sizeof(kc_sim_opts_t), .mem_limit = 1 << 20};
     kc_kernel_spec_t spec = inc_spec("test.inc", kcs_inc_src, "inc", block_param5);
     kc_kernel_t *k;
     kc_sim_counters_t c;
@@ -438,7 +438,7 @@ test_failed_candidates_are_recorded_with_their_reason_and_skipped(void **state)
     kcs_fx_t *f = *state;
     /* 128 fails at launch, 512 does not compile, 1024 is over this device's
      * 512 threads, 2048 over CUDA's 1024: only 256 runs. */
-    kc_sim_opts_t so = {.max_threads = 512};
+    kc_sim_opts_t so = {.size = sizeof(kc_sim_opts_t), .max_threads = 512};
     kc_kernel_spec_t spec = inc_spec("test.flaky", flaky_src, "flaky", flaky_param);
     kc_kernel_t *k;
     kc_kernel_stats_t s;
@@ -600,7 +600,7 @@ static void test_unopenable_store_is_a_warning_not_an_error(void **state)
 static void test_no_device_compiles_and_publishes_builds(void **state)
 {
     kcs_fx_t *f = *state;
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     kc_kernel_spec_t spec = vadd_spec();
     kc_kernel_t *k;
     kc_kernel_stats_t s;
@@ -628,7 +628,7 @@ static void test_no_device_compiles_and_publishes_builds(void **state)
 static void test_no_device_needs_an_arch(void **state)
 {
     (void)state;
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     kc_launcher_t *l = (kc_launcher_t *)1;
     o.device = KC_DEVICE_NONE;
     o.no_store = 1;

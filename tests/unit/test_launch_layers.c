@@ -47,7 +47,7 @@ static uint64_t tunings_in(const char *dir)
 {
     kc_store_t *st = NULL;
     kc_store_stats_t s;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     assert_int_equal(kc_store_open(dir, &ro, &st), KC_OK);
     assert_int_equal(kc_store_stats(st, &s), KC_OK);
     kc_store_close(st);

@@ -74,7 +74,7 @@ static int teardown(void **state)
 
 static kc_launcher_opts_t sim_opts(kc_sim_t *sim, const char *dir)
 {
-    kc_launcher_opts_t o = {0};
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     o.device = KC_DEVICE_SIM;
     o.sim = sim;
     o.store_dir = dir;

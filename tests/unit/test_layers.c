@@ -205,7 +205,7 @@ test_read_only_layer_serves_hits_while_publishes_go_to_the_writable_one(void **s
 
     /* The image layer is as it was; the new records are in the upper one. */
     kc_store_t *lower = NULL, *upper = NULL;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     assert_int_equal(kc_store_open(f->lower, &ro, &lower), KC_OK);
     assert_int_equal(kc_store_open(f->upper, &ro, &upper), KC_OK);
     assert_int_equal(count(lower, KC_REC_TUNING), 1);
@@ -296,7 +296,7 @@ static void test_bad_paths_give_clear_errors(void **state)
                  i ? ":" : "", f->root, i);
     assert_int_equal(kc_layers_open(path, NULL, &l), KC_EINVAL);
     assert_non_null(strstr(kc_store_open_errmsg(), "more than"));
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     assert_int_equal(kc_layers_open(f->missing, &ro, &l), KC_ENOTFOUND);
     assert_non_null(strstr(kc_store_open_errmsg(), "no such directory"));
 }

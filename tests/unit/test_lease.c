@@ -63,7 +63,7 @@ static int teardown(void **state)
 
 static kc_store_t *open_store(const fx_t *f, unsigned flags)
 {
-    kc_store_opts_t o = {.flags = flags};
+    kc_store_opts_t o = {.size = sizeof(kc_store_opts_t), .flags = flags};
     kc_store_t *st = NULL;
     assert_int_equal(kc_store_open(f->dir, &o, &st), KC_OK);
     return st;

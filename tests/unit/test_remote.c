@@ -96,7 +96,7 @@ static void test_a_server_that_is_down_fails_fast_then_is_retried(void **state)
     (void)state;
     int port = kct_free_port();
     char url[64];
-    kc_remote_opts_t o = {.retry_after_ms = 200};
+    kc_remote_opts_t o = {.size = sizeof(kc_remote_opts_t), .retry_after_ms = 200};
     kc_remote_t *r = NULL;
     kc_key_t key = kc_key_hash("k", 1);
     void *got = NULL;

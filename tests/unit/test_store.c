@@ -524,7 +524,7 @@ static void test_publish_failing_at_its_tuning_writes_nothing(void **state)
 static void test_map_grows_to_hold_two_thousand_cubins(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t opts = {.map_size = 64 << 10};
+    kc_store_opts_t opts = {.size = sizeof(kc_store_opts_t), .map_size = 64 << 10};
     kc_key_t *keys = calloc(2000, sizeof(*keys));
     kc_store_stats_t s;
 
@@ -641,7 +641,7 @@ static void test_unwritable_directory_opens_read_only(void **state)
 static void test_explicit_read_only_open_refuses_writes(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     kc_store_t *st = NULL;
     kc_key_t key;
     void *out = NULL;
@@ -651,7 +651,8 @@ static void test_explicit_read_only_open_refuses_writes(void **state)
     assert_int_equal(kc_store_open(f->dir, &ro, &st), KC_ENOTFOUND);
     assert_null(st);
     assert_non_null(strstr(kc_store_open_errmsg(), f->dir));
-    kc_store_opts_t nocreate = {.flags = KC_STORE_NOCREATE};
+    kc_store_opts_t nocreate = {.size = sizeof(kc_store_opts_t),
+                                .flags = KC_STORE_NOCREATE};
     assert_int_equal(kc_store_open(f->dir, &nocreate, &st), KC_ENOTFOUND);
     assert_int_equal(access(f->dir, F_OK), -1);
 
@@ -776,7 +777,7 @@ static void *writer_thread(void *p)
 static void test_threads_share_a_handle_while_the_map_grows(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t opts = {.map_size = 64 << 10};
+    kc_store_opts_t opts = {.size = sizeof(kc_store_opts_t), .map_size = 64 << 10};
     pthread_t th[THREADS];
     thread_arg_t args[THREADS];
     kc_store_stats_t s;
@@ -1162,7 +1163,7 @@ static void test_read_only_handle_leaves_a_damaged_blob_in_place(void **state)
     fixture_t *f = *state;
     uint8_t *cubin = fake_cubin(15000, 6);
     kc_key_t claimed = kc_key_hash("claimed", 7), real;
-    kc_store_opts_t ro = {.flags = KC_STORE_RDONLY};
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
     made_build_t b;
     kc_record_t *build = NULL;
     void *rec = NULL, *out = NULL;

@@ -164,7 +164,8 @@ static void do_maintain(worker_t *w, unsigned step)
     case 1: {
         /* Plans everything, evicts nothing (no record is 10 years old):
          * gc's transactions run against the others without losing data. */
-        kc_gc_opts_t g = {.older_than = 10ull * 365 * 86400};
+        kc_gc_opts_t g = {.size = sizeof(kc_gc_opts_t),
+                          .older_than = 10ull * 365 * 86400};
         kc_gc_report_t r;
         rc = kc_store_gc(w->st, &g, &r);
         w->t.ops[OP_GC]++;

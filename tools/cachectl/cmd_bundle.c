@@ -458,7 +458,7 @@ int ctl_cmd_import(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         {"trust", required_argument, NULL, 't'},
         {0},
     };
-    kc_bundle_import_opts_t io = {0};
+    kc_bundle_import_opts_t io = KC_BUNDLE_IMPORT_OPTS_INIT;
     kc_bundle_key_t trust = {0};
     const char *trust_path = NULL, *trust_from = "--trust";
     kc_bundle_stats_t s;

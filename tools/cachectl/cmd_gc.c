@@ -117,7 +117,7 @@ int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {0},
     };
-    kc_gc_opts_t go = {0};
+    kc_gc_opts_t go = KC_GC_OPTS_INIT;
     kc_gc_report_t r;
     kc_store_t *st;
     int c, rc;

@@ -130,7 +130,7 @@ static void progress(const char *arch, kc_kernel_t **ks, size_t n, int tty, int 
 static int populate_arch(ctl_opts_t *o, kc_store_t *st, const char *manifest,
                          const char *arch, unsigned jobs, json_t *archs_json)
 {
-    kc_launcher_opts_t lo = {0};
+    kc_launcher_opts_t lo = KC_LAUNCHER_OPTS_INIT;
     kc_launcher_t *l = NULL;
     kc_kernel_t **ks = NULL;
     size_t nk = 0;

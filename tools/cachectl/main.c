@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifndef KC_VERSION
-#define KC_VERSION "unknown"
-#endif
+#include "kcache/version.h"
 
 static const ctl_cmd_t commands[] = {
     {"stats", "stats [--zero]", "record counts, sizes, compression ratio and counters",
@@ -148,14 +146,15 @@ int ctl_cmd_version(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
     if (o->json) {
         json_t *doc = json_object();
-        json_object_set_new(doc, "cachectl", json_string(KC_VERSION));
+        json_object_set_new(doc, "cachectl", json_string(kc_version()));
         json_object_set_new(doc, "store_format", json_integer(KC_STORE_FORMAT_VERSION));
         json_object_set_new(doc, "record_version", json_integer(KC_RECORD_VERSION));
         json_object_set_new(doc, "key_schema", json_integer(KC_KEY_SCHEMA_VERSION));
         return ctl_json_print(doc);
     }
     printf("cachectl %s (store format %d, record version %d, key schema %d)\n",
-           KC_VERSION, KC_STORE_FORMAT_VERSION, KC_RECORD_VERSION, KC_KEY_SCHEMA_VERSION);
+           kc_version(), KC_STORE_FORMAT_VERSION, KC_RECORD_VERSION,
+           KC_KEY_SCHEMA_VERSION);
     return CTL_EXIT_OK;
 }
 

@@ -76,7 +76,7 @@ too_long:
 
 kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
 {
-    kc_store_opts_t so = {0};
+    kc_store_opts_t so = KC_STORE_OPTS_INIT;
     kc_store_t *st = NULL;
     const char *dir = ctl_store_dir(o);
     int rc;
@@ -105,7 +105,8 @@ kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
 
 kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
 {
-    kc_store_opts_t so = {.flags = KC_STORE_NOCREATE | KC_STORE_RDONLY};
+    kc_store_opts_t so = {.size = sizeof(kc_store_opts_t),
+                          .flags = KC_STORE_NOCREATE | KC_STORE_RDONLY};
     const char *kpath = getenv("KCACHE_PATH");
     const char *path = NULL;
     kc_layers_t *l = NULL;

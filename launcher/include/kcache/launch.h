@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
 #include "kcache/errors.h"
 #include "kcache/key.h"
 #include "kcache/shape.h"
@@ -70,6 +71,9 @@ typedef enum kc_contention {
 } kc_contention_t;
 
 typedef struct kc_launcher_opts {
+    /* sizeof(kc_launcher_opts_t), as KC_LAUNCHER_OPTS_INIT sets it (kcache/api.h,
+     * "Options structs"): fields past it read as their defaults. */
+    size_t size;
     kc_device_kind_t device;
     int ordinal;      /* CUDA device ordinal when no context is current */
     kc_sim_t *sim;    /* required for KC_DEVICE_SIM; borrowed */
@@ -147,24 +151,32 @@ typedef struct kc_launcher_opts {
     uint64_t lease_wait_ms; /* 0: 30000 */
 } kc_launcher_opts_t;
 
-/* Create a launcher. With KC_DEVICE_CUDA and no driver on the machine it
- * returns KC_ENODEVICE and kc_launcher_create_errmsg() says so. A store that
+/* Every option (the CUDA device, the default store) at their defaults: kc_launcher_opts_t
+ * o = KC_LAUNCHER_OPTS_INIT; then set fields. */
+#define KC_LAUNCHER_OPTS_INIT                                                            \
+    {                                                                                    \
+        .size = sizeof(kc_launcher_opts_t)                                               \
+    }
+
+/* Create a launcher. opts may be NULL (every default); KC_EINVAL for an
+ * opts->size of 0 or larger than this library's. With KC_DEVICE_CUDA and no driver on the
+ * machine it returns KC_ENODEVICE and kc_launcher_create_errmsg() says so. A store that
  * cannot be opened is not fatal: the launcher logs a warning and runs
  * without one (a cache must never fail the user's work). */
-int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out);
+KC_API int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out);
 /* Destroy the launcher, its kernels and their modules. Waits for background
  * compiles. Accepts NULL. */
-void kc_launcher_destroy(kc_launcher_t *launcher);
+KC_API void kc_launcher_destroy(kc_launcher_t *launcher);
 
 /* Detail of the last failure on this launcher (the NVRTC log, the CUresult
  * name, the spec field and position). Thread-local; never NULL. */
-const char *kc_launcher_errmsg(const kc_launcher_t *launcher);
-const char *kc_launcher_create_errmsg(void);
+KC_API const char *kc_launcher_errmsg(const kc_launcher_t *launcher);
+KC_API const char *kc_launcher_create_errmsg(void);
 
 /* The store the launcher publishes to, or NULL. Borrowed. */
-kc_store_t *kc_launcher_store(const kc_launcher_t *launcher);
+KC_API kc_store_t *kc_launcher_store(const kc_launcher_t *launcher);
 /* The device's target arch, e.g. "sm_90". */
-const char *kc_launcher_arch(const kc_launcher_t *launcher);
+KC_API const char *kc_launcher_arch(const kc_launcher_t *launcher);
 
 /* ---- kernel specs ------------------------------------------------------ */
 
@@ -225,18 +237,18 @@ typedef struct kc_kernel_spec {
  * spec twice returns the same kernel. The kernel belongs to the launcher.
  * KC_ESPEC / KC_EEXPR with kc_launcher_errmsg naming the spec, the field and
  * the position. */
-int kc_kernel_get(kc_launcher_t *launcher, const kc_kernel_spec_t *spec,
-                  kc_kernel_t **out);
+KC_API int kc_kernel_get(kc_launcher_t *launcher, const kc_kernel_spec_t *spec,
+                         kc_kernel_t **out);
 
 /* Load specs from a JSON spec file (docs/SPEC.md; the format `cachectl
  * populate` reads) and register each. *out receives a malloc'd array of
  * *n kernels (free the array with kc_free; the kernels belong to the
  * launcher). */
-int kc_kernel_load_file(kc_launcher_t *launcher, const char *path, kc_kernel_t ***out,
-                        size_t *n);
+KC_API int kc_kernel_load_file(kc_launcher_t *launcher, const char *path,
+                               kc_kernel_t ***out, size_t *n);
 
 /* Look a kernel up by its spec name, e.g. after kc_kernel_load_file. */
-int kc_kernel_find(kc_launcher_t *launcher, const char *name, kc_kernel_t **out);
+KC_API int kc_kernel_find(kc_launcher_t *launcher, const char *name, kc_kernel_t **out);
 
 /* ---- launching --------------------------------------------------------- */
 
@@ -261,12 +273,12 @@ typedef struct kc_arg {
  * the simulation device). The first launch of a signature may compile and
  * tune (see the file comment); written arguments then hold the result of
  * exactly one launch. */
-int kc_kernel_launch(kc_kernel_t *kernel, void *stream, const kc_arg_t *args,
-                     size_t n_args);
+KC_API int kc_kernel_launch(kc_kernel_t *kernel, void *stream, const kc_arg_t *args,
+                            size_t n_args);
 
 /* Wait until the kernel's background work is done: the compiles started
  * at registration and the prefetch of stored winners. */
-int kc_kernel_wait_compiled(kc_kernel_t *kernel);
+KC_API int kc_kernel_wait_compiled(kc_kernel_t *kernel);
 
 /* ---- introspection ----------------------------------------------------- */
 
@@ -286,12 +298,12 @@ typedef struct kc_kernel_stats {
     uint64_t configs;     /* candidates in the tuning space (after the constraint) */
 } kc_kernel_stats_t;
 
-int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);
+KC_API int kc_kernel_stats(const kc_kernel_t *kernel, kc_kernel_stats_t *out);
 /* Sum over every kernel of the launcher. */
-int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out);
+KC_API int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out);
 
 /* The kernel's spec name. Borrowed; valid while the launcher lives. */
-const char *kc_kernel_name(const kc_kernel_t *kernel);
+KC_API const char *kc_kernel_name(const kc_kernel_t *kernel);
 
 /* Candidate i (0 <= i < stats.configs, in spec order) once its compile is
  * done (after kc_kernel_wait_compiled): copies up to cap of its parameters
@@ -300,13 +312,13 @@ const char *kc_kernel_name(const kc_kernel_t *kernel);
  * reused, else why it failed (borrowed; valid while the launcher lives).
  * Returns KC_OK, KC_EINVAL for a bad index or argument, or KC_EBUSY while
  * the kernel's compiles are still running. */
-int kc_kernel_candidate(const kc_kernel_t *kernel, size_t i, kc_param_t *out, size_t cap,
-                        size_t *n, const char **reason);
+KC_API int kc_kernel_candidate(const kc_kernel_t *kernel, size_t i, kc_param_t *out,
+                               size_t cap, size_t *n, const char **reason);
 
 /* The config chosen for the last signature launched (for tests and tools):
  * copies up to cap parameters into out, *n receives the count. */
-int kc_kernel_last_config(const kc_kernel_t *kernel, kc_param_t *out, size_t cap,
-                          size_t *n);
+KC_API int kc_kernel_last_config(const kc_kernel_t *kernel, kc_param_t *out, size_t cap,
+                                 size_t *n);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -40,6 +42,9 @@ typedef int (*kc_sim_kernel_fn)(void *user, const kc_sim_launch_t *launch);
 typedef uint64_t (*kc_sim_cost_fn)(void *user, const kc_sim_launch_t *launch);
 
 typedef struct kc_sim_opts {
+    /* sizeof(kc_sim_opts_t), as KC_SIM_OPTS_INIT sets it (kcache/api.h, "Options
+     * structs"): fields past it read as their defaults. */
+    size_t size;
     const char *arch;     /* e.g. "sm_90" (default) */
     unsigned sm_count;    /* default 132 */
     const char *name;     /* default "kcache simulated GPU" */
@@ -50,12 +55,20 @@ typedef struct kc_sim_opts {
                            * needs the function's opt-in (set_dyn_smem) */
 } kc_sim_opts_t;
 
-int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out);
-void kc_sim_destroy(kc_sim_t *sim);
+/* Every option at their defaults: kc_sim_opts_t o = KC_SIM_OPTS_INIT; then set fields. */
+#define KC_SIM_OPTS_INIT                                                                 \
+    {                                                                                    \
+        .size = sizeof(kc_sim_opts_t)                                                    \
+    }
+
+/* opts may be NULL (every default); KC_EINVAL for an opts->size of 0 or
+ * larger than this library's, or a bad arch or name. */
+KC_API int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out);
+KC_API void kc_sim_destroy(kc_sim_t *sim);
 
 /* Register the C function and cost model for an entry name. */
-int kc_sim_register(kc_sim_t *sim, const char *entry, kc_sim_kernel_fn fn,
-                    kc_sim_cost_fn cost, void *user);
+KC_API int kc_sim_register(kc_sim_t *sim, const char *entry, kc_sim_kernel_fn fn,
+                           kc_sim_cost_fn cost, void *user);
 
 typedef struct kc_sim_counters {
     uint64_t modules_loaded;
@@ -65,7 +78,7 @@ typedef struct kc_sim_counters {
     uint64_t peak_bytes;
 } kc_sim_counters_t;
 
-void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out);
+KC_API void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out);
 
 #ifdef __cplusplus
 }

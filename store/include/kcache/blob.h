@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
 #include "kcache/key.h"
 
 #ifdef __cplusplus
@@ -24,8 +25,8 @@ extern "C" {
 /* Compress raw[raw_len] at zstd level (0: KC_BLOB_DEFAULT_LEVEL) into a
  * complete encoded blob record (*rec, *rec_len; free with kc_free). *key
  * receives the blob's key. KC_ETOOBIG past KC_BLOB_MAX_RAW. */
-int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, void **rec,
-                   size_t *rec_len);
+KC_API int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key,
+                          void **rec, size_t *rec_len);
 
 /* Decode an encoded blob record: verify it, bound its raw size by max_raw
  * (0: KC_BLOB_MAX_RAW), decompress, and check the result hashes to *key.
@@ -33,15 +34,16 @@ int kc_blob_encode(const void *raw, size_t raw_len, int level, kc_key_t *key, vo
  * a damaged record, frame or hash mismatch; KC_ETOOBIG when the declared
  * size is over the bound; KC_EUNSUPPORTED for a dictionary the caller did
  * not supply (dict NULL or of another id). */
-int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key, uint64_t max_raw,
-                   const void *dict, size_t dict_len, void **raw, size_t *raw_len);
+KC_API int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key,
+                          uint64_t max_raw, const void *dict, size_t dict_len, void **raw,
+                          size_t *raw_len);
 
 /* Run the encode and decode path once on a sample and keep the
  * decompression context it used for the next thread that needs one, so
  * that a fresh process's first kc_blob_decode costs what later ones do.
  * Meant for a background thread at start-up (the launcher calls it through
  * kc_store_warm); cheap and harmless to call more than once. */
-void kc_blob_warm(void);
+KC_API void kc_blob_warm(void);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kcache/api.h"
 #include "kcache/store.h"
 
 #ifdef __cplusplus
@@ -63,6 +64,9 @@ typedef enum kc_bundle_prefer {
 } kc_bundle_prefer_t;
 
 typedef struct kc_bundle_import_opts {
+    /* sizeof(kc_bundle_import_opts_t), as KC_BUNDLE_IMPORT_OPTS_INIT sets it
+     * (kcache/api.h, "Options structs"): fields past it read as their defaults. */
+    size_t size;
     kc_bundle_prefer_t prefer;
     /* Refuse bundles larger than this many bytes (0: KC_BUNDLE_DEFAULT_MAX). */
     uint64_t max_bytes;
@@ -74,6 +78,13 @@ typedef struct kc_bundle_import_opts {
      * KC_ESIGNATURE. Not referenced after the call. */
     const struct kc_bundle_key *trust;
 } kc_bundle_import_opts_t;
+
+/* Every option at their defaults: kc_bundle_import_opts_t o = KC_BUNDLE_IMPORT_OPTS_INIT;
+ * then set fields. */
+#define KC_BUNDLE_IMPORT_OPTS_INIT                                                       \
+    {                                                                                    \
+        .size = sizeof(kc_bundle_import_opts_t)                                          \
+    }
 
 /* What an export wrote or an import found and did. */
 typedef struct kc_bundle_stats {
@@ -100,12 +111,13 @@ typedef struct kc_bundle_stats {
  * Returns KC_OK, KC_EIO when out cannot be written, or a store error; the
  * details are on the handle. After a failure, out holds an incomplete
  * bundle, which import rejects. */
-int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter, FILE *out,
-                     kc_bundle_stats_t *stats);
+KC_API int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter,
+                            FILE *out, kc_bundle_stats_t *stats);
 
 /* Read a whole bundle from in (sequentially, until end of file), validate
  * it, and write its records to store in one transaction. opts and stats may
- * be NULL. Importing the same bundle twice changes nothing the second time.
+ * be NULL; KC_EINVAL for an opts->size of 0 or larger than this library's. Importing the
+ * same bundle twice changes nothing the second time.
  *
  * Returns KC_OK; KC_ECORRUPT for a truncated or damaged bundle (a frame or
  * trailer checksum, a record's checksum, a key that does not match its
@@ -120,13 +132,15 @@ int kc_bundle_export(kc_store_t *store, const kc_bundle_filter_t *filter, FILE *
  * KC_ESIGNATURE: a signature that does not verify, or, with opts->trust
  * set, a bundle that is unsigned or signed by another key. A signature
  * block cut off a bundle whose header announces one is KC_ECORRUPT. */
-int kc_bundle_import(kc_store_t *store, FILE *in, const kc_bundle_import_opts_t *opts,
-                     kc_bundle_stats_t *stats);
+KC_API int kc_bundle_import(kc_store_t *store, FILE *in,
+                            const kc_bundle_import_opts_t *opts,
+                            kc_bundle_stats_t *stats);
 
 /* The same, for a bundle already in memory (data[len] is not modified and
  * not referenced after the call). */
-int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
-                         const kc_bundle_import_opts_t *opts, kc_bundle_stats_t *stats);
+KC_API int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
+                                const kc_bundle_import_opts_t *opts,
+                                kc_bundle_stats_t *stats);
 
 /* ---- Signed bundles ----------------------------------------------------------
  *
@@ -162,7 +176,7 @@ typedef struct kc_bundle_key {
  * Returns KC_OK; KC_EEXIST if either file exists (nothing is written);
  * KC_EIO if a file cannot be written (nothing is left behind); KC_EINVAL;
  * KC_EINTERNAL if libsodium cannot initialise. */
-int kc_bundle_keygen(const char *base, kc_bundle_key_t *key);
+KC_API int kc_bundle_keygen(const char *base, kc_bundle_key_t *key);
 
 /* Read a secret or public key file into key (a secret key file also gives
  * the public key). A secret key file must not be readable or writable by
@@ -172,24 +186,24 @@ int kc_bundle_keygen(const char *base, kc_bundle_key_t *key);
  * KC_ECORRUPT if it is not a kcache key file or its secret and public
  * halves disagree; KC_EPERM for a secret key file open to group or others;
  * KC_EINVAL; KC_EINTERNAL. On failure *key is zeroed. */
-int kc_bundle_key_load(const char *path, kc_bundle_key_t *key);
+KC_API int kc_bundle_key_load(const char *path, kc_bundle_key_t *key);
 
 /* The key id: the first 8 bytes of a public key in lowercase hex, into
  * out[KC_BUNDLE_KEY_ID_LEN + 1]. For messages only; keys are always
  * compared whole. */
-void kc_bundle_key_id(const uint8_t pk[32], char *out);
+KC_API void kc_bundle_key_id(const uint8_t pk[32], char *out);
 
 /* Zero a key, secret half included, in a way the compiler keeps. */
-void kc_bundle_key_wipe(kc_bundle_key_t *key);
+KC_API void kc_bundle_key_wipe(kc_bundle_key_t *key);
 
 /* kc_bundle_export, signed with key (which must hold a secret; NULL: an
  * unsigned bundle, as kc_bundle_export). The signature is computed as the
  * bundle is written, so out still need not be seekable.
  *
  * Returns as kc_bundle_export, and KC_EINVAL for a key with no secret. */
-int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
-                            const kc_bundle_key_t *key, FILE *out,
-                            kc_bundle_stats_t *stats);
+KC_API int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
+                                   const kc_bundle_key_t *key, FILE *out,
+                                   kc_bundle_stats_t *stats);
 
 #ifdef __cplusplus
 }

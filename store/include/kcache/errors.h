@@ -10,6 +10,8 @@
 #ifndef KCACHE_ERRORS_H
 #define KCACHE_ERRORS_H
 
+#include "kcache/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -58,10 +60,10 @@ typedef enum kc_errno {
 
 /* Static, human-readable text for code. Never NULL; unknown codes give
  * "unknown error". */
-const char *kc_strerror(int code);
+KC_API const char *kc_strerror(int code);
 
 /* The code's symbolic name ("KC_ECORRUPT"), or NULL for an unknown code. */
-const char *kc_err_name(int code);
+KC_API const char *kc_err_name(int code);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -27,20 +29,20 @@ typedef struct kc_buf {
 
 /* Release memory that a kcache call returned and documented as the caller's.
  * Accepts NULL. */
-void kc_free(void *p);
+KC_API void kc_free(void *p);
 
 #define KC_KEY_HEX_LEN 32
 /* Shortest accepted key prefix, in hex digits. */
 #define KC_KEY_PREFIX_MIN 8
 
 /* XXH3-128 of data in canonical byte order. */
-kc_key_t kc_key_hash(const void *data, size_t size);
+KC_API kc_key_t kc_key_hash(const void *data, size_t size);
 
 /* Writes 32 lowercase hex digits and a NUL into out[33]. */
-void kc_key_to_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1]);
+KC_API void kc_key_to_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1]);
 
 /* Parses exactly 32 hex digits (either case). KC_EINVAL otherwise. */
-int kc_key_from_hex(const char *hex, kc_key_t *out);
+KC_API int kc_key_from_hex(const char *hex, kc_key_t *out);
 
 /* A hex prefix of a key: the first `nibbles` hex digits of `key` are
  * significant, the rest are zero. */
@@ -51,13 +53,13 @@ typedef struct kc_key_prefix {
 
 /* Parses a prefix of KC_KEY_PREFIX_MIN to 32 hex digits. KC_EINVAL on any
  * other character, or a length out of range. */
-int kc_key_prefix_parse(const char *hex, kc_key_prefix_t *out);
+KC_API int kc_key_prefix_parse(const char *hex, kc_key_prefix_t *out);
 
 /* 1 if key starts with prefix, else 0. */
-int kc_key_prefix_match(const kc_key_prefix_t *prefix, const kc_key_t *key);
+KC_API int kc_key_prefix_match(const kc_key_prefix_t *prefix, const kc_key_t *key);
 
-int kc_key_cmp(const kc_key_t *a, const kc_key_t *b);
-int kc_key_is_zero(const kc_key_t *key);
+KC_API int kc_key_cmp(const kc_key_t *a, const kc_key_t *b);
+KC_API int kc_key_is_zero(const kc_key_t *key);
 
 /* ---- preimages ---------------------------------------------------------- */
 
@@ -84,8 +86,8 @@ typedef struct kc_header {
 
 /* XXH3-128 over a length-prefixed encoding of the source and of each header
  * (name and content), in the order given. */
-kc_key_t kc_source_digest(const char *source, size_t source_len,
-                          const kc_header_t *headers, size_t n_headers);
+KC_API kc_key_t kc_source_digest(const char *source, size_t source_len,
+                                 const kc_header_t *headers, size_t n_headers);
 
 /* The fields of a build preimage: this source, compiled with these options
  * and config values, for this arch, by this toolchain. */
@@ -119,18 +121,21 @@ typedef struct kc_tuning_desc {
 /* Encode a preimage into a new malloc'd buffer (*out, *out_len; free with
  * kc_free). KC_EINVAL for a NULL string, duplicate parameter names or an
  * unknown source kind. */
-int kc_build_preimage_encode(const kc_build_desc_t *desc, void **out, size_t *out_len);
-int kc_tuning_preimage_encode(const kc_tuning_desc_t *desc, void **out, size_t *out_len);
+KC_API int kc_build_preimage_encode(const kc_build_desc_t *desc, void **out,
+                                    size_t *out_len);
+KC_API int kc_tuning_preimage_encode(const kc_tuning_desc_t *desc, void **out,
+                                     size_t *out_len);
 
 /* Decode a preimage. *out is one allocation holding the struct and every
  * string and array it points to; free it with kc_free. KC_ECORRUPT for
  * damaged bytes, KC_EVERSION for a newer schema. */
-int kc_build_preimage_decode(const void *data, size_t len, kc_build_desc_t **out);
-int kc_tuning_preimage_decode(const void *data, size_t len, kc_tuning_desc_t **out);
+KC_API int kc_build_preimage_decode(const void *data, size_t len, kc_build_desc_t **out);
+KC_API int kc_tuning_preimage_decode(const void *data, size_t len,
+                                     kc_tuning_desc_t **out);
 
 /* Convenience: encode and hash in one step. */
-int kc_build_key(const kc_build_desc_t *desc, kc_key_t *out);
-int kc_tuning_key(const kc_tuning_desc_t *desc, kc_key_t *out);
+KC_API int kc_build_key(const kc_build_desc_t *desc, kc_key_t *out);
+KC_API int kc_tuning_key(const kc_tuning_desc_t *desc, kc_key_t *out);
 
 #ifdef __cplusplus
 }

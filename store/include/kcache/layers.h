@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "kcache/api.h"
 #include "kcache/store.h"
 
 #ifdef __cplusplus
@@ -35,40 +36,41 @@ typedef struct kc_layers kc_layers_t;
  * ignored. KC_EINVAL for an empty list or more than KC_LAYERS_MAX entries;
  * KC_ENOTFOUND when no layer could be opened (the warnings say why). On
  * failure *out is NULL and kc_store_open_errmsg() holds the message. */
-int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers_t **out);
+KC_API int kc_layers_open(const char *path_list, const kc_store_opts_t *opts,
+                          kc_layers_t **out);
 
 /* Open the layers the environment names: KCACHE_PATH if set and not empty,
  * else the single store KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else
  * $HOME/.cache/kcache. */
-int kc_layers_open_default(const kc_store_opts_t *opts, kc_layers_t **out);
+KC_API int kc_layers_open_default(const kc_store_opts_t *opts, kc_layers_t **out);
 
 /* One layer around a store the caller opened; the store is borrowed and
  * must outlive the layers. */
-int kc_layers_wrap(kc_store_t *store, kc_layers_t **out);
+KC_API int kc_layers_wrap(kc_store_t *store, kc_layers_t **out);
 
 /* Close every layer this object opened. Accepts NULL. */
-void kc_layers_close(kc_layers_t *layers);
+KC_API void kc_layers_close(kc_layers_t *layers);
 
-size_t kc_layers_count(const kc_layers_t *layers);
+KC_API size_t kc_layers_count(const kc_layers_t *layers);
 /* The i-th open layer (0 = searched first), or NULL past the end. */
-kc_store_t *kc_layers_store(const kc_layers_t *layers, size_t i);
+KC_API kc_store_t *kc_layers_store(const kc_layers_t *layers, size_t i);
 /* The first writable layer, where publishes go, or NULL if none is. */
-kc_store_t *kc_layers_writable(const kc_layers_t *layers);
+KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
 /* Lines describing skipped layers ("" when none). Valid while open. */
-const char *kc_layers_warnings(const kc_layers_t *layers);
+KC_API const char *kc_layers_warnings(const kc_layers_t *layers);
 
 /* Lookups through the layers, in order. *layer (may be NULL) receives the
  * index of the layer that answered. Same codes and ownership as the
  * kc_store_* call of the same name: KC_ENOTFOUND when no layer has it (a
  * corrupt record in a layer counts as a miss in that layer, and the search
  * goes on). */
-int kc_layers_get(const kc_layers_t *layers, kc_rec_kind_t kind, const kc_key_t *key,
-                  kc_record_t **out, size_t *layer);
-int kc_layers_get_cubin(const kc_layers_t *layers, const kc_key_t *key, void **cubin,
-                        size_t *len, size_t *layer);
-int kc_layers_get_build_cubin(const kc_layers_t *layers, const kc_key_t *build_key,
-                              kc_record_t **build, void **cubin, size_t *len,
-                              size_t *layer);
+KC_API int kc_layers_get(const kc_layers_t *layers, kc_rec_kind_t kind,
+                         const kc_key_t *key, kc_record_t **out, size_t *layer);
+KC_API int kc_layers_get_cubin(const kc_layers_t *layers, const kc_key_t *key,
+                               void **cubin, size_t *len, size_t *layer);
+KC_API int kc_layers_get_build_cubin(const kc_layers_t *layers, const kc_key_t *build_key,
+                                     kc_record_t **build, void **cubin, size_t *len,
+                                     size_t *layer);
 
 #ifdef __cplusplus
 }

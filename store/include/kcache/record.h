@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
 #include "kcache/key.h"
 
 #ifdef __cplusplus
@@ -30,9 +31,9 @@ typedef enum kc_rec_kind {
 #define KC_REC_KIND_MAX 6
 
 /* "blob", "build", ...; NULL for an unknown kind. */
-const char *kc_rec_kind_name(int kind);
+KC_API const char *kc_rec_kind_name(int kind);
 /* 0 for an unknown name. */
-int kc_rec_kind_from_name(const char *name);
+KC_API int kc_rec_kind_from_name(const char *name);
 
 /* Current format version of every record kind. */
 #define KC_RECORD_VERSION 1
@@ -71,7 +72,7 @@ typedef enum kc_cand_status {
     KC_CAND_SKIPPED = 5, /* excluded by the space's constraint */
 } kc_cand_status_t;
 
-const char *kc_cand_status_name(int status);
+KC_API const char *kc_cand_status_name(int status);
 
 typedef struct kc_candidate {
     const kc_param_t *params;
@@ -129,21 +130,21 @@ typedef struct kc_record {
 
 /* Encode rec into a new malloc'd buffer (free with kc_free). KC_EINVAL for a
  * NULL string, an unknown kind or a field too long for its length prefix. */
-int kc_record_encode(const kc_record_t *rec, void **out, size_t *out_len);
+KC_API int kc_record_encode(const kc_record_t *rec, void **out, size_t *out_len);
 
 /* Check the header and checksum without decoding the payload. On success
  * *kind and *version (either may be NULL) describe the record. */
-int kc_record_check(const void *data, size_t len, int *kind, int *version);
+KC_API int kc_record_check(const void *data, size_t len, int *kind, int *version);
 
 /* Decode a record. *out is one allocation that holds the struct, a copy of
  * the payload and every array and string the struct points to; free it with
  * kc_free. The input is not referenced after the call. */
-int kc_record_decode(const void *data, size_t len, kc_record_t **out);
+KC_API int kc_record_decode(const void *data, size_t len, kc_record_t **out);
 
 /* The key a record must be stored under, where the record determines it:
  * XXH3-128 of the preimage for builds and tunings. KC_EINVAL for other
  * kinds (blob keys hash the decompressed bytes: see kcache/blob.h). */
-int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out);
+KC_API int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
 #include "kcache/key.h"
 #include "kcache/record.h"
 #include "kcache/store.h"
@@ -34,29 +35,41 @@ extern "C" {
 typedef struct kc_remote kc_remote_t;
 
 typedef struct kc_remote_opts {
+    /* sizeof(kc_remote_opts_t), as KC_REMOTE_OPTS_INIT sets it (kcache/api.h, "Options
+     * structs"): fields past it read as their defaults. */
+    size_t size;
     unsigned connect_timeout_ms; /* 0: 100 */
     unsigned io_timeout_ms;      /* 0: 250 */
     unsigned retry_after_ms;     /* after a failure, 0: 10000 */
 } kc_remote_opts_t;
 
+/* Every timeout at their defaults: kc_remote_opts_t o = KC_REMOTE_OPTS_INIT; then set
+ * fields. */
+#define KC_REMOTE_OPTS_INIT                                                              \
+    {                                                                                    \
+        .size = sizeof(kc_remote_opts_t)                                                 \
+    }
+
 /* Parse url ("redis://host:port", port default 6379; host a name or an
  * IPv4/IPv6 address) and make a handle. It does not connect: the first
- * call does. KC_EINVAL for a URL it cannot read (kc_remote_errmsg says
- * why). */
-int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **out);
-void kc_remote_close(kc_remote_t *remote);
+ * call does. opts may be NULL (the default timeouts). KC_EINVAL for a URL
+ * it cannot read (kc_remote_errmsg says why), or an opts->size of 0 or
+ * larger than this library's. */
+KC_API int kc_remote_open(const char *url, const kc_remote_opts_t *opts,
+                          kc_remote_t **out);
+KC_API void kc_remote_close(kc_remote_t *remote);
 
 /* The encoded record (kind, key): *data (free with kc_free) and *len.
  * KC_ENOTFOUND if the remote has none; KC_EREMOTE if it cannot be asked
  * (down, timed out, backing off, or an answer that is not a value). The
  * bytes are not checked: callers decode them. */
-int kc_remote_get(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
-                  void **data, size_t *len);
+KC_API int kc_remote_get(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
+                         void **data, size_t *len);
 
 /* Store an encoded record under (kind, key), replacing what was there.
  * KC_EREMOTE if the remote cannot be reached. */
-int kc_remote_put(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
-                  const void *data, size_t len);
+KC_API int kc_remote_put(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
+                         const void *data, size_t len);
 
 /* Fetch tuning tkey, its winning build and the build's cubin from the
  * remote, verify all three (record checksums, keys derived from the
@@ -64,18 +77,19 @@ int kc_remote_put(kc_remote_t *remote, kc_rec_kind_t kind, const kc_key_t *key,
  * transaction. KC_ENOTFOUND if the remote lacks any of them; KC_ECORRUPT
  * if one fails a check (nothing is published); KC_EREMOTE as above; the
  * store's code if the publish fails. */
-int kc_remote_pull(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *tkey);
+KC_API int kc_remote_pull(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *tkey);
 
 /* The same for one build and its cubin, without a tuning (the launcher
  * asks for a candidate's build before it compiles it). */
-int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *build_key);
+KC_API int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst,
+                                const kc_key_t *build_key);
 
 /* Copy tuning tkey from src to the remote with the builds (and cubins) of
  * its candidates that src holds, the winner's included; blobs are
  * re-encoded without a dictionary if they had one. Builds first and the
  * tuning last, so that a reader never finds a tuning whose winner is not
  * there yet. */
-int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
+KC_API int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
 /* What the last failure on this handle in this thread was ("127.0.0.1:6390:
  * connect: Connection refused", "...: GET ...: timed out"), or "" when this
@@ -83,7 +97,7 @@ int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
  * kc_remote_open in this thread failed. Messages are per thread, as for
  * kc_store_errmsg: a push that fails on a pool thread leaves its message
  * there. Never NULL; valid in this thread until its next kcache call. */
-const char *kc_remote_errmsg(const kc_remote_t *remote);
+KC_API const char *kc_remote_errmsg(const kc_remote_t *remote);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,11 +41,11 @@ typedef enum kc_dtype {
 } kc_dtype_t;
 
 /* "f32", "bf16", ... ; NULL for an invalid dtype. */
-const char *kc_dtype_name(kc_dtype_t dt);
+KC_API const char *kc_dtype_name(kc_dtype_t dt);
 /* KC_DTYPE_INVALID for an unknown name. */
-kc_dtype_t kc_dtype_from_name(const char *name);
+KC_API kc_dtype_t kc_dtype_from_name(const char *name);
 /* Size in bytes, 0 for an invalid dtype. */
-size_t kc_dtype_size(kc_dtype_t dt);
+KC_API size_t kc_dtype_size(kc_dtype_t dt);
 
 typedef enum kc_arg_kind {
     KC_ARG_POINTER = 1,
@@ -89,18 +91,19 @@ typedef struct kc_argdesc {
  * KC_ETOOBIG if cap is too small (*len then holds the size needed),
  * KC_EINVAL for a bad descriptor (rank over KC_MAX_RANK, negative dim,
  * unknown dtype). Never allocates. */
-int kc_shape_sig_encode(const kc_argdesc_t *args, size_t n_args, kc_dims_policy_t policy,
-                        uint8_t *out, size_t cap, size_t *len);
+KC_API int kc_shape_sig_encode(const kc_argdesc_t *args, size_t n_args,
+                               kc_dims_policy_t policy, uint8_t *out, size_t cap,
+                               size_t *len);
 
 /* Render an encoded signature for people, e.g.
  * "f32[1024x512]/a16, f32[1024x512]/a16, i32:div16" into out[cap], always
  * NUL-terminated (truncated if cap is short). "/a16" marks a 16-byte aligned
  * pointer; a pow2 signature starts with "pow2: ". KC_ECORRUPT for bytes that
  * are not a signature, KC_EVERSION for a newer signature version. */
-int kc_shape_sig_format(const void *sig, size_t len, char *out, size_t cap);
+KC_API int kc_shape_sig_format(const void *sig, size_t len, char *out, size_t cap);
 
 /* The class an integer scalar falls in (ONE, DIV16 or OTHER). */
-kc_scalar_class_t kc_scalar_class_of(int64_t v);
+KC_API kc_scalar_class_t kc_scalar_class_of(int64_t v);
 
 #ifdef __cplusplus
 }

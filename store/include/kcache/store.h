@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kcache/api.h"
 #include "kcache/errors.h"
 #include "kcache/key.h"
 #include "kcache/record.h"
@@ -38,6 +39,9 @@ enum {
 };
 
 typedef struct kc_store_opts {
+    /* sizeof(kc_store_opts_t), as KC_STORE_OPTS_INIT sets it (kcache/api.h, "Options
+     * structs"): fields past it read as their defaults. */
+    size_t size;
     unsigned flags;
     /* Initial LMDB map size in bytes (0: 1 GiB). The map grows on demand. */
     uint64_t map_size;
@@ -52,29 +56,37 @@ typedef struct kc_store_opts {
     uint64_t max_size;
 } kc_store_opts_t;
 
+/* Every option at their defaults: kc_store_opts_t o = KC_STORE_OPTS_INIT; then set
+ * fields. */
+#define KC_STORE_OPTS_INIT                                                               \
+    {                                                                                    \
+        .size = sizeof(kc_store_opts_t)                                                  \
+    }
+
 /* Open (creating it and its directory if missing and writable) the store in
- * dir. opts may be NULL. A directory without write permission, or on a
- * read-only filesystem, opens read-only. A writable store on NFS or another
- * network filesystem is refused with KC_ENFS. On failure *out is NULL and
- * kc_store_open_errmsg() says why. */
-int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out);
+ * dir. opts may be NULL (every default); KC_EINVAL for an opts->size of 0
+ * or larger than this library's kc_store_opts_t. A directory without write permission, or
+ * on a read-only filesystem, opens read-only. A writable store on NFS or another network
+ * filesystem is refused with KC_ENFS. On failure *out is NULL and kc_store_open_errmsg()
+ * says why. */
+KC_API int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out);
 
 /* Flush buffered usage stamps and counters, then close. Accepts NULL. */
-void kc_store_close(kc_store_t *store);
+KC_API void kc_store_close(kc_store_t *store);
 
 /* A message that details the last failure on this handle in this thread
  * (an LMDB or zstd message, a path), or "" when this thread's last kcache
  * failure was another object's: every kcache object (store, launcher,
  * remote, device) reports into one slot per thread, keyed by the object.
  * Valid until the next call on the handle from the same thread. Never NULL. */
-const char *kc_store_errmsg(const kc_store_t *store);
+KC_API const char *kc_store_errmsg(const kc_store_t *store);
 
 /* The message left by the last failed kc_store_open or kc_layers_open in
  * this thread, or "" if a later kcache failure in this thread replaced it. */
-const char *kc_store_open_errmsg(void);
+KC_API const char *kc_store_open_errmsg(void);
 
-int kc_store_is_readonly(const kc_store_t *store);
-const char *kc_store_path(const kc_store_t *store);
+KC_API int kc_store_is_readonly(const kc_store_t *store);
+KC_API const char *kc_store_path(const kc_store_t *store);
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -84,33 +96,35 @@ const char *kc_store_path(const kc_store_t *store);
 
 /* Look up and decode a record (*out: free with kc_free). KC_ENOTFOUND on a
  * miss, including a corrupt record (counted, deleted if writable). */
-int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
-                 kc_record_t **out);
+KC_API int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
+                        kc_record_t **out);
 
 /* The stored bytes of a record, unverified (*data: free with kc_free). For
  * tools that inspect or export records as they are. */
-int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
-                     void **data, size_t *len);
+KC_API int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
+                            void **data, size_t *len);
 
 /* Encode and store a record under key, replacing any old one. Build and
  * tuning keys must equal their derived key (KC_EINVAL otherwise). Blob
  * records go through kc_store_put_cubin. */
-int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec);
+KC_API int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec);
 
 /* Store already-encoded record bytes after checking them (kc_record_check,
  * kind match, derived key). Used by import. */
-int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
-                     const void *data, size_t len);
+KC_API int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
+                            const void *data, size_t len);
 
 /* Delete a record. KC_ENOTFOUND if absent. */
-int kc_store_del(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key);
+KC_API int kc_store_del(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key);
 
 /* Compress and store a cubin; *key (may be NULL) receives its key.
  * Idempotent: an existing blob is left as it is. */
-int kc_store_put_cubin(kc_store_t *store, const void *cubin, size_t len, kc_key_t *key);
+KC_API int kc_store_put_cubin(kc_store_t *store, const void *cubin, size_t len,
+                              kc_key_t *key);
 
 /* Fetch, decompress and verify a cubin (*cubin: free with kc_free). */
-int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, size_t *len);
+KC_API int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin,
+                              size_t *len);
 
 /* Look up build record build_key and the cubin of its blob in one read
  * transaction, as kc_store_get(KC_REC_BUILD) followed by kc_store_get_cubin
@@ -129,8 +143,8 @@ int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cubin, siz
  *
  * On KC_OK the caller owns *build and *cubin: free each with kc_free. On
  * any other code *build and *cubin are NULL and *len is 0. */
-int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
-                             kc_record_t **build, void **cubin, size_t *len);
+KC_API int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
+                                    kc_record_t **build, void **cubin, size_t *len);
 
 /* Run the read path once ahead of the first hit: kc_blob_warm (a sample
  * compressed and decompressed, the decompression context kept for the next
@@ -140,7 +154,7 @@ int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
  * what later ones do. It only reads (a damaged record it meets is handled
  * as by any lookup). The launcher calls it on a pool thread when it is
  * created. store may be NULL (the blob path alone). */
-void kc_store_warm(kc_store_t *store);
+KC_API void kc_store_warm(kc_store_t *store);
 
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
@@ -149,12 +163,12 @@ typedef int (*kc_store_iter_fn)(void *user, kc_rec_kind_t kind, const kc_key_t *
                                 const void *data, size_t len);
 
 /* Visit every record of kind (0: every kind, in kind order). */
-int kc_store_iterate(kc_store_t *store, int kind, kc_store_iter_fn fn, void *user);
+KC_API int kc_store_iterate(kc_store_t *store, int kind, kc_store_iter_fn fn, void *user);
 
 /* Resolve a hex prefix to one record. kind 0 searches every kind.
  * KC_ENOTFOUND if nothing matches, KC_EAMBIGUOUS if several do. */
-int kc_store_find(kc_store_t *store, int kind, const kc_key_prefix_t *prefix,
-                  kc_rec_kind_t *kind_out, kc_key_t *key_out);
+KC_API int kc_store_find(kc_store_t *store, int kind, const kc_key_prefix_t *prefix,
+                         kc_rec_kind_t *kind_out, kc_key_t *key_out);
 
 /* ---- publish ----------------------------------------------------------- */
 
@@ -170,13 +184,13 @@ typedef struct kc_publish {
     const kc_tuning_rec_t *tuning; /* may be NULL */
 } kc_publish_t;
 
-int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
+KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
 
 /* ---- usage and counters ----------------------------------------------- */
 
 /* Note a use of a record for LRU. Buffered in memory, written on
  * kc_store_flush, on a publish and on close. */
-int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key);
+KC_API int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key);
 
 typedef enum kc_counter {
     KC_COUNTER_HITS = 0,
@@ -195,19 +209,19 @@ typedef enum kc_counter {
 } kc_counter_t;
 
 /* "hits", "misses", ...; NULL if unknown. */
-const char *kc_counter_name(int counter);
+KC_API const char *kc_counter_name(int counter);
 
 /* Add to a persistent counter. Buffered like usage stamps. */
-void kc_store_count(kc_store_t *store, kc_counter_t counter, uint64_t delta);
+KC_API void kc_store_count(kc_store_t *store, kc_counter_t counter, uint64_t delta);
 
 /* Reset every persistent counter to zero and drop the deltas buffered in
  * this handle (other processes' buffered deltas still arrive later).
  * Returns KC_OK, KC_EREADONLY for a read-only store, or a store error. */
-int kc_store_counters_zero(kc_store_t *store);
+KC_API int kc_store_counters_zero(kc_store_t *store);
 
 /* Write buffered usage stamps and counter deltas in one transaction.
  * A read-only store drops them. */
-int kc_store_flush(kc_store_t *store);
+KC_API int kc_store_flush(kc_store_t *store);
 
 typedef struct kc_store_stats {
     uint64_t records[KC_REC_KIND_MAX + 1]; /* by kind; [0] unused */
@@ -221,7 +235,7 @@ typedef struct kc_store_stats {
     int readonly;
 } kc_store_stats_t;
 
-int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
+KC_API int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
 
 /* ---- gc and compaction ------------------------------------------------- */
 
@@ -231,12 +245,22 @@ int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
  * counted; data.mdb is larger, and does not shrink until kc_store_compact. */
 
 typedef struct kc_gc_opts {
+    /* sizeof(kc_gc_opts_t), as KC_GC_OPTS_INIT sets it (kcache/api.h, "Options
+     * structs"): fields past it read as their defaults. */
+    size_t size;
     uint64_t max_bytes;  /* evict until the size is at most this (0: no limit) */
     uint64_t older_than; /* evict what was last used this many seconds ago (0: none) */
     int dry_run;         /* plan and report, change nothing */
     int list;            /* fill report->items */
     uint64_t now;        /* the current time in unix seconds (0: time(NULL)) */
 } kc_gc_opts_t;
+
+/* No limit, no age, no dry run at their defaults: kc_gc_opts_t o = KC_GC_OPTS_INIT; then
+ * set fields. */
+#define KC_GC_OPTS_INIT                                                                  \
+    {                                                                                    \
+        .size = sizeof(kc_gc_opts_t)                                                     \
+    }
 
 /* One record that gc removed (or, in a dry run, would remove). */
 typedef struct kc_gc_item {
@@ -281,10 +305,12 @@ typedef struct kc_gc_report {
  * in report->skipped). Buffered usage stamps are flushed first. Removed
  * records are added to the persistent counter KC_COUNTER_EVICTIONS.
  *
- * report may be NULL; with opts->list its items must be freed by the
- * caller (kc_free). Returns KC_OK, KC_EINVAL, KC_EREADONLY (unless
+ * opts is required, with its size set (KC_GC_OPTS_INIT). report may be
+ * NULL; with opts->list its items must be freed by the caller (kc_free).
+ * Returns KC_OK, KC_EINVAL (also for a bad opts->size), KC_EREADONLY (unless
  * dry_run), KC_ENOMEM or a store error. */
-int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *report);
+KC_API int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts,
+                       kc_gc_report_t *report);
 
 /* Rewrite data.mdb without its free pages (mdb_env_copy2 with
  * MDB_CP_COMPACT into a temporary directory inside the store, fsync, then
@@ -300,16 +326,16 @@ int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *rep
  * before and after (either may be NULL) receive the size of data.mdb.
  * Returns KC_OK, KC_EBUSY, KC_EREADONLY, KC_EIO, KC_ENOSPC or a store
  * error. */
-int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after);
+KC_API int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after);
 
 /* Parse a size: plain bytes, or a number with K, M, G or T (powers of
  * 1024, optionally followed by "B" or "iB", in either case: "500M",
  * "2G", "1024K", "1.5GiB"). KC_EINVAL for anything else or an overflow. */
-int kc_size_parse(const char *text, uint64_t *bytes);
+KC_API int kc_size_parse(const char *text, uint64_t *bytes);
 
 /* Parse a duration: seconds, or a number with s, m, h, d or w ("30d",
  * "12h", "45m", "3600s"). KC_EINVAL for anything else or an overflow. */
-int kc_duration_parse(const char *text, uint64_t *seconds);
+KC_API int kc_duration_parse(const char *text, uint64_t *seconds);
 
 /* ---- zstd dictionary --------------------------------------------------- */
 
@@ -342,8 +368,8 @@ typedef struct kc_dict_report {
  * blobs or a bad size; KC_EREADONLY (unless dry_run); KC_EZSTD when
  * training fails; or a store error. Blobs already rewritten stay rewritten
  * when a later transaction fails: each is valid on its own. */
-int kc_store_train_dict(kc_store_t *store, size_t dict_size, int dry_run,
-                        kc_dict_report_t *report);
+KC_API int kc_store_train_dict(kc_store_t *store, size_t dict_size, int dry_run,
+                               kc_dict_report_t *report);
 
 /* ---- leases ------------------------------------------------------------ */
 
@@ -368,13 +394,13 @@ int kc_store_train_dict(kc_store_t *store, size_t dict_size, int dry_run,
  * that owner: its strings point into thread-local memory valid until this
  * thread's next lease call. KC_EINVAL for a NULL store or key or a zero
  * ttl, KC_EREADONLY for a read-only store, or a store error. */
-int kc_store_lease_acquire(kc_store_t *store, const kc_key_t *key, uint64_t ttl_ms,
-                           kc_lease_rec_t *holder_out);
+KC_API int kc_store_lease_acquire(kc_store_t *store, const kc_key_t *key, uint64_t ttl_ms,
+                                  kc_lease_rec_t *holder_out);
 
 /* Release the lease on key if this process holds it. Returns KC_OK once it
  * is deleted; KC_ENOTFOUND if there is none or another owner holds it (it
  * is then left alone); KC_EINVAL, KC_EREADONLY or a store error. */
-int kc_store_lease_release(kc_store_t *store, const kc_key_t *key);
+KC_API int kc_store_lease_release(kc_store_t *store, const kc_key_t *key);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "kcache/api.h"
 #include "kcache/key.h"
 #include "kcache/record.h"
 #include "kcache/store.h"
@@ -39,26 +40,27 @@ typedef enum kc_why_field {
 /* "source kind", "source digest", "entry", "options", "params", "arch",
  * "toolchain", "space digest", "shape signature", "device class" for one
  * field bit; NULL for anything else. Static strings. */
-const char *kc_why_field_name(unsigned field);
+KC_API const char *kc_why_field_name(unsigned field);
 
 /* The set of fields in which a and b differ (0: same key). Options compare
  * in order, params by name and value (both preimages keep them sorted). */
-unsigned kc_why_compare_build(const kc_build_desc_t *a, const kc_build_desc_t *b);
-unsigned kc_why_compare_tuning(const kc_tuning_desc_t *a, const kc_tuning_desc_t *b);
+KC_API unsigned kc_why_compare_build(const kc_build_desc_t *a, const kc_build_desc_t *b);
+KC_API unsigned kc_why_compare_tuning(const kc_tuning_desc_t *a,
+                                      const kc_tuning_desc_t *b);
 
 /* How far apart a difference mask puts two records: fields that name
  * another kernel (entry, source kind) weigh more than those that name
  * another target or input (arch, shape), so that the nearest record is the
  * same kernel built or tuned for something else. */
-unsigned kc_why_distance(unsigned fields);
+KC_API unsigned kc_why_distance(unsigned fields);
 
 /* Write field's value in d for people into out[cap] (always terminated):
  * "sm_90", "f32[1024x512]/a16 i32=16x", "NVIDIA H100 (132 SMs)",
  * "-O3 -lineinfo", "BLOCK=128", an 8-digit digest prefix. Returns out. */
-const char *kc_why_describe_build(const kc_build_desc_t *d, unsigned field, char *out,
-                                  size_t cap);
-const char *kc_why_describe_tuning(const kc_tuning_desc_t *d, unsigned field, char *out,
-                                   size_t cap);
+KC_API const char *kc_why_describe_build(const kc_build_desc_t *d, unsigned field,
+                                         char *out, size_t cap);
+KC_API const char *kc_why_describe_tuning(const kc_tuning_desc_t *d, unsigned field,
+                                          char *out, size_t cap);
 
 /* One stored record close to a target. */
 typedef struct kc_why_match {
@@ -72,12 +74,12 @@ typedef struct kc_why_match {
  * whose key is skip (may be NULL) is left out, so that a stored target is
  * not its own nearest. Records that do not decode are skipped. Returns
  * KC_OK (with *n 0 when the store has none), KC_EINVAL, or a store error. */
-int kc_why_nearest_builds(kc_store_t *store, const kc_build_desc_t *target,
-                          const kc_key_t *skip, kc_why_match_t *out, size_t cap,
-                          size_t *n);
-int kc_why_nearest_tunings(kc_store_t *store, const kc_tuning_desc_t *target,
-                           const kc_key_t *skip, kc_why_match_t *out, size_t cap,
-                           size_t *n);
+KC_API int kc_why_nearest_builds(kc_store_t *store, const kc_build_desc_t *target,
+                                 const kc_key_t *skip, kc_why_match_t *out, size_t cap,
+                                 size_t *n);
+KC_API int kc_why_nearest_tunings(kc_store_t *store, const kc_tuning_desc_t *target,
+                                  const kc_key_t *skip, kc_why_match_t *out, size_t cap,
+                                  size_t *n);
 
 #ifdef __cplusplus
 }

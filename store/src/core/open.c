@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "opts.h"
 #include "fsinfo.h"
 #include "envvar.h"
 #include "lmdb_env.h"
@@ -143,7 +144,7 @@ static int make_dirs(const char *dir)
 }
 int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out)
 {
-    static const kc_store_opts_t no_opts;
+    kc_store_opts_t o;
     char data_path[PATH_MAX];
     char msg[KC__STORE_MSG_SIZE] = "";
     struct stat sb;
@@ -157,8 +158,13 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     *out = NULL;
     if (!dir || !*dir)
         return kc__store_open_fail(KC_EINVAL, "kc_store_open: no directory given");
-    if (!opts)
-        opts = &no_opts;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return kc__store_open_fail(
+            KC_EINVAL,
+            "kc_store_open: opts->size is %zu, this library's is %zu "
+            "(use KC_STORE_OPTS_INIT)",
+            opts->size, sizeof(o));
+    opts = &o;
     if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
         (int)sizeof(data_path))
         return kc__store_open_fail(KC_EINVAL, "store path too long: %s", dir);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <sys/stat.h>
 
+#include "opts.h"
 #include "gc_internal.h"
 #include "store_internal.h"
 
@@ -715,12 +716,19 @@ fail:
 int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *report)
 {
     kc_gc_report_t local;
+    kc_gc_opts_t o;
     gc_params_t gp;
     int rc;
 
     if (!store || !opts)
         return KC_EINVAL;
     kc__store_begin_call(store);
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return kc__store_fail(
+            store, KC_EINVAL,
+            "gc: opts->size is %zu, this library's is %zu (use KC_GC_OPTS_INIT)",
+            opts->size, sizeof(o));
+    opts = &o;
     if (!report)
         report = &local;
     memset(report, 0, sizeof(*report));

@@ -8,6 +8,7 @@
 
 #include <zstd.h>
 
+#include "opts.h"
 #include "blob_internal.h"
 #include "bundle_internal.h"
 #include "kcache/blob.h"
@@ -571,6 +572,7 @@ int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
                          const kc_bundle_import_opts_t *opts, kc_bundle_stats_t *stats)
 {
     import_ctx_t c;
+    kc_bundle_import_opts_t o;
     uint64_t max;
     int rc;
 
@@ -579,6 +581,12 @@ int kc_bundle_import_mem(kc_store_t *store, const void *data, size_t len,
     if (!store || (!data && len))
         return KC_EINVAL;
     kc__store_begin_call(store);
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return kc__store_fail(store, KC_EINVAL,
+                              "import: opts->size is %zu, this library's is %zu "
+                              "(use KC_BUNDLE_IMPORT_OPTS_INIT)",
+                              opts->size, sizeof(o));
+    opts = &o;
     memset(&c, 0, sizeof(c));
     c.st = store;
     c.name = opts && opts->name ? opts->name : "bundle";

@@ -2,6 +2,7 @@
  * in order. */
 #include "kcache/layers.h"
 
+#include "opts.h"
 #include "store_internal.h"
 
 #include <errno.h>
@@ -40,9 +41,14 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
 
     if (out)
         *out = NULL;
-    if (!path_list || !out) {
+    if (!path_list || !out)
         return kc__store_open_fail(KC_EINVAL, "no store path given");
-    }
+    kc_store_opts_t o;
+    if (kc__opts_read(&o, sizeof(o), opts) != KC_OK)
+        return kc__store_open_fail(KC_EINVAL,
+                                   "kc_layers_open: opts->size is %zu, this library's is "
+                                   "%zu (use KC_STORE_OPTS_INIT)",
+                                   opts->size, sizeof(o));
     l = calloc(1, sizeof(*l));
     list = strdup(path_list);
     if (!l || !list) {
@@ -51,7 +57,7 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
     }
     l->owned = 1;
     for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        kc_store_opts_t so = opts ? *opts : (kc_store_opts_t){0};
+        kc_store_opts_t so = o;
         kc_store_t *st = NULL;
 
         if (++entries > KC_LAYERS_MAX) {

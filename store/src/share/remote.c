@@ -14,6 +14,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "opts.h"
 #include "blob_internal.h"
 #include "diag.h"
 #include "kcache/blob.h"
@@ -128,8 +129,13 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         free(r);
         return rc;
     }
-    if (opts)
-        r->opts = *opts;
+    if (kc__opts_read(&r->opts, sizeof(r->opts), opts) != KC_OK) {
+        free(r);
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                             "kc_remote_open: opts->size is %zu, this library's is %zu "
+                             "(use KC_REMOTE_OPTS_INIT)",
+                             opts->size, sizeof(r->opts));
+    }
     if (!r->opts.connect_timeout_ms)
         r->opts.connect_timeout_ms = 100;
     if (!r->opts.io_timeout_ms)
