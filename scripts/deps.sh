@@ -8,6 +8,7 @@ packages=(
   liblmdb-dev libzstd-dev libxxhash-dev libcmocka-dev libjansson-dev
   libsodium-dev libhiredis-dev
   clang libclang-rt-14-dev    # libFuzzer targets and sanitizer builds
+  clang-format                # scripts/check-format.sh (CI fails on a diff)
   python3                     # CLI tests parse --json output with it
   lmdb-utils redis-server
 )

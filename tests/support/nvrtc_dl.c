@@ -1,9 +1,14 @@
 #include "nvrtc_dl.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
 
 static void *open_nvrtc(char *err, size_t cap)
 {
@@ -73,9 +78,113 @@ void kct_nvrtc_unload(kct_nvrtc_t *nv)
     memset(nv, 0, sizeof *nv);
 }
 
+/* ---- the cubin cache: real cubins compiled once per build tree ---------- */
+
+/* Where the cubin of (nv's version, src, name, opts) is kept: a file named by
+ * the XXH3-128 of those, in $KC_TEST_TMP/cubins (the build's tests/tmp).
+ * 0, or -1 when the tests have no scratch directory (then nothing is kept). */
+static int cache_path(const kct_nvrtc_t *nv, const char *src, const char *name,
+                      const char *const *opts, int n_opts, char *out, size_t cap)
+{
+    const char *tmp = getenv("KC_TEST_TMP");
+    XXH3_state_t *h;
+    XXH128_hash_t d;
+    char dir[4096];
+
+    if (!tmp || !*tmp || !(h = XXH3_createState()))
+        return -1;
+    XXH3_128bits_reset(h);
+    XXH3_128bits_update(h, &nv->major, sizeof nv->major);
+    XXH3_128bits_update(h, &nv->minor, sizeof nv->minor);
+    /* Each field with its terminating NUL, so that no two lists hash alike. */
+    XXH3_128bits_update(h, src, strlen(src) + 1);
+    XXH3_128bits_update(h, name, strlen(name) + 1);
+    for (int i = 0; i < n_opts; i++)
+        XXH3_128bits_update(h, opts[i], strlen(opts[i]) + 1);
+    d = XXH3_128bits_digest(h);
+    XXH3_freeState(h);
+    snprintf(dir, sizeof dir, "%s/cubins", tmp);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return snprintf(out, cap, "%s/%016llx%016llx.cubin", dir,
+                    (unsigned long long)d.high64, (unsigned long long)d.low64) < (int)cap
+               ? 0
+               : -1;
+}
+
+static int is_elf(const void *p, size_t len)
+{
+    return len >= 64 && memcmp(p, "\177ELF", 4) == 0;
+}
+
+static int cache_read(const char *path, void **cubin, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    long n;
+    void *buf;
+
+    if (!f)
+        return -1;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0 ||
+        !(buf = malloc((size_t)n))) {
+        fclose(f);
+        return -1;
+    }
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *cubin = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* Written aside and renamed: concurrent tests never read half a cubin. */
+static void cache_write(const char *path, const void *cubin, size_t len)
+{
+    char tmp[4300];
+    FILE *f;
+
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >=
+            (int)sizeof tmp ||
+        !(f = fopen(tmp, "wb")))
+        return;
+    if (fwrite(cubin, 1, len, f) != len || fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static int compile_now(const kct_nvrtc_t *nv, const char *src, const char *name,
+                       const char *const *opts, int n_opts, void **cubin, size_t *len,
+                       char *err, size_t cap);
+
 int kct_nvrtc_compile(const kct_nvrtc_t *nv, const char *src, const char *name,
                       const char *const *opts, int n_opts, void **cubin, size_t *len,
                       char *err, size_t cap)
+{
+    char path[4200];
+    int cached = cache_path(nv, src, name, opts, n_opts, path, sizeof path) == 0;
+
+    *cubin = NULL;
+    *len = 0;
+    if (cached && cache_read(path, cubin, len) == 0) {
+        if (is_elf(*cubin, *len))
+            return 0;
+        free(*cubin); /* damaged: compiled again and replaced */
+        *cubin = NULL;
+        *len = 0;
+    }
+    if (compile_now(nv, src, name, opts, n_opts, cubin, len, err, cap) != 0)
+        return -1;
+    if (cached)
+        cache_write(path, *cubin, *len);
+    return 0;
+}
+
+static int compile_now(const kct_nvrtc_t *nv, const char *src, const char *name,
+                       const char *const *opts, int n_opts, void **cubin, size_t *len,
+                       char *err, size_t cap)
 {
     nvrtcProgram prog = NULL;
     nvrtcResult r;

@@ -31,7 +31,10 @@ int kct_nvrtc_load(kct_nvrtc_t *nv, char *err, size_t err_cap);
 
 void kct_nvrtc_unload(kct_nvrtc_t *nv);
 
-/* Compile src (named name, for messages) with opts to a cubin: *cubin
+/* Compile src (named name, for messages) with opts to a cubin, once per
+ * build tree: the cubin is kept in $KC_TEST_TMP/cubins under the XXH3-128 of
+ * the NVRTC version, src, name and opts, and later calls (in any test) read
+ * it from there (a damaged file is compiled again). *cubin
  * (malloc'd, free with free()) and *len. Returns 0, or -1 with the compile
  * log or the NVRTC error in err[err_cap]. The options must select a real
  * architecture (--gpu-architecture=sm_XX) for NVRTC to produce a cubin. */

@@ -1,73 +1,36 @@
-/* Kernels and fixtures shared by the launcher tests on the simulation
- * device: CUDA C sources for NVRTC, the C functions the sim runs in their
- * place (they really compute, so results can be checked element by
- * element), cost models, argument specs, vector arguments, and a fixture
- * holding a scratch store directory, a sim and a launcher.
- *
- * Header-only (static inline) because it needs the launcher's headers and
- * cmocka, and the support library (tests/support, .c files) links the
- * store only. Include it only from test_launch_* tests.
- */
-#ifndef KC_TEST_KC_SIMKERNELS_H
-#define KC_TEST_KC_SIMKERNELS_H
+/* The simulation kernels and fixtures of kc_simkernels.h: one definition,
+ * in the test library kc_test_sim that every launcher test links. */
+#include "kc_simkernels.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+const char kcs_vadd_src[] = "extern \"C\" __global__ void vadd(const float *a, const "
+                            "float *b, float *out, int n)\n"
+                            "{\n"
+                            "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+                            "    if (i < n)\n"
+                            "        out[i] = a[i] + b[i];\n"
+                            "}\n";
 
-#include <cmocka.h>
+const char kcs_inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
+                           "{\n"
+                           "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
+                           "    if (i < n)\n"
+                           "        x[i] += 1.0f;\n"
+                           "}\n";
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "kc_testutil.h"
-#include "kcache/launch.h"
-#include "kcache/sim.h"
-
-/* ---- kernels: CUDA C for NVRTC, C functions for the sim ----------------- */
-
-static const char kcs_vadd_src[] =
-    "extern \"C\" __global__ void vadd(const float *a, const "
-    "float *b, float *out, int n)\n"
-    "{\n"
-    "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-    "    if (i < n)\n"
-    "        out[i] = a[i] + b[i];\n"
-    "}\n";
-
-static const char kcs_inc_src[] = "extern \"C\" __global__ void inc(float *x, int n)\n"
-                                  "{\n"
-                                  "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
-                                  "    if (i < n)\n"
-                                  "        x[i] += 1.0f;\n"
-                                  "}\n";
-
-static const kc_arg_spec_t kcs_vadd_args[] = {
+const kc_arg_spec_t kcs_vadd_args[] = {
     {"a", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
     {"b", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_IN, 0},
     {"out", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_OUT, 0},
     {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
 };
-static const kc_arg_spec_t kcs_inc_args[] = {
+
+const kc_arg_spec_t kcs_inc_args[] = {
     {"x", KC_ARG_POINTER, KC_DTYPE_F32, KC_ACCESS_INOUT, 0},
     {"n", KC_ARG_SCALAR, KC_DTYPE_I32, 0, 0},
 };
 
-#define KCS_PARAM_PTR(p) ((void *)(uintptr_t) * (const uint64_t *)(p))
-#define KCS_PARAM_I32(p) (*(const int32_t *)(p))
-
-/* What the sim functions do besides computing, per test: their user
- * pointer, or NULL to always compute. */
-typedef struct kcs_behaviour {
-    unsigned fail_block;   /* launches with this block size report a failure */
-    unsigned sticky_block; /* ... or an illegal address */
-} kcs_behaviour_t;
-
-static inline void kcs_for_each_thread(const kc_sim_launch_t *l, int n,
-                                       void (*body)(int, void *const *),
-                                       void *const *params)
+void kcs_for_each_thread(const kc_sim_launch_t *l, int n,
+                         void (*body)(int, void *const *), void *const *params)
 {
     for (unsigned b = 0; b < l->grid[0]; b++)
         for (unsigned t = 0; t < l->block[0]; t++) {
@@ -77,20 +40,20 @@ static inline void kcs_for_each_thread(const kc_sim_launch_t *l, int n,
         }
 }
 
-static inline void kcs_vadd_body(int i, void *const *p)
+void kcs_vadd_body(int i, void *const *p)
 {
     const float *a = KCS_PARAM_PTR(p[0]), *b = KCS_PARAM_PTR(p[1]);
     float *out = KCS_PARAM_PTR(p[2]);
     out[i] = a[i] + b[i];
 }
 
-static inline void kcs_inc_body(int i, void *const *p)
+void kcs_inc_body(int i, void *const *p)
 {
     float *x = KCS_PARAM_PTR(p[0]);
     x[i] += 1.0f;
 }
 
-static inline int kcs_check_behaviour(void *user, const kc_sim_launch_t *l)
+int kcs_check_behaviour(void *user, const kc_sim_launch_t *l)
 {
     const kcs_behaviour_t *bh = user;
     if (bh && bh->sticky_block && l->block[0] == bh->sticky_block)
@@ -100,8 +63,7 @@ static inline int kcs_check_behaviour(void *user, const kc_sim_launch_t *l)
     return 0;
 }
 
-/* vadd(a, b, out, n); user is a kcs_behaviour_t or NULL. */
-static inline int kcs_sim_vadd(void *user, const kc_sim_launch_t *l)
+int kcs_sim_vadd(void *user, const kc_sim_launch_t *l)
 {
     int rc = kcs_check_behaviour(user, l);
     if (rc == 0)
@@ -109,8 +71,7 @@ static inline int kcs_sim_vadd(void *user, const kc_sim_launch_t *l)
     return rc;
 }
 
-/* inc(x, n); user is a kcs_behaviour_t or NULL. */
-static inline int kcs_sim_inc(void *user, const kc_sim_launch_t *l)
+int kcs_sim_inc(void *user, const kc_sim_launch_t *l)
 {
     int rc = kcs_check_behaviour(user, l);
     if (rc == 0)
@@ -118,40 +79,25 @@ static inline int kcs_sim_inc(void *user, const kc_sim_launch_t *l)
     return rc;
 }
 
-/* BLOCK = 256 is fastest; the rest are slower by their distance from it. */
-static inline uint64_t kcs_cost_256(void *user, const kc_sim_launch_t *l)
+uint64_t kcs_cost_256(void *user, const kc_sim_launch_t *l)
 {
     (void)user;
     long d = (long)l->block[0] - 256;
     return (uint64_t)(d < 0 ? -d : d) + 1000;
 }
 
-/* The smallest block is fastest. */
-static inline uint64_t kcs_cost_linear(void *user, const kc_sim_launch_t *l)
+uint64_t kcs_cost_linear(void *user, const kc_sim_launch_t *l)
 {
     (void)user;
     return 1000 + l->block[0];
 }
 
-/* ---- vadd's arguments ------------------------------------------------------ */
-
-/* 64-byte aligned floats, so every buffer has the same signature. */
-static inline float *kcs_falloc(size_t bytes)
+float *kcs_falloc(size_t bytes)
 {
     return aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
-/* a[i] = i, b[i] = 2i + 1, out[i] = -1: vadd makes out[i] = 3i + 1. */
-typedef struct kcs_vecs {
-    int n;
-    int64_t dims[1];
-    float *a, *b, *out;
-    kc_arg_t args[4];
-} kcs_vecs_t;
-
-/* Returns 0, or -1 if out of memory. Asserts nothing, so that child
- * processes can use it. */
-static inline int kcs_vecs_try_init(kcs_vecs_t *v, int n)
+int kcs_vecs_try_init(kcs_vecs_t *v, int n)
 {
     v->n = n;
     v->dims[0] = n;
@@ -174,13 +120,12 @@ static inline int kcs_vecs_try_init(kcs_vecs_t *v, int n)
     return 0;
 }
 
-static inline void kcs_vecs_init(kcs_vecs_t *v, int n)
+void kcs_vecs_init(kcs_vecs_t *v, int n)
 {
     assert_int_equal(kcs_vecs_try_init(v, n), 0);
 }
 
-/* The first index whose out is not 3i + 1, or -1 if all are. */
-static inline int kcs_vecs_first_wrong(const kcs_vecs_t *v)
+int kcs_vecs_first_wrong(const kcs_vecs_t *v)
 {
     for (int i = 0; i < v->n; i++)
         if (v->out[i] != (float)(3 * i + 1))
@@ -188,32 +133,26 @@ static inline int kcs_vecs_first_wrong(const kcs_vecs_t *v)
     return -1;
 }
 
-static inline int kcs_vecs_ok(const kcs_vecs_t *v)
+int kcs_vecs_ok(const kcs_vecs_t *v)
 {
     return kcs_vecs_first_wrong(v) < 0;
 }
 
-static inline void kcs_vecs_check(const kcs_vecs_t *v)
+void kcs_vecs_check(const kcs_vecs_t *v)
 {
     int i = kcs_vecs_first_wrong(v);
     if (i >= 0)
         fail_msg("out[%d] = %g, expected %d", i, v->out[i], 3 * i + 1);
 }
 
-static inline void kcs_vecs_free(kcs_vecs_t *v)
+void kcs_vecs_free(kcs_vecs_t *v)
 {
     free(v->a);
     free(v->b);
     free(v->out);
 }
 
-/* ---- inc as a whole process would run it ----------------------------------- */
-
-/* One-parameter (BLOCK) specs of the kernels above, grid cdiv(n, BLOCK):
- * vadd(a, b, out, n), and inc(x, n) or another kernel of inc's arguments
- * (source src, entry entry). */
-static inline kc_kernel_spec_t kcs_vadd_spec(const char *name,
-                                             const kc_param_spec_t *params)
+kc_kernel_spec_t kcs_vadd_spec(const char *name, const kc_param_spec_t *params)
 {
     return (kc_kernel_spec_t){.name = name,
                               .source_kind = KC_SOURCE_CUDA,
@@ -227,9 +166,8 @@ static inline kc_kernel_spec_t kcs_vadd_spec(const char *name,
                               .block = {"BLOCK"}};
 }
 
-static inline kc_kernel_spec_t kcs_inc_like_spec(const char *name, const char *src,
-                                                 const char *entry,
-                                                 const kc_param_spec_t *params)
+kc_kernel_spec_t kcs_inc_like_spec(const char *name, const char *src, const char *entry,
+                                   const kc_param_spec_t *params)
 {
     return (kc_kernel_spec_t){.name = name,
                               .source_kind = KC_SOURCE_CUDA,
@@ -243,25 +181,13 @@ static inline kc_kernel_spec_t kcs_inc_like_spec(const char *name, const char *s
                               .block = {"BLOCK"}};
 }
 
-static inline kc_kernel_spec_t kcs_inc_spec(const char *name,
-                                            const kc_param_spec_t *params)
+kc_kernel_spec_t kcs_inc_spec(const char *name, const kc_param_spec_t *params)
 {
     return kcs_inc_like_spec(name, kcs_inc_src, "inc", params);
 }
 
-typedef struct kcs_inc_run {
-    int rc;               /* of kc_kernel_launch (-1: no launcher) */
-    int wait_rc;          /* of kc_kernel_wait_compiled after it */
-    char errmsg[1024];    /* kc_launcher_errmsg after the launch */
-    int all_ones;         /* every x[i] became 1 */
-    kc_kernel_stats_t st; /* the launcher's totals */
-} kcs_inc_run_t;
-
-/* One launch of inc on n zeros through a new sim and launcher on store_dir
- * (a directory or a layer list), as a fresh process would do it. Asserts
- * nothing, so that child processes can use it. */
-static inline kcs_inc_run_t kcs_run_inc(const char *store_dir, const char *name,
-                                        const kc_param_spec_t *params, int n)
+kcs_inc_run_t kcs_run_inc(const char *store_dir, const char *name,
+                          const kc_param_spec_t *params, int n)
 {
     kcs_inc_run_t r = {.rc = -1, .wait_rc = -1};
     kc_sim_t *sim = NULL;
@@ -300,18 +226,7 @@ out:
     return r;
 }
 
-/* ---- fixture: a store directory, a sim and a launcher on it --------------- */
-
-typedef struct kcs_fx {
-    char dir[512];
-    kc_sim_t *sim;
-    kc_launcher_t *l;
-    kcs_behaviour_t bh;
-    char log[4096];
-    int with_inc; /* register inc and flaky (inc's C function) beside vadd */
-} kcs_fx_t;
-
-static inline void kcs_capture_log(void *user, kc_log_level_t level, const char *msg)
+void kcs_capture_log(void *user, kc_log_level_t level, const char *msg)
 {
     kcs_fx_t *f = user;
     (void)level;
@@ -319,7 +234,7 @@ static inline void kcs_capture_log(void *user, kc_log_level_t level, const char 
     snprintf(f->log + len, sizeof(f->log) - len, "%s\n", msg);
 }
 
-static inline void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts)
+void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts)
 {
     kc_sim_destroy(f->sim);
     assert_int_equal(kc_sim_create(opts, &f->sim), KC_OK);
@@ -333,7 +248,7 @@ static inline void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts)
                      KC_OK);
 }
 
-static inline kc_launcher_opts_t kcs_sim_opts(kcs_fx_t *f)
+kc_launcher_opts_t kcs_sim_opts(kcs_fx_t *f)
 {
     kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     o.device = KC_DEVICE_SIM;
@@ -348,7 +263,7 @@ static inline kc_launcher_opts_t kcs_sim_opts(kcs_fx_t *f)
     return o;
 }
 
-static inline void kcs_new_launcher(kcs_fx_t *f)
+void kcs_new_launcher(kcs_fx_t *f)
 {
     kc_launcher_opts_t o = kcs_sim_opts(f);
     kc_launcher_destroy(f->l);
@@ -356,9 +271,7 @@ static inline void kcs_new_launcher(kcs_fx_t *f)
     assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
 }
 
-/* A cmocka setup: a scratch directory tag.XXXXXX, a sim with vadd (and, with
- * with_inc, inc and flaky) and a launcher, into *state. */
-static inline int kcs_fx_setup(void **state, const char *tag, int with_inc)
+int kcs_fx_setup(void **state, const char *tag, int with_inc)
 {
     kcs_fx_t *f = calloc(1, sizeof(*f));
     if (!f || kct_tmpdir(tag, f->dir, sizeof(f->dir)) != 0)
@@ -370,7 +283,7 @@ static inline int kcs_fx_setup(void **state, const char *tag, int with_inc)
     return 0;
 }
 
-static inline int kcs_fx_teardown(void **state)
+int kcs_fx_teardown(void **state)
 {
     kcs_fx_t *f = *state;
     kc_launcher_destroy(f->l);
@@ -379,5 +292,3 @@ static inline int kcs_fx_teardown(void **state)
     free(f);
     return 0;
 }
-
-#endif
