@@ -1,0 +1,368 @@
+/* Autotuning on the real arguments: load the candidates, time them, record
+ * the tuning, publish it (builds and tuning in one transaction) and push it
+ * to the remote tier behind. */
+#include "kernel_int.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* ---- publishing -------------------------------------------------------- */
+
+/* Publish the builds compiled in this process and not yet published, and
+ * the tuning if any, in one transaction. A failure is logged: the cache
+ * must not fail the user's launch. */
+int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
+{
+    kc_store_t *st = k->l->store;
+    kc_buf_t *cubins = NULL;
+    kc_build_rec_t *builds = NULL;
+    size_t n = 0;
+    uint64_t created = (uint64_t)time(NULL);
+    int rc = KC_OK;
+
+    if (!st)
+        return KC_OK;
+    if (kc_store_is_readonly(st)) {
+        kc__log(k->l, KC_LOG_INFO, "kcache: %s: store %s is read-only; not publishing",
+                kname(k), kc_store_path(st));
+        return KC_EREADONLY;
+    }
+    cubins = calloc(k->n_cands ? k->n_cands : 1, sizeof(*cubins));
+    builds = calloc(k->n_cands ? k->n_cands : 1, sizeof(*builds));
+    if (!cubins || !builds) {
+        rc = KC_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < k->n_cands; i++) {
+        const cand_t *c = &k->cands[i];
+        /* A tuning's winner must sit in the same store as the tuning: one
+         * reused from a lower (read-only) layer is copied up with it. */
+        int winner_from_below = tuning && c->foreign && c->cubin &&
+                                kc_key_cmp(&c->build_key, &tuning->winner_build) == 0;
+        if (c->status != KC_CAND_OK ||
+            ((!c->compiled_here || c->published) && !winner_from_below))
+            continue;
+        cubins[n] = (kc_buf_t){c->cubin, c->cubin_len};
+        builds[n] = (kc_build_rec_t){
+            .preimage = {c->preimage, c->preimage_len},
+            .blob = c->blob_key,
+            .entry = c->entry,
+            .registers = c->attrs.registers,
+            .static_smem = c->attrs.static_smem,
+            .max_threads = c->attrs.max_threads,
+            .local_bytes = c->attrs.local_bytes,
+            .compile_us = c->compile_us,
+            .created = created,
+        };
+        n++;
+    }
+    if (!n && !tuning)
+        goto fail;
+    kc_publish_t pub = {cubins, n, builds, n, tuning};
+    rc = kc_store_publish(st, &pub);
+    if (rc != KC_OK) {
+        kc__log(k->l, KC_LOG_WARN, "kcache: %s: publishing to %s failed: %s (%s)",
+                kname(k), kc_store_path(st), kc_strerror(rc), kc_store_errmsg(st));
+        goto fail;
+    }
+    bump(&k->publishes);
+    for (size_t i = 0; i < k->n_cands; i++)
+        if (k->cands[i].status == KC_CAND_OK) {
+            for (size_t j = 0; j < n; j++)
+                if (builds[j].preimage.data == k->cands[i].preimage)
+                    k->cands[i].foreign = 0;
+            if (k->cands[i].compiled_here)
+                k->cands[i].published = 1;
+        }
+fail:
+    /* Published, or not publishable now: either way a waiting process
+     * should stop waiting for these builds. */
+    for (size_t i = 0; i < k->n_cands; i++)
+        kc__release_build_lease(k, &k->cands[i]);
+    free(cubins);
+    free(builds);
+    return rc;
+}
+
+static void tune_state_free(kc_kernel_t *k, tune_state_t *s, size_t keep)
+{
+    for (size_t i = 0; s->modules && i < k->n_cands; i++)
+        if (s->modules[i] && i != keep)
+            k->l->dev->ops->module_unload(k->l->dev, s->modules[i]);
+    free(s->tc);
+    free(s->modules);
+    free(s->fns);
+    free(s->preps);
+}
+
+/* Load every compiled candidate and evaluate its geometry; failures are
+ * recorded in its kc__tune_cand_t. Returns the number that can run, or a
+ * negative code for a sticky error. */
+static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
+                           tune_state_t *s)
+{
+    kc__device_t *dev = k->l->dev;
+    int runnable = 0;
+
+    for (size_t i = 0; i < k->n_cands; i++) {
+        cand_t *c = &k->cands[i];
+        kc__tune_cand_t *t = &s->tc[i];
+        const int64_t *row = k->spec->candidates + i * k->spec->s.n_params;
+        int rc;
+
+        t->status = c->status;
+        if (c->status != KC_CAND_OK) {
+            snprintf(t->reason, sizeof(t->reason), "%s",
+                     c->reason ? c->reason : "failed");
+            continue;
+        }
+        kc__ensure_cubin(k, c, i);
+        if (c->status != KC_CAND_OK) {
+            t->status = c->status;
+            snprintf(t->reason, sizeof(t->reason), "%s",
+                     c->reason ? c->reason : "failed");
+            continue;
+        }
+        dev->errmsg[0] = '\0';
+        rc = kc__load_cubin(k, c->cubin, c->cubin_len, c->entry, &s->modules[i],
+                            &s->fns[i]);
+        if (rc == KC_ESTICKY) {
+            kc__errmsg_set("%s: loading candidate %zu: %s", kname(k), i, dev->errmsg);
+            return KC_ESTICKY;
+        }
+        if (rc != KC_OK) {
+            t->status = KC_CAND_LOAD_FAILED;
+            snprintf(t->reason, sizeof(t->reason), "load failed: %.200s (%s)",
+                     dev->errmsg, kc_err_name(rc));
+            continue;
+        }
+        dev->ops->func_attrs(dev, s->fns[i], &c->attrs);
+        rc = kc__prepare(k->spec, row, NULL, args, n, &s->preps[i], t->reason,
+                         sizeof(t->reason));
+        if (rc == KC_EINVAL) {
+            kc__errmsg_set("%s: %zu arguments given, the spec has %zu", kname(k), n,
+                           k->spec->s.n_args);
+            return KC_EINVAL;
+        }
+        if (rc != KC_OK) {
+            t->status = kc__geometry_status(k, &s->preps[i]);
+            continue;
+        }
+        if (s->preps[i].shared > SMEM_NO_OPTIN &&
+            dev->ops->set_dyn_smem(dev, s->fns[i], s->preps[i].shared) != KC_OK) {
+            t->status = KC_CAND_RESOURCES;
+            snprintf(t->reason, sizeof(t->reason), "%.250s", dev->errmsg);
+            continue;
+        }
+        t->fn = s->fns[i];
+        memcpy(t->grid, s->preps[i].grid, sizeof(t->grid));
+        memcpy(t->block, s->preps[i].block, sizeof(t->block));
+        t->shared = s->preps[i].shared;
+        runnable++;
+    }
+    return runnable;
+}
+
+/* ---- the remote tier: write-behind ------------------------------------- */
+
+typedef struct push_task {
+    kc_launcher_t *l;
+    kc_key_t tkey;
+} push_task_t;
+
+/* A pool task: copy a published tuning's chain to the remote. */
+static void push_to_remote(void *arg)
+{
+    push_task_t *t = arg;
+    int rc = kc_remote_push(t->l->remote, t->l->store, &t->tkey);
+    if (rc != KC_OK)
+        kc__remote_failed(t->l, "push", rc);
+    free(t);
+}
+
+/* Write-behind: the launch does not wait for the remote. */
+static void push_later(kc_launcher_t *l, const kc_key_t *tkey)
+{
+    push_task_t *t;
+    if (!l->remote || !(t = malloc(sizeof(*t))))
+        return;
+    *t = (push_task_t){l, *tkey};
+    if (kc__pool_submit(l->pool, push_to_remote, t) != KC_OK)
+        free(t);
+}
+
+int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                         const uint8_t *sig, size_t sig_len, uint64_t hash,
+                         const kc__memo_entry_t **out)
+{
+    kc_launcher_t *l = k->l;
+    kc__device_t *dev = l->dev;
+    const kc__spec_t *sp = k->spec;
+    tune_state_t s = {0};
+    kc__tune_buf_t bufs[KC__MAX_ARGS];
+    size_t n_bufs = 0, winner = SIZE_MAX, failed = 0;
+    kc_candidate_t *rec_cands = NULL;
+    void *pre = NULL;
+    size_t pre_len = 0;
+    kc_key_t tkey;
+    char err[1024] = "";
+    uint64_t t0 = now_us();
+    int rc, runnable, timed = 0;
+
+    s.tc = calloc(k->n_cands, sizeof(*s.tc));
+    s.modules = calloc(k->n_cands, sizeof(*s.modules));
+    s.fns = calloc(k->n_cands, sizeof(*s.fns));
+    s.preps = calloc(k->n_cands, sizeof(*s.preps));
+    rec_cands = calloc(k->n_cands, sizeof(*rec_cands));
+    if (!s.tc || !s.modules || !s.fns || !s.preps || !rec_cands) {
+        rc = KC_ENOMEM;
+        kc__errmsg_set("%s: out of memory while tuning", kname(k));
+        goto fail;
+    }
+    rc = dev->ops->bind(dev);
+    if (rc != KC_OK) {
+        kc__errmsg_set("%s: %s", kname(k), dev->errmsg);
+        goto fail;
+    }
+    runnable = load_candidates(k, args, n, &s);
+    if (runnable < 0) {
+        rc = runnable;
+        goto fail;
+    }
+    /* The arguments are the same for every candidate: only the geometry
+     * and the compiled code differ. */
+    rc = kc__build_params(sp, args, n, s.preps[0].vals, s.preps[0].params);
+    if (rc != KC_OK)
+        goto fail;
+    for (size_t i = 1; i < k->n_cands; i++) {
+        memcpy(s.preps[i].vals, s.preps[0].vals, n * sizeof(scalar_t));
+        for (size_t a = 0; a < n; a++)
+            s.preps[i].params[a] = sp->s.args[a].kind == KC_ARG_POINTER
+                                       ? s.preps[0].params[a]
+                                       : (void *)&s.preps[i].vals[a];
+    }
+
+    if (runnable == 1) {
+        /* One candidate: nothing to choose, so no timing. */
+        for (size_t i = 0; i < k->n_cands; i++)
+            if (s.tc[i].status == KC_CAND_OK && s.tc[i].fn)
+                winner = i;
+    } else if (runnable > 1) {
+        for (size_t a = 0; a < n; a++)
+            if (sp->s.args[a].kind == KC_ARG_POINTER &&
+                (sp->s.args[a].access & KC_ACCESS_OUT) && args[a].ptr)
+                bufs[n_bufs++] = (kc__tune_buf_t){
+                    args[a].ptr, kc__written_bytes(&sp->s.args[a], &args[a])};
+        rc = kc__tune(dev, &l->tune, stream, bufs, n_bufs, s.tc, k->n_cands,
+                      s.preps[0].params, &winner, err, sizeof(err));
+        timed = 1;
+        if (rc == KC_ESTICKY) {
+            kc__errmsg_set("%s: %s", kname(k), err);
+            goto fail;
+        }
+        if (rc != KC_OK && rc != KC_ENOCANDIDATE) {
+            kc__errmsg_set("%s: tuning: %s", kname(k), err);
+            goto fail;
+        }
+    }
+    /* The one real launch: the user's buffers were restored after tuning. */
+    if (winner != SIZE_MAX) {
+        rc = kc__launch_fn(l, s.fns[winner], &s.preps[winner], stream);
+        if (rc == KC_ESTICKY) {
+            kc__errmsg_set("%s: launch: %s", kname(k), dev->errmsg);
+            goto fail;
+        }
+        if (rc != KC_OK) {
+            s.tc[winner].status =
+                rc == KC_ETOOBIG ? KC_CAND_RESOURCES : KC_CAND_LAUNCH_FAILED;
+            snprintf(s.tc[winner].reason, sizeof(s.tc[winner].reason),
+                     "launch: %.200s (%s)", dev->errmsg, kc_err_name(rc));
+            winner = SIZE_MAX;
+        }
+    }
+    for (size_t i = 0; i < k->n_cands; i++) {
+        const kc__tune_cand_t *t = &s.tc[i];
+        rec_cands[i] = (kc_candidate_t){
+            .params = k->cand_params + i * sp->s.n_params,
+            .n_params = sp->s.n_params,
+            .status = t->status,
+            .median_ns = t->status == KC_CAND_OK ? t->median_ns : 0,
+            .reason = t->status == KC_CAND_OK ? "" : t->reason,
+        };
+        if (k->cands[i].status == KC_CAND_OK)
+            rec_cands[i].build = k->cands[i].build_key;
+        if (t->status != KC_CAND_OK) {
+            failed++;
+            if (k->cands[i].status == KC_CAND_OK) /* compile failures counted once */
+                bump(&k->candidates_failed);
+        }
+    }
+    if (winner == SIZE_MAX) {
+        kc__publish(k, NULL);
+        rc = KC_ENOCANDIDATE;
+        size_t len = (size_t)snprintf(
+            err, sizeof(err), "%s: none of %zu candidates ran:", kname(k), k->n_cands);
+        for (size_t i = 0; i < k->n_cands && i < 4 && len < sizeof(err); i++)
+            len += (size_t)snprintf(err + len, sizeof(err) - len, " [%zu] %s: %s;", i,
+                                    kc_cand_status_name(s.tc[i].status), s.tc[i].reason);
+        kc__errmsg_set("%s", err);
+        goto fail;
+    }
+
+    bump(&k->tunes);
+    if (l->store)
+        kc_store_count(l->store, KC_COUNTER_TUNES, 1);
+    rc = kc__tuning_key(k, sig, sig_len, &pre, &pre_len, &tkey);
+    if (rc == KC_OK) {
+        kc_tuning_rec_t tr = {
+            .preimage = {pre, pre_len},
+            .winner = k->cand_params + winner * sp->s.n_params,
+            .n_winner = sp->s.n_params,
+            .winner_build = k->cands[winner].build_key,
+            .candidates = rec_cands,
+            .n_candidates = k->n_cands,
+            .tuning_us = now_us() - t0,
+            .device_name = l->info.name,
+            .arch = l->arch,
+            .sm_count = l->info.sm_count,
+            .driver_version = l->info.driver_version,
+            .created = (uint64_t)time(NULL),
+        };
+        if (kc__publish(k, &tr) == KC_OK)
+            push_later(l, &tkey);
+    }
+    {
+        char cfg[256] = "";
+        size_t len = 0;
+        for (size_t p = 0; p < sp->s.n_params && len < sizeof(cfg); p++)
+            len += (size_t)snprintf(
+                cfg + len, sizeof(cfg) - len, "%s%s=%lld", p ? " " : "",
+                sp->s.params[p].name,
+                (long long)k->cand_params[winner * sp->s.n_params + p].value);
+        kc__log(l, KC_LOG_INFO,
+                "kcache: %s: %s %s (%llu ns) of %zu candidates, %zu failed", kname(k),
+                timed ? "tuned:" : "one candidate:", cfg,
+                (unsigned long long)s.tc[winner].median_ns, k->n_cands, failed);
+    }
+
+    kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner],
+                    k->cands[winner].compile_us);
+    /* The launch happened: a memo without room only means the next launch
+     * of this signature resolves it again. */
+    if (kc__memoize(k, sig, sig_len, hash, s.fns[winner], s.modules[winner], winner,
+                    sp->candidates + winner * sp->s.n_params, out) != KC_OK)
+        *out = NULL;
+    rc = KC_OK;
+    /* The winner's module now belongs to the kept list. */
+    tune_state_free(k, &s, winner);
+    s = (tune_state_t){0};
+fail:
+    tune_state_free(k, &s, SIZE_MAX);
+    free(rec_cands);
+    kc_free(pre);
+    return rc;
+}

@@ -1,0 +1,347 @@
+/* Compiling a kernel's candidates on the pool: stored builds reused first
+ * (from any layer, or pulled from the remote tier), then NVRTC for CUDA C or
+ * the driver's JIT for PTX, one build lease per candidate across processes. */
+#include "kernel_int.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+void kc__release_build_lease(kc_kernel_t *k, cand_t *c)
+{
+    if (!c->leased)
+        return;
+    c->leased = 0;
+    kc_store_lease_release(k->l->store, &c->build_key);
+}
+
+/* "compile error: " and the first lines of the log, on one line. */
+static char *reason_from_log(const char *prefix, const char *log)
+{
+    char buf[512];
+    size_t len = (size_t)snprintf(buf, sizeof(buf), "%s", prefix);
+    unsigned lines = 0;
+
+    for (const char *p = log ? log : ""; *p && len + 4 < sizeof(buf); p++) {
+        if (*p == '\n') {
+            while (p[1] == '\n')
+                p++;
+            if (!p[1] || ++lines == REASON_LINES)
+                break;
+            buf[len++] = ' ';
+            buf[len++] = '|';
+            buf[len++] = ' ';
+            continue;
+        }
+        buf[len++] = *p;
+    }
+    buf[len] = '\0';
+    return strdup(buf);
+}
+
+/* ---- compiling --------------------------------------------------------- */
+
+/* Adopt a stored build: its record only. The cubin is fetched (and
+ * verified) when a tuning needs to load the candidate, so a process whose
+ * tunings are all stored never decompresses a cubin it will not run. */
+static int reuse_stored(kc_kernel_t *k, cand_t *c)
+{
+    kc_store_t *st = k->l->store;
+    kc_record_t *rec = NULL;
+    int rc;
+
+    if (!st)
+        return KC_ENOTFOUND;
+    size_t layer = 0;
+    rc = kc_layers_get(k->l->layers, KC_REC_BUILD, &c->build_key, &rec, &layer);
+    if (rc != KC_OK)
+        return rc;
+    c->foreign = kc_layers_store(k->l->layers, layer) != st;
+    c->blob_key = rec->u.build.blob;
+    c->entry = strdup(rec->u.build.entry);
+    c->compile_us = rec->u.build.compile_us;
+    c->attrs = (kc__funcattrs_t){rec->u.build.registers, rec->u.build.static_smem,
+                                 rec->u.build.max_threads, rec->u.build.local_bytes};
+    kc_free(rec);
+    if (!c->entry)
+        return KC_ENOMEM;
+    kc_store_touch(st, KC_REC_BUILD, &c->build_key);
+    return KC_OK;
+}
+
+/* Returns 0 when no compiler ran (NVRTC could not be loaded), else 1. */
+static int compile_cuda(kc_kernel_t *k, cand_t *c, const kc_param_t *params)
+{
+    const kc_kernel_spec_t *s = &k->spec->s;
+    kc__compile_in_t in = {
+        .source = s->source,
+        .source_len = s->source_len,
+        .headers = s->headers,
+        .n_headers = s->n_headers,
+        .name = s->name,
+        .entry = s->entry,
+        .options = s->options,
+        .n_options = s->n_options,
+        .params = params,
+        .n_params = s->n_params,
+        .arch = k->l->arch,
+    };
+    kc__compile_out_t out = {0};
+    char err[512];
+    int rc = kc__nvrtc_load(err, sizeof(err));
+
+    if (rc != KC_OK) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = reason_from_log("NVRTC unavailable: ", err);
+        return 0;
+    }
+    rc = kc__nvrtc_compile(&in, &out);
+    if (rc != KC_OK) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = reason_from_log(
+            rc == KC_ECOMPILE ? "compile error: " : "NVRTC error: ", out.log);
+        kc__compile_out_free(&out);
+        return 1;
+    }
+    c->cubin = out.cubin;
+    c->cubin_len = out.cubin_len;
+    c->entry = out.lowered_entry ? out.lowered_entry : strdup(s->entry);
+    c->compile_us = out.compile_us;
+    out.cubin = NULL;
+    out.lowered_entry = NULL;
+    kc__compile_out_free(&out);
+    return 1;
+}
+
+static void compile_ptx(kc_kernel_t *k, cand_t *c)
+{
+    kc__device_t *dev = k->l->dev;
+    char log[2048] = "";
+    uint64_t t0 = now_us();
+    int rc;
+
+    if (!dev || !dev->ops->ptx_to_cubin) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = strdup("PTX needs the CUDA driver's JIT, and this device has none");
+        return;
+    }
+    rc = dev->ops->bind(dev);
+    if (rc == KC_OK)
+        rc = dev->ops->ptx_to_cubin(dev, k->spec->s.source, k->spec->s.source_len,
+                                    k->l->arch, &c->cubin, &c->cubin_len, log,
+                                    sizeof(log));
+    if (rc != KC_OK) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = reason_from_log("PTX JIT error: ", log[0] ? log : dev->errmsg);
+        return;
+    }
+    c->entry = strdup(k->spec->s.entry);
+    c->compile_us = now_us() - t0;
+}
+
+/* Compile one candidate here and now (no stored build, or a stored one
+ * whose cubin turned out to be missing or corrupt). */
+static void compile_candidate(kc_kernel_t *k, cand_t *c, const kc_param_t *params,
+                              size_t i)
+{
+    int ran = 1;
+    if (k->spec->s.source_kind == KC_SOURCE_PTX)
+        compile_ptx(k, c);
+    else
+        ran = compile_cuda(k, c, params);
+    /* Counted when a compiler ran, whatever it said. */
+    if (ran) {
+        bump(&k->compiles);
+        if (k->l->store)
+            kc_store_count(k->l->store, KC_COUNTER_COMPILES, 1);
+    }
+    if (c->status == KC_CAND_OK && !c->entry) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = strdup("out of memory");
+    }
+    if (c->status != KC_CAND_OK) {
+        bump(&k->candidates_failed);
+        kc__log(k->l, KC_LOG_DEBUG, "kcache: %s: candidate %zu: %s", kname(k), i,
+                c->reason ? c->reason : "failed");
+        return;
+    }
+    c->blob_key = kc_key_hash(c->cubin, c->cubin_len);
+    c->compiled_here = 1;
+}
+
+/* Make sure a candidate's cubin is in memory: fetch a stored build's cubin
+ * (verified against its key), or compile it again if the store lost it. */
+void kc__ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i)
+{
+    if (c->cubin || c->status != KC_CAND_OK)
+        return;
+    if (k->l->layers && kc_layers_get_cubin(k->l->layers, &c->blob_key, &c->cubin,
+                                            &c->cubin_len, NULL) == KC_OK)
+        return;
+    kc__log(k->l, KC_LOG_WARN,
+            "kcache: %s: stored build of candidate %zu is unreadable; "
+            "compiling it again",
+            kname(k), i);
+    free(c->entry);
+    c->entry = NULL;
+    compile_candidate(k, c, k->cand_params + i * k->spec->s.n_params, i);
+}
+
+/* The toolchain id in the kernel's build preimages: the driver's version
+ * for PTX, NVRTC's for CUDA C (loading NVRTC on first use). */
+static const char *kernel_toolchain(const kc_kernel_t *k)
+{
+    return k->spec->s.source_kind == KC_SOURCE_PTX ? k->toolchain
+                                                   : kc__nvrtc_toolchain_id();
+}
+
+/* The lease on c's build is ours. Returns 1 if the build was published
+ * between the lookup and the lease (it is then reused and the lease given
+ * back), 0 if it is ours to compile. */
+static int take_leased_build(kc_kernel_t *k, cand_t *c)
+{
+    c->leased = 1;
+    if (reuse_stored(k, c) != KC_OK) {
+        free(c->entry);
+        c->entry = NULL;
+        return 0;
+    }
+    kc__release_build_lease(k, c);
+    bump(&k->builds_reused);
+    return 1;
+}
+
+/* Wait for the builds other processes held leases on: reuse each once it
+ * is published, take over the lease of a holder that died, and compile
+ * here what is still missing after lease_wait_ms. */
+static void await_deferred(kc_kernel_t *k)
+{
+    kc_launcher_t *l = k->l;
+    uint64_t deadline = now_us() + l->lease_wait_ms * 1000u;
+
+    for (size_t i = 0; i < k->n_cands; i++) {
+        cand_t *c = &k->cands[i];
+        unsigned nap = 1;
+
+        if (!c->deferred)
+            continue;
+        c->deferred = 0;
+        for (;;) {
+            if (reuse_stored(k, c) == KC_OK) {
+                bump(&k->builds_reused);
+                break;
+            }
+            free(c->entry);
+            c->entry = NULL;
+            int rc =
+                kc_store_lease_acquire(l->store, &c->build_key, l->lease_ttl_ms, NULL);
+            if (rc == KC_OK && take_leased_build(k, c))
+                break;
+            if (rc != KC_EBUSY || now_us() >= deadline) {
+                if (rc == KC_EBUSY)
+                    kc__log(l, KC_LOG_WARN,
+                            "kcache: %s: candidate %zu: waited %llu ms for another "
+                            "process's build; compiling it here",
+                            kname(k), i, (unsigned long long)l->lease_wait_ms);
+                compile_candidate(k, c, k->cand_params + i * k->spec->s.n_params, i);
+                if (c->status != KC_CAND_OK)
+                    kc__release_build_lease(k, c);
+                break;
+            }
+            nap_ms(&nap);
+        }
+    }
+}
+
+/* Run by the task that finishes the last candidate. */
+static void finish_compiles(kc_kernel_t *k)
+{
+    int deferred = 0;
+
+    for (size_t i = 0; i < k->n_cands; i++)
+        deferred |= k->cands[i].deferred;
+    if (deferred) {
+        /* Publish ours before waiting for theirs: a holder that waits for
+         * builds this process holds leases on would otherwise stall both
+         * until lease_wait_ms. */
+        kc__publish(k, NULL);
+        await_deferred(k);
+    }
+    /* Without a device nothing will tune: the builds are the whole result,
+     * so they are published as soon as the last candidate is done. */
+    if (!k->l->dev)
+        kc__publish(k, NULL);
+    pthread_mutex_lock(&k->mu);
+    k->compile_done = 1;
+    pthread_cond_broadcast(&k->compiled_cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Another machine may have compiled c: pull its build from the remote
+ * tier into the writable store (checked there). */
+static int pull_build(kc_kernel_t *k, cand_t *c)
+{
+    int rc = kc_remote_pull_build(k->l->remote, k->l->store, &c->build_key);
+    if (rc != KC_OK && rc != KC_ENOTFOUND)
+        kc__remote_failed(k->l, "pull build", rc);
+    return rc;
+}
+
+void kc__compile_one(void *arg)
+{
+    compile_task_t *t = arg;
+    kc_kernel_t *k = t->k;
+    cand_t *c = &k->cands[t->i];
+    const kc__spec_t *sp = k->spec;
+    const kc_param_t *params = k->cand_params + t->i * sp->s.n_params;
+    kc_build_desc_t desc = {
+        .source_kind = sp->s.source_kind,
+        .source_digest = sp->source_digest,
+        .entry = sp->s.entry,
+        .options = sp->s.options,
+        .n_options = sp->s.n_options,
+        .params = params,
+        .n_params = sp->s.n_params,
+        .arch = k->l->arch,
+        .toolchain = kernel_toolchain(k),
+    };
+    int last;
+
+    int rc = kc_build_preimage_encode(&desc, &c->preimage, &c->preimage_len);
+    if (rc != KC_OK) {
+        c->status = KC_CAND_COMPILE_ERROR;
+        c->reason = strdup("cannot encode the build preimage");
+        goto done;
+    }
+    c->build_key = kc_key_hash(c->preimage, c->preimage_len);
+    if (reuse_stored(k, c) == KC_OK ||
+        (k->l->remote && pull_build(k, c) == KC_OK && reuse_stored(k, c) == KC_OK)) {
+        bump(&k->builds_reused);
+        goto done;
+    }
+    free(c->entry);
+    c->entry = NULL;
+    if (leasing(k->l)) {
+        rc = kc_store_lease_acquire(k->l->store, &c->build_key, k->l->lease_ttl_ms, NULL);
+        if (rc == KC_EBUSY) {
+            /* Another process compiles it: wait for its build once this
+             * process's own compiles are done (finish_compiles). */
+            c->deferred = 1;
+            goto done;
+        }
+        if (rc == KC_OK && take_leased_build(k, c))
+            goto done;
+    }
+    compile_candidate(k, c, params, t->i);
+    if (c->status != KC_CAND_OK)
+        kc__release_build_lease(k, c); /* failures are not published */
+done:
+    pthread_mutex_lock(&k->mu);
+    last = --k->pending == 0;
+    pthread_mutex_unlock(&k->mu);
+    if (last)
+        finish_compiles(k);
+}

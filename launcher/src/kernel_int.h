@@ -1,0 +1,225 @@
+/* What the files of a kernel share: the kernel object, its candidates,
+ * kept modules and signatures in flight, small helpers, and the kc__
+ * functions one file of the launch flow calls in another. Internal.
+ *
+ *   kernel.c     registration, queries, teardown
+ *   launch.c     the hot path: signature -> memo -> launch
+ *   args.c       kernel parameters, geometry, written buffers
+ *   compile.c    candidates compiled on the pool, stored builds reused
+ *   modules.c    modules kept loaded, cubins loaded, prefetch
+ *   autotune.c   load, time, record, publish, push
+ *   miss.c       stored tuning, remote tier, single flight
+ */
+#ifndef KCACHE_KERNEL_INT_H
+#define KCACHE_KERNEL_INT_H
+
+#include "launcher_int.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "compiler.h"
+#include "memo.h"
+#include "spec.h"
+
+/* The signature of KC__MAX_ARGS pointers of the highest rank. */
+#define SIG_CAP (4 + KC__MAX_ARGS * (3 + 8 * KC_MAX_RANK + 1))
+
+#define MAX_VARS (KC__SPEC_MAX_PARAMS + KC__MAX_ARGS)
+
+/* Above this much dynamic shared memory, a function needs an opt-in. */
+#define SMEM_NO_OPTIN (48u * 1024)
+
+#define REASON_LINES 4
+
+typedef struct cand {
+    /* Set by the compile task, read only after compile_done. */
+    uint8_t status; /* KC_CAND_OK or KC_CAND_COMPILE_ERROR */
+    char *reason;   /* NULL when OK */
+    void *cubin;
+    size_t cubin_len;
+    kc_key_t blob_key;
+    void *preimage;
+    size_t preimage_len;
+    kc_key_t build_key;
+    char *entry; /* the symbol to look up */
+    uint64_t compile_us;
+    int compiled_here; /* not reused from the store */
+    int foreign;       /* reused from a layer below the one publishes go to */
+    /* Single flight across processes (compile tasks, then after
+     * compile_done under the launcher's tune lock). */
+    int leased;   /* this process holds the lease on build_key */
+    int deferred; /* another process held it: wait for its build */
+    /* Set while tuning, under the launcher's tune lock. */
+    int published;
+    kc__funcattrs_t attrs;
+} cand_t;
+
+typedef struct compile_task {
+    kc_kernel_t *k;
+    size_t i;
+} compile_task_t;
+
+/* A module kept loaded because it won a signature. */
+typedef struct kept {
+    struct kept *next;
+    kc_key_t build;
+    void *module;
+    void *fn;
+    uint64_t compile_us; /* what the build cost to make: counted as saved */
+} kept_t;
+
+/* One signature being resolved by a leader while others wait. */
+typedef struct flight {
+    struct flight *next;
+    uint64_t hash;
+    size_t len;
+    int done;
+    unsigned waiters;
+    uint8_t sig[];
+} flight_t;
+
+struct kc_kernel {
+    kc_launcher_t *l;
+    kc__spec_t *spec;
+    kc_kernel_t *next;
+    size_t n_cands;
+    cand_t *cands;
+    kc_param_t *cand_params; /* n_cands rows of n_params, names from the spec */
+    compile_task_t *tasks;
+    char toolchain[64];
+
+    pthread_mutex_t mu;
+    pthread_cond_t compiled_cv;
+    pthread_cond_t flight_cv;
+    size_t pending;
+    int compile_done;
+    int prefetch_done; /* the stored winners' modules are loaded (or none) */
+    compile_task_t prefetch_task;
+    flight_t *flights;
+    kept_t *kept;
+
+    kc__memo_t memo;
+    _Atomic(const kc__memo_entry_t *) last;
+
+    /* memo_misses: launches that did not find their signature in the memo
+     * (errors before the lookup included); memo hits are the rest, so the
+     * hot path bumps one counter, not two. */
+    _Atomic uint64_t launches, memo_misses, store_hits, tunes, compiles, builds_reused,
+        candidates_failed, publishes, prefetched, remote_hits;
+};
+
+static inline void bump(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static inline uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline const char *kname(const kc_kernel_t *k)
+{
+    return k->spec->s.name;
+}
+
+static inline void nap_ms(unsigned *ms)
+{
+    struct timespec ts = {0, (long)*ms * 1000000L};
+    nanosleep(&ts, NULL);
+    *ms = *ms * 2 > 50 ? 50 : *ms * 2;
+}
+
+/* Leases need a store this process can write. */
+static inline int leasing(const kc_launcher_t *l)
+{
+    return l->store && !kc_store_is_readonly(l->store);
+}
+
+/* ---- launching a function ---------------------------------------------- */
+
+typedef union scalar {
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    uint64_t u64;
+    float f32;
+    double f64;
+} scalar_t;
+
+/* Everything one launch needs, computed on the stack. */
+typedef struct prep {
+    int64_t vars[MAX_VARS];
+    kc__argshape_t shapes[KC__MAX_ARGS];
+    scalar_t vals[KC__MAX_ARGS];
+    void *params[KC__MAX_ARGS];
+    unsigned grid[3], block[3], shared;
+} prep_t;
+
+typedef struct tune_state {
+    kc__tune_cand_t *tc;
+    void **modules;
+    void **fns;
+    prep_t *preps;
+} tune_state_t;
+
+/* ---- launch.c ---- */
+
+int kc__memoize(kc_kernel_t *k, const uint8_t *sig, size_t len, uint64_t hash, void *fn,
+                void *module, size_t cand, const int64_t *config,
+                const kc__memo_entry_t **out);
+int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
+
+/* ---- args.c ---- */
+
+int kc__build_params(const kc__spec_t *sp, const kc_arg_t *args, size_t n, scalar_t *vals,
+                     void **params);
+int kc__prepare(const kc__spec_t *sp, const int64_t *config, const int64_t *fixed,
+                const kc_arg_t *args, size_t n, prep_t *p, char *err, size_t errcap);
+size_t kc__written_bytes(const kc_arg_spec_t *a, const kc_arg_t *v);
+uint8_t kc__geometry_status(const kc_kernel_t *k, const prep_t *p);
+
+/* ---- compile.c ---- */
+
+void kc__release_build_lease(kc_kernel_t *k, cand_t *c);
+void kc__ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i);
+void kc__compile_one(void *arg);
+
+/* ---- modules.c ---- */
+
+/* Keep module as the loaded copy of build, or if another thread kept one
+ * first, unload ours and use that. */
+void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                     uint64_t compile_us);
+int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                  uint64_t *compile_us);
+int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
+                   void **module, void **fn);
+void kc__prefetch_winners(void *arg);
+
+/* ---- autotune.c ---- */
+
+/* Publish the builds compiled in this process and not yet published, and
+ * the tuning if any, in one transaction. A failure is logged: the cache
+ * must not fail the user's launch. */
+int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
+int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                         const uint8_t *sig, size_t sig_len, uint64_t hash,
+                         const kc__memo_entry_t **out);
+
+/* ---- miss.c ---- */
+
+int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
+                   size_t *pre_len, kc_key_t *key);
+int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                const uint8_t *sig, size_t len, uint64_t hash,
+                const kc__memo_entry_t **out, int *launched);
+
+#endif

@@ -1,0 +1,410 @@
+/* A signature missing from the memo: the stored tuning (memo -> layers ->
+ * remote tier), else single flight (one thread of the process, one process
+ * of the machine under the tuning lease) tunes while the others wait or run
+ * untuned. */
+#include "kernel_int.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* ---- the store --------------------------------------------------------- */
+
+int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
+                   size_t *pre_len, kc_key_t *key)
+{
+    const kc__spec_t *sp = k->spec;
+    kc_tuning_desc_t desc = {
+        .source_kind = sp->s.source_kind,
+        .source_digest = sp->source_digest,
+        .entry = sp->s.entry,
+        .options = sp->s.options,
+        .n_options = sp->s.n_options,
+        .space_digest = sp->space_digest,
+        .shape_sig = {sig, len},
+        .arch = k->l->arch,
+        .sm_count = k->l->info.sm_count,
+        .device_name = k->l->info.name,
+    };
+    int rc = kc_tuning_preimage_encode(&desc, pre, pre_len);
+    if (rc == KC_OK)
+        *key = kc_key_hash(*pre, *pre_len);
+    return rc;
+}
+
+static size_t find_row(const kc_kernel_t *k, const int64_t *config)
+{
+    size_t np = k->spec->s.n_params;
+    for (size_t i = 0; i < k->n_cands; i++)
+        if (!np ||
+            memcmp(k->spec->candidates + i * np, config, np * sizeof(int64_t)) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+/* A stored tuning: map its winner onto this spec's parameters and load the
+ * winning build. Anything that does not fit is a miss, never an error. */
+/* Load a stored tuning's winner (or find it loaded). *compile_us receives
+ * what its build cost to compile, for the "saved" counter. */
+static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t *config,
+                              size_t *cand, void **module, void **fn,
+                              uint64_t *compile_us)
+{
+    const kc__spec_t *sp = k->spec;
+    kc_store_t *st = k->l->store;
+    kc_record_t *brec = NULL;
+    void *cubin = NULL;
+    size_t cubin_len = 0;
+    int rc;
+
+    if (t->n_winner != sp->s.n_params)
+        return KC_ENOTFOUND;
+    for (size_t p = 0; p < sp->s.n_params; p++) {
+        size_t w = 0;
+        while (w < t->n_winner && strcmp(t->winner[w].name, sp->s.params[p].name) != 0)
+            w++;
+        if (w == t->n_winner)
+            return KC_ENOTFOUND;
+        config[p] = t->winner[w].value;
+    }
+    *cand = find_row(k, config);
+    if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
+        return KC_OK;
+    /* A prefetch under way is loading the stored winners: wait for it
+     * rather than load the same module twice. */
+    pthread_mutex_lock(&k->mu);
+    while (!k->prefetch_done)
+        pthread_cond_wait(&k->compiled_cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+    if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
+        return KC_OK;
+    rc = kc_layers_get_build_cubin(k->l->layers, &t->winner_build, &brec, &cubin,
+                                   &cubin_len, NULL);
+    if (rc == KC_OK)
+        rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
+    if (rc == KC_OK) {
+        kc_store_touch(st, KC_REC_BUILD, &t->winner_build);
+        *compile_us = brec->u.build.compile_us;
+        kc__keep_module(k, &t->winner_build, module, fn, *compile_us);
+    } else if (rc != KC_ENOTFOUND) {
+        kc__log(k->l, KC_LOG_WARN,
+                "kcache: %s: stored build unusable (%s: %s); tuning again", kname(k),
+                kc_strerror(rc), rc == KC_ESTICKY ? k->l->dev->errmsg : "");
+    }
+    kc_free(cubin);
+    kc_free(brec);
+    return rc;
+}
+
+/* ---- resolving a missed signature -------------------------------------- */
+
+/* The store's tuning for tkey, loaded and memoized into *out: KC_OK on a
+ * hit; KC_ENOTFOUND on a miss, with *had_tuning set when a tuning was
+ * there but its winner could not be loaded; or an error to return. */
+static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, size_t len,
+                     uint64_t hash, const kc__memo_entry_t **out, int *had_tuning)
+{
+    kc_launcher_t *l = k->l;
+    kc_store_t *st = l->store;
+    kc_record_t *rec = NULL;
+    int64_t config[KC__SPEC_MAX_PARAMS];
+    size_t cand = SIZE_MAX;
+    void *module = NULL, *fn = NULL;
+    uint64_t compile_us = 0;
+    int rc = kc_layers_get(l->layers, KC_REC_TUNING, tkey, &rec, NULL);
+
+    *had_tuning = rc == KC_OK;
+    if (rc != KC_OK)
+        return KC_ENOTFOUND;
+    /* No bind: the device makes its context current when it loads. */
+    rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn, &compile_us);
+    if (rc == KC_OK) {
+        kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
+        kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);
+    }
+    kc_free(rec);
+    if (rc == KC_ESTICKY) {
+        kc__errmsg_set("%s: loading the stored winner: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    if (rc != KC_OK)
+        return KC_ENOTFOUND;
+    bump(&k->store_hits);
+    kc_store_count(st, KC_COUNTER_HITS, 1);
+    kc_store_touch(st, KC_REC_TUNING, tkey);
+    rc = kc__memoize(k, sig, len, hash, fn, module, cand, config, out);
+    if (rc != KC_OK)
+        kc__errmsg_set("%s: out of memory in the memo", kname(k));
+    return rc;
+}
+
+/* Launch the first candidate, in spec order, that compiled and whose
+ * geometry fits the arguments, without tuning, publishing or memoizing:
+ * another process is tuning this signature. */
+static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n)
+{
+    kc_launcher_t *l = k->l;
+    const kc__spec_t *sp = k->spec;
+    char err[512] = "no candidate compiled";
+    prep_t p;
+    int rc = kc_kernel_wait_compiled(k);
+
+    if (rc != KC_OK)
+        return rc;
+    rc = l->dev->ops->bind(l->dev);
+    if (rc != KC_OK) {
+        kc__errmsg_set("%s: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    for (size_t i = 0; i < k->n_cands; i++) {
+        cand_t *c = &k->cands[i];
+        void *module = NULL, *fn = NULL;
+
+        if (c->status != KC_CAND_OK)
+            continue;
+        if (kc__prepare(sp, sp->candidates + i * sp->s.n_params, NULL, args, n, &p, err,
+                        sizeof(err)) != KC_OK)
+            continue;
+        if (!kc__find_kept(k, &c->build_key, &module, &fn, NULL)) {
+            /* The cubin and the candidate's fields are the tuner's too. */
+            pthread_mutex_lock(&l->tune_lock);
+            kc__ensure_cubin(k, c, i);
+            rc = c->status == KC_CAND_OK
+                     ? kc__load_cubin(k, c->cubin, c->cubin_len, c->entry, &module, &fn)
+                     : KC_ECOMPILE;
+            pthread_mutex_unlock(&l->tune_lock);
+            if (rc == KC_ESTICKY) {
+                kc__errmsg_set("%s: loading candidate %zu: %s", kname(k), i,
+                               l->dev->errmsg);
+                return rc;
+            }
+            if (rc != KC_OK)
+                continue;
+            kc__keep_module(k, &c->build_key, &module, &fn, c->compile_us);
+        }
+        rc = kc__build_params(sp, args, n, p.vals, p.params);
+        if (rc == KC_OK)
+            rc = kc__launch_fn(l, fn, &p, stream);
+        if (rc != KC_OK)
+            kc__errmsg_set("%s: untuned launch: %s", kname(k), l->dev->errmsg);
+        return rc;
+    }
+    kc__errmsg_set("%s: no candidate can run untuned: %s", kname(k), err);
+    return KC_ENOCANDIDATE;
+}
+
+/* What single_flight decided. */
+enum { SF_TUNE, SF_HIT, SF_UNTUNED };
+
+/* Single flight across processes on a missed tuning: take the lease on
+ * its key (then *leased and SF_TUNE), or, while another live process holds
+ * it, wait for its tuning (SF_HIT, memoized into *out) or run untuned
+ * (SF_UNTUNED), as the launcher's contention option says. A lease that
+ * cannot be taken for another reason lets this process tune unleased. */
+static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
+                         size_t len, uint64_t hash, const kc__memo_entry_t **out,
+                         int *what, int *leased)
+{
+    kc_launcher_t *l = k->l;
+    kc_store_t *st = l->store;
+    uint64_t deadline = 0;
+    unsigned nap = 1;
+    int waited = 0, had, rc;
+
+    *what = SF_TUNE;
+    for (;;) {
+        rc = kc_store_lease_acquire(st, tkey, l->lease_ttl_ms, NULL);
+        if (rc == KC_OK) {
+            /* Published between the lookup and the lease (or by the
+             * holder we waited for before it died)? */
+            rc = store_hit(k, tkey, sig, len, hash, out, &had);
+            if (rc == KC_ENOTFOUND) {
+                *leased = 1;
+                return KC_OK;
+            }
+            kc_store_lease_release(st, tkey);
+            *what = SF_HIT;
+            return rc;
+        }
+        if (rc != KC_EBUSY)
+            return KC_OK;
+        if (!waited) {
+            /* The holder may be waiting for builds this process holds
+             * leases on: publish them before waiting for it. */
+            kc_kernel_wait_compiled(k);
+            pthread_mutex_lock(&l->tune_lock);
+            kc__publish(k, NULL);
+            pthread_mutex_unlock(&l->tune_lock);
+            deadline = now_us() + l->lease_wait_ms * 1000u;
+            waited = 1;
+        }
+        if (l->contention == KC_CONTENTION_UNTUNED) {
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+        rc = store_hit(k, tkey, sig, len, hash, out, &had);
+        if (rc != KC_ENOTFOUND) {
+            *what = SF_HIT;
+            return rc;
+        }
+        if (now_us() >= deadline) {
+            kc__log(l, KC_LOG_WARN,
+                    "kcache: %s: another process has been tuning this signature for "
+                    "over %llu ms; launching untuned",
+                    kname(k), (unsigned long long)l->lease_wait_ms);
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+        nap_ms(&nap);
+    }
+}
+
+/* ---- the remote tier: read on a miss ------------------------------------- */
+
+/* A local miss: pull the tuning's chain from the remote into the writable
+ * store (verified there), then take it as a store hit. KC_ENOTFOUND when
+ * the remote has nothing usable (or is down: it fails open). */
+static int remote_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
+                      size_t len, uint64_t hash, const kc__memo_entry_t **out)
+{
+    kc_launcher_t *l = k->l;
+    int had, rc = kc_remote_pull(l->remote, l->store, tkey);
+
+    if (rc != KC_OK) {
+        if (rc != KC_ENOTFOUND)
+            kc__remote_failed(l, "pull", rc);
+        return KC_ENOTFOUND;
+    }
+    rc = store_hit(k, tkey, sig, len, hash, out, &had);
+    if (rc == KC_OK) {
+        bump(&k->remote_hits);
+        kc__log(l, KC_LOG_DEBUG, "kcache: %s: tuning pulled from the remote tier",
+                kname(k));
+    }
+    return rc;
+}
+
+/* The leader's work for one signature: the store, else compile and tune.
+ * *launched says whether the real launch already happened (tuning does
+ * it, so that it runs on the restored buffers). */
+static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                          const uint8_t *sig, size_t len, uint64_t hash,
+                          const kc__memo_entry_t **out, int *launched)
+{
+    kc_launcher_t *l = k->l;
+    kc_store_t *st = l->store;
+    kc_key_t tkey;
+    int rc, leased = 0;
+
+    if (st) {
+        void *pre = NULL;
+        size_t pre_len;
+        int had_tuning = 0, keyed;
+
+        rc = kc__tuning_key(k, sig, len, &pre, &pre_len, &tkey);
+        kc_free(pre);
+        keyed = rc == KC_OK;
+        if (keyed) {
+            rc = store_hit(k, &tkey, sig, len, hash, out, &had_tuning);
+            if (rc != KC_ENOTFOUND)
+                return rc;
+            if (!had_tuning && l->remote) {
+                rc = remote_hit(k, &tkey, sig, len, hash, out);
+                if (rc != KC_ENOTFOUND)
+                    return rc;
+            }
+        }
+        kc_store_count(st, KC_COUNTER_MISSES, 1);
+        kc_store_count(
+            st, had_tuning ? KC_COUNTER_MISS_BUILD_UNUSABLE : KC_COUNTER_MISS_NO_TUNING,
+            1);
+        if (keyed && leasing(l)) {
+            int what;
+            rc = single_flight(k, &tkey, sig, len, hash, out, &what, &leased);
+            if (rc != KC_OK || what == SF_HIT)
+                return rc;
+            if (what == SF_UNTUNED) {
+                rc = launch_untuned(k, stream, args, n);
+                *launched = rc == KC_OK;
+                return rc;
+            }
+        }
+    }
+
+    kc_kernel_wait_compiled(k);
+    /* Renew: the compiles may have taken a good part of the lease's life. */
+    if (leased)
+        kc_store_lease_acquire(st, &tkey, l->lease_ttl_ms, NULL);
+    /* Serialized per launcher: timings taken side by side on one device
+     * would disturb each other. */
+    pthread_mutex_lock(&l->tune_lock);
+    rc = kc__tune_and_publish(k, stream, args, n, sig, len, hash, out);
+    pthread_mutex_unlock(&l->tune_lock);
+    /* After the publish: a waiter that finds the lease gone finds the
+     * tuning too (or, after a failure, tunes itself). */
+    if (leased)
+        kc_store_lease_release(st, &tkey);
+    *launched = rc == KC_OK;
+    return rc;
+}
+
+/* In-process single flight: one thread per signature resolves a miss while
+ * the others wait for it, then find the result in the memo. If the leader
+ * fails, a waiter takes over and tries itself. */
+int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                const uint8_t *sig, size_t len, uint64_t hash,
+                const kc__memo_entry_t **out, int *launched)
+{
+    flight_t *f;
+    int rc;
+
+    *out = NULL;
+    *launched = 0;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        *out = kc__memo_find(&k->memo, sig, len, hash);
+        if (*out) {
+            pthread_mutex_unlock(&k->mu);
+            return KC_OK;
+        }
+        for (f = k->flights; f; f = f->next)
+            if (f->hash == hash && f->len == len && memcmp(f->sig, sig, len) == 0)
+                break;
+        if (!f)
+            break;
+        f->waiters++;
+        while (!f->done)
+            pthread_cond_wait(&k->flight_cv, &k->mu);
+        if (--f->waiters == 0)
+            free(f);
+    }
+    f = malloc(sizeof(*f) + len);
+    if (!f) {
+        pthread_mutex_unlock(&k->mu);
+        kc__errmsg_set("%s: out of memory", kname(k));
+        return KC_ENOMEM;
+    }
+    *f = (flight_t){.next = k->flights, .hash = hash, .len = len};
+    memcpy(f->sig, sig, len);
+    k->flights = f;
+    pthread_mutex_unlock(&k->mu);
+
+    rc = resolve_leader(k, stream, args, n, sig, len, hash, out, launched);
+
+    pthread_mutex_lock(&k->mu);
+    for (flight_t **pp = &k->flights; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    f->done = 1;
+    if (f->waiters == 0)
+        free(f);
+    else
+        pthread_cond_broadcast(&k->flight_cv);
+    pthread_mutex_unlock(&k->mu);
+    return rc;
+}
