@@ -20,7 +20,7 @@ if [ -n "$bad" ]; then
   status=1
 fi
 for want in kc_version kc_version_number kc_strerror kc_store_open kc_store_close; do
-  printf '%s\n' "$syms" | grep -qx "$want" || {
+  printf '%s\n' "$syms" | grep -x "$want" >/dev/null || {
     echo "check-exports: $lib does not export $want" >&2
     status=1
   }

@@ -42,7 +42,7 @@ done
 [ -e "$tmp/prefix/include/kcache/version.h" ] || die "include/kcache/version.h is not installed"
 [ -e "$tmp/prefix/include/kcache/api.h" ] || die "include/kcache/api.h is not installed"
 # the soname carries the major version
-objdump -p "$so" | grep -q "SONAME *libkcache.so.0$" || die "the soname is not libkcache.so.0"
+objdump -p "$so" | grep "SONAME *libkcache.so.0$" >/dev/null || die "the soname is not libkcache.so.0"
 
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 want=$(pkg-config --modversion kcache)
@@ -61,7 +61,7 @@ check_run() { # name, command...: the program must print "kcache VERSION ok"
   local name=$1 out
   shift
   out=$("$@") || die "$name failed"
-  printf '%s\n' "$out" | grep -q "^$expect" || die "$name printed '$out', not '$expect ...'"
+  printf '%s\n' "$out" | grep "^$expect" >/dev/null || die "$name printed '$out', not '$expect ...'"
   echo "$name: $out"
 }
 
@@ -69,7 +69,7 @@ step "(a) pkg-config --cflags --libs kcache (shared)"
 # shellcheck disable=SC2046
 $cc "${cflags[@]}" "$src/tests/install/consumer.c" -o "$tmp/pc_shared" \
   $(pkg-config --cflags --libs kcache)
-LD_LIBRARY_PATH="$libdir" ldd "$tmp/pc_shared" | grep -q "libkcache.so.0 => $libdir/" ||
+LD_LIBRARY_PATH="$libdir" ldd "$tmp/pc_shared" | grep "libkcache.so.0 => $libdir/" >/dev/null ||
   die "pc_shared does not load the installed libkcache.so.0"
 LD_LIBRARY_PATH="$libdir" check_run pc_shared "$tmp/pc_shared" "$tmp/store_a"
 
@@ -77,7 +77,7 @@ step "(a) pkg-config --cflags --libs kcache-static (archives)"
 # shellcheck disable=SC2046
 $cc "${cflags[@]}" "$src/tests/install/consumer.c" -o "$tmp/pc_static" \
   $(pkg-config --cflags --libs kcache-static)
-if ldd "$tmp/pc_static" | grep -q libkcache; then die "pc_static loads a libkcache"; fi
+if ldd "$tmp/pc_static" | grep libkcache >/dev/null; then die "pc_static loads a libkcache"; fi
 check_run pc_static "$tmp/pc_static" "$tmp/store_a2"
 
 step "(a) the .pc files are relocatable: the prefix moved"
@@ -98,19 +98,19 @@ cmake -S "$src/tests/install" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$tmp/prefix" 
   { cat "$tmp/cmake.log" >&2; die "configuring the consumer project failed"; }
 cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; die "building the consumer project failed"; }
-if ldd "$tmp/cmake/consumer_static" | grep -q libkcache; then
+if ldd "$tmp/cmake/consumer_static" | grep libkcache >/dev/null; then
   die "consumer_static (kcache::launch, kcache::store) loads a libkcache"
 fi
 check_run cmake_static "$tmp/cmake/consumer_static" "$tmp/store_b1"
 # the imported target carries the library's full path: no LD_LIBRARY_PATH
-ldd "$tmp/cmake/consumer_shared" | grep -q "libkcache.so.0 => $libdir/" ||
+ldd "$tmp/cmake/consumer_shared" | grep "libkcache.so.0 => $libdir/" >/dev/null ||
   die "consumer_shared (kcache::kcache) does not load the installed libkcache.so.0"
 check_run cmake_shared "$tmp/cmake/consumer_shared" "$tmp/store_b2"
 
 step "(c) dlopen($rel_libdir/libkcache.so.0), dlsym(kc_version)"
 $cc "${cflags[@]}" "$src/tests/install/dlopen_version.c" -o "$tmp/dl" -ldl
 out=$("$tmp/dl" "$libdir/libkcache.so.0") || die "dlopen_version failed"
-printf '%s\n' "$out" | grep -q "^kcache $want (" || die "dlopen_version printed '$out'"
+printf '%s\n' "$out" | grep "^kcache $want (" >/dev/null || die "dlopen_version printed '$out'"
 echo "dlopen: $out"
 
 echo "test-install: ok"

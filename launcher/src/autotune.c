@@ -195,23 +195,188 @@ static void push_later(kc_launcher_t *l, const kc_key_t *tkey)
         free(t);
 }
 
-int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                         const uint8_t *sig, size_t sig_len, uint64_t hash,
-                         const kc__memo_entry_t **out)
+/* Step 1, run: load every candidate, time the runnable ones on the real
+ * arguments (one candidate: no timing), then the one real launch of the
+ * winner on the restored buffers. *winner is SIZE_MAX when none ran; a
+ * failure of the winner's real launch is recorded on it. */
+static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                    tune_state_t *s, size_t *winner, int *timed)
 {
     kc_launcher_t *l = k->l;
     kc__device_t *dev = l->dev;
     const kc__spec_t *sp = k->spec;
-    tune_state_t s = {0};
     kc__tune_buf_t bufs[KC__MAX_ARGS];
-    size_t n_bufs = 0, winner = SIZE_MAX, failed = 0;
-    kc_candidate_t *rec_cands = NULL;
+    size_t n_bufs = 0;
+    char err[1024] = "";
+    int rc, runnable;
+
+    *winner = SIZE_MAX;
+    *timed = 0;
+    rc = dev->ops->bind(dev);
+    if (rc != KC_OK) {
+        kc__errmsg_set("%s: %s", kname(k), dev->errmsg);
+        return rc;
+    }
+    runnable = load_candidates(k, args, n, s);
+    if (runnable < 0)
+        return runnable;
+    /* The arguments are the same for every candidate: only the geometry
+     * and the compiled code differ. */
+    rc = kc__build_params(sp, args, n, s->preps[0].vals, s->preps[0].params);
+    if (rc != KC_OK)
+        return rc;
+    for (size_t i = 1; i < k->n_cands; i++) {
+        memcpy(s->preps[i].vals, s->preps[0].vals, n * sizeof(scalar_t));
+        for (size_t a = 0; a < n; a++)
+            s->preps[i].params[a] = sp->s.args[a].kind == KC_ARG_POINTER
+                                        ? s->preps[0].params[a]
+                                        : (void *)&s->preps[i].vals[a];
+    }
+
+    if (runnable == 1) {
+        /* One candidate: nothing to choose, so no timing. */
+        for (size_t i = 0; i < k->n_cands; i++)
+            if (s->tc[i].status == KC_CAND_OK && s->tc[i].fn)
+                *winner = i;
+    } else if (runnable > 1) {
+        for (size_t a = 0; a < n; a++)
+            if (sp->s.args[a].kind == KC_ARG_POINTER &&
+                (sp->s.args[a].access & KC_ACCESS_OUT) && args[a].ptr)
+                bufs[n_bufs++] = (kc__tune_buf_t){
+                    args[a].ptr, kc__written_bytes(&sp->s.args[a], &args[a])};
+        rc = kc__tune(dev, &l->tune, stream, bufs, n_bufs, s->tc, k->n_cands,
+                      s->preps[0].params, winner, err, sizeof(err));
+        *timed = 1;
+        if (rc == KC_ESTICKY) {
+            kc__errmsg_set("%s: %s", kname(k), err);
+            return rc;
+        }
+        if (rc != KC_OK && rc != KC_ENOCANDIDATE) {
+            kc__errmsg_set("%s: tuning: %s", kname(k), err);
+            return rc;
+        }
+    }
+    /* The one real launch: the user's buffers were restored after tuning. */
+    if (*winner != SIZE_MAX) {
+        kc__tune_cand_t *w = &s->tc[*winner];
+        rc = kc__launch_fn(l, s->fns[*winner], &s->preps[*winner], stream);
+        if (rc == KC_ESTICKY) {
+            kc__errmsg_set("%s: launch: %s", kname(k), dev->errmsg);
+            return rc;
+        }
+        if (rc != KC_OK) {
+            w->status = rc == KC_ETOOBIG ? KC_CAND_RESOURCES : KC_CAND_LAUNCH_FAILED;
+            snprintf(w->reason, sizeof(w->reason), "launch: %.200s (%s)", dev->errmsg,
+                     kc_err_name(rc));
+            *winner = SIZE_MAX;
+        }
+    }
+    return KC_OK;
+}
+
+/* Step 2, record: every candidate's result as the tuning record lists them
+ * (rec_cands[k->n_cands]); *failed counts those that did not run. With no
+ * winner, KC_ENOCANDIDATE and a message naming the first failures. */
+static int tune_record(kc_kernel_t *k, const tune_state_t *s, size_t winner,
+                       kc_candidate_t *rec_cands, size_t *failed)
+{
+    const kc__spec_t *sp = k->spec;
+    char err[1024];
+
+    *failed = 0;
+    for (size_t i = 0; i < k->n_cands; i++) {
+        const kc__tune_cand_t *t = &s->tc[i];
+        rec_cands[i] = (kc_candidate_t){
+            .params = k->cand_params + i * sp->s.n_params,
+            .n_params = sp->s.n_params,
+            .status = t->status,
+            .median_ns = t->status == KC_CAND_OK ? t->median_ns : 0,
+            .reason = t->status == KC_CAND_OK ? "" : t->reason,
+        };
+        if (k->cands[i].status == KC_CAND_OK)
+            rec_cands[i].build = k->cands[i].build_key;
+        if (t->status != KC_CAND_OK) {
+            (*failed)++;
+            if (k->cands[i].status == KC_CAND_OK) /* compile failures counted once */
+                bump(&k->candidates_failed);
+        }
+    }
+    if (winner != SIZE_MAX)
+        return KC_OK;
+    size_t len = (size_t)snprintf(
+        err, sizeof(err), "%s: none of %zu candidates ran:", kname(k), k->n_cands);
+    for (size_t i = 0; i < k->n_cands && i < 4 && len < sizeof(err); i++)
+        len += (size_t)snprintf(err + len, sizeof(err) - len, " [%zu] %s: %s;", i,
+                                kc_cand_status_name(s->tc[i].status), s->tc[i].reason);
+    kc__errmsg_set("%s", err);
+    return KC_ENOCANDIDATE;
+}
+
+/* Step 3, publish: the builds and the tuning for m's signature in one
+ * transaction, then pushed to the remote tier behind. A failure to publish
+ * costs only a later process's tuning: the launch already happened. */
+static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
+                         const kc_candidate_t *rec_cands, uint64_t started_us)
+{
+    kc_launcher_t *l = k->l;
+    const kc__spec_t *sp = k->spec;
     void *pre = NULL;
     size_t pre_len = 0;
     kc_key_t tkey;
-    char err[1024] = "";
+
+    bump(&k->tunes);
+    if (l->store)
+        kc_store_count(l->store, KC_COUNTER_TUNES, 1);
+    if (kc__tuning_key(k, m->sig, m->len, &pre, &pre_len, &tkey) != KC_OK)
+        return;
+    kc_tuning_rec_t tr = {
+        .preimage = {pre, pre_len},
+        .winner = k->cand_params + winner * sp->s.n_params,
+        .n_winner = sp->s.n_params,
+        .winner_build = k->cands[winner].build_key,
+        .candidates = rec_cands,
+        .n_candidates = k->n_cands,
+        .tuning_us = now_us() - started_us,
+        .device_name = l->info.name,
+        .arch = l->arch,
+        .sm_count = l->info.sm_count,
+        .driver_version = l->info.driver_version,
+        .created = (uint64_t)time(NULL),
+    };
+    if (kc__publish(k, &tr) == KC_OK)
+        push_later(l, &tkey);
+    kc_free(pre);
+}
+
+static void log_winner(kc_kernel_t *k, const tune_state_t *s, size_t winner, int timed,
+                       size_t failed)
+{
+    const kc__spec_t *sp = k->spec;
+    char cfg[256] = "";
+    size_t len = 0;
+
+    for (size_t p = 0; p < sp->s.n_params && len < sizeof(cfg); p++)
+        len += (size_t)snprintf(
+            cfg + len, sizeof(cfg) - len, "%s%s=%lld", p ? " " : "", sp->s.params[p].name,
+            (long long)k->cand_params[winner * sp->s.n_params + p].value);
+    kc__log(k->l, KC_LOG_INFO,
+            "kcache: %s: %s %s (%llu ns) of %zu candidates, %zu failed", kname(k),
+            timed ? "tuned:" : "one candidate:", cfg,
+            (unsigned long long)s->tc[winner].median_ns, k->n_cands, failed);
+}
+
+/* Tune m's signature on the real arguments and launch the winner once:
+ * run, record, publish; then keep the winner's module and memoize it into
+ * *m->out. */
+int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
+                         const kc__miss_t *m)
+{
+    const kc__spec_t *sp = k->spec;
+    tune_state_t s = {0};
+    kc_candidate_t *rec_cands = NULL;
+    size_t winner, failed;
     uint64_t t0 = now_us();
-    int rc, runnable, timed = 0;
+    int rc, timed;
 
     s.tc = calloc(k->n_cands, sizeof(*s.tc));
     s.modules = calloc(k->n_cands, sizeof(*s.modules));
@@ -223,139 +388,24 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
         kc__errmsg_set("%s: out of memory while tuning", kname(k));
         goto fail;
     }
-    rc = dev->ops->bind(dev);
-    if (rc != KC_OK) {
-        kc__errmsg_set("%s: %s", kname(k), dev->errmsg);
-        goto fail;
-    }
-    runnable = load_candidates(k, args, n, &s);
-    if (runnable < 0) {
-        rc = runnable;
-        goto fail;
-    }
-    /* The arguments are the same for every candidate: only the geometry
-     * and the compiled code differ. */
-    rc = kc__build_params(sp, args, n, s.preps[0].vals, s.preps[0].params);
+    rc = tune_run(k, stream, args, n, &s, &winner, &timed);
     if (rc != KC_OK)
         goto fail;
-    for (size_t i = 1; i < k->n_cands; i++) {
-        memcpy(s.preps[i].vals, s.preps[0].vals, n * sizeof(scalar_t));
-        for (size_t a = 0; a < n; a++)
-            s.preps[i].params[a] = sp->s.args[a].kind == KC_ARG_POINTER
-                                       ? s.preps[0].params[a]
-                                       : (void *)&s.preps[i].vals[a];
-    }
-
-    if (runnable == 1) {
-        /* One candidate: nothing to choose, so no timing. */
-        for (size_t i = 0; i < k->n_cands; i++)
-            if (s.tc[i].status == KC_CAND_OK && s.tc[i].fn)
-                winner = i;
-    } else if (runnable > 1) {
-        for (size_t a = 0; a < n; a++)
-            if (sp->s.args[a].kind == KC_ARG_POINTER &&
-                (sp->s.args[a].access & KC_ACCESS_OUT) && args[a].ptr)
-                bufs[n_bufs++] = (kc__tune_buf_t){
-                    args[a].ptr, kc__written_bytes(&sp->s.args[a], &args[a])};
-        rc = kc__tune(dev, &l->tune, stream, bufs, n_bufs, s.tc, k->n_cands,
-                      s.preps[0].params, &winner, err, sizeof(err));
-        timed = 1;
-        if (rc == KC_ESTICKY) {
-            kc__errmsg_set("%s: %s", kname(k), err);
-            goto fail;
-        }
-        if (rc != KC_OK && rc != KC_ENOCANDIDATE) {
-            kc__errmsg_set("%s: tuning: %s", kname(k), err);
-            goto fail;
-        }
-    }
-    /* The one real launch: the user's buffers were restored after tuning. */
-    if (winner != SIZE_MAX) {
-        rc = kc__launch_fn(l, s.fns[winner], &s.preps[winner], stream);
-        if (rc == KC_ESTICKY) {
-            kc__errmsg_set("%s: launch: %s", kname(k), dev->errmsg);
-            goto fail;
-        }
-        if (rc != KC_OK) {
-            s.tc[winner].status =
-                rc == KC_ETOOBIG ? KC_CAND_RESOURCES : KC_CAND_LAUNCH_FAILED;
-            snprintf(s.tc[winner].reason, sizeof(s.tc[winner].reason),
-                     "launch: %.200s (%s)", dev->errmsg, kc_err_name(rc));
-            winner = SIZE_MAX;
-        }
-    }
-    for (size_t i = 0; i < k->n_cands; i++) {
-        const kc__tune_cand_t *t = &s.tc[i];
-        rec_cands[i] = (kc_candidate_t){
-            .params = k->cand_params + i * sp->s.n_params,
-            .n_params = sp->s.n_params,
-            .status = t->status,
-            .median_ns = t->status == KC_CAND_OK ? t->median_ns : 0,
-            .reason = t->status == KC_CAND_OK ? "" : t->reason,
-        };
-        if (k->cands[i].status == KC_CAND_OK)
-            rec_cands[i].build = k->cands[i].build_key;
-        if (t->status != KC_CAND_OK) {
-            failed++;
-            if (k->cands[i].status == KC_CAND_OK) /* compile failures counted once */
-                bump(&k->candidates_failed);
-        }
-    }
-    if (winner == SIZE_MAX) {
-        kc__publish(k, NULL);
-        rc = KC_ENOCANDIDATE;
-        size_t len = (size_t)snprintf(
-            err, sizeof(err), "%s: none of %zu candidates ran:", kname(k), k->n_cands);
-        for (size_t i = 0; i < k->n_cands && i < 4 && len < sizeof(err); i++)
-            len += (size_t)snprintf(err + len, sizeof(err) - len, " [%zu] %s: %s;", i,
-                                    kc_cand_status_name(s.tc[i].status), s.tc[i].reason);
-        kc__errmsg_set("%s", err);
+    rc = tune_record(k, &s, winner, rec_cands, &failed);
+    if (rc != KC_OK) {
+        kc__publish(k, NULL); /* the candidates' builds are still worth keeping */
         goto fail;
     }
-
-    bump(&k->tunes);
-    if (l->store)
-        kc_store_count(l->store, KC_COUNTER_TUNES, 1);
-    rc = kc__tuning_key(k, sig, sig_len, &pre, &pre_len, &tkey);
-    if (rc == KC_OK) {
-        kc_tuning_rec_t tr = {
-            .preimage = {pre, pre_len},
-            .winner = k->cand_params + winner * sp->s.n_params,
-            .n_winner = sp->s.n_params,
-            .winner_build = k->cands[winner].build_key,
-            .candidates = rec_cands,
-            .n_candidates = k->n_cands,
-            .tuning_us = now_us() - t0,
-            .device_name = l->info.name,
-            .arch = l->arch,
-            .sm_count = l->info.sm_count,
-            .driver_version = l->info.driver_version,
-            .created = (uint64_t)time(NULL),
-        };
-        if (kc__publish(k, &tr) == KC_OK)
-            push_later(l, &tkey);
-    }
-    {
-        char cfg[256] = "";
-        size_t len = 0;
-        for (size_t p = 0; p < sp->s.n_params && len < sizeof(cfg); p++)
-            len += (size_t)snprintf(
-                cfg + len, sizeof(cfg) - len, "%s%s=%lld", p ? " " : "",
-                sp->s.params[p].name,
-                (long long)k->cand_params[winner * sp->s.n_params + p].value);
-        kc__log(l, KC_LOG_INFO,
-                "kcache: %s: %s %s (%llu ns) of %zu candidates, %zu failed", kname(k),
-                timed ? "tuned:" : "one candidate:", cfg,
-                (unsigned long long)s.tc[winner].median_ns, k->n_cands, failed);
-    }
+    tune_publish(k, m, winner, rec_cands, t0);
+    log_winner(k, &s, winner, timed, failed);
 
     kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner],
                     k->cands[winner].compile_us);
     /* The launch happened: a memo without room only means the next launch
      * of this signature resolves it again. */
-    if (kc__memoize(k, sig, sig_len, hash, s.fns[winner], s.modules[winner], winner,
-                    sp->candidates + winner * sp->s.n_params, out) != KC_OK)
-        *out = NULL;
+    if (kc__memoize(k, m, s.fns[winner], s.modules[winner], winner,
+                    sp->candidates + winner * sp->s.n_params) != KC_OK)
+        *m->out = NULL;
     rc = KC_OK;
     /* The winner's module now belongs to the kept list. */
     tune_state_free(k, &s, winner);
@@ -363,6 +413,5 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
 fail:
     tune_state_free(k, &s, SIZE_MAX);
     free(rec_cands);
-    kc_free(pre);
     return rc;
 }

@@ -10,7 +10,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-kc_kernel_t *kc__kernel_next(const kc_kernel_t *k)
+static kc_kernel_t *kernel_next(const kc_kernel_t *k)
 {
     return k->next;
 }
@@ -61,12 +61,6 @@ static void kernel_free(kc_kernel_t *k)
     pthread_cond_destroy(&k->flight_cv);
     kc__spec_free(k->spec);
     free(k);
-}
-
-void kc__kernel_free(kc_kernel_t *k)
-{
-    if (k)
-        kernel_free(k);
 }
 
 /* Register an owned spec: the same identity gives the kernel already
@@ -299,5 +293,49 @@ int kc_kernel_last_config(const kc_kernel_t *k, kc_param_t *out, size_t cap, siz
     *n = e->n_config;
     for (size_t i = 0; i < e->n_config && i < cap; i++)
         out[i] = (kc_param_t){k->spec->s.params[i].name, e->config[i]};
+    return KC_OK;
+}
+
+/* ---- the launcher's kernels -------------------------------------------- */
+
+void kc_launcher_destroy(kc_launcher_t *l)
+{
+    if (!l)
+        return;
+    /* Background compiles reference kernels: finish them first. */
+    kc__pool_destroy(l->pool);
+    l->pool = NULL;
+    while (l->kernels) {
+        kc_kernel_t *next = kernel_next(l->kernels);
+        kernel_free(l->kernels);
+        l->kernels = next;
+    }
+    kc__launcher_free(l);
+}
+
+int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
+{
+    kc_launcher_t *l = (kc_launcher_t *)launcher;
+
+    if (!l || !out)
+        return KC_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&l->lock);
+    for (kc_kernel_t *k = l->kernels; k; k = kernel_next(k)) {
+        kc_kernel_stats_t s;
+        kc_kernel_stats(k, &s);
+        out->launches += s.launches;
+        out->memo_hits += s.memo_hits;
+        out->store_hits += s.store_hits;
+        out->tunes += s.tunes;
+        out->compiles += s.compiles;
+        out->builds_reused += s.builds_reused;
+        out->candidates_failed += s.candidates_failed;
+        out->publishes += s.publishes;
+        out->prefetched += s.prefetched;
+        out->remote_hits += s.remote_hits;
+        out->configs += s.configs;
+    }
+    pthread_mutex_unlock(&l->lock);
     return KC_OK;
 }

@@ -163,6 +163,16 @@ typedef struct prep {
     unsigned grid[3], block[3], shared;
 } prep_t;
 
+/* A launch's signature that the memo does not have, on its way through
+ * miss resolution (miss.c, autotune.c): the signature, its hash, and where
+ * the memo entry that resolves it goes. */
+typedef struct kc__miss {
+    const uint8_t *sig;
+    size_t len;
+    uint64_t hash;
+    const kc__memo_entry_t **out;
+} kc__miss_t;
+
 typedef struct tune_state {
     kc__tune_cand_t *tc;
     void **modules;
@@ -172,9 +182,8 @@ typedef struct tune_state {
 
 /* ---- launch.c ---- */
 
-int kc__memoize(kc_kernel_t *k, const uint8_t *sig, size_t len, uint64_t hash, void *fn,
-                void *module, size_t cand, const int64_t *config,
-                const kc__memo_entry_t **out);
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+                const int64_t *config);
 int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
 
 /* ---- args.c ---- */
@@ -211,15 +220,13 @@ void kc__prefetch_winners(void *arg);
  * must not fail the user's launch. */
 int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                         const uint8_t *sig, size_t sig_len, uint64_t hash,
-                         const kc__memo_entry_t **out);
+                         const kc__miss_t *m);
 
 /* ---- miss.c ---- */
 
 int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
                    size_t *pre_len, kc_key_t *key);
 int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                const uint8_t *sig, size_t len, uint64_t hash,
-                const kc__memo_entry_t **out, int *launched);
+                const kc__miss_t *m, int *launched);
 
 #endif

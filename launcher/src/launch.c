@@ -14,14 +14,13 @@
 /* Memoize: the config-only geometry is evaluated here, once, not on every
  * launch. If it fails (it cannot for a config that ran), the entry simply
  * evaluates everything per launch. */
-int kc__memoize(kc_kernel_t *k, const uint8_t *sig, size_t len, uint64_t hash, void *fn,
-                void *module, size_t cand, const int64_t *config,
-                const kc__memo_entry_t **out)
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+                const int64_t *config)
 {
     int64_t geo[KC__MEMO_GEO];
     int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
-    return kc__memo_insert(&k->memo, sig, len, hash, fn, module, cand, config,
-                           k->spec->s.n_params, fixed_ok ? geo : NULL, out);
+    return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, fn, module, cand, config,
+                           k->spec->s.n_params, fixed_ok ? geo : NULL, m->out);
 }
 
 int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
@@ -142,7 +141,8 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
         e = kc__memo_find(&k->memo, sig, sig_len, hash);
         if (!e) {
             bump(&k->memo_misses);
-            rc = kc__resolve(k, stream, args, n, sig, sig_len, hash, &e, &launched);
+            kc__miss_t m = {sig, sig_len, hash, &e};
+            rc = kc__resolve(k, stream, args, n, &m, &launched);
             if (rc != KC_OK)
                 return rc;
         }

@@ -1,6 +1,6 @@
 /* Launcher creation and teardown: options, the store, the device, the
- * compile pool, statistics and error messages. The launch flow itself is in
- * kernel.c. */
+ * compile pool, statistics and error messages. The kernels and the launch flow
+ * (kernel.c and the files it names) use this file, never the other way round. */
 #include "opts.h"
 #include "launcher_int.h"
 
@@ -245,21 +245,17 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     *out = l;
     return KC_OK;
 fail:
-    kc_launcher_destroy(l);
+    kc__launcher_free(l);
     return rc;
 }
 
-void kc_launcher_destroy(kc_launcher_t *l)
+/* Everything but the kernels, which kernel.c frees first: the device, the
+ * stores, the remote tier. */
+void kc__launcher_free(kc_launcher_t *l)
 {
     if (!l)
         return;
-    /* Background compiles reference kernels: finish them first. */
     kc__pool_destroy(l->pool);
-    while (l->kernels) {
-        kc_kernel_t *next = kc__kernel_next(l->kernels);
-        kc__kernel_free(l->kernels);
-        l->kernels = next;
-    }
     if (l->dev)
         l->dev->ops->destroy(l->dev);
     /* Layers close the stores they opened; a borrowed store is only
@@ -271,31 +267,4 @@ void kc_launcher_destroy(kc_launcher_t *l)
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
     free(l);
-}
-
-int kc_launcher_stats(const kc_launcher_t *launcher, kc_kernel_stats_t *out)
-{
-    kc_launcher_t *l = (kc_launcher_t *)launcher;
-
-    if (!l || !out)
-        return KC_EINVAL;
-    memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&l->lock);
-    for (kc_kernel_t *k = l->kernels; k; k = kc__kernel_next(k)) {
-        kc_kernel_stats_t s;
-        kc_kernel_stats(k, &s);
-        out->launches += s.launches;
-        out->memo_hits += s.memo_hits;
-        out->store_hits += s.store_hits;
-        out->tunes += s.tunes;
-        out->compiles += s.compiles;
-        out->builds_reused += s.builds_reused;
-        out->candidates_failed += s.candidates_failed;
-        out->publishes += s.publishes;
-        out->prefetched += s.prefetched;
-        out->remote_hits += s.remote_hits;
-        out->configs += s.configs;
-    }
-    pthread_mutex_unlock(&l->lock);
-    return KC_OK;
 }

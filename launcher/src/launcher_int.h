@@ -1,5 +1,6 @@
 /* The launcher object, shared by launcher.c (creation, options, store,
- * device, pool) and kernel.c (registration and the launch flow). Internal.
+ * device, pool) and the kernel files (registration and the launch flow, which
+ * call launcher.c; launcher.c calls none of them). Internal.
  */
 #ifndef KCACHE_LAUNCHER_INT_H
 #define KCACHE_LAUNCHER_INT_H
@@ -60,9 +61,10 @@ void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
 /* A remote call failed with rc: a warning the first time, then debug. */
 void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
 
+/* Free the launcher itself (its kernels are kernel.c's to free first). */
+void kc__launcher_free(kc_launcher_t *l);
+
 /* kernel.c */
-void kc__kernel_free(kc_kernel_t *kernel);
-kc_kernel_t *kc__kernel_next(const kc_kernel_t *kernel);
 
 /* The tuning key a launch of kernel with args[n] looks up (and leases on
  * a miss). For tests and tools. */

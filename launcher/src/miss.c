@@ -104,8 +104,8 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
 /* The store's tuning for tkey, loaded and memoized into *out: KC_OK on a
  * hit; KC_ENOTFOUND on a miss, with *had_tuning set when a tuning was
  * there but its winner could not be loaded; or an error to return. */
-static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, size_t len,
-                     uint64_t hash, const kc__memo_entry_t **out, int *had_tuning)
+static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
+                     int *had_tuning)
 {
     kc_launcher_t *l = k->l;
     kc_store_t *st = l->store;
@@ -135,7 +135,7 @@ static int store_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig, s
     bump(&k->store_hits);
     kc_store_count(st, KC_COUNTER_HITS, 1);
     kc_store_touch(st, KC_REC_TUNING, tkey);
-    rc = kc__memoize(k, sig, len, hash, fn, module, cand, config, out);
+    rc = kc__memoize(k, m, fn, module, cand, config);
     if (rc != KC_OK)
         kc__errmsg_set("%s: out of memory in the memo", kname(k));
     return rc;
@@ -204,8 +204,7 @@ enum { SF_TUNE, SF_HIT, SF_UNTUNED };
  * it, wait for its tuning (SF_HIT, memoized into *out) or run untuned
  * (SF_UNTUNED), as the launcher's contention option says. A lease that
  * cannot be taken for another reason lets this process tune unleased. */
-static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
-                         size_t len, uint64_t hash, const kc__memo_entry_t **out,
+static int single_flight(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
                          int *what, int *leased)
 {
     kc_launcher_t *l = k->l;
@@ -220,7 +219,7 @@ static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *si
         if (rc == KC_OK) {
             /* Published between the lookup and the lease (or by the
              * holder we waited for before it died)? */
-            rc = store_hit(k, tkey, sig, len, hash, out, &had);
+            rc = store_hit(k, m, tkey, &had);
             if (rc == KC_ENOTFOUND) {
                 *leased = 1;
                 return KC_OK;
@@ -245,7 +244,7 @@ static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *si
             *what = SF_UNTUNED;
             return KC_OK;
         }
-        rc = store_hit(k, tkey, sig, len, hash, out, &had);
+        rc = store_hit(k, m, tkey, &had);
         if (rc != KC_ENOTFOUND) {
             *what = SF_HIT;
             return rc;
@@ -267,8 +266,7 @@ static int single_flight(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *si
 /* A local miss: pull the tuning's chain from the remote into the writable
  * store (verified there), then take it as a store hit. KC_ENOTFOUND when
  * the remote has nothing usable (or is down: it fails open). */
-static int remote_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
-                      size_t len, uint64_t hash, const kc__memo_entry_t **out)
+static int remote_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey)
 {
     kc_launcher_t *l = k->l;
     int had, rc = kc_remote_pull(l->remote, l->store, tkey);
@@ -278,7 +276,7 @@ static int remote_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
             kc__remote_failed(l, "pull", rc);
         return KC_ENOTFOUND;
     }
-    rc = store_hit(k, tkey, sig, len, hash, out, &had);
+    rc = store_hit(k, m, tkey, &had);
     if (rc == KC_OK) {
         bump(&k->remote_hits);
         kc__log(l, KC_LOG_DEBUG, "kcache: %s: tuning pulled from the remote tier",
@@ -291,8 +289,7 @@ static int remote_hit(kc_kernel_t *k, const kc_key_t *tkey, const uint8_t *sig,
  * *launched says whether the real launch already happened (tuning does
  * it, so that it runs on the restored buffers). */
 static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                          const uint8_t *sig, size_t len, uint64_t hash,
-                          const kc__memo_entry_t **out, int *launched)
+                          const kc__miss_t *m, int *launched)
 {
     kc_launcher_t *l = k->l;
     kc_store_t *st = l->store;
@@ -304,15 +301,15 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         size_t pre_len;
         int had_tuning = 0, keyed;
 
-        rc = kc__tuning_key(k, sig, len, &pre, &pre_len, &tkey);
+        rc = kc__tuning_key(k, m->sig, m->len, &pre, &pre_len, &tkey);
         kc_free(pre);
         keyed = rc == KC_OK;
         if (keyed) {
-            rc = store_hit(k, &tkey, sig, len, hash, out, &had_tuning);
+            rc = store_hit(k, m, &tkey, &had_tuning);
             if (rc != KC_ENOTFOUND)
                 return rc;
             if (!had_tuning && l->remote) {
-                rc = remote_hit(k, &tkey, sig, len, hash, out);
+                rc = remote_hit(k, m, &tkey);
                 if (rc != KC_ENOTFOUND)
                     return rc;
             }
@@ -323,7 +320,7 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
             1);
         if (keyed && leasing(l)) {
             int what;
-            rc = single_flight(k, &tkey, sig, len, hash, out, &what, &leased);
+            rc = single_flight(k, m, &tkey, &what, &leased);
             if (rc != KC_OK || what == SF_HIT)
                 return rc;
             if (what == SF_UNTUNED) {
@@ -341,7 +338,7 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
     /* Serialized per launcher: timings taken side by side on one device
      * would disturb each other. */
     pthread_mutex_lock(&l->tune_lock);
-    rc = kc__tune_and_publish(k, stream, args, n, sig, len, hash, out);
+    rc = kc__tune_and_publish(k, stream, args, n, m);
     pthread_mutex_unlock(&l->tune_lock);
     /* After the publish: a waiter that finds the lease gone finds the
      * tuning too (or, after a failure, tunes itself). */
@@ -355,23 +352,23 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
  * the others wait for it, then find the result in the memo. If the leader
  * fails, a waiter takes over and tries itself. */
 int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                const uint8_t *sig, size_t len, uint64_t hash,
-                const kc__memo_entry_t **out, int *launched)
+                const kc__miss_t *m, int *launched)
 {
     flight_t *f;
     int rc;
 
-    *out = NULL;
+    *m->out = NULL;
     *launched = 0;
     pthread_mutex_lock(&k->mu);
     for (;;) {
-        *out = kc__memo_find(&k->memo, sig, len, hash);
-        if (*out) {
+        *m->out = kc__memo_find(&k->memo, m->sig, m->len, m->hash);
+        if (*m->out) {
             pthread_mutex_unlock(&k->mu);
             return KC_OK;
         }
         for (f = k->flights; f; f = f->next)
-            if (f->hash == hash && f->len == len && memcmp(f->sig, sig, len) == 0)
+            if (f->hash == m->hash && f->len == m->len &&
+                memcmp(f->sig, m->sig, m->len) == 0)
                 break;
         if (!f)
             break;
@@ -381,18 +378,18 @@ int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
         if (--f->waiters == 0)
             free(f);
     }
-    f = malloc(sizeof(*f) + len);
+    f = malloc(sizeof(*f) + m->len);
     if (!f) {
         pthread_mutex_unlock(&k->mu);
         kc__errmsg_set("%s: out of memory", kname(k));
         return KC_ENOMEM;
     }
-    *f = (flight_t){.next = k->flights, .hash = hash, .len = len};
-    memcpy(f->sig, sig, len);
+    *f = (flight_t){.next = k->flights, .hash = m->hash, .len = m->len};
+    memcpy(f->sig, m->sig, m->len);
     k->flights = f;
     pthread_mutex_unlock(&k->mu);
 
-    rc = resolve_leader(k, stream, args, n, sig, len, hash, out, launched);
+    rc = resolve_leader(k, stream, args, n, m, launched);
 
     pthread_mutex_lock(&k->mu);
     for (flight_t **pp = &k->flights; *pp; pp = &(*pp)->next)
