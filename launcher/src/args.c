@@ -51,8 +51,8 @@ static uint16_t f32_to_bf16(float f)
 
 /* cuLaunchKernel reads each argument with the width of its C type: an i32
  * must be passed as 4 bytes, an f32 as a float. */
-int kc__build_params(const kc__spec_t *sp, const kc_arg_t *args, size_t n, scalar_t *vals,
-                     void **params)
+int kc__build_params(const kc_launcher_t *owner, const kc__spec_t *sp,
+                     const kc_arg_t *args, size_t n, scalar_t *vals, void **params)
 {
     for (size_t i = 0; i < n; i++) {
         const kc_arg_spec_t *a = &sp->s.args[i];
@@ -94,7 +94,8 @@ int kc__build_params(const kc__spec_t *sp, const kc_arg_t *args, size_t n, scala
             vals[i].f64 = v->value.f;
             break;
         default:
-            kc__errmsg_set("spec '%s': args[%zu] '%s': %s scalars cannot be passed",
+            kc__errmsg_set(owner,
+                           "spec '%s': args[%zu] '%s': %s scalars cannot be passed",
                            sp->s.name, i, a->name, kc_dtype_name(a->dtype));
             return KC_EINVAL;
         }

@@ -127,24 +127,25 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
                      c->reason ? c->reason : "failed");
             continue;
         }
-        dev->errmsg[0] = '\0';
+        kc__device_clear_errmsg(dev);
         rc = kc__load_cubin(k, c->cubin, c->cubin_len, c->entry, &s->modules[i],
                             &s->fns[i]);
         if (rc == KC_ESTICKY) {
-            kc__errmsg_set("%s: loading candidate %zu: %s", kname(k), i, dev->errmsg);
+            kc__errmsg_set(k->l, "%s: loading candidate %zu: %s", kname(k), i,
+                           kc__device_errmsg(dev));
             return KC_ESTICKY;
         }
         if (rc != KC_OK) {
             t->status = KC_CAND_LOAD_FAILED;
             snprintf(t->reason, sizeof(t->reason), "load failed: %.200s (%s)",
-                     dev->errmsg, kc_err_name(rc));
+                     kc__device_errmsg(dev), kc_err_name(rc));
             continue;
         }
         dev->ops->func_attrs(dev, s->fns[i], &c->attrs);
         rc = kc__prepare(k->spec, row, NULL, args, n, &s->preps[i], t->reason,
                          sizeof(t->reason));
         if (rc == KC_EINVAL) {
-            kc__errmsg_set("%s: %zu arguments given, the spec has %zu", kname(k), n,
+            kc__errmsg_set(k->l, "%s: %zu arguments given, the spec has %zu", kname(k), n,
                            k->spec->s.n_args);
             return KC_EINVAL;
         }
@@ -155,7 +156,7 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
         if (s->preps[i].shared > SMEM_NO_OPTIN &&
             dev->ops->set_dyn_smem(dev, s->fns[i], s->preps[i].shared) != KC_OK) {
             t->status = KC_CAND_RESOURCES;
-            snprintf(t->reason, sizeof(t->reason), "%.250s", dev->errmsg);
+            snprintf(t->reason, sizeof(t->reason), "%.250s", kc__device_errmsg(dev));
             continue;
         }
         t->fn = s->fns[i];
@@ -214,7 +215,7 @@ static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n
     *timed = 0;
     rc = dev->ops->bind(dev);
     if (rc != KC_OK) {
-        kc__errmsg_set("%s: %s", kname(k), dev->errmsg);
+        kc__errmsg_set(k->l, "%s: %s", kname(k), kc__device_errmsg(dev));
         return rc;
     }
     runnable = load_candidates(k, args, n, s);
@@ -222,7 +223,7 @@ static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n
         return runnable;
     /* The arguments are the same for every candidate: only the geometry
      * and the compiled code differ. */
-    rc = kc__build_params(sp, args, n, s->preps[0].vals, s->preps[0].params);
+    rc = kc__build_params(k->l, sp, args, n, s->preps[0].vals, s->preps[0].params);
     if (rc != KC_OK)
         return rc;
     for (size_t i = 1; i < k->n_cands; i++) {
@@ -248,11 +249,11 @@ static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n
                       s->preps[0].params, winner, err, sizeof(err));
         *timed = 1;
         if (rc == KC_ESTICKY) {
-            kc__errmsg_set("%s: %s", kname(k), err);
+            kc__errmsg_set(k->l, "%s: %s", kname(k), err);
             return rc;
         }
         if (rc != KC_OK && rc != KC_ENOCANDIDATE) {
-            kc__errmsg_set("%s: tuning: %s", kname(k), err);
+            kc__errmsg_set(k->l, "%s: tuning: %s", kname(k), err);
             return rc;
         }
     }
@@ -261,13 +262,13 @@ static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n
         kc__tune_cand_t *w = &s->tc[*winner];
         rc = kc__launch_fn(l, s->fns[*winner], &s->preps[*winner], stream);
         if (rc == KC_ESTICKY) {
-            kc__errmsg_set("%s: launch: %s", kname(k), dev->errmsg);
+            kc__errmsg_set(k->l, "%s: launch: %s", kname(k), kc__device_errmsg(dev));
             return rc;
         }
         if (rc != KC_OK) {
             w->status = rc == KC_ETOOBIG ? KC_CAND_RESOURCES : KC_CAND_LAUNCH_FAILED;
-            snprintf(w->reason, sizeof(w->reason), "launch: %.200s (%s)", dev->errmsg,
-                     kc_err_name(rc));
+            snprintf(w->reason, sizeof(w->reason), "launch: %.200s (%s)",
+                     kc__device_errmsg(dev), kc_err_name(rc));
             *winner = SIZE_MAX;
         }
     }
@@ -308,7 +309,7 @@ static int tune_record(kc_kernel_t *k, const tune_state_t *s, size_t winner,
     for (size_t i = 0; i < k->n_cands && i < 4 && len < sizeof(err); i++)
         len += (size_t)snprintf(err + len, sizeof(err) - len, " [%zu] %s: %s;", i,
                                 kc_cand_status_name(s->tc[i].status), s->tc[i].reason);
-    kc__errmsg_set("%s", err);
+    kc__errmsg_set(k->l, "%s", err);
     return KC_ENOCANDIDATE;
 }
 
@@ -385,7 +386,7 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
     rec_cands = calloc(k->n_cands, sizeof(*rec_cands));
     if (!s.tc || !s.modules || !s.fns || !s.preps || !rec_cands) {
         rc = KC_ENOMEM;
-        kc__errmsg_set("%s: out of memory while tuning", kname(k));
+        kc__errmsg_set(k->l, "%s: out of memory while tuning", kname(k));
         goto fail;
     }
     rc = tune_run(k, stream, args, n, &s, &winner, &timed);

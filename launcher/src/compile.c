@@ -135,7 +135,8 @@ static void compile_ptx(kc_kernel_t *k, cand_t *c)
                                     sizeof(log));
     if (rc != KC_OK) {
         c->status = KC_CAND_COMPILE_ERROR;
-        c->reason = reason_from_log("PTX JIT error: ", log[0] ? log : dev->errmsg);
+        c->reason =
+            reason_from_log("PTX JIT error: ", log[0] ? log : kc__device_errmsg(dev));
         return;
     }
     c->entry = strdup(k->spec->s.entry);

@@ -75,7 +75,6 @@ typedef struct kc__device_ops {
 
 struct kc__device {
     const kc__device_ops_t *ops;
-    char errmsg[512];
 };
 
 /* KC_ENODEVICE when libcuda.so.1 can't be loaded or there is no device;
@@ -83,8 +82,13 @@ struct kc__device {
 int kc__device_cuda_open(int ordinal, kc__device_t **out, char *errmsg, size_t errcap);
 int kc__device_sim_open(kc_sim_t *sim, kc__device_t **out);
 
-/* printf-style helper for implementations. */
+/* A device's messages are the common diagnostics owned by the device: per
+ * thread, read back only through the device that wrote them. */
 void kc__device_set_errmsg(kc__device_t *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The detail of this thread's last failure on dev, or "". Never NULL. */
+const char *kc__device_errmsg(const kc__device_t *dev);
+/* Forget dev's message, before a call whose failure is to be told apart. */
+void kc__device_clear_errmsg(const kc__device_t *dev);
 
 #endif

@@ -171,7 +171,10 @@ static void describe(char *buf, size_t cap, const char *call, CUresult r)
 /* Records "cuXxx: NAME (n): message" on the device and returns the code. */
 static int cu_fail(cuda_device_t *d, const char *call, CUresult r)
 {
-    describe(d->base.errmsg, sizeof(d->base.errmsg), call, r);
+    char msg[512];
+
+    describe(msg, sizeof(msg), call, r);
+    kc__device_set_errmsg(&d->base, "%s", msg);
     return map_result(r);
 }
 
@@ -668,10 +671,8 @@ fail:
     errlog[sizeof(errlog) - 1] = '\0';
     if (log && log_cap)
         snprintf(log, log_cap, "%s", errlog);
-    if (rc != KC_OK && errlog[0]) {
-        size_t used = strlen(d->base.errmsg);
-        snprintf(d->base.errmsg + used, sizeof(d->base.errmsg) - used, ": %s", errlog);
-    }
+    if (rc != KC_OK && errlog[0])
+        kc__device_set_errmsg(&d->base, "%s: %s", kc__device_errmsg(&d->base), errlog);
     if (link) {
         r = g_cu.LinkDestroy(link);
         if (r != CUDA_SUCCESS && rc == KC_OK) {
@@ -798,7 +799,7 @@ int kc__device_cuda_open(int ordinal, kc__device_t **out, char *errmsg, size_t e
     return KC_OK;
 fail:
     if (errmsg && errcap)
-        snprintf(errmsg, errcap, "%s", d->base.errmsg);
+        snprintf(errmsg, errcap, "%s", kc__device_errmsg(&d->base));
     if (d->owns_primary)
         g_cu.DevicePrimaryCtxRelease(d->dev);
     pthread_mutex_destroy(&d->mu);

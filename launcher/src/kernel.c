@@ -29,7 +29,7 @@ int kc_kernel_wait_compiled(kc_kernel_t *k)
         ok += k->cands[i].status == KC_CAND_OK;
     if (ok)
         return KC_OK;
-    kc__errmsg_set("%s: no candidate compiled; candidate 0: %s", kname(k),
+    kc__errmsg_set(k->l, "%s: no candidate compiled; candidate 0: %s", kname(k),
                    k->cands[0].reason ? k->cands[0].reason : "failed");
     return KC_ECOMPILE;
 }
@@ -71,7 +71,7 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     int rc = KC_ENOMEM;
 
     if (spec->s.n_args > KC__MAX_ARGS) {
-        kc__errmsg_set("spec '%s': args: %zu arguments, at most %d are supported",
+        kc__errmsg_set(l, "spec '%s': args: %zu arguments, at most %d are supported",
                        spec->s.name, spec->s.n_args, KC__MAX_ARGS);
         kc__spec_free(spec);
         return KC_ESPEC;
@@ -146,7 +146,7 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
 fail:
     pthread_mutex_unlock(&l->lock);
     kc__spec_free(spec);
-    kc__errmsg_set("out of memory registering a kernel");
+    kc__errmsg_set(l, "out of memory registering a kernel");
     return rc;
 }
 
@@ -159,13 +159,13 @@ int kc_kernel_get(kc_launcher_t *l, const kc_kernel_spec_t *in, kc_kernel_t **ou
     if (out)
         *out = NULL;
     if (!l || !in || !out) {
-        kc__errmsg_set("kc_kernel_get: NULL argument");
+        kc__errmsg_set(l, "kc_kernel_get: NULL argument");
         return KC_EINVAL;
     }
     err[0] = '\0';
     rc = kc__spec_create(in, &spec, err, sizeof(err));
     if (rc != KC_OK) {
-        kc__errmsg_set("%s", err);
+        kc__errmsg_set(l, "%s", err);
         return rc;
     }
     return register_spec(l, spec, out);
@@ -188,13 +188,13 @@ int kc_kernel_load_file(kc_launcher_t *l, const char *path, kc_kernel_t ***out, 
     err[0] = '\0';
     rc = kc__spec_load_json(path, &specs, &count, err, sizeof(err));
     if (rc != KC_OK) {
-        kc__errmsg_set("%s", err);
+        kc__errmsg_set(l, "%s", err);
         return rc;
     }
     ks = malloc((count ? count : 1) * sizeof(*ks));
     if (!ks) {
         rc = KC_ENOMEM;
-        kc__errmsg_set("%s: out of memory", path);
+        kc__errmsg_set(l, "%s: out of memory", path);
         goto fail;
     }
     for (; i < count; i++) {

@@ -188,8 +188,8 @@ int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
 
 /* ---- args.c ---- */
 
-int kc__build_params(const kc__spec_t *sp, const kc_arg_t *args, size_t n, scalar_t *vals,
-                     void **params);
+int kc__build_params(const kc_launcher_t *owner, const kc__spec_t *sp,
+                     const kc_arg_t *args, size_t n, scalar_t *vals, void **params);
 int kc__prepare(const kc__spec_t *sp, const int64_t *config, const int64_t *fixed,
                 const kc_arg_t *args, size_t n, prep_t *p, char *err, size_t errcap);
 size_t kc__written_bytes(const kc_arg_spec_t *a, const kc_arg_t *v);

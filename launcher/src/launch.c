@@ -47,17 +47,17 @@ static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
 
     rc = kc__prepare(k->spec, e->config, e->geo, args, n, &p, err, sizeof(err));
     if (rc != KC_OK) {
-        kc__errmsg_set("%s", err);
+        kc__errmsg_set(k->l, "%s", err);
         return rc;
     }
-    rc = kc__build_params(k->spec, args, n, p.vals, p.params);
+    rc = kc__build_params(k->l, k->spec, args, n, p.vals, p.params);
     if (rc != KC_OK)
         return rc;
     /* The device makes its context current itself when it must: a bind
      * here would cost a driver call on every launch. */
     rc = kc__launch_fn(l, e->fn, &p, stream);
     if (rc != KC_OK)
-        kc__errmsg_set("%s: launch: %s", kname(k), l->dev->errmsg);
+        kc__errmsg_set(k->l, "%s: launch: %s", kname(k), kc__device_errmsg(l->dev));
     return rc;
 }
 
@@ -83,7 +83,8 @@ static int shape_sig(const kc_kernel_t *k, const kc_arg_t *args, size_t n, uint8
     }
     rc = kc_shape_sig_encode(desc, n, sp->s.dims_policy, sig, SIG_CAP, sig_len);
     if (rc != KC_OK)
-        kc__errmsg_set("%s: the arguments do not describe a shape (rank over %d, a "
+        kc__errmsg_set(k->l,
+                       "%s: the arguments do not describe a shape (rank over %d, a "
                        "negative dim, or dims missing)",
                        kname(k), KC_MAX_RANK);
     return rc;
@@ -119,13 +120,13 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
     bump(&k->launches);
     if (n != sp->s.n_args) {
         bump(&k->memo_misses);
-        kc__errmsg_set("%s: %zu arguments given, the spec has %zu", kname(k), n,
+        kc__errmsg_set(k->l, "%s: %zu arguments given, the spec has %zu", kname(k), n,
                        sp->s.n_args);
         return KC_EINVAL;
     }
     if (!k->l->dev) {
         bump(&k->memo_misses);
-        kc__errmsg_set("%s: the launcher has no device (KC_DEVICE_NONE)", kname(k));
+        kc__errmsg_set(k->l, "%s: the launcher has no device (KC_DEVICE_NONE)", kname(k));
         return KC_ENODEVICE;
     }
     rc = shape_sig(k, args, n, sig, &sig_len);

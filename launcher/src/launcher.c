@@ -1,40 +1,32 @@
 /* Launcher creation and teardown: options, the store, the device, the
  * compile pool, statistics and error messages. The kernels and the launch flow
  * (kernel.c and the files it names) use this file, never the other way round. */
-#include "opts.h"
+#include "diag.h"
 #include "launcher_int.h"
+#include "opts.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char tls_errmsg[2048];
-static _Thread_local char tls_create_errmsg[1024];
-
-void kc__errmsg_set(const char *fmt, ...)
+void kc__errmsg_set(const kc_launcher_t *l, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(tls_errmsg, sizeof(tls_errmsg), fmt, ap);
+    kc__diag_vfail(l, 0, fmt, ap);
     va_end(ap);
-}
-
-void kc__errmsg_clear(void)
-{
-    tls_errmsg[0] = '\0';
 }
 
 const char *kc_launcher_errmsg(const kc_launcher_t *launcher)
 {
-    (void)launcher;
-    return tls_errmsg;
+    return kc__diag_get(launcher);
 }
 
 const char *kc_launcher_create_errmsg(void)
 {
-    return tls_create_errmsg;
+    return kc__diag_get(kc__diag_launcher_create);
 }
 
 void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
@@ -124,41 +116,41 @@ static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
     int rc;
 
     switch (opts->device) {
-    case KC_DEVICE_CUDA:
-        rc = kc__device_cuda_open(opts->ordinal, &l->dev, tls_create_errmsg,
-                                  sizeof(tls_create_errmsg));
+    case KC_DEVICE_CUDA: {
+        char why[KC__DIAG_SIZE] = "";
+        rc = kc__device_cuda_open(opts->ordinal, &l->dev, why, sizeof(why));
         if (rc != KC_OK)
-            return rc;
+            return kc__diag_fail(kc__diag_launcher_create, rc, "%s", why);
         break;
+    }
     case KC_DEVICE_SIM:
         if (!opts->sim) {
-            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                     "KC_DEVICE_SIM needs opts.sim");
+            kc__diag_fail(kc__diag_launcher_create, 0, "KC_DEVICE_SIM needs opts.sim");
             return KC_EINVAL;
         }
         rc = kc__device_sim_open(opts->sim, &l->dev);
         if (rc != KC_OK) {
-            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                     "cannot open the simulation device: %s", kc_strerror(rc));
+            kc__diag_fail(kc__diag_launcher_create, 0,
+                          "cannot open the simulation device: %s", kc_strerror(rc));
             return rc;
         }
         break;
     case KC_DEVICE_NONE:
         if (!opts->arch || !opts->arch[0]) {
-            snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                     "KC_DEVICE_NONE needs opts.arch (e.g. \"sm_90\")");
+            kc__diag_fail(kc__diag_launcher_create, 0,
+                          "KC_DEVICE_NONE needs opts.arch (e.g. \"sm_90\")");
             return KC_EINVAL;
         }
         return KC_OK;
     default:
-        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg), "unknown device kind %d",
-                 (int)opts->device);
+        kc__diag_fail(kc__diag_launcher_create, 0, "unknown device kind %d",
+                      (int)opts->device);
         return KC_EINVAL;
     }
     rc = l->dev->ops->info(l->dev, &l->info);
     if (rc != KC_OK) {
-        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                 "cannot query the device: %s", l->dev->errmsg);
+        kc__diag_fail(kc__diag_launcher_create, 0, "cannot query the device: %s",
+                      kc__device_errmsg(l->dev));
         return rc;
     }
     return KC_OK;
@@ -178,15 +170,15 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     kc_launcher_t *l = NULL;
     int rc;
 
-    tls_create_errmsg[0] = '\0';
+    kc__diag_release(kc__diag_launcher_create);
     if (!out)
         return KC_EINVAL;
     *out = NULL;
     if (kc__opts_read(&o, sizeof(o), opts) != KC_OK) {
-        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                 "kc_launcher_create: opts->size is %zu, this library's is %zu "
-                 "(use KC_LAUNCHER_OPTS_INIT)",
-                 opts->size, sizeof(o));
+        kc__diag_fail(kc__diag_launcher_create, 0,
+                      "kc_launcher_create: opts->size is %zu, this library's is %zu "
+                      "(use KC_LAUNCHER_OPTS_INIT)",
+                      opts->size, sizeof(o));
         return KC_EINVAL;
     }
     opts = &o;
@@ -223,8 +215,8 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
              opts->arch && opts->arch[0] ? opts->arch : l->info.arch);
     if (!l->arch[0]) {
         rc = KC_EINVAL;
-        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                 "the device reports no arch; set opts.arch");
+        kc__diag_fail(kc__diag_launcher_create, 0,
+                      "the device reports no arch; set opts.arch");
         goto fail;
     }
     if (!l->dev)
@@ -232,8 +224,8 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
 
     rc = kc__pool_create(opts->compile_threads, &l->pool);
     if (rc != KC_OK) {
-        snprintf(tls_create_errmsg, sizeof(tls_create_errmsg),
-                 "cannot start the compile threads: %s", kc_strerror(rc));
+        kc__diag_fail(kc__diag_launcher_create, 0, "cannot start the compile threads: %s",
+                      kc_strerror(rc));
         goto fail;
     }
     open_store(l, opts);

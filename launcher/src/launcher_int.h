@@ -51,9 +51,11 @@ struct kc_launcher {
     pthread_mutex_t tune_lock;
 };
 
-/* Record the detail of a failure for kc_launcher_errmsg in this thread. */
-void kc__errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void kc__errmsg_clear(void);
+/* Record the detail of a failure of a call on launcher l for
+ * kc_launcher_errmsg(l), in this thread: the common diagnostics
+ * (store/src/common/diag.h), owned by l. */
+void kc__errmsg_set(const kc_launcher_t *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

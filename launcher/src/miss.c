@@ -92,7 +92,7 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
     } else if (rc != KC_ENOTFOUND) {
         kc__log(k->l, KC_LOG_WARN,
                 "kcache: %s: stored build unusable (%s: %s); tuning again", kname(k),
-                kc_strerror(rc), rc == KC_ESTICKY ? k->l->dev->errmsg : "");
+                kc_strerror(rc), rc == KC_ESTICKY ? kc__device_errmsg(k->l->dev) : "");
     }
     kc_free(cubin);
     kc_free(brec);
@@ -127,7 +127,8 @@ static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
     }
     kc_free(rec);
     if (rc == KC_ESTICKY) {
-        kc__errmsg_set("%s: loading the stored winner: %s", kname(k), l->dev->errmsg);
+        kc__errmsg_set(k->l, "%s: loading the stored winner: %s", kname(k),
+                       kc__device_errmsg(l->dev));
         return rc;
     }
     if (rc != KC_OK)
@@ -137,7 +138,7 @@ static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
     kc_store_touch(st, KC_REC_TUNING, tkey);
     rc = kc__memoize(k, m, fn, module, cand, config);
     if (rc != KC_OK)
-        kc__errmsg_set("%s: out of memory in the memo", kname(k));
+        kc__errmsg_set(k->l, "%s: out of memory in the memo", kname(k));
     return rc;
 }
 
@@ -156,7 +157,7 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         return rc;
     rc = l->dev->ops->bind(l->dev);
     if (rc != KC_OK) {
-        kc__errmsg_set("%s: %s", kname(k), l->dev->errmsg);
+        kc__errmsg_set(k->l, "%s: %s", kname(k), kc__device_errmsg(l->dev));
         return rc;
     }
     for (size_t i = 0; i < k->n_cands; i++) {
@@ -177,22 +178,23 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
                      : KC_ECOMPILE;
             pthread_mutex_unlock(&l->tune_lock);
             if (rc == KC_ESTICKY) {
-                kc__errmsg_set("%s: loading candidate %zu: %s", kname(k), i,
-                               l->dev->errmsg);
+                kc__errmsg_set(k->l, "%s: loading candidate %zu: %s", kname(k), i,
+                               kc__device_errmsg(l->dev));
                 return rc;
             }
             if (rc != KC_OK)
                 continue;
             kc__keep_module(k, &c->build_key, &module, &fn, c->compile_us);
         }
-        rc = kc__build_params(sp, args, n, p.vals, p.params);
+        rc = kc__build_params(k->l, sp, args, n, p.vals, p.params);
         if (rc == KC_OK)
             rc = kc__launch_fn(l, fn, &p, stream);
         if (rc != KC_OK)
-            kc__errmsg_set("%s: untuned launch: %s", kname(k), l->dev->errmsg);
+            kc__errmsg_set(k->l, "%s: untuned launch: %s", kname(k),
+                           kc__device_errmsg(l->dev));
         return rc;
     }
-    kc__errmsg_set("%s: no candidate can run untuned: %s", kname(k), err);
+    kc__errmsg_set(k->l, "%s: no candidate can run untuned: %s", kname(k), err);
     return KC_ENOCANDIDATE;
 }
 
@@ -381,7 +383,7 @@ int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
     f = malloc(sizeof(*f) + m->len);
     if (!f) {
         pthread_mutex_unlock(&k->mu);
-        kc__errmsg_set("%s: out of memory", kname(k));
+        kc__errmsg_set(k->l, "%s: out of memory", kname(k));
         return KC_ENOMEM;
     }
     *f = (flight_t){.next = k->flights, .hash = m->hash, .len = m->len};

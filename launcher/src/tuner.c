@@ -18,8 +18,8 @@ static void say(char *buf, size_t cap, const char *what, kc__device_t *dev, int 
 {
     if (!cap)
         return;
-    if (dev && dev->errmsg[0])
-        snprintf(buf, cap, "%s: %s (%s)", what, dev->errmsg, kc_err_name(rc));
+    if (dev && kc__device_errmsg(dev)[0])
+        snprintf(buf, cap, "%s: %s (%s)", what, kc__device_errmsg(dev), kc_err_name(rc));
     else
         snprintf(buf, cap, "%s: %s", what, kc_strerror(rc));
 }
@@ -149,7 +149,7 @@ int kc__tune_time(kc__device_t *dev, const kc__tune_opts_t *opts, void *stream,
     unsigned reps = 0;
     int rc;
 
-    dev->errmsg[0] = '\0';
+    kc__device_clear_errmsg(dev);
     for (unsigned w = 0; w < opts->warmup; w++) {
         rc = ops->launch(dev, c->fn, c->grid, c->block, c->shared, stream, params);
         if (rc != KC_OK) {

@@ -168,9 +168,13 @@ KC_API int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **ou
  * compiles. Accepts NULL. */
 KC_API void kc_launcher_destroy(kc_launcher_t *launcher);
 
-/* Detail of the last failure on this launcher (the NVRTC log, the CUresult
- * name, the spec field and position). Thread-local; never NULL. */
+/* Detail of the last failure of a call on this launcher or one of its
+ * kernels in this thread (the NVRTC log, the CUresult name, the spec field
+ * and position), or "" when this thread's last kcache failure belongs to
+ * another object (messages are per thread and keyed by object, as for
+ * kc_store_errmsg). Never NULL; valid until this thread's next kcache call. */
 KC_API const char *kc_launcher_errmsg(const kc_launcher_t *launcher);
+/* Why the last kc_launcher_create in this thread failed, likewise. */
 KC_API const char *kc_launcher_create_errmsg(void);
 
 /* The store the launcher publishes to, or NULL. Borrowed. */

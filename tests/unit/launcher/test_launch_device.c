@@ -141,7 +141,7 @@ static void expect_rejected(fixture_t *f, const void *image, size_t len,
     void *mod = (void *)1;
     assert_int_equal(f->dev->ops->module_load(f->dev, image, len, &mod), KC_ECORRUPT);
     assert_null(mod);
-    assert_true(strlen(f->dev->errmsg) > 0);
+    assert_true(strlen(kc__device_errmsg(f->dev)) > 0);
     kc_sim_counters_t c;
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.modules_rejected, rejected_before + 1);
@@ -170,7 +170,7 @@ static void test_sim_refuses_an_elf_for_another_machine(void **state)
     bad[18] = 62;                                  /* EM_X86_64 */
     bad[19] = 0;
     expect_rejected(&f, bad, g_vadd.cubin_len, 0);
-    assert_non_null(strstr(f.dev->errmsg, "EM_CUDA"));
+    assert_non_null(strstr(kc__device_errmsg(f.dev), "EM_CUDA"));
     free(bad);
     close_sim(&f);
 }
@@ -220,7 +220,7 @@ test_sim_entry_absent_from_the_cubin_or_unregistered_is_not_found(void **state)
     assert_int_equal(kc_sim_register(f.sim, "vsub", vadd_cpu, NULL, &calls), KC_OK);
     assert_int_equal(f.dev->ops->get_function(f.dev, mod, "vsub", &fn), KC_ENOTFOUND);
     assert_null(fn);
-    assert_non_null(strstr(f.dev->errmsg, "vsub"));
+    assert_non_null(strstr(kc__device_errmsg(f.dev), "vsub"));
     /* A prefix of a real symbol is not that symbol. */
     assert_int_equal(f.dev->ops->get_function(f.dev, mod, "vad", &fn), KC_ENOTFOUND);
     f.dev->ops->module_unload(f.dev, mod);
@@ -230,7 +230,7 @@ test_sim_entry_absent_from_the_cubin_or_unregistered_is_not_found(void **state)
     assert_int_equal(g.dev->ops->module_load(g.dev, g_vadd.cubin, g_vadd.cubin_len, &mod),
                      KC_OK);
     assert_int_equal(g.dev->ops->get_function(g.dev, mod, "vadd", &fn), KC_ENOTFOUND);
-    assert_non_null(strstr(g.dev->errmsg, "registered"));
+    assert_non_null(strstr(kc__device_errmsg(g.dev), "registered"));
     g.dev->ops->module_unload(g.dev, mod);
     close_sim(&g);
     close_sim(&f);

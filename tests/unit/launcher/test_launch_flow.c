@@ -759,9 +759,32 @@ static void test_eight_threads_missing_at_once_tune_once(void **state)
     assert_int_equal(store_count(f, KC_REC_TUNING), 1);
 }
 
+/* The launcher's messages are owned by the launcher (the common
+ * diagnostics): a failed call on one launcher says why through
+ * kc_launcher_errmsg of that launcher, and only of that one. */
+static void test_a_failure_is_told_by_its_own_launcher_only(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    kc_launcher_t *other = NULL;
+    kc_kernel_t *k = NULL;
+    kc_kernel_spec_t bad = kcs_vadd_spec("vadd_bad", block_param1);
+
+    assert_int_equal(kc_launcher_create(&o, &other), KC_OK);
+    bad.grid[0] = "cdiv(n, NOPE)"; /* names no parameter or argument */
+    assert_int_not_equal(kc_kernel_get(f->l, &bad, &k), KC_OK);
+    assert_null(k);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "NOPE"));
+    assert_string_equal(kc_launcher_errmsg(other), "");
+    assert_string_equal(kc_launcher_errmsg(NULL), "");
+    kc_launcher_destroy(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_a_failure_is_told_by_its_own_launcher_only,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_first_launch_compiles_tunes_publishes_and_computes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_buffers_hold_one_launch_after_tuning,

@@ -47,7 +47,7 @@ static void *load_module(const void *image, size_t len)
     void *mod = NULL;
     int rc = g_dev->ops->module_load(g_dev, image, len, &mod);
     if (rc != KC_OK)
-        fprintf(stderr, "module_load: %s\n", g_dev->errmsg);
+        fprintf(stderr, "module_load: %s\n", kc__device_errmsg(g_dev));
     assert_int_equal(rc, KC_OK);
     return mod;
 }
@@ -148,7 +148,7 @@ static void test_gpu_runs_ptx_through_the_jit_linker(void **state)
     int rc = g_dev->ops->ptx_to_cubin(g_dev, out.cubin, out.cubin_len, g_info.arch,
                                       &cubin, &len, log, sizeof(log));
     if (rc != KC_OK)
-        fprintf(stderr, "ptx_to_cubin: %s\n", g_dev->errmsg);
+        fprintf(stderr, "ptx_to_cubin: %s\n", kc__device_errmsg(g_dev));
     assert_int_equal(rc, KC_OK);
     assert_true(len > 4);
     assert_memory_equal(cubin,
@@ -166,7 +166,7 @@ static void test_gpu_runs_ptx_through_the_jit_linker(void **state)
                                   log, sizeof(log));
     assert_int_equal(rc, KC_ECOMPILE);
     assert_null(cubin);
-    printf("# bad PTX: %s\n", g_dev->errmsg);
+    printf("# bad PTX: %s\n", kc__device_errmsg(g_dev));
     kc__compile_out_free(&out);
 }
 
@@ -217,7 +217,7 @@ static void test_gpu_too_large_block_or_shared_memory_is_toobig(void **state)
 
     assert_int_equal(g_dev->ops->launch(g_dev, fn, grid, big, 4096, NULL, params),
                      KC_ETOOBIG);
-    printf("# block 2048: %s\n", g_dev->errmsg);
+    printf("# block 2048: %s\n", kc__device_errmsg(g_dev));
     /* 100 KiB needs the opt-in; without it the launch is refused. */
     unsigned smem = 100 * 1024;
     assert_int_equal(g_dev->ops->launch(g_dev, fn, grid, ok, smem, NULL, params),
@@ -243,7 +243,7 @@ static void test_gpu_refuses_an_image_that_is_not_a_cubin(void **state)
                                   "ELF this is not a cubin";
     void *mod = (void *)1;
     int rc = g_dev->ops->module_load(g_dev, junk, sizeof(junk), &mod);
-    printf("# junk image: %s\n", g_dev->errmsg);
+    printf("# junk image: %s\n", kc__device_errmsg(g_dev));
     assert_int_equal(rc, KC_EARCH);
     assert_null(mod);
 }
@@ -312,7 +312,7 @@ static void test_gpu_illegal_address_is_sticky(void **state)
     int rc = g_dev->ops->launch(g_dev, fn, one, one, 0, NULL, params);
     if (rc == KC_OK)
         rc = g_dev->ops->stream_sync(g_dev, NULL);
-    printf("# wild write: %s\n", g_dev->errmsg);
+    printf("# wild write: %s\n", kc__device_errmsg(g_dev));
     assert_int_equal(rc, KC_ESTICKY);
     uint64_t p;
     assert_int_equal(g_dev->ops->mem_alloc(g_dev, 64, &p), KC_ESTICKY);
