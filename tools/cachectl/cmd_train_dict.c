@@ -10,7 +10,7 @@
 
 #include "cachectl.h"
 
-const char ctl_help_train_dict[] =
+static const char help[] =
     "Options:\n"
     "  --size BYTES   dictionary size, e.g. 65536, 64K, 1M (default 110K)\n"
     "  --dry-run      train and measure, but write nothing\n"
@@ -39,8 +39,10 @@ static size_t parse_size(const char *s)
     return *end ? 0 : (size_t)v;
 }
 
-int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     static const struct option longopts[] = {
         CTL_COMMON_LONGOPTS,
         {"size", required_argument, NULL, 'S'},
@@ -118,3 +120,11 @@ int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **ar
                             d, sizeof d));
     return CTL_EXIT_OK;
 }
+
+const kc_cmd_t kc_cmd_train_dict = {
+    .name = "train-dict",
+    .summary = "train a zstd dictionary on the blobs and recompress them",
+    .usage = "train-dict [--size BYTES] [--dry-run]",
+    .help = help,
+    .run = run,
+};
