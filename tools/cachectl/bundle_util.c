@@ -1,7 +1,6 @@
 /* What export and import share: bundle summaries and key files. */
 #include "bundle_util.h"
 
-
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -32,7 +31,7 @@ const char *ctl_plural(uint64_t n, const char *one, const char *many)
 
 /* Load a key file for option opt, saying clearly why it cannot be used. */
 int ctl_load_key(const char *cmd, const char *opt, const char *path, int need_secret,
-                    kc_bundle_key_t *key)
+                 kc_bundle_key_t *key)
 {
     int rc = kc_bundle_key_load(path, key);
 

@@ -34,7 +34,8 @@ static const char help[] =
     "dictionary. Usage stamps and leases are never exported. The summary goes\n"
     "to standard error when the bundle goes to standard output.\n";
 
-/* Unix seconds, YYYY-MM-DD (UTC midnight), or an age N{s,m,h,d,w} before now. */
+/* Unix seconds (digits only), YYYY-MM-DD (UTC midnight), or an age before
+ * now as kc_duration_parse reads it ("2h", "3d", "1.5w"). */
 static int parse_since(const char *s, uint64_t *out)
 {
     char *end;
@@ -55,42 +56,18 @@ static int parse_since(const char *s, uint64_t *out)
         *out = (uint64_t)t;
         return 0;
     }
-    if (!isdigit((unsigned char)s[0]))
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    if (*end == '\0') {
+    if (*s && s[strspn(s, "0123456789")] == '\0') {
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+            return -1;
         *out = v;
         return 0;
     }
-    if (end[1] != '\0')
+    uint64_t age, now = (uint64_t)time(NULL);
+    if (kc_duration_parse(s, &age) != KC_OK || age > now)
         return -1;
-    uint64_t unit;
-    switch (*end) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    case 'w':
-        unit = 7 * 86400;
-        break;
-    default:
-        return -1;
-    }
-    uint64_t now = (uint64_t)time(NULL);
-    if (v > now / unit)
-        return -1;
-    *out = now - v * unit;
+    *out = now - age;
     return 0;
 }
 

@@ -8,11 +8,13 @@
 
 static const char help[] =
     "      --max-size SIZE        evict least recently used records until the store\n"
-    "                             holds at most SIZE: bytes, or a number with K, M,\n"
-    "                             G or T (powers of 1024), e.g. 500M, 2G, 1024K\n"
+    "                             holds at most SIZE: a number of GiB, or a number\n"
+    "                             with K, M, G, T (powers of 1000), Ki, Mi, Gi, Ti\n"
+    "                             (powers of 1024) or B, e.g. 500M, 1.5GiB, 4096B;\n"
+    "                             0: no limit\n"
     "      --older-than DURATION  evict records last used longer ago than DURATION:\n"
     "                             seconds, or a number with s, m, h, d or w, e.g.\n"
-    "                             30d, 12h, 45m, 3600s\n"
+    "                             30d, 12h, 1.5h, 3600s\n"
     "      --dry-run              list what would be evicted and change nothing\n\n"
     "The size is the sum of the stored (compressed) bytes of blob, build and\n"
     "tuning records. A build counts as used when a tuning that picked it was,\n"
@@ -123,10 +125,11 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case OPT_MAX_SIZE:
-            if (kc_size_parse(optarg, &go.max_bytes) != KC_OK || go.max_bytes == 0)
+            if (kc_size_parse(optarg, &go.max_bytes) != KC_OK)
                 return ctl_usage_err(self->name,
-                                     "invalid size '%s': give bytes or a number with K, "
-                                     "M, G or T, e.g. 500M",
+                                     "invalid size '%s': give a number of GiB, or a "
+                                     "number with K, M, G, T, Ki, Mi, Gi, Ti or B, "
+                                     "e.g. 500M, 1.5GiB",
                                      optarg);
             break;
         case OPT_OLDER_THAN:

@@ -19,8 +19,8 @@ static const char help[] =
     "                       the same key: 'existing' keeps it (default), 'incoming'\n"
     "                       replaces it, 'faster' keeps the one whose winner has\n"
     "                       the lower median time\n"
-    "      --max-size SIZE  refuse bundles larger than SIZE (default 4G; suffixes\n"
-    "                       K, M, G, T)\n"
+    "      --max-size SIZE  refuse bundles larger than SIZE (default 4Gi; 0: no\n"
+    "                       limit; e.g. 500M, 1.5Gi, a bare number is GiB)\n"
     "      --trust PUBFILE  accept only a bundle signed by the key in PUBFILE\n"
     "                       (NAME.pub, from cachectl keygen); default: the file\n"
     "                       named by KCACHE_TRUST, if set\n\n"
@@ -30,46 +30,6 @@ static const char help[] =
     "transaction. Records already present are skipped, so importing twice\n"
     "changes nothing. A signed bundle's signature is always verified; with a\n"
     "trusted key, an unsigned bundle or one signed by another key is refused.\n";
-
-
-/* A byte count with an optional K/M/G/T suffix (powers of 1024, optional
- * trailing 'B' or 'iB'). */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-
-    if (!isdigit((unsigned char)s[0]))
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    switch (toupper((unsigned char)*end)) {
-    case 'K':
-        shift = 10;
-        break;
-    case 'M':
-        shift = 20;
-        break;
-    case 'G':
-        shift = 30;
-        break;
-    case 'T':
-        shift = 40;
-        break;
-    }
-    if (shift)
-        end++;
-    if (strcmp(end, "") != 0 && strcmp(end, "B") != 0 &&
-        !(shift && (strcmp(end, "iB") == 0)))
-        return -1;
-    if (v == 0 || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
 
 /* Import is how a store is seeded (an image build step), so unlike the
  * other writing commands it creates a missing store. */
@@ -132,8 +92,10 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             break;
         }
         case 'M':
-            if (parse_size(optarg, &io.max_bytes) != 0)
+            if (kc_size_parse(optarg, &io.max_bytes) != KC_OK)
                 return ctl_usage_err(self->name, "--max-size '%s' is not a size", optarg);
+            if (io.max_bytes == 0) /* 0: no limit */
+                io.max_bytes = UINT64_MAX;
             break;
         case 't':
             trust_path = optarg;

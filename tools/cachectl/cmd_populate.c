@@ -373,7 +373,8 @@ out:
 
 const kc_cmd_t kc_cmd_populate = {
     .name = "populate",
-    .summary = "compile every config of a manifest's kernels for each arch, without a GPU",
+    .summary =
+        "compile every config of a manifest's kernels for each arch, without a GPU",
     .usage = "populate --manifest FILE --arch A[,A...] [-j N]",
     .help = help,
     .run = run,

@@ -8,7 +8,6 @@
 
 #include "kcache/blob.h"
 
-
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;

@@ -14,7 +14,6 @@ static const char help[] =
     "preimage, a blob's decompressed bytes against its key, and that every\n"
     "build's blob is present and sound.\n";
 
-
 typedef struct problem {
     kc_rec_kind_t kind;
     kc_key_t key;

@@ -10,21 +10,10 @@
 #include <string.h>
 
 static const kc_cmd_t *const commands[] = {
-    &kc_cmd_stats,
-    &kc_cmd_ls,
-    &kc_cmd_show,
-    &kc_cmd_get,
-    &kc_cmd_rm,
-    &kc_cmd_verify,
-    &kc_cmd_export,
-    &kc_cmd_import,
-    &kc_cmd_keygen,
-    &kc_cmd_gc,
-    &kc_cmd_compact,
-    &kc_cmd_populate,
-    &kc_cmd_why,
-    &kc_cmd_train_dict,
-    &kc_cmd_version,
+    &kc_cmd_stats,  &kc_cmd_ls,         &kc_cmd_show,    &kc_cmd_get,
+    &kc_cmd_rm,     &kc_cmd_verify,     &kc_cmd_export,  &kc_cmd_import,
+    &kc_cmd_keygen, &kc_cmd_gc,         &kc_cmd_compact, &kc_cmd_populate,
+    &kc_cmd_why,    &kc_cmd_train_dict, &kc_cmd_version,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -122,7 +111,8 @@ int main(int argc, char **argv)
             return CTL_EXIT_OK;
         }
         if (optind + 2 < argc)
-            return ctl_usage_err(NULL, "help takes one command, not '%s'", argv[optind + 2]);
+            return ctl_usage_err(NULL, "help takes one command, not '%s'",
+                                 argv[optind + 2]);
         if (!(cmd = find_command(argv[optind + 1])))
             return ctl_usage_err(NULL, "unknown command '%s'", argv[optind + 1]);
         ctl_cmd_help(cmd);
