@@ -1,13 +1,8 @@
 /* What export and import share: bundle summaries and key files. */
 #include "bundle_util.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kcache/bundle.h"

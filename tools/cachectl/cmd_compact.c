@@ -1,7 +1,5 @@
 /* cachectl compact: return the store file's free pages to the filesystem. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cachectl.h"
 

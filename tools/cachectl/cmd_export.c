@@ -34,6 +34,17 @@ static const char help[] =
     "dictionary. Usage stamps and leases are never exported. The summary goes\n"
     "to standard error when the bundle goes to standard output.\n";
 
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"output", required_argument, NULL, 'o'},
+    {"arch", required_argument, NULL, 'a'},
+    {"name", required_argument, NULL, 'n'},
+    {"since", required_argument, NULL, 'S'},
+    {"tuned-only", no_argument, NULL, 'T'},
+    {"sign", required_argument, NULL, 'K'},
+    {0},
+};
+
 /* Unix seconds (digits only), YYYY-MM-DD (UTC midnight), or an age before
  * now as kc_duration_parse reads it ("2h", "3d", "1.5w"). */
 static int parse_since(const char *s, uint64_t *out)
@@ -82,16 +93,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"output", required_argument, NULL, 'o'},
-        {"arch", required_argument, NULL, 'a'},
-        {"name", required_argument, NULL, 'n'},
-        {"since", required_argument, NULL, 'S'},
-        {"tuned-only", no_argument, NULL, 'T'},
-        {"sign", required_argument, NULL, 'K'},
-        {0},
-    };
     kc_bundle_filter_t filter = {0};
     kc_bundle_key_t key = {0};
     const char *sign = NULL;

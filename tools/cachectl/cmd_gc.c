@@ -1,8 +1,6 @@
 /* cachectl gc: evict least recently used records and sweep unreferenced
  * blobs. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cachectl.h"
 
@@ -22,6 +20,15 @@ static const char help[] =
     "references it. With neither limit, gc only sweeps unreferenced blobs.\n"
     "Freed pages are reused by later writes; 'cachectl compact' returns them\n"
     "to the filesystem.\n";
+
+enum { OPT_MAX_SIZE = 1000, OPT_OLDER_THAN, OPT_DRY_RUN };
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"max-size", required_argument, NULL, OPT_MAX_SIZE},
+    {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {0},
+};
 
 static json_t *item_json(const kc_gc_item_t *it)
 {
@@ -109,14 +116,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    enum { OPT_MAX_SIZE = 1000, OPT_OLDER_THAN, OPT_DRY_RUN };
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"max-size", required_argument, NULL, OPT_MAX_SIZE},
-        {"older-than", required_argument, NULL, OPT_OLDER_THAN},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {0},
-    };
     kc_gc_opts_t go = KC_GC_OPTS_INIT;
     kc_gc_report_t r;
     kc_store_t *st;

@@ -2,15 +2,19 @@
 #include "cachectl.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char help[] =
     "  -o, --output FILE   where to write the cubin ('-' for standard output)\n\n"
     "A build gives its blob's cubin; a tuning gives its winning build's.\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"output", required_argument, NULL, 'o'},
+    {0},
+};
 
 static int write_all(FILE *f, const void *p, size_t n)
 {
@@ -21,11 +25,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"output", required_argument, NULL, 'o'},
-        {0},
-    };
     const char *out = NULL;
     kc_store_t *st = NULL;
     kc_rec_kind_t kind;

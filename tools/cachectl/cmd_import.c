@@ -2,13 +2,11 @@
  * transaction. */
 #include "cachectl.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kcache/bundle.h"
@@ -30,6 +28,14 @@ static const char help[] =
     "transaction. Records already present are skipped, so importing twice\n"
     "changes nothing. A signed bundle's signature is always verified; with a\n"
     "trusted key, an unsigned bundle or one signed by another key is refused.\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"prefer", required_argument, NULL, 'p'},
+    {"max-size", required_argument, NULL, 'M'},
+    {"trust", required_argument, NULL, 't'},
+    {0},
+};
 
 /* Import is how a store is seeded (an image build step), so unlike the
  * other writing commands it creates a missing store. */
@@ -62,13 +68,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"prefer", required_argument, NULL, 'p'},
-        {"max-size", required_argument, NULL, 'M'},
-        {"trust", required_argument, NULL, 't'},
-        {0},
-    };
     kc_bundle_import_opts_t io = KC_BUNDLE_IMPORT_OPTS_INIT;
     kc_bundle_key_t trust = {0};
     const char *trust_path = NULL, *trust_from = "--trust";

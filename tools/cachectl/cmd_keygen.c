@@ -1,13 +1,9 @@
 /* cachectl keygen: an Ed25519 key pair to sign bundles with. */
 #include "cachectl.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kcache/bundle.h"
@@ -20,15 +16,16 @@ static const char help[] =
     "accepted. Existing files are never overwritten. Keep NAME.key secret:\n"
     "whoever holds it can sign bundles that every trusting store accepts.\n";
 
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"output", required_argument, NULL, 'o'},
+    {0},
+};
+
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"output", required_argument, NULL, 'o'},
-        {0},
-    };
     kc_bundle_key_t key;
     const char *base = NULL;
     char id[KC_BUNDLE_KEY_ID_LEN + 1];

@@ -14,6 +14,14 @@ static const char help[] =
     "                through the builds that use it)\n"
     "  --name GLOB   only records whose kernel entry matches GLOB, e.g. 'gemm_*'\n";
 
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"kind", required_argument, NULL, 'k'},
+    {"arch", required_argument, NULL, 'a'},
+    {"name", required_argument, NULL, 'n'},
+    {0},
+};
+
 /* ---- ls ---------------------------------------------------------------- */
 
 /* What a build says about its blob: a blob has no arch or name of its own,
@@ -282,13 +290,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"kind", required_argument, NULL, 'k'},
-        {"arch", required_argument, NULL, 'a'},
-        {"name", required_argument, NULL, 'n'},
-        {0},
-    };
     static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
     static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
                                               "NAME",  ">SIZE", "DETAILS"};

@@ -1,18 +1,15 @@
 /* cachectl rm: delete records and their usage stamps. */
 #include "cachectl.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "kcache/blob.h"
+static const struct option longopts[] = {CTL_COMMON_LONGOPTS, {0}};
 
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {CTL_COMMON_LONGOPTS, {0}};
     kc_store_t *st = NULL;
     target_t *t = NULL;
     size_t n = 0;

@@ -2,11 +2,8 @@
  * Opens the store read-only, or every layer of KCACHE_PATH. */
 #include "cachectl.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 static const char help[] =
@@ -15,6 +12,12 @@ static const char help[] =
     "a tuning whose build was unusable); corrupt records found; bytes stored;\n"
     "publishes, compiles, tunes, evictions; and the compile and tuning time that\n"
     "store hits saved (in seconds; microseconds in --json).\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"zero", no_argument, NULL, 'z'},
+    {0},
+};
 
 /* Counters kept in microseconds, shown in seconds. */
 static int is_us_counter(int c)
@@ -106,11 +109,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"zero", no_argument, NULL, 'z'},
-        {0},
-    };
     json_t *doc = NULL;
     int ch, rc, zero = 0;
 

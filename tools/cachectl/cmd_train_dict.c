@@ -1,12 +1,7 @@
 /* cachectl train-dict: train a zstd dictionary on the stored cubins, keep
  * it in the store, recompress the blobs it shrinks, and show the ratio
  * (raw bytes / stored bytes) before and after. */
-#include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cachectl.h"
 
@@ -19,16 +14,17 @@ static const char help[] =
     "Needs at least 10 blobs. Blobs the dictionary would not make smaller are\n"
     "left as they are; older dictionaries stay for the blobs that use them.\n";
 
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"size", required_argument, NULL, 'S'},
+    {"dry-run", no_argument, NULL, 'n'},
+    {0},
+};
+
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"size", required_argument, NULL, 'S'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {0},
-    };
     uint64_t size = 0;
     int dry_run = 0, ch, rc;
     kc_store_t *st;

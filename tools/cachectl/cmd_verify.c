@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kcache/blob.h"
 
@@ -13,6 +12,12 @@ static const char help[] =
     "Checks: header and checksum, the key derived from a build's or tuning's\n"
     "preimage, a blob's decompressed bytes against its key, and that every\n"
     "build's blob is present and sound.\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"repair", no_argument, NULL, 'r'},
+    {0},
+};
 
 typedef struct problem {
     kc_rec_kind_t kind;
@@ -181,11 +186,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"repair", no_argument, NULL, 'r'},
-        {0},
-    };
     verify_ctx_t v = {0};
     kc_store_t *st;
     size_t n_removed = 0;

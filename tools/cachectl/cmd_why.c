@@ -29,6 +29,13 @@ static const char help[] =
     "toolchain (builds), space digest, shape signature and device class\n"
     "(tunings), arch.\n";
 
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"arch", required_argument, NULL, 'a'},
+    {"limit", required_argument, NULL, 'l'},
+    {0},
+};
+
 /* One stored build or tuning, decoded. */
 typedef struct item {
     kc_rec_kind_t kind;
@@ -529,12 +536,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"arch", required_argument, NULL, 'a'},
-        {"limit", required_argument, NULL, 'l'},
-        {0},
-    };
     const char *arch = NULL, *arg;
     long limit = 5;
     kc_store_t *st;
