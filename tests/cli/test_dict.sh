@@ -45,6 +45,12 @@ check "training on fewer than 10 blobs is a clear error" \
 n=$(cubins "$WORK/dump" | wc -l)
 check "the store holds at least 20 distinct cubins ($n)" [ "$n" -ge 20 ]
 
+cc -s "$S" train-dict --dry-run --size 1G
+check "train-dict --size 1G is read as a size (the store then refuses 1 GB as too large)" \
+    eval 'failure_with_message && err_has "out of range" && ! err_has "not a size"'
+cc -s "$S" train-dict --dry-run --size 0.0625Mi
+check "train-dict --size takes the size grammar (0.0625Mi = 64 KiB)" \
+    eval 'status_is 0 && out_has "dry run: not stored"'
 before=$(stored_bytes)
 cc -s "$S" train-dict --dry-run --size 32K
 check "--dry-run shows the projected ratio" \

@@ -23,6 +23,17 @@ for bad in 1x 12Q -5 M ""; do
     cc -s "$S" gc --max-size "$bad"
     check "gc --max-size '$bad' is a usage error" eval 'usage_error && err_has "invalid size"'
 done
+cc help gc
+cp "$OUT" "$WORK/help_gc"
+check "'help gc' prints the gc help on stdout" \
+    eval 'status_is 0 && err_empty && out_has "^Usage: cachectl .* gc " && out_has "--max-size" && out_has "--older-than"'
+cc gc --help
+check "'gc --help' prints the same help as 'help gc'" \
+    eval 'status_is 0 && err_empty && cmp -s "$OUT" "$WORK/help_gc"'
+cc help nosuch
+check "'help nosuch' is a usage error" eval 'usage_error && err_has "unknown command"'
+cc help
+check "'help' alone lists the commands" eval 'status_is 0 && out_has "^Commands:" && out_has "train-dict"'
 cc -s "$S" gc --older-than 3y
 check "gc --older-than 3y is a usage error" eval 'usage_error && err_has "invalid duration"'
 cc -s "$S" compact extra
@@ -44,19 +55,27 @@ size=$(jget 'd["size_before"]')
 check "gc --dry-run without a limit evicts nothing from a fresh store" \
     json_ok 'd["dry_run"] and d["evicted"] == [] and d["size_before"] > 10000'
 
+for good in 1.5GiB 1G 5 0 500M 1Ti; do
+    cc -s "$S" --json gc --dry-run --max-size "$good"
+    check "gc --max-size $good --dry-run is a size (a limit above the store: nothing to evict)" \
+        json_ok 'd["dry_run"] and d["evicted"] == []'
+done
+cc -s "$S" --json gc --dry-run --older-than 1.5h
+check "gc --older-than 1.5h --dry-run is a duration (nothing that old)" \
+    json_ok 'd["dry_run"] and d["evicted"] == []'
 half=$((size / 2))
-cc -s "$S" gc --dry-run --max-size "$half"
+cc -s "$S" gc --dry-run --max-size "${half}B"
 check "gc --dry-run --max-size lists what would go and the totals" \
     eval 'status_is 0 && out_has "^(tuning|build|blob) +[0-9a-f]{32}" && out_has "would evict" && out_has "size "'
 records >"$WORK/after_dry"
 check "gc --dry-run changes nothing" cmp -s "$WORK/before" "$WORK/after_dry"
 
-cc -s "$S" --json gc --dry-run --max-size "$half"
+cc -s "$S" --json gc --dry-run --max-size "${half}B"
 planned=$(jget '" ".join(e["key"] for e in d["evicted"])')
 check "gc --dry-run --json plans to get under the limit" \
     json_ok "d['dry_run'] and d['size_after'] <= $half and len(d['evicted']) > 0"
 
-cc -s "$S" --json gc --max-size "$half"
+cc -s "$S" --json gc --max-size "${half}B"
 evicted=$(jget '" ".join(e["key"] for e in d["evicted"])')
 check "gc --max-size gets the store under the limit (JSON parses)" \
     json_ok "not d['dry_run'] and d['size_after'] <= $half and d['bytes_freed'] == d['size_before'] - d['size_after']"
@@ -95,8 +114,8 @@ check "compact keeps every record" cmp -s "$WORK/after_gc" "$WORK/after_compact"
 cc -s "$S" verify
 check "the compacted store verifies" eval 'status_is 0 && out_has "0 problems"'
 
-cc -s "$S" --json gc --max-size 1
-check "gc --max-size 1 empties the store" \
+cc -s "$S" --json gc --max-size 1B
+check "gc --max-size 1B empties the store" \
     json_ok 'd["size_after"] == 0 and d["counts"]["blobs"] > 0'
 cc -s "$S" --json compact
 check "compact of the emptied store shrinks data.mdb" \

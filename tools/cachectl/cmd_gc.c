@@ -1,18 +1,18 @@
-/* cachectl gc and compact: evict least recently used records, sweep
- * unreferenced blobs, and return the file's free pages to the filesystem. */
+/* cachectl gc: evict least recently used records and sweep unreferenced
+ * blobs. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cachectl.h"
 
-const char ctl_help_gc[] =
+static const char help[] =
     "      --max-size SIZE        evict least recently used records until the store\n"
-    "                             holds at most SIZE: bytes, or a number with K, M,\n"
-    "                             G or T (powers of 1024), e.g. 500M, 2G, 1024K\n"
+    "                             holds at most SIZE: a number of GiB, or a number\n"
+    "                             with K, M, G, T (powers of 1000), Ki, Mi, Gi, Ti\n"
+    "                             (powers of 1024) or B, e.g. 500M, 1.5GiB, 4096B;\n"
+    "                             0: no limit\n"
     "      --older-than DURATION  evict records last used longer ago than DURATION:\n"
     "                             seconds, or a number with s, m, h, d or w, e.g.\n"
-    "                             30d, 12h, 45m, 3600s\n"
+    "                             30d, 12h, 1.5h, 3600s\n"
     "      --dry-run              list what would be evicted and change nothing\n\n"
     "The size is the sum of the stored (compressed) bytes of blob, build and\n"
     "tuning records. A build counts as used when a tuning that picked it was,\n"
@@ -21,9 +21,14 @@ const char ctl_help_gc[] =
     "Freed pages are reused by later writes; 'cachectl compact' returns them\n"
     "to the filesystem.\n";
 
-const char ctl_help_compact[] =
-    "Copies the store's live pages into a new data.mdb and renames it over the\n"
-    "old one. Refused (exit 1) while another process has the store open.\n";
+enum { OPT_MAX_SIZE = 1000, OPT_OLDER_THAN, OPT_DRY_RUN };
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"max-size", required_argument, NULL, OPT_MAX_SIZE},
+    {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {0},
+};
 
 static json_t *item_json(const kc_gc_item_t *it)
 {
@@ -107,16 +112,10 @@ static void gc_print_human(const kc_gc_opts_t *go, const kc_gc_report_t *r)
                (unsigned long long)r->usage_swept, (unsigned long long)r->leases_swept);
 }
 
-int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
-    enum { OPT_MAX_SIZE = 1000, OPT_OLDER_THAN, OPT_DRY_RUN };
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"max-size", required_argument, NULL, OPT_MAX_SIZE},
-        {"older-than", required_argument, NULL, OPT_OLDER_THAN},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {0},
-    };
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     kc_gc_opts_t go = KC_GC_OPTS_INIT;
     kc_gc_report_t r;
     kc_store_t *st;
@@ -125,10 +124,11 @@ int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
     while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case OPT_MAX_SIZE:
-            if (kc_size_parse(optarg, &go.max_bytes) != KC_OK || go.max_bytes == 0)
+            if (kc_size_parse(optarg, &go.max_bytes) != KC_OK)
                 return ctl_usage_err(self->name,
-                                     "invalid size '%s': give bytes or a number with K, "
-                                     "M, G or T, e.g. 500M",
+                                     "invalid size '%s': give a number of GiB, or a "
+                                     "number with K, M, G, T, Ki, Mi, Gi, Ti or B, "
+                                     "e.g. 500M, 1.5GiB",
                                      optarg);
             break;
         case OPT_OLDER_THAN:
@@ -166,34 +166,10 @@ int ctl_cmd_gc(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
     return rc;
 }
 
-int ctl_cmd_compact(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
-{
-    kc_store_t *st;
-    uint64_t before = 0, after = 0;
-    char a[32], b[32], d[32];
-    int rc = ctl_parse_plain(o, self, argc, argv);
-
-    if (rc >= 0)
-        return rc;
-    if (optind < argc)
-        return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
-    if (!(st = ctl_store_open(o, 1)))
-        return CTL_EXIT_FAIL;
-    rc = kc_store_compact(st, &before, &after);
-    if (rc != KC_OK) {
-        ctl_err("compact: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
-        kc_store_close(st);
-        return CTL_EXIT_FAIL;
-    }
-    kc_store_close(st);
-    if (o->json) {
-        json_t *doc = json_object();
-        json_object_set_new(doc, "file_before", ctl_json_u64(before));
-        json_object_set_new(doc, "file_after", ctl_json_u64(after));
-        return ctl_json_print(doc);
-    }
-    printf("data.mdb %s -> %s (%s reclaimed)\n", ctl_fmt_size(before, a, sizeof(a)),
-           ctl_fmt_size(after, b, sizeof(b)),
-           ctl_fmt_size(before > after ? before - after : 0, d, sizeof(d)));
-    return CTL_EXIT_OK;
-}
+const kc_cmd_t kc_cmd_gc = {
+    .name = "gc",
+    .summary = "evict least recently used records and sweep unreferenced blobs",
+    .usage = "gc [--max-size SIZE] [--older-than DURATION] [--dry-run]",
+    .help = help,
+    .run = run,
+};

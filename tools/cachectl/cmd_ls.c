@@ -7,6 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char help[] =
+    "  --kind KIND   blob, build, tuning, usage, lease or all\n"
+    "                (default: blob, build and tuning)\n"
+    "  --arch ARCH   only records for this target, e.g. sm_90 (a blob matches\n"
+    "                through the builds that use it)\n"
+    "  --name GLOB   only records whose kernel entry matches GLOB, e.g. 'gemm_*'\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"kind", required_argument, NULL, 'k'},
+    {"arch", required_argument, NULL, 'a'},
+    {"name", required_argument, NULL, 'n'},
+    {0},
+};
+
 /* ---- ls ---------------------------------------------------------------- */
 
 /* What a build says about its blob: a blob has no arch or name of its own,
@@ -271,15 +286,10 @@ done:
     return 0;
 }
 
-int ctl_cmd_ls(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"kind", required_argument, NULL, 'k'},
-        {"arch", required_argument, NULL, 'a'},
-        {"name", required_argument, NULL, 'n'},
-        {0},
-    };
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
     static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
                                               "NAME",  ">SIZE", "DETAILS"};
@@ -384,3 +394,11 @@ fail:
     kc_layers_close(layers);
     return CTL_EXIT_FAIL;
 }
+
+const kc_cmd_t kc_cmd_ls = {
+    .name = "ls",
+    .summary = "list records",
+    .usage = "ls [--kind KIND] [--arch ARCH] [--name GLOB]",
+    .help = help,
+    .run = run,
+};

@@ -25,7 +25,7 @@
 #include "kcache/launch.h"
 #endif
 
-const char ctl_help_populate[] =
+static const char help[] =
     "Options:\n"
     "  -m, --manifest FILE  a JSON spec file (docs/SPEC.md) listing the kernels\n"
     "  -a, --arch A[,A...]  target archs, e.g. sm_80,sm_90 (sm_NN, optionally\n"
@@ -60,8 +60,10 @@ static int arch_ok(const char *a)
 
 #ifndef KC_HAVE_LAUNCH
 
-int ctl_cmd_populate(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     (void)o;
     (void)argc;
     (void)argv;
@@ -250,8 +252,10 @@ out:
     return status;
 }
 
-int ctl_cmd_populate(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     static const struct option longopts[] = {{"manifest", required_argument, NULL, 'm'},
                                              {"arch", required_argument, NULL, 'a'},
                                              {"jobs", required_argument, NULL, 'j'},
@@ -366,3 +370,12 @@ out:
 }
 
 #endif
+
+const kc_cmd_t kc_cmd_populate = {
+    .name = "populate",
+    .summary =
+        "compile every config of a manifest's kernels for each arch, without a GPU",
+    .usage = "populate --manifest FILE --arch A[,A...] [-j N]",
+    .help = help,
+    .run = run,
+};

@@ -314,8 +314,10 @@ static void show_other(const kc_record_t *rec, json_t *j)
     }
 }
 
-int ctl_cmd_show(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     kc_store_t *st;
     kc_rec_kind_t kind;
     kc_key_t key;
@@ -397,3 +399,11 @@ out:
     kc_layers_close(layers);
     return rc;
 }
+
+const kc_cmd_t kc_cmd_show = {
+    .name = "show",
+    .summary = "every field of one record, decoded",
+    .usage = "show KEY",
+    .help = NULL,
+    .run = run,
+};

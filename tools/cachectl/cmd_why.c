@@ -17,7 +17,7 @@
 #include "kcache/shape.h"
 #include "kcache/why.h"
 
-const char ctl_help_why[] =
+static const char help[] =
     "NAME is a kernel entry name or a glob ('soft*'); KEY is a hex prefix of a\n"
     "build or tuning key (at least 8 digits).\n"
     "\n"
@@ -28,6 +28,13 @@ const char ctl_help_why[] =
     "Compared fields: source kind, source digest, entry, options, params and\n"
     "toolchain (builds), space digest, shape signature and device class\n"
     "(tunings), arch.\n";
+
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"arch", required_argument, NULL, 'a'},
+    {"limit", required_argument, NULL, 'l'},
+    {0},
+};
 
 /* One stored build or tuning, decoded. */
 typedef struct item {
@@ -525,14 +532,10 @@ out:
     return status;
 }
 
-int ctl_cmd_why(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"arch", required_argument, NULL, 'a'},
-        {"limit", required_argument, NULL, 'l'},
-        {0},
-    };
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
     const char *arch = NULL, *arg;
     long limit = 5;
     kc_store_t *st;
@@ -583,3 +586,11 @@ int ctl_cmd_why(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
     kc_store_close(st);
     return rc;
 }
+
+const kc_cmd_t kc_cmd_why = {
+    .name = "why",
+    .summary = "explain a miss: the nearest stored records and what differs",
+    .usage = "why NAME|KEY [--arch A] [--limit N]",
+    .help = help,
+    .run = run,
+};

@@ -500,3 +500,19 @@ json_t *ctl_json_str(const char *s)
 {
     return s ? json_string(s) : json_null();
 }
+
+/* Delete a record and the usage stamp kept under its key. A record that is
+ * already gone counts as deleted: the store drops corrupt records it reads. */
+int ctl_delete_record(kc_store_t *st, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    int rc = kc_store_del(st, kind, key);
+
+    if (rc != KC_OK && rc != KC_ENOTFOUND)
+        return rc;
+    if (kind != KC_REC_USAGE) {
+        int urc = kc_store_del(st, KC_REC_USAGE, key);
+        if (urc != KC_OK && urc != KC_ENOTFOUND)
+            return urc;
+    }
+    return KC_OK;
+}

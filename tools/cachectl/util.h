@@ -120,4 +120,14 @@ json_t *ctl_json_params(const kc_param_t *p, size_t n);
 /* A string, or JSON null for NULL. */
 json_t *ctl_json_str(const char *s);
 
+/* A record: its kind and key (rm's operands, verify's records). */
+typedef struct target {
+    kc_rec_kind_t kind;
+    kc_key_t key;
+} target_t;
+
+/* Delete a record and the usage stamp kept under its key (rm, verify
+ * --repair). A record already gone counts as deleted. */
+int ctl_delete_record(kc_store_t *st, kc_rec_kind_t kind, const kc_key_t *key);
+
 #endif

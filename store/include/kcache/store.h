@@ -328,13 +328,23 @@ KC_API int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts,
  * error. */
 KC_API int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after);
 
-/* Parse a size: plain bytes, or a number with K, M, G or T (powers of
- * 1024, optionally followed by "B" or "iB", in either case: "500M",
- * "2G", "1024K", "1.5GiB"). KC_EINVAL for anything else or an overflow. */
+/* Parse a size, as ccache spells one: a decimal number, whole or with a
+ * fraction ("5", "1.5"; no sign, no space), then an optional unit:
+ *   none             GiB: "5" is 5 GiB, "1.5" is 1.5 GiB
+ *   K, M, G, T       powers of 1000: "500M" is 500,000,000 bytes
+ *   Ki, Mi, Gi, Ti   powers of 1024: "1.5Gi" is 1,610,612,736 bytes
+ *   B                bytes: "4096B"
+ * Either unit may end with B ("1GB" is "1G", "1GiB" is "1Gi"); letters
+ * in either case. A fraction of a byte is dropped. "0" is 0, which the
+ * callers take as "no limit" (or as their default). KC_EINVAL for
+ * anything else: empty, negative, garbage, an overflow of 64 bits. */
 KC_API int kc_size_parse(const char *text, uint64_t *bytes);
 
-/* Parse a duration: seconds, or a number with s, m, h, d or w ("30d",
- * "12h", "45m", "3600s"). KC_EINVAL for anything else or an overflow. */
+/* Parse a duration: a decimal number, whole or with a fraction, then an
+ * optional unit, in either case: none or s (seconds), m (minutes), h
+ * (hours), d (days), w (weeks): "30d", "12h", "1.5h", "45m", "3600".
+ * A fraction of a second is dropped. KC_EINVAL for anything else: empty,
+ * negative, garbage, an overflow of 64 bits. */
 KC_API int kc_duration_parse(const char *text, uint64_t *seconds);
 
 /* ---- zstd dictionary --------------------------------------------------- */

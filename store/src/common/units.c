@@ -1,6 +1,7 @@
 /* kc_size_parse and kc_duration_parse: a number with an optional unit
  * suffix ("500M", "1.5GiB", "30d"), as the options, the environment and
- * cachectl spell sizes and durations. */
+ * cachectl spell sizes and durations. The size grammar is ccache's:
+ * store.h gives it. */
 #include <ctype.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,9 +19,10 @@ static int parse_scaled(const char *s, const char **end, uint64_t *value)
     if (!isdigit((unsigned char)*q))
         return KC_EINVAL;
     for (; isdigit((unsigned char)*q); q++) {
-        if (ip > (UINT64_MAX - 9) / 10)
+        uint64_t d = (uint64_t)(*q - '0');
+        if (ip > (UINT64_MAX - d) / 10)
             return KC_EINVAL;
-        ip = ip * 10 + (uint64_t)(*q - '0');
+        ip = ip * 10 + d;
     }
     *value = ip;
     *end = q;
@@ -28,72 +30,97 @@ static int parse_scaled(const char *s, const char **end, uint64_t *value)
 }
 
 /* ip * mult, plus the fraction given by the n_frac digits at frac (which
- * may be NULL) times mult, rounded down. */
+ * may be NULL) times mult, rounded down. Exact: the first 19 digits of the
+ * fraction count, in 128-bit integer arithmetic. */
 static int scale(uint64_t ip, const char *frac, size_t n_frac, uint64_t mult,
                  uint64_t *out)
 {
-    long double f = 0, div = 1;
+    uint64_t f = 0, div = 1;
 
     if (ip > UINT64_MAX / mult)
         return KC_EINVAL;
-    for (size_t i = 0; i < n_frac && i < 18; i++) {
-        f = f * 10 + (frac[i] - '0');
+    for (size_t i = 0; i < n_frac && i < 19; i++) {
+        f = f * 10 + (uint64_t)(frac[i] - '0');
         div *= 10;
     }
-    uint64_t extra = (uint64_t)(f / div * (long double)mult);
+    uint64_t extra = (uint64_t)((unsigned __int128)f * mult / div);
     if (ip * mult > UINT64_MAX - extra)
         return KC_EINVAL;
     *out = ip * mult + extra;
     return KC_OK;
 }
 
+/* The number at the start of text: its whole part in *ip, its fraction's
+ * digits at *frac (NULL if none) and their count in *n_frac; *end receives
+ * where it stopped. KC_EINVAL if it is no number or overflows. */
+static int parse_number(const char *text, uint64_t *ip, const char **frac, size_t *n_frac,
+                        const char **end)
+{
+    const char *q;
+
+    *frac = NULL;
+    *n_frac = 0;
+    if (!text || parse_scaled(text, &q, ip) != KC_OK)
+        return KC_EINVAL;
+    if (*q == '.') {
+        *frac = ++q;
+        while (isdigit((unsigned char)*q))
+            q++;
+        *n_frac = (size_t)(q - *frac);
+        if (*n_frac == 0)
+            return KC_EINVAL;
+    }
+    *end = q;
+    return KC_OK;
+}
+
 static int parse_with_units(const char *text, const char *const *suffixes,
                             const uint64_t *mults, size_t n, uint64_t *out)
 {
-    const char *q, *frac = NULL;
-    size_t n_frac = 0;
+    const char *q, *frac;
+    size_t n_frac;
     uint64_t ip;
 
-    if (!text || !out || parse_scaled(text, &q, &ip) != KC_OK)
+    if (!out || parse_number(text, &ip, &frac, &n_frac, &q) != KC_OK)
         return KC_EINVAL;
-    if (*q == '.') {
-        frac = ++q;
-        while (isdigit((unsigned char)*q))
-            q++;
-        n_frac = (size_t)(q - frac);
-        if (n_frac == 0)
-            return KC_EINVAL;
-    }
     for (size_t i = 0; i < n; i++)
         if (strcasecmp(q, suffixes[i]) == 0)
             return scale(ip, frac, n_frac, mults[i], out);
     return KC_EINVAL;
 }
 
-#define KIB ((uint64_t)1024)
-
 int kc_size_parse(const char *text, uint64_t *bytes)
 {
-    static const char *const suf[] = {
-        "", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib",
-    };
-    static const uint64_t mult[] = {
-        1,
-        1,
-        KIB,
-        KIB,
-        KIB,
-        KIB * KIB,
-        KIB * KIB,
-        KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-        KIB * KIB * KIB * KIB,
-    };
-    return parse_with_units(text, suf, mult, sizeof(suf) / sizeof(*suf), bytes);
+    static const char prefixes[] = "kmgt";
+    const char *q, *frac, *p;
+    size_t n_frac;
+    uint64_t ip, mult;
+
+    if (!bytes || parse_number(text, &ip, &frac, &n_frac, &q) != KC_OK)
+        return KC_EINVAL;
+    if (*q == '\0') {
+        mult = (uint64_t)1 << 30; /* a bare number is GiB */
+    } else if (*q == 'b' || *q == 'B') {
+        mult = 1;
+        q++;
+    } else if ((p = strchr(prefixes, tolower((unsigned char)*q))) != NULL && *p) {
+        int power = (int)(p - prefixes) + 1, binary = 0;
+        q++;
+        if (*q == 'i' || *q == 'I') {
+            binary = 1;
+            q++;
+        }
+        if (*q == 'b' || *q == 'B')
+            q++;
+        mult = 1;
+        for (int i = 0; i < power; i++)
+            mult *= binary ? 1024 : 1000;
+    } else {
+        return KC_EINVAL;
+    }
+    if (*q != '\0')
+        return KC_EINVAL;
+    return scale(ip, frac, n_frac, mult, bytes);
 }
 
 int kc_duration_parse(const char *text, uint64_t *seconds)

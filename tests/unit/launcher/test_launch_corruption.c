@@ -385,7 +385,7 @@ static void test_verify_reports_flipped_records_and_repair_removes_them(void **s
 
 /* FAILS at the time of writing: `verify --repair` deletes a damaged blob and
  * the build that names it, but keeps the tuning whose winning build that was
- * (cmd_maint.c checks a tuning's derived key only, never its winner), so the
+ * (cmd_verify.c checks a tuning's derived key only, never its winner), so the
  * store is left with a tuning that points at nothing, which gc promises never
  * to leave. The launcher copes (a miss, retuned), but verify then calls the
  * store clean. */

@@ -600,7 +600,7 @@ static void test_publish_over_the_size_limit_runs_gc_down_to_90_percent(void **s
     f->st = NULL;
 
     /* Through the environment: under the limit, nothing is evicted. */
-    snprintf(limit_text, sizeof(limit_text), "%llu", (unsigned long long)limit);
+    snprintf(limit_text, sizeof(limit_text), "%lluB", (unsigned long long)limit);
     setenv("KCACHE_MAX_SIZE", limit_text, 1);
     assert_int_equal(kc_store_open(f->dir, NULL, &limited), KC_OK);
     publish_kern(limited, &extra, 9, 900, 64, 0);
@@ -778,17 +778,17 @@ static void test_sizes_and_durations_parse(void **state)
 
     (void)state;
     assert_int_equal(kc_size_parse("500M", &v), KC_OK);
-    assert_int_equal(v, 500ULL << 20);
+    assert_int_equal(v, 500000000ULL); /* K, M, G, T are decimal */
     assert_int_equal(kc_size_parse("2G", &v), KC_OK);
-    assert_int_equal(v, 2ULL << 30);
+    assert_int_equal(v, 2000000000ULL);
     assert_int_equal(kc_size_parse("1024K", &v), KC_OK);
-    assert_int_equal(v, 1ULL << 20);
+    assert_int_equal(v, 1024000ULL);
     assert_int_equal(kc_size_parse("1.5GiB", &v), KC_OK);
     assert_int_equal(v, 3ULL << 29);
     assert_int_equal(kc_size_parse("12345", &v), KC_OK);
-    assert_int_equal(v, 12345);
+    assert_int_equal(v, 12345ULL << 30); /* a bare number is GiB */
     assert_int_equal(kc_size_parse("2t", &v), KC_OK);
-    assert_int_equal(v, 2ULL << 40);
+    assert_int_equal(v, 2000000000000ULL);
     const char *bad_sizes[] = {
         "", "M", "-1", "1x", "1.M", "99999999999999999999", "20000000T", " 5M"};
     for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(*bad_sizes); i++)

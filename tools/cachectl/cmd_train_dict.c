@@ -1,53 +1,31 @@
 /* cachectl train-dict: train a zstd dictionary on the stored cubins, keep
  * it in the store, recompress the blobs it shrinks, and show the ratio
  * (raw bytes / stored bytes) before and after. */
-#include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cachectl.h"
 
-const char ctl_help_train_dict[] =
+static const char help[] =
     "Options:\n"
-    "  --size BYTES   dictionary size, e.g. 65536, 64K, 1M (default 110K)\n"
+    "  --size SIZE    dictionary size, 1Ki to 16Mi, e.g. 64Ki, 1Mi, 65536B\n"
+    "                 (default 110Ki; 0: the default)\n"
     "  --dry-run      train and measure, but write nothing\n"
     "\n"
     "Needs at least 10 blobs. Blobs the dictionary would not make smaller are\n"
     "left as they are; older dictionaries stay for the blobs that use them.\n";
 
-/* "65536", "64K", "64KiB", "1M": bytes, or 0 for text that is none. */
-static size_t parse_size(const char *s)
-{
-    char *end;
-    unsigned long long v;
+static const struct option longopts[] = {
+    CTL_COMMON_LONGOPTS,
+    {"size", required_argument, NULL, 'S'},
+    {"dry-run", no_argument, NULL, 'n'},
+    {0},
+};
 
-    if (!isdigit((unsigned char)*s))
-        return 0;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return 0;
-    if (*end == 'K' || *end == 'k')
-        v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm')
-        v <<= 20, end++;
-    if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
-        end += strlen(end);
-    return *end ? 0 : (size_t)v;
-}
-
-int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **argv)
+static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CTL_COMMON_LONGOPTS,
-        {"size", required_argument, NULL, 'S'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {0},
-    };
-    size_t size = 0;
+    ctl_opts_t *o = &ctx->opts;
+    const kc_cmd_t *self = ctx->cmd;
+    uint64_t size = 0;
     int dry_run = 0, ch, rc;
     kc_store_t *st;
     kc_dict_report_t r;
@@ -55,7 +33,7 @@ int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **ar
 
     while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (ch == 'S') {
-            if (!(size = parse_size(optarg)))
+            if (kc_size_parse(optarg, &size) != KC_OK || size > SIZE_MAX)
                 return ctl_usage_err(self->name, "'%s' is not a size", optarg);
         } else if (ch == 'n') {
             dry_run = 1;
@@ -67,7 +45,7 @@ int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **ar
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
     if (!(st = ctl_store_open(o, !dry_run)))
         return CTL_EXIT_FAIL;
-    rc = kc_store_train_dict(st, size, dry_run, &r);
+    rc = kc_store_train_dict(st, (size_t)size, dry_run, &r);
     if (rc != KC_OK) {
         ctl_err("train-dict: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
         kc_store_close(st);
@@ -118,3 +96,11 @@ int ctl_cmd_train_dict(ctl_opts_t *o, const ctl_cmd_t *self, int argc, char **ar
                             d, sizeof d));
     return CTL_EXIT_OK;
 }
+
+const kc_cmd_t kc_cmd_train_dict = {
+    .name = "train-dict",
+    .summary = "train a zstd dictionary on the blobs and recompress them",
+    .usage = "train-dict [--size SIZE] [--dry-run]",
+    .help = help,
+    .run = run,
+};
