@@ -19,7 +19,7 @@
 #include "wire.h"
 
 static const kc_binmeta_arg_t args[] = {
-    {"x_ptr", "*fp32"}, {"y_ptr", "*bf16"}, {"n", "i32"},
+    {"x_ptr", "*fp32"}, {"y_ptr", "*bf16"},     {"n", "i32"},
     {"stride", "u64"},  {"BLOCK", "constexpr"},
 };
 static const kc_binmeta_spec_t spec[] = {

@@ -62,7 +62,8 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/store", f->root);
     if (kc_store_open(f->dir, NULL, &f->st) != KC_OK)
         return -1;
-    if (kct_pub_make(&f->pub, 1, 2) != KC_OK || kc_store_publish(f->st, &f->pub.pub) != KC_OK)
+    if (kct_pub_make(&f->pub, 1, 2) != KC_OK ||
+        kc_store_publish(f->st, &f->pub.pub) != KC_OK)
         return -1;
     *state = f;
     return 0;
@@ -164,7 +165,8 @@ static void test_a_binmeta_lives_beside_its_build(void **state)
     void *enc = NULL;
     size_t len;
     assert_int_equal(kc_record_encode(&r, &enc, &len), KC_OK);
-    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BINMETA, &absent, enc, len), KC_EINVAL);
+    assert_int_equal(kc_store_put_raw(f->st, KC_REC_BINMETA, &absent, enc, len),
+                     KC_EINVAL);
     kc_free(enc);
 
     /* deleted with its build */

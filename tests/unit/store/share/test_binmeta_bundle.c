@@ -153,8 +153,8 @@ static void test_a_binmeta_without_its_build_is_refused(void **state)
     assert_non_null(m);
     kc__bw_t w;
     assert_int_equal(kc__bw_begin(&w, m, 1, "test"), KC_OK);
-    assert_int_equal(kc__bw_frame(&w, KC_REC_BINMETA, p.build_keys[0].b, 16, rec, rec_len),
-                     KC_OK);
+    assert_int_equal(
+        kc__bw_frame(&w, KC_REC_BINMETA, p.build_keys[0].b, 16, rec, rec_len), KC_OK);
     assert_int_equal(kc__bw_finish(&w), KC_OK);
     fclose(m);
     assert_int_equal(kc_bundle_import_mem(b, buf, len, NULL, NULL), KC_ECORRUPT);
