@@ -102,6 +102,8 @@ typedef struct kc_bundle_stats {
      * succeeded), and the signer's public key. */
     int is_signed;
     uint8_t signer[32];
+    /* binmeta records in the bundle (each beside its build). */
+    uint64_t binmeta;
 } kc_bundle_stats_t;
 
 /* Write the records selected by filter (NULL: every record) to out as one

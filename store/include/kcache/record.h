@@ -26,9 +26,10 @@ typedef enum kc_rec_kind {
     KC_REC_USAGE = 4,
     KC_REC_LEASE = 5,
     KC_REC_META = 6,
+    KC_REC_BINMETA = 7, /* launch metadata of a binary kcache did not compile */
 } kc_rec_kind_t;
 #define KC_REC_KIND_MIN 1
-#define KC_REC_KIND_MAX 6
+#define KC_REC_KIND_MAX 7
 
 /* "blob", "build", ...; NULL for an unknown kind. */
 KC_API const char *kc_rec_kind_name(int kind);
@@ -115,6 +116,61 @@ typedef struct kc_meta_rec {
     kc_buf_t value;
 } kc_meta_rec_t;
 
+/* Launch metadata of a binary that another compiler made (Triton first):
+ * what a launch needs beyond the cubin and its entry. It is stored under the
+ * key of the build record it describes, which it carries in build. */
+
+/* flags: a set of these bits; any other bit is refused. */
+#define KC_BINMETA_COOPERATIVE 0x1u /* needs a cooperative grid launch */
+#define KC_BINMETA_PDL 0x2u         /* programmatic dependent launch */
+#define KC_BINMETA_TMA 0x4u         /* uses tensor descriptors (TMA) */
+#define KC_BINMETA_FLAGS_ALL 0x7u
+
+/* What the compiler assumed of an argument when it specialized the binary. */
+typedef enum kc_spec_prop {
+    KC_SPEC_DIV16 = 1,   /* an integer divisible by 16 */
+    KC_SPEC_EQ1 = 2,     /* an integer equal to 1 */
+    KC_SPEC_ALIGN16 = 3, /* a pointer aligned to 16 bytes */
+} kc_spec_prop_t;
+#define KC_SPEC_PROP_MAX KC_SPEC_ALIGN16
+
+/* "div16", "eq1", "align16"; NULL for an unknown value. */
+KC_API const char *kc_spec_prop_name(int prop);
+
+typedef struct kc_binmeta_spec {
+    uint32_t arg; /* index into args */
+    uint8_t prop; /* kc_spec_prop_t */
+} kc_binmeta_spec_t;
+
+typedef struct kc_binmeta_arg {
+    const char *name; /* as the compiler wrote it: "x_ptr" */
+    const char *type; /* "*fp32", "i32", "constexpr", ... */
+} kc_binmeta_arg_t;
+
+typedef struct kc_binmeta_rec {
+    kc_key_t build;             /* the build record it describes: its key */
+    const char *entry;          /* the kernel's symbol in the cubin; not empty */
+    const char *arch;           /* sm_<digits>, optionally followed by 'a' or 'f' */
+    uint32_t threads_per_block; /* num_warps * warp_size, not 0 */
+    uint32_t num_warps;
+    uint32_t warp_size; /* 32 or 64 */
+    uint32_t num_ctas;  /* CTAs per cluster; 1: no cluster; not 0 */
+    uint32_t dyn_smem;  /* dynamic shared memory, bytes */
+    uint32_t global_scratch_size;
+    uint32_t global_scratch_align; /* a power of two */
+    uint32_t profile_scratch_size;
+    uint32_t profile_scratch_align; /* a power of two */
+    uint32_t flags;                 /* KC_BINMETA_* */
+    const char *compiler;           /* "triton"; not empty */
+    const char *compiler_version;   /* "3.6.0"; not empty */
+    const kc_binmeta_arg_t *args;   /* the signature, in argument order */
+    size_t n_args;
+    /* Sorted by (arg, prop), no duplicates; arg < n_args; DIV16 and EQ1 on
+     * an integer type (i..., u...), ALIGN16 on a pointer type (*...). */
+    const kc_binmeta_spec_t *spec;
+    size_t n_spec;
+} kc_binmeta_rec_t;
+
 typedef struct kc_record {
     kc_rec_kind_t kind;
     uint8_t version;
@@ -125,11 +181,13 @@ typedef struct kc_record {
         kc_usage_rec_t usage;
         kc_lease_rec_t lease;
         kc_meta_rec_t meta;
+        kc_binmeta_rec_t binmeta;
     } u;
 } kc_record_t;
 
 /* Encode rec into a new malloc'd buffer (free with kc_free). KC_EINVAL for a
- * NULL string, an unknown kind or a field too long for its length prefix. */
+ * NULL string, an unknown kind, a field too long for its length prefix, or
+ * a field the decoder would refuse (docs/FORMAT.md). */
 KC_API int kc_record_encode(const kc_record_t *rec, void **out, size_t *out_len);
 
 /* Check the header and checksum without decoding the payload. On success
@@ -142,8 +200,9 @@ KC_API int kc_record_check(const void *data, size_t len, int *kind, int *version
 KC_API int kc_record_decode(const void *data, size_t len, kc_record_t **out);
 
 /* The key a record must be stored under, where the record determines it:
- * XXH3-128 of the preimage for builds and tunings. KC_EINVAL for other
- * kinds (blob keys hash the decompressed bytes: see kcache/blob.h). */
+ * XXH3-128 of the preimage for builds and tunings, the build key it
+ * carries for binmeta. KC_EINVAL for other kinds (blob keys hash the
+ * decompressed bytes: see kcache/blob.h). */
 KC_API int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out);
 
 #ifdef __cplusplus

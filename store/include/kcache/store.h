@@ -91,8 +91,15 @@ KC_API const char *kc_store_path(const kc_store_t *store);
 /* ---- records ----------------------------------------------------------- */
 
 /* Meta records are keyed by name, not by a kc_key_t: the calls below take
- * kinds KC_REC_BLOB to KC_REC_LEASE, give KC_EINVAL for KC_REC_META, and
- * "every kind" (kind 0) means those five. */
+ * kinds KC_REC_BLOB to KC_REC_LEASE and KC_REC_BINMETA, give KC_EINVAL for
+ * KC_REC_META, and "every kind" (kind 0) means those six.
+ *
+ * A binmeta record is stored under the key of the build it describes, and
+ * only beside it: kc_store_put refuses one (KC_EINVAL) whose build the store
+ * does not hold, deleting a build deletes its binmeta, and gc removes it
+ * with its build. It has no usage stamp of its own (the stamp under that
+ * key is the build's). A read-only store made before binmeta existed has
+ * none. */
 
 /* Look up and decode a record (*out: free with kc_free). KC_ENOTFOUND on a
  * miss, including a corrupt record (counted, deleted if writable). */
@@ -104,9 +111,10 @@ KC_API int kc_store_get(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *k
 KC_API int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
                             void **data, size_t *len);
 
-/* Encode and store a record under key, replacing any old one. Build and
- * tuning keys must equal their derived key (KC_EINVAL otherwise). Blob
- * records go through kc_store_put_cubin. */
+/* Encode and store a record under key, replacing any old one. Build,
+ * tuning and binmeta keys must equal their derived key (KC_EINVAL
+ * otherwise; kc_record_derived_key). Blob records go through
+ * kc_store_put_cubin. */
 KC_API int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec);
 
 /* Store already-encoded record bytes after checking them (kc_record_check,
@@ -271,10 +279,12 @@ typedef struct kc_gc_item {
 } kc_gc_item_t;
 
 typedef struct kc_gc_report {
-    uint64_t evicted[KC_REC_KIND_MAX + 1]; /* by kind: builds, tunings, blobs */
-    uint64_t bytes_freed;                  /* stored bytes of every removed record */
-    uint64_t size_before, size_after;      /* the size defined above */
-    uint64_t file_before, file_after;      /* size of data.mdb */
+    /* by kind: builds, tunings, blobs; binmeta removed with their builds
+     * or found without one */
+    uint64_t evicted[KC_REC_KIND_MAX + 1];
+    uint64_t bytes_freed;             /* stored bytes of every removed record */
+    uint64_t size_before, size_after; /* the size defined above */
+    uint64_t file_before, file_after; /* size of data.mdb */
     uint64_t skipped;    /* planned evictions skipped: used or republished meanwhile */
     kc_gc_item_t *items; /* with opts->list, in eviction order; free with kc_free */
     size_t n_items;
@@ -295,7 +305,9 @@ typedef struct kc_gc_report {
  * publish stamps its blobs). No build is ever left whose blob is gone.
  * Usage records of removed records are deleted, and so are (unless
  * dry_run) usage records whose record is gone for another reason and
- * leases past their time to live.
+ * leases past their time to live. A removed build's binmeta goes with it,
+ * and (unless dry_run) a binmeta whose build is gone for another reason is
+ * swept; both are counted in evicted[KC_REC_BINMETA].
  *
  * With opts->older_than, records last used before now - older_than go; with
  * opts->max_bytes, the least recently used go until the size is at most

@@ -10,6 +10,7 @@
 
 #include "blob_internal.h"
 #include "kcache/errors.h"
+#include "record_internal.h"
 #include "wire.h"
 
 static const uint8_t record_magic[4] = {'K', 'C', 'R', '\0'};
@@ -21,8 +22,9 @@ static const uint8_t record_magic[4] = {'K', 'C', 'R', '\0'};
 #define CAND_MIN_SIZE (4 + 16 + 1 + 8 + 4) /* params, build, status, ns, reason */
 
 static const char *const kind_names[] = {
-    [KC_REC_BLOB] = "blob",   [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
-    [KC_REC_USAGE] = "usage", [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
+    [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
+    [KC_REC_USAGE] = "usage",     [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
+    [KC_REC_BINMETA] = "binmeta",
 };
 
 static const char *const status_names[] = {
@@ -158,6 +160,8 @@ static int put_payload(kc__wbuf_t *w, const kc_record_t *rec)
     case KC_REC_META:
         put_buf(w, rec->u.meta.value);
         return KC_OK;
+    case KC_REC_BINMETA:
+        return kc__binmeta_put(w, &rec->u.binmeta);
     }
     return KC_EINVAL;
 }
@@ -229,30 +233,12 @@ int kc_record_check(const void *data, size_t len, int *kind, int *version)
 
 /* ---- decoding ----------------------------------------------------------- */
 
-/* Decoding runs twice over the payload. The first pass (base == NULL)
- * validates everything and adds up the space that arrays and strings need;
- * the second fills one block sized by the first. Both passes make the same
- * reservations in the same order, so the sizes agree. */
-typedef struct dec {
-    uint8_t *base;
-    size_t used;
-} dec_t;
-
-static void *dec_reserve(dec_t *d, size_t size, size_t align)
-{
-    d->used = (d->used + align - 1) & ~(align - 1);
-    void *p = d->base ? d->base + d->used : NULL;
-    d->used += size;
-    return p;
-}
+/* Decoding runs twice over the payload: see record_internal.h. */
+typedef kc__dec_t dec_t;
 
 static int get_key(kc__rcur_t *r, kc_key_t *k)
 {
-    const uint8_t *p = kc__r_bytes(r, sizeof(k->b));
-    if (!p)
-        return KC_ECORRUPT;
-    memcpy(k->b, p, sizeof(k->b));
-    return KC_OK;
+    return kc__dec_key(r, k);
 }
 
 /* Byte strings point into the payload being parsed: the input on the first
@@ -270,17 +256,7 @@ static int get_buf(kc__rcur_t *r, kc_buf_t *b)
 
 static int get_str(dec_t *d, kc__rcur_t *r, const char **out)
 {
-    uint32_t n;
-    const uint8_t *p = kc__r_lbytes(r, &n);
-    if (!p || memchr(p, '\0', n))
-        return KC_ECORRUPT;
-    char *s = dec_reserve(d, (size_t)n + 1, 1);
-    if (s) {
-        memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    *out = s;
-    return KC_OK;
+    return kc__dec_str(d, r, out, NULL, NULL);
 }
 
 static int get_params(dec_t *d, kc__rcur_t *r, const kc_param_t **out, size_t *n_out)
@@ -288,7 +264,7 @@ static int get_params(dec_t *d, kc__rcur_t *r, const kc_param_t **out, size_t *n
     uint32_t n = kc__r_u32(r);
     if (r->bad || (uint64_t)n * PARAM_MIN_SIZE > kc__r_left(r))
         return KC_ECORRUPT;
-    kc_param_t *a = dec_reserve(d, n * sizeof(*a), alignof(kc_param_t));
+    kc_param_t *a = kc__dec_reserve(d, n * sizeof(*a), alignof(kc_param_t));
     for (uint32_t i = 0; i < n; i++) {
         kc_param_t p;
         int rc = get_str(d, r, &p.name);
@@ -310,7 +286,7 @@ static int get_candidates(dec_t *d, kc__rcur_t *r, kc_tuning_rec_t *t)
     uint32_t n = kc__r_u32(r);
     if (r->bad || (uint64_t)n * CAND_MIN_SIZE > kc__r_left(r))
         return KC_ECORRUPT;
-    kc_candidate_t *a = dec_reserve(d, n * sizeof(*a), alignof(kc_candidate_t));
+    kc_candidate_t *a = kc__dec_reserve(d, n * sizeof(*a), alignof(kc_candidate_t));
     for (uint32_t i = 0; i < n; i++) {
         kc_candidate_t c;
         int rc;
@@ -418,6 +394,9 @@ static int parse_payload(dec_t *d, int kind, const uint8_t *payload, size_t len,
     case KC_REC_META:
         rc = get_buf(&r, &rec->u.meta.value);
         break;
+    case KC_REC_BINMETA:
+        rc = kc__binmeta_get(d, &r, &rec->u.binmeta);
+        break;
     }
     if (rc != KC_OK)
         return rc;
@@ -471,6 +450,10 @@ int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out)
     if (!rec || !out)
         return KC_EINVAL;
     const kc_buf_t *pre;
+    if (rec->kind == KC_REC_BINMETA) {
+        *out = rec->u.binmeta.build;
+        return KC_OK;
+    }
     if (rec->kind == KC_REC_BUILD)
         pre = &rec->u.build.preimage;
     else if (rec->kind == KC_REC_TUNING)

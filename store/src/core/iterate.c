@@ -4,11 +4,17 @@
 
 #include "store_internal.h"
 
-/* The kinds to visit for kind (0: every kind that has a key). */
+/* The kinds to visit for kind (0: every kind that has a key, in kind order),
+ * as far as the store has their databases. */
 static void kind_range(int kind, int *first, int *last)
 {
-    *first = kind ? kind : KC_REC_BLOB;
-    *last = kind ? kind : KC_REC_LEASE;
+    *first = kind ? kind : KC_REC_KIND_MIN;
+    *last = kind ? kind : KC_REC_KIND_MAX;
+}
+
+static int kind_visited(const kc__env_t *env, int kind)
+{
+    return kc__kind_has_key(kind) && kc__env_has_db(env, kind);
 }
 
 /* Read a kc_key_t from a key in the map; 0 for a key of another size. */
@@ -38,6 +44,8 @@ static int iter_fn(MDB_txn *txn, void *arg)
     for (int kind = first; kind <= last; kind++) {
         MDB_cursor *cur;
         MDB_val k, v;
+        if (!kind_visited(c->env, kind))
+            continue;
         int rc = mdb_cursor_open(txn, c->env->dbi[kind], &cur);
 
         if (rc != 0)
@@ -99,6 +107,8 @@ static int find_fn(MDB_txn *txn, void *arg)
     for (int kind = first; kind <= last && c->matches < 2; kind++) {
         MDB_cursor *cur;
         MDB_val k = kc__key_val(&c->prefix->key), v;
+        if (!kind_visited(c->env, kind))
+            continue;
         int rc = mdb_cursor_open(txn, c->env->dbi[kind], &cur);
 
         if (rc != 0)

@@ -100,9 +100,17 @@ static int lock_file_writable(const char *dir)
 }
 
 static const char *const db_names[KC_REC_KIND_MAX + 1] = {
-    [KC_REC_BLOB] = "blob",   [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
-    [KC_REC_USAGE] = "usage", [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
+    [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
+    [KC_REC_USAGE] = "usage",     [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
+    [KC_REC_BINMETA] = "binmeta",
 };
+
+/* Whether a store may lack the database of kind: kinds added after the
+ * first format. A writable open creates it; a read-only one goes without. */
+static int db_optional(int kind)
+{
+    return kind == KC_REC_BINMETA;
+}
 
 static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
 {
@@ -123,8 +131,11 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
         return kc__mdb_code(rc);
     }
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
+        env->has_db[kind] = 0;
         rc = mdb_dbi_open(txn, db_names[kind], env->readonly ? 0 : MDB_CREATE,
                           &env->dbi[kind]);
+        if (rc == MDB_NOTFOUND && db_optional(kind))
+            continue;
         if (rc == MDB_NOTFOUND) {
             snprintf(msg, msg_len, "%s is not a kcache store (it has no \"%s\" database)",
                      dir, db_names[kind]);
@@ -137,6 +148,7 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
             mdb_txn_abort(txn);
             return kc__mdb_code(rc);
         }
+        env->has_db[kind] = 1;
     }
     /* Committing, even a read-only transaction, is what makes the handles
      * usable by later transactions. */

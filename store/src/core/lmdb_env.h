@@ -30,8 +30,10 @@
 typedef struct kc__env {
     MDB_env *mdb;
     MDB_dbi dbi[KC_REC_KIND_MAX + 1]; /* by kc_rec_kind_t; [0] unused */
-    int readonly;                     /* opened with MDB_RDONLY */
-    int nolock;                       /* opened with MDB_NOLOCK */
+    /* Whether dbi[kind] is open: see kc__env_has_db. */
+    unsigned char has_db[KC_REC_KIND_MAX + 1];
+    int readonly; /* opened with MDB_RDONLY */
+    int nolock;   /* opened with MDB_NOLOCK */
     /* LMDB allows one writer per environment; threads of this process queue
      * here instead of on LMDB's cross-process lock. */
     pthread_mutex_t write_mutex;
@@ -53,6 +55,17 @@ typedef struct kc__env_opts {
 static inline int kc__is_mdb_rc(int rc)
 {
     return rc > 0 || (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE);
+}
+
+/* Whether the store has the database of kind. Every kind's database is
+ * created with the store, or at the first writable open by a kcache that
+ * knows the kind; a store made before binmeta existed and opened read-only
+ * has no "binmeta" database, and so no binmeta records. Reads of a missing
+ * database are misses (MDB_NOTFOUND); writes only happen in writable
+ * environments, which have them all. */
+static inline int kc__env_has_db(const kc__env_t *env, int kind)
+{
+    return kind >= KC_REC_KIND_MIN && kind <= KC_REC_KIND_MAX && env->has_db[kind];
 }
 
 /* The kcache code for an LMDB code (an MDB_* code or an errno value). */

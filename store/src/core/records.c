@@ -24,6 +24,8 @@ static int fetch_fn(MDB_txn *txn, void *arg)
 {
     fetch_ctx_t *c = arg;
     MDB_val k = kc__key_val(c->key), v;
+    if (!kc__env_has_db(c->env, c->kind))
+        return MDB_NOTFOUND;
     int rc = mdb_get(txn, c->env->dbi[c->kind], &k, &v);
 
     if (rc != 0)
@@ -66,6 +68,8 @@ static int del_fn(MDB_txn *txn, void *arg)
     MDB_val k = kc__key_val(c->key), v;
     int rc;
 
+    if (!kc__env_has_db(c->env, c->kind))
+        return MDB_NOTFOUND;
     if (c->expect) {
         rc = mdb_get(txn, c->env->dbi[c->kind], &k, &v);
         if (rc != 0)
@@ -77,7 +81,15 @@ static int del_fn(MDB_txn *txn, void *arg)
     if (rc != 0)
         return rc;
     c->removed = 1;
-    if (c->kind != KC_REC_USAGE) {
+    /* A binmeta stands beside its build: it goes with it, and the usage
+     * stamp under their key is the build's. */
+    if (c->kind == KC_REC_BUILD && kc__env_has_db(c->env, KC_REC_BINMETA)) {
+        rc = mdb_del(txn, c->env->dbi[KC_REC_BINMETA], &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    rc = 0;
+    if (c->kind != KC_REC_USAGE && c->kind != KC_REC_BINMETA) {
         rc = mdb_del(txn, c->env->dbi[KC_REC_USAGE], &k, NULL);
         if (rc == MDB_NOTFOUND)
             rc = 0;
@@ -152,7 +164,7 @@ static int record_fits(int kind, const kc_key_t *key, const kc_record_t *rec)
 
     if ((int)rec->kind != kind)
         return 0;
-    if (kind == KC_REC_BUILD || kind == KC_REC_TUNING)
+    if (kc__kind_derives_key(kind))
         return kc_record_derived_key(rec, &derived) == KC_OK &&
                memcmp(derived.b, key->b, 16) == 0;
     return 1;
@@ -165,6 +177,8 @@ static int read_record(MDB_txn *txn, kc__env_t *env, int kind, const kc_key_t *k
                        kc_record_t **rec, verdict_t *v)
 {
     MDB_val k = kc__key_val(key), val;
+    if (!kc__env_has_db(env, kind))
+        return MDB_NOTFOUND;
     int rc = mdb_get(txn, env->dbi[kind], &k, &val);
 
     if (rc != 0)
@@ -404,14 +418,28 @@ typedef struct put_ctx {
     const void *data;
     size_t len;
     unsigned flags;
-    int existed; /* MDB_NOOVERWRITE found one */
+    int existed;  /* MDB_NOOVERWRITE found one */
+    int no_build; /* a binmeta whose build is not stored */
 } put_ctx_t;
 
 static int put_fn(MDB_txn *txn, void *arg)
 {
     put_ctx_t *c = arg;
-    MDB_val k = kc__key_val(c->key), v = {c->len, (void *)c->data};
-    int rc = mdb_put(txn, c->env->dbi[c->kind], &k, &v, c->flags);
+    MDB_val k = kc__key_val(c->key), v = {c->len, (void *)c->data}, b;
+    int rc;
+
+    c->no_build = 0;
+    if (c->kind == KC_REC_BINMETA) {
+        /* Stored beside its build only: gc would sweep it at once. */
+        rc = mdb_get(txn, c->env->dbi[KC_REC_BUILD], &k, &b);
+        if (rc == MDB_NOTFOUND) {
+            c->no_build = 1;
+            return KC_EINVAL;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    rc = mdb_put(txn, c->env->dbi[c->kind], &k, &v, c->flags);
 
     c->existed = rc == MDB_KEYEXIST;
     return c->existed ? 0 : rc;
@@ -420,15 +448,22 @@ static int put_fn(MDB_txn *txn, void *arg)
 static int write_record(kc_store_t *st, int kind, const kc_key_t *key, const void *data,
                         size_t len, unsigned flags, int *existed)
 {
-    put_ctx_t c = {st->env, kind, key, data, len, flags, 0};
+    put_ctx_t c = {st->env, kind, key, data, len, flags, 0, 0};
     int rc = kc__env_write(st->env, put_fn, &c);
 
     if (existed)
         *existed = c.existed;
+    if (c.no_build) {
+        char hex[KC_KEY_HEX_LEN + 1];
+        kc_key_to_hex(key, hex);
+        return kc__store_fail(st, KC_EINVAL,
+                              "put: binmeta %s describes a build that %s does not hold",
+                              hex, st->path);
+    }
     return rc;
 }
 
-/* Check that a build or tuning is stored under its derived key. */
+/* Check that a build, tuning or binmeta is stored under its derived key. */
 static int check_derived(kc_store_t *st, const kc_record_t *rec, const kc_key_t *key)
 {
     kc_key_t derived;
@@ -442,7 +477,7 @@ static int check_derived(kc_store_t *st, const kc_record_t *rec, const kc_key_t 
         kc_key_to_hex(key, a);
         kc_key_to_hex(&derived, b);
         return kc__store_fail(st, KC_EINVAL,
-                              "%s key %s is not the hash of its preimage (%s)",
+                              "%s key %s is not the key its record derives (%s)",
                               kc_rec_kind_name(rec->kind), a, b);
     }
     return KC_OK;
@@ -465,7 +500,7 @@ int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec)
     if (!kc__kind_has_key(rec->kind))
         return kc__store_fail(store, KC_EINVAL, "put: invalid record kind %d",
                               (int)rec->kind);
-    if (rec->kind == KC_REC_BUILD || rec->kind == KC_REC_TUNING) {
+    if (kc__kind_derives_key(rec->kind)) {
         if ((rc = check_derived(store, rec, key)) != KC_OK)
             return rc;
     }
@@ -515,7 +550,7 @@ int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         if (rc != KC_OK)
             return kc__store_fail(store, rc, "put: cannot decode the %s record: %s",
                                   kc_rec_kind_name(kind), kc_strerror(rc));
-        if (kind == KC_REC_BUILD || kind == KC_REC_TUNING)
+        if (kc__kind_derives_key(kind))
             rc = check_derived(store, rec, key);
         kc_free(rec);
         if (rc != KC_OK)

@@ -140,7 +140,15 @@ int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
 /* Whether kind is stored under a kc_key_t (every kind but meta). */
 static inline int kc__kind_has_key(int kind)
 {
-    return kind >= KC_REC_BLOB && kind <= KC_REC_LEASE;
+    return kind >= KC_REC_KIND_MIN && kind <= KC_REC_KIND_MAX && kind != KC_REC_META;
+}
+
+/* Whether the record of kind under key carries a key that must equal it:
+ * builds and tunings derive it from their preimage, binmeta carries its
+ * build's (kc_record_derived_key). */
+static inline int kc__kind_derives_key(int kind)
+{
+    return kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA;
 }
 
 static inline MDB_val kc__key_val(const kc_key_t *key)

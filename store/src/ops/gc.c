@@ -446,6 +446,7 @@ typedef struct del_ctx {
     g_item_t *items;
     size_t from, to;
     keyset_t refs;
+    uint64_t binmeta; /* binmeta removed with their builds, this attempt */
 } del_ctx_t;
 
 /* Delete one planned record unless it was used since the plan or is still
@@ -473,6 +474,14 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
     rc = mdb_del(txn, env->dbi[KC_REC_USAGE], &k, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
+    /* A build's binmeta (under the same key) goes with it. */
+    if (it->pub.kind == KC_REC_BUILD) {
+        rc = mdb_del(txn, env->dbi[KC_REC_BINMETA], &k, NULL);
+        if (rc == 0)
+            c->binmeta++;
+        else if (rc != MDB_NOTFOUND)
+            return rc;
+    }
     it->done = 1;
     return 0;
 }
@@ -513,6 +522,7 @@ static int delete_fn(MDB_txn *txn, void *arg)
      * map: forget what the aborted attempt did. */
     for (size_t i = c->from; i < c->to; i++)
         c->items[i].done = 0;
+    c->binmeta = 0;
     if ((rc = delete_kind(txn, c, KC_REC_TUNING, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BUILD, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BLOB, &deleted)) != 0)
@@ -527,14 +537,37 @@ static int delete_fn(MDB_txn *txn, void *arg)
 /* ---- leftovers ------------------------------------------------------------ */
 
 /* Usage stamps whose record is gone (a record deleted by another process
- * after this one's stamp was buffered, or by an older kcache) and leases
- * that expired (their owner died or hung) carry no information; gc removes
- * them in one write. A lease that may still be live is left alone. */
+ * after this one's stamp was buffered, or by an older kcache), leases
+ * that expired (their owner died or hung) and binmeta records whose build
+ * is gone (deleted by an older kcache, or damaged and deleted by a reader)
+ * carry no information; gc removes them in one write. A lease that may
+ * still be live is left alone. */
 typedef struct leftover_ctx {
     kc__env_t *env;
     uint64_t now_ms;
-    uint64_t usage, leases;
+    uint64_t usage, leases, binmeta;
 } leftover_ctx_t;
+
+static int sweep_binmeta(MDB_txn *txn, leftover_ctx_t *c)
+{
+    MDB_cursor *cur;
+    MDB_val k, v, b;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_BINMETA], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        rc = mdb_get(txn, c->env->dbi[KC_REC_BUILD], &k, &b);
+        if (rc == 0)
+            continue;
+        if (rc != MDB_NOTFOUND || (rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        c->binmeta++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
 
 static int has_record(MDB_txn *txn, kc__env_t *env, MDB_val *k)
 {
@@ -553,7 +586,9 @@ static int leftover_fn(MDB_txn *txn, void *arg)
     MDB_val k, v;
     int rc;
 
-    c->usage = c->leases = 0;
+    c->usage = c->leases = c->binmeta = 0;
+    if ((rc = sweep_binmeta(txn, c)) != 0)
+        return rc;
     if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_USAGE], &cur)) != 0)
         return rc;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -660,15 +695,18 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
         dc.to = p.n_items - from > BATCH ? from + BATCH : p.n_items;
         if ((rc = kc__env_write(st->env, delete_fn, &dc)) != 0)
             goto fail;
+        r->evicted[KC_REC_BINMETA] += dc.binmeta;
     }
 
     if (!dry_run) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        leftover_ctx_t lc = {
-            st->env, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, 0, 0};
+        leftover_ctx_t lc = {st->env,
+                             (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                             0, 0, 0};
         if ((rc = kc__env_write(st->env, leftover_fn, &lc)) != 0)
             goto fail;
+        r->evicted[KC_REC_BINMETA] += lc.binmeta;
         r->usage_swept = lc.usage;
         r->leases_swept = lc.leases;
     }

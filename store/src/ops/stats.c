@@ -20,6 +20,8 @@ static int stats_fn(MDB_txn *txn, void *arg)
     int rc;
 
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
+        if (!kc__env_has_db(c->env, kind))
+            continue; /* a read-only store made before the kind: none */
         if ((rc = mdb_stat(txn, c->env->dbi[kind], &ms)) != 0)
             return rc;
         c->out->records[kind] = ms.ms_entries;

@@ -206,7 +206,7 @@ typedef struct export_ctx {
     const kc_bundle_filter_t *filter;
     int filtered; /* any filter set */
     FILE *out;
-    sel_vec_t tunings, builds, blobs, need_builds;
+    sel_vec_t tunings, builds, blobs, need_builds, binmeta;
     uint32_t *dicts;
     size_t n_dicts;
     kc_bundle_stats_t stats;
@@ -226,8 +226,8 @@ static int filter_match(const export_ctx_t *c, const char *arch, const char *ent
     return f->since == 0 || created > f->since;
 }
 
-/* Decode a build or tuning record stored under key; NULL (counted as
- * damaged) if it does not decode or is not stored under its derived key. */
+/* Decode a build, tuning or binmeta record stored under key; NULL (counted
+ * as damaged) if it does not decode or is not stored under its derived key. */
 static kc_record_t *decode_keyed(export_ctx_t *c, int kind, const MDB_val *k,
                                  const MDB_val *v)
 {
@@ -439,6 +439,30 @@ static int close_selection(export_ctx_t *c)
     return 0;
 }
 
+/* The binmeta records of the chosen builds: each travels beside its build.
+ * One that does not decode or does not name its build is left out as
+ * damaged. */
+static int choose_binmeta(MDB_txn *txn, export_ctx_t *c)
+{
+    if (!kc__env_has_db(c->st->env, KC_REC_BINMETA))
+        return 0; /* a read-only store made before binmeta: none */
+    for (size_t i = 0; i < c->builds.n; i++) {
+        MDB_val k = kc__key_val(&c->builds.v[i].key), v;
+        int rc = mdb_get(txn, c->st->env->dbi[KC_REC_BINMETA], &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return rc;
+        kc_record_t *rec = decode_keyed(c, KC_REC_BINMETA, &k, &v);
+        if (!rec)
+            continue;
+        kc_free(rec);
+        if ((rc = sel_push(&c->binmeta, &c->builds.v[i].key, NULL)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- export: writing ---------------------------------------------------------- */
 
 static int write_keyed(MDB_txn *txn, export_ctx_t *c, kc__bw_t *w, int kind,
@@ -469,7 +493,7 @@ static int export_fn(MDB_txn *txn, void *arg)
         return rc;
     if (!c->filtered && (rc = choose_all_blobs(txn, c)) != 0)
         return rc;
-    if ((rc = close_selection(c)) != 0)
+    if ((rc = close_selection(c)) != 0 || (rc = choose_binmeta(txn, c)) != 0)
         return rc;
 
     if ((rc = kc__bw_begin_signed(&w, c->out, kc__now_s(), "kcache", c->key)) != KC_OK) {
@@ -491,6 +515,8 @@ static int export_fn(MDB_txn *txn, void *arg)
     }
     if ((rc = write_keyed(txn, c, &w, KC_REC_BLOB, &c->blobs, &c->stats.blobs)) != 0 ||
         (rc = write_keyed(txn, c, &w, KC_REC_BUILD, &c->builds, &c->stats.builds)) != 0 ||
+        (rc = write_keyed(txn, c, &w, KC_REC_BINMETA, &c->binmeta, &c->stats.binmeta)) !=
+            0 ||
         (rc = write_keyed(txn, c, &w, KC_REC_TUNING, &c->tunings, &c->stats.tunings)) !=
             0)
         goto fail;
@@ -546,6 +572,7 @@ int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
     free(c.builds.v);
     free(c.blobs.v);
     free(c.need_builds.v);
+    free(c.binmeta.v);
     free(c.dicts);
     return rc;
 }

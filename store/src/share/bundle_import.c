@@ -165,7 +165,8 @@ static int parse_trailer(import_ctx_t *c, const uint8_t *p, size_t len, size_t o
 
 static int key_len_ok(int kind, size_t key_len)
 {
-    if (kind == KC_REC_BLOB || kind == KC_REC_BUILD || kind == KC_REC_TUNING)
+    if (kind == KC_REC_BLOB || kind == KC_REC_BUILD || kind == KC_REC_TUNING ||
+        kind == KC_REC_BINMETA)
         return key_len == 16;
     return kind == KC_REC_META && key_len >= 1 && key_len <= KC__BUNDLE_META_KEY_MAX;
 }
@@ -402,7 +403,11 @@ static int check_record(import_ctx_t *c, frame_t *f)
     } else if (kc_record_derived_key(rec, &derived) != KC_OK ||
                memcmp(derived.b, f->key, 16) != 0) {
         rc = frame_fail(c, f, KC_ECORRUPT,
-                        "the key is not the hash of the record's preimage");
+                        f->kind == KC_REC_BINMETA
+                            ? "the key is not the build key the record carries"
+                            : "the key is not the hash of the record's preimage");
+    } else if (f->kind == KC_REC_BINMETA) {
+        f->ref = rec->u.binmeta.build;
     } else if (f->kind == KC_REC_BUILD) {
         f->ref = rec->u.build.blob;
     } else {
@@ -457,7 +462,9 @@ static int require(MDB_txn *txn, import_ctx_t *c, const frame_t *f, int kind)
     if (rc == MDB_NOTFOUND) {
         c->bad = f;
         c->missing = f->ref;
-        c->why = kind == KC_REC_BLOB ? "its blob" : "its winning build";
+        c->why = kind == KC_REC_BLOB         ? "its blob"
+                 : f->kind == KC_REC_BINMETA ? "its build"
+                                             : "its winning build";
         return KC_ECORRUPT;
     }
     return rc;
@@ -491,7 +498,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
 
     if (f->kind == KC_REC_BUILD && (rc = require(txn, c, f, KC_REC_BLOB)) != 0)
         return rc;
-    if (f->kind == KC_REC_TUNING && (rc = require(txn, c, f, KC_REC_BUILD)) != 0)
+    if ((f->kind == KC_REC_TUNING || f->kind == KC_REC_BINMETA) &&
+        (rc = require(txn, c, f, KC_REC_BUILD)) != 0)
         return rc;
     rc = mdb_get(txn, env->dbi[f->kind], &k, &old);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -504,7 +512,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
             c->why = NULL;
             return KC_EEXIST;
         }
-        /* Same blob or build key: same cubin, same preimage. Ours stays. */
+        /* Same blob or build key: same cubin, same preimage; a binmeta
+         * describes that same build. Ours stays. */
         if (same || f->kind != KC_REC_TUNING) {
             c->stats.present++;
             return 0;
@@ -523,7 +532,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
         c->stats.added++;
     if (f->kind == KC_REC_BLOB)
         c->new_bytes += f->rec_len;
-    if (f->kind != KC_REC_META) {
+    /* A binmeta's key is its build's, whose stamp it shares. */
+    if (f->kind != KC_REC_META && f->kind != KC_REC_BINMETA) {
         kc_key_t key;
         memcpy(key.b, f->key, 16);
         return kc__usage_stamp(txn, env, &key, c->now, 0);
@@ -534,7 +544,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
 static int commit_fn(MDB_txn *txn, void *arg)
 {
     import_ctx_t *c = arg;
-    static const int order[] = {KC_REC_META, KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
+    static const int order[] = {KC_REC_META, KC_REC_BLOB, KC_REC_BUILD, KC_REC_BINMETA,
+                                KC_REC_TUNING};
     int rc;
 
     c->stats.added = c->stats.present = c->stats.replaced = c->stats.kept = 0;
@@ -561,6 +572,9 @@ static void count_kinds(import_ctx_t *c)
             break;
         case KC_REC_TUNING:
             c->stats.tunings++;
+            break;
+        case KC_REC_BINMETA:
+            c->stats.binmeta++;
             break;
         default:
             c->stats.dicts++;

@@ -33,6 +33,9 @@ static const kc_candidate_t candidates[] = {
     {winner, 3, {{0xaa}}, KC_CAND_RESOURCES, UINT64_MAX, "too many registers"},
 };
 
+static const kc_binmeta_arg_t binmeta_args[] = {{"x_ptr", "*fp32"}, {"n", "i32"}};
+static const kc_binmeta_spec_t binmeta_spec[] = {{0, KC_SPEC_ALIGN16}};
+
 static kc_key_t key_of(uint8_t seed)
 {
     kc_key_t k;
@@ -92,6 +95,23 @@ static kc_record_t sample(kc_rec_kind_t kind)
         break;
     case KC_REC_META:
         r.u.meta.value = (kc_buf_t){meta_value, sizeof(meta_value)};
+        break;
+    case KC_REC_BINMETA:
+        r.u.binmeta.build = key_of(11);
+        r.u.binmeta.entry = "add_kernel";
+        r.u.binmeta.arch = "sm_90a";
+        r.u.binmeta.threads_per_block = 128;
+        r.u.binmeta.num_warps = 4;
+        r.u.binmeta.warp_size = 32;
+        r.u.binmeta.num_ctas = 1;
+        r.u.binmeta.global_scratch_align = 1;
+        r.u.binmeta.profile_scratch_align = 1;
+        r.u.binmeta.compiler = "triton";
+        r.u.binmeta.compiler_version = "3.6.0";
+        r.u.binmeta.args = binmeta_args;
+        r.u.binmeta.n_args = 2;
+        r.u.binmeta.spec = binmeta_spec;
+        r.u.binmeta.n_spec = 1;
         break;
     }
     return r;
@@ -195,6 +215,13 @@ static void assert_records_equal(const kc_record_t *a, const kc_record_t *b)
         break;
     case KC_REC_META:
         assert_buf_equal(a->u.meta.value, b->u.meta.value);
+        break;
+    case KC_REC_BINMETA: /* every field: tests/unit/store/codec/test_binmeta.c */
+        assert_memory_equal(a->u.binmeta.build.b, b->u.binmeta.build.b, 16);
+        assert_string_equal(a->u.binmeta.entry, b->u.binmeta.entry);
+        assert_string_equal(a->u.binmeta.arch, b->u.binmeta.arch);
+        assert_int_equal(a->u.binmeta.n_args, b->u.binmeta.n_args);
+        assert_int_equal(a->u.binmeta.n_spec, b->u.binmeta.n_spec);
         break;
     }
 }
@@ -690,8 +717,14 @@ static void test_derived_key_is_the_hash_of_the_preimage(void **state)
     assert_int_equal(kc_record_derived_key(&r, &k), KC_OK);
     assert_memory_not_equal(k.b, want.b, 16);
 
+    /* A binmeta's key is the build key it carries. */
+    r = sample(KC_REC_BINMETA);
+    want = key_of(11);
+    assert_int_equal(kc_record_derived_key(&r, &k), KC_OK);
+    assert_memory_equal(k.b, want.b, 16);
+
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
-        if (kind == KC_REC_BUILD || kind == KC_REC_TUNING)
+        if (kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA)
             continue;
         r = sample((kc_rec_kind_t)kind);
         assert_int_equal(kc_record_derived_key(&r, &k), KC_EINVAL);
