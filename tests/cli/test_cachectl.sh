@@ -266,4 +266,29 @@ cc -s "$S" --json ls
 check "the repaired store keeps every sound record" \
     json_ok 'd["count"] == 6 and not {"'"$saxpy_build"'", "'"$bs_blob"'", "'"$bs_build"'"} & {r["key"] for r in d["records"]}'
 
+# ---- binmeta: launch metadata of a binary kcache did not compile ------------
+
+B=$WORK/binmeta-store
+if ! "$FILL" -s "$B" --arch sm_90 --count 1 --binmeta >"$WORK/bkeys" 2>"$WORK/bfill.err"; then
+    cat "$WORK/bfill.err"
+fi
+bm_key=$(awk '$1 == "binmeta" {print $2}' "$WORK/bkeys")
+check "kc_testfill --binmeta wrote one binmeta record" eval '[ -n "$bm_key" ]'
+cc -s "$B" ls --kind binmeta
+check "ls --kind binmeta lists it with its entry, arch and compiler" \
+    eval 'status_is 0 && out_has "^binmeta +${bm_key:0:16}" && out_has "saxpy" && out_has "sm_90" && out_has "triton 3.6.0, 4 warps"'
+cc -s "$B" ls
+check "ls lists binmeta records by default" eval 'status_is 0 && out_has "^binmeta "'
+cc -s "$B" --json ls --kind all
+check "ls --json --kind all has the binmeta record with its metadata" \
+    json_ok '[r for r in d["records"] if r["kind"] == "binmeta" and r["key"] == "'"$bm_key"'" and r["compiler"] == "triton" and r["num_warps"] == 4 and r["args"] == 4]'
+cc -s "$B" verify
+check "verify finds the store with binmeta clean" eval 'status_is 0'
+cc -s "$B" export -o "$WORK/bm.kcb"
+check "export writes a bundle" eval 'status_is 0 && [ -s "$WORK/bm.kcb" ]'
+cc -s "$WORK/bm-import" import "$WORK/bm.kcb"
+cc -s "$WORK/bm-import" ls --kind binmeta
+check "the bundle carries the binmeta record into another store" \
+    eval 'status_is 0 && out_has "^binmeta +${bm_key:0:16}"'
+
 cli_finish

@@ -1,13 +1,15 @@
 /* kc_testfill: fill a store with real NVRTC-compiled kernels for tests.
  *
- * Usage: kc_testfill -s DIR [--arch sm_90] [--count N] [--dump DIR]
+ * Usage: kc_testfill -s DIR [--arch sm_90] [--count N] [--dump DIR] [--binmeta]
  *
  * Compiles vec_add in N <= 16 configurations (-DBLOCK=64,128,...), saxpy and
  * block_sum to cubins for one arch, and publishes them in one transaction as
  * blobs and builds with realistic preimages, plus one tuning record for
  * vec_add over its N configurations. Prints every key it wrote, one per line,
  * as "<kind> <hex>". With --dump, each raw cubin is also written to
- * DIR/<blob key hex>.cubin so that a test can compare bytes.
+ * DIR/<blob key hex>.cubin so that a test can compare bytes. With --binmeta,
+ * saxpy's build also gets launch metadata (a binmeta record) as if Triton
+ * had compiled it.
  *
  * There is no GPU here: register counts and shared memory come from the
  * cubin's ELF sections, but the tuning's median times are made up
@@ -188,12 +190,17 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"store", required_argument, NULL, 's'}, {"arch", required_argument, NULL, 'a'},
-        {"count", required_argument, NULL, 'n'}, {"dump", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},        {0},
+        {"store", required_argument, NULL, 's'},
+        {"arch", required_argument, NULL, 'a'},
+        {"count", required_argument, NULL, 'n'},
+        {"dump", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {"binmeta", no_argument, NULL, 'm'},
+        {0},
     };
     const char *dir = getenv("KCACHE_DIR"), *arch = "sm_90", *dump = NULL;
     long count = 2;
+    int with_binmeta = 0;
     kct_nvrtc_t nv;
     build_t b[MAX_BUILDS];
     size_t nb = 0;
@@ -217,6 +224,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             dump = optarg;
+            break;
+        case 'm':
+            with_binmeta = 1;
             break;
         case 'h':
             usage(stdout);
@@ -391,6 +401,35 @@ int main(int argc, char **argv)
     }
 
     char hex[KC_KEY_HEX_LEN + 1];
+    if (with_binmeta) {
+        static const kc_binmeta_arg_t margs[] = {
+            {"a", "fp32"}, {"x_ptr", "*fp32"}, {"y_ptr", "*fp32"}, {"n", "i32"}};
+        static const kc_binmeta_spec_t mspec[] = {
+            {1, KC_SPEC_ALIGN16}, {2, KC_SPEC_ALIGN16}, {3, KC_SPEC_DIV16}};
+        const build_t *sx = &b[(size_t)count]; /* saxpy */
+        kc_record_t mr = {.kind = KC_REC_BINMETA,
+                          .u.binmeta = {.build = sx->key,
+                                        .entry = "saxpy",
+                                        .arch = arch,
+                                        .threads_per_block = 128,
+                                        .num_warps = 4,
+                                        .warp_size = 32,
+                                        .num_ctas = 1,
+                                        .global_scratch_align = 1,
+                                        .profile_scratch_align = 1,
+                                        .compiler = "triton",
+                                        .compiler_version = "3.6.0",
+                                        .args = margs,
+                                        .n_args = 4,
+                                        .spec = mspec,
+                                        .n_spec = 3}};
+        if ((c = kc_store_put(st, &sx->key, &mr)) != KC_OK) {
+            die("binmeta: %s: %s", kc_strerror(c), kc_store_errmsg(st));
+            goto fail;
+        }
+        kc_key_to_hex(&sx->key, hex);
+        printf("binmeta %s\n", hex);
+    }
     for (size_t i = 0; i < nb; i++) {
         size_t j;
         for (j = 0; j < i && kc_key_cmp(&b[j].blob, &b[i].blob) != 0; j++)

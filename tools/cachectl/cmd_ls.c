@@ -8,8 +8,9 @@
 #include <string.h>
 
 static const char help[] =
-    "  --kind KIND   blob, build, tuning, usage, lease or all\n"
-    "                (default: blob, build and tuning)\n"
+    "  --kind KIND   blob, build, binmeta, tuning, usage, lease or all\n"
+    "                (default: blob, build, binmeta and tuning; binmeta is the\n"
+    "                launch metadata of a binary kcache did not compile)\n"
     "  --arch ARCH   only records for this target, e.g. sm_90 (a blob matches\n"
     "                through the builds that use it)\n"
     "  --name GLOB   only records whose kernel entry matches GLOB, e.g. 'gemm_*'\n";
@@ -225,6 +226,29 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const voi
         }
         break;
     }
+    case KC_REC_BINMETA: {
+        /* A binary kcache did not compile (a Triton kernel): its launch
+         * metadata, under the key of its build. */
+        const kc_binmeta_rec_t *bm = &rec->u.binmeta;
+        arch = bm->arch;
+        name = bm->entry;
+        if (!match(c, arch, name))
+            goto done;
+        snprintf(info, sizeof info,
+                 "%s %s, %" PRIu32 " warps, %" PRIu32 " B smem, %zu args", bm->compiler,
+                 bm->compiler_version, bm->num_warps, bm->dyn_smem, bm->n_args);
+        if (j) {
+            json_object_set_new(j, "compiler", json_string(bm->compiler));
+            json_object_set_new(j, "compiler_version", json_string(bm->compiler_version));
+            json_object_set_new(j, "num_warps", json_integer(bm->num_warps));
+            json_object_set_new(j, "num_ctas", json_integer(bm->num_ctas));
+            json_object_set_new(j, "dyn_smem", json_integer(bm->dyn_smem));
+            json_object_set_new(j, "global_scratch",
+                                json_integer(bm->global_scratch_size));
+            json_object_set_new(j, "args", ctl_json_u64(bm->n_args));
+        }
+        break;
+    }
     case KC_REC_USAGE:
         if (c->arch || c->name)
             goto done;
@@ -293,7 +317,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
     static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
                                               "NAME",  ">SIZE", "DETAILS"};
-    static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
+    static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_BINMETA,
+                                        KC_REC_TUNING};
     int kinds[KC_REC_KIND_MAX];
     size_t n_kinds = 0;
     const char *kind_arg = NULL;
@@ -320,18 +345,20 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     if (optind < argc)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
     if (!kind_arg) {
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < sizeof default_kinds / sizeof default_kinds[0]; i++)
             kinds[n_kinds++] = default_kinds[i];
     } else if (strcmp(kind_arg, "all") == 0) {
-        for (int k = KC_REC_KIND_MIN; k <= KC_REC_LEASE; k++)
-            kinds[n_kinds++] = k;
+        for (int k = KC_REC_KIND_MIN; k <= KC_REC_KIND_MAX; k++)
+            if (k != KC_REC_META)
+                kinds[n_kinds++] = k;
     } else if ((kinds[0] = kc_rec_kind_from_name(kind_arg)) != 0 &&
-               kinds[0] <= KC_REC_LEASE) {
+               kinds[0] != KC_REC_META) {
         /* Meta records are keyed by name, not by key: stats shows them. */
         n_kinds = 1;
     } else {
         return ctl_usage_err(
-            self->name, "unknown kind '%s' (blob, build, tuning, usage, lease or all)",
+            self->name,
+            "unknown kind '%s' (blob, build, binmeta, tuning, usage, lease or all)",
             kind_arg);
     }
     kc_layers_t *layers = ctl_layers_open(o);
