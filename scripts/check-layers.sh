@@ -33,8 +33,17 @@ if [[ $# -gt 0 && $1 != --* ]]; then
     shift
 fi
 declare -A layer_objects=()
+launcher_objects=""
 while [[ $# -gt 0 ]]; do
     case $1 in
+    --launcher-objects)
+        [[ $# -ge 2 ]] || {
+            echo "check-layers: --launcher-objects needs its objects" >&2
+            exit 2
+        }
+        launcher_objects=$2
+        shift 2
+        ;;
     --objects)
         [[ $# -ge 3 ]] || {
             echo "check-layers: --objects needs a layer and its objects" >&2
@@ -248,6 +257,36 @@ if ((${#layer_objects[@]})); then
         sed -E 's/^tsort: [^:]*: /    /; s/^tsort: /    /' "$loops" >&2
     fi
     checked_objects=${#objects[@]}
+fi
+
+# The launcher's files call each other in one direction only (the launch
+# flow, kernel_int.h): no circle between its objects either.
+if [[ -n $launcher_objects ]]; then
+    declare -A lsym_file=()
+    IFS=: read -r -a lobjs <<<"$launcher_objects"
+    for o in "${lobjs[@]}"; do
+        [[ -f $o ]] || { complain "$o: no such object (build first)"; continue; }
+        name=${o##*/}
+        while read -r sym; do
+            lsym_file[$sym]=launcher/${name%.o}
+        done < <(nm -g --defined-only "$o" | awk 'NF == 3 { print $3 }')
+    done
+    lpairs=$(mktemp)
+    lloops=$(mktemp)
+    for o in "${lobjs[@]}"; do
+        [[ -f $o ]] || continue
+        name=${o##*/}
+        while read -r sym; do
+            [[ -n ${lsym_file[$sym]:-} ]] || continue
+            echo "${lsym_file[$sym]} launcher/${name%.o}" >>"$lpairs"
+        done < <(nm -u "$o" | awk '{ print $NF }')
+    done
+    if ! tsort "$lpairs" >/dev/null 2>"$lloops" || [[ -s $lloops ]]; then
+        complain "files of the launcher call each other in a circle:"
+        sed -E 's/^tsort: [^:]*: /    /; s/^tsort: /    /' "$lloops" >&2
+    fi
+    rm -f "$lpairs" "$lloops"
+    checked_objects=$((${checked_objects:-0} + ${#lobjs[@]}))
 fi
 
 if ((fail)); then

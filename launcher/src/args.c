@@ -155,3 +155,39 @@ uint8_t kc__geometry_status(const kc_kernel_t *k, const prep_t *p)
     return threads > max || threads > KC__BLOCK_THREADS_MAX ? KC_CAND_RESOURCES
                                                             : KC_CAND_LAUNCH_FAILED;
 }
+
+int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
+{
+    kc__device_t *dev = l->dev;
+    int rc;
+
+    if (p->shared > SMEM_NO_OPTIN) {
+        rc = dev->ops->set_dyn_smem(dev, fn, p->shared);
+        if (rc != KC_OK)
+            return rc;
+    }
+    return dev->ops->launch(dev, fn, p->grid, p->block, p->shared, stream,
+                            (void **)p->params);
+}
+
+int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
+                   size_t *pre_len, kc_key_t *key)
+{
+    const kc__spec_t *sp = k->spec;
+    kc_tuning_desc_t desc = {
+        .source_kind = sp->s.source_kind,
+        .source_digest = sp->source_digest,
+        .entry = sp->s.entry,
+        .options = sp->s.options,
+        .n_options = sp->s.n_options,
+        .space_digest = sp->space_digest,
+        .shape_sig = {sig, len},
+        .arch = k->l->arch,
+        .sm_count = k->l->info.sm_count,
+        .device_name = k->l->info.name,
+    };
+    int rc = kc_tuning_preimage_encode(&desc, pre, pre_len);
+    if (rc == KC_OK)
+        *key = kc_key_hash(*pre, *pre_len);
+    return rc;
+}

@@ -346,3 +346,79 @@ done:
     if (last)
         finish_compiles(k);
 }
+
+/* Publish the builds compiled in this process and not yet published, and
+ * the tuning if any, in one transaction. A failure is logged: the cache
+ * must not fail the user's launch. */
+int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
+{
+    kc_store_t *st = k->l->store;
+    kc_buf_t *cubins = NULL;
+    kc_build_rec_t *builds = NULL;
+    size_t n = 0;
+    uint64_t created = (uint64_t)time(NULL);
+    int rc = KC_OK;
+
+    if (!st)
+        return KC_OK;
+    if (kc_store_is_readonly(st)) {
+        kc__log(k->l, KC_LOG_INFO, "kcache: %s: store %s is read-only; not publishing",
+                kname(k), kc_store_path(st));
+        return KC_EREADONLY;
+    }
+    cubins = calloc(k->n_cands ? k->n_cands : 1, sizeof(*cubins));
+    builds = calloc(k->n_cands ? k->n_cands : 1, sizeof(*builds));
+    if (!cubins || !builds) {
+        rc = KC_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < k->n_cands; i++) {
+        const cand_t *c = &k->cands[i];
+        /* A tuning's winner must sit in the same store as the tuning: one
+         * reused from a lower (read-only) layer is copied up with it. */
+        int winner_from_below = tuning && c->foreign && c->cubin &&
+                                kc_key_cmp(&c->build_key, &tuning->winner_build) == 0;
+        if (c->status != KC_CAND_OK ||
+            ((!c->compiled_here || c->published) && !winner_from_below))
+            continue;
+        cubins[n] = (kc_buf_t){c->cubin, c->cubin_len};
+        builds[n] = (kc_build_rec_t){
+            .preimage = {c->preimage, c->preimage_len},
+            .blob = c->blob_key,
+            .entry = c->entry,
+            .registers = c->attrs.registers,
+            .static_smem = c->attrs.static_smem,
+            .max_threads = c->attrs.max_threads,
+            .local_bytes = c->attrs.local_bytes,
+            .compile_us = c->compile_us,
+            .created = created,
+        };
+        n++;
+    }
+    if (!n && !tuning)
+        goto fail;
+    kc_publish_t pub = {cubins, n, builds, n, tuning};
+    rc = kc_store_publish(st, &pub);
+    if (rc != KC_OK) {
+        kc__log(k->l, KC_LOG_WARN, "kcache: %s: publishing to %s failed: %s (%s)",
+                kname(k), kc_store_path(st), kc_strerror(rc), kc_store_errmsg(st));
+        goto fail;
+    }
+    bump(&k->publishes);
+    for (size_t i = 0; i < k->n_cands; i++)
+        if (k->cands[i].status == KC_CAND_OK) {
+            for (size_t j = 0; j < n; j++)
+                if (builds[j].preimage.data == k->cands[i].preimage)
+                    k->cands[i].foreign = 0;
+            if (k->cands[i].compiled_here)
+                k->cands[i].published = 1;
+        }
+fail:
+    /* Published, or not publishable now: either way a waiting process
+     * should stop waiting for these builds. */
+    for (size_t i = 0; i < k->n_cands; i++)
+        kc__release_build_lease(k, &k->cands[i]);
+    free(cubins);
+    free(builds);
+    return rc;
+}

@@ -4,11 +4,17 @@
  *
  *   kernel.c     registration, queries, teardown
  *   launch.c     the hot path: signature -> memo -> launch
- *   args.c       kernel parameters, geometry, written buffers
- *   compile.c    candidates compiled on the pool, stored builds reused
- *   modules.c    modules kept loaded, cubins loaded, prefetch
+ *   args.c       kernel parameters, geometry, written buffers, the launch of
+ *                prepared parameters, a signature's tuning key
+ *   compile.c    candidates compiled on the pool, stored builds reused,
+ *                builds (and a tuning) published in one transaction
+ *   modules.c    modules kept loaded, cubins loaded, prefetch, the memo
  *   autotune.c   load, time, record, publish, push
  *   miss.c       stored tuning, remote tier, single flight
+ *
+ * The files call each other in one direction only (check_layers checks it
+ * from their objects): launch -> miss -> autotune -> compile, kernel ->
+ * compile, and each of them -> args, modules, launcher.c.
  */
 #ifndef KCACHE_KERNEL_INT_H
 #define KCACHE_KERNEL_INT_H
@@ -180,12 +186,6 @@ typedef struct tune_state {
     prep_t *preps;
 } tune_state_t;
 
-/* ---- launch.c ---- */
-
-int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
-                const int64_t *config);
-int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
-
 /* ---- args.c ---- */
 
 int kc__build_params(const kc_launcher_t *owner, const kc__spec_t *sp,
@@ -194,12 +194,20 @@ int kc__prepare(const kc__spec_t *sp, const int64_t *config, const int64_t *fixe
                 const kc_arg_t *args, size_t n, prep_t *p, char *err, size_t errcap);
 size_t kc__written_bytes(const kc_arg_spec_t *a, const kc_arg_t *v);
 uint8_t kc__geometry_status(const kc_kernel_t *k, const prep_t *p);
+int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
+/* The tuning key (and its preimage, free with kc_free) of a signature. */
+int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
+                   size_t *pre_len, kc_key_t *key);
 
 /* ---- compile.c ---- */
 
 void kc__release_build_lease(kc_kernel_t *k, cand_t *c);
 void kc__ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i);
 void kc__compile_one(void *arg);
+/* Publish the builds compiled in this process and not yet published, and
+ * the tuning if any, in one transaction. A failure is logged: the cache
+ * must not fail the user's launch. */
+int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 
 /* ---- modules.c ---- */
 
@@ -212,20 +220,16 @@ int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **f
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
                    void **module, void **fn);
 void kc__prefetch_winners(void *arg);
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+                const int64_t *config);
 
 /* ---- autotune.c ---- */
 
-/* Publish the builds compiled in this process and not yet published, and
- * the tuning if any, in one transaction. A failure is logged: the cache
- * must not fail the user's launch. */
-int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
                          const kc__miss_t *m);
 
 /* ---- miss.c ---- */
 
-int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
-                   size_t *pre_len, kc_key_t *key);
 int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
                 const kc__miss_t *m, int *launched);
 

@@ -11,32 +11,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* Memoize: the config-only geometry is evaluated here, once, not on every
- * launch. If it fails (it cannot for a config that ran), the entry simply
- * evaluates everything per launch. */
-int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
-                const int64_t *config)
-{
-    int64_t geo[KC__MEMO_GEO];
-    int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
-    return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, fn, module, cand, config,
-                           k->spec->s.n_params, fixed_ok ? geo : NULL, m->out);
-}
-
-int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
-{
-    kc__device_t *dev = l->dev;
-    int rc;
-
-    if (p->shared > SMEM_NO_OPTIN) {
-        rc = dev->ops->set_dyn_smem(dev, fn, p->shared);
-        if (rc != KC_OK)
-            return rc;
-    }
-    return dev->ops->launch(dev, fn, p->grid, p->block, p->shared, stream,
-                            (void **)p->params);
-}
-
 static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
                         const kc_arg_t *args, size_t n)
 {

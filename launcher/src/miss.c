@@ -13,28 +13,6 @@
 
 /* ---- the store --------------------------------------------------------- */
 
-int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
-                   size_t *pre_len, kc_key_t *key)
-{
-    const kc__spec_t *sp = k->spec;
-    kc_tuning_desc_t desc = {
-        .source_kind = sp->s.source_kind,
-        .source_digest = sp->source_digest,
-        .entry = sp->s.entry,
-        .options = sp->s.options,
-        .n_options = sp->s.n_options,
-        .space_digest = sp->space_digest,
-        .shape_sig = {sig, len},
-        .arch = k->l->arch,
-        .sm_count = k->l->info.sm_count,
-        .device_name = k->l->info.name,
-    };
-    int rc = kc_tuning_preimage_encode(&desc, pre, pre_len);
-    if (rc == KC_OK)
-        *key = kc_key_hash(*pre, *pre_len);
-    return rc;
-}
-
 static size_t find_row(const kc_kernel_t *k, const int64_t *config)
 {
     size_t np = k->spec->s.n_params;

@@ -163,3 +163,15 @@ void kc__prefetch_winners(void *arg)
     pthread_cond_broadcast(&k->compiled_cv);
     pthread_mutex_unlock(&k->mu);
 }
+
+/* Memoize: the config-only geometry is evaluated here, once, not on every
+ * launch. If it fails (it cannot for a config that ran), the entry simply
+ * evaluates everything per launch. */
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+                const int64_t *config)
+{
+    int64_t geo[KC__MEMO_GEO];
+    int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
+    return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, fn, module, cand, config,
+                           k->spec->s.n_params, fixed_ok ? geo : NULL, m->out);
+}
