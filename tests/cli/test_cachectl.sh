@@ -282,6 +282,12 @@ check "ls lists binmeta records by default" eval 'status_is 0 && out_has "^binme
 cc -s "$B" --json ls --kind all
 check "ls --json --kind all has the binmeta record with its metadata" \
     json_ok '[r for r in d["records"] if r["kind"] == "binmeta" and r["key"] == "'"$bm_key"'" and r["compiler"] == "triton" and r["num_warps"] == 4 and r["args"] == 4]'
+cc -s "$B" show "$bm_key"
+check "show of the build prints its launch metadata and specialization" \
+    eval 'status_is 0 && out_has "^kind +build" && out_has "^launch metadata +triton 3.6.0, sm_90" && out_has "x_ptr: \*fp32 \[align16\]" && out_has "n: i32 \[div16\]"'
+cc -s "$B" --json show "$bm_key"
+check "show --json of the build has a binmeta object" \
+    json_ok 'd["binmeta"]["num_warps"] == 4 and d["binmeta"]["compiler"] == "triton"'
 cc -s "$B" verify
 check "verify finds the store with binmeta clean" eval 'status_is 0'
 cc -s "$B" export -o "$WORK/bm.kcb"

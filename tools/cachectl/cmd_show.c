@@ -176,6 +176,59 @@ done:
     kc_free(blob);
 }
 
+/* A build of a binary kcache did not compile carries its launch metadata
+ * (binmeta) under the same key: shown with the build. */
+static void show_binmeta(kc_store_t *st, const kc_key_t *build, json_t *j)
+{
+    kc_record_t *rec = NULL;
+    char x[32], args[512] = "";
+    size_t len = 0;
+
+    if (ctl_record_load(st, KC_REC_BINMETA, build, &rec, NULL) != KC_OK)
+        return;
+    const kc_binmeta_rec_t *m = &rec->u.binmeta;
+    for (size_t a = 0; a < m->n_args && len < sizeof args; a++) {
+        len += (size_t)snprintf(args + len, sizeof args - len, "%s%s: %s", a ? ", " : "",
+                                m->args[a].name, m->args[a].type);
+        for (size_t i = 0; i < m->n_spec && len < sizeof args; i++)
+            if (m->spec[i].arg == a)
+                len += (size_t)snprintf(args + len, sizeof args - len, " [%s]",
+                                        kc_spec_prop_name(m->spec[i].prop));
+    }
+    if (j) {
+        json_t *b = json_object();
+        json_object_set_new(b, "compiler", json_string(m->compiler));
+        json_object_set_new(b, "compiler_version", json_string(m->compiler_version));
+        json_object_set_new(b, "entry", json_string(m->entry));
+        json_object_set_new(b, "arch", json_string(m->arch));
+        json_object_set_new(b, "threads_per_block", json_integer(m->threads_per_block));
+        json_object_set_new(b, "num_warps", json_integer(m->num_warps));
+        json_object_set_new(b, "num_ctas", json_integer(m->num_ctas));
+        json_object_set_new(b, "dyn_smem", json_integer(m->dyn_smem));
+        json_object_set_new(b, "global_scratch_size",
+                            json_integer(m->global_scratch_size));
+        json_object_set_new(b, "profile_scratch_size",
+                            json_integer(m->profile_scratch_size));
+        json_object_set_new(b, "flags", json_integer(m->flags));
+        json_object_set_new(b, "signature", json_string(args));
+        json_object_set_new(j, "binmeta", b);
+    } else {
+        ctl_field("launch metadata", "%s %s, %s", m->compiler, m->compiler_version,
+                  m->arch);
+        ctl_field("",
+                  "%" PRIu32 " warps of %" PRIu32 " (%" PRIu32 " threads), %" PRIu32
+                  " CTAs a cluster",
+                  m->num_warps, m->warp_size, m->threads_per_block, m->num_ctas);
+        ctl_field("",
+                  "dynamic smem %s, global scratch %" PRIu32
+                  " B, profile scratch %" PRIu32 " B, flags 0x%" PRIx32,
+                  ctl_fmt_size(m->dyn_smem, x, sizeof x), m->global_scratch_size,
+                  m->profile_scratch_size, m->flags);
+        ctl_field("signature", "%s", args);
+    }
+    kc_free(rec);
+}
+
 static void show_tuning(const kc_tuning_rec_t *t, json_t *j)
 {
     kc_tuning_desc_t *d = NULL;
@@ -384,6 +437,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         break;
     case KC_REC_BUILD:
         show_build(st, &rec->u.build, j);
+        show_binmeta(st, &key, j);
         break;
     case KC_REC_TUNING:
         show_tuning(&rec->u.tuning, j);
