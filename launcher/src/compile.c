@@ -123,21 +123,34 @@ static void compile_ptx(kc_kernel_t *k, cand_t *c)
     uint64_t t0 = now_us();
     int rc;
 
-    if (!dev || !dev->ops->ptx_to_cubin) {
+    /* nvJitLink first: no driver, no device, any arch (the build's
+     * toolchain id says which of the two made it, kernel.c). */
+    if (kc__nvjitlink_load(NULL, 0) == KC_OK) {
+        rc = kc__nvjitlink_ptx_to_cubin(k->spec->s.source, k->spec->s.source_len,
+                                        k->l->arch, &c->cubin, &c->cubin_len, log,
+                                        sizeof(log));
+        if (rc != KC_OK) {
+            c->status = KC_CAND_COMPILE_ERROR;
+            c->reason = reason_from_log("nvJitLink error: ", log);
+            return;
+        }
+    } else if (!dev || !dev->ops->ptx_to_cubin) {
         c->status = KC_CAND_COMPILE_ERROR;
-        c->reason = strdup("PTX needs the CUDA driver's JIT, and this device has none");
+        c->reason = strdup("PTX needs nvJitLink or the CUDA driver's JIT, and neither is "
+                           "here");
         return;
-    }
-    rc = dev->ops->bind(dev);
-    if (rc == KC_OK)
-        rc = dev->ops->ptx_to_cubin(dev, k->spec->s.source, k->spec->s.source_len,
-                                    k->l->arch, &c->cubin, &c->cubin_len, log,
-                                    sizeof(log));
-    if (rc != KC_OK) {
-        c->status = KC_CAND_COMPILE_ERROR;
-        c->reason =
-            reason_from_log("PTX JIT error: ", log[0] ? log : kc__device_errmsg(dev));
-        return;
+    } else {
+        rc = dev->ops->bind(dev);
+        if (rc == KC_OK)
+            rc = dev->ops->ptx_to_cubin(dev, k->spec->s.source, k->spec->s.source_len,
+                                        k->l->arch, &c->cubin, &c->cubin_len, log,
+                                        sizeof(log));
+        if (rc != KC_OK) {
+            c->status = KC_CAND_COMPILE_ERROR;
+            c->reason =
+                reason_from_log("PTX JIT error: ", log[0] ? log : kc__device_errmsg(dev));
+            return;
+        }
     }
     c->entry = strdup(k->spec->s.entry);
     c->compile_us = now_us() - t0;

@@ -1,5 +1,6 @@
 /* Compilers: CUDA C -> cubin with NVRTC (loaded with dlopen), PTX -> cubin
- * with the driver's JIT linker (through the device layer). Internal. */
+ * with nvJitLink (loaded with dlopen, no driver needed), else with the
+ * driver's JIT linker (through the device layer). Internal. */
 #ifndef KCACHE_COMPILER_H
 #define KCACHE_COMPILER_H
 
@@ -46,5 +47,20 @@ int kc__nvrtc_compile(const kc__compile_in_t *in, kc__compile_out_t *out);
  * without the NUL. Codes as for kc__nvrtc_compile. */
 int kc__nvrtc_compile_ptx(const kc__compile_in_t *in, kc__compile_out_t *out);
 void kc__compile_out_free(kc__compile_out_t *out);
+
+/* Loads nvJitLink once per process (KCACHE_NVJITLINK: a path, or "none";
+ * else libnvJitLink.so.13, libnvJitLink.so, $CUDA_HOME/lib64,
+ * /usr/local/cuda/lib64). Thread safe. KC_EUNSUPPORTED with a message if
+ * it is not there. */
+int kc__nvjitlink_load(char *errmsg, size_t errcap);
+/* "nvjitlink-13.0": the toolchain id of PTX builds it makes. */
+const char *kc__nvjitlink_toolchain_id(void);
+/* PTX (len bytes, NUL not needed) -> a cubin for arch ("sm_90"), malloc'd
+ * (free with free() or kc_free). KC_ECOMPILE with the linker's log in
+ * log[log_cap] for bad PTX; KC_EINVAL for an arch that is not sm_NN;
+ * KC_EUNSUPPORTED without nvJitLink. */
+int kc__nvjitlink_ptx_to_cubin(const char *ptx, size_t len, const char *arch,
+                               void **cubin, size_t *cubin_len, char *log,
+                               size_t log_cap);
 
 #endif

@@ -121,7 +121,12 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     /* NVRTC's version, part of CUDA build keys, is read by the compile
      * tasks: loading NVRTC takes milliseconds that registration, and a warm
      * launch that needs no build key, should not wait for. */
-    snprintf(k->toolchain, sizeof(k->toolchain), "driver-%u", l->info.driver_version);
+    /* PTX builds are keyed by what turns them into cubins: nvJitLink where
+     * the toolkit has it (any machine, no driver), else this driver's JIT. */
+    if (k->spec->s.source_kind == KC_SOURCE_PTX && kc__nvjitlink_load(NULL, 0) == KC_OK)
+        snprintf(k->toolchain, sizeof(k->toolchain), "%s", kc__nvjitlink_toolchain_id());
+    else
+        snprintf(k->toolchain, sizeof(k->toolchain), "driver-%u", l->info.driver_version);
     k->pending = nc;
     k->compile_done = nc == 0;
     /* Prefetch only where a device will launch and a store may hold

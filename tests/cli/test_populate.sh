@@ -100,4 +100,26 @@ check "a missing --manifest is a usage error" eval '[ $rc -eq 2 ] && err_has "ma
 cc -s "$S" populate --manifest "$WORK/manifest.json" --arch sm_90 -j 0
 check "-j 0 is a usage error" test "$rc" -eq 2
 
+# ---- PTX, turned into cubins by nvJitLink (no driver here) -------------------
+
+nvcc="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+printf 'extern "C" __global__ void scale(float *x, float a, int n)\n{\n    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i < n)\n        x[i] *= a;\n}\n' >"$WORK/scale.cu"
+"$nvcc" -ptx -arch=compute_80 "$WORK/scale.cu" -o "$WORK/scale.ptx"
+cat >"$WORK/ptx.json" <<'JSON'
+{"version": 1, "kernels": [{"name": "pop.scale_ptx", "source_kind": "ptx", "source_file": "scale.ptx",
+  "entry": "scale",
+  "args": [{"name": "x", "type": "f32*", "access": "inout"}, {"name": "a", "type": "f32"},
+           {"name": "n", "type": "i32"}],
+  "grid": ["cdiv(n, 256)"], "block": [256]}]}
+JSON
+P=$WORK/ptx-store
+cc -s "$P" populate --manifest "$WORK/ptx.json" --arch sm_80,sm_90 --json
+check "populate compiles a PTX kernel for sm_80 and sm_90 without a driver" \
+    json_ok 'all(a["compiled"] == 1 and a["failed"] == 0 for a in d["archs"])'
+cc -s "$P" --json ls --kind build
+check "each arch got a build made by nvJitLink" \
+    json_ok 'sorted(r["arch"] for r in d["records"]) == ["sm_80", "sm_90"] and all(r["toolchain"].startswith("nvjitlink-") for r in d["records"])'
+cc -s "$P" verify
+check "the PTX builds verify" eval 'status_is 0'
+
 cli_finish

@@ -556,6 +556,56 @@ static void test_nvrtc_emits_ptx_for_the_virtual_arch(void **state)
     kc__compile_out_free(&out);
 }
 
+/* nvJitLink turns the PTX NVRTC emits into a real cubin with no driver and
+ * no GPU, for any real arch: an ELF for the GPU (EM_CUDA) whose symbol
+ * table has the entry (the sim loads it and finds the function). Bad PTX
+ * is a compile error with the linker's log; a virtual arch is refused. */
+static void test_nvjitlink_turns_ptx_into_a_cubin_without_a_driver(void **state)
+{
+    (void)state;
+    char log[2048];
+    assert_int_equal(kc__nvjitlink_load(log, sizeof(log)), KC_OK);
+    assert_int_equal(strncmp(kc__nvjitlink_toolchain_id(), "nvjitlink-", 10), 0);
+    const char *archs[] = {"sm_80", "sm_90"};
+    for (int a = 0; a < 2; a++) {
+        kc__compile_in_t in = {.source = VADD_SRC, .entry = "vadd", .arch = archs[a]};
+        kc__compile_out_t ptx;
+        void *cubin = NULL, *mod, *fn;
+        size_t len = 0;
+        assert_int_equal(kc__nvrtc_compile_ptx(&in, &ptx), KC_OK);
+        assert_int_equal(kc__nvjitlink_ptx_to_cubin(ptx.cubin, ptx.cubin_len, archs[a],
+                                                    &cubin, &len, log, sizeof(log)),
+                         KC_OK);
+        assert_true(len > 64);
+        assert_memory_equal(cubin, "\177ELF", 4);
+        assert_int_equal(((const uint8_t *)cubin)[18], 190); /* e_machine EM_CUDA */
+
+        kc_sim_opts_t so = {.size = sizeof(kc_sim_opts_t), .arch = archs[a]};
+        fixture_t f = open_sim(&so);
+        vadd_calls_t calls = {0};
+        assert_int_equal(kc_sim_register(f.sim, "vadd", vadd_cpu, NULL, &calls), KC_OK);
+        assert_int_equal(f.dev->ops->module_load(f.dev, cubin, len, &mod), KC_OK);
+        assert_int_equal(f.dev->ops->get_function(f.dev, mod, "vadd", &fn), KC_OK);
+        f.dev->ops->module_unload(f.dev, mod);
+        close_sim(&f);
+        free(cubin);
+        kc__compile_out_free(&ptx);
+    }
+
+    static const char bad[] = ".version 8.0\n.target sm_90\n.address_size 64\nnot ptx\n";
+    void *cubin = (void *)1;
+    size_t len = 1;
+    assert_int_equal(kc__nvjitlink_ptx_to_cubin(bad, sizeof(bad) - 1, "sm_90", &cubin,
+                                                &len, log, sizeof(log)),
+                     KC_ECOMPILE);
+    assert_null(cubin);
+    assert_int_equal(len, 0);
+    assert_true(strlen(log) > 0);
+    assert_int_equal(kc__nvjitlink_ptx_to_cubin(bad, sizeof(bad) - 1, "compute_90",
+                                                &cubin, &len, log, sizeof(log)),
+                     KC_EINVAL);
+}
+
 /* ---- the CUDA device without a driver ----------------------------------- */
 
 static void test_cuda_device_without_a_driver_is_enodevice(void **state)
@@ -670,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_nvrtc_syntax_error_is_a_compile_error_with_the_log),
         cmocka_unit_test(test_nvrtc_lowers_template_and_namespace_entries),
         cmocka_unit_test(test_nvrtc_emits_ptx_for_the_virtual_arch),
+        cmocka_unit_test(test_nvjitlink_turns_ptx_into_a_cubin_without_a_driver),
         cmocka_unit_test(test_cuda_device_without_a_driver_is_enodevice),
         cmocka_unit_test(
             test_pool_runs_each_of_1000_tasks_exactly_once_and_run_all_waits),

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "compiler.h"
 #include "kc_simkernels.h"
 #include "kcache/launch.h"
 #include "kcache/record.h"
@@ -780,9 +781,72 @@ static void test_a_failure_is_told_by_its_own_launcher_only(void **state)
     kc_launcher_destroy(other);
 }
 
+static int toolchain_of_builds(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                               const void *data, size_t len)
+{
+    char *toolchain = user;
+    kc_record_t *rec = NULL;
+    kc_build_desc_t *d = NULL;
+    (void)key;
+    if (kind != KC_REC_BUILD || kc_record_decode(data, len, &rec) != KC_OK)
+        return 0;
+    if (kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
+                                 &d) == KC_OK)
+        snprintf(toolchain, 64, "%s", d->toolchain);
+    kc_free(d);
+    kc_free(rec);
+    return 0;
+}
+
+/* A PTX kernel on a device without a driver JIT (the simulation, as on a
+ * CPU-only machine): nvJitLink compiles every candidate, tuning and
+ * publishing go on as for CUDA C, and the builds name nvJitLink as their
+ * toolchain. */
+static void test_ptx_kernels_compile_with_nvjitlink_without_a_driver(void **state)
+{
+    kcs_fx_t *f = *state;
+    static const char src[] = "extern \"C\" __global__ void vadd(const float *a, const "
+                              "float *b, float *out, int n)\n"
+                              "{\n"
+                              "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+                              "    if (i < n)\n"
+                              "        out[i] = a[i] + b[i];\n"
+                              "}\n";
+    kc__compile_in_t in = {.source = src, .entry = "vadd", .arch = "sm_90"};
+    kc__compile_out_t ptx;
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kcs_vecs_t v;
+    char toolchain[64] = "";
+
+    assert_int_equal(kc__nvrtc_compile_ptx(&in, &ptx), KC_OK);
+    kc_kernel_spec_t spec = kcs_vadd_spec("test.vadd_ptx", block_param5);
+    spec.source_kind = KC_SOURCE_PTX;
+    spec.source = ptx.cubin;
+    kcs_vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    kcs_vecs_check(&v);
+    assert_int_equal(kc_kernel_stats(k, &s), KC_OK);
+    assert_int_equal(s.candidates_failed, 0);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(store_count(f, KC_REC_TUNING), 1);
+    /* The five configs of one PTX text are one cubin: five builds, one blob. */
+    assert_int_equal(store_count(f, KC_REC_BUILD), 5);
+    assert_int_equal(store_count(f, KC_REC_BLOB), 1);
+    assert_int_equal(kc_store_iterate(kc_launcher_store(f->l), KC_REC_BUILD,
+                                      toolchain_of_builds, toolchain),
+                     KC_OK);
+    assert_string_equal(toolchain, kc__nvjitlink_toolchain_id());
+    kcs_vecs_free(&v);
+    kc__compile_out_free(&ptx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_ptx_kernels_compile_with_nvjitlink_without_a_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failure_is_told_by_its_own_launcher_only,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
