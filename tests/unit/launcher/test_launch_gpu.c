@@ -170,6 +170,30 @@ static void test_gpu_runs_ptx_through_the_jit_linker(void **state)
     kc__compile_out_free(&out);
 }
 
+/* nvJitLink's cubin for the device's arch (made with no driver involved)
+ * loads and computes on the real GPU like the driver JIT's. */
+static void test_gpu_runs_a_cubin_linked_by_nvjitlink(void **state)
+{
+    (void)state;
+    kc__compile_in_t in = {.source = VADD_SRC, .entry = "vadd", .arch = g_info.arch};
+    kc__compile_out_t out;
+    char log[2048];
+    void *cubin = NULL;
+    size_t len = 0;
+    assert_int_equal(kc__nvjitlink_load(log, sizeof(log)), KC_OK);
+    assert_int_equal(kc__nvrtc_compile_ptx(&in, &out), KC_OK);
+    int rc = kc__nvjitlink_ptx_to_cubin(out.cubin, out.cubin_len, g_info.arch, &cubin,
+                                        &len, log, sizeof(log));
+    if (rc != KC_OK)
+        fprintf(stderr, "nvJitLink: %s\n", log);
+    assert_int_equal(rc, KC_OK);
+    void *mod = load_module(cubin, len);
+    run_vadd(mod, 4097);
+    g_dev->ops->module_unload(g_dev, mod);
+    free(cubin);
+    kc__compile_out_free(&out);
+}
+
 static void test_gpu_events_time_a_kernel(void **state)
 {
     (void)state;
@@ -337,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_gpu_reports_its_device_class),
         cmocka_unit_test(test_gpu_runs_an_nvrtc_cubin),
         cmocka_unit_test(test_gpu_runs_ptx_through_the_jit_linker),
+        cmocka_unit_test(test_gpu_runs_a_cubin_linked_by_nvjitlink),
         cmocka_unit_test(test_gpu_events_time_a_kernel),
         cmocka_unit_test(test_gpu_too_large_block_or_shared_memory_is_toobig),
         cmocka_unit_test(test_gpu_refuses_an_image_that_is_not_a_cubin),
