@@ -156,20 +156,6 @@ uint8_t kc__geometry_status(const kc_kernel_t *k, const prep_t *p)
                                                             : KC_CAND_LAUNCH_FAILED;
 }
 
-int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
-{
-    kc__device_t *dev = l->dev;
-    int rc;
-
-    if (p->shared > SMEM_NO_OPTIN) {
-        rc = dev->ops->set_dyn_smem(dev, fn, p->shared);
-        if (rc != KC_OK)
-            return rc;
-    }
-    return dev->ops->launch(dev, fn, p->grid, p->block, p->shared, stream,
-                            (void **)p->params);
-}
-
 int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
                    size_t *pre_len, kc_key_t *key)
 {

@@ -4,8 +4,9 @@
  *
  *   kernel.c     registration, queries, teardown
  *   launch.c     the hot path: signature -> memo -> launch
- *   args.c       kernel parameters, geometry, written buffers, the launch of
- *                prepared parameters, a signature's tuning key
+ *   args.c       kernel parameters, geometry, written buffers, a
+ *                signature's tuning key (the launch of prepared parameters
+ *                is inline, below)
  *   compile.c    candidates compiled on the pool, stored builds reused,
  *                builds (and a tuning) published in one transaction
  *   modules.c    modules kept loaded, cubins loaded, prefetch, the memo
@@ -169,6 +170,22 @@ typedef struct prep {
     unsigned grid[3], block[3], shared;
 } prep_t;
 
+/* Launch prepared parameters: the one device call of a memo hit, inline so
+ * that the hot path (launch.c) pays no call into another file for it. */
+static inline int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream)
+{
+    kc__device_t *dev = l->dev;
+    int rc;
+
+    if (p->shared > SMEM_NO_OPTIN) {
+        rc = dev->ops->set_dyn_smem(dev, fn, p->shared);
+        if (rc != KC_OK)
+            return rc;
+    }
+    return dev->ops->launch(dev, fn, p->grid, p->block, p->shared, stream,
+                            (void **)p->params);
+}
+
 /* A launch's signature that the memo does not have, on its way through
  * miss resolution (miss.c, autotune.c): the signature, its hash, and where
  * the memo entry that resolves it goes. */
@@ -194,7 +211,6 @@ int kc__prepare(const kc__spec_t *sp, const int64_t *config, const int64_t *fixe
                 const kc_arg_t *args, size_t n, prep_t *p, char *err, size_t errcap);
 size_t kc__written_bytes(const kc_arg_spec_t *a, const kc_arg_t *v);
 uint8_t kc__geometry_status(const kc_kernel_t *k, const prep_t *p);
-int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, void *stream);
 /* The tuning key (and its preimage, free with kc_free) of a signature. */
 int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
                    size_t *pre_len, kc_key_t *key);
