@@ -9,7 +9,10 @@
 
 static const char *source_kind_name(int k)
 {
-    return k == KC_SOURCE_CUDA ? "cuda" : k == KC_SOURCE_PTX ? "ptx" : "unknown";
+    return k == KC_SOURCE_CUDA       ? "cuda"
+           : k == KC_SOURCE_PTX      ? "ptx"
+           : k == KC_SOURCE_PREBUILT ? "prebuilt"
+                                     : "unknown";
 }
 
 /* ---- show -------------------------------------------------------------- */

@@ -70,6 +70,11 @@ KC_API int kc_key_is_zero(const kc_key_t *key);
 typedef enum kc_source_kind {
     KC_SOURCE_CUDA = 1,
     KC_SOURCE_PTX = 2,
+    /* A binary kcache did not compile (Triton's): the build's source digest
+     * is the cubin's blob key, its options name the producer's own id
+     * (docs/FORMAT.md, "Imported binaries"), and its launch metadata is a
+     * binmeta record. */
+    KC_SOURCE_PREBUILT = 3,
 } kc_source_kind_t;
 
 /* One tuning parameter value, e.g. BLOCK=128. */

@@ -23,7 +23,7 @@ static const uint8_t tuning_magic[4] = {'K', 'C', 'P', 'T'};
 
 static int valid_source_kind(unsigned kind)
 {
-    return kind == KC_SOURCE_CUDA || kind == KC_SOURCE_PTX;
+    return kind == KC_SOURCE_CUDA || kind == KC_SOURCE_PTX || kind == KC_SOURCE_PREBUILT;
 }
 
 /* ---- encoding ----------------------------------------------------------- */

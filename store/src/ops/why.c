@@ -152,9 +152,10 @@ static const char *describe_common(kc_source_kind_t kind, const kc_key_t *digest
     switch (field) {
     case KC_WHY_SOURCE_KIND:
         snprintf(out, cap, "%s",
-                 kind == KC_SOURCE_CUDA  ? "cuda"
-                 : kind == KC_SOURCE_PTX ? "ptx"
-                                         : "unknown");
+                 kind == KC_SOURCE_CUDA       ? "cuda"
+                 : kind == KC_SOURCE_PTX      ? "ptx"
+                 : kind == KC_SOURCE_PREBUILT ? "prebuilt"
+                                              : "unknown");
         return out;
     case KC_WHY_SOURCE_DIGEST:
         return describe_digest(digest, out, cap);
