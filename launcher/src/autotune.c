@@ -39,6 +39,11 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
         int rc;
 
         t->status = c->status;
+        if (c->status == KC_CAND_OK &&
+            kc__cand_misfit(k, i, args, t->reason, sizeof(t->reason)) != SIZE_MAX) {
+            t->status = KC_CAND_LAUNCH_FAILED; /* its specialization; reason set */
+            continue;
+        }
         if (c->status != KC_CAND_OK) {
             snprintf(t->reason, sizeof(t->reason), "%s",
                      c->reason ? c->reason : "failed");
@@ -77,7 +82,14 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
             t->status = kc__geometry_status(k, &s->preps[i]);
             continue;
         }
-        if (s->preps[i].shared > SMEM_NO_OPTIN &&
+        if (k->abis) {
+            s->preps[i].block[0] = k->abis[i].threads;
+            s->preps[i].block[1] = s->preps[i].block[2] = 1;
+            s->preps[i].shared = k->abis[i].dyn_smem;
+            t->abi = &k->abis[i];
+            t->n_args = n;
+        }
+        if (!k->abis && s->preps[i].shared > SMEM_NO_OPTIN &&
             dev->ops->set_dyn_smem(dev, s->fns[i], s->preps[i].shared) != KC_OK) {
             t->status = KC_CAND_RESOURCES;
             snprintf(t->reason, sizeof(t->reason), "%.250s", kc__device_errmsg(dev));
@@ -184,7 +196,7 @@ static int tune_run(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n
     /* The one real launch: the user's buffers were restored after tuning. */
     if (*winner != SIZE_MAX) {
         kc__tune_cand_t *w = &s->tc[*winner];
-        rc = kc__launch_fn(l, s->fns[*winner], &s->preps[*winner], stream);
+        rc = kc__launch_cand(k, *winner, s->fns[*winner], &s->preps[*winner], stream);
         if (rc == KC_ESTICKY) {
             kc__errmsg_set(k->l, "%s: launch: %s", kname(k), kc__device_errmsg(dev));
             return rc;

@@ -61,6 +61,18 @@ static int reuse_stored(kc_kernel_t *k, cand_t *c)
         return rc;
     c->foreign = kc_layers_store(k->l->layers, layer) != st;
     c->blob_key = rec->u.build.blob;
+    if (!c->preimage && rec->u.build.preimage.size) {
+        /* A prebuilt build's preimage is not computed here: keep the
+         * stored one, so that a winner from a lower layer can be copied up
+         * with its tuning. */
+        c->preimage = malloc(rec->u.build.preimage.size);
+        if (!c->preimage) {
+            kc_free(rec);
+            return KC_ENOMEM;
+        }
+        memcpy(c->preimage, rec->u.build.preimage.data, rec->u.build.preimage.size);
+        c->preimage_len = rec->u.build.preimage.size;
+    }
     c->entry = strdup(rec->u.build.entry);
     c->compile_us = rec->u.build.compile_us;
     c->attrs = (kc__funcattrs_t){rec->u.build.registers, rec->u.build.static_smem,
@@ -195,6 +207,16 @@ void kc__ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i)
     if (k->l->layers && kc_layers_get_cubin(k->l->layers, &c->blob_key, &c->cubin,
                                             &c->cubin_len, NULL) == KC_OK)
         return;
+    if (k->spec->prebuilt) {
+        /* Nothing to compile it from. */
+        kc__log(k->l, KC_LOG_WARN,
+                "kcache: %s: the stored cubin of prebuilt candidate %zu is unreadable",
+                kname(k), i);
+        c->status = KC_CAND_LOAD_FAILED;
+        free(c->reason);
+        c->reason = strdup("the stored cubin is missing or corrupt");
+        return;
+    }
     kc__log(k->l, KC_LOG_WARN,
             "kcache: %s: stored build of candidate %zu is unreadable; "
             "compiling it again",
@@ -304,6 +326,27 @@ static int pull_build(kc_kernel_t *k, cand_t *c)
     return rc;
 }
 
+/* A prebuilt candidate: its build must be stored (or on the remote tier);
+ * nothing is compiled. */
+static void adopt_prebuilt(kc_kernel_t *k, cand_t *c, size_t i)
+{
+    c->build_key = k->spec->prebuilt[i];
+    if (reuse_stored(k, c) == KC_OK ||
+        (k->l->remote && pull_build(k, c) == KC_OK && reuse_stored(k, c) == KC_OK)) {
+        bump(&k->builds_reused);
+        return;
+    }
+    char hex[KC_KEY_HEX_LEN + 1];
+    kc_key_to_hex(&c->build_key, hex);
+    free(c->entry);
+    c->entry = NULL;
+    c->status = KC_CAND_COMPILE_ERROR;
+    c->reason = malloc(128);
+    if (c->reason)
+        snprintf(c->reason, 128, "prebuilt build %s is not in the store", hex);
+    bump(&k->candidates_failed);
+}
+
 void kc__compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -322,9 +365,13 @@ void kc__compile_one(void *arg)
         .arch = k->l->arch,
         .toolchain = kernel_toolchain(k),
     };
-    int last;
+    int last, rc;
 
-    int rc = kc_build_preimage_encode(&desc, &c->preimage, &c->preimage_len);
+    if (sp->prebuilt) {
+        adopt_prebuilt(k, c, t->i);
+        goto done;
+    }
+    rc = kc_build_preimage_encode(&desc, &c->preimage, &c->preimage_len);
     if (rc != KC_OK) {
         c->status = KC_CAND_COMPILE_ERROR;
         c->reason = strdup("cannot encode the build preimage");

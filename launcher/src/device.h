@@ -49,6 +49,17 @@ typedef struct kc__device_ops {
     int (*set_dyn_smem)(kc__device_t *dev, void *fn, unsigned bytes);
     int (*launch)(kc__device_t *dev, void *fn, const unsigned grid[3],
                   const unsigned block[3], unsigned shared, void *stream, void **params);
+    /* cuLaunchKernelEx: grid[0] counts CTAs; clusters of cluster_x CTAs
+     * when cluster_x > 1; flags KC_BINMETA_PDL (programmatic stream
+     * serialization) and KC_BINMETA_COOPERATIVE. */
+    int (*launch_ex)(kc__device_t *dev, void *fn, const unsigned grid[3],
+                     const unsigned block[3], unsigned shared, void *stream,
+                     void **params, unsigned cluster_x, uint32_t flags);
+    /* Stream-ordered allocation (cuMemAllocAsync, cuMemFreeAsync): the
+     * memory is usable by work queued on stream after the call, and freed
+     * once the work queued before the free is done. */
+    int (*mem_alloc_async)(kc__device_t *dev, size_t size, void *stream, uint64_t *ptr);
+    void (*mem_free_async)(kc__device_t *dev, uint64_t ptr, void *stream);
     int (*mem_alloc)(kc__device_t *dev, size_t size, uint64_t *ptr);
     void (*mem_free)(kc__device_t *dev, uint64_t ptr);
     int (*copy_dtod)(kc__device_t *dev, uint64_t dst, uint64_t src, size_t size,

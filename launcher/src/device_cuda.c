@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "kcache/errors.h"
+#include "kcache/record.h"
 
 /* X(field, name for cuGetProcAddress, dlsym name, older dlsym name) */
 #define CU_SYMBOLS(X)                                                                    \
@@ -68,11 +69,19 @@
     X(LinkComplete, cuLinkComplete, "cuLinkComplete", NULL)                              \
     X(LinkDestroy, cuLinkDestroy, "cuLinkDestroy", NULL)
 
+/* Newer entry points, for prebuilt binaries only: a driver without them
+ * still runs everything else (their launches then fail with a message). */
+#define CU_OPTIONAL_SYMBOLS(X)                                                           \
+    X(LaunchKernelEx, cuLaunchKernelEx, "cuLaunchKernelEx", NULL)                        \
+    X(MemAllocAsync, cuMemAllocAsync, "cuMemAllocAsync", NULL)                           \
+    X(MemFreeAsync, cuMemFreeAsync, "cuMemFreeAsync", NULL)
+
 /* The prototypes come from cuda.h, whose macros map each name to the
  * versioned symbol the headers describe (cuMemAlloc -> cuMemAlloc_v2). */
 typedef struct cu_api {
 #define KC__CU_FIELD(field, fn, sym, old) __typeof__(&fn) field;
     CU_SYMBOLS(KC__CU_FIELD)
+    CU_OPTIONAL_SYMBOLS(KC__CU_FIELD)
 #undef KC__CU_FIELD
 } cu_api_t;
 
@@ -249,6 +258,10 @@ static void load_once(void)
     }
     CU_SYMBOLS(KC__CU_RESOLVE)
 #undef KC__CU_RESOLVE
+#define KC__CU_RESOLVE_OPTIONAL(field, fn, sym, old)                                     \
+    *(void **)&g_cu.field = resolve(lib, gp2, gp1, want, "cu" #field, sym, old);
+    CU_OPTIONAL_SYMBOLS(KC__CU_RESOLVE_OPTIONAL)
+#undef KC__CU_RESOLVE_OPTIONAL
     /* The library stays loaded for the life of the process. */
     g_load_rc = KC_OK;
     return;
@@ -417,6 +430,97 @@ static int cuda_launch(kc__device_t *dev, void *fn, const unsigned grid[3],
     if (rc == KC_ESTICKY || rc == KC_ENOMEM || rc == KC_ENODEVICE)
         return rc;
     return KC_ELAUNCH;
+}
+
+static int cuda_launch_ex(kc__device_t *dev, void *fn, const unsigned grid[3],
+                          const unsigned block[3], unsigned shared, void *stream,
+                          void **params, unsigned cluster_x, uint32_t flags)
+{
+    cuda_device_t *d = cu_dev(dev);
+    CUlaunchAttribute attrs[4];
+    unsigned n = 0;
+    int rc = ensure_current(d);
+    if (rc != KC_OK)
+        return rc;
+    if (!g_cu.LaunchKernelEx) {
+        kc__device_set_errmsg(dev, "this driver (%d) has no cuLaunchKernelEx, which "
+                                   "clusters and PDL need",
+                              g_driver_version);
+        return KC_EUNSUPPORTED;
+    }
+    memset(attrs, 0, sizeof(attrs));
+    if (flags & KC_BINMETA_PDL) {
+        attrs[n].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attrs[n++].value.programmaticStreamSerializationAllowed = 1;
+    }
+    if (flags & KC_BINMETA_COOPERATIVE) {
+        attrs[n].id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+        attrs[n++].value.cooperative = 1;
+    }
+    if (cluster_x > 1) {
+        attrs[n].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+        attrs[n].value.clusterDim.x = cluster_x;
+        attrs[n].value.clusterDim.y = 1;
+        attrs[n++].value.clusterDim.z = 1;
+        attrs[n].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
+        attrs[n++].value.clusterSchedulingPolicyPreference =
+            CU_CLUSTER_SCHEDULING_POLICY_SPREAD;
+        if (cluster_x > 8)
+            g_cu.FuncSetAttribute((CUfunction)fn,
+                                  CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1);
+    }
+    CUlaunchConfig cfg = {
+        .gridDimX = grid[0],
+        .gridDimY = grid[1],
+        .gridDimZ = grid[2],
+        .blockDimX = block[0],
+        .blockDimY = block[1],
+        .blockDimZ = block[2],
+        .sharedMemBytes = shared,
+        .hStream = (CUstream)stream,
+        .attrs = attrs,
+        .numAttrs = n,
+    };
+    CUresult r = g_cu.LaunchKernelEx(&cfg, (CUfunction)fn, params, NULL);
+    if (r == CUDA_SUCCESS)
+        return KC_OK;
+    rc = cu_fail(d, "cuLaunchKernelEx", r);
+    if (r == CUDA_ERROR_INVALID_VALUE || rc == KC_ETOOBIG)
+        return KC_ETOOBIG;
+    if (rc == KC_ESTICKY || rc == KC_ENOMEM || rc == KC_ENODEVICE)
+        return rc;
+    return KC_ELAUNCH;
+}
+
+static int cuda_mem_alloc_async(kc__device_t *dev, size_t size, void *stream,
+                                uint64_t *ptr)
+{
+    cuda_device_t *d = cu_dev(dev);
+    CUdeviceptr p = 0;
+    *ptr = 0;
+    int rc = ensure_current(d);
+    if (rc != KC_OK)
+        return rc;
+    if (!g_cu.MemAllocAsync) {
+        kc__device_set_errmsg(dev, "this driver (%d) has no cuMemAllocAsync",
+                              g_driver_version);
+        return KC_EUNSUPPORTED;
+    }
+    CUresult r = g_cu.MemAllocAsync(&p, size, (CUstream)stream);
+    if (r != CUDA_SUCCESS)
+        return cu_fail(d, "cuMemAllocAsync", r);
+    *ptr = (uint64_t)p;
+    return KC_OK;
+}
+
+static void cuda_mem_free_async(kc__device_t *dev, uint64_t ptr, void *stream)
+{
+    cuda_device_t *d = cu_dev(dev);
+    if (!ptr || !g_cu.MemFreeAsync || ensure_current(d) != KC_OK)
+        return;
+    CUresult r = g_cu.MemFreeAsync((CUdeviceptr)ptr, (CUstream)stream);
+    if (r != CUDA_SUCCESS)
+        cu_fail(d, "cuMemFreeAsync", r);
 }
 
 static int cuda_mem_alloc(kc__device_t *dev, size_t size, uint64_t *ptr)
@@ -696,6 +800,9 @@ static const kc__device_ops_t cuda_ops = {
     .func_attrs = cuda_func_attrs,
     .set_dyn_smem = cuda_set_dyn_smem,
     .launch = cuda_launch,
+    .launch_ex = cuda_launch_ex,
+    .mem_alloc_async = cuda_mem_alloc_async,
+    .mem_free_async = cuda_mem_free_async,
     .mem_alloc = cuda_mem_alloc,
     .mem_free = cuda_mem_free,
     .copy_dtod = cuda_copy_dtod,

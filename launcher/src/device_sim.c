@@ -501,11 +501,10 @@ static uint64_t default_cost(const kc_sim_t *sim, const kc_sim_launch_t *l)
     return 2000 + threads / sim->sm_count;
 }
 
-static int sim_launch(kc__device_t *dev, void *fn, const unsigned grid[3],
-                      const unsigned block[3], unsigned shared, void *stream,
-                      void **params)
+static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
+                           const unsigned block[3], unsigned shared, void **params,
+                           unsigned cluster_x, uint32_t flags)
 {
-    (void)stream;
     sim_func_t *f = fn;
     kc_sim_t *sim = sim_of(dev);
     if (!f)
@@ -546,6 +545,8 @@ static int sim_launch(kc__device_t *dev, void *fn, const unsigned grid[3],
     l.shared = shared;
     l.params = params;
     l.n_params = 0; /* cuLaunchKernel's params carry no count either */
+    l.cluster_x = cluster_x;
+    l.flags = flags;
     uint64_t ns = cost ? cost(user, &l) : default_cost(sim, &l);
 
     int r = kfn(user, &l);
@@ -571,6 +572,48 @@ static int sim_launch(kc__device_t *dev, void *fn, const unsigned grid[3],
         return KC_ELAUNCH;
     }
     return KC_OK;
+}
+
+static int sim_launch(kc__device_t *dev, void *fn, const unsigned grid[3],
+                      const unsigned block[3], unsigned shared, void *stream,
+                      void **params)
+{
+    (void)stream;
+    return sim_launch_with(dev, fn, grid, block, shared, params, 1, 0);
+}
+
+/* As cuLaunchKernelEx checks: a cluster of at most 8 CTAs (16 is
+ * non-portable), dividing the grid. */
+static int sim_launch_ex(kc__device_t *dev, void *fn, const unsigned grid[3],
+                         const unsigned block[3], unsigned shared, void *stream,
+                         void **params, unsigned cluster_x, uint32_t flags)
+{
+    (void)stream;
+    if (cluster_x == 0 || cluster_x > 16 || grid[0] % cluster_x != 0) {
+        kc__device_set_errmsg(dev,
+                              "cuLaunchKernelEx (simulated): CUDA_ERROR_INVALID_VALUE: "
+                              "cluster of %u CTAs for a grid x of %u",
+                              cluster_x, grid[0]);
+        return KC_EINVAL;
+    }
+    return sim_launch_with(dev, fn, grid, block, shared, params, cluster_x, flags);
+}
+
+static int sim_mem_alloc(kc__device_t *dev, size_t size, uint64_t *ptr);
+static void sim_mem_free(kc__device_t *dev, uint64_t ptr);
+
+/* The simulation runs launches synchronously: stream order is call order. */
+static int sim_mem_alloc_async(kc__device_t *dev, size_t size, void *stream,
+                               uint64_t *ptr)
+{
+    (void)stream;
+    return sim_mem_alloc(dev, size, ptr);
+}
+
+static void sim_mem_free_async(kc__device_t *dev, uint64_t ptr, void *stream)
+{
+    (void)stream;
+    sim_mem_free(dev, ptr);
 }
 
 static int sim_mem_alloc(kc__device_t *dev, size_t size, uint64_t *ptr)
@@ -732,6 +775,9 @@ static const kc__device_ops_t sim_ops = {
     .func_attrs = sim_func_attrs,
     .set_dyn_smem = sim_set_dyn_smem,
     .launch = sim_launch,
+    .launch_ex = sim_launch_ex,
+    .mem_alloc_async = sim_mem_alloc_async,
+    .mem_free_async = sim_mem_free_async,
     .mem_alloc = sim_mem_alloc,
     .mem_free = sim_mem_free,
     .copy_dtod = sim_copy_dtod,

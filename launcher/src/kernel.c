@@ -34,6 +34,13 @@ int kc_kernel_wait_compiled(kc_kernel_t *k)
     return KC_ECOMPILE;
 }
 
+static void abis_free(kc__abi_t *abis, size_t n)
+{
+    for (size_t i = 0; abis && i < n; i++)
+        kc__abi_clear(&abis[i]);
+    free(abis);
+}
+
 static void kernel_free(kc_kernel_t *k)
 {
     kc__device_t *dev = k->l->dev;
@@ -52,6 +59,7 @@ static void kernel_free(kc_kernel_t *k)
         kc_free(c->preimage);
         kc_free(c->entry);
     }
+    abis_free(k->abis, k->n_cands);
     free(k->cands);
     free(k->cand_params);
     free(k->tasks);
@@ -63,11 +71,63 @@ static void kernel_free(kc_kernel_t *k)
     free(k);
 }
 
+/* A prebuilt kernel's candidates: each build's launch metadata, from the
+ * store's layers, checked against the spec and the device at registration,
+ * so that a binary kcache cannot launch right (TMA, another arch, other
+ * arguments) fails here with the reason, not at the first launch. */
+static int load_abis(kc_launcher_t *l, const kc__spec_t *sp, kc__abi_t **out)
+{
+    size_t n = sp->n_candidates;
+    kc__abi_t *abis = calloc(n, sizeof(*abis));
+    int rc = KC_OK;
+
+    *out = NULL;
+    if (!abis) {
+        kc__errmsg_set(l, "out of memory registering a kernel");
+        return KC_ENOMEM;
+    }
+    if (!l->layers) {
+        kc__errmsg_set(l,
+                       "spec '%s': a prebuilt kernel needs a store that holds its "
+                       "binaries, and the launcher has none",
+                       sp->s.name);
+        free(abis);
+        return KC_ESPEC;
+    }
+    for (size_t i = 0; i < n && rc == KC_OK; i++) {
+        kc_record_t *rec = NULL;
+        char hex[KC_KEY_HEX_LEN + 1], err[512] = "";
+        kc_key_to_hex(&sp->prebuilt[i], hex);
+        rc = kc_layers_get(l->layers, KC_REC_BINMETA, &sp->prebuilt[i], &rec, NULL);
+        if (rc != KC_OK) {
+            kc__errmsg_set(l,
+                           "spec '%s': candidates[%zu]: build %s has no launch metadata "
+                           "in the store (%s): import the binary first (cachectl "
+                           "import-triton)",
+                           sp->s.name, i, hex, kc_strerror(rc));
+            rc = KC_ESPEC;
+            break;
+        }
+        rc = kc__abi_from_binmeta(&rec->u.binmeta, sp, l->arch, &abis[i], err, sizeof(err));
+        kc_free(rec);
+        if (rc != KC_OK)
+            kc__errmsg_set(l, "spec '%s': candidates[%zu] (build %s): %s", sp->s.name, i,
+                           hex, err);
+    }
+    if (rc != KC_OK) {
+        abis_free(abis, n);
+        return rc;
+    }
+    *out = abis;
+    return KC_OK;
+}
+
 /* Register an owned spec: the same identity gives the kernel already
  * registered. Takes spec in every case. */
 static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
 {
     kc_kernel_t *k = NULL;
+    kc__abi_t *abis = NULL;
     int rc = KC_ENOMEM;
 
     if (spec->s.n_args > KC__MAX_ARGS) {
@@ -76,10 +136,16 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
         kc__spec_free(spec);
         return KC_ESPEC;
     }
+    if (spec->prebuilt && (rc = load_abis(l, spec, &abis)) != KC_OK) {
+        kc__spec_free(spec);
+        return rc;
+    }
+    rc = KC_ENOMEM;
     pthread_mutex_lock(&l->lock);
     for (kc_kernel_t *x = l->kernels; x; x = x->next)
         if (kc_key_cmp(&x->spec->identity, &spec->identity) == 0) {
             pthread_mutex_unlock(&l->lock);
+            abis_free(abis, spec->n_candidates);
             kc__spec_free(spec);
             *out = x;
             return KC_OK;
@@ -89,6 +155,8 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
         goto fail;
     k->l = l;
     k->spec = spec;
+    k->abis = abis;
+    abis = NULL;
     spec = NULL;
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->compiled_cv, NULL);
@@ -150,6 +218,8 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     return KC_OK;
 fail:
     pthread_mutex_unlock(&l->lock);
+    if (spec)
+        abis_free(abis, spec->n_candidates);
     kc__spec_free(spec);
     kc__errmsg_set(l, "out of memory registering a kernel");
     return rc;

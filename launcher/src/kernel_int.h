@@ -29,6 +29,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "abi.h"
 #include "compiler.h"
 #include "memo.h"
 #include "spec.h"
@@ -97,6 +98,9 @@ struct kc_kernel {
     size_t n_cands;
     cand_t *cands;
     kc_param_t *cand_params; /* n_cands rows of n_params, names from the spec */
+    /* Prebuilt kernels: each candidate's launch ABI, from its binmeta
+     * record at registration; NULL for kernels kcache compiles. */
+    kc__abi_t *abis;
     compile_task_t *tasks;
     char toolchain[64];
 
@@ -166,7 +170,7 @@ typedef struct prep {
     int64_t vars[MAX_VARS];
     kc__argshape_t shapes[KC__MAX_ARGS];
     scalar_t vals[KC__MAX_ARGS];
-    void *params[KC__MAX_ARGS];
+    void *params[KC__MAX_ARGS + KC__ABI_MAX_EXTRA];
     unsigned grid[3], block[3], shared;
 } prep_t;
 
@@ -184,6 +188,28 @@ static inline int kc__launch_fn(kc_launcher_t *l, void *fn, const prep_t *p, voi
     }
     return dev->ops->launch(dev, fn, p->grid, p->block, p->shared, stream,
                             (void **)p->params);
+}
+
+/* Launch candidate cand's function with prepared parameters: under its
+ * binary's ABI for a prebuilt kernel, else as above. */
+static inline int kc__launch_cand(kc_kernel_t *k, size_t cand, void *fn, prep_t *p,
+                                  void *stream)
+{
+    if (k->abis && cand < k->n_cands)
+        return kc__abi_launch(k->l->dev, &k->abis[cand], fn, p->grid, stream, p->params,
+                              k->spec->s.n_args);
+    return kc__launch_fn(k->l, fn, p, stream);
+}
+
+/* For a prebuilt kernel, whether candidate cand's specialization admits
+ * args: SIZE_MAX if so (or not prebuilt), else the first argument it
+ * does not, with the reason in err. */
+static inline size_t kc__cand_misfit(const kc_kernel_t *k, size_t cand,
+                                     const kc_arg_t *args, char *err, size_t errcap)
+{
+    if (!k->abis || cand >= k->n_cands)
+        return SIZE_MAX;
+    return kc__abi_violation(&k->abis[cand], k->spec, args, err, errcap);
 }
 
 /* A launch's signature that the memo does not have, on its way through

@@ -29,7 +29,7 @@ static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
         return rc;
     /* The device makes its context current itself when it must: a bind
      * here would cost a driver call on every launch. */
-    rc = kc__launch_fn(l, e->fn, &p, stream);
+    rc = kc__launch_cand(k, e->cand, e->fn, &p, stream);
     if (rc != KC_OK)
         kc__errmsg_set(k->l, "%s: launch: %s", kname(k), kc__device_errmsg(l->dev));
     return rc;

@@ -49,6 +49,16 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
         config[p] = t->winner[w].value;
     }
     *cand = find_row(k, config);
+    if (sp->prebuilt) {
+        /* Prebuilt candidates are told apart by their binaries, and the
+         * launch needs the winner's ABI: no candidate, no hit. */
+        *cand = SIZE_MAX;
+        for (size_t i = 0; i < k->n_cands; i++)
+            if (kc_key_cmp(&sp->prebuilt[i], &t->winner_build) == 0)
+                *cand = i;
+        if (*cand == SIZE_MAX)
+            return KC_ENOTFOUND;
+    }
     if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
     /* A prefetch under way is loading the stored winners: wait for it
@@ -142,7 +152,7 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         cand_t *c = &k->cands[i];
         void *module = NULL, *fn = NULL;
 
-        if (c->status != KC_CAND_OK)
+        if (c->status != KC_CAND_OK || kc__cand_misfit(k, i, args, err, sizeof(err)) != SIZE_MAX)
             continue;
         if (kc__prepare(sp, sp->candidates + i * sp->s.n_params, NULL, args, n, &p, err,
                         sizeof(err)) != KC_OK)
@@ -166,7 +176,7 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         }
         rc = kc__build_params(k->l, sp, args, n, p.vals, p.params);
         if (rc == KC_OK)
-            rc = kc__launch_fn(l, fn, &p, stream);
+            rc = kc__launch_cand(k, i, fn, &p, stream);
         if (rc != KC_OK)
             kc__errmsg_set(k->l, "%s: untuned launch: %s", kname(k),
                            kc__device_errmsg(l->dev));
@@ -339,6 +349,29 @@ int kc__resolve(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
 
     *m->out = NULL;
     *launched = 0;
+    if (k->abis) {
+        /* A binary run on arguments its specialization excludes computes
+         * wrong results or faults: refuse the launch unless one fits. A
+         * signature holds each argument's class (aligned, divisible by 16,
+         * 1), so the check is made once per signature, here. */
+        char why[256] = "";
+        size_t bad = SIZE_MAX, fits = 0;
+        for (size_t i = 0; i < k->n_cands && !fits; i++) {
+            char err[256];
+            size_t a = kc__cand_misfit(k, i, args, err, sizeof(err));
+            if (a == SIZE_MAX)
+                fits = 1;
+            else if (bad == SIZE_MAX) {
+                bad = a;
+                snprintf(why, sizeof(why), "%s", err);
+            }
+        }
+        if (!fits) {
+            kc__errmsg_set(k->l, "%s: launch refused: %s (candidate 0%s)", kname(k), why,
+                           k->n_cands > 1 ? "; no candidate admits these arguments" : "");
+            return KC_EINVAL;
+        }
+    }
     pthread_mutex_lock(&k->mu);
     for (;;) {
         *m->out = kc__memo_find(&k->memo, m->sig, m->len, m->hash);

@@ -167,6 +167,102 @@ static int copy_source(const ctx_t *c, const kc_kernel_spec_t *in)
     return KC_OK;
 }
 
+/* ---- prebuilt candidates ------------------------------------------------ */
+
+/* A prebuilt kernel has no source to compile: its candidates are binaries
+ * named by build key, each with its config values. The config names become
+ * the spec's parameters (so geometry expressions read them) and the
+ * candidates are exactly the rows given, in order. */
+static int copy_prebuilt(const ctx_t *c, const kc_kernel_spec_t *in)
+{
+    kc__spec_t *sp = c->sp;
+    static const char *const own_fields[] = {"source", "headers", "entry", "options",
+                                             "params", "constraint"};
+    const int given[] = {in->source != NULL,  in->n_headers != 0,    in->entry != NULL,
+                         in->n_options != 0,  in->n_params != 0,     in->constraint != NULL};
+
+    for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++)
+        if (given[i])
+            return failf(c, KC_ESPEC,
+                         "%s: a prebuilt kernel has none (its candidates are binaries)",
+                         own_fields[i]);
+    if (in->block[0] || in->block[1] || in->block[2] || in->shared)
+        return failf(c, KC_ESPEC, "%s: a prebuilt kernel's comes from its binaries' "
+                                  "metadata",
+                     in->shared && !in->block[0] ? "shared" : "block");
+    if (in->n_prebuilt == 0 || !in->prebuilt)
+        return failf(c, KC_ESPEC, "candidates: a prebuilt kernel needs at least one");
+    if (in->n_prebuilt > KC__SPEC_MAX_CANDIDATES)
+        return failf(c, KC_ESPEC, "candidates: %zu, more than %d", in->n_prebuilt,
+                     KC__SPEC_MAX_CANDIDATES);
+
+    const kc_prebuilt_t *first = &in->prebuilt[0];
+    size_t np = first->n_config, nc = in->n_prebuilt;
+    if (np > KC__SPEC_MAX_PARAMS)
+        return failf(c, KC_ESPEC, "candidates[0]: config: %zu values, more than %d", np,
+                     KC__SPEC_MAX_PARAMS);
+    kc_param_spec_t *params = own(sp, (np ? np : 1) * sizeof(*params));
+    int64_t *rows = own(sp, (np ? nc * np : 1) * sizeof(*rows));
+    kc_key_t *builds = own(sp, nc * sizeof(*builds));
+    OWN_OR_FAIL(params && rows && builds);
+    for (size_t i = 0; i < nc; i++) {
+        const kc_prebuilt_t *pb = &in->prebuilt[i];
+        if (kc_key_is_zero(&pb->build))
+            return failf(c, KC_ESPEC, "candidates[%zu]: build: missing", i);
+        for (size_t j = 0; j < i; j++)
+            if (kc_key_cmp(&builds[j], &pb->build) == 0)
+                return failf(c, KC_ESPEC, "candidates[%zu]: the build of candidates[%zu]",
+                             i, j);
+        builds[i] = pb->build;
+        if (pb->n_config && !pb->config)
+            return failf(c, KC_ESPEC, "candidates[%zu]: config NULL with n_config %zu", i,
+                         pb->n_config);
+        if (pb->n_config != np)
+            return failf(c, KC_ESPEC,
+                         "candidates[%zu]: config: %zu values, candidates[0] has %zu (every "
+                         "candidate names the same parameters)",
+                         i, pb->n_config, np);
+        for (size_t p = 0; p < np; p++) {
+            const char *name = pb->config[p].name;
+            if (!name || !is_identifier(name))
+                return failf(c, KC_ESPEC,
+                             "candidates[%zu]: config[%zu]: name missing or not a C "
+                             "identifier",
+                             i, p);
+            if (i == 0) {
+                for (size_t q = 0; q < p; q++)
+                    if (strcmp(params[q].name, name) == 0)
+                        return failf(c, KC_ESPEC,
+                                     "candidates[0]: config: '%s' given twice", name);
+                OWN_OR_FAIL(params[p].name = own_str(sp, name, strlen(name)));
+            } else if (strcmp(params[p].name, name) != 0) {
+                return failf(c, KC_ESPEC,
+                             "candidates[%zu]: config[%zu] is '%s' where candidates[0] "
+                             "has '%s' (same parameters, same order)",
+                             i, p, name, params[p].name);
+            }
+            rows[i * np + p] = pb->config[p].value;
+        }
+    }
+    /* Each parameter's values, for the tuning-space digest: its column. */
+    for (size_t p = 0; p < np; p++) {
+        int64_t *col = own(sp, nc * sizeof(*col));
+        OWN_OR_FAIL(col);
+        for (size_t i = 0; i < nc; i++)
+            col[i] = rows[i * np + p];
+        params[p].values = col;
+        params[p].n_values = nc;
+    }
+    sp->s.params = params;
+    sp->s.n_params = np;
+    sp->candidates = rows;
+    sp->n_candidates = nc;
+    sp->prebuilt = builds;
+    OWN_OR_FAIL(sp->s.entry = own_str(sp, "", 0));
+    OWN_OR_FAIL(sp->s.source = own_str(sp, "", 0));
+    return KC_OK;
+}
+
 static int copy_params(const ctx_t *c, const kc_kernel_spec_t *in)
 {
     kc__spec_t *sp = c->sp;
@@ -338,7 +434,7 @@ static int parse_expressions(const ctx_t *c, const kc_kernel_spec_t *in)
 
     for (int i = 0; i < 7; i++) {
         const char *text = texts[i];
-        if (!text && (i == 0 || i == 3))
+        if (!text && (i == 0 || (i == 3 && in->source_kind != KC_SOURCE_PREBUILT)))
             return failf(c, KC_ESPEC, "%s: missing", geometry_fields[i]);
         if (!text)
             text = i == 6 ? "0" : "1";
@@ -462,8 +558,20 @@ static int compute_digests(const ctx_t *c)
     const kc_kernel_spec_t *s = &sp->s;
     kc__wbuf_t w;
 
-    sp->source_digest =
-        kc_source_digest(s->source, s->source_len, s->headers, s->n_headers);
+    if (sp->prebuilt) {
+        /* The binaries are the source: their build keys, in order. */
+        kc__wbuf_init(&w);
+        kc__w_str(&w, "kcache-prebuilt");
+        kc__w_u32(&w, 1);
+        kc__w_u32(&w, (uint32_t)sp->n_candidates);
+        for (size_t i = 0; i < sp->n_candidates; i++)
+            kc__w_bytes(&w, sp->prebuilt[i].b, sizeof(sp->prebuilt[i].b));
+        if (hash_buffer(&w, &sp->source_digest))
+            return failf(c, KC_ENOMEM, "out of memory");
+    } else {
+        sp->source_digest =
+            kc_source_digest(s->source, s->source_len, s->headers, s->n_headers);
+    }
 
     kc__wbuf_init(&w);
     kc__w_str(&w, "kcache-space");
@@ -558,11 +666,17 @@ int kc__spec_create_as(const kc_kernel_spec_t *in, const char *who, kc__spec_t *
         rc = failf(&c, KC_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = copy_source(&c, in)) || (rc = copy_params(&c, in)) ||
-        (rc = copy_args(&c, in)) || (rc = build_symtab(&c)) ||
-        (rc = parse_expressions(&c, in)) || (rc = enumerate_candidates(&c)) ||
-        (rc = compute_digests(&c)))
+    if (in->source_kind == KC_SOURCE_PREBUILT) {
+        if ((rc = copy_prebuilt(&c, in)) || (rc = copy_args(&c, in)) ||
+            (rc = build_symtab(&c)) || (rc = parse_expressions(&c, in)) ||
+            (rc = compute_digests(&c)))
+            goto fail;
+    } else if ((rc = copy_source(&c, in)) || (rc = copy_params(&c, in)) ||
+               (rc = copy_args(&c, in)) || (rc = build_symtab(&c)) ||
+               (rc = parse_expressions(&c, in)) || (rc = enumerate_candidates(&c)) ||
+               (rc = compute_digests(&c))) {
         goto fail;
+    }
     *out = sp;
     return KC_OK;
 

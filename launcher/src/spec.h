@@ -64,6 +64,11 @@ typedef struct kc__spec {
      * Row r starts at candidates + r * s.n_params. At least one. */
     const int64_t *candidates;
     size_t n_candidates;
+    /* KC_SOURCE_PREBUILT: candidate i's build key; NULL otherwise. The
+     * source digest is then a digest of these keys, source and entry are
+     * "", and the block and shared expressions are "1" and "0" (the
+     * binaries' metadata decides them at launch). */
+    const kc_key_t *prebuilt;
 
     /* kc_source_digest over the source and headers. */
     kc_key_t source_digest;

@@ -211,6 +211,71 @@ static int get_expr(loader_t *l, json_t *v, const char *field, const char **out)
     return failf(l, KC_ESPEC, "%s: expected an expression string or an integer", field);
 }
 
+/* "candidates": [{"build": "<32 hex digits>", "config": {"XBLOCK": 1024}}].
+ * Everything a prebuilt kernel must not have (source, entry, params...) is
+ * left for kc__spec_create to refuse with its message. */
+static int load_prebuilt(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
+{
+    static const char *const keys[] = {"build", "config", NULL};
+    static const char *const own[] = {"source", "source_file", "headers"};
+    json_t *cs = json_object_get(k, "candidates");
+    int rc;
+
+    spec->source_kind = KC_SOURCE_PREBUILT;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (json_object_get(k, own[i]))
+            return failf(l, KC_ESPEC,
+                         "%s: a prebuilt kernel has none (its candidates are binaries)",
+                         own[i]);
+    if (!cs)
+        return failf(l, KC_ESPEC, "candidates: missing (a prebuilt kernel's binaries)");
+    if (!json_is_array(cs) || json_array_size(cs) == 0)
+        return failf(l, KC_ESPEC, "candidates: expected a non-empty array");
+    size_t n = json_array_size(cs);
+    kc_prebuilt_t *pb = scratch_alloc(l, n * sizeof(*pb));
+    if (!pb)
+        return failf(l, KC_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(cs, i);
+        char where[48];
+        snprintf(where, sizeof(where), "candidates[%zu]: ", i);
+        if (!json_is_object(e))
+            return failf(l, KC_ESPEC, "candidates[%zu]: expected an object", i);
+        if ((rc = check_keys(l, where, e, keys)))
+            return rc;
+        json_t *build = json_object_get(e, "build"), *config = json_object_get(e, "config");
+        memset(&pb[i], 0, sizeof(pb[i]));
+        if (!json_is_string(build) ||
+            kc_key_from_hex(json_string_value(build), &pb[i].build) != KC_OK)
+            return failf(l, KC_ESPEC,
+                         "candidates[%zu]: build: expected a build key (32 hex digits)", i);
+        if (!config)
+            continue;
+        if (!json_is_object(config))
+            return failf(l, KC_ESPEC,
+                         "candidates[%zu]: config: expected an object of name: integer", i);
+        size_t nc = json_object_size(config), j = 0;
+        kc_param_t *ps = scratch_alloc(l, (nc ? nc : 1) * sizeof(*ps));
+        if (!ps)
+            return failf(l, KC_ENOMEM, "out of memory");
+        const char *name;
+        json_t *v;
+        json_object_foreach(config, name, v)
+        {
+            if (!json_is_integer(v))
+                return failf(l, KC_ESPEC, "candidates[%zu]: config '%.64s': expected an "
+                                          "integer",
+                             i, name);
+            ps[j++] = (kc_param_t){name, (int64_t)json_integer_value(v)};
+        }
+        pb[i].config = ps;
+        pb[i].n_config = nc;
+    }
+    spec->prebuilt = pb;
+    spec->n_prebuilt = n;
+    return KC_OK;
+}
+
 static int load_source(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
 {
     const char *kind, *source, *file;
@@ -222,8 +287,11 @@ static int load_source(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
         spec->source_kind = KC_SOURCE_CUDA;
     else if (strcmp(kind, "ptx") == 0)
         spec->source_kind = KC_SOURCE_PTX;
+    else if (strcmp(kind, "prebuilt") == 0)
+        return load_prebuilt(l, k, spec);
     else
-        return failf(l, KC_ESPEC, "source_kind: '%.64s' is neither \"cuda\" nor \"ptx\"",
+        return failf(l, KC_ESPEC,
+                     "source_kind: '%.64s' is not \"cuda\", \"ptx\" or \"prebuilt\"",
                      kind);
 
     if ((rc = get_string(l, k, "source", &source)) ||
@@ -487,7 +555,7 @@ static int load_kernel(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
     static const char *const keys[] = {
         "name",  "source_kind", "source", "source_file", "headers",
         "entry", "options",     "params", "constraint",  "args",
-        "grid",  "block",       "shared", "dims",        NULL};
+        "grid",  "block",       "shared", "dims",        "candidates", NULL};
     const char *dims;
     int rc;
 
@@ -496,6 +564,10 @@ static int load_kernel(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
         return rc;
     if (!spec->name || !spec->name[0])
         return failf(l, KC_ESPEC, "name: missing");
+    if (!json_object_get(k, "source_kind") ||
+        strcmp(json_string_value(json_object_get(k, "source_kind")) ?: "", "prebuilt") != 0)
+        if (json_object_get(k, "candidates"))
+            return failf(l, KC_ESPEC, "candidates: only a prebuilt kernel has them");
     if ((rc = load_source(l, k, spec)) ||
         (rc = get_string(l, k, "entry", &spec->entry)) ||
         (rc = load_options(l, k, spec)) || (rc = load_params(l, k, spec)) ||

@@ -3,6 +3,8 @@
  * measured time rather than a fixed count, and keep the median. */
 #include "tuner.h"
 
+#include "abi.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +139,14 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One launch of a candidate, under its binary's ABI if it has one. */
+static int run(kc__device_t *dev, const kc__tune_cand_t *c, void *stream, void **params)
+{
+    if (c->abi)
+        return kc__abi_launch(dev, c->abi, c->fn, c->grid, stream, params, c->n_args);
+    return dev->ops->launch(dev, c->fn, c->grid, c->block, c->shared, stream, params);
+}
+
 int kc__tune_time(kc__device_t *dev, const kc__tune_opts_t *opts, void *stream,
                   const kc__tune_cand_t *c, void **params, uint64_t *median_ns,
                   char *reason, size_t reason_cap)
@@ -151,7 +161,7 @@ int kc__tune_time(kc__device_t *dev, const kc__tune_opts_t *opts, void *stream,
 
     kc__device_clear_errmsg(dev);
     for (unsigned w = 0; w < opts->warmup; w++) {
-        rc = ops->launch(dev, c->fn, c->grid, c->block, c->shared, stream, params);
+        rc = run(dev, c, stream, params);
         if (rc != KC_OK) {
             say(reason, reason_cap, "launch", dev, rc);
             goto fail;
@@ -190,7 +200,7 @@ int kc__tune_time(kc__device_t *dev, const kc__tune_opts_t *opts, void *stream,
             say(reason, reason_cap, "recording an event", dev, rc);
             goto fail;
         }
-        rc = ops->launch(dev, c->fn, c->grid, c->block, c->shared, stream, params);
+        rc = run(dev, c, stream, params);
         if (rc != KC_OK) {
             say(reason, reason_cap, "launch", dev, rc);
             goto fail;

@@ -29,6 +29,10 @@ typedef struct kc__tune_cand {
      * candidate cannot run (compile error, load failure). */
     void *fn;
     unsigned grid[3], block[3], shared;
+    /* in: a prebuilt binary's ABI (its launches append scratch pointers to
+     * params after n_args), or NULL. */
+    const struct kc__abi *abi;
+    size_t n_args;
     /* in: KC_CAND_OK to time it; any other status is kept and the
      * candidate skipped. out: the result. */
     uint8_t status;

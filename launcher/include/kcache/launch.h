@@ -204,6 +204,19 @@ typedef struct kc_param_spec {
     size_t n_values;
 } kc_param_spec_t;
 
+/* A prebuilt candidate: a binary kcache did not compile (Triton's, imported
+ * with `cachectl import-triton` or kc_triton_import), named by the key of
+ * its build record, which must be in one of the launcher's store layers
+ * with its launch metadata (a binmeta record), and the config values it was
+ * built for (a Triton autotuner config's, e.g. XBLOCK=1024, num_warps=4).
+ * Every candidate of a kernel names the same config parameters in the same
+ * order; geometry expressions may read them. */
+typedef struct kc_prebuilt {
+    kc_key_t build;
+    const kc_param_t *config;
+    size_t n_config;
+} kc_prebuilt_t;
+
 /* A kernel. Strings are copied by kc_kernel_get.
  *
  * Geometry expressions are small integer expressions over the config
@@ -233,6 +246,15 @@ typedef struct kc_kernel_spec {
     const char *block[3];
     const char *shared;
     kc_dims_policy_t dims_policy;
+    /* source_kind KC_SOURCE_PREBUILT: the candidate binaries (1 to 4096),
+     * in place of source, headers, entry, options, params and constraint.
+     * Block and shared memory come from each binary's metadata (giving
+     * them is an error), and the launch follows the binary's ABI (see
+     * docs/SPEC.md, "Prebuilt kernels"): Triton's scratch arguments,
+     * clusters, programmatic dependent launch, shared memory above 48 KiB,
+     * and its specialization, checked against the arguments. */
+    const kc_prebuilt_t *prebuilt;
+    size_t n_prebuilt;
 } kc_kernel_spec_t;
 
 /* Register a kernel: validate the spec, parse its expressions, and start

@@ -30,6 +30,11 @@ typedef struct kc_sim_launch {
     unsigned shared;
     void *const *params; /* as for cuLaunchKernel: pointers to each argument */
     size_t n_params;     /* 0: the device layer, like cuLaunchKernel, gets no count */
+    /* cuLaunchKernelEx's attributes (prebuilt binaries): CTAs per cluster
+     * in x (1: no cluster; grid[0] counts CTAs and is a multiple of it),
+     * and the KC_BINMETA_PDL / KC_BINMETA_COOPERATIVE bits asked for. */
+    unsigned cluster_x;
+    uint32_t flags;
 } kc_sim_launch_t;
 
 /* Runs the kernel on the CPU. Returns 0, or non-zero to report a launch

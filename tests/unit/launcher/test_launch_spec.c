@@ -1139,7 +1139,7 @@ static const json_case_t json_cases[] = {
     {K GB ", \"dims\": \"pow3\"", KC_ESPEC,
      "specs.json: kernels[0] 'softmax': dims: 'pow3' is neither"},
     {K GB ", \"source_kind\": \"hip\"", KC_ESPEC,
-     "specs.json: kernels[0] 'softmax': source_kind: 'hip' is neither"},
+     "specs.json: kernels[0] 'softmax': source_kind: 'hip' is not"},
     {K GB ", \"source_file\": \"a.cu\"", KC_ESPEC,
      "specs.json: kernels[0] 'softmax': source: give either source or source_file"},
     {"\"name\": \"softmax\", \"source_file\": \"missing.cu\", \"entry\": \"k\", " GB,
