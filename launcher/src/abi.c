@@ -15,12 +15,15 @@ static kc_dtype_t triton_dtype(const char *t)
         const char *name;
         kc_dtype_t dt;
     } map[] = {
-        {"i1", KC_DTYPE_BOOL},       {"u1", KC_DTYPE_BOOL},      {"i8", KC_DTYPE_I8},
-        {"i16", KC_DTYPE_I16},       {"i32", KC_DTYPE_I32},      {"i64", KC_DTYPE_I64},
-        {"u8", KC_DTYPE_U8},         {"u16", KC_DTYPE_U16},      {"u32", KC_DTYPE_U32},
-        {"u64", KC_DTYPE_U64},       {"fp16", KC_DTYPE_F16},     {"bf16", KC_DTYPE_BF16},
-        {"fp32", KC_DTYPE_F32},      {"f32", KC_DTYPE_F32},      {"fp64", KC_DTYPE_F64},
-        {"fp8e4nv", KC_DTYPE_FP8E4M3}, {"fp8e5", KC_DTYPE_FP8E5M2},
+        {"i1", KC_DTYPE_BOOL},       {"u1", KC_DTYPE_BOOL},
+        {"i8", KC_DTYPE_I8},         {"i16", KC_DTYPE_I16},
+        {"i32", KC_DTYPE_I32},       {"i64", KC_DTYPE_I64},
+        {"u8", KC_DTYPE_U8},         {"u16", KC_DTYPE_U16},
+        {"u32", KC_DTYPE_U32},       {"u64", KC_DTYPE_U64},
+        {"fp16", KC_DTYPE_F16},      {"bf16", KC_DTYPE_BF16},
+        {"fp32", KC_DTYPE_F32},      {"f32", KC_DTYPE_F32},
+        {"fp64", KC_DTYPE_F64},      {"fp8e4nv", KC_DTYPE_FP8E4M3},
+        {"fp8e5", KC_DTYPE_FP8E5M2},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i].name, t) == 0)
@@ -62,8 +65,9 @@ int kc__abi_from_binmeta(const kc_binmeta_rec_t *bm, const kc__spec_t *sp,
     }
     if (bm->warp_size != 32 || bm->threads_per_block == 0 ||
         bm->threads_per_block > KC__BLOCK_THREADS_MAX) {
-        snprintf(err, errcap, "the binary's block of %" PRIu32 " threads (warp size %" PRIu32
-                              ") cannot be launched",
+        snprintf(err, errcap,
+                 "the binary's block of %" PRIu32 " threads (warp size %" PRIu32
+                 ") cannot be launched",
                  bm->threads_per_block, bm->warp_size);
         return KC_ESPEC;
     }
@@ -166,8 +170,7 @@ static size_t scratch_bytes(const unsigned grid[3], unsigned ctas, uint32_t size
 {
     uint64_t n = (uint64_t)grid[0] * grid[1] * grid[2];
     if (__builtin_mul_overflow(n, (uint64_t)ctas * size, &n) ||
-        __builtin_add_overflow(n, (uint64_t)(align ? align - 1 : 0), &n) ||
-        n > SIZE_MAX)
+        __builtin_add_overflow(n, (uint64_t)(align ? align - 1 : 0), &n) || n > SIZE_MAX)
         return 0;
     return (size_t)n;
 }
@@ -197,8 +200,8 @@ int kc__abi_launch(kc__device_t *dev, const kc__abi_t *abi, void *fn,
         if (size[i]) {
             size_t bytes = scratch_bytes(grid, abi->num_ctas, size[i], align[i]);
             if (!bytes) {
-                kc__device_set_errmsg(dev, "scratch of %" PRIu32 " bytes per CTA overflows",
-                                      size[i]);
+                kc__device_set_errmsg(
+                    dev, "scratch of %" PRIu32 " bytes per CTA overflows", size[i]);
                 rc = KC_ETOOBIG;
                 goto out;
             }
@@ -212,8 +215,8 @@ int kc__abi_launch(kc__device_t *dev, const kc__abi_t *abi, void *fn,
     if (abi->num_ctas > 1 || abi->flags) {
         unsigned g[3] = {grid[0] * abi->num_ctas, grid[1], grid[2]};
         if (abi->num_ctas > 1 && g[0] / abi->num_ctas != grid[0]) {
-            kc__device_set_errmsg(dev, "grid x of %u clusters of %u CTAs overflows", grid[0],
-                                  abi->num_ctas);
+            kc__device_set_errmsg(dev, "grid x of %u clusters of %u CTAs overflows",
+                                  grid[0], abi->num_ctas);
             rc = KC_EINVAL;
             goto out;
         }

@@ -443,8 +443,9 @@ static int cuda_launch_ex(kc__device_t *dev, void *fn, const unsigned grid[3],
     if (rc != KC_OK)
         return rc;
     if (!g_cu.LaunchKernelEx) {
-        kc__device_set_errmsg(dev, "this driver (%d) has no cuLaunchKernelEx, which "
-                                   "clusters and PDL need",
+        kc__device_set_errmsg(dev,
+                              "this driver (%d) has no cuLaunchKernelEx, which "
+                              "clusters and PDL need",
                               g_driver_version);
         return KC_EUNSUPPORTED;
     }

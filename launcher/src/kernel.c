@@ -108,7 +108,8 @@ static int load_abis(kc_launcher_t *l, const kc__spec_t *sp, kc__abi_t **out)
             rc = KC_ESPEC;
             break;
         }
-        rc = kc__abi_from_binmeta(&rec->u.binmeta, sp, l->arch, &abis[i], err, sizeof(err));
+        rc = kc__abi_from_binmeta(&rec->u.binmeta, sp, l->arch, &abis[i], err,
+                                  sizeof(err));
         kc_free(rec);
         if (rc != KC_OK)
             kc__errmsg_set(l, "spec '%s': candidates[%zu] (build %s): %s", sp->s.name, i,

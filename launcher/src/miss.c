@@ -152,7 +152,8 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         cand_t *c = &k->cands[i];
         void *module = NULL, *fn = NULL;
 
-        if (c->status != KC_CAND_OK || kc__cand_misfit(k, i, args, err, sizeof(err)) != SIZE_MAX)
+        if (c->status != KC_CAND_OK ||
+            kc__cand_misfit(k, i, args, err, sizeof(err)) != SIZE_MAX)
             continue;
         if (kc__prepare(sp, sp->candidates + i * sp->s.n_params, NULL, args, n, &p, err,
                         sizeof(err)) != KC_OK)

@@ -176,10 +176,10 @@ static int copy_source(const ctx_t *c, const kc_kernel_spec_t *in)
 static int copy_prebuilt(const ctx_t *c, const kc_kernel_spec_t *in)
 {
     kc__spec_t *sp = c->sp;
-    static const char *const own_fields[] = {"source", "headers", "entry", "options",
-                                             "params", "constraint"};
-    const int given[] = {in->source != NULL,  in->n_headers != 0,    in->entry != NULL,
-                         in->n_options != 0,  in->n_params != 0,     in->constraint != NULL};
+    static const char *const own_fields[] = {"source",  "headers", "entry",
+                                             "options", "params",  "constraint"};
+    const int given[] = {in->source != NULL, in->n_headers != 0, in->entry != NULL,
+                         in->n_options != 0, in->n_params != 0,  in->constraint != NULL};
 
     for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++)
         if (given[i])
@@ -187,8 +187,9 @@ static int copy_prebuilt(const ctx_t *c, const kc_kernel_spec_t *in)
                          "%s: a prebuilt kernel has none (its candidates are binaries)",
                          own_fields[i]);
     if (in->block[0] || in->block[1] || in->block[2] || in->shared)
-        return failf(c, KC_ESPEC, "%s: a prebuilt kernel's comes from its binaries' "
-                                  "metadata",
+        return failf(c, KC_ESPEC,
+                     "%s: a prebuilt kernel's comes from its binaries' "
+                     "metadata",
                      in->shared && !in->block[0] ? "shared" : "block");
     if (in->n_prebuilt == 0 || !in->prebuilt)
         return failf(c, KC_ESPEC, "candidates: a prebuilt kernel needs at least one");
@@ -218,10 +219,11 @@ static int copy_prebuilt(const ctx_t *c, const kc_kernel_spec_t *in)
             return failf(c, KC_ESPEC, "candidates[%zu]: config NULL with n_config %zu", i,
                          pb->n_config);
         if (pb->n_config != np)
-            return failf(c, KC_ESPEC,
-                         "candidates[%zu]: config: %zu values, candidates[0] has %zu (every "
-                         "candidate names the same parameters)",
-                         i, pb->n_config, np);
+            return failf(
+                c, KC_ESPEC,
+                "candidates[%zu]: config: %zu values, candidates[0] has %zu (every "
+                "candidate names the same parameters)",
+                i, pb->n_config, np);
         for (size_t p = 0; p < np; p++) {
             const char *name = pb->config[p].name;
             if (!name || !is_identifier(name))
@@ -327,7 +329,7 @@ static int copy_args(const ctx_t *c, const kc_kernel_spec_t *in)
     kc_arg_spec_t *a = own(sp, (in->n_args ? in->n_args : 1) * sizeof(*a));
     uint32_t *slots = own(sp, (in->n_args ? in->n_args : 1) * sizeof(*slots));
     OWN_OR_FAIL(a && slots);
-    size_t next_slot = in->n_params;
+    size_t next_slot = sp->s.n_params;
     for (size_t i = 0; i < in->n_args; i++) {
         const kc_arg_spec_t *src = &in->args[i];
         if (!src->name || !src->name[0])
@@ -339,8 +341,8 @@ static int copy_args(const ctx_t *c, const kc_kernel_spec_t *in)
             if (strcmp(in->args[j].name, src->name) == 0)
                 return failf(c, KC_ESPEC, "args[%zu] '%s': duplicate of args[%zu]", i,
                              src->name, j);
-        for (size_t j = 0; j < in->n_params; j++)
-            if (strcmp(in->params[j].name, src->name) == 0)
+        for (size_t j = 0; j < sp->s.n_params; j++)
+            if (strcmp(sp->s.params[j].name, src->name) == 0)
                 return failf(c, KC_ESPEC, "args[%zu] '%s': name also used by params[%zu]",
                              i, src->name, j);
 

@@ -243,17 +243,20 @@ static int load_prebuilt(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
             return failf(l, KC_ESPEC, "candidates[%zu]: expected an object", i);
         if ((rc = check_keys(l, where, e, keys)))
             return rc;
-        json_t *build = json_object_get(e, "build"), *config = json_object_get(e, "config");
+        json_t *build = json_object_get(e, "build"),
+               *config = json_object_get(e, "config");
         memset(&pb[i], 0, sizeof(pb[i]));
         if (!json_is_string(build) ||
             kc_key_from_hex(json_string_value(build), &pb[i].build) != KC_OK)
             return failf(l, KC_ESPEC,
-                         "candidates[%zu]: build: expected a build key (32 hex digits)", i);
+                         "candidates[%zu]: build: expected a build key (32 hex digits)",
+                         i);
         if (!config)
             continue;
         if (!json_is_object(config))
             return failf(l, KC_ESPEC,
-                         "candidates[%zu]: config: expected an object of name: integer", i);
+                         "candidates[%zu]: config: expected an object of name: integer",
+                         i);
         size_t nc = json_object_size(config), j = 0;
         kc_param_t *ps = scratch_alloc(l, (nc ? nc : 1) * sizeof(*ps));
         if (!ps)
@@ -263,8 +266,9 @@ static int load_prebuilt(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
         json_object_foreach(config, name, v)
         {
             if (!json_is_integer(v))
-                return failf(l, KC_ESPEC, "candidates[%zu]: config '%.64s': expected an "
-                                          "integer",
+                return failf(l, KC_ESPEC,
+                             "candidates[%zu]: config '%.64s': expected an "
+                             "integer",
                              i, name);
             ps[j++] = (kc_param_t){name, (int64_t)json_integer_value(v)};
         }
@@ -553,9 +557,9 @@ static int load_geometry(loader_t *l, json_t *k, const char *key, const char **o
 static int load_kernel(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
 {
     static const char *const keys[] = {
-        "name",  "source_kind", "source", "source_file", "headers",
-        "entry", "options",     "params", "constraint",  "args",
-        "grid",  "block",       "shared", "dims",        "candidates", NULL};
+        "name",    "source_kind", "source",     "source_file", "headers", "entry",
+        "options", "params",      "constraint", "args",        "grid",    "block",
+        "shared",  "dims",        "candidates", NULL};
     const char *dims;
     int rc;
 
@@ -565,7 +569,8 @@ static int load_kernel(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
     if (!spec->name || !spec->name[0])
         return failf(l, KC_ESPEC, "name: missing");
     if (!json_object_get(k, "source_kind") ||
-        strcmp(json_string_value(json_object_get(k, "source_kind")) ?: "", "prebuilt") != 0)
+        strcmp(json_string_value(json_object_get(k, "source_kind")) ?: "", "prebuilt") !=
+            0)
         if (json_object_get(k, "candidates"))
             return failf(l, KC_ESPEC, "candidates: only a prebuilt kernel has them");
     if ((rc = load_source(l, k, spec)) ||
