@@ -22,6 +22,21 @@ export KCACHE_DIR="$(mktemp -d)/kcache"
 } > "$out/machine.txt" 2>&1
 
 status=0
+# Imported Triton binaries (and Inductor's) launched through kcache, compared
+# with Triton's own launches; first call vs Triton's warm start.
+# KC_GPU_PARTS selects what runs: "all" (default), or "triton" alone.
+if python3 -c "import torch, triton" 2>/dev/null; then
+  echo "== Triton round trip ==" | tee "$out/triton-roundtrip.log"
+  python3 tests/gpu/triton_roundtrip.py build-gpu "$out/triton" \
+    > "$out/triton-roundtrip.json" 2>> "$out/triton-roundtrip.log" || status=1
+  cat "$out/triton-roundtrip.json" | tee -a "$out/triton-roundtrip.log"
+else
+  echo "SKIP: no torch/triton here: Triton round trip not run" | tee "$out/triton-roundtrip.log"
+fi
+if [ "${KC_GPU_PARTS:-all}" = triton ]; then
+  exit $status
+fi
+
 echo "== ctest -L gpu ==" | tee "$out/gpu-tests.log"
 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee -a "$out/gpu-tests.log" || status=1
 
