@@ -213,6 +213,8 @@ static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
         json_object_set_new(c, "build", json_string(ctl_hex(&e->build_key, hex)));
         json_object_set_new(cfg, "num_warps", json_integer(e->binmeta.num_warps));
         json_object_set_new(cfg, "num_stages", json_integer(e->num_stages));
+        if (e->binmeta.num_ctas > 1)
+            json_object_set_new(cfg, "num_ctas", json_integer(e->binmeta.num_ctas));
         json_object_set_new(c, "config", cfg);
         json_array_append_new(json_object_get(obj[g], "candidates"), c);
     }
