@@ -473,7 +473,7 @@ static void test_bad_descriptors_are_einval(void **state)
     assert_int_equal(kc_build_preimage_encode(&b, &p, &n), KC_EINVAL);
     b = base_build(), b.toolchain = NULL;
     assert_int_equal(kc_build_preimage_encode(&b, &p, &n), KC_EINVAL);
-    b = base_build(), b.source_kind = (kc_source_kind_t)3;
+    b = base_build(), b.source_kind = (kc_source_kind_t)4;
     assert_int_equal(kc_build_preimage_encode(&b, &p, &n), KC_EINVAL);
 
     kc_tuning_desc_t t = base_tuning();
@@ -643,7 +643,7 @@ static void test_decode_rejects_non_canonical_bytes(void **state)
     assert_int_equal(kc_build_preimage_decode(e.p, e.n, &got), KC_ECORRUPT);
     e.p[0] = 'K';
 
-    e.p[6] = 3; /* unknown source kind */
+    e.p[6] = 4; /* unknown source kind (3 is prebuilt) */
     assert_int_equal(kc_build_preimage_decode(e.p, e.n, &got), KC_ECORRUPT);
     e.p[6] = KC_SOURCE_CUDA;
 
