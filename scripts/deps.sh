@@ -10,6 +10,7 @@ packages=(
   clang libclang-rt-14-dev    # libFuzzer targets and sanitizer builds
   clang-format                # scripts/check-format.sh (CI fails on a diff)
   python3                     # CLI tests parse --json output with it
+  python3-venv                # scripts/venv.sh: Triton for the import test
   lmdb-utils redis-server
 )
 

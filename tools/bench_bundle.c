@@ -242,7 +242,7 @@ static int fill(kc_store_t *st, long n_kernels, const cubin_t *real, size_t n_re
             .driver_version = 13000,
             .created = 1700000000 + gid,
         };
-        kc_publish_t pub = {bufs, (size_t)n, recs, (size_t)n, &tr};
+        kc_publish_t pub = {bufs, (size_t)n, recs, (size_t)n, &tr, NULL, 0};
         rc = kc_store_publish(st, &pub);
         kc_free(tpre);
         for (int i = 0; i < n; i++) {

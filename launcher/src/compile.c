@@ -415,6 +415,7 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
     kc_store_t *st = k->l->store;
     kc_buf_t *cubins = NULL;
     kc_build_rec_t *builds = NULL;
+    kc_record_t *winner_meta = NULL; /* a prebuilt winner's, copied up */
     size_t n = 0;
     uint64_t created = (uint64_t)time(NULL);
     int rc = KC_OK;
@@ -454,10 +455,23 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
             .created = created,
         };
         n++;
+        /* A prebuilt binary is launched by its metadata: it goes up too. */
+        if (winner_from_below && k->spec->prebuilt && !winner_meta &&
+            kc_layers_get(k->l->layers, KC_REC_BINMETA, &c->build_key, &winner_meta,
+                          NULL) != KC_OK)
+            winner_meta = NULL;
     }
     if (!n && !tuning)
         goto fail;
-    kc_publish_t pub = {cubins, n, builds, n, tuning};
+    kc_publish_t pub = {
+        .cubins = cubins,
+        .n_cubins = n,
+        .builds = builds,
+        .n_builds = n,
+        .tuning = tuning,
+        .binmetas = winner_meta ? &winner_meta->u.binmeta : NULL,
+        .n_binmetas = winner_meta ? 1 : 0,
+    };
     rc = kc_store_publish(st, &pub);
     if (rc != KC_OK) {
         kc__log(k->l, KC_LOG_WARN, "kcache: %s: publishing to %s failed: %s (%s)",
@@ -480,5 +494,6 @@ fail:
         kc__release_build_lease(k, &k->cands[i]);
     free(cubins);
     free(builds);
+    kc_free(winner_meta);
     return rc;
 }

@@ -392,7 +392,7 @@ int main(int argc, char **argv)
         kc_free(tpre);
         goto fail;
     }
-    kc_publish_t pub = {cubins, nb, recs, nb, &tr};
+    kc_publish_t pub = {cubins, nb, recs, nb, &tr, NULL, 0};
     c = kc_store_publish(st, &pub);
     kc_free(tpre);
     if (c != KC_OK) {

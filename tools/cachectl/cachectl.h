@@ -57,6 +57,7 @@ extern const kc_cmd_t kc_cmd_rm;
 extern const kc_cmd_t kc_cmd_verify;
 extern const kc_cmd_t kc_cmd_export;
 extern const kc_cmd_t kc_cmd_import;
+extern const kc_cmd_t kc_cmd_import_triton;
 extern const kc_cmd_t kc_cmd_keygen;
 extern const kc_cmd_t kc_cmd_gc;
 extern const kc_cmd_t kc_cmd_compact;

@@ -180,16 +180,22 @@ KC_API int kc_store_find(kc_store_t *store, int kind, const kc_key_prefix_t *pre
 
 /* ---- publish ----------------------------------------------------------- */
 
-/* What one tuning run produces. Cubins are compressed and hashed, and
- * every record encoded, before the write transaction starts; then blobs,
- * builds and the tuning commit together or not at all. A build whose blob
- * is neither among the cubins nor already stored is KC_EINVAL. */
+/* What one tuning run (or one import of binaries kcache did not compile)
+ * produces. Cubins are compressed and hashed, and every record encoded,
+ * before the write transaction starts; then blobs, builds, binmetas and the
+ * tuning commit together or not at all. A build whose blob is neither among
+ * the cubins nor already stored is KC_EINVAL, and so is a binmeta whose
+ * build is neither among the builds nor already stored. Fields are only
+ * ever appended: a caller that zero-fills the struct gets no binmetas. */
 typedef struct kc_publish {
     const kc_buf_t *cubins;
     size_t n_cubins;
     const kc_build_rec_t *builds; /* keys derived from their preimages */
     size_t n_builds;
     const kc_tuning_rec_t *tuning; /* may be NULL */
+    /* Launch metadata, each stored under the build key it carries. */
+    const kc_binmeta_rec_t *binmetas;
+    size_t n_binmetas;
 } kc_publish_t;
 
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);

@@ -20,6 +20,8 @@ typedef struct publish_ctx {
     size_t n_cubins;
     enc_rec_t *builds;
     size_t n_builds;
+    enc_rec_t *binmetas; /* blob: unused; check_blob: the build is not published */
+    size_t n_binmetas;
     enc_rec_t tuning; /* data NULL if none */
     kc_key_t winner_build;
     int check_winner; /* the winning build is not among the publish's builds */
@@ -27,7 +29,8 @@ typedef struct publish_ctx {
     uint64_t now;
     /* Set by the last attempt. */
     uint64_t new_bytes;
-    int missing_kind; /* which reference was missing, for the message */
+    int missing_kind;    /* which reference was missing, for the message */
+    int missing_binmeta; /* the missing build was a binmeta's, not the winner */
     kc_key_t missing;
 } publish_ctx_t;
 
@@ -54,6 +57,7 @@ static int publish_fn(MDB_txn *txn, void *arg)
     int rc;
 
     c->new_bytes = 0;
+    c->missing_binmeta = 0;
     for (size_t i = 0; i < c->n_cubins; i++) {
         enc_rec_t *e = &c->cubins[i];
         MDB_val k = kc__key_val(&e->key), v = {e->len, e->data};
@@ -69,6 +73,17 @@ static int publish_fn(MDB_txn *txn, void *arg)
         if (e->check_blob && (rc = require_stored(txn, c, KC_REC_BLOB, &e->blob)) != 0)
             return rc;
         rc = mdb_put(txn, env->dbi[KC_REC_BUILD], &k, &v, 0);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < c->n_binmetas; i++) {
+        enc_rec_t *e = &c->binmetas[i];
+        MDB_val k = kc__key_val(&e->key), v = {e->len, e->data};
+        if (e->check_blob && (rc = require_stored(txn, c, KC_REC_BUILD, &e->key)) != 0) {
+            c->missing_binmeta = 1;
+            return rc;
+        }
+        rc = mdb_put(txn, env->dbi[KC_REC_BINMETA], &k, &v, 0);
         if (rc != 0)
             return rc;
     }
@@ -121,7 +136,7 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
     int rc;
 
     if (!store || !pub || (pub->n_cubins && !pub->cubins) ||
-        (pub->n_builds && !pub->builds))
+        (pub->n_builds && !pub->builds) || (pub->n_binmetas && !pub->binmetas))
         return KC_EINVAL;
     kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "publish")) != KC_OK)
@@ -133,7 +148,8 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
     /* Everything slow happens here, before the write transaction. */
     c.cubins = calloc(pub->n_cubins ? pub->n_cubins : 1, sizeof(*c.cubins));
     c.builds = calloc(pub->n_builds ? pub->n_builds : 1, sizeof(*c.builds));
-    if (!c.cubins || !c.builds) {
+    c.binmetas = calloc(pub->n_binmetas ? pub->n_binmetas : 1, sizeof(*c.binmetas));
+    if (!c.cubins || !c.builds || !c.binmetas) {
         rc = kc__store_fail(store, KC_ENOMEM, "publish: out of memory");
         goto fail;
     }
@@ -162,6 +178,19 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
         e->blob = pub->builds[i].blob;
         e->check_blob = !in_keys(c.cubins, c.n_cubins, &e->blob);
     }
+    for (size_t i = 0; i < pub->n_binmetas; i++, c.n_binmetas++) {
+        kc_record_t rec = {.kind = KC_REC_BINMETA, .version = KC_RECORD_VERSION};
+        enc_rec_t *e = &c.binmetas[i];
+
+        rec.u.binmeta = pub->binmetas[i];
+        if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
+            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK) {
+            rc = kc__store_fail(store, rc, "publish: cannot encode binmeta %zu: %s", i,
+                                kc_strerror(rc));
+            goto fail;
+        }
+        e->check_blob = !in_keys(c.builds, c.n_builds, &e->key);
+    }
     if (pub->tuning) {
         kc_record_t rec = {.kind = KC_REC_TUNING, .version = KC_RECORD_VERSION};
 
@@ -189,11 +218,13 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
         kc__pending_restore(store, &c.pending);
         if (rc == KC_EINVAL && c.missing_kind) {
             kc_key_to_hex(&c.missing, hex);
-            rc = kc__store_fail(
-                store, KC_EINVAL, "publish: %s %s is neither published nor stored",
-                c.missing_kind == KC_REC_BLOB ? "the blob of a build,"
-                                              : "the tuning's winning build",
-                hex);
+            rc = kc__store_fail(store, KC_EINVAL,
+                                "publish: %s %s is neither published nor stored",
+                                c.missing_kind == KC_REC_BLOB ? "the blob of a build,"
+                                : c.missing_kind == KC_REC_BUILD && c.missing_binmeta
+                                    ? "the build of a binmeta,"
+                                    : "the tuning's winning build",
+                                hex);
         }
         rc = kc__store_finish(store, rc, "publish");
         goto fail;
@@ -205,6 +236,7 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
 fail:
     enc_free(c.cubins, c.n_cubins);
     enc_free(c.builds, c.n_builds);
+    enc_free(c.binmetas, c.n_binmetas);
     kc_free(c.tuning.data);
     return rc;
 }

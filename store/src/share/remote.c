@@ -359,7 +359,7 @@ int kc_remote_pull(kc_remote_t *r, kc_store_t *dst, const kc_key_t *tkey)
                              &cubin_len);
     if (rc == KC_OK) {
         kc_buf_t buf = {cubin, cubin_len};
-        kc_publish_t pub = {&buf, 1, &build->u.build, 1, &tuning->u.tuning};
+        kc_publish_t pub = {&buf, 1, &build->u.build, 1, &tuning->u.tuning, NULL, 0};
         rc = kc_store_publish(dst, &pub);
     }
     kc_free(cubin);
@@ -380,7 +380,7 @@ int kc_remote_pull_build(kc_remote_t *r, kc_store_t *dst, const kc_key_t *bkey)
     rc = get_build_chain(r, bkey, &build, &cubin, &cubin_len);
     if (rc == KC_OK) {
         kc_buf_t buf = {cubin, cubin_len};
-        kc_publish_t pub = {&buf, 1, &build->u.build, 1, NULL};
+        kc_publish_t pub = {&buf, 1, &build->u.build, 1, NULL, NULL, 0};
         rc = kc_store_publish(dst, &pub);
     }
     kc_free(cubin);

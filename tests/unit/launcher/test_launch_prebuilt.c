@@ -461,6 +461,54 @@ static void test_a_json_spec_with_candidates_loads_and_launches(void **state)
     assert_non_null(strstr(kc_launcher_errmsg(f->l), "candidates[0]: build"));
 }
 
+/* Imported binaries in a lower layer (an image's store): the tuning goes
+ * to the writable layer above, with the winner's build and its binmeta
+ * copied up beside it, so the next process finds all three there. */
+static void test_a_winner_from_a_lower_layer_is_copied_up_with_its_metadata(void **state)
+{
+    fx_t *f = *state;
+    kc_param_t cfg[] = {{"XBLOCK", 128}};
+    kc_prebuilt_t c[] = {
+        {put_prebuilt(f, &(meta_t){.warps = 4, .tag = "lower"}), cfg, 1}};
+    kc_kernel_spec_t s = prebuilt_spec("tadd_layers", c, 1);
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
+    kc_kernel_t *k;
+    kc_kernel_stats_t st;
+    char path[1200], upper[600];
+    kc_record_t *rec = NULL;
+    bufs_t b;
+
+    kc_store_close(f->st); /* one handle per store and process */
+    f->st = NULL;
+    snprintf(upper, sizeof(upper), "%s/up", f->dir);
+    snprintf(path, sizeof(path), "%s:%s", upper, f->dir);
+    o.device = KC_DEVICE_SIM;
+    o.sim = f->sim;
+    o.store_dir = path;
+    o.no_remote = 1;
+    bufs_init(&b, 1024);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+        assert_int_equal(kc_kernel_get(f->l, &s, &k), KC_OK);
+        assert_int_equal(kc_kernel_launch(k, NULL, b.a, 3), KC_OK);
+        bufs_check(&b);
+        assert_int_equal(kc_kernel_stats(k, &st), KC_OK);
+        assert_int_equal(st.tunes, round == 0 ? 1 : 0);
+        assert_int_equal(st.store_hits, round == 0 ? 0 : 1);
+        kc_launcher_destroy(f->l);
+        f->l = NULL;
+    }
+    bufs_free(&b);
+    kc_store_t *up = NULL;
+    assert_int_equal(kc_store_open(upper, NULL, &up), KC_OK);
+    assert_int_equal(kc_store_get(up, KC_REC_BUILD, &c[0].build, &rec), KC_OK);
+    kc_free(rec);
+    assert_int_equal(kc_store_get(up, KC_REC_BINMETA, &c[0].build, &rec), KC_OK);
+    assert_int_equal(rec->u.binmeta.threads_per_block, 128);
+    kc_free(rec);
+    kc_store_close(up);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +526,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_json_spec_with_candidates_loads_and_launches, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_winner_from_a_lower_layer_is_copied_up_with_its_metadata, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -643,7 +643,7 @@ static void test_decode_rejects_non_canonical_bytes(void **state)
     assert_int_equal(kc_build_preimage_decode(e.p, e.n, &got), KC_ECORRUPT);
     e.p[0] = 'K';
 
-    e.p[6] = 4; /* unknown source kind */
+    e.p[6] = 4; /* unknown source kind (3 is prebuilt) */
     assert_int_equal(kc_build_preimage_decode(e.p, e.n, &got), KC_ECORRUPT);
     e.p[6] = KC_SOURCE_CUDA;
 

@@ -365,7 +365,7 @@ static void test_publish_stores_everything_with_usage_stamps(void **state)
     f->st = open_store(f, NULL);
     make_build(&b, 256, &blob);
     make_tuning(&t, 4096, &b.key);
-    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec, NULL, 0};
     assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
 
     assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
@@ -410,7 +410,7 @@ static void test_warm_reads_and_changes_nothing(void **state)
     kc_store_warm(NULL);
     make_build(&b, 128, &blob);
     make_tuning(&t, 512, &b.key);
-    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec, NULL, 0};
     assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
     kc_store_flush(f->st);
     uint64_t n0 = total_records(f->st, &before);
@@ -465,7 +465,7 @@ static void test_publish_of_a_build_whose_blob_is_absent_writes_nothing(void **s
     make_tuning(&t, 8192, &b[0].key);
     builds[0] = b[0].rec;
     builds[1] = b[1].rec;
-    kc_publish_t pub = {cubins, 1, builds, 2, &t.rec};
+    kc_publish_t pub = {cubins, 1, builds, 2, &t.rec, NULL, 0};
     assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
     char hex[KC_KEY_HEX_LEN + 1];
     kc_key_to_hex(&absent, hex);
@@ -478,6 +478,68 @@ static void test_publish_of_a_build_whose_blob_is_absent_writes_nothing(void **s
     kc_free(b[0].pre);
     kc_free(b[1].pre);
     kc_free(t.pre);
+    free(cubin);
+}
+
+/* Binmetas commit with the cubins and builds of their publish; one whose
+ * build is neither published nor stored fails the whole publish. */
+static void test_publish_commits_binmetas_with_their_builds(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(2000, 4);
+    kc_buf_t cubins[1] = {{cubin, 2000}};
+    kc_key_t blob = kc_key_hash(cubin, 2000), ghost = kc_key_hash("never built", 11);
+    static const kc_binmeta_arg_t args[] = {{"x_ptr", "*fp32"}, {"n", "i32"}};
+    static const kc_binmeta_spec_t spec[] = {{0, KC_SPEC_ALIGN16}};
+    made_build_t b;
+    kc_store_stats_t before, after;
+    kc_record_t *got = NULL;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 128, &blob);
+    kc_binmeta_rec_t bm = {.build = b.key,
+                           .entry = "kct",
+                           .arch = "sm_90",
+                           .threads_per_block = 128,
+                           .num_warps = 4,
+                           .warp_size = 32,
+                           .num_ctas = 1,
+                           .global_scratch_align = 1,
+                           .profile_scratch_align = 1,
+                           .compiler = "triton",
+                           .compiler_version = "3.9.0",
+                           .args = args,
+                           .n_args = 2,
+                           .spec = spec,
+                           .n_spec = 1};
+    kc_binmeta_rec_t bad = bm;
+    bad.build = ghost;
+
+    /* A binmeta naming a build nowhere: nothing of the publish is written. */
+    uint64_t n_before = total_records(f->st, &before);
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, NULL, &bad, 1};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
+    assert_non_null(strstr(kc_store_errmsg(f->st), "binmeta"));
+    assert_int_equal(total_records(f->st, &after), n_before);
+    for (int k = KC_REC_BLOB; k <= KC_REC_BINMETA; k++)
+        assert_int_equal(after.records[k], before.records[k]);
+
+    /* With its build in the same publish. */
+    pub.binmetas = &bm;
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+    assert_int_equal(kc_store_get(f->st, KC_REC_BINMETA, &b.key, &got), KC_OK);
+    assert_memory_equal(got->u.binmeta.build.b, b.key.b, 16);
+    assert_string_equal(got->u.binmeta.compiler_version, "3.9.0");
+    assert_int_equal(got->u.binmeta.n_spec, 1);
+    kc_free(got);
+
+    /* With its build already stored, alone. */
+    kc_publish_t alone = {NULL, 0, NULL, 0, NULL, &bm, 1};
+    assert_int_equal(kc_store_publish(f->st, &alone), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &after), KC_OK);
+    assert_int_equal(after.records[KC_REC_BINMETA], 1);
+    assert_int_equal(after.records[KC_REC_BUILD], 1);
+    kc_free(b.pre);
     free(cubin);
 }
 
@@ -498,7 +560,7 @@ static void test_publish_failing_at_its_tuning_writes_nothing(void **state)
      * stored: the blob and build go into the transaction first, and must
      * not survive its failure. */
     make_tuning(&t, 8192, &ghost);
-    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec};
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec, NULL, 0};
     assert_int_equal(kc_store_publish(f->st, &pub), KC_EINVAL);
     assert_int_equal(total_records(f->st, &after), n_before);
     for (int k = KC_REC_BLOB; k <= KC_REC_META; k++)
@@ -818,7 +880,7 @@ static int publishing_child(const char *dir, int child)
         blob = kc_key_hash(cubin, sizeof(cubin));
         make_build(&b, child * 10000 + i, &blob);
         kc_buf_t cubins[1] = {{cubin, sizeof(cubin)}};
-        kc_publish_t pub = {cubins, 1, &b.rec, 1, NULL};
+        kc_publish_t pub = {cubins, 1, &b.rec, 1, NULL, NULL, 0};
         int rc = kc_store_publish(st, &pub);
         kc_free(b.pre);
         if (rc != KC_OK)
@@ -1557,6 +1619,7 @@ int main(void)
         T(test_warm_reads_and_changes_nothing),
         T(test_publish_stores_everything_with_usage_stamps),
         T(test_publish_of_a_build_whose_blob_is_absent_writes_nothing),
+        T(test_publish_commits_binmetas_with_their_builds),
         T(test_publish_failing_at_its_tuning_writes_nothing),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),

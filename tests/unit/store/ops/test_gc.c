@@ -189,7 +189,7 @@ static void publish_kern(kc_store_t *st, kern_t *k, int i, uint64_t cubin_seed,
     make_build(k, 32 * (i + 1), &blob);
     if (tuned)
         make_tuning(k, 1000 + i);
-    kc_publish_t pub = {&buf, 1, &k->b, 1, tuned ? &k->t : NULL};
+    kc_publish_t pub = {&buf, 1, &k->b, 1, tuned ? &k->t : NULL, NULL, 0};
     assert_int_equal(kc_store_publish(st, &pub), KC_OK);
     free(cubin);
 }

@@ -213,7 +213,7 @@ static void publish(kc_store_t *st, const ktuning_t *t, const int *which)
         cubins[n] = (kc_buf_t){builds[*which].cubin, builds[*which].cubin_len};
         recs[n] = builds[*which].rec;
     }
-    kc_publish_t pub = {cubins, n, recs, n, t ? &t->rec : NULL};
+    kc_publish_t pub = {cubins, n, recs, n, t ? &t->rec : NULL, NULL, 0};
     assert_int_equal(kc_store_publish(st, &pub), KC_OK);
 }
 

@@ -191,7 +191,7 @@ static int setup(void **state)
     kc_buf_t cubins[2] = {{builds[0].cubin, builds[0].cubin_len},
                           {builds[1].cubin, builds[1].cubin_len}};
     kc_build_rec_t recs[2] = {builds[0].rec, builds[1].rec};
-    kc_publish_t pub = {cubins, 2, recs, 2, &tuning};
+    kc_publish_t pub = {cubins, 2, recs, 2, &tuning, NULL, 0};
     if (kc_store_publish(f->st[0], &pub) != KC_OK)
         return -1;
     *state = f;

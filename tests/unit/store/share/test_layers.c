@@ -111,7 +111,7 @@ static void free_kernel(kernel_recs_t *k)
 static void publish(kc_store_t *st, kernel_recs_t *k)
 {
     kc_buf_t c = {k->cubin, sizeof(k->cubin)};
-    kc_publish_t pub = {&c, 1, &k->b, 1, &k->t};
+    kc_publish_t pub = {&c, 1, &k->b, 1, &k->t, NULL, 0};
     assert_int_equal(kc_store_publish(st, &pub), KC_OK);
 }
 
@@ -170,7 +170,7 @@ static int image_child(const fixture_t *f, kernel_recs_t *base, kernel_recs_t *f
     kc_free(cubin);
     /* A publish lands in the writable layer. */
     kc_buf_t c = {fresh->cubin, sizeof(fresh->cubin)};
-    kc_publish_t pub = {&c, 1, &fresh->b, 1, &fresh->t};
+    kc_publish_t pub = {&c, 1, &fresh->b, 1, &fresh->t, NULL, 0};
     if (kc_store_publish(kc_layers_writable(l), &pub) != KC_OK)
         return 16;
     if (kc_layers_get(l, KC_REC_TUNING, &fresh->tuning, &rec, &layer) != KC_OK ||
