@@ -167,16 +167,42 @@ def main():
     if hasattr(icfg, "use_static_cuda_launcher"):
         icfg.use_static_cuda_launcher = False  # launches go through Triton's
     CAPTURING = True
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = torch.nn.Linear(64, 192)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            a = torch.softmax(q @ k.transpose(-1, -2) / 8.0, dim=-1)
+            return torch.nn.functional.silu(a @ v) + x
+
+    class RMSNormMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.Linear(128, 512)
+            self.down = torch.nn.Linear(512, 128)
+
+        def forward(self, x):
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+            return self.down(torch.relu(self.up(x)) ** 2).cumsum(-1)
+
     models = [
         torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(),
                             torch.nn.LayerNorm(256), torch.nn.Softmax(dim=-1)),
         torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
                             torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)),
+        Attention(),
+        RMSNormMLP(),
+        torch.nn.Sequential(torch.nn.Embedding(1000, 64), torch.nn.Dropout(0.0),
+                            torch.nn.LayerNorm(64)),
     ]
-    shapes = [(32, 64), (4, 3, 32, 32)]
+    shapes = [(32, 64), (4, 3, 32, 32), (2, 16, 64), (8, 128), None]
     with torch.no_grad():
         for m, shp in zip(models, shapes):
-            torch.compile(m.cuda().eval())(torch.randn(*shp, device="cuda"))
+            inp = (torch.randint(0, 1000, (4, 32), device="cuda") if shp is None
+                   else torch.randn(*shp, device="cuda"))
+            torch.compile(m.cuda().eval())(inp)
     torch.cuda.synchronize()
     CAPTURING = False
     result["inductor_kernels_captured"] = len(CAPTURED)
