@@ -247,30 +247,17 @@ int kc_kernel_get(kc_launcher_t *l, const kc_kernel_spec_t *in, kc_kernel_t **ou
     return register_spec(l, spec, out);
 }
 
-int kc_kernel_load_file(kc_launcher_t *l, const char *path, kc_kernel_t ***out, size_t *n)
+/* Register every spec of a loaded array (takes the specs). */
+static int register_all(kc_launcher_t *l, const char *what, kc__spec_t **specs,
+                        size_t count, kc_kernel_t ***out, size_t *n)
 {
-    kc__spec_t **specs = NULL;
-    kc_kernel_t **ks = NULL;
-    size_t count = 0, i = 0;
-    char err[1024];
-    int rc;
+    kc_kernel_t **ks = malloc((count ? count : 1) * sizeof(*ks));
+    size_t i = 0;
+    int rc = KC_OK;
 
-    if (out)
-        *out = NULL;
-    if (n)
-        *n = 0;
-    if (!l || !path || !out || !n)
-        return KC_EINVAL;
-    err[0] = '\0';
-    rc = kc__spec_load_json(path, &specs, &count, err, sizeof(err));
-    if (rc != KC_OK) {
-        kc__errmsg_set(l, "%s", err);
-        return rc;
-    }
-    ks = malloc((count ? count : 1) * sizeof(*ks));
     if (!ks) {
         rc = KC_ENOMEM;
-        kc__errmsg_set(l, "%s: out of memory", path);
+        kc__errmsg_set(l, "%s: out of memory", what);
         goto fail;
     }
     for (; i < count; i++) {
@@ -289,6 +276,54 @@ fail:
     free(ks);
     kc__spec_free_array(specs, count);
     return rc;
+}
+
+int kc_kernel_load_file(kc_launcher_t *l, const char *path, kc_kernel_t ***out, size_t *n)
+{
+    kc__spec_t **specs = NULL;
+    size_t count = 0;
+    char err[1024];
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!l || !path || !out || !n)
+        return KC_EINVAL;
+    err[0] = '\0';
+    rc = kc__spec_load_json(path, &specs, &count, err, sizeof(err));
+    if (rc != KC_OK) {
+        kc__errmsg_set(l, "%s", err);
+        return rc;
+    }
+    return register_all(l, path, specs, count, out, n);
+}
+
+int kc_kernel_load_json(kc_launcher_t *l, const char *json, size_t len, const char *name,
+                        const char *base_dir, kc_kernel_t ***out, size_t *n)
+{
+    kc__spec_t **specs = NULL;
+    size_t count = 0;
+    char err[1024];
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!l || !json || !out || !n)
+        return KC_EINVAL;
+    if (!name)
+        name = "spec";
+    err[0] = '\0';
+    rc = kc__spec_load_json_mem(json, len, name, base_dir, &specs, &count, err,
+                                sizeof(err));
+    if (rc != KC_OK) {
+        kc__errmsg_set(l, "%s", err);
+        return rc;
+    }
+    return register_all(l, name, specs, count, out, n);
 }
 
 int kc_kernel_find(kc_launcher_t *l, const char *name, kc_kernel_t **out)

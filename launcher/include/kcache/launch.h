@@ -273,6 +273,14 @@ KC_API int kc_kernel_get(kc_launcher_t *launcher, const kc_kernel_spec_t *spec,
 KC_API int kc_kernel_load_file(kc_launcher_t *launcher, const char *path,
                                kc_kernel_t ***out, size_t *n);
 
+/* The same from a JSON document in memory (len bytes; bindings such as the
+ * Python package pass a spec built as a dict). name is used in messages in
+ * place of the file's name (NULL: "spec"); base_dir resolves source_file and
+ * header files (NULL: such references are an error). */
+KC_API int kc_kernel_load_json(kc_launcher_t *launcher, const char *json, size_t len,
+                               const char *name, const char *base_dir, kc_kernel_t ***out,
+                               size_t *n);
+
 /* Look a kernel up by its spec name, e.g. after kc_kernel_load_file. */
 KC_API int kc_kernel_find(kc_launcher_t *launcher, const char *name, kc_kernel_t **out);
 

@@ -445,6 +445,30 @@ static void test_a_json_spec_with_candidates_loads_and_launches(void **state)
     kc_free(ks);
     bufs_free(&b);
 
+    /* The same document from memory (what the Python package passes). */
+    char doc[2048];
+    int len =
+        snprintf(doc, sizeof(doc),
+                 "{\"version\": 1, \"kernels\": [{\"name\": \"tadd_mem\", "
+                 "\"source_kind\": \"prebuilt\", \"candidates\": [{\"build\": "
+                 "\"%s\", \"config\": {\"XBLOCK\": 256}}], \"args\": [{\"name\": "
+                 "\"x\", \"type\": \"f32*\", \"access\": \"in\"}, {\"name\": \"y\", "
+                 "\"type\": \"f32*\", \"access\": \"out\"}, {\"name\": \"n\", "
+                 "\"type\": \"i32\"}], \"grid\": [\"cdiv(n, XBLOCK)\"]}]}",
+                 hex);
+    assert_int_equal(kc_kernel_load_json(f->l, doc, (size_t)len, "python", NULL, &ks, &n),
+                     KC_OK);
+    assert_int_equal(n, 1);
+    bufs_init(&b, 512);
+    assert_int_equal(kc_kernel_launch(ks[0], NULL, b.a, 3), KC_OK);
+    bufs_check(&b);
+    assert_int_equal(f->seen.grid[0], 2);
+    kc_free(ks);
+    bufs_free(&b);
+    assert_int_equal(kc_kernel_load_json(f->l, "{", 1, "python", NULL, &ks, &n),
+                     KC_ESPEC);
+    assert_non_null(strstr(kc_launcher_errmsg(f->l), "python"));
+
     /* A JSON prebuilt kernel with a block, or with source, says why. */
     fp = fopen(path, "w");
     fprintf(fp, "{\"version\": 1, \"kernels\": [{\"name\": \"bad\", \"source_kind\": "
