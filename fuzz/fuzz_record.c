@@ -35,8 +35,8 @@ static void try_one(const uint8_t *data, size_t size)
         abort();
     kc_key_t key;
     int derived = kc_record_derived_key(rec, &key);
-    if ((derived == KC_OK) !=
-        (kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA))
+    if ((derived == KC_OK) != (kind == KC_REC_BUILD || kind == KC_REC_TUNING ||
+                               kind == KC_REC_BINMETA || kind == KC_REC_GROUP))
         abort();
     kc_free(again);
     kc_free(rec);

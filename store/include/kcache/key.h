@@ -38,6 +38,11 @@ KC_API void kc_free(void *p);
 /* XXH3-128 of data in canonical byte order. */
 KC_API kc_key_t kc_key_hash(const void *data, size_t size);
 
+/* The key of the group named name (kcache/record.h, kc_group_rec_t): the
+ * XXH3-128 of its bytes, without the NUL. KC_EINVAL for a NULL name, an
+ * empty one or one longer than KC_GROUP_NAME_MAX (1024) bytes. */
+KC_API int kc_group_key(const char *name, kc_key_t *out);
+
 /* Writes 32 lowercase hex digits and a NUL into out[33]. */
 KC_API void kc_key_to_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1]);
 

@@ -27,9 +27,10 @@ typedef enum kc_rec_kind {
     KC_REC_LEASE = 5,
     KC_REC_META = 6,
     KC_REC_BINMETA = 7, /* launch metadata of a binary kcache did not compile */
+    KC_REC_GROUP = 8,   /* named files stored together (revision 1.2) */
 } kc_rec_kind_t;
 #define KC_REC_KIND_MIN 1
-#define KC_REC_KIND_MAX 7
+#define KC_REC_KIND_MAX 8
 
 /* "blob", "build", ...; NULL for an unknown kind. */
 KC_API const char *kc_rec_kind_name(int kind);
@@ -171,6 +172,32 @@ typedef struct kc_binmeta_rec {
     size_t n_spec;
 } kc_binmeta_rec_t;
 
+/* A group: named files stored together under the group's name (Triton's
+ * cache keeps one per cache key). The record holds the names and the blob
+ * keys of the files; each file's bytes are an ordinary blob record. It is
+ * stored under kc_group_key(name). */
+
+#define KC_GROUP_NAME_MAX 1024 /* bytes of a group's name */
+#define KC_GROUP_FNAME_MAX 255 /* bytes of a file's name */
+#define KC_GROUP_FILES_MAX 4096
+
+typedef struct kc_group_entry {
+    /* 1..KC_GROUP_FNAME_MAX bytes, no '/', not "." or "..". */
+    const char *name;
+    kc_key_t blob; /* the blob key of the file's bytes */
+    uint64_t size; /* the file's size, bytes */
+} kc_group_entry_t;
+
+typedef struct kc_group_rec {
+    const char *name; /* 1..KC_GROUP_NAME_MAX bytes */
+    uint64_t created; /* unix seconds: the group's first put */
+    uint64_t updated; /* unix seconds: its last put */
+    /* Sorted by name (bytewise, unsigned), each name once; at most
+     * KC_GROUP_FILES_MAX. */
+    const kc_group_entry_t *files;
+    size_t n_files;
+} kc_group_rec_t;
+
 typedef struct kc_record {
     kc_rec_kind_t kind;
     uint8_t version;
@@ -182,6 +209,7 @@ typedef struct kc_record {
         kc_lease_rec_t lease;
         kc_meta_rec_t meta;
         kc_binmeta_rec_t binmeta;
+        kc_group_rec_t group;
     } u;
 } kc_record_t;
 
@@ -201,7 +229,8 @@ KC_API int kc_record_decode(const void *data, size_t len, kc_record_t **out);
 
 /* The key a record must be stored under, where the record determines it:
  * XXH3-128 of the preimage for builds and tunings, the build key it
- * carries for binmeta. KC_EINVAL for other kinds (blob keys hash the
+ * carries for binmeta, kc_group_key of its name for a group. KC_EINVAL for
+ * other kinds (blob keys hash the
  * decompressed bytes: see kcache/blob.h). */
 KC_API int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out);
 

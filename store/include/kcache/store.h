@@ -91,8 +91,10 @@ KC_API const char *kc_store_path(const kc_store_t *store);
 /* ---- records ----------------------------------------------------------- */
 
 /* Meta records are keyed by name, not by a kc_key_t: the calls below take
- * kinds KC_REC_BLOB to KC_REC_LEASE and KC_REC_BINMETA, give KC_EINVAL for
- * KC_REC_META, and "every kind" (kind 0) means those six.
+ * kinds KC_REC_BLOB to KC_REC_LEASE, KC_REC_BINMETA and KC_REC_GROUP, give
+ * KC_EINVAL for KC_REC_META, and "every kind" (kind 0) means those seven.
+ * A group's key is kc_group_key of its name (kc_store_put checks it); see
+ * "groups" below.
  *
  * A binmeta record is stored under the key of the build it describes, and
  * only beside it: kc_store_put refuses one (KC_EINVAL) whose build the store
@@ -199,6 +201,60 @@ typedef struct kc_publish {
 } kc_publish_t;
 
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
+
+/* ---- groups ------------------------------------------------------------ */
+
+/* A group is a set of named files stored together under a name (Triton's
+ * cache manager keeps one per cache key): a group record (KC_REC_GROUP,
+ * kcache/record.h, kc_group_rec_t) under kc_group_key(name), listing each
+ * file's name, size and blob key; each file's bytes are an ordinary blob,
+ * compressed, verified on read and shared with every other record that
+ * holds the same bytes. A group's usage stamp is its own (a get touches
+ * it); gc evicts groups by LRU, age and size as it does tunings, and keeps
+ * every blob a group lists. kc_store_get, kc_store_del, kc_store_iterate
+ * and kc_layers_get take KC_REC_GROUP like any keyed kind. */
+
+/* One file to put: name (1..255 bytes, no '/', not "." or ".."), and
+ * size bytes at data (data may be NULL when size is 0). */
+typedef struct kc_group_file {
+    const char *name;
+    const void *data;
+    size_t size;
+} kc_group_file_t;
+
+/* Store files[0..n) as the group name (1..KC_GROUP_NAME_MAX bytes, no NUL).
+ * Every file is compressed and hashed first; then the blobs and the group
+ * record commit in one write transaction, all or nothing.
+ *
+ * merge 0: the group becomes exactly these files (n may be 0). merge 1: the
+ * files are added to the group stored under name (a stored file of the
+ * same name is replaced; the others stay); without one, as merge 0. The
+ * record's created is kept from the stored group, updated is now.
+ *
+ * Returns KC_OK; KC_EINVAL for a bad group or file name, a file named
+ * twice, NULL data with a size, or more than KC_GROUP_FILES_MAX files (after
+ * a merge too), kc_store_errmsg saying which; KC_EREADONLY for a read-only
+ * store; KC_ETOOBIG for a file over KC_BLOB_MAX_RAW; or a store error. The
+ * caller keeps ownership of files. Like a publish, the put is followed by
+ * the store's size limit (KCACHE_MAX_SIZE), sparing what it wrote. */
+KC_API int kc_store_group_put(kc_store_t *store, const char *name,
+                              const kc_group_file_t *files, size_t n, int merge);
+
+/* Look up the group name: *out receives the decoded record (free with
+ * kc_free; its files are sorted by name; read a file's bytes with
+ * kc_store_get_cubin(store, &file.blob, ...)). A hit touches the group's
+ * usage stamp. Returns KC_OK; KC_ENOTFOUND on a miss, including a damaged
+ * record (counted, deleted if writable); KC_EINVAL for a bad name; or a
+ * store error. */
+KC_API int kc_store_group_get(kc_store_t *store, const char *name, kc_record_t **out);
+
+/* The bytes of file fname of group name, verified (*data: free with
+ * kc_free; *len its size). Returns KC_OK; KC_ENOTFOUND when the group, the
+ * file in it or its blob is absent or damaged; KC_EINVAL for a NULL
+ * argument or bad group name; or a store error. On failure *data is NULL
+ * and *len 0. */
+KC_API int kc_store_group_read(kc_store_t *store, const char *name, const char *fname,
+                               void **data, size_t *len);
 
 /* ---- usage and counters ----------------------------------------------- */
 

@@ -24,7 +24,7 @@ static const uint8_t record_magic[4] = {'K', 'C', 'R', '\0'};
 static const char *const kind_names[] = {
     [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
     [KC_REC_USAGE] = "usage",     [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
-    [KC_REC_BINMETA] = "binmeta",
+    [KC_REC_BINMETA] = "binmeta", [KC_REC_GROUP] = "group",
 };
 
 static const char *const status_names[] = {
@@ -162,6 +162,8 @@ static int put_payload(kc__wbuf_t *w, const kc_record_t *rec)
         return KC_OK;
     case KC_REC_BINMETA:
         return kc__binmeta_put(w, &rec->u.binmeta);
+    case KC_REC_GROUP:
+        return kc__group_put(w, &rec->u.group);
     }
     return KC_EINVAL;
 }
@@ -397,6 +399,9 @@ static int parse_payload(dec_t *d, int kind, const uint8_t *payload, size_t len,
     case KC_REC_BINMETA:
         rc = kc__binmeta_get(d, &r, &rec->u.binmeta);
         break;
+    case KC_REC_GROUP:
+        rc = kc__group_get(d, &r, &rec->u.group);
+        break;
     }
     if (rc != KC_OK)
         return rc;
@@ -454,6 +459,8 @@ int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out)
         *out = rec->u.binmeta.build;
         return KC_OK;
     }
+    if (rec->kind == KC_REC_GROUP)
+        return kc_group_key(rec->u.group.name, out);
     if (rec->kind == KC_REC_BUILD)
         pre = &rec->u.build.preimage;
     else if (rec->kind == KC_REC_TUNING)

@@ -1,5 +1,5 @@
 /* What the record codec (record.c) shares with the payload codecs it
- * dispatches to (binmeta.c). Internal.
+ * dispatches to (binmeta.c, group.c). Internal.
  *
  * Decoding runs twice over the payload. The first pass (base == NULL)
  * validates everything and adds up the space that arrays and strings need;
@@ -70,5 +70,18 @@ int kc__binmeta_put(kc__wbuf_t *w, const kc_binmeta_rec_t *b);
 /* Parse a binmeta payload from r (one pass, as above); KC_ECORRUPT for any
  * missing or invalid field. Trailing bytes are the caller's to refuse. */
 int kc__binmeta_get(kc__dec_t *d, kc__rcur_t *r, kc_binmeta_rec_t *b);
+
+/* ---- group.c ---------------------------------------------------------------- */
+
+/* Write a group payload; KC_EINVAL for a field the decoder would refuse. */
+int kc__group_put(kc__wbuf_t *w, const kc_group_rec_t *g);
+
+/* Parse a group payload from r (one pass, as above); KC_ECORRUPT for any
+ * invalid field. Trailing bytes are the caller's to refuse. */
+int kc__group_get(kc__dec_t *d, kc__rcur_t *r, kc_group_rec_t *g);
+
+/* Whether p[n] is a valid file name in a group, and the order of two. */
+int kc__group_fname_ok(const uint8_t *p, size_t n);
+int kc__group_fname_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
 
 #endif

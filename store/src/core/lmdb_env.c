@@ -102,14 +102,14 @@ static int lock_file_writable(const char *dir)
 static const char *const db_names[KC_REC_KIND_MAX + 1] = {
     [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
     [KC_REC_USAGE] = "usage",     [KC_REC_LEASE] = "lease", [KC_REC_META] = "meta",
-    [KC_REC_BINMETA] = "binmeta",
+    [KC_REC_BINMETA] = "binmeta", [KC_REC_GROUP] = "group",
 };
 
 /* Whether a store may lack the database of kind: kinds added after the
  * first format. A writable open creates it; a read-only one goes without. */
 static int db_optional(int kind)
 {
-    return kind == KC_REC_BINMETA;
+    return kind == KC_REC_BINMETA || kind == KC_REC_GROUP;
 }
 
 static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)

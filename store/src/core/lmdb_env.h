@@ -25,7 +25,7 @@
 #include "kcache/record.h"
 
 /* The named databases, one per record kind, opened once with the env. */
-#define KC__ENV_MAX_DBS 8
+#define KC__ENV_MAX_DBS 16
 
 typedef struct kc__env {
     MDB_env *mdb;
@@ -59,9 +59,9 @@ static inline int kc__is_mdb_rc(int rc)
 
 /* Whether the store has the database of kind. Every kind's database is
  * created with the store, or at the first writable open by a kcache that
- * knows the kind; a store made before binmeta existed and opened read-only
- * has no "binmeta" database, and so no binmeta records. Reads of a missing
- * database are misses (MDB_NOTFOUND); writes only happen in writable
+ * knows the kind; a store made before binmeta (or group) existed and opened
+ * read-only has no "binmeta" (or "group") database, and so no such records. Reads of a
+ * missing database are misses (MDB_NOTFOUND); writes only happen in writable
  * environments, which have them all. */
 static inline int kc__env_has_db(const kc__env_t *env, int kind)
 {

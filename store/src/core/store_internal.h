@@ -145,10 +145,11 @@ static inline int kc__kind_has_key(int kind)
 
 /* Whether the record of kind under key carries a key that must equal it:
  * builds and tunings derive it from their preimage, binmeta carries its
- * build's (kc_record_derived_key). */
+ * build's, a group hashes its name (kc_record_derived_key). */
 static inline int kc__kind_derives_key(int kind)
 {
-    return kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA;
+    return kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA ||
+           kind == KC_REC_GROUP;
 }
 
 static inline MDB_val kc__key_val(const kc_key_t *key)

@@ -36,6 +36,11 @@ static const kc_candidate_t candidates[] = {
 static const kc_binmeta_arg_t binmeta_args[] = {{"x_ptr", "*fp32"}, {"n", "i32"}};
 static const kc_binmeta_spec_t binmeta_spec[] = {{0, KC_SPEC_ALIGN16}};
 
+static const kc_group_entry_t group_files[] = {
+    {"add_kernel.cubin", {{1, 2}}, 4096},
+    {"add_kernel.json", {{3, 4}}, 0},
+};
+
 static kc_key_t key_of(uint8_t seed)
 {
     kc_key_t k;
@@ -112,6 +117,13 @@ static kc_record_t sample(kc_rec_kind_t kind)
         r.u.binmeta.n_args = 2;
         r.u.binmeta.spec = binmeta_spec;
         r.u.binmeta.n_spec = 1;
+        break;
+    case KC_REC_GROUP:
+        r.u.group.name = "0123abcd";
+        r.u.group.created = 1700000004;
+        r.u.group.updated = UINT64_MAX;
+        r.u.group.files = group_files;
+        r.u.group.n_files = 2;
         break;
     }
     return r;
@@ -222,6 +234,18 @@ static void assert_records_equal(const kc_record_t *a, const kc_record_t *b)
         assert_string_equal(a->u.binmeta.arch, b->u.binmeta.arch);
         assert_int_equal(a->u.binmeta.n_args, b->u.binmeta.n_args);
         assert_int_equal(a->u.binmeta.n_spec, b->u.binmeta.n_spec);
+        break;
+    case KC_REC_GROUP: /* every rule: tests/unit/store/codec/test_group.c */
+        assert_string_equal(a->u.group.name, b->u.group.name);
+        assert_true(a->u.group.created == b->u.group.created);
+        assert_true(a->u.group.updated == b->u.group.updated);
+        assert_int_equal(a->u.group.n_files, b->u.group.n_files);
+        for (size_t i = 0; i < a->u.group.n_files; i++) {
+            assert_string_equal(a->u.group.files[i].name, b->u.group.files[i].name);
+            assert_memory_equal(a->u.group.files[i].blob.b, b->u.group.files[i].blob.b,
+                                16);
+            assert_true(a->u.group.files[i].size == b->u.group.files[i].size);
+        }
         break;
     }
 }
@@ -723,8 +747,15 @@ static void test_derived_key_is_the_hash_of_the_preimage(void **state)
     assert_int_equal(kc_record_derived_key(&r, &k), KC_OK);
     assert_memory_equal(k.b, want.b, 16);
 
+    /* A group's key is the hash of its name. */
+    r = sample(KC_REC_GROUP);
+    want = kc_key_hash("0123abcd", 8);
+    assert_int_equal(kc_record_derived_key(&r, &k), KC_OK);
+    assert_memory_equal(k.b, want.b, 16);
+
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
-        if (kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA)
+        if (kind == KC_REC_BUILD || kind == KC_REC_TUNING || kind == KC_REC_BINMETA ||
+            kind == KC_REC_GROUP)
             continue;
         r = sample((kc_rec_kind_t)kind);
         assert_int_equal(kc_record_derived_key(&r, &k), KC_EINVAL);
