@@ -310,7 +310,8 @@ KC_API int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
 /* ---- gc and compaction ------------------------------------------------- */
 
 /* The size gc measures and limits: the sum of the stored (encoded, so
- * compressed for blobs) value bytes of every blob, build and tuning record.
+ * compressed for blobs) value bytes of every blob, build, tuning and group
+ * record.
  * Usage, lease and meta records, keys and LMDB's page overhead are not
  * counted; data.mdb is larger, and does not shrink until kc_store_compact. */
 
@@ -334,7 +335,7 @@ typedef struct kc_gc_opts {
 
 /* One record that gc removed (or, in a dry run, would remove). */
 typedef struct kc_gc_item {
-    kc_rec_kind_t kind; /* KC_REC_TUNING, KC_REC_BUILD or KC_REC_BLOB */
+    kc_rec_kind_t kind; /* KC_REC_TUNING, KC_REC_GROUP, KC_REC_BUILD or KC_REC_BLOB */
     kc_key_t key;
     uint64_t last_use; /* unix seconds: its usage stamp, else its created time */
     uint64_t bytes;    /* its stored bytes */
@@ -370,6 +371,13 @@ typedef struct kc_gc_report {
  * leases past their time to live. A removed build's binmeta goes with it,
  * and (unless dry_run) a binmeta whose build is gone for another reason is
  * swept; both are counted in evicted[KC_REC_BINMETA].
+ *
+ * A group is a unit of its own, like a tuning: its last use is its usage
+ * stamp (kc_store_group_get, kc_store_group_put), else its updated time,
+ * and it is evicted by the same age and size rules, oldest first with the
+ * tunings and builds. Every blob a group's file names stays while the
+ * group does; when a group goes, those of its blobs that nothing else
+ * references go in the same run.
  *
  * With opts->older_than, records last used before now - older_than go; with
  * opts->max_bytes, the least recently used go until the size is at most

@@ -1,5 +1,5 @@
-/* kc_store_gc: least recently used eviction of tunings and builds, and a
- * mark-and-sweep of the blobs no build references; the size limit enforced
+/* kc_store_gc: least recently used eviction of tunings, groups and builds,
+ * and a mark-and-sweep of the blobs no build or group references; the size limit enforced
  * after publishes (the handle holds the limit, resolved at open).
  *
  * gc plans in one read transaction, on copies of the keys, then deletes in
@@ -28,7 +28,7 @@ typedef struct g_blob {
     kc_key_t key;
     uint64_t bytes;
     uint64_t last_use;
-    uint32_t refs; /* builds that reference it */
+    uint32_t refs; /* builds and group files that reference it */
     int gone;
 } g_blob_t;
 
@@ -50,6 +50,16 @@ typedef struct g_tuning {
     int gone;
 } g_tuning_t;
 
+/* A group: a unit of its own, like a tuning; its files keep their blobs. */
+typedef struct g_group {
+    kc_key_t key;
+    uint64_t bytes;
+    uint64_t last_use;
+    long *blobs; /* indexes in plan.blobs of its files' blobs (-1: absent) */
+    size_t n_blobs;
+    int gone;
+} g_group_t;
+
 /* One planned deletion. seen is the usage time the plan went by; a record
  * whose stamp has moved past it was used since and stays. */
 typedef struct g_item {
@@ -66,6 +76,8 @@ typedef struct plan {
     size_t n_builds, cap_builds;
     g_tuning_t *tunings;
     size_t n_tunings, cap_tunings;
+    g_group_t *groups;
+    size_t n_groups, cap_groups;
     uint64_t size;
     g_item_t *items;
     size_t n_items, cap_items;
@@ -76,6 +88,9 @@ static void plan_free(plan_t *p)
     free(p->blobs);
     free(p->builds);
     free(p->tunings);
+    for (size_t i = 0; i < p->n_groups; i++)
+        free(p->groups[i].blobs);
+    free(p->groups);
     free(p->items);
 }
 
@@ -269,13 +284,65 @@ static int scan_tunings(MDB_txn *txn, plan_t *p)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Groups that do not decode are counted in the size but never evicted
+ * here, as builds and tunings. */
+static int scan_groups(MDB_txn *txn, plan_t *p)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!kc__env_has_db(p->env, KC_REC_GROUP))
+        return 0; /* a read-only store made before groups: none */
+    if ((rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_GROUP], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        g_group_t g = {.n_blobs = 0};
+        kc_record_t *rec = NULL;
+
+        p->size += v.mv_size;
+        if (!key_from(&k, &g.key) ||
+            kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+            rec->kind != KC_REC_GROUP) {
+            kc_free(rec);
+            continue;
+        }
+        g.bytes = v.mv_size;
+        g.blobs = malloc((rec->u.group.n_files + 1) * sizeof(*g.blobs));
+        if (!g.blobs) {
+            kc_free(rec);
+            rc = KC_ENOMEM;
+            break;
+        }
+        for (size_t i = 0; i < rec->u.group.n_files; i++) {
+            long b = find_key(p->blobs, p->n_blobs, sizeof(*p->blobs),
+                              &rec->u.group.files[i].blob);
+            if (b >= 0)
+                p->blobs[b].refs++;
+            g.blobs[g.n_blobs++] = b;
+        }
+        rc = last_use_of(txn, p->env, &g.key, rec->u.group.updated, &g.last_use);
+        kc_free(rec);
+        if (rc == 0)
+            rc = grow((void **)&p->groups, p->n_groups, &p->cap_groups, sizeof(g));
+        if (rc != 0) {
+            free(g.blobs);
+            break;
+        }
+        p->groups[p->n_groups++] = g;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int plan_fn(MDB_txn *txn, void *arg)
 {
     plan_t *p = arg;
     int rc;
 
     if ((rc = scan_blobs(txn, p)) != 0 || (rc = scan_builds(txn, p)) != 0 ||
-        (rc = scan_tunings(txn, p)) != 0)
+        (rc = scan_tunings(txn, p)) != 0 || (rc = scan_groups(txn, p)) != 0)
         return rc;
     return 0;
 }
@@ -283,14 +350,20 @@ static int plan_fn(MDB_txn *txn, void *arg)
 /* ---- choosing ------------------------------------------------------------- */
 
 typedef struct unit {
-    int kind; /* KC_REC_TUNING or KC_REC_BUILD */
+    int kind; /* KC_REC_TUNING, KC_REC_GROUP or KC_REC_BUILD */
     size_t idx;
     uint64_t last_use;
     const kc_key_t *key;
 } unit_t;
 
+static int unit_rank(int kind)
+{
+    return kind == KC_REC_TUNING ? 0 : kind == KC_REC_GROUP ? 1 : 2;
+}
+
 /* Oldest first; at equal times a tuning goes before a build, which it
- * might name; then key order, so that the plan is deterministic. */
+ * might name (a group, which names no build, between them); then key
+ * order, so that the plan is deterministic. */
 static int unit_cmp(const void *a, const void *b)
 {
     const unit_t *x = a, *y = b;
@@ -298,7 +371,7 @@ static int unit_cmp(const void *a, const void *b)
     if (x->last_use != y->last_use)
         return x->last_use < y->last_use ? -1 : 1;
     if (x->kind != y->kind)
-        return x->kind == KC_REC_TUNING ? -1 : 1;
+        return unit_rank(x->kind) - unit_rank(y->kind);
     return key_cmp(x->key, y->key);
 }
 
@@ -323,6 +396,36 @@ static int evict_tuning(plan_t *p, size_t i, uint64_t *total)
     return add_item(p, KC_REC_TUNING, &t->key, t->last_use, t->last_use, t->bytes);
 }
 
+/* Drop one reference to blob b; the last one takes the blob with it. */
+static int unref_blob(plan_t *p, long b, uint64_t *total)
+{
+    if (b < 0)
+        return 0;
+    g_blob_t *bl = &p->blobs[b];
+    if (--bl->refs == 0 && !bl->gone) {
+        bl->gone = 1;
+        *total -= bl->bytes;
+        return add_item(p, KC_REC_BLOB, &bl->key, bl->last_use, bl->last_use, bl->bytes);
+    }
+    return 0;
+}
+
+static int evict_group(plan_t *p, size_t i, uint64_t *total)
+{
+    g_group_t *g = &p->groups[i];
+    int rc;
+
+    g->gone = 1;
+    *total -= g->bytes;
+    if ((rc = add_item(p, KC_REC_GROUP, &g->key, g->last_use, g->last_use, g->bytes)) !=
+        0)
+        return rc;
+    for (size_t j = 0; j < g->n_blobs; j++)
+        if ((rc = unref_blob(p, g->blobs[j], total)) != 0)
+            return rc;
+    return 0;
+}
+
 static int evict_build(plan_t *p, size_t i, uint64_t *total)
 {
     g_build_t *b = &p->builds[i];
@@ -335,16 +438,7 @@ static int evict_build(plan_t *p, size_t i, uint64_t *total)
     *total -= b->bytes;
     if ((rc = add_item(p, KC_REC_BUILD, &b->key, b->unit_use, b->own_use, b->bytes)) != 0)
         return rc;
-    if (b->blob >= 0) {
-        g_blob_t *bl = &p->blobs[b->blob];
-        if (--bl->refs == 0 && !bl->gone) {
-            bl->gone = 1;
-            *total -= bl->bytes;
-            return add_item(p, KC_REC_BLOB, &bl->key, bl->last_use, bl->last_use,
-                            bl->bytes);
-        }
-    }
-    return 0;
+    return unref_blob(p, b->blob, total);
 }
 
 typedef struct gc_params {
@@ -371,12 +465,14 @@ static int choose(plan_t *p, const gc_params_t *gp)
                 return rc;
         }
     }
-    units = calloc(p->n_builds + p->n_tunings + 1, sizeof(*units));
+    units = calloc(p->n_builds + p->n_tunings + p->n_groups + 1, sizeof(*units));
     if (!units)
         return KC_ENOMEM;
     for (size_t i = 0; i < p->n_tunings; i++)
         units[n++] =
             (unit_t){KC_REC_TUNING, i, p->tunings[i].last_use, &p->tunings[i].key};
+    for (size_t i = 0; i < p->n_groups; i++)
+        units[n++] = (unit_t){KC_REC_GROUP, i, p->groups[i].last_use, &p->groups[i].key};
     for (size_t i = 0; i < p->n_builds; i++)
         units[n++] = (unit_t){KC_REC_BUILD, i, p->builds[i].unit_use, &p->builds[i].key};
     qsort(units, n, sizeof(*units), unit_cmp);
@@ -392,6 +488,8 @@ static int choose(plan_t *p, const gc_params_t *gp)
             break;
         if (u->kind == KC_REC_TUNING && !p->tunings[u->idx].gone)
             rc = evict_tuning(p, u->idx, &total);
+        else if (u->kind == KC_REC_GROUP && !p->groups[u->idx].gone)
+            rc = evict_group(p, u->idx, &total);
         else if (u->kind == KC_REC_BUILD && !p->builds[u->idx].gone)
             rc = evict_build(p, u->idx, &total);
     }
@@ -406,17 +504,57 @@ typedef struct keyset {
     size_t n, cap;
 } keyset_t;
 
+static int keyset_add(keyset_t *s, const kc_key_t *key)
+{
+    int rc = grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k));
+    if (rc == 0)
+        s->k[s->n++] = *key;
+    return rc;
+}
+
+/* Add the blobs of every stored group's files to s. */
+static int collect_group_blobs(MDB_txn *txn, kc__env_t *env, keyset_t *s)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!kc__env_has_db(env, KC_REC_GROUP))
+        return 0;
+    if ((rc = mdb_cursor_open(txn, env->dbi[KC_REC_GROUP], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        kc_record_t *rec = NULL;
+        if (kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
+            rec->kind != KC_REC_GROUP) {
+            kc_free(rec);
+            continue;
+        }
+        for (size_t i = 0; i < rec->u.group.n_files && rc == 0; i++)
+            rc = keyset_add(s, &rec->u.group.files[i].blob);
+        kc_free(rec);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* The winning builds of every tuning (want_blobs 0), or the blobs of every
- * build (want_blobs 1), now stored: sorted, for find_key. */
+ * build and every group's files (want_blobs 1), now stored: sorted, for
+ * find_key. */
 static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *s)
 {
     int kind = want_blobs ? KC_REC_BUILD : KC_REC_TUNING;
     MDB_cursor *cur;
     MDB_val k, v;
-    int rc = mdb_cursor_open(txn, env->dbi[kind], &cur);
+    int rc;
 
     s->n = 0;
-    if (rc != 0)
+    if (want_blobs && (rc = collect_group_blobs(txn, env, s)) != 0)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, env->dbi[kind], &cur)) != 0)
         return rc;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -463,7 +601,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
         return 0;
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if (it->pub.kind != KC_REC_TUNING &&
+    if ((it->pub.kind == KC_REC_BUILD || it->pub.kind == KC_REC_BLOB) &&
         find_key(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
         return 0;
     rc = mdb_del(txn, env->dbi[it->pub.kind], &k, NULL);
@@ -495,8 +633,9 @@ static int delete_kind(MDB_txn *txn, del_ctx_t *c, int kind, uint64_t *deleted)
         any |= (int)c->items[i].pub.kind == kind;
     if (!any)
         return 0;
-    /* Builds stay while a tuning names them; blobs while a build does. */
-    if (kind != KC_REC_TUNING &&
+    /* Builds stay while a tuning names them; blobs while a build or a
+     * group's file does. */
+    if ((kind == KC_REC_BUILD || kind == KC_REC_BLOB) &&
         (rc = collect_refs(txn, c->st->env, kind == KC_REC_BLOB, &c->refs)) != 0)
         return rc;
     for (size_t i = c->from; i < c->to; i++) {
@@ -524,6 +663,7 @@ static int delete_fn(MDB_txn *txn, void *arg)
         c->items[i].done = 0;
     c->binmeta = 0;
     if ((rc = delete_kind(txn, c, KC_REC_TUNING, &deleted)) != 0 ||
+        (rc = delete_kind(txn, c, KC_REC_GROUP, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BUILD, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BLOB, &deleted)) != 0)
         return rc;
@@ -571,10 +711,11 @@ static int sweep_binmeta(MDB_txn *txn, leftover_ctx_t *c)
 
 static int has_record(MDB_txn *txn, kc__env_t *env, MDB_val *k)
 {
-    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE};
+    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE,
+                                KC_REC_GROUP};
     MDB_val v;
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        if (mdb_get(txn, env->dbi[kinds[i]], k, &v) == 0)
+        if (kc__env_has_db(env, kinds[i]) && mdb_get(txn, env->dbi[kinds[i]], k, &v) == 0)
             return 1;
     return 0;
 }
@@ -629,7 +770,7 @@ typedef struct size_ctx {
     int pages; /* 1: page estimate (an upper bound), 0: exact */
 } size_ctx_t;
 
-static const int sized_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING};
+static const int sized_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_GROUP};
 
 static int size_fn(MDB_txn *txn, void *arg)
 {
@@ -638,6 +779,8 @@ static int size_fn(MDB_txn *txn, void *arg)
 
     c->bytes = 0;
     for (size_t i = 0; i < sizeof(sized_kinds) / sizeof(*sized_kinds); i++) {
+        if (!kc__env_has_db(c->env, sized_kinds[i]))
+            continue; /* a read-only store made before groups */
         MDB_dbi dbi = c->env->dbi[sized_kinds[i]];
         if (c->pages) {
             MDB_stat ms;
@@ -805,7 +948,7 @@ void kc__gc_after_publish(kc_store_t *store, uint64_t since)
 
     if (!store->max_size || store->readonly)
         return;
-    /* The pages of the three databases bound the bytes of their records
+    /* The pages of the four databases bound the bytes of their records
      * from above: most publishes stop at this cheap check. */
     if (kc__env_read(store->env, size_fn, &sc) != 0 || sc.bytes <= store->max_size)
         return;
