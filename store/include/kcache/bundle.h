@@ -47,8 +47,10 @@ typedef struct kc_bundle_filter {
     int tuned_only;
 } kc_bundle_filter_t;
 
-/* Closure: a selected tuning always brings its winning build, and a
- * selected build its blob and the blob's dictionary. A build whose blob is
+/* Closure: a selected tuning always brings its winning build, a selected
+ * build its blob and the blob's dictionary, and a selected group the blobs
+ * of its files. Groups are selected by name (the group's) and since (its
+ * updated time); a filter by arch or tuned_only selects no group. A build whose blob is
  * missing or damaged is left out, and so is a tuning whose winning build is
  * left out. With no filter set, every blob is exported, referenced or not;
  * with one, only the blobs of selected builds. */
@@ -62,6 +64,9 @@ typedef enum kc_bundle_prefer {
      * the stored one. */
     KC_PREFER_FASTER = 2,
 } kc_bundle_prefer_t;
+/* A group stored with other contents than the bundle's is settled the same
+ * way: existing keeps it, incoming replaces it, and faster keeps the one
+ * with the later updated time (the stored one on a tie). */
 
 typedef struct kc_bundle_import_opts {
     /* sizeof(kc_bundle_import_opts_t), as KC_BUNDLE_IMPORT_OPTS_INIT sets it
@@ -104,6 +109,8 @@ typedef struct kc_bundle_stats {
     uint8_t signer[32];
     /* binmeta records in the bundle (each beside its build). */
     uint64_t binmeta;
+    /* group records in the bundle (their files' blobs are counted in blobs). */
+    uint64_t groups;
 } kc_bundle_stats_t;
 
 /* Write the records selected by filter (NULL: every record) to out as one

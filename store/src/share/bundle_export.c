@@ -206,7 +206,7 @@ typedef struct export_ctx {
     const kc_bundle_filter_t *filter;
     int filtered; /* any filter set */
     FILE *out;
-    sel_vec_t tunings, builds, blobs, need_builds, binmeta;
+    sel_vec_t tunings, builds, blobs, need_builds, binmeta, groups;
     uint32_t *dicts;
     size_t n_dicts;
     kc_bundle_stats_t stats;
@@ -226,7 +226,7 @@ static int filter_match(const export_ctx_t *c, const char *arch, const char *ent
     return f->since == 0 || created > f->since;
 }
 
-/* Decode a build, tuning or binmeta record stored under key; NULL (counted
+/* Decode a build, tuning, binmeta or group record stored under key; NULL (counted
  * as damaged) if it does not decode or is not stored under its derived key. */
 static kc_record_t *decode_keyed(export_ctx_t *c, int kind, const MDB_val *k,
                                  const MDB_val *v)
@@ -463,6 +463,56 @@ static int choose_binmeta(MDB_txn *txn, export_ctx_t *c)
     return 0;
 }
 
+/* Groups, each with the blobs of its files. A group has no arch and is no
+ * tuning: a filter by arch or tuned_only leaves every group out; name
+ * matches the group's name and since its updated time. A group with a
+ * file whose blob is missing or damaged is left out as damaged. */
+static int choose_groups(MDB_txn *txn, export_ctx_t *c)
+{
+    const kc_bundle_filter_t *f = c->filter;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!kc__env_has_db(c->st->env, KC_REC_GROUP) || f->arch || f->tuned_only)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, c->st->env->dbi[KC_REC_GROUP], &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        kc_record_t *rec = decode_keyed(c, KC_REC_GROUP, &k, &v);
+        const kc_group_rec_t *g;
+        int ok = 1;
+
+        if (!rec)
+            continue;
+        g = &rec->u.group;
+        if ((f->name && fnmatch(f->name, g->name, 0) != 0) ||
+            (f->since && g->updated <= f->since)) {
+            kc_free(rec);
+            continue;
+        }
+        for (size_t i = 0; i < g->n_files && ok && rc == 0; i++) {
+            uint32_t dict_id = 0;
+            rc = blob_usable(txn, c, &g->files[i].blob, &dict_id, &ok);
+            if (rc == 0 && ok && c->filtered)
+                rc = add_blob(c, &g->files[i].blob, dict_id);
+        }
+        if (rc == 0 && !ok)
+            c->stats.damaged++;
+        if (rc == 0 && ok) {
+            kc_key_t key;
+            memcpy(key.b, k.mv_data, 16);
+            rc = sel_push(&c->groups, &key, NULL);
+        }
+        kc_free(rec);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* ---- export: writing ---------------------------------------------------------- */
 
 static int write_keyed(MDB_txn *txn, export_ctx_t *c, kc__bw_t *w, int kind,
@@ -493,6 +543,8 @@ static int export_fn(MDB_txn *txn, void *arg)
         return rc;
     if (!c->filtered && (rc = choose_all_blobs(txn, c)) != 0)
         return rc;
+    if ((rc = choose_groups(txn, c)) != 0)
+        return rc;
     if ((rc = close_selection(c)) != 0 || (rc = choose_binmeta(txn, c)) != 0)
         return rc;
 
@@ -518,7 +570,8 @@ static int export_fn(MDB_txn *txn, void *arg)
         (rc = write_keyed(txn, c, &w, KC_REC_BINMETA, &c->binmeta, &c->stats.binmeta)) !=
             0 ||
         (rc = write_keyed(txn, c, &w, KC_REC_TUNING, &c->tunings, &c->stats.tunings)) !=
-            0)
+            0 ||
+        (rc = write_keyed(txn, c, &w, KC_REC_GROUP, &c->groups, &c->stats.groups)) != 0)
         goto fail;
     c->stats.records = w.count;
     if (c->key) {
@@ -573,6 +626,7 @@ int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
     free(c.blobs.v);
     free(c.need_builds.v);
     free(c.binmeta.v);
+    free(c.groups.v);
     free(c.dicts);
     return rc;
 }

@@ -27,7 +27,7 @@ typedef struct frame {
     size_t index;       /* 1-based */
     kc_key_t ref;       /* a build's blob, a tuning's winning build */
     uint32_t dict_id;   /* blobs: the dictionary, meta: the id it holds */
-    uint64_t median_ns; /* tunings: the winner's median time */
+    uint64_t median_ns; /* tunings: the winner's median time; groups: updated */
 } frame_t;
 
 typedef struct import_ctx {
@@ -166,7 +166,7 @@ static int parse_trailer(import_ctx_t *c, const uint8_t *p, size_t len, size_t o
 static int key_len_ok(int kind, size_t key_len)
 {
     if (kind == KC_REC_BLOB || kind == KC_REC_BUILD || kind == KC_REC_TUNING ||
-        kind == KC_REC_BINMETA)
+        kind == KC_REC_BINMETA || kind == KC_REC_GROUP)
         return key_len == 16;
     return kind == KC_REC_META && key_len >= 1 && key_len <= KC__BUNDLE_META_KEY_MAX;
 }
@@ -405,7 +405,11 @@ static int check_record(import_ctx_t *c, frame_t *f)
         rc = frame_fail(c, f, KC_ECORRUPT,
                         f->kind == KC_REC_BINMETA
                             ? "the key is not the build key the record carries"
+                        : f->kind == KC_REC_GROUP
+                            ? "the key is not the hash of the group's name"
                             : "the key is not the hash of the record's preimage");
+    } else if (f->kind == KC_REC_GROUP) {
+        f->median_ns = rec->u.group.updated; /* for prefer "faster": the newer */
     } else if (f->kind == KC_REC_BINMETA) {
         f->ref = rec->u.binmeta.build;
     } else if (f->kind == KC_REC_BUILD) {
@@ -470,6 +474,51 @@ static int require(MDB_txn *txn, import_ctx_t *c, const frame_t *f, int kind)
     return rc;
 }
 
+/* Every file's blob of group frame f must be in the bundle or stored. */
+static int require_group_blobs(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
+{
+    kc_record_t *rec = NULL;
+    int rc = kc_record_decode(f->rec, f->rec_len, &rec); /* validated before */
+
+    if (rc != KC_OK)
+        return rc;
+    for (size_t i = 0; i < rec->u.group.n_files && rc == 0; i++) {
+        const kc_key_t *b = &rec->u.group.files[i].blob;
+        MDB_val k = kc__key_val(b), v;
+        if (find_frame(c, KC_REC_BLOB, b->b, 16))
+            continue;
+        rc = mdb_get(txn, c->st->env->dbi[KC_REC_BLOB], &k, &v);
+        if (rc == MDB_NOTFOUND) {
+            c->bad = f;
+            c->missing = *b;
+            c->why = "the blob of one of its files";
+            rc = KC_ECORRUPT;
+        }
+    }
+    kc_free(rec);
+    return rc;
+}
+
+/* Whether the bundle's group f replaces the stored one, v: incoming
+ * always, faster (for groups: newer) when its updated time is later. */
+static int group_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
+{
+    kc_record_t *old = NULL;
+    int wins;
+
+    if (c->prefer == KC_PREFER_INCOMING)
+        return 1;
+    if (c->prefer != KC_PREFER_FASTER)
+        return 0;
+    if (kc_record_decode(v->mv_data, v->mv_size, &old) != KC_OK ||
+        old->kind != KC_REC_GROUP)
+        wins = 1;
+    else
+        wins = f->median_ns > old->u.group.updated;
+    kc_free(old);
+    return wins;
+}
+
 /* Whether the bundle's tuning f replaces the stored one, v. */
 static int tuning_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
 {
@@ -501,6 +550,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
     if ((f->kind == KC_REC_TUNING || f->kind == KC_REC_BINMETA) &&
         (rc = require(txn, c, f, KC_REC_BUILD)) != 0)
         return rc;
+    if (f->kind == KC_REC_GROUP && (rc = require_group_blobs(txn, c, f)) != 0)
+        return rc;
     rc = mdb_get(txn, env->dbi[f->kind], &k, &old);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
@@ -514,11 +565,12 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
         }
         /* Same blob or build key: same cubin, same preimage; a binmeta
          * describes that same build. Ours stays. */
-        if (same || f->kind != KC_REC_TUNING) {
+        if (same || (f->kind != KC_REC_TUNING && f->kind != KC_REC_GROUP)) {
             c->stats.present++;
             return 0;
         }
-        if (!tuning_wins(c, f, &old)) {
+        if (f->kind == KC_REC_TUNING ? !tuning_wins(c, f, &old)
+                                     : !group_wins(c, f, &old)) {
             c->stats.kept++;
             return 0;
         }
@@ -544,8 +596,8 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
 static int commit_fn(MDB_txn *txn, void *arg)
 {
     import_ctx_t *c = arg;
-    static const int order[] = {KC_REC_META, KC_REC_BLOB, KC_REC_BUILD, KC_REC_BINMETA,
-                                KC_REC_TUNING};
+    static const int order[] = {KC_REC_META,    KC_REC_BLOB,   KC_REC_BUILD,
+                                KC_REC_BINMETA, KC_REC_TUNING, KC_REC_GROUP};
     int rc;
 
     c->stats.added = c->stats.present = c->stats.replaced = c->stats.kept = 0;
@@ -575,6 +627,9 @@ static void count_kinds(import_ctx_t *c)
             break;
         case KC_REC_BINMETA:
             c->stats.binmeta++;
+            break;
+        case KC_REC_GROUP:
+            c->stats.groups++;
             break;
         default:
             c->stats.dicts++;
