@@ -297,4 +297,49 @@ cc -s "$WORK/bm-import" ls --kind binmeta
 check "the bundle carries the binmeta record into another store" \
     eval 'status_is 0 && out_has "^binmeta +${bm_key:0:16}"'
 
+# ---- groups: named files stored together (Triton's cache entries) ----------
+
+G=$WORK/group-store
+if ! "$FILL" -s "$G" --arch sm_90 --count 1 --group abc123def >"$WORK/gkeys" 2>"$WORK/gfill.err"; then
+    cat "$WORK/gfill.err"
+fi
+g_key=$(awk '$1 == "group" {print $2}' "$WORK/gkeys")
+check "kc_testfill --group wrote one group" eval '[ -n "$g_key" ]'
+cc -s "$G" ls --kind group
+check "ls --kind group lists it with its name, files and total size" \
+    eval 'status_is 0 && out_has "^group +${g_key:0:16}" && out_has "abc123def" && out_has "4 files"'
+cc -s "$G" ls --kind group --name 'abc*'
+check "ls --name matches a group's name" eval 'status_is 0 && out_has "^group +${g_key:0:16}"'
+cc -s "$G" ls --kind group --arch sm_90
+check "ls --arch lists no group (a group has no arch)" eval 'status_is 0 && out_has "^no records"'
+cc -s "$G" ls
+check "ls lists groups by default, and a group file's blob by its file name" \
+    eval 'status_is 0 && out_has "^group " && out_has "add_kernel.json"'
+cc -s "$G" --json ls --kind group
+check "ls --json has the group's files, total size and times" \
+    json_ok '[r for r in d["records"] if r["kind"] == "group" and r["key"] == "'"$g_key"'" and r["name"] == "abc123def" and r["files"] == 4 and r["updated"] >= r["created"] > 0]'
+cc -s "$G" show "$g_key"
+check "show of a group prints its name and every file" \
+    eval 'status_is 0 && out_has "^kind +group" && out_has "^name +abc123def" && out_has "^add_kernel.cubin " && out_has "^empty.txt +0 B"'
+cc -s "$G" --json show "$g_key"
+check "show --json of a group lists its files with sizes and blobs" \
+    json_ok 'd["name"] == "abc123def" and [f["name"] for f in d["files"]] == ["add_kernel.cubin", "add_kernel.json", "add_kernel.ptx", "empty.txt"] and d["files"][3]["size"] == 0'
+cc -s "$G" stats
+check "stats counts the group" eval 'status_is 0 && out_has "^group +1$"'
+cc -s "$G" verify
+check "verify finds the store with a group clean" eval 'status_is 0'
+cc -s "$G" export -o "$WORK/g.kcb"
+check "export carries the group" eval 'status_is 0 && [ -s "$WORK/g.kcb" ]'
+cc -s "$WORK/g-import" import "$WORK/g.kcb"
+check "import says it took the group" eval 'status_is 0 && out_has "with 1 group"'
+cc -s "$WORK/g-import" ls --kind group
+check "the bundle carries the group into another store" \
+    eval 'status_is 0 && out_has "^group +${g_key:0:16}"'
+cc -s "$WORK/g-import" verify
+check "the imported store verifies clean" eval 'status_is 0'
+cc -s "$G" rm "$g_key"
+check "rm removes a group" eval 'status_is 0 && out_has "^removed group ${g_key}"'
+cc -s "$G" ls --kind group
+check "the group is gone" eval 'status_is 0 && out_has "^no records"'
+
 cli_finish

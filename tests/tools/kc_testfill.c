@@ -1,6 +1,7 @@
 /* kc_testfill: fill a store with real NVRTC-compiled kernels for tests.
  *
  * Usage: kc_testfill -s DIR [--arch sm_90] [--count N] [--dump DIR] [--binmeta]
+ *                    [--group NAME]
  *
  * Compiles vec_add in N <= 16 configurations (-DBLOCK=64,128,...), saxpy and
  * block_sum to cubins for one arch, and publishes them in one transaction as
@@ -9,7 +10,10 @@
  * as "<kind> <hex>". With --dump, each raw cubin is also written to
  * DIR/<blob key hex>.cubin so that a test can compare bytes. With --binmeta,
  * saxpy's build also gets launch metadata (a binmeta record) as if Triton
- * had compiled it.
+ * had compiled it. With --group NAME, a group NAME is stored too, as
+ * Triton's cache manager would keep a cache entry: add_kernel.json,
+ * add_kernel.ptx, add_kernel.cubin (saxpy's cubin, so its blob is shared
+ * with saxpy's build) and an empty file, empty.txt.
  *
  * There is no GPU here: register counts and shared memory come from the
  * cubin's ELF sections, but the tuning's median times are made up
@@ -182,23 +186,23 @@ static int write_file(const char *dir, const kc_key_t *key, const void *p, size_
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: kc_testfill -s DIR [--arch sm_90] [--count N] [--dump DIR]\n"
-               "Compile test kernels with NVRTC and publish them into the store in DIR.\n"
-               "Prints \"<kind> <key>\" for every record written.\n");
+    fprintf(
+        f,
+        "Usage: kc_testfill -s DIR [--arch sm_90] [--count N] [--dump DIR] [--binmeta]\n"
+        "                   [--group NAME]\n"
+        "Compile test kernels with NVRTC and publish them into the store in DIR.\n"
+        "Prints \"<kind> <key>\" for every record written.\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"store", required_argument, NULL, 's'},
-        {"arch", required_argument, NULL, 'a'},
-        {"count", required_argument, NULL, 'n'},
-        {"dump", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {"binmeta", no_argument, NULL, 'm'},
-        {0},
+        {"store", required_argument, NULL, 's'}, {"arch", required_argument, NULL, 'a'},
+        {"count", required_argument, NULL, 'n'}, {"dump", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},        {"binmeta", no_argument, NULL, 'm'},
+        {"group", required_argument, NULL, 'g'}, {0},
     };
-    const char *dir = getenv("KCACHE_DIR"), *arch = "sm_90", *dump = NULL;
+    const char *dir = getenv("KCACHE_DIR"), *arch = "sm_90", *dump = NULL, *group = NULL;
     long count = 2;
     int with_binmeta = 0;
     kct_nvrtc_t nv;
@@ -227,6 +231,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             with_binmeta = 1;
+            break;
+        case 'g':
+            group = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -429,6 +436,25 @@ int main(int argc, char **argv)
         }
         kc_key_to_hex(&sx->key, hex);
         printf("binmeta %s\n", hex);
+    }
+    if (group) {
+        static const char json[] = "{\"name\": \"add_kernel\", \"num_warps\": 4}";
+        static const char ptx[] = ".version 8.4\n.target sm_90\n";
+        const build_t *sx = &b[(size_t)count]; /* saxpy */
+        kc_group_file_t gf[] = {
+            {"add_kernel.json", json, sizeof json - 1},
+            {"add_kernel.ptx", ptx, sizeof ptx - 1},
+            {"add_kernel.cubin", sx->cubin, sx->cubin_len},
+            {"empty.txt", NULL, 0},
+        };
+        kc_key_t gk;
+        if ((c = kc_store_group_put(st, group, gf, 4, 0)) != KC_OK) {
+            die("group: %s: %s", kc_strerror(c), kc_store_errmsg(st));
+            goto fail;
+        }
+        kc_group_key(group, &gk);
+        kc_key_to_hex(&gk, hex);
+        printf("group %s\n", hex);
     }
     for (size_t i = 0; i < nb; i++) {
         size_t j;

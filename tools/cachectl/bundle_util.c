@@ -15,6 +15,7 @@ json_t *ctl_bundle_stats_json(const kc_bundle_stats_t *s)
     json_object_set_new(doc, "builds", ctl_json_u64(s->builds));
     json_object_set_new(doc, "tunings", ctl_json_u64(s->tunings));
     json_object_set_new(doc, "dictionaries", ctl_json_u64(s->dicts));
+    json_object_set_new(doc, "groups", ctl_json_u64(s->groups));
     json_object_set_new(doc, "bytes", ctl_json_u64(s->bytes));
     return doc;
 }

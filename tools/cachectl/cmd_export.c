@@ -199,6 +199,9 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                 ctl_plural(s.blobs, "blob", "blobs"), s.dicts,
                 ctl_plural(s.dicts, "dictionary", "dictionaries"),
                 ctl_fmt_size(s.bytes, size, sizeof size));
+        if (s.groups)
+            fprintf(summary, "  with %" PRIu64 " %s of named files\n", s.groups,
+                    ctl_plural(s.groups, "group", "groups"));
         if (s.damaged)
             fprintf(summary, "left out %" PRIu64 " damaged or incomplete %s\n", s.damaged,
                     ctl_plural(s.damaged, "record", "records"));

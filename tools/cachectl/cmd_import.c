@@ -157,12 +157,17 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
            " builds, %" PRIu64 " blobs, %" PRIu64 " dictionaries), %s\n",
            io.name, s.records, ctl_plural(s.records, "record", "records"), s.tunings,
            s.builds, s.blobs, s.dicts, ctl_fmt_size(s.bytes, size, sizeof size));
+    if (s.groups)
+        printf("  with %" PRIu64 " %s of named files\n", s.groups,
+               ctl_plural(s.groups, "group", "groups"));
     printf("  %" PRIu64 " added, %" PRIu64 " skipped (already present)", s.added,
            s.present);
     if (s.replaced || s.kept)
         printf(", %" PRIu64 " stored %s replaced, %" PRIu64 " kept (--prefer %s)",
-               s.replaced, ctl_plural(s.replaced, "tuning", "tunings"), s.kept,
-               prefer_names[io.prefer]);
+               s.replaced,
+               s.groups ? ctl_plural(s.replaced, "record", "records")
+                        : ctl_plural(s.replaced, "tuning", "tunings"),
+               s.kept, prefer_names[io.prefer]);
     printf("\n");
     if (s.is_signed) {
         char id[KC_BUNDLE_KEY_ID_LEN + 1];

@@ -8,12 +8,14 @@
 #include <string.h>
 
 static const char help[] =
-    "  --kind KIND   blob, build, binmeta, tuning, usage, lease or all\n"
-    "                (default: blob, build, binmeta and tuning; binmeta is the\n"
-    "                launch metadata of a binary kcache did not compile)\n"
+    "  --kind KIND   blob, build, binmeta, tuning, group, usage, lease or all\n"
+    "                (default: blob, build, binmeta, tuning and group; binmeta is\n"
+    "                the launch metadata of a binary kcache did not compile, a\n"
+    "                group named files stored together)\n"
     "  --arch ARCH   only records for this target, e.g. sm_90 (a blob matches\n"
     "                through the builds that use it)\n"
-    "  --name GLOB   only records whose kernel entry matches GLOB, e.g. 'gemm_*'\n";
+    "  --name GLOB   only records whose kernel entry (a group: its name) matches\n"
+    "                GLOB, e.g. 'gemm_*'\n";
 
 static const struct option longopts[] = {
     CTL_COMMON_LONGOPTS,
@@ -53,29 +55,47 @@ static int use_cmp(const void *a, const void *b)
     return kc_key_cmp(&((const blob_use_t *)a)->blob, &((const blob_use_t *)b)->blob);
 }
 
+static blob_use_t *add_use(ls_ctx_t *c)
+{
+    if (c->n_uses == c->cap_uses) {
+        size_t cap = c->cap_uses ? 2 * c->cap_uses : 64;
+        blob_use_t *u = realloc(c->uses, cap * sizeof *u);
+        if (!u)
+            return NULL;
+        c->uses = u;
+        c->cap_uses = cap;
+    }
+    return &c->uses[c->n_uses++];
+}
+
+/* A build's blob is shown by its arch and entry; a group file's blob by
+ * the file's name, with no arch. */
 static int collect_use(void *user, kc_rec_kind_t kind, const kc_key_t *key,
                        const void *data, size_t len)
 {
     ls_ctx_t *c = user;
     kc_record_t *rec = NULL;
     kc_build_desc_t *d = NULL;
+    blob_use_t *u;
 
     (void)kind;
     (void)key;
-    if (kc_record_decode(data, len, &rec) != KC_OK || rec->kind != KC_REC_BUILD)
+    if (kc_record_decode(data, len, &rec) != KC_OK)
         goto done;
-    if (kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
+    if (rec->kind == KC_REC_GROUP) {
+        for (size_t i = 0; i < rec->u.group.n_files && (u = add_use(c)); i++) {
+            u->blob = rec->u.group.files[i].blob;
+            u->arch[0] = '\0';
+            snprintf(u->entry, sizeof u->entry, "%s", rec->u.group.files[i].name);
+        }
+        goto done;
+    }
+    if (rec->kind != KC_REC_BUILD ||
+        kc_build_preimage_decode(rec->u.build.preimage.data, rec->u.build.preimage.size,
                                  &d) != KC_OK)
         goto done;
-    if (c->n_uses == c->cap_uses) {
-        size_t cap = c->cap_uses ? 2 * c->cap_uses : 64;
-        blob_use_t *u = realloc(c->uses, cap * sizeof *u);
-        if (!u)
-            goto done;
-        c->uses = u;
-        c->cap_uses = cap;
-    }
-    blob_use_t *u = &c->uses[c->n_uses++];
+    if (!(u = add_use(c)))
+        goto done;
     u->blob = rec->u.build.blob;
     snprintf(u->arch, sizeof u->arch, "%s", d->arch);
     snprintf(u->entry, sizeof u->entry, "%s", d->entry);
@@ -249,6 +269,26 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const voi
         }
         break;
     }
+    case KC_REC_GROUP: {
+        /* Named files stored together: a group has a name, no arch. */
+        const kc_group_rec_t *g = &rec->u.group;
+        uint64_t total = 0;
+        name = g->name;
+        if (!match(c, NULL, name))
+            goto done;
+        for (size_t i = 0; i < g->n_files; i++)
+            total += g->files[i].size;
+        snprintf(info, sizeof info, "%zu file%s, %s, updated %s", g->n_files,
+                 g->n_files == 1 ? "" : "s", ctl_fmt_size(total, b, sizeof b),
+                 ctl_fmt_time(g->updated, a, sizeof a));
+        if (j) {
+            json_object_set_new(j, "files", ctl_json_u64(g->n_files));
+            json_object_set_new(j, "total_bytes", ctl_json_u64(total));
+            json_object_set_new(j, "created", ctl_json_u64(g->created));
+            json_object_set_new(j, "updated", ctl_json_u64(g->updated));
+        }
+        break;
+    }
     case KC_REC_USAGE:
         if (c->arch || c->name)
             goto done;
@@ -318,7 +358,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
                                               "NAME",  ">SIZE", "DETAILS"};
     static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_BINMETA,
-                                        KC_REC_TUNING};
+                                        KC_REC_TUNING, KC_REC_GROUP};
     int kinds[KC_REC_KIND_MAX];
     size_t n_kinds = 0;
     const char *kind_arg = NULL;
@@ -356,10 +396,10 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         /* Meta records are keyed by name, not by key: stats shows them. */
         n_kinds = 1;
     } else {
-        return ctl_usage_err(
-            self->name,
-            "unknown kind '%s' (blob, build, binmeta, tuning, usage, lease or all)",
-            kind_arg);
+        return ctl_usage_err(self->name,
+                             "unknown kind '%s' (blob, build, binmeta, tuning, group, "
+                             "usage, lease or all)",
+                             kind_arg);
     }
     kc_layers_t *layers = ctl_layers_open(o);
     if (!layers)
@@ -377,6 +417,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
          * first. */
         c.n_uses = 0;
         rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
+        if (rc == KC_OK || rc == KC_ENOTFOUND)
+            rc = kc_store_iterate(st, KC_REC_GROUP, collect_use, &c);
         if (rc != KC_OK && rc != KC_ENOTFOUND)
             goto fail;
         qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);

@@ -329,6 +329,49 @@ static void show_tuning(const kc_tuning_rec_t *t, json_t *j)
     kc_free(d);
 }
 
+/* A group: its name, times and files, each with its size and blob. */
+static void show_group(const kc_group_rec_t *g, json_t *j)
+{
+    char x[32], h[KC_KEY_HEX_LEN + 1];
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < g->n_files; i++)
+        total += g->files[i].size;
+    if (j) {
+        json_t *files = json_array();
+        json_object_set_new(j, "name", json_string(g->name));
+        json_object_set_new(j, "created", ctl_json_u64(g->created));
+        json_object_set_new(j, "updated", ctl_json_u64(g->updated));
+        json_object_set_new(j, "total_bytes", ctl_json_u64(total));
+        for (size_t i = 0; i < g->n_files; i++) {
+            json_t *f = json_object();
+            json_object_set_new(f, "name", json_string(g->files[i].name));
+            json_object_set_new(f, "size", ctl_json_u64(g->files[i].size));
+            json_object_set_new(f, "blob", ctl_json_key(&g->files[i].blob));
+            json_array_append_new(files, f);
+        }
+        json_object_set_new(j, "files", files);
+        return;
+    }
+    ctl_field("name", "%s", g->name);
+    ctl_field("created", "%s", ctl_fmt_time(g->created, x, sizeof x));
+    ctl_field("updated", "%s", ctl_fmt_time(g->updated, x, sizeof x));
+    ctl_field("files", "%zu, %s", g->n_files, ctl_fmt_size(total, x, sizeof x));
+    if (g->n_files == 0)
+        return;
+    static const char *const hdr[] = {"FILE", ">SIZE", "BLOB"};
+    ctl_table_t *t = ctl_table_new(3, hdr);
+    for (size_t i = 0; i < g->n_files; i++) {
+        const char *row[] = {g->files[i].name,
+                             ctl_fmt_size(g->files[i].size, x, sizeof x),
+                             ctl_hex(&g->files[i].blob, h)};
+        ctl_table_row(t, row);
+    }
+    printf("\n");
+    ctl_table_print(t);
+    ctl_table_free(t);
+}
+
 static void show_other(const kc_record_t *rec, json_t *j)
 {
     char x[64];
@@ -444,6 +487,9 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         break;
     case KC_REC_TUNING:
         show_tuning(&rec->u.tuning, j);
+        break;
+    case KC_REC_GROUP:
+        show_group(&rec->u.group, j);
         break;
     default:
         show_other(rec, j);

@@ -174,6 +174,21 @@ static void check_one(kc_store_t *st, verify_ctx_t *v, kc_rec_kind_t kind,
             check_reference(st, v, kind, key, KC_REC_BUILD, &rec->u.tuning.winner_build,
                             "its winning build");
         break;
+    case KC_REC_GROUP:
+        /* Blobs come first in the walk, so a damaged one is known here. */
+        rc = kc_record_derived_key(rec, &derived);
+        if (rc != KC_OK || kc_key_cmp(&derived, key) != 0) {
+            add_problem(v, kind, key, "key does not match the group's name");
+            break;
+        }
+        for (size_t i = 0; i < rec->u.group.n_files; i++) {
+            char what[300];
+            snprintf(what, sizeof what, "the blob of file %s",
+                     rec->u.group.files[i].name);
+            check_reference(st, v, kind, key, KC_REC_BLOB, &rec->u.group.files[i].blob,
+                            what);
+        }
+        break;
     default:
         break;
     }

@@ -168,7 +168,8 @@ int ctl_key_syntax_ok(const char *arg)
 static int find_any(kc_store_t *st, const kc_key_prefix_t *p, kc_rec_kind_t *kind_out,
                     kc_key_t *key_out)
 {
-    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE};
+    static const int kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_TUNING, KC_REC_LEASE,
+                                KC_REC_GROUP};
     int found = 0;
 
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
