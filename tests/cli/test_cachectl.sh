@@ -337,6 +337,13 @@ check "the bundle carries the group into another store" \
     eval 'status_is 0 && out_has "^group +${g_key:0:16}"'
 cc -s "$WORK/g-import" verify
 check "the imported store verifies clean" eval 'status_is 0'
+cc -s "$G" get "$g_key" --file add_kernel.ptx -o "$WORK/g.ptx"
+check "get --file writes a group's file" \
+    eval 'status_is 0 && [ "$(head -c 12 "$WORK/g.ptx")" = ".version 8.4" ]'
+cc -s "$G" get "$g_key" --file empty.txt -o "$WORK/g.empty"
+check "get --file writes an empty file" eval 'status_is 0 && [ -f "$WORK/g.empty" ] && [ ! -s "$WORK/g.empty" ]'
+cc -s "$G" get "$g_key" --file nope -o "$WORK/g.nope"
+check "get --file of a missing file fails" eval 'status_is 1'
 cc -s "$G" rm "$g_key"
 check "rm removes a group" eval 'status_is 0 && out_has "^removed group ${g_key}"'
 cc -s "$G" ls --kind group

@@ -1,4 +1,5 @@
-/* cachectl get: write the raw cubin of a blob, build or tuning to a file. */
+/* cachectl get: write the raw cubin of a blob, build or tuning, or a file of
+ * a group, to a file. */
 #include "cachectl.h"
 
 #include <errno.h>
@@ -7,12 +8,15 @@
 #include <unistd.h>
 
 static const char help[] =
-    "  -o, --output FILE   where to write the cubin ('-' for standard output)\n\n"
-    "A build gives its blob's cubin; a tuning gives its winning build's.\n";
+    "  -o, --output FILE   where to write the cubin ('-' for standard output)\n"
+    "      --file NAME     of a group: its file NAME\n\n"
+    "A build gives its blob's cubin; a tuning gives its winning build's; a group\n"
+    "gives the bytes of its file NAME.\n";
 
 static const struct option longopts[] = {
     CTL_COMMON_LONGOPTS,
     {"output", required_argument, NULL, 'o'},
+    {"file", required_argument, NULL, 'f'},
     {0},
 };
 
@@ -25,7 +29,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    const char *out = NULL;
+    const char *out = NULL, *fname = NULL;
     kc_store_t *st = NULL;
     kc_rec_kind_t kind;
     kc_key_t key, blob;
@@ -40,6 +44,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
            -1) {
         if (ch == 'o')
             out = optarg;
+        else if (ch == 'f')
+            fname = optarg;
         else if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
             return rc;
     }
@@ -82,6 +88,29 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         }
         blob = rec->u.build.blob;
         kind = KC_REC_BLOB;
+    }
+    /* A group leads to the blob of its file fname. */
+    if (kind == KC_REC_GROUP && fname) {
+        int lrc = ctl_record_load(st, KC_REC_GROUP, &key, &rec, NULL);
+        if (lrc != KC_OK) {
+            ctl_err("get: group %s: %s", ctl_hex(&key, h), kc_strerror(lrc));
+            goto out;
+        }
+        size_t i;
+        for (i = 0; i < rec->u.group.n_files; i++)
+            if (strcmp(rec->u.group.files[i].name, fname) == 0)
+                break;
+        if (i == rec->u.group.n_files) {
+            ctl_err("get: group %s (%s) has no file %s", ctl_hex(&key, h),
+                    rec->u.group.name, fname);
+            goto out;
+        }
+        blob = rec->u.group.files[i].blob;
+        kind = KC_REC_BLOB;
+    } else if (fname) {
+        ctl_err("get: --file is for groups, and %s is a %s record", ctl_hex(&key, h),
+                kc_rec_kind_name(kind));
+        goto out;
     }
     if (kind != KC_REC_BLOB) {
         ctl_err("get: %s is a %s record, which holds no cubin", ctl_hex(&key, h),
@@ -138,8 +167,9 @@ out:
 
 const kc_cmd_t kc_cmd_get = {
     .name = "get",
-    .summary = "write the raw cubin of a blob, build or tuning to FILE",
-    .usage = "get KEY -o FILE",
+    .summary =
+        "write the raw cubin of a blob, build or tuning (or a group's file) to FILE",
+    .usage = "get KEY [--file NAME] -o FILE",
     .help = help,
     .run = run,
 };
