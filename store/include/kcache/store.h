@@ -342,7 +342,7 @@ typedef struct kc_gc_item {
 } kc_gc_item_t;
 
 typedef struct kc_gc_report {
-    /* by kind: builds, tunings, blobs; binmeta removed with their builds
+    /* by kind: builds, tunings, groups, blobs; binmeta removed with their builds
      * or found without one */
     uint64_t evicted[KC_REC_KIND_MAX + 1];
     uint64_t bytes_freed;             /* stored bytes of every removed record */
