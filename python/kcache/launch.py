@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import threading
-import traceback
 from ctypes import POINTER, byref, c_int64, c_size_t, c_void_p
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -212,7 +211,6 @@ class Sim:
                 return int(rc or 0)
             except BaseException as e:  # noqa: B902 - reported through errors
                 self.errors.append(e)
-                traceback.clear_frames(e.__traceback__) if e.__traceback__ else None
                 return 1
 
         def run_cost(user: Any, raw: Any) -> int:
