@@ -62,12 +62,15 @@ class Buffer:
         dtype: the element type's kcache name (``"f32"``, ``"i64"``, ...),
             checked against the spec's argument type.
         strides: in elements; None for contiguous row-major.
+        owner: any object to keep alive as long as the Buffer (the memory's
+            owner: a Buffer alone does not keep its memory from being freed).
     """
 
-    __slots__ = ("ptr", "shape", "dtype", "strides")
+    __slots__ = ("ptr", "shape", "dtype", "strides", "owner")
 
     def __init__(self, ptr: int, shape: Sequence[int], dtype: str,
-                 strides: Optional[Sequence[int]] = None) -> None:  # fmt: skip
+                 strides: Optional[Sequence[int]] = None, owner: Any = None) -> None:  # fmt: skip
+        self.owner = owner
         self.ptr = int(ptr)
         self.shape = tuple(int(d) for d in shape)
         self.dtype = dtype
@@ -275,6 +278,9 @@ class Launcher:
         contention: ``"wait"`` for another process's tuning of the same key,
             or launch ``"untuned"``.
         lease_ttl_ms, lease_wait_ms: single flight across processes (0: 60 s, 30 s).
+        log: called as ``log(level, message)`` for the library's messages
+            up to log_level (0 error, 1 warning, 2 info, 3 debug), possibly
+            from the launcher's threads; exceptions it raises are ignored.
 
     Close it with :meth:`close` (or use it as a context manager); its
     kernels are invalid afterwards.
@@ -286,7 +292,8 @@ class Launcher:
                  min_reps: int = 0, max_reps: int = 0, l2_flush: bool = True,
                  prefetch: bool = True, warm_store: bool = True, remote: bool = True,
                  remote_url: Optional[str] = None, contention: str = "wait",
-                 lease_ttl_ms: int = 0, lease_wait_ms: int = 0) -> None:  # fmt: skip
+                 lease_ttl_ms: int = 0, lease_wait_ms: int = 0,
+                 log: Optional[Callable[[int, str], None]] = None, log_level: int = 1) -> None:  # fmt: skip
         L = _lib.lib()
         self._h: Optional[int] = None
         if device not in _DEVICES:
@@ -323,6 +330,17 @@ class Launcher:
         o.contention = _CONTENTION[contention]
         o.lease_ttl_ms = lease_ttl_ms
         o.lease_wait_ms = lease_wait_ms
+        if log is not None:
+
+            def on_log(user: Any, level: int, msg: Optional[bytes]) -> None:
+                try:
+                    log(int(level), _lib.decode(msg))
+                except Exception:
+                    pass
+
+            self._log_fn = S.LOG_FN(on_log)  # must outlive the launcher
+            o.log = self._log_fn
+            o.log_level = log_level
         h = c_void_p()
         rc = L.kc_launcher_create(byref(o), byref(h))
         if rc != 0:
@@ -482,9 +500,9 @@ class Kernel:
         """Launch with args in the spec's order, on stream.
 
         stream: a CUstream handle (int), an object with ``cuda_stream``
-        (``torch.cuda.Stream``), or None: then, if torch is already imported
-        and an argument is a torch tensor, torch's current stream, else the
-        default stream. Raises :class:`kcache.ArgumentError` for arguments
+        (``torch.cuda.Stream``), or None: then, if an argument is a CUDA
+        torch tensor, torch's current stream on its device, else the
+        default stream. The binding never imports torch itself. Raises :class:`kcache.ArgumentError` for arguments
         that do not match the spec and :class:`kcache.Error` for a failed
         compile, tune or launch.
         """
@@ -495,7 +513,7 @@ class Kernel:
             raise ArgumentError(KC_EINVAL, "%s: expected %d arguments, got %d" % (self.name, self._n, len(args)), "KC_EINVAL")
         v = getattr(self._tls, "v", None)
         arr, slots = v if v is not None else self._buffers()
-        saw_torch = False
+        torch_arg = None
         specs = self.args
         for i in range(self._n):
             a = args[i]
@@ -513,7 +531,7 @@ class Kernel:
             if tp is Buffer:
                 ptr, shape, strides, dt = a.ptr, a.shape, a.strides, a.dtype
             elif tp.__module__ == "torch" or tp.__module__.startswith("torch."):
-                saw_torch = True
+                torch_arg = a
                 ptr = a.data_ptr()
                 shape = a.shape
                 strides = a.stride()
@@ -558,10 +576,8 @@ class Kernel:
         if stream is not None:
             if not isinstance(stream, int):
                 stream = stream.cuda_stream
-        elif saw_torch and "torch" in sys.modules:
-            torch = sys.modules["torch"]
-            if torch.cuda.is_available():
-                stream = torch.cuda.current_stream().cuda_stream
+        elif torch_arg is not None and torch_arg.is_cuda and "torch" in sys.modules:
+            stream = sys.modules["torch"].cuda.current_stream(torch_arg.device).cuda_stream
         rc = self._launch(h, stream, arr, self._n)
         if rc != 0:
             _lib.raise_error(rc, _lib.launcher_msg(self._launcher._h), self.name)

@@ -24,7 +24,7 @@ def vadd(launch: kcache.SimLaunch) -> None:
 
 
 def buf(arr: ctypes.Array, dtype: str = "f32") -> kcache.Buffer:  # type: ignore[type-arg]
-    return kcache.Buffer(ctypes.addressof(arr), (len(arr),), dtype)
+    return kcache.Buffer(ctypes.addressof(arr), (len(arr),), dtype, owner=arr)
 
 
 class LaunchTest(TempDirCase):
@@ -125,6 +125,39 @@ class LaunchTest(TempDirCase):
             self.assertEqual(cm.exception.name, "KC_ENODEVICE")
         with self.assertRaises(kcache.Error):
             k(buf(x), 1.0, 1)
+
+    def test_array_interfaces_give_pointer_shape_and_dtype(self) -> None:
+        class Cuda:
+            def __init__(self, arr: ctypes.Array, typestr: str = "<f4") -> None:  # type: ignore[type-arg]
+                self.__cuda_array_interface__ = {
+                    "data": (ctypes.addressof(arr), False), "shape": (len(arr),),
+                    "typestr": typestr, "strides": None, "version": 3,
+                }  # fmt: skip
+
+        class Host:
+            def __init__(self, arr: ctypes.Array) -> None:  # type: ignore[type-arg]
+                self.__array_interface__ = {
+                    "data": (ctypes.addressof(arr), False), "shape": (len(arr),),
+                    "typestr": "<f4", "strides": (4,), "version": 3,
+                }  # fmt: skip
+
+        a, b, c = floats([1.0] * N), floats([2.0] * N), floats([0.0] * N)
+        k = self.launcher().kernel(VADD_SPEC)
+        k(Cuda(a), Host(b), Cuda(c), N)
+        self.assertEqual(list(c), [3.0] * N)
+        with self.assertRaises(kcache.ArgumentError) as cm:
+            k(Cuda(a), Cuda(b), Cuda(c, "<i4"), N)
+        self.assertIn("expected f32 elements, got i32", str(cm.exception))
+
+    def test_log_messages_reach_the_callable(self) -> None:
+        seen = []
+        launcher = kcache.Launcher("sim", store=self.store, sim=self.sim, remote=False,
+                                   log=lambda level, msg: seen.append((level, msg)), log_level=3)  # fmt: skip
+        self.addCleanup(launcher.close)
+        a = floats([1.0] * 8)
+        launcher.kernel(VADD_SPEC)(buf(a), buf(a), buf(floats([0.0] * 8)), 8)
+        self.assertTrue(seen)
+        self.assertTrue(all(isinstance(m, str) and 0 <= lv <= 3 for lv, m in seen))
 
     def test_a_bad_device_name_is_refused(self) -> None:
         with self.assertRaises(kcache.Error):
