@@ -3,7 +3,10 @@
 #   0. lint: clang-format (scripts/check-format.sh);
 #   1. a normal build: unit, CLI and integration tests (the Triton import
 #      test with the venvs of scripts/venv.sh), fuzz corpus replays,
-#      the layer and export checks, the installed-package test;
+#      the layer and export checks, the installed-package test, the Python
+#      package's tests (label python; only here: the sanitizer and fuzz
+#      builds do not register them, as an instrumented libkcache.so cannot be
+#      loaded into Python);
 #   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the tests labelled `threaded`, built with ThreadSanitizer;
 #   4. each libFuzzer target for a short bounded time (clang);
