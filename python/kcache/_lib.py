@@ -111,6 +111,13 @@ _PROTOTYPES: Dict[str, Any] = {
         c_int,
         [_vp, c_char_p, c_size_t, POINTER(S.BundleImportOpts), POINTER(S.BundleStats)],
     ),
+    # groups (kcache.triton)
+    "kc_store_group_put": (c_int, [_vp, c_char_p, POINTER(S.GroupFile), c_size_t, c_int]),
+    "kc_store_group_read": (
+        c_int, [_vp, c_char_p, c_char_p, POINTER(_vp), POINTER(c_size_t)]
+    ),  # fmt: skip
+    "kc_triton_import": (c_int, [_vp, c_char_p, _vp, POINTER(_vp)]),
+    "kc_triton_report_free": (None, [_vp]),
     # launcher
     "kc_launcher_create": (c_int, [POINTER(S.LauncherOpts), POINTER(_vp)]),
     "kc_launcher_destroy": (None, [_vp]),

@@ -27,7 +27,7 @@ from ctypes import (
 )
 from typing import List, Type, TypeVar
 
-KC_REC_KIND_MAX = 7
+KC_REC_KIND_MAX = 8
 KC_COUNTER_COUNT = 12
 KC_MAX_RANK = 8
 
@@ -196,6 +196,27 @@ class BinmetaRec(Structure):
     ]
 
 
+class GroupEntry(Structure):
+    C_NAME = "kc_group_entry_t"
+    _fields_ = [("name", c_char_p), ("blob", Key), ("size", c_uint64)]
+
+
+class GroupRec(Structure):
+    C_NAME = "kc_group_rec_t"
+    _fields_ = [
+        ("name", c_char_p),
+        ("created", c_uint64),
+        ("updated", c_uint64),
+        ("files", POINTER(GroupEntry)),
+        ("n_files", c_size_t),
+    ]
+
+
+class GroupFile(Structure):
+    C_NAME = "kc_group_file_t"
+    _fields_ = [("name", c_char_p), ("data", c_void_p), ("size", c_size_t)]
+
+
 class RecordUnion(Union):
     C_NAME = ""  # anonymous in C: checked through Record.u
     _fields_ = [
@@ -206,6 +227,7 @@ class RecordUnion(Union):
         ("lease", LeaseRec),
         ("meta", MetaRec),
         ("binmeta", BinmetaRec),
+        ("group", GroupRec),
     ]
 
 
@@ -318,6 +340,7 @@ class BundleStats(Structure):
         ("is_signed", c_int),
         ("signer", c_uint8 * 32),
         ("binmeta", c_uint64),
+        ("groups", c_uint64),
     ]
 
 
@@ -432,7 +455,7 @@ STORE_ITER_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_enum, POINTER(Key), c_void_p
 
 MIRRORED: List[Type[ctypes.Structure]] = [
     Key, Buf, KeyPrefix, Param, BuildDesc, TuningDesc, BlobRec, BuildRec, Candidate,
-    TuningRec, UsageRec, LeaseRec, MetaRec, BinmetaSpec, BinmetaArg, BinmetaRec, Record,
+    TuningRec, UsageRec, LeaseRec, MetaRec, BinmetaSpec, BinmetaArg, BinmetaRec, GroupEntry, GroupRec, GroupFile, Record,
     StoreOpts, StoreStats, GcOpts, GcItem, GcReport, BundleFilter, BundleImportOpts,
     BundleStats, LauncherOpts, Arg, KernelStats, SimOpts, SimLaunch, SimCounters,
 ]  # fmt: skip

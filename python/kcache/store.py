@@ -41,8 +41,8 @@ KC_ENOTFOUND = -1
 KC_EINVAL = -2
 KC_EREADONLY = -8
 
-KINDS = ("blob", "build", "tuning", "usage", "lease", "meta", "binmeta")
-_DEFAULT_LS_KINDS = ("blob", "build", "binmeta", "tuning")
+KINDS = ("blob", "build", "tuning", "usage", "lease", "meta", "binmeta", "group")
+_DEFAULT_LS_KINDS = ("blob", "build", "binmeta", "tuning", "group")
 _PREFER = {"existing": 0, "incoming": 1, "faster": 2}
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -366,6 +366,13 @@ def _record_fields(rec: S.Record) -> Dict[str, Any]:
                      for i in range(m.n_args)],
             "spec": [{"arg": m.spec[i].arg, "prop": _str(L.kc_spec_prop_name(m.spec[i].prop))}
                      for i in range(m.n_spec)],
+        }  # fmt: skip
+    if k == 8:
+        g = u.group
+        return {
+            "name": _str(g.name), "created": g.created, "updated": g.updated,
+            "files": [{"name": _str(g.files[i].name), "blob": _hex(g.files[i].blob),
+                       "size": g.files[i].size} for i in range(g.n_files)],
         }  # fmt: skip
     return {}
 

@@ -88,6 +88,13 @@ int main(void)
         F(kc_binmeta_rec_t, compiler), F(kc_binmeta_rec_t, compiler_version),
         F(kc_binmeta_rec_t, args), F(kc_binmeta_rec_t, n_args), F(kc_binmeta_rec_t, spec),
         F(kc_binmeta_rec_t, n_spec), end();
+    S(kc_group_entry_t), F(kc_group_entry_t, name), F(kc_group_entry_t, blob),
+        F(kc_group_entry_t, size), end();
+    S(kc_group_rec_t), F(kc_group_rec_t, name), F(kc_group_rec_t, created),
+        F(kc_group_rec_t, updated), F(kc_group_rec_t, files), F(kc_group_rec_t, n_files),
+        end();
+    S(kc_group_file_t), F(kc_group_file_t, name), F(kc_group_file_t, data),
+        F(kc_group_file_t, size), end();
     S(kc_record_t), F(kc_record_t, kind), F(kc_record_t, version), F(kc_record_t, u),
         end();
     S(kc_store_opts_t), F(kc_store_opts_t, size), F(kc_store_opts_t, flags),
@@ -119,7 +126,8 @@ int main(void)
         F(kc_bundle_stats_t, damaged), F(kc_bundle_stats_t, added),
         F(kc_bundle_stats_t, present), F(kc_bundle_stats_t, replaced),
         F(kc_bundle_stats_t, kept), F(kc_bundle_stats_t, is_signed),
-        F(kc_bundle_stats_t, signer), F(kc_bundle_stats_t, binmeta), end();
+        F(kc_bundle_stats_t, signer), F(kc_bundle_stats_t, binmeta),
+        F(kc_bundle_stats_t, groups), end();
     S(kc_launcher_opts_t), F(kc_launcher_opts_t, size), F(kc_launcher_opts_t, device),
         F(kc_launcher_opts_t, ordinal), F(kc_launcher_opts_t, sim),
         F(kc_launcher_opts_t, arch), F(kc_launcher_opts_t, store),
