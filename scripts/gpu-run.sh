@@ -24,8 +24,9 @@ export KCACHE_DIR="$(mktemp -d)/kcache"
 status=0
 # Imported Triton binaries (and Inductor's) launched through kcache, compared
 # with Triton's own launches; first call vs Triton's warm start.
-# KC_GPU_PARTS selects what runs: "all" (default), or "triton" alone.
-if python3 -c "import torch, triton" 2>/dev/null; then
+# KC_GPU_PARTS selects what runs: "all" (default), "triton" (the round trip
+# alone) or "python" (the cache manager under torch.compile alone).
+if [ "${KC_GPU_PARTS:-all}" != python ] && python3 -c "import torch, triton" 2>/dev/null; then
   echo "== Triton round trip ==" | tee "$out/triton-roundtrip.log"
   python3 tests/gpu/triton_roundtrip.py build-gpu "$out/triton" \
     > "$out/triton-roundtrip.json" 2>> "$out/triton-roundtrip.log" || status=1
@@ -33,9 +34,18 @@ if python3 -c "import torch, triton" 2>/dev/null; then
 else
   echo "SKIP: no torch/triton here: Triton round trip not run" | tee "$out/triton-roundtrip.log"
 fi
-if [ "${KC_GPU_PARTS:-all}" = triton ]; then
-  exit $status
+# kcache as Triton's cache manager under torch.compile (the Python package
+# from python/, with the library built in build-gpu/).
+if [ "${KC_GPU_PARTS:-all}" != triton ] && python3 -c "import torch, triton" 2>/dev/null; then
+  echo "== torch.compile with kcache's Triton cache manager ==" | tee "$out/torch-cache-manager.log"
+  PYTHONPATH="$src/python" KCACHE_LIBRARY="$src/build-gpu/libkcache.so.0" \
+    python3 tests/gpu/torch_cache_manager.py build-gpu "$out/tcm" \
+    > "$out/torch-cache-manager.json" 2>> "$out/torch-cache-manager.log" || status=1
+  cat "$out/torch-cache-manager.json" | tee -a "$out/torch-cache-manager.log"
 fi
+case "${KC_GPU_PARTS:-all}" in
+  triton|python) exit $status ;;
+esac
 
 echo "== ctest -L gpu ==" | tee "$out/gpu-tests.log"
 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee -a "$out/gpu-tests.log" || status=1

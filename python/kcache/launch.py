@@ -36,6 +36,27 @@ _CONTENTION = {"wait": 0, "untuned": 1}
 _SIGNED = {"bool", "i8", "i16", "i32", "i64"}
 _UNSIGNED = {"u8", "u16", "u32", "u64"}
 _FLOAT = {"f32", "f64"}
+# torch dtype object -> kcache dtype name, filled on first sight of each.
+_torch_dtype_cache: Dict[Any, str] = {}
+_raw_stream_fn: Any = None
+
+
+def _torch_raw_stream(device: int) -> int:
+    """torch's current CUDA stream on device, as a CUstream handle. Uses
+    torch's raw accessor (no Stream object per call, as Triton and Inductor
+    do), else the public API."""
+    global _raw_stream_fn
+    fn = _raw_stream_fn
+    if fn is None:
+        torch = sys.modules["torch"]
+        fn = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        if fn is None:
+            def fn(d: int) -> int:
+                return int(torch.cuda.current_stream(d).cuda_stream)
+        _raw_stream_fn = fn
+    return fn(device)
+
+
 _TORCH_DTYPES = {
     "torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16",
     "torch.float64": "f64", "torch.int8": "i8", "torch.int16": "i16", "torch.int32": "i32",
@@ -535,7 +556,10 @@ class Kernel:
                 ptr = a.data_ptr()
                 shape = a.shape
                 strides = a.stride()
-                dt = _TORCH_DTYPES.get(str(a.dtype), str(a.dtype))
+                tdt = a.dtype
+                dt = _torch_dtype_cache.get(tdt)
+                if dt is None:
+                    dt = _torch_dtype_cache[tdt] = _TORCH_DTYPES.get(str(tdt), str(tdt))
             else:
                 iface = getattr(a, "__cuda_array_interface__", None)
                 if iface is None and self._host_ok:
@@ -576,8 +600,10 @@ class Kernel:
         if stream is not None:
             if not isinstance(stream, int):
                 stream = stream.cuda_stream
-        elif torch_arg is not None and torch_arg.is_cuda and "torch" in sys.modules:
-            stream = sys.modules["torch"].cuda.current_stream(torch_arg.device).cuda_stream
+        elif torch_arg is not None:
+            dev = torch_arg.get_device()  # -1 on the CPU
+            if dev >= 0:
+                stream = _torch_raw_stream(dev)
         rc = self._launch(h, stream, arr, self._n)
         if rc != 0:
             _lib.raise_error(rc, _lib.launcher_msg(self._launcher._h), self.name)

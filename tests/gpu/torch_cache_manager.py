@@ -80,9 +80,8 @@ print(json.dumps({"seconds": round(elapsed, 2), "compiles": events.count(False),
 '''
 
 BENCH = r'''
-import json, sys, time
+import json, os, sys, time
 import torch, triton, triton.language as tl
-import kcache
 
 @triton.jit
 def scale_add(x_ptr, y_ptr, out_ptr, n, XBLOCK: tl.constexpr):
@@ -94,14 +93,16 @@ n = 4096
 x = torch.randn(n, device="cuda"); y = torch.randn(n, device="cuda")
 o1 = torch.empty_like(x); o2 = torch.empty_like(x)
 grid = (triton.cdiv(n, 1024),)
-scale_add[grid](x, y, o1, n, XBLOCK=1024, num_warps=4)   # compiled through kcache's cache manager
+scale_add[grid](x, y, o1, n, XBLOCK=1024, num_warps=4)
 torch.cuda.synchronize()
-store = kcache.Store(sys.argv[1])
-builds = [e for e in store.ls(kind="binmeta") if "scale_add" in json.dumps(e.__dict__, default=str)]
+if sys.argv[2] == "populate":  # run under kcache's cache manager: imports the binary
+    sys.exit(0)
+import kcache
+store = kcache.Store(sys.argv[1])  # one handle: the launcher shares it
+builds = [e for e in store.ls(kind="binmeta") if e.name == "scale_add"]
 assert builds, "the cache manager did not import scale_add"
-key = builds[-1].key
 spec = {"name": "scale_add", "source_kind": "prebuilt",
-        "candidates": [{"build": key, "config": {"XBLOCK": 1024}}],
+        "candidates": [{"build": builds[-1].key, "config": {"XBLOCK": 1024}}],
         "args": [{"name": "x", "type": "f32*", "access": "in"},
                  {"name": "y", "type": "f32*", "access": "in"},
                  {"name": "out", "type": "f32*", "access": "out"},
@@ -120,15 +121,40 @@ def kcache_loop():
     for _ in range(N):
         k(x, y, o2, n)
 res = {"triton_us": [], "kcache_us": []}
-for _ in range(3):
+for _ in range(5):
     for name, fn in (("triton_us", triton_loop), ("kcache_us", kcache_loop)):
         torch.cuda.synchronize()
         t0 = time.perf_counter(); fn(); t1 = time.perf_counter()
         torch.cuda.synchronize()
         res[name].append(round((t1 - t0) / N * 1e6, 2))
-res["identical"] = same
-res["ratio_triton_over_kcache"] = round(sorted(res["triton_us"])[1] / sorted(res["kcache_us"])[1], 2)
+res["identical"] = same and torch.equal(o1, o2)
+torch.save({"x": x.cpu(), "y": y.cpu(), "out": o1.cpu(), "key": builds[-1].key},
+           os.path.join(os.path.dirname(sys.argv[1]), "scale_add_io.pt"))
+res["ratio_triton_over_kcache"] = round(sorted(res["triton_us"])[2] / sorted(res["kcache_us"])[2], 2)
 print(json.dumps(res))
+'''
+
+# A process that never imports Triton launches the imported kernel with
+# torch tensors through kcache and checks Triton's result.
+NO_TRITON = r'''
+import json, os, sys
+import torch
+import kcache
+io = torch.load(os.path.join(os.path.dirname(sys.argv[1]), "scale_add_io.pt"))
+spec = {"name": "scale_add", "source_kind": "prebuilt",
+        "candidates": [{"build": io["key"], "config": {"XBLOCK": 1024}}],
+        "args": [{"name": "x", "type": "f32*", "access": "in"},
+                 {"name": "y", "type": "f32*", "access": "in"},
+                 {"name": "out", "type": "f32*", "access": "out"},
+                 {"name": "n", "type": "i32"}],
+        "grid": ["cdiv(n, XBLOCK)"]}
+x, y = io["x"].cuda(), io["y"].cuda()
+out = torch.empty_like(x)
+with kcache.Launcher(device="cuda", store=sys.argv[1]) as launcher:
+    launcher.kernel(spec)(x, y, out, x.numel())
+    torch.cuda.synchronize()
+print(json.dumps({"identical_to_triton": torch.equal(out.cpu(), io["out"]),
+                  "triton_imported": "triton" in sys.modules}))
 '''
 
 
@@ -146,12 +172,15 @@ def main():
         base.pop(k, None)
     cachectl = os.path.join(build, "tools", "cachectl")
     result, failures = {}, []
+    child_py = os.path.join(out, "compile_models.py")
+    with open(child_py, "w") as f:
+        f.write(CHILD)
 
     def child(mode, **env):
         e = dict(base)
         e["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(out, "inductor-" + mode)
         e.update(env)
-        p = subprocess.run([sys.executable, "-c", CHILD, os.path.join(out, mode + ".pt")],
+        p = subprocess.run([sys.executable, child_py, os.path.join(out, mode + ".pt")],
                            env=e, capture_output=True, text=True)
         if p.returncode != 0:
             failures.append("%s: %s" % (mode, p.stderr[-2000:]))
@@ -160,9 +189,12 @@ def main():
         result[mode] = r
         return r
 
+    bench_only = "--bench-only" in sys.argv
     tdef = os.path.join(out, "triton-default")
     km = "kcache.triton:CacheManager"
     store, store2 = os.path.join(out, "store"), os.path.join(out, "store2")
+    if bench_only:
+        return bench_part(out, base, km, result, failures)
     child("default_cold", TRITON_CACHE_DIR=tdef)
     child("default_warm", TRITON_CACHE_DIR=tdef)
     child("kcache_cold", TRITON_CACHE_MANAGER=km, KCACHE_TRITON_STORE=store,
@@ -203,17 +235,42 @@ def main():
     p = subprocess.run([cachectl, "-s", store, "stats"], capture_output=True, text=True)
     result["store_stats"] = p.stdout.strip().splitlines()[:12]
 
+    bench_part(out, base, km, result, failures)
+
+
+def bench_part(out, base, km, result, failures):
+    bench = os.path.join(out, "bench_launch.py")
+    with open(bench, "w") as f:
+        f.write(BENCH)
+    sb = os.path.join(out, "store-bench")
     e = dict(base)
-    e.update(TRITON_CACHE_MANAGER=km, KCACHE_TRITON_STORE=os.path.join(out, "store-bench"),
+    e.update(TRITON_CACHE_MANAGER=km, KCACHE_TRITON_STORE=sb,
              KCACHE_TRITON_DIR=os.path.join(out, "mat-bench"))
-    p = subprocess.run([sys.executable, "-c", BENCH, os.path.join(out, "store-bench")], env=e,
-                       capture_output=True, text=True)
+    p = subprocess.run([sys.executable, bench, sb, "populate"], env=e, capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        failures.append("launch overhead, populate: " + p.stderr[-2000:])
+    e = dict(base, TRITON_CACHE_DIR=os.path.join(out, "triton-bench"))
+    p = subprocess.run([sys.executable, bench, sb, "measure"], env=e, capture_output=True,
+                       text=True)
     if p.returncode != 0:
         failures.append("launch overhead: " + p.stderr[-2000:])
     else:
         result["launch_overhead"] = json.loads(p.stdout.strip().splitlines()[-1])
         if not result["launch_overhead"]["identical"]:
             failures.append("kcache's launch of scale_add differs from Triton's")
+        nt = os.path.join(out, "no_triton.py")
+        with open(nt, "w") as f:
+            f.write(NO_TRITON)
+        p = subprocess.run([sys.executable, nt, sb], env=dict(base), capture_output=True,
+                           text=True)
+        if p.returncode != 0:
+            failures.append("launch without Triton: " + p.stderr[-2000:])
+        else:
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            result["launch_without_triton"] = r
+            if not r["identical_to_triton"] or r["triton_imported"]:
+                failures.append("launch without Triton: %s" % r)
     result["failures"] = failures
     print(json.dumps(result))
     sys.exit(1 if failures else 0)
