@@ -187,6 +187,43 @@ class TritonCacheManagerTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1])["misses"], 3)
 
+    def test_a_lower_layer_serves_and_writes_go_above(self):
+        self.run_child("mat1")  # fills self.store
+        upper = os.path.join(self.tmp, "upper")
+        e = self.env("mat2")
+        e["KCACHE_TRITON_STORE"] = upper + ":" + self.store
+        p = subprocess.run([sys.executable, self.child], env=e, capture_output=True, text=True,
+                           timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1])["misses"], 0)
+        q = subprocess.run([cachectl(), "-s", upper, "ls", "--kind", "group"],
+                           capture_output=True, text=True)
+        self.assertEqual(q.returncode, 0, q.stderr)
+        self.assertEqual([l for l in q.stdout.splitlines()[1:] if l.strip()], [])
+
+    def test_the_remote_cache_backend_serves_tritons_remote_manager(self):
+        e = self.env("mat1")
+        e["TRITON_CACHE_MANAGER"] = "triton.runtime.cache:RemoteCacheManager"
+        e["TRITON_REMOTE_CACHE_BACKEND"] = "kcache.triton:RemoteCacheBackend"
+        for i, want in ((1, 3), (2, 0)):  # a fresh local file cache the second time
+            e["TRITON_CACHE_DIR"] = os.path.join(self.tmp, "files%d" % i)
+            p = subprocess.run([sys.executable, self.child], env=e, capture_output=True,
+                               text=True, timeout=600)
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+            self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1])["misses"], want)
+        self.assertGreaterEqual(len(self.ls("group")), 3)
+
+    def test_dumps_go_to_tritons_own_manager(self):
+        e = self.env("mat1")
+        e["TRITON_KERNEL_DUMP"] = "1"
+        e["TRITON_DUMP_DIR"] = os.path.join(self.tmp, "dump")
+        p = subprocess.run([sys.executable, self.child], env=e, capture_output=True, text=True,
+                           timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        dumped = [f for _, _, fs in os.walk(os.path.join(self.tmp, "dump")) for f in fs]
+        self.assertTrue(any(f.endswith(".ttir") for f in dumped), dumped)
+        self.assertTrue(any(f.endswith(".ptx") for f in dumped), dumped)
+
 
 if __name__ == "__main__":
     unittest.main()
