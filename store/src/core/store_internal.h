@@ -55,10 +55,21 @@ struct kc_store {
     int zstd_level;
     pthread_mutex_t pending_lock;
     kc__pending_t pending;
+    /* The usage flusher (core/usage.c): a thread started on the first
+     * automatic flush, so that the write transaction (and its fsync) never
+     * runs on a caller's hit path. Under pending_lock. */
+    pthread_t flusher;
+    pthread_cond_t flush_cv;
+    int flusher_started;
+    int flush_wanted;
+    int flusher_stop;
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
 };
+
+/* Stop and join the usage flusher (kc_store_close, before its last flush). */
+void kc__usage_flusher_stop(kc_store_t *st);
 
 /* ---- messages.c: per-thread messages --------------------------------------- */
 

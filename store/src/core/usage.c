@@ -8,8 +8,12 @@
 #include "wire.h"
 
 /* Usage stamps are flushed on their own once this many are buffered, so
- * that a long-running process holds a bounded amount of them. */
+ * that a long-running process holds a bounded amount of them: by the
+ * store's flusher thread, off the caller's path. If they reach
+ * USAGE_INLINE_FLUSH (the flusher cannot keep up, or could not be started,
+ * or this is a forked child where it does not run), the caller flushes. */
 #define USAGE_AUTOFLUSH 4096
+#define USAGE_INLINE_FLUSH (4 * USAGE_AUTOFLUSH)
 
 static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "hits",
@@ -211,8 +215,55 @@ int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
 
 /* ---- the public calls ------------------------------------------------------- */
 
+static void *flusher_main(void *arg)
+{
+    kc_store_t *st = arg;
+
+    pthread_mutex_lock(&st->pending_lock);
+    for (;;) {
+        while (!st->flush_wanted && !st->flusher_stop)
+            pthread_cond_wait(&st->flush_cv, &st->pending_lock);
+        if (st->flusher_stop)
+            break;
+        st->flush_wanted = 0;
+        pthread_mutex_unlock(&st->pending_lock);
+        /* A failure leaves the stamps pending (kc_store_flush restores
+         * them): the next request, a publish or close tries again. */
+        kc_store_flush(st);
+        pthread_mutex_lock(&st->pending_lock);
+    }
+    pthread_mutex_unlock(&st->pending_lock);
+    return NULL;
+}
+
+/* Ask the flusher for a flush, starting it on first use. Returns 0 when it
+ * will flush, -1 when it cannot (the caller flushes). Under pending_lock. */
+static int request_flush_locked(kc_store_t *st)
+{
+    if (!st->flusher_started) {
+        if (pthread_create(&st->flusher, NULL, flusher_main, st) != 0)
+            return -1;
+        st->flusher_started = 1;
+    }
+    st->flush_wanted = 1;
+    pthread_cond_signal(&st->flush_cv);
+    return 0;
+}
+
+void kc__usage_flusher_stop(kc_store_t *st)
+{
+    pthread_mutex_lock(&st->pending_lock);
+    int started = st->flusher_started;
+    st->flusher_stop = 1;
+    pthread_cond_signal(&st->flush_cv);
+    pthread_mutex_unlock(&st->pending_lock);
+    if (started)
+        pthread_join(st->flusher, NULL);
+}
+
 int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
 {
+    int inline_flush = 0;
     size_t len;
     int rc;
 
@@ -227,10 +278,14 @@ int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
     pthread_mutex_lock(&store->pending_lock);
     rc = usage_add(&store->pending.usage, (uint8_t)kind, key, kc__now_s(), 1);
     len = store->pending.usage.len;
+    if (rc == KC_OK && len >= USAGE_AUTOFLUSH && !store->flush_wanted)
+        inline_flush = request_flush_locked(store) != 0;
+    if (len >= USAGE_INLINE_FLUSH)
+        inline_flush = 1;
     pthread_mutex_unlock(&store->pending_lock);
     if (rc != KC_OK)
         return kc__store_fail(store, rc, "touch: out of memory");
-    if (len >= USAGE_AUTOFLUSH)
+    if (inline_flush)
         return kc_store_flush(store);
     return KC_OK;
 }
