@@ -10,8 +10,8 @@
  * network, until retry_after_ms has passed. Nothing read from the remote is
  * taken unchecked: kc_remote_pull and kc_remote_pull_group check every
  * record's checksum and key, and every cubin or file against its key,
- * before they publish anything into a local store. That catches damage, not a malicious writer: whoever can
- * write to the server can make its readers run their cubins (README,
+ * before they publish anything into a local store. That catches damage, not a malicious
+ * writer: whoever can write to the server can make its readers run their cubins (README,
  * "Trust and threat model").
  *
  * A handle serializes its calls (one connection); it is safe to share

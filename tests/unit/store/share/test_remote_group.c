@@ -116,8 +116,8 @@ static void test_a_pushed_group_pulls_into_an_empty_store_file_for_file(void **s
     free(x);
 }
 
-static void test_a_tampered_group_or_a_missing_blob_is_refused_and_nothing_written(
-    void **state)
+static void
+test_a_tampered_group_or_a_missing_blob_is_refused_and_nothing_written(void **state)
 {
     (void)state;
     char ra[512], rb[512];
