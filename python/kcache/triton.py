@@ -26,7 +26,8 @@ or is damaged never fails Triton: lookups miss (Triton compiles) and what
 Triton writes is only materialized, with one warning.
 
 With KCACHE_REMOTE=redis://host:port, kernels are also shared between
-machines through kcache's Redis tier (README, "Remote tier"): the process
+machines through kcache's Redis tier (README, "Sharing between machines
+through a remote tier"): the process
 opens the remote once; a file that no layer has makes it pull the kernel's
 group (every file checked against its hash, then committed in one
 transaction into the writable layer) and look again, once per group and
