@@ -27,13 +27,12 @@ Triton writes is only materialized, with one warning.
 
 With KCACHE_REMOTE=redis://host:port, kernels are also shared between
 machines through kcache's Redis tier (README, "Sharing between machines
-through a remote tier"): the process
-opens the remote once; a file that no layer has makes it pull the kernel's
-group (every file checked against its hash, then committed in one
-transaction into the writable layer) and look again, once per group and
-process; a group Triton completes (put_group) is pushed. A remote that is
-down or refuses never fails Triton: one warning, and it is left alone for a
-while (kcache/remote.h).
+through a remote tier"): the process opens the remote once; a file that no
+layer has makes it pull the kernel's group (every file checked against its
+hash, then committed in one transaction into the writable layer) and look
+again, once per group and process; a group Triton completes (put_group) is
+pushed. A remote that is down or refuses never fails Triton: one warning,
+and it is left alone for a while (kcache/remote.h).
 
 With override=True or dump=True (TRITON_KERNEL_OVERRIDE, TRITON_KERNEL_DUMP)
 Triton gets its own file cache manager, as without kcache.
