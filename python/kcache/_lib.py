@@ -118,6 +118,12 @@ _PROTOTYPES: Dict[str, Any] = {
     ),  # fmt: skip
     "kc_triton_import": (c_int, [_vp, c_char_p, _vp, POINTER(_vp)]),
     "kc_triton_report_free": (None, [_vp]),
+    # the remote tier (kcache.triton with KCACHE_REMOTE)
+    "kc_remote_open": (c_int, [c_char_p, _vp, POINTER(_vp)]),
+    "kc_remote_close": (None, [_vp]),
+    "kc_remote_push_group": (c_int, [_vp, _vp, c_char_p]),
+    "kc_remote_pull_group": (c_int, [_vp, _vp, c_char_p]),
+    "kc_remote_errmsg": (c_char_p, [_vp]),
     # launcher
     "kc_launcher_create": (c_int, [POINTER(S.LauncherOpts), POINTER(_vp)]),
     "kc_launcher_destroy": (None, [_vp]),

@@ -25,6 +25,15 @@ $XDG_CACHE_HOME/kcache or ~/.cache/kcache). A store that cannot be opened
 or is damaged never fails Triton: lookups miss (Triton compiles) and what
 Triton writes is only materialized, with one warning.
 
+With KCACHE_REMOTE=redis://host:port, kernels are also shared between
+machines through kcache's Redis tier (README, "Sharing between machines
+through a remote tier"): the process opens the remote once; a file that no
+layer has makes it pull the kernel's group (every file checked against its
+hash, then committed in one transaction into the writable layer) and look
+again, once per group and process; a group Triton completes (put_group) is
+pushed. A remote that is down or refuses never fails Triton: one warning,
+and it is left alone for a while (kcache/remote.h).
+
 With override=True or dump=True (TRITON_KERNEL_OVERRIDE, TRITON_KERNEL_DUMP)
 Triton gets its own file cache manager, as without kcache.
 
@@ -56,6 +65,7 @@ except ImportError:  # pragma: no cover - exercised without Triton only
 __all__ = ["CacheManager", "RemoteCacheBackend", "materialize_dir"]
 
 _GROUP_PREFIX = "__grp__"
+_ENOTFOUND = -1  # KC_ENOTFOUND
 
 
 class _Backend:
@@ -79,6 +89,15 @@ class _Backend:
             self.layers = ctypes.c_void_p()
             self.warn("kcache: no store for Triton's cache (%s: %s); Triton will compile "
                       "and nothing is kept" % (self.strerror(rc), self.open_errmsg()))
+        self.remote = ctypes.c_void_p()
+        self.pulled = set()  # groups asked of the remote already
+        url = os.environ.get("KCACHE_REMOTE")
+        if url and self.layers:
+            rc = self.lib.kc_remote_open(url.encode(), None, ctypes.byref(self.remote))
+            if rc != 0:
+                self.remote = ctypes.c_void_p()
+                self.warn("kcache: KCACHE_REMOTE=%s ignored (%s: %s)" % (
+                    url, self.strerror(rc), _lib.decode(self.lib.kc_remote_errmsg(None))))
 
     @classmethod
     def get(cls) -> "_Backend":
@@ -99,7 +118,14 @@ class _Backend:
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     def read(self, group: str, fname: str) -> Optional[bytes]:
-        """A file of a group from the first layer that has it, or None."""
+        """A file of a group from the first layer that has it; on a miss,
+        once, the group pulled from the remote; else None."""
+        data = self.read_local(group, fname)
+        if data is None and self.pull(group):
+            data = self.read_local(group, fname)
+        return data
+
+    def read_local(self, group: str, fname: str) -> Optional[bytes]:
         if not self.layers:
             return None
         data, size = ctypes.c_void_p(), ctypes.c_size_t()
@@ -132,6 +158,31 @@ class _Backend:
                 _lib.store_msg(st)()))
             return False
         return True
+
+    def pull(self, group: str) -> bool:
+        """Pull group from the remote into the writable layer (once per
+        process): whether it came."""
+        st = self.lib.kc_layers_writable(self.layers) if self.remote else None
+        with self._lock:
+            if not st or group in self.pulled:
+                return False
+            self.pulled.add(group)
+        rc = self.lib.kc_remote_pull_group(self.remote, st, group.encode())
+        if rc not in (0, _ENOTFOUND):
+            self.remote_failed("pulling", rc)
+        return rc == 0
+
+    def push(self, group: str) -> None:
+        """Push group from the writable layer to the remote."""
+        st = self.lib.kc_layers_writable(self.layers) if self.remote else None
+        if st:
+            rc = self.lib.kc_remote_push_group(self.remote, st, group.encode())
+            if rc != 0:
+                self.remote_failed("pushing", rc)
+
+    def remote_failed(self, what: str, rc: int) -> None:
+        self.warn("kcache: %s Triton's files through KCACHE_REMOTE failed: %s (%s)" % (
+            what, self.strerror(rc), _lib.decode(self.lib.kc_remote_errmsg(self.remote))))
 
     def import_kernel(self, key_dir: str) -> None:
         """Record a kernel's cubin with its launch metadata (prebuilt build,
@@ -246,6 +297,7 @@ class CacheManager(_TritonCacheManager):  # type: ignore[misc,valid-type]
                         binary=False)
         if filename.endswith(".json") and any(n.endswith(".cubin") for n in names):
             self._backend.import_kernel(self._dir)
+        self._backend.push(self.key)
         return path
 
 

@@ -8,9 +8,11 @@ Triton is not importable.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -212,6 +214,44 @@ class TritonCacheManagerTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr[-3000:])
             self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1])["misses"], want)
         self.assertGreaterEqual(len(self.ls("group")), 3)
+
+    @unittest.skipUnless(shutil.which("redis-server"),
+                         "SKIP: redis-server is not on PATH (the remote tier needs one)")
+    def test_an_empty_store_gets_every_kernel_through_the_remote(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    self.assertLess(time.time(), deadline, "redis-server did not start")
+                    time.sleep(0.05)
+            runs = []
+            for store, mat in (("storeA", "matA"), ("storeB", "matB")):
+                e = self.env(mat)
+                e["KCACHE_TRITON_STORE"] = os.path.join(self.tmp, store)
+                e["KCACHE_REMOTE"] = "redis://127.0.0.1:%d" % port
+                p = subprocess.run([sys.executable, self.child], env=e, capture_output=True,
+                                   text=True, timeout=600)
+                self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+                self.assertNotIn("KCACHE_REMOTE", p.stderr)  # no warning
+                runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            self.assertEqual(runs[0]["misses"], 3)
+            # Store B started empty: every kernel came from the remote.
+            self.assertEqual(runs[1]["misses"], 0)
+            self.assertEqual(runs[1]["hits"], 3)
+            self.store = os.path.join(self.tmp, "storeB")
+            self.assertGreaterEqual(len(self.ls("group")), 3)
+        finally:
+            redis.terminate()
+            redis.wait(timeout=30)
 
     def test_dumps_go_to_tritons_own_manager(self):
         e = self.env("mat1")

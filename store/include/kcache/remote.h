@@ -8,10 +8,10 @@
  * It fails open. Every call has a connect and an I/O timeout; after a
  * failure the handle answers KC_EREMOTE at once, without touching the
  * network, until retry_after_ms has passed. Nothing read from the remote is
- * taken unchecked: kc_remote_pull checks every record's checksum and key,
- * and every cubin against its key, before it publishes anything into a
- * local store. That catches damage, not a malicious writer: whoever can
- * write to the server can make its readers run their cubins (README,
+ * taken unchecked: kc_remote_pull and kc_remote_pull_group check every
+ * record's checksum and key, and every cubin or file against its key,
+ * before they publish anything into a local store. That catches damage, not a malicious
+ * writer: whoever can write to the server can make its readers run their cubins (README,
  * "Trust and threat model").
  *
  * A handle serializes its calls (one connection); it is safe to share
@@ -90,6 +90,35 @@ KC_API int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst,
  * tuning last, so that a reader never finds a tuning whose winner is not
  * there yet. */
 KC_API int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
+
+/* Copy the group name (kcache/store.h, "groups") from src to the remote:
+ * the record's bytes as src stores them under "kcache:1:group:<key>", key
+ * kc_group_key(name), and the blob of every file it lists (re-encoded
+ * without a dictionary if it had one), blobs first and the group last, so
+ * that a reader never finds a group whose files are not there yet. Blobs
+ * are written whether or not the remote has them (the value is the same).
+ * Returns KC_OK; KC_EINVAL for a NULL argument or a bad name; KC_ENOTFOUND
+ * if src lacks the group or one of its blobs; KC_ECORRUPT for a stored
+ * group that does not decode or names another group; KC_EREMOTE as
+ * above (the remote may then hold some of the blobs, never the group
+ * without them). */
+KC_API int kc_remote_push_group(kc_remote_t *remote, kc_store_t *src, const char *name);
+
+/* Fetch the group name and every blob it lists from the remote, verify
+ * them and add them to dst. The group record must pass its checksum, be a
+ * group, be stored under kc_group_key(name) and carry that name; each blob
+ * must decode without a dictionary, hash to the key the group lists and
+ * be the listed size. Then every file and the group commit in one write
+ * transaction, as kc_store_group_put(dst, name, files, n, 1) would: the
+ * files join dst's group of that name (a file of the same name is
+ * replaced, dst's others stay), recompressed at dst's level.
+ *
+ * Returns KC_OK; KC_EINVAL for a NULL argument or a bad name; KC_ENOTFOUND
+ * if the remote lacks the group or one of its blobs, or holds a group of a
+ * newer format; KC_ECORRUPT if anything fails a check; KC_EREMOTE as above;
+ * or the store's code (KC_EREADONLY, ...) if the put fails. On any code
+ * but KC_OK nothing was written to dst. */
+KC_API int kc_remote_pull_group(kc_remote_t *remote, kc_store_t *dst, const char *name);
 
 /* What the last failure on this handle in this thread was ("127.0.0.1:6390:
  * connect: Connection refused", "...: GET ...: timed out"), or "" when this

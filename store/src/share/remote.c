@@ -388,36 +388,46 @@ int kc_remote_pull_build(kc_remote_t *r, kc_store_t *dst, const kc_key_t *bkey)
     return refused(r, rc, "a build or its cubin");
 }
 
-/* Copy build bkey and its blob from src to the remote, blob first (the
- * blob re-encoded without a dictionary if it had one). */
+/* Copy blob bkey from src to the remote, re-encoded without a dictionary
+ * if it had one (the remote holds no dictionaries). */
+static int push_blob(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
+{
+    void *blob = NULL, *cubin = NULL, *plain = NULL;
+    size_t blob_len = 0, cubin_len = 0, plain_len = 0;
+    kc_blob_rec_t view;
+    kc_key_t plain_key;
+    int rc = kc_store_get_raw(src, KC_REC_BLOB, bkey, &blob, &blob_len);
+
+    if (rc == KC_OK)
+        rc = kc__blob_view(blob, blob_len, &view);
+    if (rc == KC_OK && view.dict_id != 0) {
+        rc = kc_store_get_cubin(src, bkey, &cubin, &cubin_len);
+        if (rc == KC_OK)
+            rc = kc_blob_encode(cubin, cubin_len, 0, &plain_key, &plain, &plain_len);
+    }
+    if (rc == KC_OK)
+        rc = kc_remote_put(r, KC_REC_BLOB, bkey, plain ? plain : blob,
+                           plain ? plain_len : blob_len);
+    kc_free(plain);
+    kc_free(cubin);
+    kc_free(blob);
+    return rc;
+}
+
+/* Copy build bkey and its blob from src to the remote, blob first. */
 static int push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
 {
-    void *b_raw = NULL, *blob = NULL, *cubin = NULL, *plain = NULL;
-    size_t b_len = 0, blob_len = 0, cubin_len = 0, plain_len = 0;
+    void *b_raw = NULL;
+    size_t b_len = 0;
     kc_record_t *build = NULL;
-    kc_blob_rec_t view;
-    kc_key_t blob_key;
     int rc = kc_store_get_raw(src, KC_REC_BUILD, bkey, &b_raw, &b_len);
 
     if (rc == KC_OK)
         rc = kc_record_decode(b_raw, b_len, &build);
     if (rc == KC_OK)
-        rc = kc_store_get_raw(src, KC_REC_BLOB, &build->u.build.blob, &blob, &blob_len);
-    if (rc == KC_OK)
-        rc = kc__blob_view(blob, blob_len, &view);
-    if (rc == KC_OK && view.dict_id != 0) {
-        rc = kc_store_get_cubin(src, &build->u.build.blob, &cubin, &cubin_len);
-        if (rc == KC_OK)
-            rc = kc_blob_encode(cubin, cubin_len, 0, &blob_key, &plain, &plain_len);
-    }
-    if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_BLOB, &build->u.build.blob, plain ? plain : blob,
-                           plain ? plain_len : blob_len);
+        rc = push_blob(r, src, &build->u.build.blob);
     if (rc == KC_OK)
         rc = kc_remote_put(r, KC_REC_BUILD, bkey, b_raw, b_len);
-    kc_free(plain);
-    kc_free(cubin);
-    kc_free(blob);
     kc_free(build);
     kc_free(b_raw);
     return rc;
@@ -456,4 +466,81 @@ int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
     kc_free(tuning);
     kc_free(t_raw);
     return rc;
+}
+
+/* ---- groups --------------------------------------------------------------- */
+
+int kc_remote_push_group(kc_remote_t *r, kc_store_t *src, const char *name)
+{
+    void *g_raw = NULL;
+    size_t g_len = 0;
+    kc_record_t *group = NULL;
+    kc_key_t gkey;
+    int rc;
+
+    if (!r || !src || !name || kc_group_key(name, &gkey) != KC_OK)
+        return KC_EINVAL;
+    rc = kc_store_get_raw(src, KC_REC_GROUP, &gkey, &g_raw, &g_len);
+    if (rc == KC_OK)
+        rc = kc_record_decode(g_raw, g_len, &group);
+    if (rc == KC_OK &&
+        (group->kind != KC_REC_GROUP || strcmp(group->u.group.name, name) != 0))
+        rc = KC_ECORRUPT;
+    /* Every blob first and the group last: a reader that finds the group
+     * finds its files. */
+    for (size_t i = 0; rc == KC_OK && i < group->u.group.n_files; i++)
+        rc = push_blob(r, src, &group->u.group.files[i].blob);
+    if (rc == KC_OK)
+        rc = kc_remote_put(r, KC_REC_GROUP, &gkey, g_raw, g_len);
+    kc_free(group);
+    kc_free(g_raw);
+    return rc;
+}
+
+int kc_remote_pull_group(kc_remote_t *r, kc_store_t *dst, const char *name)
+{
+    kc_record_t *group = NULL;
+    kc_group_file_t *files = NULL;
+    size_t n = 0;
+    kc_key_t gkey;
+    int rc;
+
+    if (!r || !dst || !name || kc_group_key(name, &gkey) != KC_OK)
+        return KC_EINVAL;
+    rc = get_record(r, KC_REC_GROUP, &gkey, &group);
+    if (rc == KC_OK && strcmp(group->u.group.name, name) != 0)
+        rc = KC_ECORRUPT;
+    if (rc == KC_OK &&
+        !(files = calloc(group->u.group.n_files ? group->u.group.n_files : 1,
+                         sizeof(*files))))
+        rc = KC_ENOMEM;
+    for (; rc == KC_OK && n < group->u.group.n_files; n++) {
+        const kc_group_entry_t *e = &group->u.group.files[n];
+        void *blob = NULL, *data = NULL;
+        size_t blob_len = 0, len = 0;
+
+        rc = kc_remote_get(r, KC_REC_BLOB, &e->blob, &blob, &blob_len);
+        if (rc == KC_OK) {
+            /* The blob's hash is its key; its size must be the listed one. */
+            rc = kc_blob_decode(blob, blob_len, &e->blob, 0, NULL, 0, &data, &len);
+            if (rc != KC_OK && rc != KC_ENOMEM)
+                rc = KC_ECORRUPT;
+            else if (rc == KC_OK && len != e->size)
+                rc = KC_ECORRUPT;
+        }
+        kc_free(blob);
+        if (rc != KC_OK) {
+            kc_free(data);
+            break;
+        }
+        files[n] = (kc_group_file_t){e->name, data, len};
+    }
+    /* One write transaction: the blobs and the group, or nothing. */
+    if (rc == KC_OK)
+        rc = kc_store_group_put(dst, name, files, n, 1);
+    for (size_t i = 0; files && i < n; i++)
+        kc_free((void *)files[i].data);
+    free(files);
+    kc_free(group);
+    return refused(r, rc, "a group or one of its files");
 }
