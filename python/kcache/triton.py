@@ -91,6 +91,7 @@ class _Backend:
                       "and nothing is kept" % (self.strerror(rc), self.open_errmsg()))
         self.remote = ctypes.c_void_p()
         self.pulled = set()  # groups asked of the remote already
+        self.arrived = set()  # groups pulled: their kernels not imported yet
         url = os.environ.get("KCACHE_REMOTE")
         if url and self.layers:
             rc = self.lib.kc_remote_open(url.encode(), None, ctypes.byref(self.remote))
@@ -170,7 +171,19 @@ class _Backend:
         rc = self.lib.kc_remote_pull_group(self.remote, st, group.encode())
         if rc not in (0, _ENOTFOUND):
             self.remote_failed("pulling", rc)
+        if rc == 0:
+            with self._lock:
+                self.arrived.add(group)
         return rc == 0
+
+    def take_arrived(self, group: str) -> bool:
+        """Whether group was pulled in this process and not yet imported
+        (and mark it imported)."""
+        with self._lock:
+            if group in self.arrived:
+                self.arrived.discard(group)
+                return True
+            return False
 
     def push(self, group: str) -> None:
         """Push group from the writable layer to the remote."""
@@ -283,6 +296,12 @@ class CacheManager(_TritonCacheManager):  # type: ignore[misc,valid-type]
             if data is None:
                 return None
             result[name] = _materialize(self._dir, name, data)
+        # A kernel pulled from the remote is recorded here too (prebuilt
+        # build and binmeta), as on the machine that compiled it.
+        if self._backend.take_arrived(self.key) and filename.endswith(".json") and any(
+                n.endswith(".cubin") for n in children):
+            _materialize(self._dir, _GROUP_PREFIX + filename, raw)  # the importer reads it
+            self._backend.import_kernel(self._dir)
         return result
 
     def put_group(self, filename: str, group: Dict[str, str]) -> str:

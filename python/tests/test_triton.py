@@ -249,6 +249,8 @@ class TritonCacheManagerTest(unittest.TestCase):
             self.assertEqual(runs[1]["hits"], 3)
             self.store = os.path.join(self.tmp, "storeB")
             self.assertGreaterEqual(len(self.ls("group")), 3)
+            # And recorded as kernels there, as on the machine that compiled them.
+            self.assertEqual(len(self.ls("binmeta")), 3)
         finally:
             redis.terminate()
             redis.wait(timeout=30)
