@@ -239,6 +239,19 @@ def _materialize(directory: str, filename: str, data: bytes) -> str:
     return path
 
 
+# What Triton's compile() puts before it records the kernel's group: these
+# wait for put_group. Anything else (launcher stubs, autotuning results) is
+# written when it is put. A process that dies in between loses only files
+# Triton will make again.
+_KERNEL_EXTS = (".source", ".ttir", ".ttgir", ".llir", ".ptx", ".cubin", ".amdgcn", ".hsaco",
+                ".json")
+
+
+def _is_kernel_file(filename: str) -> bool:
+    return (filename.endswith(_KERNEL_EXTS) and not filename.endswith(".autotune.json") and
+            not filename.startswith(_GROUP_PREFIX))
+
+
 def _as_bytes(data) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -260,6 +273,10 @@ class CacheManager(_TritonCacheManager):  # type: ignore[misc,valid-type]
             return
         self._backend = _Backend.get()
         self._dir = os.path.join(materialize_dir(), key)
+        # A kernel's files (its IRs, cubin and metadata), held until
+        # put_group writes them with the group file in one transaction:
+        # one commit per kernel, not one per file.
+        self._held: Dict[str, bytes] = {}
 
     def get_file(self, filename: str) -> Optional[str]:
         """The path of a file Triton stored under this key, or None."""
@@ -275,7 +292,10 @@ class CacheManager(_TritonCacheManager):  # type: ignore[misc,valid-type]
         if self._files is not None:
             return self._files.put(data, filename, binary=binary)
         raw = _as_bytes(data)
-        self._backend.write(self.key, {filename: raw})
+        if _is_kernel_file(filename):
+            self._held[filename] = raw  # written by put_group
+        else:
+            self._backend.write(self.key, {filename: raw})
         return _materialize(self._dir, filename, raw)
 
     def get_group(self, filename: str) -> Optional[Dict[str, str]]:
@@ -312,8 +332,12 @@ class CacheManager(_TritonCacheManager):  # type: ignore[misc,valid-type]
         # Names only: paths are this machine's. {name: name} keeps the shape
         # of Triton's own group files.
         names = {os.path.basename(n): os.path.basename(n) for n in group}
-        path = self.put(json.dumps({"child_paths": names}), _GROUP_PREFIX + filename,
-                        binary=False)
+        grp = json.dumps({"child_paths": names}).encode()
+        files = dict(self._held)
+        files[_GROUP_PREFIX + filename] = grp
+        self._held.clear()
+        self._backend.write(self.key, files)
+        path = _materialize(self._dir, _GROUP_PREFIX + filename, grp)
         if filename.endswith(".json") and any(n.endswith(".cubin") for n in names):
             self._backend.import_kernel(self._dir)
         self._backend.push(self.key)
