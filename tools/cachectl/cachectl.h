@@ -61,6 +61,7 @@ extern const kc_cmd_t kc_cmd_import_triton;
 extern const kc_cmd_t kc_cmd_keygen;
 extern const kc_cmd_t kc_cmd_gc;
 extern const kc_cmd_t kc_cmd_compact;
+extern const kc_cmd_t kc_cmd_snapshot;
 extern const kc_cmd_t kc_cmd_populate;
 extern const kc_cmd_t kc_cmd_why;
 extern const kc_cmd_t kc_cmd_train_dict;

@@ -410,6 +410,17 @@ KC_API int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts,
  * error. */
 KC_API int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after);
 
+/* A consistent, compacted copy of the store (which may be in use, by this
+ * and other processes, readers and writers) in a new directory dst: LMDB's
+ * copy under one read transaction, so it holds the state of exactly one
+ * commit, without free pages, plus this handle's buffered stamps and
+ * counters. The copy is made beside dst and renamed to it: dst either does
+ * not exist or is a whole store. For container images: `cp` of a store in
+ * use can copy pages of different commits. *bytes (may be NULL) receives
+ * the size of the copy's data.mdb. KC_EEXIST if dst exists; KC_EIO and
+ * other codes with the reason in kc_store_errmsg. */
+KC_API int kc_store_snapshot(kc_store_t *store, const char *dst, uint64_t *bytes);
+
 /* Parse a size, as ccache spells one: a decimal number, whole or with a
  * fraction ("5", "1.5"; no sign, no space), then an optional unit:
  *   none             GiB: "5" is 5 GiB, "1.5" is 1.5 GiB
