@@ -266,6 +266,36 @@ class TritonCacheManagerTest(unittest.TestCase):
         self.assertTrue(any(f.endswith(".ttir") for f in dumped), dumped)
         self.assertTrue(any(f.endswith(".ptx") for f in dumped), dumped)
 
+    def test_autotuning_results_are_kept_as_tritons_autotuner_keeps_them(self):
+        # Triton's autotuner (runtime/autotuner.py, cache_results) stores its
+        # timings through get_cache_manager(key).put(json, "<fn>.autotune.json",
+        # binary=False) and reads them back with get_file. Running it needs a
+        # GPU; the calls it makes are made here, in two processes.
+        script = os.path.join(self.tmp, "autotune_calls.py")
+        with open(script, "w") as f:
+            f.write("""
+import hashlib, json, sys
+from triton.runtime.cache import get_cache_manager
+key = hashlib.sha256(b"kcache-autotune-test").hexdigest()
+cache = get_cache_manager(key)
+name = "matmul_kernel.autotune.json"
+if sys.argv[1] == "put":
+    assert cache.get_file(name) is None
+    doc = {"key": [1024, 1024], "configs_timings": [[{"kwargs": {"BLOCK": 64}}, [0.5]]]}
+    cache.put(json.dumps(doc), name, binary=False)
+else:
+    path = cache.get_file(name)
+    print(open(path).read())
+""")
+        for step in ("put", "get"):
+            p = subprocess.run([sys.executable, script, step],
+                               env=self.env("mat-" + step), capture_output=True, text=True,
+                               timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        self.assertEqual(json.loads(p.stdout)["configs_timings"][0][1], [0.5])
+        groups = self.ls("group")
+        self.assertEqual(len(groups), 1, groups)
+
 
 if __name__ == "__main__":
     unittest.main()
