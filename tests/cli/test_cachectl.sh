@@ -192,12 +192,16 @@ cc -s "$S" rm 00000000
 check "rm of a key that matches nothing fails and removes nothing" \
     eval 'failure_with_message && err_has "no record matches"'
 cc -s "$S" rm "$b64"
-check "rm KEY removes the record" eval 'status_is 0 && out_has "^removed build $b64$"'
+check "rm of a build a tuning names is refused and names the tuning" \
+    eval 'failure_with_message && out_empty && err_has "build $b64 is used by tuning $tuning_key" && err_has "nothing removed" && err_has "--cascade"'
+cc -s "$S" rm --cascade "$b64"
+check "rm --cascade KEY removes the build and the tuning that names it" \
+    eval 'status_is 0 && out_has "^removed build $b64$" && out_has "^removed tuning $tuning_key$" && [ "$(wc -l <"$OUT")" -eq 2 ]'
 cc -s "$S" show "$b64"
 check "a removed record is gone" eval 'failure_with_message && err_has "no record matches"'
 cc -s "$S" --json ls
-check "ls no longer lists the removed record" \
-    json_ok 'd["count"] == 10 and "'"$b64"'" not in [r["key"] for r in d["records"]]'
+check "ls no longer lists the removed records" \
+    json_ok 'd["count"] == 9 and not {"'"$b64"'", "'"$tuning_key"'"} & {r["key"] for r in d["records"]}'
 cc -s "$S" --json rm "${b128:0:12}"
 check "rm --json reports what it removed" \
     json_ok 'd["removed"] == [{"kind": "build", "key": "'"$b128"'"}]'
@@ -264,7 +268,7 @@ cc -s "$S" verify
 check "a second verify finds nothing wrong" eval 'status_is 0 && out_has "0 problems"'
 cc -s "$S" --json ls
 check "the repaired store keeps every sound record" \
-    json_ok 'd["count"] == 6 and not {"'"$saxpy_build"'", "'"$bs_blob"'", "'"$bs_build"'"} & {r["key"] for r in d["records"]}'
+    json_ok 'd["count"] == 5 and not {"'"$saxpy_build"'", "'"$bs_blob"'", "'"$bs_build"'"} & {r["key"] for r in d["records"]}'
 
 # ---- binmeta: launch metadata of a binary kcache did not compile ------------
 

@@ -60,6 +60,8 @@ static int run_command(ctl_opts_t *o, const kc_cmd_t *cmd, int argc, char **argv
     optind = 0;
     kc_ctx_t ctx = {*o, cmd};
     rc = cmd->run(&ctx, argc, argv);
+    if (ctx.opts.json)
+        ctl_json_error_pending(rc);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         ctl_err("error writing output");
         return CTL_EXIT_FAIL;

@@ -9,20 +9,63 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The first error message of this run and its code, for the JSON error
+ * document (ctl_json_error_pending), and whether a JSON document has been
+ * printed already. */
+static char first_msg[1024];
+static int first_code;
+static int have_msg;
+static int json_printed;
+
+static void record_err(int code, const char *cmd, const char *fmt, va_list ap)
+{
+    size_t n = 0;
+
+    if (have_msg)
+        return;
+    if (cmd)
+        n = (size_t)snprintf(first_msg, sizeof first_msg, "%s: ", cmd);
+    if (n < sizeof first_msg)
+        vsnprintf(first_msg + n, sizeof first_msg - n, fmt, ap);
+    first_code = code;
+    have_msg = 1;
+}
+
+static void verr(int code, const char *fmt, va_list ap)
+{
+    va_list ap2;
+
+    va_copy(ap2, ap);
+    record_err(code, NULL, fmt, ap2);
+    va_end(ap2);
+    fflush(stdout);
+    fputs("cachectl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void ctl_err(const char *fmt, ...)
 {
     va_list ap;
-    fflush(stdout);
-    fputs("cachectl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verr(0, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+}
+
+void ctl_err_code(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verr(code, fmt, ap);
+    va_end(ap);
 }
 
 int ctl_usage_err(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
+    va_start(ap, fmt);
+    record_err(KC_EINVAL, cmd, fmt, ap);
+    va_end(ap);
     fputs("cachectl: ", stderr);
     if (cmd)
         fprintf(stderr, "%s: ", cmd);
@@ -31,6 +74,28 @@ int ctl_usage_err(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'cachectl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
     return CTL_EXIT_USAGE;
+}
+
+int ctl_json_error(int code, const char *message, json_t *detail)
+{
+    json_t *doc = json_object(), *e = json_object();
+
+    json_object_set_new(e, "code", code ? json_string(kc_err_name(code)) : json_null());
+    json_object_set_new(e, "message", json_string(message));
+    if (detail)
+        json_object_update_new(e, detail);
+    json_object_set_new(doc, "error", e);
+    return ctl_json_print(doc);
+}
+
+void ctl_json_error_pending(int status)
+{
+    if (status == CTL_EXIT_OK || json_printed)
+        return;
+    ctl_json_error(first_code                 ? first_code
+                   : status == CTL_EXIT_USAGE ? KC_EINVAL
+                                              : 0,
+                   have_msg ? first_msg : "failed", NULL);
 }
 
 const char *ctl_store_dir(const ctl_opts_t *o)
@@ -86,17 +151,17 @@ kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
     so.flags = KC_STORE_NOCREATE | (writable ? 0 : KC_STORE_RDONLY);
     rc = kc_store_open(dir, &so, &st);
     if (rc == KC_ENOTFOUND) {
-        ctl_err("no store at %s (pass -s DIR or set KCACHE_DIR)", dir);
+        ctl_err_code(KC_ENOTFOUND, "no store at %s (pass -s DIR or set KCACHE_DIR)", dir);
         return NULL;
     }
     if (rc != KC_OK) {
         const char *detail = kc_store_open_errmsg();
-        ctl_err("cannot open store at %s: %s%s%s", dir, kc_strerror(rc),
-                detail && *detail ? ": " : "", detail ? detail : "");
+        ctl_err_code(rc, "cannot open store at %s: %s%s%s", dir, kc_strerror(rc),
+                     detail && *detail ? ": " : "", detail ? detail : "");
         return NULL;
     }
     if (writable && kc_store_is_readonly(st)) {
-        ctl_err("store at %s is read-only", dir);
+        ctl_err_code(KC_EREADONLY, "store at %s is read-only", dir);
         kc_store_close(st);
         return NULL;
     }
@@ -122,7 +187,8 @@ kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
     if (rc == KC_OK)
         return l;
     if (path && rc == KC_ENOTFOUND)
-        ctl_err("no store at %s (pass -s DIR or set KCACHE_DIR)", path);
+        ctl_err_code(KC_ENOTFOUND, "no store at %s (pass -s DIR or set KCACHE_DIR)",
+                     path);
     else
         ctl_err("cannot open %s: %s: %s", path ? path : "the stores of KCACHE_PATH",
                 kc_strerror(rc), kc_store_open_errmsg());
@@ -227,13 +293,14 @@ int ctl_key_resolve_layers(const kc_layers_t *layers, const char *cmd, const cha
     if (rc == KC_OK)
         return CTL_EXIT_OK;
     if (rc == KC_ENOTFOUND)
-        ctl_err("%s: no %s%srecord matches key %s", cmd,
-                kind ? kc_rec_kind_name(kind) : "", kind ? " " : "", arg);
+        ctl_err_code(rc, "%s: no %s%srecord matches key %s", cmd,
+                     kind ? kc_rec_kind_name(kind) : "", kind ? " " : "", arg);
     else if (rc == KC_EAMBIGUOUS)
-        ctl_err("%s: key %s matches more than one record; give more digits", cmd, arg);
+        ctl_err_code(rc, "%s: key %s matches more than one record; give more digits", cmd,
+                     arg);
     else
-        ctl_err("%s: cannot look up %s: %s: %s", cmd, arg, kc_strerror(rc),
-                kc_store_errmsg(st));
+        ctl_err_code(rc, "%s: cannot look up %s: %s: %s", cmd, arg, kc_strerror(rc),
+                     kc_store_errmsg(st));
     return CTL_EXIT_FAIL;
 }
 
@@ -473,6 +540,7 @@ int ctl_json_print(json_t *doc)
     }
     puts(s);
     free(s);
+    json_printed = 1;
     return CTL_EXIT_OK;
 }
 

@@ -24,8 +24,12 @@ typedef struct ctl_opts {
     int json;              /* --json */
 } ctl_opts_t;
 
-/* Print "cachectl: <message>" on stderr. */
+/* Print "cachectl: <message>" on stderr. The first message of a run is
+ * also kept for the JSON error document (ctl_json_error_pending). */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, with the kcache code (KC_E...) that caused it, named in the
+ * JSON error document. */
+void ctl_err_code(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Report a usage error on stderr (with a hint to run --help) and return
  * CTL_EXIT_USAGE, so that a command can `return ctl_usage_err(...)`. */
@@ -113,6 +117,15 @@ void ctl_field(const char *name, const char *fmt, ...)
 /* Print doc as one JSON document followed by a newline, and release it.
  * Returns CTL_EXIT_FAIL if it could not be serialized. */
 int ctl_json_print(json_t *doc);
+
+/* Print {"error": {"code": "KC_E...", "message": ..., <detail's members>}}
+ * on stdout (code 0 gives "code": null) and release detail (may be NULL).
+ * Returns what ctl_json_print does. */
+int ctl_json_error(int code, const char *message, json_t *detail);
+/* With --json, after a command: if it failed (status not CTL_EXIT_OK) and
+ * printed no JSON document, print the error document for the first message
+ * it reported, so that a script always gets one document on stdout. */
+void ctl_json_error_pending(int status);
 
 json_t *ctl_json_key(const kc_key_t *key);
 json_t *ctl_json_u64(uint64_t v);

@@ -127,6 +127,24 @@ KC_API int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_
 /* Delete a record. KC_ENOTFOUND if absent. */
 KC_API int kc_store_del(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key);
 
+/* Delete the records (kinds[i], keys[i]) for i in [0, n) in one write
+ * transaction: all of them or, on any error, none. Each goes as by
+ * kc_store_del (a build takes its binmeta, a record its usage stamp); a
+ * record already absent is skipped. A tool that removes a record together
+ * with the records that use it (cachectl rm --cascade) calls this, so that
+ * a crash cannot leave half of them.
+ *
+ * kinds, keys: n entries each, read only during the call (may be NULL when
+ * n is 0). *removed (may be NULL) receives how many records were deleted,
+ * not counting binmetas and usage stamps that went with them.
+ *
+ * Returns KC_OK (also when nothing was there to delete); KC_EINVAL for a
+ * NULL store or array, or a kind without keyed records (kind 0 or
+ * KC_REC_META); KC_EREADONLY for a read-only store; or a store error
+ * (KC_ENOSPC, KC_ELMDB, ...). Thread-safe like every store call. */
+KC_API int kc_store_del_many(kc_store_t *store, const kc_rec_kind_t *kinds,
+                             const kc_key_t *keys, size_t n, size_t *removed);
+
 /* Compress and store a cubin; *key (may be NULL) receives its key.
  * Idempotent: an existing blob is left as it is. */
 KC_API int kc_store_put_cubin(kc_store_t *store, const void *cubin, size_t len,
