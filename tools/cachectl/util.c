@@ -161,7 +161,9 @@ kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
         return NULL;
     }
     if (writable && kc_store_is_readonly(st)) {
-        ctl_err_code(KC_EREADONLY, "store at %s is read-only", dir);
+        ctl_err_code(KC_EREADONLY, "store at %s is %s", dir,
+                     kc_store_is_sealed(st) ? "sealed (cachectl unseal lifts it)"
+                                            : "read-only");
         kc_store_close(st);
         return NULL;
     }

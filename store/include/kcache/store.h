@@ -36,6 +36,9 @@ enum {
     KC_STORE_RDONLY = 1u << 0,
     /* Fail with KC_ENOTFOUND instead of creating a missing store. */
     KC_STORE_NOCREATE = 1u << 1,
+    /* Open a sealed store writable all the same (to unseal it:
+     * kc_store_set_sealed). */
+    KC_STORE_IGNORE_SEAL = 1u << 2,
 };
 
 typedef struct kc_store_opts {
@@ -86,6 +89,15 @@ KC_API const char *kc_store_errmsg(const kc_store_t *store);
 KC_API const char *kc_store_open_errmsg(void);
 
 KC_API int kc_store_is_readonly(const kc_store_t *store);
+
+/* Sealing: a sealed store opens read-only whatever the process's rights
+ * (root included, who can write into a `chmod a-w` directory), so a store
+ * baked into a container image stays as it was built: in KCACHE_PATH it is
+ * a read-only layer and publishes go to the next writable one. The seal is
+ * the meta record "sealed" (docs/FORMAT.md). kc_store_set_sealed needs a
+ * writable handle: to unseal, open with KC_STORE_IGNORE_SEAL. */
+KC_API int kc_store_is_sealed(const kc_store_t *store);
+KC_API int kc_store_set_sealed(kc_store_t *store, int sealed);
 KC_API const char *kc_store_path(const kc_store_t *store);
 
 /* ---- records ----------------------------------------------------------- */

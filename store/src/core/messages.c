@@ -65,6 +65,11 @@ int kc__store_finish(const kc_store_t *st, int rc, const char *what)
 
 int kc__store_check_writable(const kc_store_t *st, const char *what)
 {
+    if (st->readonly && st->sealed)
+        return kc__store_fail(st, KC_EREADONLY,
+                              "%s: store %s is sealed (read-only for everyone; `cachectl "
+                              "unseal` lifts it)",
+                              what, st->path);
     if (st->readonly)
         return kc__store_fail(st, KC_EREADONLY, "%s: store %s is read-only", what,
                               st->path);

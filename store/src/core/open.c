@@ -22,6 +22,45 @@ int kc_store_is_readonly(const kc_store_t *store)
     return store ? store->readonly : 1;
 }
 
+int kc_store_is_sealed(const kc_store_t *store)
+{
+    return store ? store->sealed : 0;
+}
+
+typedef struct seal_ctx {
+    kc__env_t *env;
+    int sealed;
+} seal_ctx_t;
+
+static int seal_fn(MDB_txn *txn, void *arg)
+{
+    seal_ctx_t *c = arg;
+    const uint8_t one = 1;
+    if (c->sealed)
+        return kc__meta_write(txn, c->env, "sealed", &one, 1, 0);
+    MDB_val k = {strlen("sealed"), (void *)"sealed"};
+    int rc = mdb_del(txn, c->env->dbi[KC_REC_META], &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int kc_store_set_sealed(kc_store_t *store, int sealed)
+{
+    if (!store)
+        return KC_EINVAL;
+    kc__store_begin_call(store);
+    int rc = kc__store_check_writable(store, sealed ? "seal" : "unseal");
+    if (rc != KC_OK)
+        return rc;
+    seal_ctx_t c = {store->env, sealed != 0};
+    rc = kc__env_write(store->env, seal_fn, &c);
+    if (rc != 0)
+        return kc__store_fail(store, kc__is_mdb_rc(rc) ? kc__mdb_code(rc) : rc, "%s: %s",
+                              sealed ? "seal" : "unseal",
+                              kc__is_mdb_rc(rc) ? mdb_strerror(rc) : kc_strerror(rc));
+    store->sealed = sealed != 0;
+    return KC_OK;
+}
+
 const char *kc_store_path(const kc_store_t *store)
 {
     return store ? store->path : NULL;
@@ -48,13 +87,25 @@ typedef struct format_ctx {
     uint32_t version;
     int found;
     int corrupt;
+    int sealed;
 } format_ctx_t;
+
+/* The meta record "sealed": one byte, 1. Anything else there is damage,
+ * and a damaged seal still seals (the safe reading). */
+static int sealed_read(MDB_txn *txn, kc__env_t *env)
+{
+    uint8_t v = 0;
+    size_t len = 0;
+    int rc = kc__meta_read(txn, env, "sealed", &v, sizeof(v), &len);
+    return rc != MDB_NOTFOUND;
+}
 
 static int format_read_fn(MDB_txn *txn, void *arg)
 {
     format_ctx_t *c = arg;
     int rc = kc__store_format_read(txn, c->env, &c->version);
 
+    c->sealed = sealed_read(txn, c->env);
     c->found = 0;
     if (rc == MDB_NOTFOUND)
         return 0;
@@ -95,9 +146,9 @@ static int errno_code(int e)
 }
 
 /* Check the store's format version, writing it into a new store. */
-static int check_format(kc_store_t *st)
+static int check_format(kc_store_t *st, unsigned flags)
 {
-    format_ctx_t c = {st->env, 0, 0, 0};
+    format_ctx_t c = {st->env, 0, 0, 0, 0};
     int rc;
 
     rc = kc__env_read(st->env, format_read_fn, &c);
@@ -118,6 +169,9 @@ static int check_format(kc_store_t *st)
         return kc__store_open_fail(
             KC_EVERSION, "%s has store format %u; this kcache reads format %u and older",
             st->path, c.version, KC_STORE_FORMAT_VERSION);
+    st->sealed = c.sealed;
+    if (c.sealed && !(flags & KC_STORE_IGNORE_SEAL))
+        st->readonly = 1;
     return KC_OK;
 }
 
@@ -236,7 +290,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
         kc__store_set_open_errmsg(msg);
         goto fail_mutex;
     }
-    rc = check_format(st);
+    rc = check_format(st, opts->flags);
     if (rc != KC_OK)
         goto fail_mutex;
     *out = st;

@@ -52,6 +52,7 @@ struct kc_store {
     char *path;
     char *data_path;
     int readonly;
+    int sealed; /* the "sealed" meta record was there at open */
     int zstd_level;
     pthread_mutex_t pending_lock;
     kc__pending_t pending;
