@@ -24,8 +24,12 @@ unit)
   ;;
 install)
   work="${KC_TEST_TMP:-/tmp}/python-install"
-  rm -rf "$work/venv" "$work/store"
   mkdir -p "$work"
+  # One run at a time in this directory (two ctest runs of one build tree
+  # share it): the venv is remade and the CMake tree reused.
+  exec 9>"$work/lock"
+  flock 9
+  rm -rf "$work/venv" "$work/store"
   "$py" -m venv "$work/venv"
   vpy="$work/venv/bin/python"
   # Building the wheel needs setuptools with bdist_wheel (setuptools 70.1 or
