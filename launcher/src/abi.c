@@ -180,6 +180,13 @@ static uint64_t align_up(uint64_t p, uint32_t align)
     return align > 1 ? (p + align - 1) & ~(uint64_t)(align - 1) : p;
 }
 
+int kc__abi_opt_in(kc__device_t *dev, const kc__abi_t *abi, void *fn)
+{
+    if (abi->dyn_smem <= 48u * 1024)
+        return KC_OK;
+    return dev->ops->set_dyn_smem(dev, fn, abi->dyn_smem);
+}
+
 int kc__abi_launch(kc__device_t *dev, const kc__abi_t *abi, void *fn,
                    const unsigned grid[3], void *stream, void **params, size_t n_args)
 {
@@ -191,11 +198,6 @@ int kc__abi_launch(kc__device_t *dev, const kc__abi_t *abi, void *fn,
     unsigned block[3] = {abi->threads, 1, 1};
     int rc = KC_OK;
 
-    if (shared > 48u * 1024) {
-        rc = ops->set_dyn_smem(dev, fn, shared);
-        if (rc != KC_OK)
-            return rc;
-    }
     for (unsigned i = 0; i < abi->n_extra && i < KC__ABI_MAX_EXTRA; i++) {
         if (size[i]) {
             size_t bytes = scratch_bytes(grid, abi->num_ctas, size[i], align[i]);

@@ -47,9 +47,14 @@ void kc__abi_clear(kc__abi_t *abi);
 size_t kc__abi_violation(const kc__abi_t *abi, const kc__spec_t *sp, const kc_arg_t *args,
                          char *err, size_t errcap);
 
+/* Allow fn the binary's dynamic shared memory (the opt-in above 48 KiB),
+ * once per loaded function: kc__abi_launch does not. */
+int kc__abi_opt_in(kc__device_t *dev, const kc__abi_t *abi, void *fn);
+
 /* Launch fn under the ABI: abi's block and shared memory, the grid given.
  * params has room for n_args + KC__ABI_MAX_EXTRA
- * pointers; the scratch pointers are written after the user's. Scratch is
+ * pointers; the scratch pointers are written after the user's. fn has had
+ * its kc__abi_opt_in. Scratch is
  * allocated and freed in stream order. Same codes as the device's launch. */
 int kc__abi_launch(kc__device_t *dev, const kc__abi_t *abi, void *fn,
                    const unsigned grid[3], void *stream, void **params, size_t n_args);

@@ -89,7 +89,7 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
             t->abi = &k->abis[i];
             t->n_args = n;
         }
-        if (!k->abis && s->preps[i].shared > SMEM_NO_OPTIN &&
+        if (s->preps[i].shared > SMEM_NO_OPTIN &&
             dev->ops->set_dyn_smem(dev, s->fns[i], s->preps[i].shared) != KC_OK) {
             t->status = KC_CAND_RESOURCES;
             snprintf(t->reason, sizeof(t->reason), "%.250s", kc__device_errmsg(dev));

@@ -36,6 +36,13 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
         k->kept = m;
     }
     pthread_mutex_unlock(&k->mu);
+    /* A prebuilt binary's shared-memory opt-in is made once, here, for
+     * every launch of the function kept; a failure shows at its launch. */
+    for (size_t i = 0; k->abis && i < k->n_cands; i++)
+        if (kc_key_cmp(&k->spec->prebuilt[i], build) == 0) {
+            kc__abi_opt_in(k->l->dev, &k->abis[i], *fn);
+            break;
+        }
     /* Without memory to track it the module simply stays loaded until the
      * process ends; the launch still works. */
 }

@@ -97,6 +97,25 @@ void kct_store_scratch_free(const char *root, kc_store_t *st)
     kct_rmtree(root, 0);
 }
 
+int kct_store_fx_setup(void **state, const char *tag)
+{
+    kct_store_fx_t *f = calloc(1, sizeof(*f));
+    if (!f || kct_store_scratch(tag, f->root, sizeof(f->root), &f->st) != 0) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+int kct_store_fx_teardown(void **state)
+{
+    kct_store_fx_t *f = *state;
+    kct_store_scratch_free(f->root, f->st);
+    free(f);
+    return 0;
+}
+
 uint64_t kct_now_ms(void)
 {
     struct timespec ts;

@@ -55,6 +55,15 @@ int kct_store_scratch(const char *tag, char *root, size_t cap, kc_store_t **st);
 /* Close st (may be NULL) and remove root. */
 void kct_store_scratch_free(const char *root, kc_store_t *st);
 
+/* A cmocka fixture of one scratch store: kct_store_fx_setup(state, tag)
+ * puts a kct_store_fx_t into *state, kct_store_fx_teardown frees it. */
+typedef struct kct_store_fx {
+    char root[512];
+    kc_store_t *st;
+} kct_store_fx_t;
+int kct_store_fx_setup(void **state, const char *tag);
+int kct_store_fx_teardown(void **state);
+
 /* Monotonic milliseconds. */
 uint64_t kct_now_ms(void);
 

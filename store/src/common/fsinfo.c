@@ -1,5 +1,8 @@
 #include "fsinfo.h"
 
+#include <errno.h>
+#include <fcntl.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
@@ -48,4 +51,16 @@ const char *kc__fs_network_refusal(const char *dir)
     if (statfs(dir, &fs) != 0)
         return NULL;
     return kc__fs_network_type_name((unsigned long)fs.f_type);
+}
+
+int kc__fs_sync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return errno;
+    rc = fsync(fd) == 0 ? 0 : errno;
+    close(fd);
+    return rc;
 }

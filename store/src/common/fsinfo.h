@@ -22,4 +22,8 @@ const char *kc__fs_network_type_name(unsigned long f_type);
  * statfs fails: the open that follows reports the real error. */
 const char *kc__fs_network_refusal(const char *dir);
 
+/* fsync the file or directory at path (opened with flags: O_RDONLY, or
+ * O_RDONLY | O_DIRECTORY for a directory). 0, or the errno. */
+int kc__fs_sync_path(const char *path, int flags);
+
 #endif

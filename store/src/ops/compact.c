@@ -15,23 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsinfo.h"
 #include "store_internal.h"
 
 typedef struct compact_ctx {
     uint64_t before, after;
 } compact_ctx_t;
-
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    int rc;
-
-    if (fd < 0)
-        return errno;
-    rc = fsync(fd) == 0 ? 0 : errno;
-    close(fd);
-    return rc;
-}
 
 /* Runs with the store locked against every other process and this
  * process's environment closed. */
@@ -84,7 +73,7 @@ static int compact_fn(const char *dir, void *arg, char *msg, size_t msg_len)
         rc = kc__mdb_code(rc);
         goto fail;
     }
-    if ((rc = fsync_path(tmp_data, O_RDONLY)) != 0) {
+    if ((rc = kc__fs_sync_path(tmp_data, O_RDONLY)) != 0) {
         snprintf(msg, msg_len, "%s: fsync: %s", tmp_data, strerror(rc));
         rc = kc__mdb_code(rc);
         goto fail;
@@ -102,7 +91,7 @@ static int compact_fn(const char *dir, void *arg, char *msg, size_t msg_len)
         goto fail;
     }
     /* Make the rename durable; the old file is only gone once it is. */
-    fsync_path(dir, O_RDONLY | O_DIRECTORY);
+    kc__fs_sync_path(dir, O_RDONLY | O_DIRECTORY);
     rmdir(tmp_dir);
     return KC_OK;
 

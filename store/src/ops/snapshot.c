@@ -18,19 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsinfo.h"
 #include "store_internal.h"
-
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    int rc;
-
-    if (fd < 0)
-        return errno;
-    rc = fsync(fd) == 0 ? 0 : errno;
-    close(fd);
-    return rc;
-}
 
 /* The directory holding path (for the temporary copy and the final sync). */
 static void parent_of(const char *path, char *out, size_t cap)
@@ -81,8 +70,8 @@ int kc_store_snapshot(kc_store_t *store, const char *dst, uint64_t *bytes)
                             store->path, mdb_strerror(rc));
         goto fail;
     }
-    if ((rc = fsync_path(tmp_data, O_RDONLY)) != 0 ||
-        (rc = fsync_path(tmp, O_RDONLY | O_DIRECTORY)) != 0) {
+    if ((rc = kc__fs_sync_path(tmp_data, O_RDONLY)) != 0 ||
+        (rc = kc__fs_sync_path(tmp, O_RDONLY | O_DIRECTORY)) != 0) {
         rc = kc__store_fail(store, kc__mdb_code(rc), "snapshot: fsync: %s", strerror(rc));
         goto fail;
     }
@@ -97,7 +86,7 @@ int kc_store_snapshot(kc_store_t *store, const char *dst, uint64_t *bytes)
                             strerror(errno));
         goto fail;
     }
-    fsync_path(parent, O_RDONLY | O_DIRECTORY);
+    kc__fs_sync_path(parent, O_RDONLY | O_DIRECTORY);
     if (bytes)
         *bytes = (uint64_t)sb.st_size;
     return KC_OK;

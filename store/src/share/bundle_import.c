@@ -23,11 +23,11 @@ typedef struct frame {
     size_t key_len;
     const uint8_t *rec;
     size_t rec_len;
-    size_t off;         /* of the frame in the bundle */
-    size_t index;       /* 1-based */
-    kc_key_t ref;       /* a build's blob, a tuning's winning build */
-    uint32_t dict_id;   /* blobs: the dictionary, meta: the id it holds */
-    uint64_t median_ns; /* tunings: the winner's median time; groups: updated */
+    size_t off;       /* of the frame in the bundle */
+    size_t index;     /* 1-based */
+    kc_key_t ref;     /* a build's blob, a tuning's winning build */
+    uint32_t dict_id; /* blobs: the dictionary, meta: the id it holds */
+    uint64_t rank;    /* tunings and groups: preference(), lower is better */
 } frame_t;
 
 typedef struct import_ctx {
@@ -377,6 +377,15 @@ static uint64_t winner_median(const kc_tuning_rec_t *t)
     return UINT64_MAX;
 }
 
+/* How prefer "faster" ranks a tuning or group, lower first: a tuning by its
+ * winner's median time, a group by how recently it was updated. */
+static uint64_t preference(const kc_record_t *rec)
+{
+    if (rec->kind == KC_REC_TUNING)
+        return winner_median(&rec->u.tuning);
+    return UINT64_MAX - rec->u.group.updated;
+}
+
 static int check_record(import_ctx_t *c, frame_t *f)
 {
     kc_record_t *rec = NULL;
@@ -409,14 +418,14 @@ static int check_record(import_ctx_t *c, frame_t *f)
                             ? "the key is not the hash of the group's name"
                             : "the key is not the hash of the record's preimage");
     } else if (f->kind == KC_REC_GROUP) {
-        f->median_ns = rec->u.group.updated; /* for prefer "faster": the newer */
+        f->rank = preference(rec);
     } else if (f->kind == KC_REC_BINMETA) {
         f->ref = rec->u.binmeta.build;
     } else if (f->kind == KC_REC_BUILD) {
         f->ref = rec->u.build.blob;
     } else {
         f->ref = rec->u.tuning.winner_build;
-        f->median_ns = winner_median(&rec->u.tuning);
+        f->rank = preference(rec);
     }
     kc_free(rec);
     return rc;
@@ -499,9 +508,11 @@ static int require_group_blobs(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
     return rc;
 }
 
-/* Whether the bundle's group f replaces the stored one, v: incoming
- * always, faster (for groups: newer) when its updated time is later. */
-static int group_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
+/* Whether the bundle's tuning or group f replaces the stored one, v:
+ * always for prefer "incoming", never for "existing", and for "faster"
+ * when it ranks first (preference). A stored record that does not decode
+ * loses to a sound one. */
+static int incoming_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
 {
     kc_record_t *old = NULL;
     int wins;
@@ -511,30 +522,10 @@ static int group_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
     if (c->prefer != KC_PREFER_FASTER)
         return 0;
     if (kc_record_decode(v->mv_data, v->mv_size, &old) != KC_OK ||
-        old->kind != KC_REC_GROUP)
+        (int)old->kind != (int)f->kind)
         wins = 1;
     else
-        wins = f->median_ns > old->u.group.updated;
-    kc_free(old);
-    return wins;
-}
-
-/* Whether the bundle's tuning f replaces the stored one, v. */
-static int tuning_wins(const import_ctx_t *c, const frame_t *f, const MDB_val *v)
-{
-    kc_record_t *old = NULL;
-    int wins;
-
-    if (c->prefer == KC_PREFER_INCOMING)
-        return 1;
-    if (c->prefer != KC_PREFER_FASTER)
-        return 0;
-    /* A stored tuning that does not decode loses to a sound one. */
-    if (kc_record_decode(v->mv_data, v->mv_size, &old) != KC_OK ||
-        old->kind != KC_REC_TUNING)
-        wins = 1;
-    else
-        wins = f->median_ns < winner_median(&old->u.tuning);
+        wins = f->rank < preference(old);
     kc_free(old);
     return wins;
 }
@@ -569,8 +560,7 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
             c->stats.present++;
             return 0;
         }
-        if (f->kind == KC_REC_TUNING ? !tuning_wins(c, f, &old)
-                                     : !group_wins(c, f, &old)) {
+        if (!incoming_wins(c, f, &old)) {
             c->stats.kept++;
             return 0;
         }

@@ -487,13 +487,16 @@ static void test_a_json_spec_with_candidates_loads_and_launches(void **state)
 
 /* Imported binaries in a lower layer (an image's store): the tuning goes
  * to the writable layer above, with the winner's build and its binmeta
- * copied up beside it, so the next process finds all three there. */
+ * copied up beside it, so the next process finds all three there. The
+ * binary asks for 64 KiB of shared memory: the second process's store hit
+ * launches it only if loading the stored winner made the opt-in. */
 static void test_a_winner_from_a_lower_layer_is_copied_up_with_its_metadata(void **state)
 {
     fx_t *f = *state;
     kc_param_t cfg[] = {{"XBLOCK", 128}};
     kc_prebuilt_t c[] = {
-        {put_prebuilt(f, &(meta_t){.warps = 4, .tag = "lower"}), cfg, 1}};
+        {put_prebuilt(f, &(meta_t){.warps = 4, .smem = 64 * 1024, .tag = "lower"}), cfg,
+         1}};
     kc_kernel_spec_t s = prebuilt_spec("tadd_layers", c, 1);
     kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     kc_kernel_t *k;

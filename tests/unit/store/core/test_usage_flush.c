@@ -1,7 +1,8 @@
-/* Usage stamps past the automatic-flush threshold are written by the
- * store's flusher thread, not on the caller's hit path: the caller's
- * touches only buffer, and the stamps reach the database while the caller
- * does nothing; close joins the flusher and writes what is left. */
+/* Usage stamps past the automatic-flush threshold reach the database while
+ * the caller makes no call (the store's flusher thread writes them); close
+ * joins the flusher and writes what is left. That the flush no longer runs
+ * on the caller's hit path is a matter of time, shown by kcache_bench_hits
+ * (BENCHMARKS.md), not asserted here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,27 +19,16 @@
 #include "kcache/errors.h"
 #include "kcache/store.h"
 
-typedef struct fixture {
-    char root[512];
-    kc_store_t *st;
-} fixture_t;
+typedef kct_store_fx_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    if (!f ||
-        kct_store_scratch("test_usage_flush", f->root, sizeof(f->root), &f->st) != 0)
-        return -1;
-    *state = f;
-    return 0;
+    return kct_store_fx_setup(state, "test_usage_flush");
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    kct_store_scratch_free(f->root, f->st);
-    free(f);
-    return 0;
+    return kct_store_fx_teardown(state);
 }
 
 static uint64_t usage_records(kc_store_t *st)
@@ -57,7 +47,8 @@ static kc_key_t key_of(uint32_t i)
     return k;
 }
 
-static void test_the_flusher_writes_stamps_off_the_callers_path(void **state)
+static void
+test_stamps_past_the_threshold_reach_the_database_without_a_flush_call(void **state)
 {
     fixture_t *f = *state;
     const uint32_t n = 4096 + 100; /* past the automatic flush */
@@ -92,13 +83,12 @@ static void test_close_writes_every_pending_stamp(void **state)
     assert_int_equal(usage_records(f->st), n);
 }
 
-static void
-test_a_store_closed_without_reaching_the_threshold_starts_no_flusher(void **state)
+static void test_close_writes_a_stamp_below_the_threshold(void **state)
 {
     fixture_t *f = *state;
     kc_key_t k = key_of(1);
     assert_int_equal(kc_store_touch(f->st, KC_REC_BLOB, &k), KC_OK);
-    kc_store_close(f->st); /* joins nothing, writes the one stamp */
+    kc_store_close(f->st);
     assert_int_equal(kc_store_open(f->root, NULL, &f->st), KC_OK);
     assert_int_equal(usage_records(f->st), 1);
 }
@@ -107,12 +97,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_the_flusher_writes_stamps_off_the_callers_path, setup, teardown),
+            test_stamps_past_the_threshold_reach_the_database_without_a_flush_call, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_close_writes_every_pending_stamp, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_store_closed_without_reaching_the_threshold_starts_no_flusher, setup,
-            teardown),
+        cmocka_unit_test_setup_teardown(test_close_writes_a_stamp_below_the_threshold,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

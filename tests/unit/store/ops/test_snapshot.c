@@ -18,26 +18,16 @@
 #include "kcache/errors.h"
 #include "kcache/store.h"
 
-typedef struct fixture {
-    char root[512];
-    kc_store_t *st;
-} fixture_t;
+typedef kct_store_fx_t fixture_t;
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    if (!f || kct_store_scratch("test_snapshot", f->root, sizeof(f->root), &f->st) != 0)
-        return -1;
-    *state = f;
-    return 0;
+    return kct_store_fx_setup(state, "test_snapshot");
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    kct_store_scratch_free(f->root, f->st);
-    free(f);
-    return 0;
+    return kct_store_fx_teardown(state);
 }
 
 static void publish(kc_store_t *st, uint64_t id)
