@@ -15,11 +15,16 @@ Run on the GPU machine (PyTorch and Triton installed there):
    binary's specialization (n not a multiple of 16) is refused naming 'n'.
 4. First call in a fresh process: kcache (launcher, spec, stored tuning,
    launch, sync) vs Triton's warm start of the same autotuned kernel with
-   cache_results=True (first call to synchronized result), side by side.
+   cache_results=True and with Triton's default (it benchmarks the configs
+   again), first call to synchronized result, side by side.
+5. Footprint: the bytes of Triton's cache directory vs the kcache store
+   that imported it (data.mdb as written, and a `cachectl snapshot` of it),
+   per kernel.
 Prints one JSON summary line and exits non-zero on any mismatch.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +58,11 @@ def scale_add(x_ptr, y_ptr, out_ptr, n, XBLOCK: tl.constexpr):
     x = tl.load(x_ptr + offs, mask=m)
     y = tl.load(y_ptr + offs, mask=m)
     tl.store(out_ptr + offs, x * 3.0 + tl.sin(y), mask=m)
+
+
+# The same kernel under Triton's default autotuning (no cache_results): a
+# warm start finds the binaries in the cache and benchmarks them again.
+scale_add_default = triton.autotune(configs=CONFIGS, key=["n"])(scale_add.fn)
 
 
 @triton.jit
@@ -351,34 +361,64 @@ def main():
         failures.append("no Inductor kernel was launched through kcache")
 
     # First call in a fresh process, side by side, 5 rounds each.
-    warm = ("import os,time,torch,triton,sys\n"
-            "sys.path.insert(0, %r)\n"
-            "import triton_roundtrip as t\n"
-            "x=torch.randn(%d,device='cuda');y=torch.randn_like(x);o=torch.empty_like(x)\n"
-            "torch.cuda.synchronize()\n"
-            "t0=time.perf_counter()\n"
-            "t.scale_add[lambda m:(triton.cdiv(%d,m['XBLOCK']),)](x,y,o,%d)\n"
-            "torch.cuda.synchronize()\n"
-            "print((time.perf_counter()-t0)*1e6)\n") % (
-                os.path.dirname(os.path.abspath(__file__)), n, n, n)
+    def warm(fn):
+        return ("import os,time,torch,triton,sys\n"
+                "sys.path.insert(0, %r)\n"
+                "import triton_roundtrip as t\n"
+                "x=torch.randn(%d,device='cuda');y=torch.randn_like(x);o=torch.empty_like(x)\n"
+                "torch.cuda.synchronize()\n"
+                "t0=time.perf_counter()\n"
+                "t.%s[lambda m:(triton.cdiv(%d,m['XBLOCK']),)](x,y,o,%d)\n"
+                "torch.cuda.synchronize()\n"
+                "print((time.perf_counter()-t0)*1e6)\n") % (
+                    os.path.dirname(os.path.abspath(__file__)), n, fn, n, n)
     env = dict(os.environ, KC_ROUNDTRIP_IMPORT_ONLY="1")
-    tri, kcs = [], []
+    # The default-autotuning variant's binaries enter the cache on a first
+    # (untimed) run; its warm starts below then benchmark the configs again.
+    rc, so, se = run([sys.executable, "-c", warm("scale_add_default")], env=env)
+    if rc != 0:
+        failures.append("triton default autotune, first run: " + se.strip()[-300:])
+    tri, tri_def, kcs, kc_parts = [], [], [], []
     for _ in range(5):
-        rc, so, se = run([sys.executable, "-c", warm], env=env)
-        if rc == 0:
-            tri.append(float(so.strip().splitlines()[-1]))
-        else:
-            failures.append("triton warm start: " + se.strip()[-300:])
-            break
+        for fn, dst in (("scale_add", tri), ("scale_add_default", tri_def)):
+            rc, so, se = run([sys.executable, "-c", warm(fn)], env=env)
+            if rc == 0:
+                dst.append(float(so.strip().splitlines()[-1]))
+            else:
+                failures.append("triton warm start (%s): %s" % (fn, se.strip()[-300:]))
         rc, st, se = kc("scale_add", *add_args)
         if rc == 0:
             kcs.append(st["first_call_us"])
-    if tri and kcs:
-        tri.sort()
-        kcs.sort()
-        result["first_call_us"] = {"kcache": kcs, "triton_warm_cache_results": tri,
-                                   "median_ratio_triton_over_kcache":
-                                       round(tri[len(tri) // 2] / kcs[len(kcs) // 2], 1)}
+            kc_parts.append({k: st[k] for k in ("create_us", "load_us", "launch_us")
+                             if k in st})
+    if tri and kcs and tri_def:
+        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        result["first_call_us"] = {
+            "kcache": sorted(kcs), "kcache_parts": kc_parts,
+            "triton_warm_cache_results": sorted(tri),
+            "triton_warm_default": sorted(tri_def),
+            "median_ratio_triton_cache_results_over_kcache": round(med(tri) / med(kcs), 1),
+            "median_ratio_triton_default_over_kcache": round(med(tri_def) / med(kcs), 1)}
+
+    # Footprint: Triton's cache directory vs the store that imported it.
+    def tree_bytes(root):
+        return sum(os.path.getsize(os.path.join(dp, f))
+                   for dp, _, fs in os.walk(root) for f in fs)
+    snap = os.path.join(out, "store-snapshot")
+    shutil.rmtree(snap, ignore_errors=True)
+    rc, so, se = run([cachectl, "-s", store, "snapshot", snap])
+    kernels = sum(1 for hd in os.listdir(tcache)
+                  for f in os.listdir(os.path.join(tcache, hd)) if f.endswith(".cubin"))
+    tb = tree_bytes(tcache)
+    fp = {"kernels": kernels, "triton_cache_bytes": tb,
+          "store_bytes": os.path.getsize(os.path.join(store, "data.mdb"))}
+    if rc == 0:
+        fp["snapshot_bytes"] = os.path.getsize(os.path.join(snap, "data.mdb"))
+        fp["triton_over_snapshot"] = round(tb / fp["snapshot_bytes"], 2)
+    else:
+        failures.append("cachectl snapshot: " + se.strip()[-300:])
+    fp["triton_over_store"] = round(tb / fp["store_bytes"], 2)
+    result["footprint"] = fp
     result["failures"] = failures
     print(json.dumps(result))
     sys.exit(1 if failures else 0)

@@ -61,6 +61,12 @@ static void *read_file(const char *path, size_t *len)
     return buf;
 }
 
+static double us_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e6 +
+           (double)(b->tv_nsec - a->tv_nsec) / 1e3;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -92,7 +98,7 @@ int main(int argc, char **argv)
         return 77;
     }
 
-    struct timespec t0, t1;
+    struct timespec t0 = {0}, t1 = {0}, t_created = {0}, t_loaded = {0};
     double first_us = 0;
     kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
     o.store_dir = argv[1];
@@ -161,10 +167,12 @@ int main(int argc, char **argv)
             dims[i] /= 4;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = kc_launcher_create(&o, &l);
+    clock_gettime(CLOCK_MONOTONIC, &t_created);
     if (rc == KC_OK)
         rc = kc_kernel_load_file(l, argv[2], &ks, &nk);
     if (rc == KC_OK)
         rc = kc_kernel_find(l, argv[3], &k);
+    clock_gettime(CLOCK_MONOTONIC, &t_loaded);
     if (rc != KC_OK) {
         fprintf(stderr, "kc_run_spec: %s: %s\n", kc_strerror(rc),
                 l ? kc_launcher_errmsg(l) : kc_launcher_create_errmsg());
@@ -183,8 +191,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            first_us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 +
-                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
+            first_us = us_between(&t0, &t1);
         }
     }
     if (sync()) {
@@ -209,9 +216,11 @@ int main(int argc, char **argv)
     size_t nc = 0;
     kc_kernel_stats(k, &st);
     kc_kernel_last_config(k, cfg, 16, &nc);
-    printf("{\"first_call_us\": %.1f, \"tunes\": %" PRIu64 ", \"store_hits\": %" PRIu64
+    printf("{\"first_call_us\": %.1f, \"create_us\": %.1f, \"load_us\": %.1f, "
+           "\"launch_us\": %.1f, \"tunes\": %" PRIu64 ", \"store_hits\": %" PRIu64
            ", \"compiles\": %" PRIu64 ", \"launches\": %" PRIu64 ", \"config\": {",
-           first_us, st.tunes, st.store_hits, st.compiles, st.launches);
+           first_us, us_between(&t0, &t_created), us_between(&t_created, &t_loaded),
+           us_between(&t_loaded, &t1), st.tunes, st.store_hits, st.compiles, st.launches);
     for (size_t i = 0; i < nc; i++)
         printf("%s\"%s\": %" PRId64, i ? ", " : "", cfg[i].name, cfg[i].value);
     printf("}}\n");
