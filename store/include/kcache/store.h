@@ -305,6 +305,7 @@ typedef enum kc_counter {
     KC_COUNTER_MISS_BUILD_UNUSABLE, /* a tuning, but its build or cubin missing or bad */
     KC_COUNTER_COMPILE_US_SAVED,    /* stored builds' compile_us, summed over hits */
     KC_COUNTER_TUNE_US_SAVED,       /* stored tunings' tuning_us, summed over hits */
+    KC_COUNTER_USAGE_DROPPED,       /* usage stamps dropped: the flusher fell behind */
     KC_COUNTER_COUNT_
 } kc_counter_t;
 

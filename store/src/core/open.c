@@ -284,6 +284,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     st->max_size = opts->max_size ? opts->max_size : kc__envvar_size("KCACHE_MAX_SIZE");
     pthread_mutex_init(&st->pending_lock, NULL);
     pthread_cond_init(&st->flush_cv, NULL);
+    pthread_cond_init(&st->flushed_cv, NULL);
 
     rc = kc__env_acquire(dir, &eo, &st->env, msg, sizeof(msg));
     if (rc != KC_OK) {
@@ -293,10 +294,12 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     rc = check_format(st, opts->flags);
     if (rc != KC_OK)
         goto fail_mutex;
+    kc__usage_register(st);
     *out = st;
     return KC_OK;
 
 fail_mutex:
+    pthread_cond_destroy(&st->flushed_cv);
     pthread_cond_destroy(&st->flush_cv);
     pthread_mutex_destroy(&st->pending_lock);
 fail:
@@ -311,10 +314,12 @@ void kc_store_close(kc_store_t *store)
 {
     if (!store)
         return;
+    kc__usage_unregister(store);
     kc__usage_flusher_stop(store);
     kc_store_flush(store);
     kc__env_release(store->env);
     free(store->pending.usage.ent);
+    pthread_cond_destroy(&store->flushed_cv);
     pthread_cond_destroy(&store->flush_cv);
     pthread_mutex_destroy(&store->pending_lock);
     free(store->path);

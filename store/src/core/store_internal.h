@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "diag.h"
@@ -62,8 +63,16 @@ struct kc_store {
     pthread_t flusher;
     pthread_cond_t flush_cv;
     int flusher_started;
+    pid_t flusher_pid; /* the process it runs in (a forked child has none) */
     int flush_wanted;
     int flusher_stop;
+    /* kc_store_flush calls under way, and a condition signalled when one
+     * ends: the flush at process exit waits on it (bounded). */
+    int flushes_running;
+    pthread_cond_t flushed_cv;
+    /* Open handles of this process, for the flush at exit (core/usage.c). */
+    struct kc_store *open_prev, *open_next;
+    pid_t opened_pid;
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
@@ -71,6 +80,11 @@ struct kc_store {
 
 /* Stop and join the usage flusher (kc_store_close, before its last flush). */
 void kc__usage_flusher_stop(kc_store_t *st);
+
+/* Enter a new handle in the list flushed at process exit, and remove it
+ * (kc_store_open, kc_store_close). */
+void kc__usage_register(kc_store_t *st);
+void kc__usage_unregister(kc_store_t *st);
 
 /* ---- messages.c: per-thread messages --------------------------------------- */
 

@@ -1,19 +1,31 @@
 /* Usage stamps (for LRU) and persistent counters. Both are buffered in the
- * handle and written together, by kc_store_flush, a publish or close. */
+ * handle and written together, by kc_store_flush, a publish or close, the
+ * handle's flusher thread, or at process exit. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_internal.h"
 #include "wire.h"
 
 /* Usage stamps are flushed on their own once this many are buffered, so
  * that a long-running process holds a bounded amount of them: by the
- * store's flusher thread, off the caller's path. If they reach
- * USAGE_INLINE_FLUSH (the flusher cannot keep up, or could not be started,
- * or this is a forked child where it does not run), the caller flushes. */
+ * store's flusher thread, off the caller's path. The buffer is bounded at
+ * USAGE_MAX_PENDING distinct stamps: past it, while the flusher is behind
+ * (another process holds the write lock, a slow disk), a stamp for a key
+ * not buffered yet is dropped and counted (KC_COUNTER_USAGE_DROPPED); a
+ * hit never waits for a write. Only where no flusher can run (it could not
+ * be started, or this is a forked child of the process that opened the
+ * store) does the caller flush, at that bound. */
 #define USAGE_AUTOFLUSH 4096
-#define USAGE_INLINE_FLUSH (4 * USAGE_AUTOFLUSH)
+#define USAGE_MAX_PENDING (4 * USAGE_AUTOFLUSH)
+
+/* At process exit, buffered stamps and counters of every open handle are
+ * handed to its flusher, and the exit waits for them at most this long in
+ * all (a write lock held elsewhere must not hold the process up). */
+#define USAGE_EXIT_FLUSH_MS 1000
 
 static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "hits",
@@ -28,6 +40,7 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "miss_build_unusable",
     "compile_us_saved",
     "tune_us_saved",
+    "usage_dropped",
 };
 
 const char *kc_counter_name(int counter)
@@ -240,10 +253,13 @@ static void *flusher_main(void *arg)
  * will flush, -1 when it cannot (the caller flushes). Under pending_lock. */
 static int request_flush_locked(kc_store_t *st)
 {
+    if (st->flusher_started && st->flusher_pid != getpid())
+        return -1; /* a forked child: the thread stayed in the parent */
     if (!st->flusher_started) {
         if (pthread_create(&st->flusher, NULL, flusher_main, st) != 0)
             return -1;
         st->flusher_started = 1;
+        st->flusher_pid = getpid();
     }
     st->flush_wanted = 1;
     pthread_cond_signal(&st->flush_cv);
@@ -253,7 +269,7 @@ static int request_flush_locked(kc_store_t *st)
 void kc__usage_flusher_stop(kc_store_t *st)
 {
     pthread_mutex_lock(&st->pending_lock);
-    int started = st->flusher_started;
+    int started = st->flusher_started && st->flusher_pid == getpid();
     st->flusher_stop = 1;
     pthread_cond_signal(&st->flush_cv);
     pthread_mutex_unlock(&st->pending_lock);
@@ -261,11 +277,19 @@ void kc__usage_flusher_stop(kc_store_t *st)
         pthread_join(st->flusher, NULL);
 }
 
+/* Whether a stamp for (kind, key) would take a new slot of a full buffer. */
+static int usage_full_for(const kc__usage_tab_t *t, uint8_t kind, const kc_key_t *key)
+{
+    if (t->len < USAGE_MAX_PENDING)
+        return 0;
+    return usage_slot((kc__usage_tab_t *)t, kind, key)->kind == 0;
+}
+
 int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
 {
     int inline_flush = 0;
     size_t len;
-    int rc;
+    int rc = KC_OK;
 
     if (!store || !key)
         return KC_EINVAL;
@@ -276,11 +300,18 @@ int kc_store_touch(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key)
     if (store->readonly)
         return KC_OK;
     pthread_mutex_lock(&store->pending_lock);
+    if (usage_full_for(&store->pending.usage, (uint8_t)kind, key) &&
+        request_flush_locked(store) == 0) {
+        /* The flusher is behind: drop this stamp rather than wait. */
+        store->pending.counters[KC_COUNTER_USAGE_DROPPED]++;
+        pthread_mutex_unlock(&store->pending_lock);
+        return KC_OK;
+    }
     rc = usage_add(&store->pending.usage, (uint8_t)kind, key, kc__now_s(), 1);
     len = store->pending.usage.len;
     if (rc == KC_OK && len >= USAGE_AUTOFLUSH && !store->flush_wanted)
         inline_flush = request_flush_locked(store) != 0;
-    if (len >= USAGE_INLINE_FLUSH)
+    if (len >= USAGE_MAX_PENDING && request_flush_locked(store) != 0)
         inline_flush = 1;
     pthread_mutex_unlock(&store->pending_lock);
     if (rc != KC_OK)
@@ -318,19 +349,95 @@ int kc_store_flush(kc_store_t *store)
     if (!store)
         return KC_EINVAL;
     kc__store_begin_call(store);
-    kc__pending_take(store, &p);
-    if (store->readonly || pending_empty(&p)) {
-        free(p.usage.ent);
-        return KC_OK;
+    pthread_mutex_lock(&store->pending_lock);
+    p = store->pending;
+    memset(&store->pending, 0, sizeof(store->pending));
+    store->flushes_running++;
+    pthread_mutex_unlock(&store->pending_lock);
+    rc = 0;
+    if (!store->readonly && !pending_empty(&p)) {
+        flush_ctx_t c = {store->env, &p};
+        rc = kc__env_write(store->env, flush_fn, &c);
     }
-    flush_ctx_t c = {store->env, &p};
-    rc = kc__env_write(store->env, flush_fn, &c);
-    if (rc != 0) {
+    if (rc != 0)
         kc__pending_restore(store, &p);
+    else
+        free(p.usage.ent);
+    pthread_mutex_lock(&store->pending_lock);
+    store->flushes_running--;
+    pthread_cond_broadcast(&store->flushed_cv);
+    pthread_mutex_unlock(&store->pending_lock);
+    if (rc != 0)
         return kc__store_finish(store, rc, "flush");
-    }
-    free(p.usage.ent);
     return KC_OK;
+}
+
+/* ---- the flush at process exit ---------------------------------------------- */
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static kc_store_t *open_head;
+
+void kc__usage_register(kc_store_t *st)
+{
+    st->opened_pid = getpid();
+    pthread_mutex_lock(&open_lock);
+    st->open_prev = NULL;
+    st->open_next = open_head;
+    if (open_head)
+        open_head->open_prev = st;
+    open_head = st;
+    pthread_mutex_unlock(&open_lock);
+}
+
+void kc__usage_unregister(kc_store_t *st)
+{
+    pthread_mutex_lock(&open_lock);
+    if (st->open_prev)
+        st->open_prev->open_next = st->open_next;
+    else if (open_head == st)
+        open_head = st->open_next;
+    if (st->open_next)
+        st->open_next->open_prev = st->open_prev;
+    st->open_prev = st->open_next = NULL;
+    pthread_mutex_unlock(&open_lock);
+}
+
+/* A handle's buffered stamps and counters, handed to its flusher; waits
+ * until they are written or the deadline passes. Under open_lock, so no
+ * handle is closed meanwhile. */
+static void flush_one_at_exit(kc_store_t *st, const struct timespec *deadline)
+{
+    if (st->readonly || st->opened_pid != getpid())
+        return; /* a forked child must not use its parent's environment */
+    pthread_mutex_lock(&st->pending_lock);
+    if (!pending_empty(&st->pending) && !st->flusher_stop &&
+        request_flush_locked(st) == 0) {
+        while (!pending_empty(&st->pending) || st->flush_wanted || st->flushes_running) {
+            if (pthread_cond_timedwait(&st->flushed_cv, &st->pending_lock, deadline) ==
+                ETIMEDOUT)
+                break;
+        }
+    }
+    pthread_mutex_unlock(&st->pending_lock);
+}
+
+/* Runs at exit() and when the library is unloaded. A handle closed by the
+ * program has flushed already; this covers those left open. */
+__attribute__((destructor)) static void flush_open_stores_at_exit(void)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += USAGE_EXIT_FLUSH_MS / 1000;
+    deadline.tv_nsec += (long)(USAGE_EXIT_FLUSH_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&open_lock);
+    for (kc_store_t *st = open_head; st; st = st->open_next)
+        flush_one_at_exit(st, &deadline);
+    pthread_mutex_unlock(&open_lock);
 }
 
 static int zero_fn(MDB_txn *txn, void *arg)
