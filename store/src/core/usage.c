@@ -434,7 +434,10 @@ __attribute__((destructor)) static void flush_open_stores_at_exit(void)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    pthread_mutex_lock(&open_lock);
+    /* Timed: in a child forked while another thread held the lock, it is
+     * never released. */
+    if (pthread_mutex_timedlock(&open_lock, &deadline) != 0)
+        return;
     for (kc_store_t *st = open_head; st; st = st->open_next)
         flush_one_at_exit(st, &deadline);
     pthread_mutex_unlock(&open_lock);
