@@ -414,7 +414,8 @@ class Store:
 
     Args:
         path: a store directory, a colon-separated list of directories
-            searched in order (``kcache/layers.h``), or None for the
+            searched in order (``kcache/layers.h``; an entry ``ro=DIR`` is
+            a read-only layer, even for root), or None for the
             default stores of the environment (``KCACHE_PATH``, else
             ``KCACHE_DIR``, else ``$XDG_CACHE_HOME/kcache``, else
             ``$HOME/.cache/kcache``).
@@ -442,7 +443,9 @@ class Store:
             self._layers = h.value
         else:
             p = os.fspath(path)
-            if ":" in p:
+            # A search path (or one entry marked read-only, "ro=DIR") is
+            # the C library's to parse, as KCACHE_PATH is.
+            if ":" in p or p.startswith("ro="):
                 rc = L.kc_layers_open(p.encode(), byref(o), byref(h))
                 _lib.check(rc, _lib.open_msg(), "cannot open stores %s" % p)
                 self._layers = h.value

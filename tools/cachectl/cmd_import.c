@@ -41,7 +41,7 @@ static const struct option longopts[] = {
  * other writing commands it creates a missing store. */
 static kc_store_t *open_or_create(const ctl_opts_t *o)
 {
-    const char *dir = ctl_store_dir(o);
+    const char *dir = ctl_target_dir(o, 1, NULL);
     kc_store_t *st = NULL;
     int rc;
 

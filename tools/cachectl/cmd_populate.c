@@ -323,7 +323,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 
     /* Populating makes the store if it is missing: baking a new image
      * starts from nothing. */
-    dir = ctl_store_dir(o);
+    dir = ctl_target_dir(o, 1, NULL);
     if (!dir) {
         status = CTL_EXIT_FAIL;
         goto out;

@@ -47,15 +47,30 @@ const char *ctl_store_dir(const ctl_opts_t *o);
  * message and returns NULL on failure. */
 kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable);
 
+/* The store a writing command works on: -s, else the first writable layer
+ * of KCACHE_PATH (a layer marked ro=, sealed or not writable is passed
+ * over; create: a missing first layer is created, as a publish would), else
+ * KCACHE_DIR or the default. *layer (may be NULL) receives its index in
+ * KCACHE_PATH, or (size_t)-1 when KCACHE_PATH did not choose it. Skipped
+ * layers are warned about on stderr. NULL (after printing why) if none. */
+const char *ctl_target_dir(const ctl_opts_t *o, int create, size_t *layer);
+/* ctl_store_open on ctl_target_dir(o, 0, layer), opened for writing or
+ * not: gc's dry run reads the store a real run would change. */
+kc_store_t *ctl_store_open_target(const ctl_opts_t *o, int writable, size_t *layer);
+/* ctl_store_open on dir (NULL: ctl_store_dir). */
+kc_store_t *ctl_store_open_dir(const ctl_opts_t *o, int writable, const char *dir);
+
 /* The stores that ls, show, stats and get read, read-only: the store of -s
  * if given, else the layers of KCACHE_PATH, else the single default store.
  * Other commands work on one store: -s, else the first entry of
  * KCACHE_PATH (its writable top), else KCACHE_DIR or the default. Prints
- * the reason and returns NULL on failure. */
+ * the reason and returns NULL on failure. Layers of KCACHE_PATH that were
+ * skipped are warned about on stderr. */
 kc_layers_t *ctl_layers_open(const ctl_opts_t *o);
 /* The layers as a JSON array of {index, path, writable}. */
 json_t *ctl_json_layers(const kc_layers_t *layers);
-/* A "layers:" legend after a table, and any layer that was skipped. */
+/* A "layers:" legend after a table, with why a layer is read-only.
+ * (ctl_layers_open warns of skipped layers on stderr.) */
 void ctl_print_layers(const kc_layers_t *layers);
 
 /* Resolve a KEY argument. Returns CTL_EXIT_USAGE for text that is not a hex
