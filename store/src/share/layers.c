@@ -2,6 +2,7 @@
  * in order. */
 #include "kcache/layers.h"
 
+#include "envvar.h"
 #include "fsinfo.h"
 #include "opts.h"
 #include "store_internal.h"
@@ -65,6 +66,10 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
                                    "kc_layers_open: opts->size is %zu, this library's is "
                                    "%zu (use KC_STORE_OPTS_INIT)",
                                    opts->size, sizeof(o));
+    /* A bad setting fails the whole path, not each layer in turn. */
+    if (!o.max_size &&
+        kc__envvar_size("KCACHE_MAX_SIZE", &o.max_size, msg, sizeof(msg)) != KC_OK)
+        return kc__store_open_fail(KC_EINVAL, "%s", msg);
     l = calloc(1, sizeof(*l));
     list = strdup(path_list);
     if (!l || !list) {
