@@ -24,6 +24,7 @@ static const char help[] =
     "                      default when it is not a terminal); FILE appears only\n"
     "                      once the bundle is complete\n"
     "      --arch A        only builds and tunings for target A, e.g. sm_90\n"
+    "                      (or 90)\n"
     "      --name GLOB     only builds and tunings whose kernel entry matches GLOB\n"
     "      --since T       only builds and tunings created after T: unix seconds,\n"
     "                      a date YYYY-MM-DD (UTC), or an age such as 2h, 3d, 1w\n"
@@ -111,7 +112,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             output = optarg;
             break;
         case 'a':
-            filter.arch = optarg;
+            if (!(filter.arch = ctl_arch_arg(self->name, optarg, &status)))
+                return status;
             break;
         case 'n':
             filter.name = optarg;

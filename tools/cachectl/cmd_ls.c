@@ -372,7 +372,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             kind_arg = optarg;
             break;
         case 'a':
-            c.arch = optarg;
+            if (!(c.arch = ctl_arch_arg(self->name, optarg, &rc)))
+                return rc;
             break;
         case 'n':
             c.name = optarg;

@@ -302,6 +302,32 @@ void ctl_print_layers(const kc_layers_t *layers)
     }
 }
 
+int ctl_arch_parse(const char *arg, char *out, size_t cap)
+{
+    const char *a = arg;
+    size_t digits = 0;
+
+    if (strncmp(a, "sm_", 3) == 0)
+        a += 3;
+    while (a[digits] >= '0' && a[digits] <= '9')
+        digits++;
+    if (digits < 2 || digits > 3 || a[0] == '0')
+        return 0;
+    if (a[digits] && !((a[digits] == 'a' || a[digits] == 'f') && !a[digits + 1]))
+        return 0;
+    return (size_t)snprintf(out, cap, "sm_%s", a) < cap;
+}
+
+const char *ctl_arch_arg(const char *cmd, const char *arg, int *status)
+{
+    static char buf[16];
+
+    if (ctl_arch_parse(arg, buf, sizeof buf))
+        return buf;
+    *status = ctl_usage_err(cmd, "bad arch '%s' (expected " CTL_ARCH_FORMS ")", arg);
+    return NULL;
+}
+
 int ctl_key_syntax_ok(const char *arg)
 {
     kc_key_prefix_t p;

@@ -85,6 +85,17 @@ int ctl_key_resolve_layers(const kc_layers_t *layers, const char *cmd, const cha
                            int kind, kc_rec_kind_t *kind_out, kc_key_t *key_out,
                            kc_store_t **store_out);
 
+/* An --arch argument as stored: "sm_90", "sm_90a", "sm_100f", or the same
+ * without "sm_" ("90" is sm_90), into out[cap]. 0 if it is neither (the
+ * caller reports it with CTL_ARCH_FORMS), 1 otherwise. Every --arch option
+ * (ls, export, why, populate) reads its argument so: a filter never
+ * silently matches nothing because of the arch's spelling. */
+int ctl_arch_parse(const char *arg, char *out, size_t cap);
+#define CTL_ARCH_FORMS "sm_NN, sm_NNa, sm_NNf or NN, e.g. sm_90 or 90"
+/* ctl_arch_parse for a command's --arch, into a static buffer: NULL after
+ * a usage error (*status set to CTL_EXIT_USAGE). */
+const char *ctl_arch_arg(const char *cmd, const char *arg, int *status);
+
 /* Check the syntax of a KEY argument without a store. */
 int ctl_key_syntax_ok(const char *arg);
 
