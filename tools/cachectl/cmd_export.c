@@ -144,7 +144,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                                          "pass -o FILE or redirect the output");
     summary = to_stdout ? stderr : stdout;
 
-    if (sign && ctl_load_key("export", "--sign", sign, 1, &key) != 0)
+    if (sign && ctl_load_key("export", "--sign", sign, CTL_KEY_SECRET, &key) != 0)
         return CTL_EXIT_FAIL;
     if (!(st = ctl_store_open(o, 0)))
         goto done;

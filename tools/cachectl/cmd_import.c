@@ -117,7 +117,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     /* A trust setting that cannot be read refuses everything rather than
      * falling back to accepting unsigned bundles. */
     if (trust_path) {
-        if (ctl_load_key("import", trust_from, trust_path, 0, &trust) != 0)
+        if (ctl_load_key("import", trust_from, trust_path, CTL_KEY_PUBLIC, &trust) != 0)
             return CTL_EXIT_FAIL;
         io.trust = &trust;
     }
