@@ -328,6 +328,16 @@ const char *ctl_arch_arg(const char *cmd, const char *arg, int *status)
     return NULL;
 }
 
+int ctl_build_attrs_known(const kc_build_rec_t *b)
+{
+    return b->max_threads != 0;
+}
+
+json_t *ctl_json_attr(const kc_build_rec_t *b, uint32_t v)
+{
+    return ctl_build_attrs_known(b) ? json_integer(v) : json_null();
+}
+
 int ctl_key_syntax_ok(const char *arg)
 {
     kc_key_prefix_t p;

@@ -96,6 +96,16 @@ int ctl_arch_parse(const char *arg, char *out, size_t cap);
  * a usage error (*status set to CTL_EXIT_USAGE). */
 const char *ctl_arch_arg(const char *cmd, const char *arg, int *status);
 
+/* Whether a build's resource fields (registers, static_smem, max_threads,
+ * local_bytes) were measured: they come from the driver, so a build
+ * compiled without a GPU (populate) or imported from another compiler
+ * stores 0 in all of them, and max_threads 0 says so (a loaded function
+ * always allows at least 1 thread). Unknown fields print as "?" and are
+ * null in JSON, never 0. */
+int ctl_build_attrs_known(const kc_build_rec_t *b);
+/* A build resource field as JSON: the number, or null when unknown. */
+json_t *ctl_json_attr(const kc_build_rec_t *b, uint32_t v);
+
 /* Check the syntax of a KEY argument without a store. */
 int ctl_key_syntax_ok(const char *arg);
 
