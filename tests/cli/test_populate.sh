@@ -97,6 +97,16 @@ cc -s "$S" populate --manifest "$WORK/broken.json" --arch sm_80
 check "a kernel with no config that compiles fails the run and says why" \
     eval '[ $rc -eq 1 ] && err_has "pop.broken: no candidate compiled" && grep -q "BLOCK=64 failed: compile error" "$OUT"'
 
+# An entry the source does not define: NVRTC compiles it without a word,
+# the cubin's symbol table says it is not there.
+sed 's/"entry": "scale"/"entry": "scal"/' "$WORK/manifest.json" >"$WORK/typo.json"
+cc -s "$WORK/typo-store" populate --manifest "$WORK/typo.json" --arch sm_90
+check "an entry that is not a symbol of the cubin fails populate, naming the symbols" \
+    eval '[ $rc -eq 1 ] && err_has "pop.scale: no candidate compiled" && err_has "entry .scal. is not a symbol of the compiled cubin \(symbols: scale\)" && out_has "BLOCK=128 failed: entry .scal. is not a symbol"'
+cc -s "$WORK/typo-store" --json ls --kind build --name scal
+check "and publishes no build of it (the other kernel's builds are)" \
+    json_ok 'd["count"] == 0'
+
 sed 's/"grid"/"gird"/' "$WORK/manifest.json" >"$WORK/bad.json"
 cc -s "$S" populate --manifest "$WORK/bad.json" --arch sm_80,sm_90
 check "a bad manifest exits 1 naming the file and the field" \
