@@ -62,8 +62,10 @@ kc_store_t *ctl_store_open_dir(const ctl_opts_t *o, int writable, const char *di
 
 /* The stores that ls, show, stats and get read, read-only: the store of -s
  * if given, else the layers of KCACHE_PATH, else the single default store.
- * Other commands work on one store: -s, else the first entry of
- * KCACHE_PATH (its writable top), else KCACHE_DIR or the default. Prints
+ * Other commands work on one store: -s, else a layer of KCACHE_PATH (the
+ * first writable one for commands that write, ctl_target_dir; the first
+ * entry, without its ro= marker, for the others, ctl_store_dir), else
+ * KCACHE_DIR or the default. Prints
  * the reason and returns NULL on failure. Layers of KCACHE_PATH that were
  * skipped are warned about on stderr. */
 kc_layers_t *ctl_layers_open(const ctl_opts_t *o);
