@@ -68,8 +68,10 @@ KC_API kc_store_t *kc_layers_store(const kc_layers_t *layers, size_t i);
 KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
 /* Why the i-th layer could take no publishes even if opened for writing:
  * "marked ro= in the store path", "sealed", "directory or filesystem not
- * writable"; NULL when it could (whether or not these layers were opened
- * read-only), and past the end. A static string. */
+ * writable", "opened read-only" (a network filesystem; for
+ * kc_layers_wrap, a store its caller opened read-only); NULL when it could
+ * (whether or not kc_layers_open was asked for read-only layers), and past
+ * the end. A static string. */
 KC_API const char *kc_layers_readonly_why(const kc_layers_t *layers, size_t i);
 /* Lines describing skipped layers ("" when none). Valid while open. */
 KC_API const char *kc_layers_warnings(const kc_layers_t *layers);

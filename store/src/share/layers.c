@@ -25,7 +25,8 @@ struct kc_layers {
 
 /* Why a layer opened from dir could take no publishes, were it opened for
  * writing: the marker, the seal, or the directory or filesystem. */
-static const char *readonly_why(kc_store_t *st, const char *dir, int marked)
+static const char *readonly_why(kc_store_t *st, const char *dir, int marked,
+                                unsigned flags)
 {
     if (marked)
         return "marked " KC_LAYERS_RO_PREFIX " in the store path";
@@ -33,6 +34,8 @@ static const char *readonly_why(kc_store_t *st, const char *dir, int marked)
         return "sealed";
     if (!kc__fs_dir_writable(dir))
         return "directory or filesystem not writable";
+    if (kc_store_is_readonly(st) && !(flags & KC_STORE_RDONLY))
+        return "opened read-only"; /* e.g. a network filesystem */
     return NULL;
 }
 
@@ -111,7 +114,7 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
             warn(l, "%s: skipped: %s\n", dir, why);
             continue;
         }
-        l->readonly_why[l->n] = readonly_why(st, dir, marked);
+        l->readonly_why[l->n] = readonly_why(st, dir, marked, so.flags);
         l->stores[l->n++] = st;
         if (!l->writable && !kc_store_is_readonly(st))
             l->writable = st;
@@ -179,7 +182,7 @@ int kc_layers_wrap(kc_store_t *store, kc_layers_t **out)
     l->n = 1;
     l->stores[0] = store;
     l->writable = kc_store_is_readonly(store) ? NULL : store;
-    l->readonly_why[0] = readonly_why(store, kc_store_path(store), 0);
+    l->readonly_why[0] = readonly_why(store, kc_store_path(store), 0, 0);
     *out = l;
     return KC_OK;
 }
