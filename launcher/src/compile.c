@@ -3,6 +3,8 @@
  * the driver's JIT for PTX, one build lease per candidate across processes. */
 #include "kernel_int.h"
 
+#include "elf.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +170,37 @@ static void compile_ptx(kc_kernel_t *k, cand_t *c)
     c->compile_us = now_us() - t0;
 }
 
+/* A compiled cubin must hold the symbol it is launched by. NVRTC compiles
+ * a source without the spec's entry (a typo, a name that C++ mangled)
+ * without complaint, and with no GPU (populate) nothing else would notice
+ * before the build is published. A cubin this reader cannot lay out (or
+ * PTX) is left to the driver, which checks it at load. */
+static void check_entry(cand_t *c)
+{
+    kc__elf_t img;
+    char why[256], syms[400], reason[640];
+
+    if (kc__elf_open(c->cubin, c->cubin_len, &img, why, sizeof(why)) != KC_OK ||
+        kc__elf_find_func(&img, c->entry) == KC_OK)
+        return;
+    if (kc__elf_list_funcs(&img, syms, sizeof(syms)))
+        snprintf(reason, sizeof(reason),
+                 "entry '%.150s' is not a symbol of the compiled cubin (symbols: %s)",
+                 c->entry, syms);
+    else
+        snprintf(reason, sizeof(reason),
+                 "entry '%.150s' is not a symbol of the compiled cubin (it has no "
+                 "function symbols)",
+                 c->entry);
+    c->status = KC_CAND_COMPILE_ERROR;
+    c->reason = strdup(reason);
+    kc_free(c->cubin);
+    c->cubin = NULL;
+    c->cubin_len = 0;
+    free(c->entry);
+    c->entry = NULL;
+}
+
 /* Compile one candidate here and now (no stored build, or a stored one
  * whose cubin turned out to be missing or corrupt). */
 static void compile_candidate(kc_kernel_t *k, cand_t *c, const kc_param_t *params,
@@ -188,6 +221,8 @@ static void compile_candidate(kc_kernel_t *k, cand_t *c, const kc_param_t *param
         c->status = KC_CAND_COMPILE_ERROR;
         c->reason = strdup("out of memory");
     }
+    if (c->status == KC_CAND_OK)
+        check_entry(c);
     if (c->status != KC_CAND_OK) {
         bump(&k->candidates_failed);
         kc__log(k->l, KC_LOG_DEBUG, "kcache: %s: candidate %zu: %s", kname(k), i,

@@ -1,6 +1,7 @@
 /* The CPU simulation device (kcache/sim.h) and its device-layer table. */
 #include "opts.h"
 #include "device.h"
+#include "elf.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,15 +24,6 @@
 /* Device allocations are aligned like cuMemAlloc's; the header before the
  * pointer keeps the size for the byte accounting. */
 #define SIM_ALIGN 256
-
-#define EM_CUDA 190
-#define SHT_SYMTAB 2
-#define SHT_NOBITS 8
-#define STT_FUNC 2
-#define ELF64_EHDR_SIZE 64
-#define ELF64_SHDR_SIZE 64
-#define ELF64_SYM_SIZE 24
-#define ELF64_PHDR_SIZE 56
 
 typedef struct sim_entry {
     char *name;
@@ -153,163 +145,6 @@ void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* ---- ELF checks --------------------------------------------------------- */
-
-typedef struct elf_shdr {
-    uint32_t type;
-    uint32_t link;
-    uint64_t offset;
-    uint64_t size;
-    uint64_t entsize;
-} elf_shdr_t;
-
-typedef struct elf_image {
-    const uint8_t *p;
-    size_t len;
-    uint64_t shoff;
-    uint16_t shnum;
-} elf_image_t;
-
-static int in_bounds(uint64_t off, uint64_t size, size_t len)
-{
-    return off <= len && size <= len - off;
-}
-
-static elf_shdr_t read_shdr(const elf_image_t *img, unsigned i)
-{
-    kc__rcur_t r;
-    kc__rcur_init(&r, img->p + img->shoff + (uint64_t)i * ELF64_SHDR_SIZE,
-                  ELF64_SHDR_SIZE);
-    elf_shdr_t sh;
-    kc__r_u32(&r); /* sh_name */
-    sh.type = kc__r_u32(&r);
-    kc__r_u64(&r); /* sh_flags */
-    kc__r_u64(&r); /* sh_addr */
-    sh.offset = kc__r_u64(&r);
-    sh.size = kc__r_u64(&r);
-    sh.link = kc__r_u32(&r);
-    kc__r_u32(&r); /* sh_info */
-    kc__r_u64(&r); /* sh_addralign */
-    sh.entsize = kc__r_u64(&r);
-    return sh;
-}
-
-/* The checks a driver would make before trusting an image's layout: an
- * ELF64, little-endian, EM_CUDA file whose section headers and sections all
- * lie inside it. */
-static int elf_check(const void *data, size_t len, elf_image_t *img, char *why,
-                     size_t cap)
-{
-    static const uint8_t magic[4] = {0x7f, 'E', 'L', 'F'};
-    kc__rcur_t r;
-    kc__rcur_init(&r, data, len);
-    const uint8_t *ident = kc__r_bytes(&r, 16);
-    if (!ident || len < ELF64_EHDR_SIZE) {
-        snprintf(why, cap, "image of %zu bytes is shorter than an ELF64 header", len);
-        return KC_ECORRUPT;
-    }
-    if (memcmp(ident, magic, 4) != 0) {
-        snprintf(why, cap, "not an ELF image (bad magic)");
-        return KC_ECORRUPT;
-    }
-    if (ident[4] != 2 || ident[5] != 1) {
-        snprintf(why, cap, "not a little-endian ELF64 image (class %u, data %u)",
-                 ident[4], ident[5]);
-        return KC_ECORRUPT;
-    }
-    kc__r_u16(&r); /* e_type */
-    uint16_t machine = kc__r_u16(&r);
-    kc__r_u32(&r); /* e_version */
-    kc__r_u64(&r); /* e_entry */
-    uint64_t phoff = kc__r_u64(&r);
-    uint64_t shoff = kc__r_u64(&r);
-    kc__r_u32(&r); /* e_flags */
-    kc__r_u16(&r); /* e_ehsize */
-    uint16_t phentsize = kc__r_u16(&r);
-    uint16_t phnum = kc__r_u16(&r);
-    uint16_t shentsize = kc__r_u16(&r);
-    uint16_t shnum = kc__r_u16(&r);
-    uint16_t shstrndx = kc__r_u16(&r);
-    if (machine != EM_CUDA) {
-        snprintf(why, cap, "ELF machine %u is not EM_CUDA (190)", machine);
-        return KC_ECORRUPT;
-    }
-    if (shnum == 0 || shentsize != ELF64_SHDR_SIZE || shstrndx >= shnum ||
-        !in_bounds(shoff, (uint64_t)shnum * ELF64_SHDR_SIZE, len)) {
-        snprintf(why, cap,
-                 "section header table (offset %llu, %u x %u) is not in the image",
-                 (unsigned long long)shoff, shnum, shentsize);
-        return KC_ECORRUPT;
-    }
-    /* Executable cubins carry program headers (their table usually ends
-     * the file): the table and every segment must lie inside the image. */
-    if (phnum && (phentsize != ELF64_PHDR_SIZE ||
-                  !in_bounds(phoff, (uint64_t)phnum * ELF64_PHDR_SIZE, len))) {
-        snprintf(why, cap,
-                 "program header table (offset %llu, %u x %u) is not in the image",
-                 (unsigned long long)phoff, phnum, phentsize);
-        return KC_ECORRUPT;
-    }
-    for (unsigned i = 0; i < phnum; i++) {
-        kc__rcur_t ph;
-        kc__rcur_init(&ph, (const uint8_t *)data + phoff + (uint64_t)i * ELF64_PHDR_SIZE,
-                      ELF64_PHDR_SIZE);
-        kc__r_u32(&ph); /* p_type */
-        kc__r_u32(&ph); /* p_flags */
-        uint64_t offset = kc__r_u64(&ph);
-        kc__r_u64(&ph); /* p_vaddr */
-        kc__r_u64(&ph); /* p_paddr */
-        uint64_t filesz = kc__r_u64(&ph);
-        if (!in_bounds(offset, filesz, len)) {
-            snprintf(why, cap, "segment %u lies outside the image", i);
-            return KC_ECORRUPT;
-        }
-    }
-    img->p = data;
-    img->len = len;
-    img->shoff = shoff;
-    img->shnum = shnum;
-    for (unsigned i = 0; i < shnum; i++) {
-        elf_shdr_t sh = read_shdr(img, i);
-        if (sh.type != SHT_NOBITS && !in_bounds(sh.offset, sh.size, len)) {
-            snprintf(why, cap, "section %u lies outside the image", i);
-            return KC_ECORRUPT;
-        }
-    }
-    return KC_OK;
-}
-
-/* Finds a FUNC symbol by name in .symtab (names come from the string table
- * the symtab's sh_link names, each bounds-checked and NUL-terminated). */
-static int elf_find_func(const elf_image_t *img, const char *name)
-{
-    size_t name_len = strlen(name);
-    for (unsigned i = 0; i < img->shnum; i++) {
-        elf_shdr_t sym = read_shdr(img, i);
-        if (sym.type != SHT_SYMTAB || sym.entsize != ELF64_SYM_SIZE ||
-            sym.link >= img->shnum)
-            continue;
-        elf_shdr_t str = read_shdr(img, sym.link);
-        if (str.type == SHT_NOBITS)
-            continue;
-        const uint8_t *strtab = img->p + str.offset;
-        for (uint64_t k = 0; k < sym.size / ELF64_SYM_SIZE; k++) {
-            kc__rcur_t r;
-            kc__rcur_init(&r, img->p + sym.offset + k * ELF64_SYM_SIZE, ELF64_SYM_SIZE);
-            uint32_t st_name = kc__r_u32(&r);
-            uint8_t st_info = kc__r_u8(&r);
-            if ((st_info & 0xf) != STT_FUNC || st_name >= str.size)
-                continue;
-            /* The name and its NUL must both lie inside the string table. */
-            if (str.size - st_name > name_len &&
-                memcmp(strtab + st_name, name, name_len) == 0 &&
-                strtab[st_name + name_len] == '\0')
-                return KC_OK;
-        }
-    }
-    return KC_ENOTFOUND;
-}
-
 /* ---- the device --------------------------------------------------------- */
 
 typedef struct sim_func {
@@ -320,7 +155,7 @@ typedef struct sim_func {
 
 typedef struct sim_module {
     void *image; /* a copy: like cuModuleLoadData, the caller's may go */
-    elf_image_t elf;
+    kc__elf_t elf;
     sim_func_t *funcs;
 } sim_module_t;
 
@@ -383,8 +218,8 @@ static int sim_module_load(kc__device_t *dev, const void *cubin, size_t len,
         return KC_ESTICKY;
     kc_sim_t *sim = sim_of(dev);
     char why[256];
-    elf_image_t elf;
-    int rc = cubin ? elf_check(cubin, len, &elf, why, sizeof(why)) : KC_ECORRUPT;
+    kc__elf_t elf;
+    int rc = cubin ? kc__elf_open(cubin, len, &elf, why, sizeof(why)) : KC_ECORRUPT;
     if (!cubin)
         snprintf(why, sizeof(why), "no image");
     if (rc != KC_OK) {
@@ -432,7 +267,7 @@ static int sim_get_function(kc__device_t *dev, void *module, const char *entry, 
     sim_module_t *m = module;
     if (!m || !entry)
         return KC_EINVAL;
-    if (elf_find_func(&m->elf, entry) != KC_OK) {
+    if (kc__elf_find_func(&m->elf, entry) != KC_OK) {
         kc__device_set_errmsg(dev,
                               "cuModuleGetFunction (simulated): no function '%s' in "
                               "the cubin's symbol table",

@@ -159,7 +159,7 @@ class Entry:
     ``arch`` and ``name`` are the target arch and kernel entry (a blob's come
     from the first build that uses it); ``info`` holds the kind's fields
     (blob: raw_bytes, ratio, builds; build: blob, params, toolchain,
-    registers, created; tuning: winner, winner_build, device, candidates,
+    registers (None when unknown: built without a GPU), created; tuning: winner, winner_build, device, candidates,
     created; binmeta: compiler, compiler_version, num_warps, num_ctas,
     dyn_smem, global_scratch, args; usage: last_use, uses). ``damaged`` is
     the reason a record could not be decoded, else None.
@@ -319,10 +319,16 @@ def _record_fields(rec: S.Record) -> Dict[str, Any]:
         return {"codec": b.codec, "dict_id": b.dict_id, "raw_size": b.raw_size}
     if k == 2:
         b = u.build
+        # The driver measures these; a build made without a GPU has 0 in all
+        # of them, max_threads 0 saying so: unknown is None, as cachectl's null.
+        known = b.max_threads != 0
         return {
-            "blob": _hex(b.blob), "entry": _str(b.entry), "registers": b.registers,
-            "static_smem": b.static_smem, "max_threads": b.max_threads,
-            "local_bytes": b.local_bytes, "compile_us": b.compile_us, "created": b.created,
+            "blob": _hex(b.blob), "entry": _str(b.entry),
+            "registers": b.registers if known else None,
+            "static_smem": b.static_smem if known else None,
+            "max_threads": b.max_threads if known else None,
+            "local_bytes": b.local_bytes if known else None,
+            "compile_us": b.compile_us, "created": b.created,
             "preimage": _build_desc(b.preimage),
         }  # fmt: skip
     if k == 3:
@@ -414,7 +420,8 @@ class Store:
 
     Args:
         path: a store directory, a colon-separated list of directories
-            searched in order (``kcache/layers.h``), or None for the
+            searched in order (``kcache/layers.h``; an entry ``ro=DIR`` is
+            a read-only layer, even for root), or None for the
             default stores of the environment (``KCACHE_PATH``, else
             ``KCACHE_DIR``, else ``$XDG_CACHE_HOME/kcache``, else
             ``$HOME/.cache/kcache``).
@@ -442,7 +449,9 @@ class Store:
             self._layers = h.value
         else:
             p = os.fspath(path)
-            if ":" in p:
+            # A search path (or one entry marked read-only, "ro=DIR") is
+            # the C library's to parse, as KCACHE_PATH is.
+            if ":" in p or p.startswith("ro="):
                 rc = L.kc_layers_open(p.encode(), byref(o), byref(h))
                 _lib.check(rc, _lib.open_msg(), "cannot open stores %s" % p)
                 self._layers = h.value

@@ -166,6 +166,22 @@ class StoreTest(TempDirCase):
             self.assertEqual(s.get(b.key)[:4], b"\x7fELF")
             self.assertEqual(s.path, top)
 
+    def test_a_layer_marked_ro_is_read_only_for_root_too(self) -> None:
+        top = os.path.join(self.tmp, "top-ro")
+        mdb = os.path.join(self.dir, "data.mdb")
+        with open(mdb, "rb") as f:
+            before = f.read()
+        with kcache.Store(top + ":ro=" + self.dir) as s:
+            self.assertEqual([layer.path for layer in s.layers], [top, self.dir])
+            self.assertTrue(s.layers[1].readonly)
+            self.assertFalse(s.layers[0].readonly)
+            self.assertEqual(s.path, top)
+        with kcache.Store("ro=" + self.dir) as s:  # one entry, marked
+            self.assertTrue(s.readonly)
+            self.assertEqual(s.stats().records["build"], 4)
+        with open(mdb, "rb") as f:
+            self.assertEqual(f.read(), before)
+
     def test_the_default_store_follows_kcache_path(self) -> None:
         old = os.environ.get("KCACHE_PATH")
         os.environ["KCACHE_PATH"] = self.dir

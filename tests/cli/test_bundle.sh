@@ -97,6 +97,21 @@ check "a second import --json reports every record already present" \
 cc -s "$A" --json export --arch sm_80 -o "$WORK/sm80.kcb"
 check "--arch sm_80 exports only sm_80 builds with their blobs" \
     eval 'status_is 0 && json_of "$OUT" "d[\"builds\"] == 4 and d[\"blobs\"] == 4 and d[\"tunings\"] == 1"'
+cp "$OUT" "$WORK/sm80.json"
+cc -s "$A" --json export --arch 80 -o "$WORK/80.kcb"
+check "--arch 80 means sm_80, as populate reads it: the same records" \
+    eval 'status_is 0 && python3 -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); del a[\"output\"], b[\"output\"]; sys.exit(a != b)" "$OUT" "$WORK/sm80.json"'
+for bad in sm80 compute_80 gfx90a 8; do
+    cc -s "$A" export --arch "$bad" -o "$WORK/bad.kcb"
+    check "export --arch $bad is a usage error listing the accepted forms, nothing written" \
+        eval 'usage_error && err_has "bad arch .$bad. \(expected sm_NN, .* or NN" && [ ! -e "$WORK/bad.kcb" ]'
+done
+cc -s "$A" ls --arch 80 --kind build --json
+check "ls --arch 80 reads it the same way" eval 'status_is 0 && json_ok "d[\"count\"] == 4"'
+cc -s "$A" ls --arch sm80
+check "and ls --arch sm80 is a usage error" eval 'usage_error && err_has "bad arch"'
+cc -s "$A" why vec_add --arch compute_80
+check "and why --arch compute_80" eval 'usage_error && err_has "bad arch"'
 cc -s "$A" --json export --name 'sax*' -o "$WORK/saxpy.kcb"
 check "--name selects by kernel entry" \
     eval 'status_is 0 && json_of "$OUT" "d[\"builds\"] == 2 and d[\"tunings\"] == 0"'

@@ -125,4 +125,14 @@ check "the empty store has no blob, build or tuning left" \
     json_ok 'sum(d["records"][k] for k in ("blob", "build", "tuning")) == 0'
 
 
+# A size limit in the environment that does not parse is an error, for
+# every command that opens the store, never a silently unlimited store.
+for cmd in "ls" "gc" "stats"; do
+    KCACHE_MAX_SIZE=lots cc -s "$S" $cmd
+    check "KCACHE_MAX_SIZE=lots: $cmd fails naming the variable and the forms" \
+        eval 'failure_with_message && err_has "KCACHE_MAX_SIZE=.lots.: not a size .*512M"'
+done
+KCACHE_MAX_SIZE=lots cc -s "$S" --json ls
+check "and --json gives KC_EINVAL" json_ok "d['error']['code'] == 'KC_EINVAL'"
+
 cli_finish

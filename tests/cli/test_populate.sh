@@ -59,6 +59,20 @@ for arch in sm_80 sm_90; do
     check "ls --kind build --arch $arch lists a build of every config" \
         eval "[ \$rc -eq 0 ] && json_ok '$BUILDS == $EXPECTED and d[\"count\"] == 7'"
 done
+# Registers are the driver's to report: with no GPU they are unknown, and
+# say so, rather than 0.
+cc -s "$S" ls --kind build --arch sm_90
+check "ls prints unknown register counts as '? regs', never '0 regs'" \
+    eval 'status_is 0 && out_has "\? regs" && ! out_has " 0 regs"'
+cc -s "$S" --json ls --kind build --arch sm_90
+check "ls --json: registers null" json_ok 'all(r["registers"] is None for r in d["records"])'
+first_build=$(jget 'd["records"][0]["key"]')
+cc -s "$S" show "$first_build"
+check "show: registers, static smem, max threads, local memory are '?'" \
+    eval 'status_is 0 && out_has "^registers +\? \(unknown" && out_has "^max threads +\?$" && ! out_has "^registers +0"'
+cc -s "$S" --json show "$first_build"
+check "show --json: null for each" \
+    json_ok 'all(d[f] is None for f in ("registers", "static_smem", "max_threads", "local_bytes"))'
 cc -s "$S" ls --kind tuning --json
 check "no GPU: nothing is tuned" eval '[ $rc -eq 0 ] && json_ok "d[\"count\"] == 0"'
 cc -s "$S" ls --kind lease --json
@@ -82,6 +96,16 @@ EOF
 cc -s "$S" populate --manifest "$WORK/broken.json" --arch sm_80
 check "a kernel with no config that compiles fails the run and says why" \
     eval '[ $rc -eq 1 ] && err_has "pop.broken: no candidate compiled" && grep -q "BLOCK=64 failed: compile error" "$OUT"'
+
+# An entry the source does not define: NVRTC compiles it without a word,
+# the cubin's symbol table says it is not there.
+sed 's/"entry": "scale"/"entry": "scal"/' "$WORK/manifest.json" >"$WORK/typo.json"
+cc -s "$WORK/typo-store" populate --manifest "$WORK/typo.json" --arch sm_90
+check "an entry that is not a symbol of the cubin fails populate, naming the symbols" \
+    eval '[ $rc -eq 1 ] && err_has "pop.scale: no candidate compiled" && err_has "entry .scal. is not a symbol of the compiled cubin \(symbols: scale\)" && out_has "BLOCK=128 failed: entry .scal. is not a symbol"'
+cc -s "$WORK/typo-store" --json ls --kind build --name scal
+check "and publishes no build of it (the other kernel's builds are)" \
+    json_ok 'd["count"] == 0'
 
 sed 's/"grid"/"gird"/' "$WORK/manifest.json" >"$WORK/bad.json"
 cc -s "$S" populate --manifest "$WORK/bad.json" --arch sm_80,sm_90

@@ -60,6 +60,13 @@ KCACHE_TRUST=$WORK/alice.pub cc -s "$WORK/dst2" --json import "$WORK/bob.kcb" --
 check "--trust takes precedence over KCACHE_TRUST" \
     eval 'status_is 0 && json_ok "d[\"added\"] == 9 and d[\"trusted\"] and len(d[\"signed_by\"]) == 16"'
 
+cc -s "$WORK/refused6" import --trust "$WORK/alice.key" "$WORK/unsigned.kcb"
+check "import --trust refuses a secret key file, saying so and where the public one is" \
+    eval 'failure_with_message && err_has "alice.key is a SECRET key; trust takes the public key, NAME.pub" && err_has "keygen" && [ ! -e "$WORK/refused6/data.mdb" ]'
+KCACHE_TRUST=$WORK/alice.key cc -s "$WORK/refused7" --json import "$WORK/unsigned.kcb"
+check "and so does KCACHE_TRUST (--json: the error document)" \
+    eval 'status_is 1 && json_ok "\"SECRET key\" in d[\"error\"][\"message\"] and \"KCACHE_TRUST\" in d[\"error\"][\"message\"]"'
+
 cc -s "$WORK/dst3" import "$WORK/bob.kcb"
 check "a signed bundle imports without a trusted key, its signature checked" \
     eval 'status_is 0 && out_has "verified; no trusted key configured"'
@@ -71,5 +78,8 @@ chmod 644 "$WORK/alice.key"
 cc -s "$SRC" export --sign "$WORK/alice.key" -o "$WORK/x.kcb"
 check "export --sign refuses a secret key that others can read" \
     eval 'failure_with_message && err_has "chmod 600"'
+cc -s "$WORK/refused8" import --trust "$WORK/alice.key" "$WORK/unsigned.kcb"
+check "import --trust of a secret key that others can read: still 'a SECRET key'" \
+    eval 'failure_with_message && err_has "is a SECRET key"'
 
 cli_finish

@@ -26,14 +26,23 @@ const char *ctl_plural(uint64_t n, const char *one, const char *many)
 }
 
 /* Load a key file for option opt, saying clearly why it cannot be used. */
-int ctl_load_key(const char *cmd, const char *opt, const char *path, int need_secret,
+int ctl_load_key(const char *cmd, const char *opt, const char *path, int need,
                  kc_bundle_key_t *key)
 {
     int rc = kc_bundle_key_load(path, key);
 
+    /* KC_EPERM: a secret key, open to others too. */
+    if (need == CTL_KEY_PUBLIC && (rc == KC_EPERM || (rc == KC_OK && key->has_secret))) {
+        kc_bundle_key_wipe(key);
+        ctl_err("%s: %s %s is a SECRET key; trust takes the public key, NAME.pub, "
+                "which 'cachectl keygen -o NAME' wrote beside NAME.key (keep the "
+                "secret key where bundles are signed, never where they are checked)",
+                cmd, opt, path);
+        return -1;
+    }
     switch (rc) {
     case KC_OK:
-        if (need_secret && !key->has_secret) {
+        if (need == CTL_KEY_SECRET && !key->has_secret) {
             ctl_err("%s: %s %s holds a public key; signing needs the secret key "
                     "(NAME.key)",
                     cmd, opt, path);

@@ -24,6 +24,7 @@ static const char help[] =
     "                      default when it is not a terminal); FILE appears only\n"
     "                      once the bundle is complete\n"
     "      --arch A        only builds and tunings for target A, e.g. sm_90\n"
+    "                      (or 90)\n"
     "      --name GLOB     only builds and tunings whose kernel entry matches GLOB\n"
     "      --since T       only builds and tunings created after T: unix seconds,\n"
     "                      a date YYYY-MM-DD (UTC), or an age such as 2h, 3d, 1w\n"
@@ -111,7 +112,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             output = optarg;
             break;
         case 'a':
-            filter.arch = optarg;
+            if (!(filter.arch = ctl_arch_arg(self->name, optarg, &status)))
+                return status;
             break;
         case 'n':
             filter.name = optarg;
@@ -142,7 +144,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                                          "pass -o FILE or redirect the output");
     summary = to_stdout ? stderr : stdout;
 
-    if (sign && ctl_load_key("export", "--sign", sign, 1, &key) != 0)
+    if (sign && ctl_load_key("export", "--sign", sign, CTL_KEY_SECRET, &key) != 0)
         return CTL_EXIT_FAIL;
     if (!(st = ctl_store_open(o, 0)))
         goto done;

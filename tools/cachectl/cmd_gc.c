@@ -43,9 +43,14 @@ static json_t *item_json(const kc_gc_item_t *it)
     return e;
 }
 
-static int gc_print_json(const kc_gc_opts_t *go, const kc_gc_report_t *r)
+static int gc_print_json(const kc_gc_opts_t *go, const kc_gc_report_t *r,
+                         const kc_store_t *st, size_t layer)
 {
     json_t *doc = json_object(), *list = json_array(), *counts = json_object();
+
+    json_object_set_new(doc, "store", json_string(kc_store_path(st)));
+    json_object_set_new(doc, "layer",
+                        layer == (size_t)-1 ? json_null() : ctl_json_u64(layer));
 
     for (size_t i = 0; i < r->n_items; i++)
         json_array_append_new(list, item_json(&r->items[i]));
@@ -118,6 +123,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     const kc_cmd_t *self = ctx->cmd;
     kc_gc_opts_t go = KC_GC_OPTS_INIT;
     kc_gc_report_t r;
+    size_t layer;
     kc_store_t *st;
     int c, rc;
 
@@ -148,7 +154,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     }
     if (optind < argc)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
-    if (!(st = ctl_store_open(o, !go.dry_run)))
+    /* With KCACHE_PATH: the first writable layer, which publishes fill. */
+    if (!(st = ctl_store_open_target(o, !go.dry_run, &layer)))
         return CTL_EXIT_FAIL;
     go.list = 1;
     rc = kc_store_gc(st, &go, &r);
@@ -157,10 +164,15 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         kc_store_close(st);
         return CTL_EXIT_FAIL;
     }
-    if (o->json)
-        rc = gc_print_json(&go, &r);
-    else
+    if (o->json) {
+        rc = gc_print_json(&go, &r, st, layer);
+    } else {
+        printf("store    %s", kc_store_path(st));
+        if (layer != (size_t)-1)
+            printf(" (layer %zu of KCACHE_PATH, the first writable one)", layer);
+        printf("\n");
         gc_print_human(&go, &r);
+    }
     kc_free(r.items);
     kc_store_close(st);
     return rc;

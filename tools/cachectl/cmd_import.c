@@ -41,7 +41,7 @@ static const struct option longopts[] = {
  * other writing commands it creates a missing store. */
 static kc_store_t *open_or_create(const ctl_opts_t *o)
 {
-    const char *dir = ctl_store_dir(o);
+    const char *dir = ctl_target_dir(o, 1, NULL);
     kc_store_t *st = NULL;
     int rc;
 
@@ -117,7 +117,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     /* A trust setting that cannot be read refuses everything rather than
      * falling back to accepting unsigned bundles. */
     if (trust_path) {
-        if (ctl_load_key("import", trust_from, trust_path, 0, &trust) != 0)
+        if (ctl_load_key("import", trust_from, trust_path, CTL_KEY_PUBLIC, &trust) != 0)
             return CTL_EXIT_FAIL;
         io.trust = &trust;
     }

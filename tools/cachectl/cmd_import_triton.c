@@ -263,7 +263,7 @@ static kc_store_t *open_store(const ctl_opts_t *o, int dry_run)
 
     if (dry_run)
         return ctl_store_open(o, 0);
-    if (!(dir = ctl_store_dir(o)))
+    if (!(dir = ctl_target_dir(o, 1, NULL)))
         return NULL;
     /* Like import, this seeds a store: a missing one is created. */
     if ((rc = kc_store_open(dir, NULL, &st)) != KC_OK) {

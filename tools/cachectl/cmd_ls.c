@@ -213,8 +213,12 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const voi
             ctl_fmt_params(bd->params, bd->n_params, p, sizeof p);
         else
             snprintf(p, sizeof p, "preimage damaged");
-        snprintf(info, sizeof info, "%s -> blob %.8s, %" PRIu32 " regs", p,
-                 ctl_hex(&br->blob, khex), br->registers);
+        if (ctl_build_attrs_known(br))
+            snprintf(info, sizeof info, "%s -> blob %.8s, %" PRIu32 " regs", p,
+                     ctl_hex(&br->blob, khex), br->registers);
+        else /* compiled without a GPU: never measured */
+            snprintf(info, sizeof info, "%s -> blob %.8s, ? regs", p,
+                     ctl_hex(&br->blob, khex));
         if (j) {
             json_object_set_new(j, "blob", ctl_json_key(&br->blob));
             if (bd) {
@@ -222,7 +226,7 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const voi
                                     ctl_json_params(bd->params, bd->n_params));
                 json_object_set_new(j, "toolchain", json_string(bd->toolchain));
             }
-            json_object_set_new(j, "registers", json_integer(br->registers));
+            json_object_set_new(j, "registers", ctl_json_attr(br, br->registers));
             json_object_set_new(j, "created", ctl_json_u64(br->created));
         }
         break;
@@ -372,7 +376,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             kind_arg = optarg;
             break;
         case 'a':
-            c.arch = optarg;
+            if (!(c.arch = ctl_arch_arg(self->name, optarg, &rc)))
+                return rc;
             break;
         case 'n':
             c.name = optarg;

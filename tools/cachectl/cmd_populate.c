@@ -43,21 +43,6 @@ static const char help[] =
 #define BAD_MANIFEST (-1)
 
 /* sm_NN or sm_NNN, optionally with an 'a' or 'f' suffix. */
-static int arch_ok(const char *a)
-{
-    size_t digits = 0;
-
-    if (strncmp(a, "sm_", 3) != 0)
-        return 0;
-    a += 3;
-    while (a[digits] >= '0' && a[digits] <= '9')
-        digits++;
-    if (digits < 2 || digits > 3)
-        return 0;
-    a += digits;
-    return !a[0] || ((a[0] == 'a' || a[0] == 'f') && !a[1]);
-}
-
 #ifndef KC_HAVE_LAUNCH
 
 static int run(kc_ctx_t *ctx, int argc, char **argv)
@@ -67,7 +52,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     (void)o;
     (void)argc;
     (void)argv;
-    (void)arch_ok;
     ctl_err("%s: this cachectl was built without the launcher (KC_BUILD_LAUNCHER=OFF)",
             self->name);
     return CTL_EXIT_FAIL;
@@ -262,7 +246,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                                              CTL_COMMON_LONGOPTS,
                                              {0}};
     const char *manifest = NULL;
-    char *archs_arg = NULL, *archs[MAX_ARCHS], *save = NULL;
+    char *archs_arg = NULL, *archs[MAX_ARCHS], *save = NULL, arch_buf[MAX_ARCHS][16];
     size_t n_archs = 0;
     unsigned jobs = 0;
     int c, rc, status = CTL_EXIT_OK;
@@ -305,16 +289,17 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         return CTL_EXIT_FAIL;
     }
     for (char *a = strtok_r(archs_arg, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
-        if (!arch_ok(a)) {
-            status = ctl_usage_err(self->name,
-                                   "bad arch '%s' (expected sm_NN, e.g. sm_90)", a);
-            goto out;
-        }
         if (n_archs == MAX_ARCHS) {
             status = ctl_usage_err(self->name, "at most %d archs", MAX_ARCHS);
             goto out;
         }
-        archs[n_archs++] = a;
+        if (!ctl_arch_parse(a, arch_buf[n_archs], sizeof arch_buf[n_archs])) {
+            status = ctl_usage_err(self->name,
+                                   "bad arch '%s' (expected " CTL_ARCH_FORMS ")", a);
+            goto out;
+        }
+        archs[n_archs] = arch_buf[n_archs];
+        n_archs++;
     }
     if (!n_archs) {
         status = ctl_usage_err(self->name, "--arch names no arch");
@@ -323,7 +308,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 
     /* Populating makes the store if it is missing: baking a new image
      * starts from nothing. */
-    dir = ctl_store_dir(o);
+    dir = ctl_target_dir(o, 1, NULL);
     if (!dir) {
         status = CTL_EXIT_FAIL;
         goto out;

@@ -196,7 +196,7 @@ static int check_layers(ctl_opts_t *o, const char *cmd, char **argv, int argc, c
     if (!l)
         return CTL_EXIT_FAIL;
     for (size_t i = 0; !w && i < kc_layers_count(l); i++)
-        if (access(kc_store_path(kc_layers_store(l, i)), W_OK) == 0)
+        if (!kc_layers_readonly_why(l, i))
             w = kc_layers_store(l, i);
     if (!w) {
         ctl_err_code(KC_EREADONLY,

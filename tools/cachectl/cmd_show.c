@@ -137,10 +137,10 @@ static void show_build(kc_store_t *st, const kc_build_rec_t *b, json_t *j)
         }
         json_object_set_new(j, "blob", bl);
         json_object_set_new(j, "symbol", json_string(b->entry));
-        json_object_set_new(j, "registers", json_integer(b->registers));
-        json_object_set_new(j, "static_smem", json_integer(b->static_smem));
-        json_object_set_new(j, "max_threads", json_integer(b->max_threads));
-        json_object_set_new(j, "local_bytes", json_integer(b->local_bytes));
+        json_object_set_new(j, "registers", ctl_json_attr(b, b->registers));
+        json_object_set_new(j, "static_smem", ctl_json_attr(b, b->static_smem));
+        json_object_set_new(j, "max_threads", ctl_json_attr(b, b->max_threads));
+        json_object_set_new(j, "local_bytes", ctl_json_attr(b, b->local_bytes));
         json_object_set_new(j, "compile_us", ctl_json_u64(b->compile_us));
         json_object_set_new(j, "created", ctl_json_u64(b->created));
         json_object_set_new(j, "created_utc",
@@ -168,10 +168,18 @@ static void show_build(kc_store_t *st, const kc_build_rec_t *b, json_t *j)
     else
         ctl_field("", "%s", brc == KC_ENOTFOUND ? "MISSING" : kc_strerror(brc));
     ctl_field("symbol", "%s", b->entry);
-    ctl_field("registers", "%" PRIu32, b->registers);
-    ctl_field("static smem", "%s", ctl_fmt_size(b->static_smem, x, sizeof x));
-    ctl_field("max threads", "%" PRIu32, b->max_threads);
-    ctl_field("local memory", "%s", ctl_fmt_size(b->local_bytes, x, sizeof x));
+    if (ctl_build_attrs_known(b)) {
+        ctl_field("registers", "%" PRIu32, b->registers);
+        ctl_field("static smem", "%s", ctl_fmt_size(b->static_smem, x, sizeof x));
+        ctl_field("max threads", "%" PRIu32, b->max_threads);
+        ctl_field("local memory", "%s", ctl_fmt_size(b->local_bytes, x, sizeof x));
+    } else {
+        /* The driver reports them; a build made without a GPU has none. */
+        ctl_field("registers", "? (unknown: not measured on a GPU)");
+        ctl_field("static smem", "?");
+        ctl_field("max threads", "?");
+        ctl_field("local memory", "?");
+    }
     ctl_field("compile time", "%s", ctl_fmt_us(b->compile_us, x, sizeof x));
     ctl_field("created", "%s", ctl_fmt_time(b->created, y, sizeof y));
 done:

@@ -150,8 +150,6 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             doc = NULL;
         }
     }
-    if (n > 1 && !o->json && *kc_layers_warnings(layers))
-        printf("\n%s", kc_layers_warnings(layers));
     kc_layers_close(layers);
     if (rc != CTL_EXIT_OK) {
         json_decref(all);

@@ -546,7 +546,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (ch == 'a') {
-            arch = optarg;
+            if (!(arch = ctl_arch_arg(self->name, optarg, &rc)))
+                return rc;
         } else if (ch == 'l') {
             char *end;
             limit = strtol(optarg, &end, 10);

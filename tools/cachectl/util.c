@@ -108,7 +108,12 @@ const char *ctl_store_dir(const ctl_opts_t *o)
     /* With layers, single-store commands work on the top one. */
     v = getenv("KCACHE_PATH");
     if (v && *v) {
-        size_t n = strcspn(v, ":");
+        size_t n = strcspn(v, ":"), pre = strlen(KC_LAYERS_RO_PREFIX);
+        /* Without its read-only marker: reading commands read it alike. */
+        if (n > pre && strncmp(v, KC_LAYERS_RO_PREFIX, pre) == 0) {
+            v += pre;
+            n -= pre;
+        }
         if (n > 0 && n < sizeof buf) {
             memcpy(buf, v, n);
             buf[n] = '\0';
@@ -139,12 +144,79 @@ too_long:
     return NULL;
 }
 
+static void print_layer_warnings(const kc_layers_t *l)
+{
+    const char *w = kc_layers_warnings(l);
+
+    while (w && *w) {
+        size_t n = strcspn(w, "\n");
+        fprintf(stderr, "cachectl: warning: KCACHE_PATH: %.*s\n", (int)n, w);
+        w += n + (w[n] == '\n');
+    }
+}
+
+const char *ctl_target_dir(const ctl_opts_t *o, int create, size_t *layer)
+{
+    static char buf[4096];
+    kc_store_opts_t so = {.size = sizeof(kc_store_opts_t),
+                          .flags = create ? 0 : KC_STORE_NOCREATE};
+    const char *kpath = getenv("KCACHE_PATH");
+    kc_layers_t *l = NULL;
+    kc_store_t *w;
+    int rc;
+
+    if (layer)
+        *layer = (size_t)-1;
+    if (o->store_dir || !kpath || !*kpath)
+        return ctl_store_dir(o);
+    rc = kc_layers_open(kpath, &so, &l);
+    if (rc != KC_OK) {
+        ctl_err_code(rc, "cannot open the stores of KCACHE_PATH: %s: %s", kc_strerror(rc),
+                     kc_store_open_errmsg());
+        return NULL;
+    }
+    print_layer_warnings(l);
+    if (!(w = kc_layers_writable(l))) {
+        char why[1024] = "";
+        for (size_t i = 0; i < kc_layers_count(l); i++) {
+            size_t used = strlen(why);
+            const char *r = kc_layers_readonly_why(l, i);
+            snprintf(why + used, sizeof why - used, "%s%s: %s", i ? "; " : "",
+                     kc_store_path(kc_layers_store(l, i)), r ? r : "read-only");
+        }
+        ctl_err_code(KC_EREADONLY, "no layer of KCACHE_PATH is writable (%s)", why);
+        kc_layers_close(l);
+        return NULL;
+    }
+    for (size_t i = 0; layer && i < kc_layers_count(l); i++)
+        if (kc_layers_store(l, i) == w)
+            *layer = i;
+    snprintf(buf, sizeof buf, "%s", kc_store_path(w));
+    kc_layers_close(l);
+    return buf;
+}
+
 kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable)
+{
+    return writable ? ctl_store_open_target(o, 1, NULL) : ctl_store_open_dir(o, 0, NULL);
+}
+
+kc_store_t *ctl_store_open_target(const ctl_opts_t *o, int writable, size_t *layer)
+{
+    const char *dir = ctl_target_dir(o, 0, layer);
+    if (!dir)
+        return NULL;
+    return ctl_store_open_dir(o, writable, dir);
+}
+
+kc_store_t *ctl_store_open_dir(const ctl_opts_t *o, int writable, const char *dir)
 {
     kc_store_opts_t so = KC_STORE_OPTS_INIT;
     kc_store_t *st = NULL;
-    const char *dir = ctl_store_dir(o);
     int rc;
+
+    if (!dir)
+        dir = ctl_store_dir(o);
 
     if (!dir)
         return NULL;
@@ -186,14 +258,18 @@ kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
     } else {
         rc = kc_layers_open(kpath, &so, &l);
     }
-    if (rc == KC_OK)
+    if (rc == KC_OK) {
+        if (!path)
+            print_layer_warnings(l);
         return l;
+    }
     if (path && rc == KC_ENOTFOUND)
         ctl_err_code(KC_ENOTFOUND, "no store at %s (pass -s DIR or set KCACHE_DIR)",
                      path);
     else
-        ctl_err("cannot open %s: %s: %s", path ? path : "the stores of KCACHE_PATH",
-                kc_strerror(rc), kc_store_open_errmsg());
+        ctl_err_code(rc, "cannot open %s: %s: %s",
+                     path ? path : "the stores of KCACHE_PATH", kc_strerror(rc),
+                     kc_store_open_errmsg());
     return NULL;
 }
 
@@ -205,8 +281,9 @@ json_t *ctl_json_layers(const kc_layers_t *layers)
         json_t *e = json_object();
         json_object_set_new(e, "index", ctl_json_u64(i));
         json_object_set_new(e, "path", json_string(kc_store_path(st)));
-        json_object_set_new(e, "writable",
-                            json_boolean(access(kc_store_path(st), W_OK) == 0));
+        const char *why = kc_layers_readonly_why(layers, i);
+        json_object_set_new(e, "writable", json_boolean(why == NULL));
+        json_object_set_new(e, "readonly_why", ctl_json_str(why));
         json_array_append_new(a, e);
     }
     return a;
@@ -217,11 +294,48 @@ void ctl_print_layers(const kc_layers_t *layers)
     printf("layers:\n");
     for (size_t i = 0; i < kc_layers_count(layers); i++) {
         kc_store_t *st = kc_layers_store(layers, i);
-        printf("  %zu  %s%s\n", i, kc_store_path(st),
-               access(kc_store_path(st), W_OK) == 0 ? "" : " (read-only)");
+        const char *why = kc_layers_readonly_why(layers, i);
+        printf("  %zu  %s", i, kc_store_path(st));
+        if (why)
+            printf(" (read-only: %s)", why);
+        printf("\n");
     }
-    if (*kc_layers_warnings(layers))
-        printf("%s", kc_layers_warnings(layers));
+}
+
+int ctl_arch_parse(const char *arg, char *out, size_t cap)
+{
+    const char *a = arg;
+    size_t digits = 0;
+
+    if (strncmp(a, "sm_", 3) == 0)
+        a += 3;
+    while (a[digits] >= '0' && a[digits] <= '9')
+        digits++;
+    if (digits < 2 || digits > 3 || a[0] == '0')
+        return 0;
+    if (a[digits] && !((a[digits] == 'a' || a[digits] == 'f') && !a[digits + 1]))
+        return 0;
+    return (size_t)snprintf(out, cap, "sm_%s", a) < cap;
+}
+
+const char *ctl_arch_arg(const char *cmd, const char *arg, int *status)
+{
+    static char buf[16];
+
+    if (ctl_arch_parse(arg, buf, sizeof buf))
+        return buf;
+    *status = ctl_usage_err(cmd, "bad arch '%s' (expected " CTL_ARCH_FORMS ")", arg);
+    return NULL;
+}
+
+int ctl_build_attrs_known(const kc_build_rec_t *b)
+{
+    return b->max_threads != 0;
+}
+
+json_t *ctl_json_attr(const kc_build_rec_t *b, uint32_t v)
+{
+    return ctl_build_attrs_known(b) ? json_integer(v) : json_null();
 }
 
 int ctl_key_syntax_ok(const char *arg)

@@ -47,15 +47,32 @@ const char *ctl_store_dir(const ctl_opts_t *o);
  * message and returns NULL on failure. */
 kc_store_t *ctl_store_open(const ctl_opts_t *o, int writable);
 
+/* The store a writing command works on: -s, else the first writable layer
+ * of KCACHE_PATH (a layer marked ro=, sealed or not writable is passed
+ * over; create: a missing first layer is created, as a publish would), else
+ * KCACHE_DIR or the default. *layer (may be NULL) receives its index in
+ * KCACHE_PATH, or (size_t)-1 when KCACHE_PATH did not choose it. Skipped
+ * layers are warned about on stderr. NULL (after printing why) if none. */
+const char *ctl_target_dir(const ctl_opts_t *o, int create, size_t *layer);
+/* ctl_store_open on ctl_target_dir(o, 0, layer), opened for writing or
+ * not: gc's dry run reads the store a real run would change. */
+kc_store_t *ctl_store_open_target(const ctl_opts_t *o, int writable, size_t *layer);
+/* ctl_store_open on dir (NULL: ctl_store_dir). */
+kc_store_t *ctl_store_open_dir(const ctl_opts_t *o, int writable, const char *dir);
+
 /* The stores that ls, show, stats and get read, read-only: the store of -s
  * if given, else the layers of KCACHE_PATH, else the single default store.
- * Other commands work on one store: -s, else the first entry of
- * KCACHE_PATH (its writable top), else KCACHE_DIR or the default. Prints
- * the reason and returns NULL on failure. */
+ * Other commands work on one store: -s, else a layer of KCACHE_PATH (the
+ * first writable one for commands that write, ctl_target_dir; the first
+ * entry, without its ro= marker, for the others, ctl_store_dir), else
+ * KCACHE_DIR or the default. Prints
+ * the reason and returns NULL on failure. Layers of KCACHE_PATH that were
+ * skipped are warned about on stderr. */
 kc_layers_t *ctl_layers_open(const ctl_opts_t *o);
 /* The layers as a JSON array of {index, path, writable}. */
 json_t *ctl_json_layers(const kc_layers_t *layers);
-/* A "layers:" legend after a table, and any layer that was skipped. */
+/* A "layers:" legend after a table, with why a layer is read-only.
+ * (ctl_layers_open warns of skipped layers on stderr.) */
 void ctl_print_layers(const kc_layers_t *layers);
 
 /* Resolve a KEY argument. Returns CTL_EXIT_USAGE for text that is not a hex
@@ -69,6 +86,27 @@ int ctl_key_resolve(kc_store_t *st, const char *cmd, const char *arg, int kind,
 int ctl_key_resolve_layers(const kc_layers_t *layers, const char *cmd, const char *arg,
                            int kind, kc_rec_kind_t *kind_out, kc_key_t *key_out,
                            kc_store_t **store_out);
+
+/* An --arch argument as stored: "sm_90", "sm_90a", "sm_100f", or the same
+ * without "sm_" ("90" is sm_90), into out[cap]. 0 if it is neither (the
+ * caller reports it with CTL_ARCH_FORMS), 1 otherwise. Every --arch option
+ * (ls, export, why, populate) reads its argument so: a filter never
+ * silently matches nothing because of the arch's spelling. */
+int ctl_arch_parse(const char *arg, char *out, size_t cap);
+#define CTL_ARCH_FORMS "sm_NN, sm_NNa, sm_NNf or NN, e.g. sm_90 or 90"
+/* ctl_arch_parse for a command's --arch, into a static buffer: NULL after
+ * a usage error (*status set to CTL_EXIT_USAGE). */
+const char *ctl_arch_arg(const char *cmd, const char *arg, int *status);
+
+/* Whether a build's resource fields (registers, static_smem, max_threads,
+ * local_bytes) were measured: they come from the driver, so a build
+ * compiled without a GPU (populate) or imported from another compiler
+ * stores 0 in all of them, and max_threads 0 says so (a loaded function
+ * always allows at least 1 thread). Unknown fields print as "?" and are
+ * null in JSON, never 0. */
+int ctl_build_attrs_known(const kc_build_rec_t *b);
+/* A build resource field as JSON: the number, or null when unknown. */
+json_t *ctl_json_attr(const kc_build_rec_t *b, uint32_t v);
 
 /* Check the syntax of a KEY argument without a store. */
 int ctl_key_syntax_ok(const char *arg);

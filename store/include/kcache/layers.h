@@ -4,7 +4,10 @@
  * the first writable layer. The typical stack is a writable store of the
  * user's on top of read-only stores baked into a container image: a store
  * in a directory without write permission, or on a read-only filesystem,
- * opens read-only and serves hits.
+ * opens read-only and serves hits. Root may write where the permissions
+ * say not to, so an entry can also be marked read-only explicitly:
+ * KCACHE_PATH=$HOME/.cache/kcache:ro=/opt/kcache opens /opt/kcache
+ * read-only whatever the uid (as does a sealed store, kc_store_set_sealed).
  *
  * Thread safety: as for kc_store_t; a kc_layers_t never changes after it is
  * opened.
@@ -23,6 +26,12 @@ extern "C" {
 
 typedef struct kc_layers kc_layers_t;
 
+/* An entry of a search path that starts with this is a read-only layer:
+ * "ro=/opt/kcache" opens /opt/kcache with KC_STORE_RDONLY, for root too,
+ * and publishes go to the next writable layer. (A directory whose name
+ * starts with "ro=" is written "./ro=...".) */
+#define KC_LAYERS_RO_PREFIX "ro="
+
 /* The most layers a search path may list. */
 #define KC_LAYERS_MAX 16
 
@@ -32,7 +41,8 @@ typedef struct kc_layers kc_layers_t;
  * becomes the one publishes go to), and skipped otherwise. A layer that
  * cannot be opened (damaged, newer format, permission denied, network
  * filesystem) is skipped and described by kc_layers_warnings: a cache must
- * not fail the work because one of its layers is bad. Empty entries are
+ * not fail the work because one of its layers is bad. An entry
+ * KC_LAYERS_RO_PREFIX "DIR" opens DIR read-only and never creates it. Empty entries are
  * ignored. KC_EINVAL for an empty list or more than KC_LAYERS_MAX entries;
  * KC_ENOTFOUND when no layer could be opened (the warnings say why). On
  * failure *out is NULL and kc_store_open_errmsg() holds the message. */
@@ -56,6 +66,13 @@ KC_API size_t kc_layers_count(const kc_layers_t *layers);
 KC_API kc_store_t *kc_layers_store(const kc_layers_t *layers, size_t i);
 /* The first writable layer, where publishes go, or NULL if none is. */
 KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
+/* Why the i-th layer could take no publishes even if opened for writing:
+ * "marked ro= in the store path", "sealed", "directory or filesystem not
+ * writable", "opened read-only" (a network filesystem; for
+ * kc_layers_wrap, a store its caller opened read-only); NULL when it could
+ * (whether or not kc_layers_open was asked for read-only layers), and past
+ * the end. A static string. */
+KC_API const char *kc_layers_readonly_why(const kc_layers_t *layers, size_t i);
 /* Lines describing skipped layers ("" when none). Valid while open. */
 KC_API const char *kc_layers_warnings(const kc_layers_t *layers);
 

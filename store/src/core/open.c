@@ -219,6 +219,11 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
             "(use KC_STORE_OPTS_INIT)",
             opts->size, sizeof(o));
     opts = &o;
+    /* A limit the environment names but that does not parse is an error
+     * here, not a silently unlimited store. */
+    if (!opts->max_size &&
+        kc__envvar_size("KCACHE_MAX_SIZE", &o.max_size, msg, sizeof(msg)) != KC_OK)
+        return kc__store_open_fail(KC_EINVAL, "%s", msg);
     if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
         (int)sizeof(data_path))
         return kc__store_open_fail(KC_EINVAL, "store path too long: %s", dir);
@@ -281,7 +286,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     st->readonly = eo.readonly;
     st->zstd_level = opts->zstd_level;
     /* Only the limit is kept here: publish enforces it (gc_internal.h). */
-    st->max_size = opts->max_size ? opts->max_size : kc__envvar_size("KCACHE_MAX_SIZE");
+    st->max_size = opts->max_size; /* or KCACHE_MAX_SIZE's, above */
     pthread_mutex_init(&st->pending_lock, NULL);
     pthread_cond_init(&st->flush_cv, NULL);
     pthread_cond_init(&st->flushed_cv, NULL);

@@ -2,6 +2,8 @@
  * in order. */
 #include "kcache/layers.h"
 
+#include "envvar.h"
+#include "fsinfo.h"
 #include "opts.h"
 #include "store_internal.h"
 
@@ -16,8 +18,26 @@ struct kc_layers {
     kc_store_t *stores[KC_LAYERS_MAX];
     int owned; /* close the stores at kc_layers_close */
     kc_store_t *writable;
+    /* Why layer i could take no publishes (NULL: it could). */
+    const char *readonly_why[KC_LAYERS_MAX];
     char warnings[2048];
 };
+
+/* Why a layer opened from dir could take no publishes, were it opened for
+ * writing: the marker, the seal, or the directory or filesystem. */
+static const char *readonly_why(kc_store_t *st, const char *dir, int marked,
+                                unsigned flags)
+{
+    if (marked)
+        return "marked " KC_LAYERS_RO_PREFIX " in the store path";
+    if (kc_store_is_sealed(st))
+        return "sealed";
+    if (!kc__fs_dir_writable(dir))
+        return "directory or filesystem not writable";
+    if (kc_store_is_readonly(st) && !(flags & KC_STORE_RDONLY))
+        return "opened read-only"; /* e.g. a network filesystem */
+    return NULL;
+}
 
 static void warn(kc_layers_t *l, const char *fmt, const char *dir, const char *why)
 {
@@ -49,6 +69,10 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
                                    "kc_layers_open: opts->size is %zu, this library's is "
                                    "%zu (use KC_STORE_OPTS_INIT)",
                                    opts->size, sizeof(o));
+    /* A bad setting fails the whole path, not each layer in turn. */
+    if (!o.max_size &&
+        kc__envvar_size("KCACHE_MAX_SIZE", &o.max_size, msg, sizeof(msg)) != KC_OK)
+        return kc__store_open_fail(KC_EINVAL, "%s", msg);
     l = calloc(1, sizeof(*l));
     list = strdup(path_list);
     if (!l || !list) {
@@ -59,12 +83,22 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
     for (char *dir = strtok_r(list, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
         kc_store_opts_t so = o;
         kc_store_t *st = NULL;
+        /* "ro=DIR": a layer opened read-only whoever runs, root included. */
+        int marked = strncmp(dir, KC_LAYERS_RO_PREFIX, strlen(KC_LAYERS_RO_PREFIX)) == 0;
 
         if (++entries > KC_LAYERS_MAX) {
             snprintf(msg, sizeof(msg), "the store path lists more than %d stores",
                      KC_LAYERS_MAX);
             rc = KC_EINVAL;
             goto fail;
+        }
+        if (marked) {
+            dir += strlen(KC_LAYERS_RO_PREFIX);
+            so.flags |= KC_STORE_RDONLY;
+            if (!*dir) {
+                warn(l, "%s: skipped: %s\n", KC_LAYERS_RO_PREFIX, "names no directory");
+                continue;
+            }
         }
         /* Only a layer that could become the publish target is created. */
         if (l->writable || (so.flags & KC_STORE_RDONLY))
@@ -80,6 +114,7 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
             warn(l, "%s: skipped: %s\n", dir, why);
             continue;
         }
+        l->readonly_why[l->n] = readonly_why(st, dir, marked, so.flags);
         l->stores[l->n++] = st;
         if (!l->writable && !kc_store_is_readonly(st))
             l->writable = st;
@@ -147,6 +182,7 @@ int kc_layers_wrap(kc_store_t *store, kc_layers_t **out)
     l->n = 1;
     l->stores[0] = store;
     l->writable = kc_store_is_readonly(store) ? NULL : store;
+    l->readonly_why[0] = readonly_why(store, kc_store_path(store), 0, 0);
     *out = l;
     return KC_OK;
 }
@@ -174,6 +210,11 @@ kc_store_t *kc_layers_store(const kc_layers_t *l, size_t i)
 kc_store_t *kc_layers_writable(const kc_layers_t *l)
 {
     return l ? l->writable : NULL;
+}
+
+const char *kc_layers_readonly_why(const kc_layers_t *l, size_t i)
+{
+    return l && i < l->n ? l->readonly_why[i] : NULL;
 }
 
 const char *kc_layers_warnings(const kc_layers_t *l)

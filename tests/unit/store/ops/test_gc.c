@@ -633,6 +633,24 @@ static void test_publish_over_the_size_limit_runs_gc_down_to_90_percent(void **s
     assert_true(store_size(f->st) <= size / 10 * 9);
     assert_true(has(f->st, KC_REC_BUILD, &more.build));
     assert_false(has(f->st, KC_REC_BUILD, &k[0].build));
+
+    /* A limit that does not parse fails the open, naming the variable and
+     * the accepted forms, rather than leaving the store unlimited; with a
+     * limit in opts the environment is not read. */
+    kc_store_t *bad = NULL;
+    setenv("KCACHE_MAX_SIZE", "lots", 1);
+    assert_int_equal(kc_store_open(f->dir, NULL, &bad), KC_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(kc_store_open_errmsg(), "KCACHE_MAX_SIZE='lots': not a size"));
+    assert_non_null(strstr(kc_store_open_errmsg(), "512M"));
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
+    assert_int_equal(kc_store_open(f->dir, &ro, &bad), KC_EINVAL);
+    assert_int_equal(kc_store_open(f->dir, &so, &bad), KC_OK);
+    kc_store_close(bad);
+    setenv("KCACHE_MAX_SIZE", "", 1);
+    assert_int_equal(kc_store_open(f->dir, NULL, &bad), KC_OK);
+    kc_store_close(bad);
+    unsetenv("KCACHE_MAX_SIZE");
     for (int i = 0; i < 4; i++)
         kern_free(&k[i]);
     kern_free(&fresh);

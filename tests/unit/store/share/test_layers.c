@@ -322,6 +322,95 @@ static void test_kcache_path_is_read_by_open_default(void **state)
     free_kernel(&k);
 }
 
+static int read_file(const char *path, void **data, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    long n;
+
+    if (!fp)
+        return -1;
+    if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 ||
+        fseek(fp, 0, SEEK_SET) != 0 || !(*data = malloc((size_t)n + 1)) ||
+        fread(*data, 1, (size_t)n, fp) != (size_t)n) {
+        fclose(fp);
+        return -1;
+    }
+    *len = (size_t)n;
+    fclose(fp);
+    return 0;
+}
+
+/* "ro=DIR" opens DIR read-only whoever runs (these tests run as root, who
+ * could write there): it serves hits, publishes go to the next writable
+ * layer, and its data.mdb keeps every byte. */
+static void test_layer_marked_ro_is_read_only_for_root_too(void **state)
+{
+    fixture_t *f = *state;
+    kernel_recs_t base, fresh;
+    char path[2000], mdb[700];
+    void *before = NULL, *after = NULL;
+    size_t before_len = 0, after_len = 0, layer = 99;
+    kc_layers_t *l = NULL;
+    kc_record_t *rec = NULL;
+    struct stat st0, st1;
+
+    make_kernel(&base, "softmax", 128);
+    make_kernel(&fresh, "matmul", 16);
+    fill_store(f->lower, &base);
+    snprintf(mdb, sizeof(mdb), "%s/data.mdb", f->lower);
+    assert_int_equal(read_file(mdb, &before, &before_len), 0);
+    assert_int_equal(stat(mdb, &st0), 0);
+
+    snprintf(path, sizeof(path), KC_LAYERS_RO_PREFIX "%s:%s", f->lower, f->upper);
+    assert_int_equal(kc_layers_open(path, NULL, &l), KC_OK);
+    assert_int_equal(kc_layers_count(l), 2);
+    assert_true(kc_store_is_readonly(kc_layers_store(l, 0)));
+    assert_string_equal(kc_store_path(kc_layers_store(l, 0)), f->lower);
+    assert_non_null(strstr(kc_layers_readonly_why(l, 0), "ro="));
+    assert_null(kc_layers_readonly_why(l, 1));
+    assert_ptr_equal(kc_layers_writable(l), kc_layers_store(l, 1));
+    assert_int_equal(kc_layers_get(l, KC_REC_TUNING, &base.tuning, &rec, &layer), KC_OK);
+    assert_int_equal(layer, 0);
+    kc_free(rec);
+    publish(kc_layers_writable(l), &fresh);
+    assert_int_equal(kc_layers_get(l, KC_REC_TUNING, &fresh.tuning, &rec, &layer), KC_OK);
+    assert_int_equal(layer, 1);
+    kc_free(rec);
+    /* A write to the marked layer itself is refused. */
+    kc_buf_t c = {fresh.cubin, sizeof(fresh.cubin)};
+    kc_publish_t pub = {&c, 1, &fresh.b, 1, &fresh.t, NULL, 0};
+    assert_int_equal(kc_store_publish(kc_layers_store(l, 0), &pub), KC_EREADONLY);
+    kc_layers_close(l);
+
+    assert_int_equal(read_file(mdb, &after, &after_len), 0);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after, before, before_len);
+    assert_int_equal(stat(mdb, &st1), 0);
+    assert_int_equal(st1.st_mtim.tv_sec, st0.st_mtim.tv_sec);
+    assert_int_equal(st1.st_mtim.tv_nsec, st0.st_mtim.tv_nsec);
+    free(before);
+    free(after);
+
+    /* The same through KCACHE_PATH; a marked layer is never created. */
+    snprintf(path, sizeof(path), "%s:" KC_LAYERS_RO_PREFIX "%s:" KC_LAYERS_RO_PREFIX,
+             f->upper, f->missing);
+    setenv("KCACHE_PATH", path, 1);
+    assert_int_equal(kc_layers_open_default(NULL, &l), KC_OK);
+    unsetenv("KCACHE_PATH");
+    assert_int_equal(kc_layers_count(l), 1);
+    assert_int_equal(stat(f->missing, &st1), -1);
+    assert_non_null(strstr(kc_layers_warnings(l), "missing: skipped: no such directory"));
+    assert_non_null(strstr(kc_layers_warnings(l), "ro=: skipped: names no directory"));
+    kc_layers_close(l);
+    /* Only marked layers: no writable one. */
+    snprintf(path, sizeof(path), KC_LAYERS_RO_PREFIX "%s", f->lower);
+    assert_int_equal(kc_layers_open(path, NULL, &l), KC_OK);
+    assert_null(kc_layers_writable(l));
+    kc_layers_close(l);
+    free_kernel(&base);
+    free_kernel(&fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +426,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kcache_path_is_read_by_open_default, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_layer_marked_ro_is_read_only_for_root_too,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
