@@ -17,13 +17,19 @@ typedef struct task {
     size_t *remaining;
 } task_t;
 
+/* Threads start when work needs them, not at create: a launcher that only
+ * hits the store never starts one. A task queued while no started thread
+ * is idle starts another, up to max_threads. */
 struct kc__pool {
     pthread_mutex_t mu;
     pthread_cond_t work; /* a task was queued, or the pool is stopping */
     pthread_cond_t done; /* a run_all countdown moved */
     task_t *head, *tail;
+    size_t queued; /* tasks in the queue */
     int stopping;
-    unsigned n_threads;
+    unsigned max_threads;
+    unsigned n_threads; /* started */
+    unsigned idle;      /* started threads waiting for work */
     pthread_t *threads;
 };
 
@@ -35,6 +41,7 @@ static void push_locked(kc__pool_t *pool, task_t *t)
     else
         pool->head = t;
     pool->tail = t;
+    pool->queued++;
 }
 
 static task_t *pop_locked(kc__pool_t *pool)
@@ -44,6 +51,7 @@ static task_t *pop_locked(kc__pool_t *pool)
         pool->head = t->next;
         if (!pool->head)
             pool->tail = NULL;
+        pool->queued--;
     }
     return t;
 }
@@ -66,6 +74,7 @@ static void *worker(void *arg)
 {
     kc__pool_t *pool = arg;
     pthread_mutex_lock(&pool->mu);
+    pool->idle--; /* counted idle by grow_locked until here */
     for (;;) {
         task_t *t = pop_locked(pool);
         if (t) {
@@ -74,10 +83,27 @@ static void *worker(void *arg)
         }
         if (pool->stopping)
             break;
+        pool->idle++;
         pthread_cond_wait(&pool->work, &pool->mu);
+        pool->idle--;
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
+}
+
+/* Start threads while queued tasks outnumber the idle ones. A thread that
+ * cannot be started is not an error: the started ones (or, with none, the
+ * caller) run the tasks. */
+static void grow_locked(kc__pool_t *pool)
+{
+    while (!pool->stopping && pool->queued > pool->idle &&
+           pool->n_threads < pool->max_threads) {
+        if (pthread_create(&pool->threads[pool->n_threads], NULL, worker, pool) != 0)
+            return;
+        pool->n_threads++;
+        /* Counted idle until it runs: it will take a task without waiting. */
+        pool->idle++;
+    }
 }
 
 int kc__pool_create(unsigned n_threads, kc__pool_t **out)
@@ -101,15 +127,7 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->done, NULL);
-    for (unsigned i = 0; i < n_threads; i++) {
-        if (pthread_create(&pool->threads[i], NULL, worker, pool) != 0) {
-            /* Keep the threads that started; destroy joins exactly those. */
-            pool->n_threads = i;
-            kc__pool_destroy(pool);
-            return KC_ENOMEM;
-        }
-        pool->n_threads = i + 1;
-    }
+    pool->max_threads = n_threads;
     *out = pool;
     return KC_OK;
 }
@@ -148,6 +166,14 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
     t->remaining = NULL;
     pthread_mutex_lock(&pool->mu);
     push_locked(pool, t);
+    grow_locked(pool);
+    if (pool->n_threads == 0) {
+        /* No thread could start: the caller runs it. */
+        pop_locked(pool);
+        pthread_mutex_unlock(&pool->mu);
+        free(t);
+        return KC_ENOMEM;
+    }
     pthread_cond_signal(&pool->work);
     pthread_mutex_unlock(&pool->mu);
     return KC_OK;
@@ -155,14 +181,24 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
 
 unsigned kc__pool_size(const kc__pool_t *pool)
 {
-    return pool ? pool->n_threads : 0;
+    return pool ? pool->max_threads : 0;
+}
+
+unsigned kc__pool_started(kc__pool_t *pool)
+{
+    if (!pool)
+        return 0;
+    pthread_mutex_lock(&pool->mu);
+    unsigned n = pool->n_threads;
+    pthread_mutex_unlock(&pool->mu);
+    return n;
 }
 
 int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t n)
 {
     if (!fn || (n && !args))
         return KC_EINVAL;
-    if (!pool || pool->n_threads == 0) {
+    if (!pool) {
         for (size_t i = 0; i < n; i++)
             fn(args[i]);
         return KC_OK;
@@ -181,6 +217,7 @@ int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t
         tasks[i].remaining = &remaining;
         push_locked(pool, &tasks[i]);
     }
+    grow_locked(pool);
     pthread_cond_broadcast(&pool->work);
     /* The caller helps instead of only waiting: a run_all from inside a
      * pool task then cannot deadlock a pool whose workers all wait. */
