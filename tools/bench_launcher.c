@@ -41,6 +41,11 @@
 #include <unistd.h>
 
 #include "compiler.h"
+#include "device.h"
+#include "launcher_int.h"
+#include "memo.h"
+#include "kcache/layers.h"
+#include "kcache/record.h"
 #include "kcache/launch.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
@@ -329,6 +334,20 @@ static int populate(const char *dir, long n)
                 fprintf(stderr, "bench: populate: launch: %s\n", kc_launcher_errmsg(l));
                 return 1;
             }
+        /* The tuning keys of kernels 0 and 1, for the first-hit breakdown. */
+        for (long i = 0; base == 0 && i < 2 && i < m; i++) {
+            kc_key_t key;
+            char hex[KC_KEY_HEX_LEN + 1], path[4200];
+            if (kc__kernel_tuning_key(k[i], a.args, 2, &key) != KC_OK)
+                return 1;
+            kc_key_to_hex(&key, hex);
+            snprintf(path, sizeof(path), "%s/.key%ld", dir, i);
+            FILE *kf = fopen(path, "w");
+            if (!kf)
+                return 1;
+            fprintf(kf, "%s\n", hex);
+            fclose(kf);
+        }
         /* A launcher keeps its kernels: a new one per batch bounds memory. */
         kc_launcher_destroy(l);
         l = make_launcher(dir, 1, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
@@ -345,6 +364,99 @@ static int populate(const char *dir, long n)
         return 1;
     fclose(f);
     fprintf(stderr, "bench: populated %ld kernels in %.1f s\n", n, (now_us() - t0) / 1e6);
+    return 0;
+}
+
+/* ---- the first hit's steps by hand (a child process) --------------------- */
+
+/* A store hit's steps as the launcher takes them (miss.c), each timed, in a
+ * fresh process whose device is ready: open the store, look the tuning up,
+ * fetch the winner's build and cubin (lookup, decompress, hash check), load
+ * the module and find the function, the usage stamps and counters, the
+ * memo insert; for kernel 0 (the process's first hit) then kernel 1. */
+static int breakdown(const char *dir)
+{
+    kc__device_t *dev = NULL;
+    char why[256] = "";
+    if (device_open() != 0 || (g_cuda ? kc__device_cuda_open(0, &dev, why, sizeof(why))
+                                      : kc__device_sim_open(g_sim, &dev)) != KC_OK) {
+        fprintf(stderr, "bench: breakdown: no device %s\n", why);
+        return 1;
+    }
+    kc_key_t keys[2];
+    for (int i = 0; i < 2; i++) {
+        char path[4200], hex[64] = "";
+        snprintf(path, sizeof(path), "%s/.key%d", dir, i);
+        FILE *kf = fopen(path, "r");
+        if (!kf || fscanf(kf, "%63s", hex) != 1 ||
+            kc_key_from_hex(hex, &keys[i]) != KC_OK) {
+            fprintf(stderr, "bench: breakdown: no key in %s\n", path);
+            return 1;
+        }
+        fclose(kf);
+    }
+    kc_layers_t *layers = NULL;
+    double t0 = now_us();
+    if (kc_layers_open(dir, NULL, &layers) != KC_OK)
+        return 1;
+    double open_us = now_us() - t0;
+    kc_store_t *st = kc_layers_writable(layers);
+    kc__memo_t memo;
+    kc__memo_init(&memo);
+    double v[2][5];
+    for (int j = 0; j < 2; j++) {
+        kc_record_t *rec = NULL, *brec = NULL;
+        void *cubin = NULL, *module = NULL, *fn = NULL;
+        size_t len = 0;
+        double t[6];
+        t[0] = now_us();
+        if (kc_layers_get(layers, KC_REC_TUNING, &keys[j], &rec, NULL) != KC_OK)
+            return 1;
+        t[1] = now_us();
+        if (kc_layers_get_build_cubin(layers, &rec->u.tuning.winner_build, &brec, &cubin,
+                                      &len, NULL) != KC_OK)
+            return 1;
+        t[2] = now_us();
+        if (dev->ops->module_load(dev, cubin, len, &module) != KC_OK ||
+            dev->ops->get_function(dev, module, brec->u.build.entry, &fn) != KC_OK)
+            return 1;
+        t[3] = now_us();
+        kc_store_touch(st, KC_REC_BUILD, &rec->u.tuning.winner_build);
+        kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
+        kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, brec->u.build.compile_us);
+        kc_store_count(st, KC_COUNTER_HITS, 1);
+        kc_store_touch(st, KC_REC_TUNING, &keys[j]);
+        t[4] = now_us();
+        const kc__memo_entry_t *e;
+        int64_t cfg[1] = {kBlock[0]};
+        uint8_t sig[8] = {(uint8_t)j};
+        kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), fn,
+                        module, 0, cfg, 1, NULL, &e);
+        t[5] = now_us();
+        for (int i = 0; i < 5; i++)
+            v[j][i] = t[i + 1] - t[i];
+        kc_free(cubin);
+        kc_free(brec);
+        kc_free(rec);
+    }
+    static const char *const names[5] = {
+        "tuning lookup", "build+cubin fetch (decompress, hash)",
+        "module load + get function", "usage stamps + counters", "memo insert"};
+    printf("  first-hit breakdown, the launcher's steps by hand in a fresh process "
+           "(device ready): store open %.1f us\n",
+           open_us);
+    double s0 = 0, s1 = 0;
+    for (int i = 0; i < 5; i++) {
+        printf("    %-38s first kernel %8.1f us, second kernel %8.1f us\n", names[i],
+               v[0][i], v[1][i]);
+        s0 += v[0][i];
+        s1 += v[1][i];
+    }
+    printf("    %-38s first kernel %8.1f us, second kernel %8.1f us: ratio %.2f\n", "sum",
+           s0, s1, s0 / s1);
+    kc__memo_destroy(&memo);
+    kc_layers_close(layers);
+    dev->ops->destroy(dev);
     return 0;
 }
 
@@ -465,6 +577,12 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     t0 = now_us();
     kc_launcher_destroy(l);
     printf("  launcher destroy with %ld kernels: %.1f ms\n", n, (now_us() - t0) / 1e3);
+    fflush(stdout);
+    char cmd[9000];
+    snprintf(cmd, sizeof(cmd), "'%s' --device %s --breakdown '%s'", self,
+             g_cuda ? "cuda" : "sim", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: the first-hit breakdown failed\n");
     free(reg);
     free(lau);
     free(both);
@@ -685,6 +803,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench: --device sim or cuda\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--breakdown") && i + 1 < argc) {
+            return breakdown(argv[i + 1]);
         } else if (!strcmp(argv[i], "--populate") && i + 2 < argc) {
             return populate(argv[i + 1], atol(argv[i + 2]));
         } else if (!strcmp(argv[i], "-s") && i + 1 < argc)
