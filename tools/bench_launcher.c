@@ -334,20 +334,6 @@ static int populate(const char *dir, long n)
                 fprintf(stderr, "bench: populate: launch: %s\n", kc_launcher_errmsg(l));
                 return 1;
             }
-        /* The tuning keys of kernels 0 and 1, for the first-hit breakdown. */
-        for (long i = 0; base == 0 && i < 2 && i < m; i++) {
-            kc_key_t key;
-            char hex[KC_KEY_HEX_LEN + 1], path[4200];
-            if (kc__kernel_tuning_key(k[i], a.args, 2, &key) != KC_OK)
-                return 1;
-            kc_key_to_hex(&key, hex);
-            snprintf(path, sizeof(path), "%s/.key%ld", dir, i);
-            FILE *kf = fopen(path, "w");
-            if (!kf)
-                return 1;
-            fprintf(kf, "%s\n", hex);
-            fclose(kf);
-        }
         /* A launcher keeps its kernels: a new one per batch bounds memory. */
         kc_launcher_destroy(l);
         l = make_launcher(dir, 1, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
@@ -523,6 +509,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     long wrong = 0;
     float expect = 0;
     double all0 = now_us();
+    kc_kernel_t *first2[2] = {NULL, NULL};
     for (long i = 0; i < n; i++) {
         kc_kernel_t *k = NULL;
         add_kernel_init(&ks[i], i);
@@ -537,6 +524,8 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
             return 1;
         }
         double t2 = now_us();
+        if (i < 2)
+            first2[i] = k;
         reg[i] = t1 - t0;
         lau[i] = t2 - t1;
         both[i] = t2 - t0;
@@ -574,6 +563,18 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
            ", memo misses %" PRIu64 "; results checked %ld, wrong %ld\n",
            st.store_hits, st.compiles, st.tunes, st.launches - st.memo_hits,
            (n + 1023) / 1024 + 1, wrong);
+    /* The tuning keys of kernels 0 and 1, for the first-hit breakdown. */
+    for (int i = 0; i < 2 && first2[i]; i++) {
+        kc_key_t key;
+        char hex[KC_KEY_HEX_LEN + 1], path[4400];
+        snprintf(path, sizeof(path), "%s/.key%d", dir, i);
+        FILE *kf = fopen(path, "w");
+        if (kc__kernel_tuning_key(first2[i], a.args, 2, &key) != KC_OK || !kf)
+            return 1;
+        kc_key_to_hex(&key, hex);
+        fprintf(kf, "%s\n", hex);
+        fclose(kf);
+    }
     t0 = now_us();
     kc_launcher_destroy(l);
     printf("  launcher destroy with %ld kernels: %.1f ms\n", n, (now_us() - t0) / 1e3);
