@@ -551,6 +551,19 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     print_dist("registration (kernel_get)", reg, (size_t)n);
     print_dist("first launch (store hit)", lau, (size_t)n);
     print_dist("both", both, (size_t)n);
+    /* Which kernels were slowest: a pattern (every 4096th...) names a cause. */
+    printf("  slowest:");
+    for (int r = 0; r < 6 && r < n; r++) {
+        long worst = 0;
+        for (long i = 1; i < n; i++)
+            if (both[i] > both[worst])
+                worst = i;
+        printf(" #%ld %.0f us (reg %.0f)", worst, both[worst], reg[worst]);
+        both[worst] = -both[worst];
+    }
+    for (long i = 0; i < n; i++)
+        both[i] = both[i] < 0 ? -both[i] : both[i];
+    printf("\n");
     size_t w = n >= 2000 ? 1000 : (size_t)n / 2;
     if (w) {
         double f = pct(both, w, 50), la = pct(both + n - w, w, 50);

@@ -47,6 +47,23 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
      * process ends; the launch still works. */
 }
 
+int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build)
+{
+    int waited = 0;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        int listed = 0;
+        for (size_t i = 0; k->prefetch_listed && i < k->n_prefetch; i++)
+            listed |= kc_key_cmp(&k->prefetch_list[i], build) == 0;
+        if (k->prefetch_done || !listed)
+            break;
+        pthread_cond_wait(&k->compiled_cv, &k->mu);
+        waited = 1;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return waited;
+}
+
 int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
                   uint64_t *compile_us)
 {
@@ -96,8 +113,6 @@ int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *en
  * its kernel (prefetch_id) if it was tuned on this device class; later
  * registrations look their kernel up. Tunings stored after that pass (by
  * another process) are not prefetched: their first launch loads them. */
-#define KC__PREFETCH_MAX 16
-
 typedef struct prefetch_entry {
     kc_key_t id; /* prefetch_id */
     size_t n;
@@ -214,6 +229,11 @@ void kc__prefetch_winners(void *arg)
     pthread_mutex_lock(&k->l->prefetch_lock);
     size_t n = stored_winners(k, builds);
     pthread_mutex_unlock(&k->l->prefetch_lock);
+    pthread_mutex_lock(&k->mu);
+    memcpy(k->prefetch_list, builds, n * sizeof(builds[0]));
+    k->n_prefetch = n;
+    k->prefetch_listed = 1;
+    pthread_mutex_unlock(&k->mu);
     for (size_t i = 0; i < n; i++) {
         kc_record_t *brec = NULL;
         void *cubin = NULL, *module = NULL, *fn = NULL;
