@@ -42,6 +42,7 @@
 
 #include "compiler.h"
 #include "device.h"
+#include "kernel_int.h"
 #include "launcher_int.h"
 #include "memo.h"
 #include "kcache/layers.h"
@@ -52,7 +53,7 @@
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static double now_us(void)
+static double clock_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -319,7 +320,7 @@ static int populate(const char *dir, long n)
     add_kernel_t *ks = calloc(BATCH, sizeof(*ks));
     xarg_t a;
     xarg_init(&a, 1);
-    double t0 = now_us();
+    double t0 = clock_us();
     for (long base = 0; base < n; base += BATCH) {
         kc_kernel_t *k[BATCH];
         long m = n - base < BATCH ? n - base : BATCH;
@@ -341,7 +342,7 @@ static int populate(const char *dir, long n)
         l = make_launcher(dir, 1, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
         if ((base / BATCH) % 32 == 31)
             fprintf(stderr, "bench: populated %ld of %ld kernels (%.0f s)\n", base + m, n,
-                    (now_us() - t0) / 1e6);
+                    (clock_us() - t0) / 1e6);
     }
     kc_launcher_destroy(l);
     free(ks);
@@ -351,7 +352,8 @@ static int populate(const char *dir, long n)
     if (!f)
         return 1;
     fclose(f);
-    fprintf(stderr, "bench: populated %ld kernels in %.1f s\n", n, (now_us() - t0) / 1e6);
+    fprintf(stderr, "bench: populated %ld kernels in %.1f s\n", n,
+            (clock_us() - t0) / 1e6);
     return 0;
 }
 
@@ -384,10 +386,10 @@ static int breakdown(const char *dir)
         fclose(kf);
     }
     kc_layers_t *layers = NULL;
-    double t0 = now_us();
+    double t0 = clock_us();
     if (kc_layers_open(dir, NULL, &layers) != KC_OK)
         return 1;
-    double open_us = now_us() - t0;
+    double open_us = clock_us() - t0;
     kc_store_t *st = kc_layers_writable(layers);
     kc__memo_t memo;
     kc__memo_init(&memo);
@@ -397,30 +399,30 @@ static int breakdown(const char *dir)
         void *cubin = NULL, *module = NULL, *fn = NULL;
         size_t len = 0;
         double t[6];
-        t[0] = now_us();
+        t[0] = clock_us();
         if (kc_layers_get(layers, KC_REC_TUNING, &keys[j], &rec, NULL) != KC_OK)
             return 1;
-        t[1] = now_us();
+        t[1] = clock_us();
         if (kc_layers_get_build_cubin(layers, &rec->u.tuning.winner_build, &brec, &cubin,
                                       &len, NULL) != KC_OK)
             return 1;
-        t[2] = now_us();
+        t[2] = clock_us();
         if (dev->ops->module_load(dev, cubin, len, &module) != KC_OK ||
             dev->ops->get_function(dev, module, brec->u.build.entry, &fn) != KC_OK)
             return 1;
-        t[3] = now_us();
+        t[3] = clock_us();
         kc_store_touch(st, KC_REC_BUILD, &rec->u.tuning.winner_build);
         kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
         kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, brec->u.build.compile_us);
         kc_store_count(st, KC_COUNTER_HITS, 1);
         kc_store_touch(st, KC_REC_TUNING, &keys[j]);
-        t[4] = now_us();
+        t[4] = clock_us();
         const kc__memo_entry_t *e;
         int64_t cfg[1] = {kBlock[0]};
         uint8_t sig[8] = {(uint8_t)j};
         kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), fn,
                         module, 0, cfg, 1, NULL, &e);
-        t[5] = now_us();
+        t[5] = clock_us();
         for (int i = 0; i < 5; i++)
             v[j][i] = t[i + 1] - t[i];
         kc_free(cubin);
@@ -456,20 +458,20 @@ static void part_create(const char *root, int no_prefetch)
     snprintf(dir, sizeof(dir), "%s/create-store", root);
     kc_device_kind_t kind = g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM;
     int before = threads_now();
-    double t0 = now_us();
+    double t0 = clock_us();
     kc_launcher_t *l = make_launcher(dir, no_prefetch, kind);
-    double first = now_us() - t0;
+    double first = clock_us() - t0;
     int after = threads_now();
     kc_launcher_destroy(l);
     enum { ROUNDS = 21 };
     double v[ROUNDS], w[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
-        t0 = now_us();
+        t0 = clock_us();
         l = make_launcher(dir, no_prefetch, kind);
-        v[r] = now_us() - t0;
-        t0 = now_us();
+        v[r] = clock_us() - t0;
+        t0 = clock_us();
         kc_launcher_destroy(l);
-        w[r] = now_us() - t0;
+        w[r] = clock_us() - t0;
     }
     printf("launcher create (%s, store %s): first of the process %.1f us, median of the "
            "next %d %.1f us (destroy %.1f us); threads before create %d, after %d\n",
@@ -504,28 +506,28 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         return 1;
     xarg_t a;
     xarg_init(&a, 1);
-    double t0 = now_us();
+    double t0 = clock_us();
     kc_launcher_t *l =
         make_launcher(dir, no_prefetch, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
-    double create_us = now_us() - t0;
+    double create_us = clock_us() - t0;
     long wrong = 0;
     float expect = 0;
-    double all0 = now_us();
+    double all0 = clock_us();
     kc_kernel_t *first2[2] = {NULL, NULL};
     for (long i = 0; i < n; i++) {
         kc_kernel_t *k = NULL;
         add_kernel_init(&ks[i], i);
-        t0 = now_us();
+        t0 = clock_us();
         if (kc_kernel_get(l, &ks[i].spec, &k) != KC_OK) {
             fprintf(stderr, "bench: kernel %ld: %s\n", i, kc_launcher_errmsg(l));
             return 1;
         }
-        double t1 = now_us();
+        double t1 = clock_us();
         if (kc_kernel_launch(k, NULL, a.args, 2) != KC_OK) {
             fprintf(stderr, "bench: kernel %ld: launch: %s\n", i, kc_launcher_errmsg(l));
             return 1;
         }
-        double t2 = now_us();
+        double t2 = clock_us();
         if (i < 2)
             first2[i] = k;
         reg[i] = t1 - t0;
@@ -539,7 +541,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         }
     }
     dev_sync();
-    double all_s = (now_us() - all0) / 1e6;
+    double all_s = (clock_us() - all0) / 1e6;
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
     printf("store hits of %ld distinct kernels (%s, %s, fresh process and launcher, "
@@ -590,9 +592,9 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         fprintf(kf, "%s\n", hex);
         fclose(kf);
     }
-    t0 = now_us();
+    t0 = clock_us();
     kc_launcher_destroy(l);
-    printf("  launcher destroy with %ld kernels: %.1f ms\n", n, (now_us() - t0) / 1e3);
+    printf("  launcher destroy with %ld kernels: %.1f ms\n", n, (clock_us() - t0) / 1e3);
     fflush(stdout);
     char cmd[9000];
     snprintf(cmd, sizeof(cmd), "'%s' --device %s --breakdown '%s'", self,
@@ -633,17 +635,17 @@ static int part_hot(const char *root, long n)
     double *v = calloc((size_t)n, sizeof(double));
     if (!v)
         return 1;
-    double t_all = now_us();
+    double t_all = clock_us();
     for (long i = 0; i < n; i++) {
-        double t0 = now_us();
+        double t0 = clock_us();
         kc_kernel_launch(k, NULL, a.args, 2);
-        v[i] = now_us() - t0;
+        v[i] = clock_us() - t0;
         /* The GPU's queue must not fill and block the host: sync, unclocked. */
         if (g_cuda && i % 256 == 255)
             dev_sync();
     }
     dev_sync();
-    double total = now_us() - t_all;
+    double total = clock_us() - t_all;
     float got = buf_read0(a.x);
     printf("memo hits, one kernel, %ld launches (%s), host time per launch "
            "(clock reads included; the run %.2f s): result %s\n",
@@ -705,9 +707,9 @@ static void *compile_job(void *arg)
     in.n_params = 1;
     in.arch = "sm_90";
     kc__compile_out_t out = {0};
-    double t0 = now_us();
+    double t0 = clock_us();
     j->ok = kc__nvrtc_compile(&in, &out) == KC_OK;
-    j->us = now_us() - t0;
+    j->us = clock_us() - t0;
     if (!j->ok)
         fprintf(stderr, "bench: compile failed: %s\n", out.log ? out.log : "");
     kc__compile_out_free(&out);
@@ -738,21 +740,22 @@ static int part_compile(const char *root, size_t max_cands)
     printf("  %2s %10s %10s %9s | %12s %12s %9s | %10s %9s | %s\n", "N", "seq wall",
            "par wall", "speed-up", "alone (mean)", "contended", "slowdown", "pool wall",
            "speed-up", "target 0.7 x min(N, CPUs)");
+    double pool_in_mean[MAX_CANDS], pool_over[MAX_CANDS];
     for (size_t n = 1; n <= max_cands; n++) {
         compile_job_t jobs[MAX_CANDS];
         pthread_t th[MAX_CANDS];
         /* One after another: each compile alone. */
-        double alone = 0, t0 = now_us();
+        double alone = 0, t0 = clock_us();
         for (size_t i = 0; i < n; i++) {
             job_init(&jobs[i], i);
             compile_job(&jobs[i]);
             alone += jobs[i].us;
         }
-        double seq = now_us() - t0;
+        double seq = clock_us() - t0;
         /* All at once on n threads. */
         for (size_t i = 0; i < n; i++)
             job_init(&jobs[i], i);
-        t0 = now_us();
+        t0 = clock_us();
         for (size_t i = 0; i < n; i++)
             pthread_create(&th[i], NULL, compile_job, &jobs[i]);
         double cont = 0;
@@ -760,7 +763,7 @@ static int part_compile(const char *root, size_t max_cands)
             pthread_join(th[i], NULL);
             cont += jobs[i].us;
         }
-        double par = now_us() - t0;
+        double par = clock_us() - t0;
         /* kc_kernel_get on the launcher's pool, a fresh store. */
         char dir[4200], opt[64];
         snprintf(dir, sizeof(dir), "%s/compile-%zu-%ld", root, n, g_nonce);
@@ -782,14 +785,24 @@ static int part_compile(const char *root, size_t max_cands)
         s.block[0] = "BLOCK";
         kc_launcher_t *l = make_launcher(dir, 1, KC_DEVICE_NONE);
         kc_kernel_t *k = NULL;
-        t0 = now_us();
+        t0 = clock_us();
         if (kc_kernel_get(l, &s, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
             fprintf(stderr, "bench: pool compile: %s\n", kc_launcher_errmsg(l));
             return 1;
         }
-        double pool = now_us() - t0;
+        double pool = clock_us() - t0;
         kc_kernel_stats_t st;
         kc_kernel_stats(k, &st);
+        /* NVRTC's time inside kcache's compile tasks (what each task timed
+         * around nvrtcCompileProgram and its cubin read). */
+        double in_sum = 0, in_max = 0;
+        for (size_t i = 0; i < k->n_cands; i++) {
+            double us = (double)k->cands[i].compile_us;
+            in_sum += us;
+            in_max = us > in_max ? us : in_max;
+        }
+        pool_in_mean[n - 1] = in_sum / (double)k->n_cands;
+        pool_over[n - 1] = pool - in_max;
         kc_launcher_destroy(l);
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         double target = 0.7 * (double)((long)n < cpus ? (long)n : cpus);
@@ -798,6 +811,13 @@ static int part_compile(const char *root, size_t max_cands)
                n, seq / 1e3, par / 1e3, seq / par, alone / n / 1e3, cont / n / 1e3,
                cont / alone, pool / 1e3, seq / pool, target, st.compiles);
     }
+    printf(
+        "  in the pool: each candidate's NVRTC time as kcache timed it (mean), and the "
+        "pool's wall time less the slowest candidate's (kcache's own share: the "
+        "pool, build keys, leases, the store):\n");
+    for (size_t n = 1; n <= max_cands; n++)
+        printf("  %2zu NVRTC in the pool %8.1f ms, kcache's share %6.1f ms\n", n,
+               pool_in_mean[n - 1] / 1e3, pool_over[n - 1] / 1e3);
     return 0;
 }
 
