@@ -274,7 +274,8 @@ int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *en
 void kc__prefetch_winners(void *arg);
 /* If the prefetch is loading build, wait until it is done; returns whether
  * it waited. A prefetch still looking its builds up is not waited for: the
- * caller loads the build itself (kc__keep_module keeps one copy). */
+ * caller loads the build itself (kc__keep_module keeps one copy); either
+ * way the caller looks for the build among the kept modules again. */
 int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build);
 int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
                 const int64_t *config);

@@ -63,8 +63,8 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
         return KC_OK;
     /* A prefetch under way that is loading this winner: wait for it rather
      * than load the same module twice. */
-    if (kc__prefetch_wait(k, &t->winner_build) &&
-        kc__find_kept(k, &t->winner_build, module, fn, compile_us))
+    kc__prefetch_wait(k, &t->winner_build);
+    if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
     rc = kc_layers_get_build_cubin(k->l->layers, &t->winner_build, &brec, &cubin,
                                    &cubin_len, NULL);
