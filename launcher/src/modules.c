@@ -160,6 +160,7 @@ static int index_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     kc_record_t *rec = NULL;
     kc_tuning_desc_t *d = NULL;
     prefetch_entry_t *e, *grown;
+    void *old = NULL;
     kc_key_t id;
 
     (void)kind;
@@ -180,16 +181,21 @@ static int index_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     for (size_t i = 0; e && i < e->n; i++)
         if (kc_key_cmp(&e->builds[i], &rec->u.tuning.winner_build) == 0)
             goto done;
-    /* A new entry, or one winner more: the entry moves, and is put again. */
+    /* A new entry, or a copy with one winner more that replaces the old one
+     * (freed only once the index no longer holds it). */
     size_t n = e ? e->n : 0;
-    grown = realloc(e, sizeof(*e) + (n + 1) * sizeof(kc_key_t));
+    grown = malloc(sizeof(*e) + (n + 1) * sizeof(kc_key_t));
     if (!grown)
         goto done;
-    if (!e)
-        *grown = (prefetch_entry_t){.id = id, .n = 0};
+    *grown = (prefetch_entry_t){.id = id, .n = n};
+    if (n)
+        memcpy(grown->builds, e->builds, n * sizeof(kc_key_t));
     grown->builds[grown->n++] = rec->u.tuning.winner_build;
-    if (kc__index_put(&l->prefetch_index, h, grown, same_entry, &id, NULL) != KC_OK && !e)
-        free(grown); /* an entry already there was replaced in place */
+    if (kc__index_put(&l->prefetch_index, h, grown, same_entry, &id, &old) != KC_OK) {
+        free(grown);
+        goto done;
+    }
+    free(old);
 done:
     kc_free(d);
     kc_free(rec);

@@ -254,6 +254,60 @@ static void test_prefetch_index_gives_each_kernel_its_own_stored_winners(void **
     kcs_vecs_free(&v);
 }
 
+/* vadd's cost: BLOCK 128 wins from 4096 elements up, 256 below. */
+static uint64_t cost_by_size(void *user, const kc_sim_launch_t *l)
+{
+    (void)user;
+    long want = KCS_PARAM_I32(l->params[3]) >= 4096 ? 128 : 256;
+    long d = (long)l->block[0] - want;
+    return (uint64_t)(d < 0 ? -d : d) + 1000;
+}
+
+/* A kernel whose signatures won with different builds: the prefetch loads
+ * each of them once (the index's entry grows by a winner, and the same
+ * winner again is not added twice). */
+static void test_prefetch_index_keeps_every_distinct_winner_of_a_kernel(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_kernel_spec_t vadd = kcs_vadd_spec("idx.vadd2", kTwoBlocks);
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kc_sim_counters_t c;
+    kcs_vecs_t v;
+    int sizes[3] = {1000, 8192, 2000}; /* winners 256, 128, 256 */
+
+    assert_int_equal(kc_sim_register(f->sim, "vadd", kcs_sim_vadd, cost_by_size, &f->bh),
+                     KC_OK);
+    assert_int_equal(kc_kernel_get(f->l, &vadd, &k), KC_OK);
+    for (int i = 0; i < 3; i++) {
+        kcs_vecs_init(&v, sizes[i]);
+        assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+        kcs_vecs_check(&v);
+        kcs_vecs_free(&v);
+    }
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.tunes, 3);
+
+    kcs_new_sim(f, NULL);
+    kcs_new_launcher(f);
+    assert_int_equal(kc_kernel_get(f->l, &vadd, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.prefetched, 2);
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 2);
+    for (int i = 0; i < 3; i++) {
+        kcs_vecs_init(&v, sizes[i]);
+        assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+        kcs_vecs_check(&v);
+        kcs_vecs_free(&v);
+    }
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.modules_loaded, 2); /* the three hits loaded nothing */
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.store_hits, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +323,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_prefetch_index_gives_each_kernel_its_own_stored_winners, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_prefetch_index_keeps_every_distinct_winner_of_a_kernel, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
