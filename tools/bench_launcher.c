@@ -576,6 +576,15 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
                "ratio %.2f (target <= 1.5); first launch alone %.2f vs %.2f us: %.2f\n",
                w, f, w, la, la / f, fl, ll, ll / fl);
     }
+    /* The median of each sixteenth of the run: a trend, or noise. */
+    if (n >= 16 * 16) {
+        printf("  median per sixteenth of the kernels (registration + first launch):");
+        for (int q = 0; q < 16; q++) {
+            size_t lo = (size_t)n * (size_t)q / 16, hi = (size_t)n * (size_t)(q + 1) / 16;
+            printf(" %.1f", pct(both + lo, hi - lo, 50));
+        }
+        printf(" us\n");
+    }
     printf("  stats: store hits %" PRIu64 ", compiles %" PRIu64 ", tunes %" PRIu64
            ", memo misses %" PRIu64 "; results checked %ld, wrong %ld\n",
            st.store_hits, st.compiles, st.tunes, st.launches - st.memo_hits,
