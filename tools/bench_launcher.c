@@ -586,9 +586,10 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         printf(" us\n");
     }
     printf("  stats: store hits %" PRIu64 ", compiles %" PRIu64 ", tunes %" PRIu64
-           ", memo misses %" PRIu64 "; results checked %ld, wrong %ld\n",
+           ", memo misses %" PRIu64 ", winners prefetched by the end of the loop %" PRIu64
+           "; results checked %ld, wrong %ld\n",
            st.store_hits, st.compiles, st.tunes, st.launches - st.memo_hits,
-           (n + 1023) / 1024 + 1, wrong);
+           st.prefetched, (n + 1023) / 1024 + 1, wrong);
     /* The tuning keys of kernels 0 and 1, for the first-hit breakdown. */
     for (int i = 0; i < 2 && first2[i]; i++) {
         kc_key_t key;
