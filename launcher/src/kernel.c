@@ -123,6 +123,16 @@ static int load_abis(kc_launcher_t *l, const kc__spec_t *sp, kc__abi_t **out)
     return KC_OK;
 }
 
+static int same_identity(const void *item, const void *key)
+{
+    return kc_key_cmp(&((const kc_kernel_t *)item)->spec->identity, key) == 0;
+}
+
+static int same_name(const void *item, const void *key)
+{
+    return strcmp(((const kc_kernel_t *)item)->spec->s.name, key) == 0;
+}
+
 /* Register an owned spec: the same identity gives the kernel already
  * registered. Takes spec in every case. */
 static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
@@ -143,14 +153,20 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     }
     rc = KC_ENOMEM;
     pthread_mutex_lock(&l->lock);
-    for (kc_kernel_t *x = l->kernels; x; x = x->next)
-        if (kc_key_cmp(&x->spec->identity, &spec->identity) == 0) {
-            pthread_mutex_unlock(&l->lock);
-            abis_free(abis, spec->n_candidates);
-            kc__spec_free(spec);
-            *out = x;
-            return KC_OK;
-        }
+    kc_kernel_t *x = kc__index_get(&l->by_identity, kc__index_key_hash(&spec->identity),
+                                   same_identity, &spec->identity);
+    if (x) {
+        pthread_mutex_unlock(&l->lock);
+        abis_free(abis, spec->n_candidates);
+        kc__spec_free(spec);
+        *out = x;
+        return KC_OK;
+    }
+    /* Room in both indexes first: once the kernel exists, its puts cannot
+     * fail. */
+    if (kc__index_reserve(&l->by_identity, l->by_identity.count + 1) != KC_OK ||
+        kc__index_reserve(&l->by_name, l->by_name.count + 1) != KC_OK)
+        goto fail;
     k = calloc(1, sizeof(*k));
     if (!k)
         goto fail;
@@ -205,6 +221,10 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     k->prefetch_task = (compile_task_t){k, 0};
     k->next = l->kernels;
     l->kernels = k;
+    kc__index_put(&l->by_identity, kc__index_key_hash(&k->spec->identity), k,
+                  same_identity, &k->spec->identity, NULL);
+    kc__index_put(&l->by_name, kc__index_str_hash(k->spec->s.name), k, same_name,
+                  k->spec->s.name, NULL);
     pthread_mutex_unlock(&l->lock);
 
     /* The asynchronous compile at load: every candidate at once. A task
@@ -215,6 +235,7 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
     if (prefetch &&
         kc__pool_submit(l->pool, kc__prefetch_winners, &k->prefetch_task) != KC_OK)
         kc__prefetch_winners(&k->prefetch_task);
+    kc__launcher_warm_once(l);
     *out = k;
     return KC_OK;
 fail:
@@ -333,11 +354,7 @@ int kc_kernel_find(kc_launcher_t *l, const char *name, kc_kernel_t **out)
     if (!l || !name || !out)
         return KC_EINVAL;
     pthread_mutex_lock(&l->lock);
-    for (kc_kernel_t *k = l->kernels; k; k = k->next)
-        if (strcmp(k->spec->s.name, name) == 0) {
-            *out = k;
-            break;
-        }
+    *out = kc__index_get(&l->by_name, kc__index_str_hash(name), same_name, name);
     pthread_mutex_unlock(&l->lock);
     return *out ? KC_OK : KC_ENOTFOUND;
 }

@@ -44,6 +44,9 @@
 
 #define REASON_LINES 4
 
+/* The most stored winners the prefetch loads for one kernel (modules.c). */
+#define KC__PREFETCH_MAX 16
+
 typedef struct cand {
     /* Set by the compile task, read only after compile_done. */
     uint8_t status; /* KC_CAND_OK or KC_CAND_COMPILE_ERROR */
@@ -110,6 +113,13 @@ struct kc_kernel {
     size_t pending;
     int compile_done;
     int prefetch_done; /* the stored winners' modules are loaded (or none) */
+    /* The builds the prefetch is loading, once it has looked them up: a
+     * launch waits for the prefetch only for one of these, never for the
+     * look-up itself (the launcher's first prefetch reads every stored
+     * tuning). */
+    int prefetch_listed;
+    size_t n_prefetch;
+    kc_key_t prefetch_list[KC__PREFETCH_MAX];
     compile_task_t prefetch_task;
     flight_t *flights;
     kept_t *kept;
@@ -262,6 +272,11 @@ int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **f
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
                    void **module, void **fn);
 void kc__prefetch_winners(void *arg);
+/* If the prefetch is loading build, wait until it is done; returns whether
+ * it waited. A prefetch still looking its builds up is not waited for: the
+ * caller loads the build itself (kc__keep_module keeps one copy); either
+ * way the caller looks for the build among the kept modules again. */
+int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build);
 int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
                 const int64_t *config);
 

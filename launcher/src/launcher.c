@@ -164,6 +164,15 @@ static void warm_store(void *arg)
         kc_store_warm(kc_layers_store(l->layers, i));
 }
 
+void kc__launcher_warm_once(kc_launcher_t *l)
+{
+    /* Only a launcher that can launch reads cubins on its critical path. */
+    if (!l->dev || !l->layers || l->no_warmup || atomic_exchange(&l->warm_started, 1))
+        return;
+    if (kc__pool_submit(l->pool, warm_store, l) != KC_OK)
+        warm_store(l);
+}
+
 int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
 {
     kc_launcher_opts_t o;
@@ -189,6 +198,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     }
     pthread_mutex_init(&l->lock, NULL);
     pthread_mutex_init(&l->tune_lock, NULL);
+    pthread_mutex_init(&l->prefetch_lock, NULL);
     l->kind = opts->device;
     l->log = opts->log;
     l->log_user = opts->log_user;
@@ -230,10 +240,6 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     }
     open_store(l, opts);
     open_remote(l, opts);
-    /* Only a launcher that can launch reads cubins on its critical path. */
-    if (l->dev && l->layers && !l->no_warmup &&
-        kc__pool_submit(l->pool, warm_store, l) != KC_OK)
-        warm_store(l);
     *out = l;
     return KC_OK;
 fail:
@@ -256,6 +262,11 @@ void kc__launcher_free(kc_launcher_t *l)
         kc_store_flush(l->store);
     kc_layers_close(l->layers);
     kc_remote_close(l->remote);
+    kc__index_each(&l->prefetch_index, free);
+    kc__index_free(&l->prefetch_index);
+    pthread_mutex_destroy(&l->prefetch_lock);
+    kc__index_free(&l->by_identity);
+    kc__index_free(&l->by_name);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
     free(l);

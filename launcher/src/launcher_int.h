@@ -13,6 +13,7 @@
 #include "kcache/remote.h"
 
 #include "device.h"
+#include "index.h"
 #include "pool.h"
 #include "tuner.h"
 
@@ -36,6 +37,7 @@ struct kc_launcher {
     kc__tune_opts_t tune;
     int no_prefetch;
     int no_warmup;
+    _Atomic int warm_started; /* the warm-up was submitted (first registration) */
     kc_contention_t contention;
     uint64_t lease_ttl_ms;
     uint64_t lease_wait_ms;
@@ -44,8 +46,19 @@ struct kc_launcher {
     void *log_user;
     kc_log_level_t log_level;
 
-    pthread_mutex_t lock; /* the kernel list */
+    pthread_mutex_t lock; /* the kernel list and its indexes */
     kc_kernel_t *kernels;
+    /* The kernels by spec identity, and by name (the one registered last of
+     * a name): registration and kc_kernel_find in constant time, however
+     * many kernels the process has. */
+    kc__index_t by_identity, by_name;
+    /* The stored winners by kernel, for the prefetch at registration
+     * (modules.c): built by the first prefetch in one pass over the stored
+     * tunings, then looked up, so that a registration costs the same with
+     * 10 or 100,000 tunings stored. Items are malloc'd (freed here). */
+    pthread_mutex_t prefetch_lock;
+    int prefetch_indexed;
+    kc__index_t prefetch_index;
     /* One tuning at a time per launcher: candidates timed side by side on
      * one device would disturb each other's timings. */
     pthread_mutex_t tune_lock;
@@ -62,6 +75,11 @@ void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
 
 /* A remote call failed with rc: a warning the first time, then debug. */
 void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
+
+/* The store's warm-up (kc_store_warm of every layer) on the pool, once per
+ * launcher: started by the first registration, not by kc_launcher_create,
+ * so that creating a launcher starts no thread. */
+void kc__launcher_warm_once(kc_launcher_t *l);
 
 /* Free the launcher itself (its kernels are kernel.c's to free first). */
 void kc__launcher_free(kc_launcher_t *l);

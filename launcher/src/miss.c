@@ -61,12 +61,9 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
     }
     if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
-    /* A prefetch under way is loading the stored winners: wait for it
-     * rather than load the same module twice. */
-    pthread_mutex_lock(&k->mu);
-    while (!k->prefetch_done)
-        pthread_cond_wait(&k->compiled_cv, &k->mu);
-    pthread_mutex_unlock(&k->mu);
+    /* A prefetch under way that is loading this winner: wait for it rather
+     * than load the same module twice. */
+    kc__prefetch_wait(k, &t->winner_build);
     if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
         return KC_OK;
     rc = kc_layers_get_build_cubin(k->l->layers, &t->winner_build, &brec, &cubin,

@@ -47,6 +47,23 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
      * process ends; the launch still works. */
 }
 
+int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build)
+{
+    int waited = 0;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        int listed = 0;
+        for (size_t i = 0; k->prefetch_listed && i < k->n_prefetch; i++)
+            listed |= kc_key_cmp(&k->prefetch_list[i], build) == 0;
+        if (k->prefetch_done || !listed)
+            break;
+        pthread_cond_wait(&k->compiled_cv, &k->mu);
+        waited = 1;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return waited;
+}
+
 int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
                   uint64_t *compile_us)
 {
@@ -86,36 +103,65 @@ int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *en
  * knows which configs won for this kernel on this device class before. A
  * pool task loads those winners' modules, so that the first launch of a
  * stored signature finds its module loaded and costs a tuning lookup and a
- * memo insert, not a decompress and a cuModuleLoadData. It scans the tuning
- * records (a store holds thousands, not millions) and loads at most
+ * memo insert, not a decompress and a cuModuleLoadData. It loads at most
  * KC__PREFETCH_MAX distinct builds. A launch that comes first simply loads
- * its winner itself; keep_module drops the copy that loses the race. */
-#define KC__PREFETCH_MAX 16
-
-typedef struct prefetch_scan {
-    kc_kernel_t *k;
-    kc_key_t builds[KC__PREFETCH_MAX];
+ * its winner itself; keep_module drops the copy that loses the race.
+ *
+ * Which builds won for a kernel is found in the launcher's prefetch index:
+ * the first prefetch of the launcher reads every stored tuning once (a
+ * store holds thousands, not millions) and files each one's winner under
+ * its kernel (prefetch_id) if it was tuned on this device class; later
+ * registrations look their kernel up. Tunings stored after that pass (by
+ * another process) are not prefetched: their first launch loads them. */
+typedef struct prefetch_entry {
+    kc_key_t id; /* prefetch_id */
     size_t n;
-} prefetch_scan_t;
+    kc_key_t builds[]; /* n distinct winners, in the order the stores gave them */
+} prefetch_entry_t;
 
-static int same_options(const kc_tuning_desc_t *d, const kc_kernel_spec_t *s)
+static int same_entry(const void *item, const void *key)
 {
-    if (d->n_options != s->n_options)
-        return 0;
-    for (size_t i = 0; i < d->n_options; i++)
-        if (strcmp(d->options[i], s->options[i]) != 0)
-            return 0;
-    return 1;
+    return kc_key_cmp(&((const prefetch_entry_t *)item)->id, key) == 0;
 }
 
-static int scan_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
-                       const void *data, size_t len)
+/* The key of what a tuning's winner is prefetched for: the kernel's
+ * source, its entry and options, its space (the device is checked apart). */
+static int prefetch_id(kc_source_kind_t kind, const kc_key_t *source,
+                       const kc_key_t *space, const char *entry,
+                       const char *const *options, size_t n_options, kc_key_t *out)
 {
-    prefetch_scan_t *ps = user;
-    const kc_kernel_t *k = ps->k;
-    const kc__spec_t *sp = k->spec;
+    size_t len = 1 + 2 * sizeof(kc_key_t) + strlen(entry) + 1 + sizeof(size_t);
+    for (size_t i = 0; i < n_options; i++)
+        len += strlen(options[i]) + 1;
+    uint8_t *buf = malloc(len), *p = buf;
+    if (!buf)
+        return KC_ENOMEM;
+    *p++ = (uint8_t)kind;
+    memcpy(p, source, sizeof(*source));
+    p += sizeof(*source);
+    memcpy(p, space, sizeof(*space));
+    p += sizeof(*space);
+    memcpy(p, &n_options, sizeof(n_options));
+    p += sizeof(n_options);
+    p = (uint8_t *)stpcpy((char *)p, entry) + 1;
+    for (size_t i = 0; i < n_options; i++)
+        p = (uint8_t *)stpcpy((char *)p, options[i]) + 1;
+    *out = kc_key_hash(buf, len);
+    free(buf);
+    return KC_OK;
+}
+
+/* A stored tuning: its winner filed under its kernel, if it was tuned on
+ * this launcher's device class. */
+static int index_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                        const void *data, size_t len)
+{
+    kc_launcher_t *l = user;
     kc_record_t *rec = NULL;
     kc_tuning_desc_t *d = NULL;
+    prefetch_entry_t *e, *grown;
+    void *old = NULL;
+    kc_key_t id;
 
     (void)kind;
     (void)key;
@@ -123,43 +169,89 @@ static int scan_tuning(void *user, kc_rec_kind_t kind, const kc_key_t *key,
         kc_tuning_preimage_decode(rec->u.tuning.preimage.data,
                                   rec->u.tuning.preimage.size, &d) != KC_OK)
         goto done;
-    if (d->source_kind != sp->s.source_kind ||
-        kc_key_cmp(&d->source_digest, &sp->source_digest) != 0 ||
-        kc_key_cmp(&d->space_digest, &sp->space_digest) != 0 ||
-        strcmp(d->entry, sp->s.entry) != 0 || !same_options(d, &sp->s) ||
-        strcmp(d->arch, k->l->arch) != 0 || d->sm_count != k->l->info.sm_count ||
-        strcmp(d->device_name, k->l->info.name) != 0)
+    if (strcmp(d->arch, l->arch) != 0 || d->sm_count != l->info.sm_count ||
+        strcmp(d->device_name, l->info.name) != 0 ||
+        prefetch_id(d->source_kind, &d->source_digest, &d->space_digest, d->entry,
+                    d->options, d->n_options, &id) != KC_OK)
         goto done;
-    for (size_t i = 0; i < ps->n; i++)
-        if (kc_key_cmp(&ps->builds[i], &rec->u.tuning.winner_build) == 0)
+    uint64_t h = kc__index_key_hash(&id);
+    e = kc__index_get(&l->prefetch_index, h, same_entry, &id);
+    if (e && e->n == KC__PREFETCH_MAX)
+        goto done;
+    for (size_t i = 0; e && i < e->n; i++)
+        if (kc_key_cmp(&e->builds[i], &rec->u.tuning.winner_build) == 0)
             goto done;
-    ps->builds[ps->n++] = rec->u.tuning.winner_build;
+    /* A new entry, or a copy with one winner more that replaces the old one
+     * (freed only once the index no longer holds it). */
+    size_t n = e ? e->n : 0;
+    grown = malloc(sizeof(*e) + (n + 1) * sizeof(kc_key_t));
+    if (!grown)
+        goto done;
+    *grown = (prefetch_entry_t){.id = id, .n = n};
+    if (n)
+        memcpy(grown->builds, e->builds, n * sizeof(kc_key_t));
+    grown->builds[grown->n++] = rec->u.tuning.winner_build;
+    if (kc__index_put(&l->prefetch_index, h, grown, same_entry, &id, &old) != KC_OK) {
+        free(grown);
+        goto done;
+    }
+    free(old);
 done:
     kc_free(d);
     kc_free(rec);
-    return ps->n == KC__PREFETCH_MAX; /* stop once full */
+    return 0;
+}
+
+/* Under the launcher's prefetch lock: the stored winners of kernel k, read
+ * from every layer the first time. */
+static size_t stored_winners(kc_kernel_t *k, kc_key_t *builds)
+{
+    kc_launcher_t *l = k->l;
+    const kc__spec_t *sp = k->spec;
+    const prefetch_entry_t *e;
+    kc_key_t id;
+    size_t n = 0;
+
+    if (!l->prefetch_indexed) {
+        for (size_t i = 0; i < kc_layers_count(l->layers); i++)
+            kc_store_iterate(kc_layers_store(l->layers, i), KC_REC_TUNING, index_tuning,
+                             l);
+        l->prefetch_indexed = 1;
+    }
+    if (prefetch_id(sp->s.source_kind, &sp->source_digest, &sp->space_digest, sp->s.entry,
+                    sp->s.options, sp->s.n_options, &id) != KC_OK)
+        return 0;
+    e = kc__index_get(&l->prefetch_index, kc__index_key_hash(&id), same_entry, &id);
+    for (; e && n < e->n; n++)
+        builds[n] = e->builds[n];
+    return n;
 }
 
 void kc__prefetch_winners(void *arg)
 {
     kc_kernel_t *k = ((compile_task_t *)arg)->k;
-    prefetch_scan_t ps = {.k = k};
+    kc_key_t builds[KC__PREFETCH_MAX];
 
-    for (size_t i = 0; i < kc_layers_count(k->l->layers) && ps.n < KC__PREFETCH_MAX; i++)
-        kc_store_iterate(kc_layers_store(k->l->layers, i), KC_REC_TUNING, scan_tuning,
-                         &ps);
-    for (size_t i = 0; i < ps.n; i++) {
+    pthread_mutex_lock(&k->l->prefetch_lock);
+    size_t n = stored_winners(k, builds);
+    pthread_mutex_unlock(&k->l->prefetch_lock);
+    pthread_mutex_lock(&k->mu);
+    memcpy(k->prefetch_list, builds, n * sizeof(builds[0]));
+    k->n_prefetch = n;
+    k->prefetch_listed = 1;
+    pthread_mutex_unlock(&k->mu);
+    for (size_t i = 0; i < n; i++) {
         kc_record_t *brec = NULL;
         void *cubin = NULL, *module = NULL, *fn = NULL;
         size_t cubin_len = 0;
 
-        if (kc__find_kept(k, &ps.builds[i], &module, &fn, NULL))
+        if (kc__find_kept(k, &builds[i], &module, &fn, NULL))
             continue;
-        if (kc_layers_get_build_cubin(k->l->layers, &ps.builds[i], &brec, &cubin,
-                                      &cubin_len, NULL) == KC_OK &&
+        if (kc_layers_get_build_cubin(k->l->layers, &builds[i], &brec, &cubin, &cubin_len,
+                                      NULL) == KC_OK &&
             kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, &fn) ==
                 KC_OK) {
-            kc__keep_module(k, &ps.builds[i], &module, &fn, brec->u.build.compile_us);
+            kc__keep_module(k, &builds[i], &module, &fn, brec->u.build.compile_us);
             bump(&k->prefetched);
         }
         kc_free(cubin);

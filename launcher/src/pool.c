@@ -17,14 +17,30 @@ typedef struct task {
     size_t *remaining;
 } task_t;
 
+/* Threads start when work needs them, not at create: a launcher that only
+ * hits the store never starts one. The caller of submit or run_all starts a
+ * thread only when no thread is idle or starting; a thread that takes a task
+ * while more are queued than threads idle starts the next one before it
+ * runs its task. So a burst of tasks (a kernel's candidates) grows the pool
+ * from within, and the caller, whose next step may be the process's first
+ * launch, pays for one pthread_create at most. pthread_create runs with the
+ * pool's lock released: under load, or while another thread is in dlopen
+ * (NVRTC's load takes milliseconds), it can take that long. */
 struct kc__pool {
     pthread_mutex_t mu;
-    pthread_cond_t work; /* a task was queued, or the pool is stopping */
-    pthread_cond_t done; /* a run_all countdown moved */
+    pthread_cond_t work;    /* a task was queued, or the pool is stopping */
+    pthread_cond_t done;    /* a run_all countdown moved */
+    pthread_cond_t started; /* a thread being started is started (or failed) */
     task_t *head, *tail;
+    size_t queued; /* tasks in the queue */
     int stopping;
-    unsigned n_threads;
+    unsigned max_threads;
+    unsigned n_slots;  /* slots of threads taken (started, starting or failed) */
+    unsigned n_live;   /* threads started */
+    unsigned starting; /* pthread_create calls in progress */
+    unsigned idle;     /* threads waiting for work, or starting */
     pthread_t *threads;
+    unsigned char *live; /* per slot: a thread to join */
 };
 
 static void push_locked(kc__pool_t *pool, task_t *t)
@@ -35,6 +51,7 @@ static void push_locked(kc__pool_t *pool, task_t *t)
     else
         pool->head = t;
     pool->tail = t;
+    pool->queued++;
 }
 
 static task_t *pop_locked(kc__pool_t *pool)
@@ -44,8 +61,27 @@ static task_t *pop_locked(kc__pool_t *pool)
         pool->head = t->next;
         if (!pool->head)
             pool->tail = NULL;
+        pool->queued--;
     }
     return t;
+}
+
+/* Take t out of the queue, wherever it is. */
+static void unlink_locked(kc__pool_t *pool, task_t *t)
+{
+    task_t *prev = NULL;
+    for (task_t *x = pool->head; x; prev = x, x = x->next) {
+        if (x != t)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            pool->head = x->next;
+        if (pool->tail == x)
+            pool->tail = prev;
+        pool->queued--;
+        return;
+    }
 }
 
 /* Runs t with the lock released and retakes it. */
@@ -62,22 +98,65 @@ static void run_task_locked(kc__pool_t *pool, task_t *t)
     }
 }
 
+static int spawn_locked(kc__pool_t *pool);
+
 static void *worker(void *arg)
 {
     kc__pool_t *pool = arg;
     pthread_mutex_lock(&pool->mu);
+    pool->idle--; /* counted idle by spawn_locked until here */
     for (;;) {
         task_t *t = pop_locked(pool);
         if (t) {
+            /* More tasks than idle threads: start one more first. */
+            if (pool->queued > pool->idle)
+                spawn_locked(pool);
             run_task_locked(pool, t);
             continue;
         }
         if (pool->stopping)
             break;
+        pool->idle++;
         pthread_cond_wait(&pool->work, &pool->mu);
+        pool->idle--;
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
+}
+
+/* Under the lock: start one thread if the pool may grow, with the lock
+ * released around pthread_create. Returns whether one started. A thread
+ * that cannot be started is not an error: the started ones (or, with none,
+ * the caller) run the tasks; its slot is not reused. */
+static int spawn_locked(kc__pool_t *pool)
+{
+    if (pool->stopping || pool->n_slots >= pool->max_threads)
+        return 0;
+    unsigned slot = pool->n_slots++;
+    pool->starting++;
+    pool->idle++; /* counted idle until it runs: it takes a task without waiting */
+    pthread_mutex_unlock(&pool->mu);
+    pthread_t th;
+    int ok = pthread_create(&th, NULL, worker, pool) == 0;
+    pthread_mutex_lock(&pool->mu);
+    if (ok) {
+        pool->threads[slot] = th;
+        pool->live[slot] = 1;
+        pool->n_live++;
+    } else {
+        pool->idle--;
+    }
+    if (--pool->starting == 0)
+        pthread_cond_broadcast(&pool->started);
+    return ok;
+}
+
+/* Under the lock, for a caller that queued work: start a thread only if no
+ * thread is idle or starting (those take the work, and start more). */
+static void grow_locked(kc__pool_t *pool)
+{
+    if (pool->idle == 0 && pool->starting == 0)
+        spawn_locked(pool);
 }
 
 int kc__pool_create(unsigned n_threads, kc__pool_t **out)
@@ -94,22 +173,18 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     if (!pool)
         return KC_ENOMEM;
     pool->threads = calloc(n_threads, sizeof(*pool->threads));
-    if (!pool->threads) {
+    pool->live = calloc(n_threads, sizeof(*pool->live));
+    if (!pool->threads || !pool->live) {
+        free(pool->threads);
+        free(pool->live);
         free(pool);
         return KC_ENOMEM;
     }
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->done, NULL);
-    for (unsigned i = 0; i < n_threads; i++) {
-        if (pthread_create(&pool->threads[i], NULL, worker, pool) != 0) {
-            /* Keep the threads that started; destroy joins exactly those. */
-            pool->n_threads = i;
-            kc__pool_destroy(pool);
-            return KC_ENOMEM;
-        }
-        pool->n_threads = i + 1;
-    }
+    pthread_cond_init(&pool->started, NULL);
+    pool->max_threads = n_threads;
     *out = pool;
     return KC_OK;
 }
@@ -121,18 +196,24 @@ void kc__pool_destroy(kc__pool_t *pool)
     pthread_mutex_lock(&pool->mu);
     pool->stopping = 1;
     pthread_cond_broadcast(&pool->work);
+    /* A thread being started gets its slot filled before it is joined. */
+    while (pool->starting)
+        pthread_cond_wait(&pool->started, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
-    for (unsigned i = 0; i < pool->n_threads; i++)
-        pthread_join(pool->threads[i], NULL);
+    for (unsigned i = 0; i < pool->n_slots; i++)
+        if (pool->live[i])
+            pthread_join(pool->threads[i], NULL);
     /* With no thread ever started, tasks submitted meanwhile still run. */
     pthread_mutex_lock(&pool->mu);
     for (task_t *t; (t = pop_locked(pool));)
         run_task_locked(pool, t);
     pthread_mutex_unlock(&pool->mu);
+    pthread_cond_destroy(&pool->started);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->work);
     pthread_mutex_destroy(&pool->mu);
     free(pool->threads);
+    free(pool->live);
     free(pool);
 }
 
@@ -148,6 +229,14 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
     t->remaining = NULL;
     pthread_mutex_lock(&pool->mu);
     push_locked(pool, t);
+    grow_locked(pool);
+    if (pool->n_live == 0 && pool->starting == 0) {
+        /* No thread could start: the caller runs it. */
+        unlink_locked(pool, t);
+        pthread_mutex_unlock(&pool->mu);
+        free(t);
+        return KC_ENOMEM;
+    }
     pthread_cond_signal(&pool->work);
     pthread_mutex_unlock(&pool->mu);
     return KC_OK;
@@ -155,14 +244,24 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
 
 unsigned kc__pool_size(const kc__pool_t *pool)
 {
-    return pool ? pool->n_threads : 0;
+    return pool ? pool->max_threads : 0;
+}
+
+unsigned kc__pool_started(kc__pool_t *pool)
+{
+    if (!pool)
+        return 0;
+    pthread_mutex_lock(&pool->mu);
+    unsigned n = pool->n_live;
+    pthread_mutex_unlock(&pool->mu);
+    return n;
 }
 
 int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t n)
 {
     if (!fn || (n && !args))
         return KC_EINVAL;
-    if (!pool || pool->n_threads == 0) {
+    if (!pool) {
         for (size_t i = 0; i < n; i++)
             fn(args[i]);
         return KC_OK;
@@ -181,6 +280,7 @@ int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t
         tasks[i].remaining = &remaining;
         push_locked(pool, &tasks[i]);
     }
+    grow_locked(pool);
     pthread_cond_broadcast(&pool->work);
     /* The caller helps instead of only waiting: a run_all from inside a
      * pool task then cannot deadlock a pool whose workers all wait. */

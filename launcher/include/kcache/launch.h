@@ -90,7 +90,9 @@ typedef struct kc_launcher_opts {
     const char *store_dir;
     int no_store;
 
-    unsigned compile_threads; /* 0: number of online CPUs, at most 16 */
+    /* The compile pool's size (0: number of online CPUs, at most 16). Its
+     * threads start when compiles need them, not in kc_launcher_create. */
+    unsigned compile_threads;
 
     /* Tuning: each candidate runs `warmup` times, then is timed until
      * `budget_ms` of GPU time is spent, at least min_reps and at most
@@ -106,12 +108,17 @@ typedef struct kc_launcher_opts {
      * that won for this kernel on this device class before (at most 16), so
      * that the first launch of a stored signature needs no decompress and
      * no module load. Set 1 to load each winner only when a launch needs
-     * it. */
+     * it. The launcher's first prefetch reads every stored tuning once and
+     * files the winners by kernel; later registrations look theirs up, and
+     * tunings stored after that read (by other processes) are loaded by
+     * their first launch instead. A launch waits for the prefetch only if
+     * the prefetch is loading the very build it needs. */
     int no_prefetch;
-    /* kc_launcher_create warms the store's read path on the thread pool
-     * (kc_store_warm: a first transaction, the B-trees' upper pages, a used
-     * decompression context), so that the process's first store hit does
-     * not pay those first-use costs. Set 1 to skip it (benchmarks). */
+    /* The launcher's first kc_kernel_get warms the store's read path on
+     * the thread pool (kc_store_warm: a first transaction, the B-trees'
+     * upper pages, a used decompression context), so that the process's
+     * first store hit does not pay those first-use costs. Set 1 to skip it
+     * (benchmarks). */
     int no_warmup;
 
     /* The remote tier (kcache/remote.h): "redis://host:port", else

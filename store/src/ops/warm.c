@@ -5,8 +5,9 @@
  * the code of LMDB, the record decoder, zstd and xxHash, a decompression
  * context to create. Each is small; together they cost several times the
  * lookup and the decompress themselves (BENCHMARKS.md). The launcher calls
- * kc_store_warm on a pool thread when it is created, so that the first
- * launch of a stored kernel, often soon after, finds them done.
+ * kc_store_warm on a pool thread when its first kernel is registered, so
+ * that the first launch of a stored kernel, often soon after, finds them
+ * done.
  *
  * It runs the same calls as a store hit of the launcher, on the first
  * tuning record and its winning build (or the first build if there is no
