@@ -2,8 +2,11 @@
  *
  * The launcher reads it on a local miss and writes to it behind a publish
  * (KCACHE_REMOTE=redis://host:port). Values are encoded records, as the
- * store keeps them, under "kcache:1:<kind>:<32 hex digits of the key>"
- * (docs/FORMAT.md, "Remote tier"); blobs are always without a dictionary.
+ * store keeps them, under "<prefix>kcache:1:<kind>:<32 hex digits of the
+ * key>" (docs/FORMAT.md, "Remote tier"); blobs are always without a
+ * dictionary. Several servers (a list of URLs) share the keys by
+ * rendezvous hashing: each key lives on one of them, and a server that is
+ * down costs only its share.
  *
  * It fails open. Every call has a connect and an I/O timeout; after a
  * failure the handle answers KC_EREMOTE at once, without touching the
@@ -41,7 +44,17 @@ typedef struct kc_remote_opts {
     unsigned connect_timeout_ms; /* 0: 100 */
     unsigned io_timeout_ms;      /* 0: 250 */
     unsigned retry_after_ms;     /* after a failure, 0: 10000 */
+    /* Put before every key, so that several fleets or versions share one
+     * server apart ("ci:", "prod:"); printable ASCII without spaces, at
+     * most KC_REMOTE_PREFIX_MAX bytes. NULL: KCACHE_REMOTE_PREFIX, else
+     * none. Copied by kc_remote_open. */
+    const char *prefix;
+    /* Every SET expires after this many seconds (Redis EX). 0:
+     * KCACHE_REMOTE_TTL (a duration: "7d", "12h", "3600"), else never. */
+    uint64_t ttl_s;
 } kc_remote_opts_t;
+
+#define KC_REMOTE_PREFIX_MAX 64
 
 /* Every timeout at their defaults: kc_remote_opts_t o = KC_REMOTE_OPTS_INIT; then set
  * fields. */
@@ -50,14 +63,27 @@ typedef struct kc_remote_opts {
         .size = sizeof(kc_remote_opts_t)                                                 \
     }
 
-/* Parse url ("redis://host:port", port default 6379; host a name or an
- * IPv4/IPv6 address) and make a handle. It does not connect: the first
- * call does. opts may be NULL (the default timeouts). KC_EINVAL for a URL
- * it cannot read (kc_remote_errmsg says why), or an opts->size of 0 or
- * larger than this library's. */
+/* Parse url and make a handle. It does not connect: the first call does.
+ * url is one server or several, separated by commas or white space (the
+ * keys are spread over them), each of:
+ *   redis://[[user]:password@]host[:port][/db]   port default 6379; host a
+ *       name, an IPv4 address or [IPv6]; with a password, AUTH password
+ *       (AUTH user password with a user, Redis 6 ACLs); with db, SELECT db.
+ *       The user and password may be percent-encoded (%40 for '@').
+ *   unix:/path/to/socket[?db=N][&user=U][&password=P]
+ * rediss:// (TLS) is refused with KC_EINVAL: the hiredis this is built with
+ * has no TLS (docs/FORMAT.md, "Remote tier": use a TLS tunnel).
+ * opts may be NULL (the default timeouts, the prefix and TTL from the
+ * environment). KC_EINVAL for a URL it cannot read, a bad prefix or
+ * KCACHE_REMOTE_TTL (kc_remote_errmsg(NULL) says why), or an opts->size of
+ * 0 or larger than this library's. A wrong password is only found on the
+ * first call: KC_EREMOTE, "host:port: AUTH failed: WRONGPASS ...". */
 KC_API int kc_remote_open(const char *url, const kc_remote_opts_t *opts,
                           kc_remote_t **out);
 KC_API void kc_remote_close(kc_remote_t *remote);
+
+/* How many servers the handle spreads its keys over. */
+KC_API size_t kc_remote_shards(const kc_remote_t *remote);
 
 /* The encoded record (kind, key): *data (free with kc_free) and *len.
  * KC_ENOTFOUND if the remote has none; KC_EREMOTE if it cannot be asked

@@ -14,21 +14,33 @@
 
 #include <hiredis/hiredis.h>
 
+#include <xxhash.h>
+
 #include "opts.h"
+#include "remote_int.h"
 #include "blob_internal.h"
 #include "diag.h"
 #include "kcache/blob.h"
 #include "kcache/errors.h"
 
-struct kc_remote {
-    char host[256];
-    int port;
-    int db;
-    kc_remote_opts_t opts;
+/* The longest Redis key: the prefix, "kcache:1:", a kind, a colon, 32 hex. */
+#define KC__RKEY_MAX (KC_REMOTE_PREFIX_MAX + 64)
+
+typedef struct shard {
+    kc__rserver_t s;
+    uint64_t seed; /* the server's name hashed: its rendezvous weight seed */
     pthread_mutex_t mu;
     redisContext *c;     /* NULL until connected, and after a failure */
     uint64_t down_until; /* monotonic us: fail fast until then */
     char down_why[512];  /* why it is down (until down_until), under mu */
+} shard_t;
+
+struct kc_remote {
+    kc_remote_opts_t opts;
+    char prefix[KC_REMOTE_PREFIX_MAX + 1];
+    uint64_t ttl_s; /* EX on every SET, 0: none */
+    size_t n;       /* shards */
+    shard_t *shards;
 };
 
 static uint64_t now_us(void)
@@ -43,74 +55,83 @@ static struct timeval tv_ms(unsigned ms)
     return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
-/* ---- URL ------------------------------------------------------------------ */
+/* ---- opening: the list of servers ---------------------------------------- */
 
-/* redis://host[:port][/db], host a name, an IPv4 address or [IPv6]. */
-static int parse_url(const char *url, kc_remote_t *r)
+static int is_sep(char c)
 {
-    static const char scheme[] = "redis://";
-    const char *p, *end;
-    size_t hlen;
+    return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-    if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-        kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
-                      "remote URL must start with redis:// (got \"%s\")", url ? url : "");
-        return KC_EINVAL;
+/* Split urls at commas and white space, one shard each. */
+static int parse_shards(const char *urls, kc_remote_t *r)
+{
+    const char *p = urls;
+    size_t n = 0;
+
+    for (const char *q = p; *q;) {
+        while (is_sep(*q))
+            q++;
+        if (!*q)
+            break;
+        n++;
+        while (*q && !is_sep(*q))
+            q++;
     }
-    p = url + sizeof(scheme) - 1;
-    if (*p == '[') {
-        end = strchr(p, ']');
-        if (!end) {
-            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: unclosed [ in the host",
-                          url);
-            return KC_EINVAL;
-        }
-        hlen = (size_t)(end - p - 1);
-        memcpy(r->host, p + 1, hlen < sizeof(r->host) ? hlen : 0);
-        p = end + 1;
-    } else {
-        end = p + strcspn(p, ":/");
-        hlen = (size_t)(end - p);
-        if (hlen < sizeof(r->host))
-            memcpy(r->host, p, hlen);
-        p = end;
-    }
-    if (hlen == 0 || hlen >= sizeof(r->host)) {
-        kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: no host, or one too long",
-                      url);
-        return KC_EINVAL;
-    }
-    r->host[hlen] = '\0';
-    r->port = 6379;
-    if (*p == ':') {
-        char *e;
-        errno = 0;
-        long port = strtol(p + 1, &e, 10);
-        if (e == p + 1 || errno || port < 1 || port > 65535) {
-            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: bad port", url);
-            return KC_EINVAL;
-        }
-        r->port = (int)port;
+    if (n == 0)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                             "remote URL is empty (redis://host:port expected)");
+    if (n > KC__REMOTE_MAX_SHARDS)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                             "%zu remote URLs: at most %d", n, KC__REMOTE_MAX_SHARDS);
+    if (!(r->shards = calloc(n, sizeof(*r->shards))))
+        return KC_ENOMEM;
+    while (r->n < n) {
+        const char *e;
+        while (is_sep(*p))
+            p++;
+        for (e = p; *e && !is_sep(*e); e++)
+            ;
+        shard_t *sh = &r->shards[r->n];
+        int rc = kc__remote_parse_url(p, (size_t)(e - p), &sh->s, kc__diag_remote_open);
+        if (rc != KC_OK)
+            return rc;
+        for (size_t i = 0; i < r->n; i++)
+            if (strcmp(r->shards[i].s.name, sh->s.name) == 0 &&
+                r->shards[i].s.db == sh->s.db)
+                return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                                     "remote URLs name %s twice", sh->s.name);
+        sh->seed = XXH64(sh->s.name, strlen(sh->s.name), (uint64_t)sh->s.db);
+        pthread_mutex_init(&sh->mu, NULL);
+        r->n++;
         p = e;
     }
-    if (*p == '/' && p[1]) {
-        char *e;
-        errno = 0;
-        long db = strtol(p + 1, &e, 10);
-        if (e == p + 1 || *e || errno || db < 0 || db > INT_MAX) {
-            kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: bad database number",
-                          url);
-            return KC_EINVAL;
-        }
-        r->db = (int)db;
-        p = e;
-    } else if (*p == '/') {
-        p++;
-    }
-    if (*p) {
-        kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "%s: unexpected \"%s\"", url, p);
-        return KC_EINVAL;
-    }
+    return KC_OK;
+}
+
+static int read_prefix_ttl(const kc_remote_opts_t *o, kc_remote_t *r)
+{
+    const char *prefix = o->prefix ? o->prefix : getenv("KCACHE_REMOTE_PREFIX");
+    const char *ttl = getenv("KCACHE_REMOTE_TTL");
+
+    if (!prefix)
+        prefix = "";
+    if (strlen(prefix) > KC_REMOTE_PREFIX_MAX)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                             "remote key prefix \"%s\" is longer than %d bytes", prefix,
+                             KC_REMOTE_PREFIX_MAX);
+    for (const char *c = prefix; *c; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+            return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                                 "remote key prefix \"%s\": printable ASCII without "
+                                 "spaces only",
+                                 prefix);
+    strcpy(r->prefix, prefix);
+    r->ttl_s = o->ttl_s;
+    if (!r->ttl_s && ttl && *ttl && kc_duration_parse(ttl, &r->ttl_s) != KC_OK)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                             "KCACHE_REMOTE_TTL=\"%s\": not a duration (\"7d\", \"12h\", "
+                             "\"3600\")",
+                             ttl);
     return KC_OK;
 }
 
@@ -123,12 +144,10 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
     if (!out)
         return KC_EINVAL;
     *out = NULL;
+    if (!url)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINVAL, "no remote URL");
     if (!(r = calloc(1, sizeof(*r))))
         return KC_ENOMEM;
-    if ((rc = parse_url(url, r)) != KC_OK) {
-        free(r);
-        return rc;
-    }
     if (kc__opts_read(&r->opts, sizeof(r->opts), opts) != KC_OK) {
         free(r);
         return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
@@ -136,13 +155,18 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
                              "(use KC_REMOTE_OPTS_INIT)",
                              opts->size, sizeof(r->opts));
     }
+    if ((rc = parse_shards(url, r)) != KC_OK ||
+        (rc = read_prefix_ttl(&r->opts, r)) != KC_OK) {
+        kc_remote_close(r);
+        return rc;
+    }
+    r->opts.prefix = NULL; /* not kept: the caller's string */
     if (!r->opts.connect_timeout_ms)
         r->opts.connect_timeout_ms = 100;
     if (!r->opts.io_timeout_ms)
         r->opts.io_timeout_ms = 250;
     if (!r->opts.retry_after_ms)
         r->opts.retry_after_ms = 10000;
-    pthread_mutex_init(&r->mu, NULL);
     *out = r;
     return KC_OK;
 }
@@ -151,9 +175,12 @@ void kc_remote_close(kc_remote_t *r)
 {
     if (!r)
         return;
-    if (r->c)
-        redisFree(r->c);
-    pthread_mutex_destroy(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->shards[i].c)
+            redisFree(r->shards[i].c);
+        pthread_mutex_destroy(&r->shards[i].mu);
+    }
+    free(r->shards);
     free(r);
 }
 
@@ -162,62 +189,126 @@ const char *kc_remote_errmsg(const kc_remote_t *r)
     return kc__diag_get(r ? (const void *)r : kc__diag_remote_open);
 }
 
-/* ---- one command ------------------------------------------------------------ */
-
-/* Drop the connection and fail fast for retry_after_ms. */
-static int go_down(kc_remote_t *r, const char *fmt, ...)
+size_t kc_remote_shards(const kc_remote_t *r)
 {
-    va_list ap;
-    int n = snprintf(r->down_why, sizeof(r->down_why), "%s:%d: ", r->host, r->port);
-    va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof(r->down_why))
-        vsnprintf(r->down_why + n, sizeof(r->down_why) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (r->c) {
-        redisFree(r->c);
-        r->c = NULL;
-    }
-    r->down_until = now_us() + (uint64_t)r->opts.retry_after_ms * 1000u;
-    return kc__diag_fail(r, KC_EREMOTE, "%s", r->down_why);
+    return r ? r->n : 0;
 }
 
-static int ensure_connected(kc_remote_t *r)
+/* ---- one command ------------------------------------------------------------ */
+
+/* Drop the shard's connection and fail fast for retry_after_ms. */
+__attribute__((format(printf, 3, 4))) static int go_down(kc_remote_t *r, shard_t *sh,
+                                                         const char *fmt, ...)
 {
-    if (r->c)
-        return KC_OK;
-    if (r->down_until && now_us() < r->down_until)
-        return kc__diag_fail(r, KC_EREMOTE, "%s (not retried yet)", r->down_why);
-    r->c = redisConnectWithTimeout(r->host, r->port, tv_ms(r->opts.connect_timeout_ms));
-    if (!r->c)
-        return go_down(r, "connect: out of memory");
-    if (r->c->err)
-        return go_down(r, "connect: %s", r->c->errstr);
-    if (redisSetTimeout(r->c, tv_ms(r->opts.io_timeout_ms)) != REDIS_OK)
-        return go_down(r, "cannot set the I/O timeout");
-    if (r->db) {
-        redisReply *rep = redisCommand(r->c, "SELECT %d", r->db);
-        int ok = rep && rep->type == REDIS_REPLY_STATUS;
-        if (!rep)
-            return go_down(r, "SELECT %d: %s", r->db, r->c->errstr);
-        freeReplyObject(rep);
-        if (!ok)
-            return go_down(r, "SELECT %d refused", r->db);
+    va_list ap;
+    int n = snprintf(sh->down_why, sizeof(sh->down_why), "%s: ", sh->s.name);
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(sh->down_why))
+        vsnprintf(sh->down_why + n, sizeof(sh->down_why) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (sh->c) {
+        redisFree(sh->c);
+        sh->c = NULL;
     }
-    r->down_until = 0;
+    sh->down_until = now_us() + (uint64_t)r->opts.retry_after_ms * 1000u;
+    return kc__diag_fail(r, KC_EREMOTE, "%s", sh->down_why);
+}
+
+/* A command's reply that is an error: NOAUTH and the like mean the
+ * connection is unusable (down); others concern only this key. */
+static int reply_error(kc_remote_t *r, shard_t *sh, const char *cmd, const char *k,
+                       const redisReply *rep)
+{
+    const char *msg = rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply";
+    if (rep->type == REDIS_REPLY_ERROR &&
+        (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0))
+        return go_down(r, sh,
+                       "%s: the server requires AUTH: give a password in the URL "
+                       "(redis://[user]:password@host): %s",
+                       cmd, msg);
+    return kc__diag_fail(r, KC_EREMOTE, "%s: %s %s: %s", sh->s.name, cmd, k, msg);
+}
+
+/* The reply to a command of the handshake on a fresh connection. */
+static int handshake(kc_remote_t *r, shard_t *sh, redisReply *rep, const char *what)
+{
+    int rc = KC_OK;
+    if (!rep)
+        return go_down(r, sh, "%s: %s", what, sh->c->errstr);
+    if (rep->type == REDIS_REPLY_ERROR)
+        rc = go_down(r, sh, "%s failed: %s", what, rep->str);
+    else if (rep->type != REDIS_REPLY_STATUS)
+        rc = go_down(r, sh, "%s: unexpected reply", what);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int ensure_connected(kc_remote_t *r, shard_t *sh)
+{
+    int rc;
+
+    if (sh->c)
+        return KC_OK;
+    if (sh->down_until && now_us() < sh->down_until)
+        return kc__diag_fail(r, KC_EREMOTE, "%s (not retried yet)", sh->down_why);
+    sh->c = sh->s.path[0] ? redisConnectUnixWithTimeout(sh->s.path,
+                                                        tv_ms(r->opts.connect_timeout_ms))
+                          : redisConnectWithTimeout(sh->s.host, sh->s.port,
+                                                    tv_ms(r->opts.connect_timeout_ms));
+    if (!sh->c)
+        return go_down(r, sh, "connect: out of memory");
+    if (sh->c->err)
+        return go_down(r, sh, "connect: %s", sh->c->errstr);
+    if (redisSetTimeout(sh->c, tv_ms(r->opts.io_timeout_ms)) != REDIS_OK)
+        return go_down(r, sh, "cannot set the I/O timeout");
+    if (sh->s.pass[0]) {
+        redisReply *rep = sh->s.user[0]
+                              ? redisCommand(sh->c, "AUTH %s %s", sh->s.user, sh->s.pass)
+                              : redisCommand(sh->c, "AUTH %s", sh->s.pass);
+        if ((rc = handshake(r, sh, rep, "AUTH")) != KC_OK)
+            return rc;
+    }
+    if (sh->s.db) {
+        redisReply *rep = redisCommand(sh->c, "SELECT %d", sh->s.db);
+        if ((rc = handshake(r, sh, rep, "SELECT")) != KC_OK)
+            return rc;
+    }
+    sh->down_until = 0;
     return KC_OK;
 }
 
-static void redis_key(kc_rec_kind_t kind, const kc_key_t *key, char out[64])
+/* "<prefix>kcache:1:<kind>:<hex>" */
+static void redis_key(const kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
+                      char out[KC__RKEY_MAX])
 {
     char hex[KC_KEY_HEX_LEN + 1];
     kc_key_to_hex(key, hex);
-    snprintf(out, 64, "kcache:1:%s:%s", kc_rec_kind_name(kind), hex);
+    snprintf(out, KC__RKEY_MAX, "%skcache:1:%s:%s", r->prefix, kc_rec_kind_name(kind),
+             hex);
+}
+
+/* The shard that owns a key: rendezvous hashing, the highest weight of
+ * hash(key, server) wins, so losing a server moves only its keys. */
+static shard_t *shard_of(kc_remote_t *r, const char *k)
+{
+    size_t best = 0;
+    uint64_t best_w = 0;
+    size_t len = strlen(k);
+    for (size_t i = 0; i < r->n; i++) {
+        uint64_t w = XXH64(k, len, r->shards[i].seed);
+        if (i == 0 || w > best_w) {
+            best = i;
+            best_w = w;
+        }
+    }
+    return &r->shards[best];
 }
 
 int kc_remote_get(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key, void **data,
                   size_t *len)
 {
-    char k[64];
+    char k[KC__RKEY_MAX];
+    shard_t *sh;
     int rc;
 
     if (data)
@@ -226,21 +317,20 @@ int kc_remote_get(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key, void 
         *len = 0;
     if (!r || !key || !data || !len)
         return KC_EINVAL;
-    redis_key(kind, key, k);
-    pthread_mutex_lock(&r->mu);
-    rc = ensure_connected(r);
+    redis_key(r, kind, key, k);
+    sh = shard_of(r, k);
+    pthread_mutex_lock(&sh->mu);
+    rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
-        redisReply *rep = redisCommand(r->c, "GET %s", k);
+        redisReply *rep = redisCommand(sh->c, "GET %s", k);
         if (!rep) {
-            rc = go_down(r, "GET: %s", r->c->errstr);
+            rc = go_down(r, sh, "GET: %s", sh->c->errstr);
         } else if (rep->type == REDIS_REPLY_NIL) {
             rc = KC_ENOTFOUND;
         } else if (rep->type != REDIS_REPLY_STRING) {
             /* The server answered, but not with a value (a wrong type, an
              * error): this key is unusable, the remote is not down. */
-            rc =
-                kc__diag_fail(r, KC_EREMOTE, "%s:%d: GET %s: %s", r->host, r->port, k,
-                              rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
+            rc = reply_error(r, sh, "GET", k, rep);
         } else if (!(*data = malloc(rep->len ? rep->len : 1))) {
             rc = KC_ENOMEM;
         } else {
@@ -249,33 +339,34 @@ int kc_remote_get(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key, void 
         }
         freeReplyObject(rep);
     }
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&sh->mu);
     return rc;
 }
 
 int kc_remote_put(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
                   const void *data, size_t len)
 {
-    char k[64];
+    char k[KC__RKEY_MAX];
+    shard_t *sh;
     int rc;
 
     if (!r || !key || (len && !data))
         return KC_EINVAL;
-    redis_key(kind, key, k);
-    pthread_mutex_lock(&r->mu);
-    rc = ensure_connected(r);
+    redis_key(r, kind, key, k);
+    sh = shard_of(r, k);
+    pthread_mutex_lock(&sh->mu);
+    rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
-        redisReply *rep = redisCommand(r->c, "SET %s %b", k, data, len);
-        if (!rep) {
-            rc = go_down(r, "SET: %s", r->c->errstr);
-        } else if (rep->type != REDIS_REPLY_STATUS) {
-            rc = kc__diag_fail(r, KC_EREMOTE, "%s:%d: SET %s: %s", r->host, r->port, k,
-                               rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                              : "unexpected reply");
-        }
+        redisReply *rep = r->ttl_s ? redisCommand(sh->c, "SET %s %b EX %llu", k, data,
+                                                  len, (unsigned long long)r->ttl_s)
+                                   : redisCommand(sh->c, "SET %s %b", k, data, len);
+        if (!rep)
+            rc = go_down(r, sh, "SET: %s", sh->c->errstr);
+        else if (rep->type != REDIS_REPLY_STATUS)
+            rc = reply_error(r, sh, "SET", k, rep);
         freeReplyObject(rep);
     }
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&sh->mu);
     return rc;
 }
 
@@ -340,7 +431,8 @@ static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **b
 static int refused(kc_remote_t *r, int rc, const char *what)
 {
     if (rc == KC_ECORRUPT)
-        kc__diag_fail(r, rc, "%s:%d: %s failed its checks", r->host, r->port, what);
+        kc__diag_fail(r, rc, "%s: %s failed its checks",
+                      r->n == 1 ? r->shards[0].s.name : "remote", what);
     return rc;
 }
 
