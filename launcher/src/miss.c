@@ -262,6 +262,7 @@ static int remote_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey)
     kc_launcher_t *l = k->l;
     int had, rc = kc_remote_pull(l->remote, l->store, tkey);
 
+    kc__remote_account(l);
     if (rc != KC_OK) {
         if (rc != KC_ENOTFOUND)
             kc__remote_failed(l, "pull", rc);

@@ -117,6 +117,26 @@ KC_API int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst,
  * there yet. */
 KC_API int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
+/* Copy build bkey and its cubin from src to the remote, blob first (a
+ * build published without a tuning: a compile-only launcher, cachectl
+ * populate). KC_ENOTFOUND if src lacks either; KC_EREMOTE as above. */
+KC_API int kc_remote_push_build(kc_remote_t *remote, kc_store_t *src,
+                                const kc_key_t *build_key);
+
+/* What a handle did since it was opened, summed over its servers and
+ * threads. */
+typedef struct kc_remote_stats {
+    uint64_t pushes;   /* kc_remote_push* calls that wrote everything */
+    uint64_t pulls;    /* kc_remote_pull* calls that brought records in */
+    uint64_t rejected; /* pulls refused: a record that failed its checks, or
+                        * (with a trust key) an unsigned or badly signed one */
+    uint64_t timeouts; /* connects or commands that timed out */
+    uint64_t errors;   /* other failures: refused connections, AUTH, error replies */
+} kc_remote_stats_t;
+
+/* Fill *out (zeros for a NULL remote). */
+KC_API void kc_remote_stats(const kc_remote_t *remote, kc_remote_stats_t *out);
+
 /* Copy the group name (kcache/store.h, "groups") from src to the remote:
  * the record's bytes as src stores them under "kcache:1:group:<key>", key
  * kc_group_key(name), and the blob of every file it lists (re-encoded

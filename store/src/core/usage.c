@@ -28,6 +28,12 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "miss_build_unusable",
     "compile_us_saved",
     "tune_us_saved",
+    "remote_pushes",
+    "remote_pulls",
+    "remote_drops",
+    "remote_rejected",
+    "remote_timeouts",
+    "remote_errors",
 };
 
 const char *kc_counter_name(int counter)

@@ -3,6 +3,7 @@
 #include "kcache/remote.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ struct kc_remote {
     uint64_t ttl_s; /* EX on every SET, 0: none */
     size_t n;       /* shards */
     shard_t *shards;
+    _Atomic uint64_t pushes, pulls, rejected, timeouts, errors;
 };
 
 static uint64_t now_us(void)
@@ -194,6 +196,21 @@ size_t kc_remote_shards(const kc_remote_t *r)
     return r ? r->n : 0;
 }
 
+void kc_remote_stats(const kc_remote_t *r, kc_remote_stats_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (!r)
+        return;
+    kc_remote_t *w = (kc_remote_t *)r; /* atomics: loads only */
+    out->pushes = atomic_load(&w->pushes);
+    out->pulls = atomic_load(&w->pulls);
+    out->rejected = atomic_load(&w->rejected);
+    out->timeouts = atomic_load(&w->timeouts);
+    out->errors = atomic_load(&w->errors);
+}
+
 /* ---- one command ------------------------------------------------------------ */
 
 /* Drop the shard's connection and fail fast for retry_after_ms. */
@@ -207,8 +224,14 @@ __attribute__((format(printf, 3, 4))) static int go_down(kc_remote_t *r, shard_t
         vsnprintf(sh->down_why + n, sizeof(sh->down_why) - (size_t)n, fmt, ap);
     va_end(ap);
     if (sh->c) {
+        int timeout = sh->c->err == REDIS_ERR_IO &&
+                      (sh->c->errstr[0] == 0 || strstr(sh->c->errstr, "temporarily") ||
+                       strstr(sh->c->errstr, "timed out"));
+        atomic_fetch_add(timeout ? &r->timeouts : &r->errors, 1);
         redisFree(sh->c);
         sh->c = NULL;
+    } else {
+        atomic_fetch_add(&r->errors, 1);
     }
     sh->down_until = now_us() + (uint64_t)r->opts.retry_after_ms * 1000u;
     return kc__diag_fail(r, KC_EREMOTE, "%s", sh->down_why);
@@ -226,6 +249,7 @@ static int reply_error(kc_remote_t *r, shard_t *sh, const char *cmd, const char 
                        "%s: the server requires AUTH: give a password in the URL "
                        "(redis://[user]:password@host): %s",
                        cmd, msg);
+    atomic_fetch_add(&r->errors, 1);
     return kc__diag_fail(r, KC_EREMOTE, "%s: %s %s: %s", sh->s.name, cmd, k, msg);
 }
 
@@ -428,8 +452,13 @@ static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **b
     return rc;
 }
 
+/* Count a pull's outcome and say why one was refused. */
 static int refused(kc_remote_t *r, int rc, const char *what)
 {
+    if (rc == KC_OK)
+        atomic_fetch_add(&r->pulls, 1);
+    else if (rc == KC_ECORRUPT)
+        atomic_fetch_add(&r->rejected, 1);
     if (rc == KC_ECORRUPT)
         kc__diag_fail(r, rc, "%s: %s failed its checks",
                       r->n == 1 ? r->shards[0].s.name : "remote", what);
@@ -555,8 +584,21 @@ int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
         rc = push_build(r, src, &tuning->u.tuning.winner_build);
     if (rc == KC_OK)
         rc = kc_remote_put(r, KC_REC_TUNING, tkey, t_raw, t_len);
+    if (rc == KC_OK)
+        atomic_fetch_add(&r->pushes, 1);
     kc_free(tuning);
     kc_free(t_raw);
+    return rc;
+}
+
+int kc_remote_push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
+{
+    int rc;
+    if (!r || !src || !bkey)
+        return KC_EINVAL;
+    rc = push_build(r, src, bkey);
+    if (rc == KC_OK)
+        atomic_fetch_add(&r->pushes, 1);
     return rc;
 }
 
@@ -584,6 +626,8 @@ int kc_remote_push_group(kc_remote_t *r, kc_store_t *src, const char *name)
         rc = push_blob(r, src, &group->u.group.files[i].blob);
     if (rc == KC_OK)
         rc = kc_remote_put(r, KC_REC_GROUP, &gkey, g_raw, g_len);
+    if (rc == KC_OK)
+        atomic_fetch_add(&r->pushes, 1);
     kc_free(group);
     kc_free(g_raw);
     return rc;

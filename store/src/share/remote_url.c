@@ -47,8 +47,7 @@ static int unescape(const char *s, size_t len, char *out, size_t cap)
 
 static int bad(const void *owner, const char *url, size_t len, const char *why)
 {
-    return kc__diag_fail(owner, KC_EINVAL, "remote URL \"%.*s\": %s", (int)len, url,
-                         why);
+    return kc__diag_fail(owner, KC_EINVAL, "remote URL \"%.*s\": %s", (int)len, url, why);
 }
 
 static int parse_db(const char *s, size_t len, int *db)
@@ -149,8 +148,7 @@ int kc__remote_parse_url(const char *url, size_t len, kc__rserver_t *o, const vo
                        "credentials must be user:password@ or :password@");
         if (unescape(p, (size_t)(colon - p), o->user, sizeof(o->user)) != 0)
             return bad(owner, url, len, "bad or too long user (percent-encode it)");
-        if (unescape(colon + 1, (size_t)(at - colon - 1), o->pass, sizeof(o->pass)) !=
-            0)
+        if (unescape(colon + 1, (size_t)(at - colon - 1), o->pass, sizeof(o->pass)) != 0)
             return bad(owner, url, len, "bad or too long password (percent-encode it)");
         if (!o->pass[0])
             return bad(owner, url, len, "an empty password");

@@ -193,6 +193,85 @@ static void test_a_remote_that_is_down_or_misnamed_fails_open(void **state)
     assert_int_equal(got.st.tunes, 1);
 }
 
+static uint64_t counter(const char *dir, int c)
+{
+    kc_store_t *st = NULL;
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_open(dir, NULL, &st), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    kc_store_close(st);
+    return s.counters[c];
+}
+
+/* A CPU-only job (no device: it only compiles) pushes its builds; a GPU
+ * machine then tunes without compiling anything, and the counters of both
+ * stores say what went over the wire. */
+static void test_builds_published_without_a_device_are_pushed(void **state)
+{
+    (void)state;
+    const char *ci = machine("ci"), *gpu = machine("gpu");
+    kc_kernel_spec_t spec = kcs_inc_spec("remote_ci.inc", params);
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
+    kc_launcher_t *l = NULL;
+    kc_kernel_t *k = NULL;
+
+    /* A fresh key space: the earlier tests pushed these builds already. */
+    setenv("KCACHE_REMOTE_PREFIX", "ci:", 1);
+    setenv("KCACHE_REMOTE", g_redis.url, 1);
+    o.device = KC_DEVICE_NONE;
+    o.arch = "sm_90"; /* the simulation device's */
+    o.store_dir = ci;
+    assert_int_equal(kc_launcher_create(&o, &l), KC_OK);
+    assert_int_equal(kc_kernel_get(l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_launcher_destroy(l); /* waits for the write-behind */
+    assert_int_equal(records(ci, KC_REC_BUILD), 4);
+    assert_int_equal(counter(ci, KC_COUNTER_REMOTE_PUSHES), 4);
+    assert_int_equal(counter(ci, KC_COUNTER_REMOTE_DROPS), 0);
+
+    kcs_inc_run_t got = run(gpu, 1000, g_redis.url);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.compiles, 0);
+    assert_int_equal(got.st.builds_reused, 4);
+    assert_int_equal(got.st.tunes, 1);
+    assert_int_equal(counter(gpu, KC_COUNTER_REMOTE_PULLS), 4);
+    assert_int_equal(counter(gpu, KC_COUNTER_REMOTE_PUSHES), 1); /* its tuning */
+    unsetenv("KCACHE_REMOTE_PREFIX");
+}
+
+/* A write-behind queue of one, and more pushes than that at once: the
+ * rest are dropped and counted, and every launch still succeeds. */
+static void test_a_full_write_behind_queue_drops_and_counts(void **state)
+{
+    (void)state;
+    const char *ci = machine("queue");
+    kc_kernel_spec_t spec = kcs_inc_spec("remote_queue.inc", params);
+    kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
+    kc_launcher_t *l = NULL;
+    kc_kernel_t *k = NULL;
+
+    setenv("KCACHE_REMOTE_PREFIX", "queue:", 1);
+    setenv("KCACHE_REMOTE", g_redis.url, 1);
+    setenv("KCACHE_REMOTE_QUEUE", "1", 1);
+    o.device = KC_DEVICE_NONE;
+    o.arch = "sm_90";
+    o.store_dir = ci;
+    o.compile_threads = 1;
+    assert_int_equal(kc_launcher_create(&o, &l), KC_OK);
+    assert_int_equal(kc_kernel_get(l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    kc_launcher_destroy(l);
+    unsetenv("KCACHE_REMOTE_QUEUE");
+    unsetenv("KCACHE_REMOTE_PREFIX");
+    /* Four builds published together, one task slot: 1 pushed, 3 dropped
+     * (the pool's one thread is still finishing the compiles when they
+     * are queued). */
+    assert_int_equal(
+        counter(ci, KC_COUNTER_REMOTE_PUSHES) + counter(ci, KC_COUNTER_REMOTE_DROPS), 4);
+    assert_true(counter(ci, KC_COUNTER_REMOTE_DROPS) >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +279,8 @@ int main(void)
         cmocka_unit_test(test_a_new_shape_on_another_machine_tunes_with_remote_builds),
         cmocka_unit_test(test_a_damaged_remote_chain_is_refused_and_tuned_locally),
         cmocka_unit_test(test_a_remote_that_is_down_or_misnamed_fails_open),
+        cmocka_unit_test(test_builds_published_without_a_device_are_pushed),
+        cmocka_unit_test(test_a_full_write_behind_queue_drops_and_counts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
