@@ -137,6 +137,34 @@ typedef struct kc_remote_stats {
 /* Fill *out (zeros for a NULL remote). */
 KC_API void kc_remote_stats(const kc_remote_t *remote, kc_remote_stats_t *out);
 
+/* Call fn(user, kind, key) for every record of kind (0: every kind) that
+ * the remote holds under this handle's prefix, server by server (SCAN:
+ * a key written meanwhile may or may not be seen). fn returns nonzero to
+ * stop. fn may call the remote. KC_OK; KC_EREMOTE if a server could not
+ * be listed (the others were). */
+typedef int (*kc_remote_scan_fn)(void *user, kc_rec_kind_t kind, const kc_key_t *key);
+KC_API int kc_remote_scan(kc_remote_t *remote, int kind, kc_remote_scan_fn fn,
+                          void *user);
+
+/* The size in bytes of the value (kind, key) on the remote; 0 if there is
+ * none or it cannot be asked. */
+KC_API size_t kc_remote_value_len(kc_remote_t *remote, kc_rec_kind_t kind,
+                                  const kc_key_t *key);
+
+/* One server of the handle (0 <= i < kc_remote_shards). */
+typedef struct kc_remote_server {
+    char name[384]; /* "host:port" or "unix:/path" */
+    int db;
+    int up;               /* it answered INFO */
+    char version[32];     /* redis_version */
+    uint64_t used_memory; /* bytes, as INFO says */
+    char error[512];      /* why not, when !up */
+} kc_remote_server_t;
+
+/* Ask server i (INFO). KC_OK; KC_EINVAL for a bad i; KC_EREMOTE (with
+ * out->name and out->error filled in) if it cannot be asked. */
+KC_API int kc_remote_server_info(kc_remote_t *remote, size_t i, kc_remote_server_t *out);
+
 /* Copy the group name (kcache/store.h, "groups") from src to the remote:
  * the record's bytes as src stores them under "kcache:1:group:<key>", key
  * kc_group_key(name), and the blob of every file it lists (re-encoded

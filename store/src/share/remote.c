@@ -680,3 +680,162 @@ int kc_remote_pull_group(kc_remote_t *r, kc_store_t *dst, const char *name)
     kc_free(group);
     return refused(r, rc, "a group or one of its files");
 }
+
+/* ---- listing and servers ---------------------------------------------------- */
+
+/* "<prefix>kcache:1:<kind>:<hex>" back to (kind, key); 0 if it is not one. */
+static int parse_redis_key(const kc_remote_t *r, const char *k, size_t len,
+                           kc_rec_kind_t *kind, kc_key_t *key)
+{
+    size_t pl = strlen(r->prefix);
+    char name[32], hex[KC_KEY_HEX_LEN + 1];
+    const char *p, *colon;
+
+    if (len < pl + 9 || memcmp(k, r->prefix, pl) != 0 || memcmp(k + pl, "kcache:1:", 9))
+        return 0;
+    p = k + pl + 9;
+    colon = memchr(p, ':', len - (size_t)(p - k));
+    if (!colon || (size_t)(colon - p) >= sizeof(name) ||
+        len - (size_t)(colon + 1 - k) != KC_KEY_HEX_LEN)
+        return 0;
+    memcpy(name, p, (size_t)(colon - p));
+    name[colon - p] = '\0';
+    memcpy(hex, colon + 1, KC_KEY_HEX_LEN);
+    hex[KC_KEY_HEX_LEN] = '\0';
+    int kd = kc_rec_kind_from_name(name);
+    if (kd <= 0 || kc_key_from_hex(hex, key) != KC_OK)
+        return 0;
+    *kind = (kc_rec_kind_t)kd;
+    return 1;
+}
+
+int kc_remote_scan(kc_remote_t *r, int kind, kc_remote_scan_fn fn, void *user)
+{
+    char match[KC__RKEY_MAX];
+    int failed = 0, stop = 0;
+
+    if (!r || !fn)
+        return KC_EINVAL;
+    if (kind)
+        snprintf(match, sizeof(match), "%skcache:1:%s:*", r->prefix,
+                 kc_rec_kind_name(kind));
+    else
+        snprintf(match, sizeof(match), "%skcache:1:*", r->prefix);
+    for (size_t i = 0; i < r->n && !stop; i++) {
+        shard_t *sh = &r->shards[i];
+        char cursor[32] = "0";
+        pthread_mutex_lock(&sh->mu);
+        int rc = ensure_connected(r, sh);
+        while (rc == KC_OK && !stop) {
+            redisReply *rep =
+                redisCommand(sh->c, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+            if (!rep) {
+                rc = go_down(r, sh, "SCAN: %s", sh->c->errstr);
+                break;
+            }
+            if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                rep->element[0]->type != REDIS_REPLY_STRING ||
+                rep->element[1]->type != REDIS_REPLY_ARRAY) {
+                rc = reply_error(r, sh, "SCAN", match, rep);
+                freeReplyObject(rep);
+                break;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+            /* fn may call the remote: not under this shard's lock. */
+            pthread_mutex_unlock(&sh->mu);
+            for (size_t j = 0; j < rep->element[1]->elements && !stop; j++) {
+                const redisReply *e = rep->element[1]->element[j];
+                kc_rec_kind_t kd;
+                kc_key_t key;
+                if (e->type == REDIS_REPLY_STRING &&
+                    parse_redis_key(r, e->str, e->len, &kd, &key) &&
+                    (!kind || (int)kd == kind))
+                    stop = fn(user, kd, &key) != 0;
+            }
+            freeReplyObject(rep);
+            pthread_mutex_lock(&sh->mu);
+            if (strcmp(cursor, "0") == 0)
+                break;
+            if (!sh->c) {
+                rc = ensure_connected(r, sh);
+            }
+        }
+        pthread_mutex_unlock(&sh->mu);
+        if (rc != KC_OK)
+            failed = 1;
+    }
+    return failed ? KC_EREMOTE : KC_OK;
+}
+
+/* The value of field name in an INFO reply ("name:value\r\n"). */
+static int info_field(const char *info, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const char *p = info; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, nl) == 0 && p[nl] == ':') {
+            size_t n = strcspn(p + nl + 1, "\r\n");
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(out, p + nl + 1, n);
+            out[n] = '\0';
+            return 1;
+        }
+    return 0;
+}
+
+int kc_remote_server_info(kc_remote_t *r, size_t i, kc_remote_server_t *out)
+{
+    shard_t *sh;
+    int rc;
+
+    if (!r || !out || i >= r->n)
+        return KC_EINVAL;
+    memset(out, 0, sizeof(*out));
+    sh = &r->shards[i];
+    snprintf(out->name, sizeof(out->name), "%s", sh->s.name);
+    out->db = sh->s.db;
+    pthread_mutex_lock(&sh->mu);
+    rc = ensure_connected(r, sh);
+    if (rc == KC_OK) {
+        redisReply *rep = redisCommand(sh->c, "INFO");
+        if (!rep) {
+            rc = go_down(r, sh, "INFO: %s", sh->c->errstr);
+        } else if (rep->type != REDIS_REPLY_STRING && rep->type != 5 /* VERB */) {
+            rc = reply_error(r, sh, "INFO", "", rep);
+        } else {
+            char v[64];
+            out->up = 1;
+            info_field(rep->str, "redis_version", out->version, sizeof(out->version));
+            if (info_field(rep->str, "used_memory", v, sizeof(v)))
+                out->used_memory = strtoull(v, NULL, 10);
+        }
+        freeReplyObject(rep);
+    }
+    if (rc != KC_OK)
+        snprintf(out->error, sizeof(out->error), "%s", kc_remote_errmsg(r));
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+size_t kc_remote_value_len(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    char k[KC__RKEY_MAX];
+    shard_t *sh;
+    size_t n = 0;
+
+    if (!r || !key)
+        return 0;
+    redis_key(r, kind, key, k);
+    sh = shard_of(r, k);
+    pthread_mutex_lock(&sh->mu);
+    if (ensure_connected(r, sh) == KC_OK) {
+        redisReply *rep = redisCommand(sh->c, "STRLEN %s", k);
+        if (!rep)
+            go_down(r, sh, "STRLEN: %s", sh->c->errstr);
+        else if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+            n = (size_t)rep->integer;
+        freeReplyObject(rep);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return n;
+}
