@@ -126,6 +126,8 @@ void kc__remote_account(kc_launcher_t *l)
                    now.timeouts - l->remote_seen.timeouts);
     kc_store_count(l->store, KC_COUNTER_REMOTE_ERRORS,
                    now.errors - l->remote_seen.errors);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_UNTRUSTED,
+                   now.untrusted - l->remote_seen.untrusted);
     l->remote_seen = now;
     pthread_mutex_unlock(&l->remote_mu);
 }

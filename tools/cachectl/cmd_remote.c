@@ -21,7 +21,9 @@ static const char help[] =
     "  pull          copy the remote's records into the local store (created if\n"
     "                missing), each checked first; a record that fails is refused\n"
     "  --url URLS    the remote (default: KCACHE_REMOTE); KCACHE_REMOTE_PREFIX\n"
-    "                and KCACHE_REMOTE_TTL apply\n"
+    "                and KCACHE_REMOTE_TTL apply; with KCACHE_REMOTE_SIGN_KEY push\n"
+    "                signs every value, with KCACHE_TRUST pull refuses what is not\n"
+    "                signed by a trusted key (ls marks it UNTRUSTED)\n"
     "  --kind KIND   tuning, build, group or blob (ls only), or all (default:\n"
     "                tuning, build and group)\n"
     "  --arch ARCH   only tunings and builds for this target, e.g. sm_90\n"
@@ -171,15 +173,15 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key)
     kc_build_desc_t *bd = NULL;
     kc_tuning_desc_t *td = NULL;
     const char *arch = NULL, *name = NULL;
-    char hex[KC_KEY_HEX_LEN + 1], b[32];
+    char hex[KC_KEY_HEX_LEN + 1], b[32], signer[KC_BUNDLE_KEY_ID_LEN + 1] = "";
     int rc;
 
     if (!wanted_kind(c, (int)kind))
         return 0;
-    rc = kc_remote_get(c->r, kind, key, &data, &len);
-    if (rc != KC_OK)
+    rc = kc_remote_get_record(c->r, kind, key, &data, &len, signer);
+    if (rc != KC_OK && rc != KC_ESIGNATURE)
         goto done; /* gone since the SCAN, or the server went away */
-    if (kind != KC_REC_BLOB)
+    if (rc == KC_OK && kind != KC_REC_BLOB)
         rc = describe((int)kind, data, len, &rec, &bd, &td, &arch, &name);
     if (rc != KC_OK && (c->arch || c->name))
         goto done;
@@ -194,13 +196,17 @@ static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key)
         json_object_set_new(j, "arch", ctl_json_str(arch));
         json_object_set_new(j, "name", ctl_json_str(name));
         json_object_set_new(j, "bytes", ctl_json_u64(len));
+        json_object_set_new(j, "signer", ctl_json_str(signer[0] ? signer : NULL));
         if (rc != KC_OK)
             json_object_set_new(j, "error", json_string(kc_strerror(rc)));
         json_array_append_new(c->list, j);
     } else {
-        printf("%-7s %s  %-8s %-32s %s%s\n", kc_rec_kind_name(kind), hex,
+        printf("%-7s %s  %-8s %-32s %10s  %s%s\n", kc_rec_kind_name(kind), hex,
                arch ? arch : "-", name ? name : "-", ctl_fmt_size(len, b, sizeof b),
-               rc == KC_OK ? "" : "  DAMAGED");
+               signer[0] ? signer : "unsigned",
+               rc == KC_ESIGNATURE ? "  UNTRUSTED"
+               : rc != KC_OK       ? "  DAMAGED"
+                                   : "");
     }
 done:
     kc_free(bd);
@@ -224,13 +230,13 @@ static void report(rctx_t *c, const char *what, int kind, const kc_key_t *key, i
         c->missing++;
         return;
     }
-    if (rc == KC_ECORRUPT)
+    if (rc == KC_ECORRUPT || rc == KC_ESIGNATURE)
         c->refused++;
     else
         c->failed++;
     ctl_err("remote %s: %s %s: %s (%s)", what, kc_rec_kind_name(kind), ctl_hex(key, hex),
             kc_strerror(rc),
-            why                                    ? why
+            why                                     ? why
             : rc == KC_EREMOTE || rc == KC_ECORRUPT ? kc_remote_errmsg(c->r)
                                                     : kc_store_errmsg(c->st));
 }
@@ -250,7 +256,7 @@ static int pull_one(void *user, kc_rec_kind_t kind, const kc_key_t *key)
     if (!wanted_kind(c, (int)kind) || kind == KC_REC_BLOB)
         return 0;
     /* Read once for the filters; the pull reads and checks it again. */
-    rc = kc_remote_get(c->r, kind, key, &data, &len);
+    rc = kc_remote_get_record(c->r, kind, key, &data, &len, NULL);
     if (rc == KC_OK)
         rc = describe((int)kind, data, len, &rec, &bd, &td, &arch, &name);
     if (rc == KC_OK && !match(c, (int)kind, arch, name))
@@ -261,7 +267,8 @@ static int pull_one(void *user, kc_rec_kind_t kind, const kc_key_t *key)
         rc = kc_remote_pull_build(c->r, c->st, key);
     else if (rc == KC_OK && kind == KC_REC_GROUP)
         rc = kc_remote_pull_group(c->r, c->st, name);
-    else if (rc != KC_OK && rc != KC_ENOTFOUND && rc != KC_EREMOTE && rc != KC_ENOMEM) {
+    else if (rc != KC_OK && rc != KC_ENOTFOUND && rc != KC_EREMOTE && rc != KC_ENOMEM &&
+             rc != KC_ESIGNATURE) {
         rc = KC_ECORRUPT;
         why = "does not decode as a record of its kind";
     }
@@ -276,8 +283,8 @@ done:
 
 /* ---- push -------------------------------------------------------------- */
 
-static int push_one(void *user, kc_rec_kind_t kind, const kc_key_t *key,
-                    const void *data, size_t len)
+static int push_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                    size_t len)
 {
     rctx_t *c = user;
     kc_record_t *rec = NULL;
@@ -287,7 +294,8 @@ static int push_one(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     int rc = describe((int)kind, data, len, &rec, &bd, &td, &arch, &name);
 
     if (rc != KC_OK) {
-        report(c, "push", (int)kind, key, KC_ECORRUPT, "the local record does not decode");
+        report(c, "push", (int)kind, key, KC_ECORRUPT,
+               "the local record does not decode");
         goto done;
     }
     if (!match(c, (int)kind, arch, name))

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "kcache/api.h"
+#include "kcache/bundle.h"
 #include "kcache/key.h"
 #include "kcache/record.h"
 #include "kcache/store.h"
@@ -52,7 +53,19 @@ typedef struct kc_remote_opts {
     /* Every SET expires after this many seconds (Redis EX). 0:
      * KCACHE_REMOTE_TTL (a duration: "7d", "12h", "3600"), else never. */
     uint64_t ttl_s;
+    /* A secret key file (cachectl keygen, mode 0600): every value a push
+     * writes carries an Ed25519 signature by it (docs/FORMAT.md, "Remote
+     * tier"). NULL: KCACHE_REMOTE_SIGN_KEY, else values go unsigned. */
+    const char *sign_key;
+    /* Public key files, ':'-separated (at most KC_REMOTE_TRUST_MAX): a pull
+     * then accepts a tuning, build or group only if it is signed by one of
+     * them, and refuses it otherwise (KC_ESIGNATURE, counted in
+     * kc_remote_stats_t.untrusted: the caller compiles locally). NULL:
+     * KCACHE_TRUST (as for bundles), else anything that checks out. */
+    const char *trust;
 } kc_remote_opts_t;
+
+#define KC_REMOTE_TRUST_MAX 8
 
 #define KC_REMOTE_PREFIX_MAX 64
 
@@ -126,12 +139,13 @@ KC_API int kc_remote_push_build(kc_remote_t *remote, kc_store_t *src,
 /* What a handle did since it was opened, summed over its servers and
  * threads. */
 typedef struct kc_remote_stats {
-    uint64_t pushes;   /* kc_remote_push* calls that wrote everything */
-    uint64_t pulls;    /* kc_remote_pull* calls that brought records in */
-    uint64_t rejected; /* pulls refused: a record that failed its checks, or
-                        * (with a trust key) an unsigned or badly signed one */
-    uint64_t timeouts; /* connects or commands that timed out */
-    uint64_t errors;   /* other failures: refused connections, AUTH, error replies */
+    uint64_t pushes;    /* kc_remote_push* calls that wrote everything */
+    uint64_t pulls;     /* kc_remote_pull* calls that brought records in */
+    uint64_t rejected;  /* pulls refused: a record that failed its checks */
+    uint64_t untrusted; /* values refused with a trust key: unsigned, signed by
+                         * a key not trusted, or a signature that fails */
+    uint64_t timeouts;  /* connects or commands that timed out */
+    uint64_t errors;    /* other failures: refused connections, AUTH, error replies */
 } kc_remote_stats_t;
 
 /* Fill *out (zeros for a NULL remote). */
@@ -145,6 +159,16 @@ KC_API void kc_remote_stats(const kc_remote_t *remote, kc_remote_stats_t *out);
 typedef int (*kc_remote_scan_fn)(void *user, kc_rec_kind_t kind, const kc_key_t *key);
 KC_API int kc_remote_scan(kc_remote_t *remote, int kind, kc_remote_scan_fn fn,
                           void *user);
+
+/* The record (kind, key) as kc_remote_get reads it, its signature trailer
+ * cut off and judged: with trusted keys, KC_ESIGNATURE (and *data NULL) for
+ * a value unsigned, signed by another key or badly (counted in
+ * kc_remote_stats_t.untrusted). signer (may be NULL; else
+ * KC_BUNDLE_KEY_ID_LEN + 1 bytes) receives the signer's key id, "" for an
+ * unsigned value. The record's own bytes are not checked: decode them. */
+KC_API int kc_remote_get_record(kc_remote_t *remote, kc_rec_kind_t kind,
+                                const kc_key_t *key, void **data, size_t *len,
+                                char *signer);
 
 /* The size in bytes of the value (kind, key) on the remote; 0 if there is
  * none or it cannot be asked. */

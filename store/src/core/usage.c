@@ -34,6 +34,7 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "remote_rejected",
     "remote_timeouts",
     "remote_errors",
+    "remote_untrusted",
 };
 
 const char *kc_counter_name(int counter)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include <hiredis/hiredis.h>
+#include <sodium.h>
 
 #include <xxhash.h>
 
@@ -21,7 +22,9 @@
 #include "remote_int.h"
 #include "blob_internal.h"
 #include "diag.h"
+#include "bundle_internal.h"
 #include "kcache/blob.h"
+#include "kcache/bundle.h"
 #include "kcache/errors.h"
 
 /* The longest Redis key: the prefix, "kcache:1:", a kind, a colon, 32 hex. */
@@ -42,7 +45,11 @@ struct kc_remote {
     uint64_t ttl_s; /* EX on every SET, 0: none */
     size_t n;       /* shards */
     shard_t *shards;
-    _Atomic uint64_t pushes, pulls, rejected, timeouts, errors;
+    _Atomic uint64_t pushes, pulls, rejected, untrusted, timeouts, errors;
+    int has_sign;         /* sign every value written by a push */
+    kc_bundle_key_t sign; /* with its secret */
+    size_t n_trust;       /* pulls accept only values signed by these */
+    kc_bundle_key_t trust[KC_REMOTE_TRUST_MAX];
 };
 
 static uint64_t now_us(void)
@@ -137,6 +144,52 @@ static int read_prefix_ttl(const kc_remote_opts_t *o, kc_remote_t *r)
     return KC_OK;
 }
 
+/* The signing key (opts->sign_key, else KCACHE_REMOTE_SIGN_KEY) and the
+ * trusted keys (opts->trust, else KCACHE_TRUST; ':'-separated files). */
+static int load_keys(const kc_remote_opts_t *o, kc_remote_t *r)
+{
+    const char *sign = o->sign_key ? o->sign_key : getenv("KCACHE_REMOTE_SIGN_KEY");
+    const char *trust = o->trust ? o->trust : getenv("KCACHE_TRUST");
+    int rc;
+
+    if (((sign && *sign) || (trust && *trust)) && kc__sodium_init() != KC_OK)
+        return kc__diag_fail(kc__diag_remote_open, KC_EINTERNAL,
+                             "libsodium cannot initialise");
+
+    if (sign && *sign) {
+        rc = kc_bundle_key_load(sign, &r->sign);
+        if (rc == KC_OK && !r->sign.has_secret)
+            rc = KC_EINVAL;
+        if (rc != KC_OK)
+            return kc__diag_fail(kc__diag_remote_open, rc,
+                                 "remote signing key %s: %s (a secret key file of "
+                                 "cachectl keygen, mode 0600)",
+                                 sign, kc_strerror(rc));
+        r->has_sign = 1;
+    }
+    for (const char *p = trust; p && *p;) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char path[4096];
+        if (n && n < sizeof(path)) {
+            if (r->n_trust == KC_REMOTE_TRUST_MAX)
+                return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                                     "more than %d trusted keys", KC_REMOTE_TRUST_MAX);
+            memcpy(path, p, n);
+            path[n] = '\0';
+            rc = kc_bundle_key_load(path, &r->trust[r->n_trust]);
+            if (rc != KC_OK)
+                return kc__diag_fail(kc__diag_remote_open, rc, "trusted key %s: %s", path,
+                                     kc_strerror(rc));
+            r->trust[r->n_trust].has_secret = 0;
+            sodium_memzero(r->trust[r->n_trust].sk, sizeof(r->trust[r->n_trust].sk));
+            r->n_trust++;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return KC_OK;
+}
+
 int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **out)
 {
     kc_remote_t *r;
@@ -158,11 +211,14 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
                              opts->size, sizeof(r->opts));
     }
     if ((rc = parse_shards(url, r)) != KC_OK ||
-        (rc = read_prefix_ttl(&r->opts, r)) != KC_OK) {
+        (rc = read_prefix_ttl(&r->opts, r)) != KC_OK ||
+        (rc = load_keys(&r->opts, r)) != KC_OK) {
         kc_remote_close(r);
         return rc;
     }
-    r->opts.prefix = NULL; /* not kept: the caller's string */
+    r->opts.prefix = NULL; /* not kept: the callers' strings */
+    r->opts.sign_key = NULL;
+    r->opts.trust = NULL;
     if (!r->opts.connect_timeout_ms)
         r->opts.connect_timeout_ms = 100;
     if (!r->opts.io_timeout_ms)
@@ -183,6 +239,7 @@ void kc_remote_close(kc_remote_t *r)
         pthread_mutex_destroy(&r->shards[i].mu);
     }
     free(r->shards);
+    kc_bundle_key_wipe(&r->sign);
     free(r);
 }
 
@@ -207,6 +264,7 @@ void kc_remote_stats(const kc_remote_t *r, kc_remote_stats_t *out)
     out->pushes = atomic_load(&w->pushes);
     out->pulls = atomic_load(&w->pulls);
     out->rejected = atomic_load(&w->rejected);
+    out->untrusted = atomic_load(&w->untrusted);
     out->timeouts = atomic_load(&w->timeouts);
     out->errors = atomic_load(&w->errors);
 }
@@ -394,6 +452,136 @@ int kc_remote_put(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
     return rc;
 }
 
+/* ---- signatures ------------------------------------------------------------ */
+
+/* A signed value: the record's bytes, then this trailer (docs/FORMAT.md,
+ * "Remote tier", "Signed values"). */
+#define SIG_MAGIC "KCS1"
+#define SIG_TRAILER (4 + 32 + 64)
+#define SIG_DOMAIN "kcache-remote-sig-v1"
+
+/* What is signed: the domain (with its NUL), the key's name without the
+ * prefix ("kcache:1:<kind>:<hex>"), then the record's bytes. */
+static uint8_t *sig_message(kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                            size_t len, size_t *mlen)
+{
+    char name[96], hex[KC_KEY_HEX_LEN + 1];
+    size_t dl = sizeof(SIG_DOMAIN), nl;
+    uint8_t *m;
+
+    kc_key_to_hex(key, hex);
+    snprintf(name, sizeof(name), "kcache:1:%s:%s", kc_rec_kind_name(kind), hex);
+    nl = strlen(name);
+    if (!(m = malloc(dl + nl + len + 1)))
+        return NULL;
+    memcpy(m, SIG_DOMAIN, dl);
+    memcpy(m + dl, name, nl);
+    if (len)
+        memcpy(m + dl + nl, data, len);
+    *mlen = dl + nl + len;
+    return m;
+}
+
+/* SET (kind, key) to data, with a signature trailer if the handle signs. */
+static int put_value(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
+                     const void *data, size_t len)
+{
+    uint8_t *v, *m;
+    size_t mlen = 0;
+    int rc;
+
+    if (!r->has_sign)
+        return kc_remote_put(r, kind, key, data, len);
+    if (!(v = malloc(len + SIG_TRAILER)))
+        return KC_ENOMEM;
+    if (!(m = sig_message(kind, key, data, len, &mlen))) {
+        free(v);
+        return KC_ENOMEM;
+    }
+    if (len)
+        memcpy(v, data, len);
+    memcpy(v + len, SIG_MAGIC, 4);
+    memcpy(v + len + 4, r->sign.pk, 32);
+    crypto_sign_detached(v + len + 36, NULL, m, mlen, r->sign.sk);
+    free(m);
+    rc = kc_remote_put(r, kind, key, v, len + SIG_TRAILER);
+    free(v);
+    return rc;
+}
+
+/* Split a value into the record's bytes (*len) and its signature, and judge
+ * it: KC_OK if it may be used, KC_ESIGNATURE if the handle trusts keys and
+ * this value is unsigned, signed by another key or badly. signer receives
+ * the signer's key id ("" if unsigned). */
+static int check_value(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
+                       const uint8_t *v, size_t *len, char *signer)
+{
+    const uint8_t *t;
+    uint8_t *m;
+    size_t n = *len, mlen = 0;
+    int ok = 0;
+
+    signer[0] = '\0';
+    if (n < SIG_TRAILER || memcmp(v + n - SIG_TRAILER, SIG_MAGIC, 4) != 0) {
+        if (!r->n_trust)
+            return KC_OK;
+        return kc__diag_fail(r, KC_ESIGNATURE, "%s %s: unsigned, and a trust key is set",
+                             kc_rec_kind_name(kind), "record");
+    }
+    t = v + n - SIG_TRAILER;
+    *len = n - SIG_TRAILER;
+    kc_bundle_key_id(t + 4, signer);
+    if (!r->n_trust)
+        return KC_OK; /* not checked: nothing to check it against */
+    for (size_t i = 0; i < r->n_trust; i++)
+        if (sodium_memcmp(r->trust[i].pk, t + 4, 32) == 0)
+            ok = 1;
+    if (!ok)
+        return kc__diag_fail(r, KC_ESIGNATURE, "%s record signed by key %s, not trusted",
+                             kc_rec_kind_name(kind), signer);
+    if (!(m = sig_message(kind, key, v, *len, &mlen)))
+        return KC_ENOMEM;
+    ok = crypto_sign_verify_detached(t + 36, m, mlen, t + 4) == 0;
+    free(m);
+    if (!ok)
+        return kc__diag_fail(r, KC_ESIGNATURE, "%s record: bad signature (key %s)",
+                             kc_rec_kind_name(kind), signer);
+    return KC_OK;
+}
+
+int kc_remote_get_record(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
+                         void **data, size_t *len, char *signer)
+{
+    char who[KC_BUNDLE_KEY_ID_LEN + 1];
+    int rc = kc_remote_get(r, kind, key, data, len);
+
+    if (signer)
+        signer[0] = '\0';
+    if (rc != KC_OK)
+        return rc;
+    rc = check_value(r, kind, key, *data, len, signer ? signer : who);
+    if (rc != KC_OK) {
+        if (rc == KC_ESIGNATURE)
+            atomic_fetch_add(&r->untrusted, 1);
+        kc_free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+/* A blob's value, its signature trailer (if any) cut off: a blob needs no
+ * signature of its own, its key is the hash of its bytes and a checked
+ * record names it. */
+static int get_blob(kc_remote_t *r, const kc_key_t *key, void **blob, size_t *len)
+{
+    int rc = kc_remote_get(r, KC_REC_BLOB, key, blob, len);
+    if (rc == KC_OK && *len >= SIG_TRAILER &&
+        memcmp((uint8_t *)*blob + *len - SIG_TRAILER, SIG_MAGIC, 4) == 0)
+        *len -= SIG_TRAILER;
+    return rc;
+}
+
 /* ---- pull and push -------------------------------------------------------- */
 
 /* Get (kind, key) from the remote and decode it; it must be a record of
@@ -404,7 +592,7 @@ static int get_record(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
     void *data = NULL;
     size_t len = 0;
     kc_key_t derived;
-    int rc = kc_remote_get(r, kind, key, &data, &len);
+    int rc = kc_remote_get_record(r, kind, key, &data, &len, NULL);
 
     *out = NULL;
     if (rc != KC_OK)
@@ -436,7 +624,7 @@ static int get_build_chain(kc_remote_t *r, const kc_key_t *bkey, kc_record_t **b
 
     *cubin = NULL;
     if (rc == KC_OK)
-        rc = kc_remote_get(r, KC_REC_BLOB, &(*build)->u.build.blob, &blob, &blob_len);
+        rc = get_blob(r, &(*build)->u.build.blob, &blob, &blob_len);
     if (rc == KC_OK) {
         /* The remote holds no dictionaries: a blob that needs one is bad. */
         rc = kc_blob_decode(blob, blob_len, &(*build)->u.build.blob, 0, NULL, 0, cubin,
@@ -527,8 +715,8 @@ static int push_blob(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
             rc = kc_blob_encode(cubin, cubin_len, 0, &plain_key, &plain, &plain_len);
     }
     if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_BLOB, bkey, plain ? plain : blob,
-                           plain ? plain_len : blob_len);
+        rc = put_value(r, KC_REC_BLOB, bkey, plain ? plain : blob,
+                       plain ? plain_len : blob_len);
     kc_free(plain);
     kc_free(cubin);
     kc_free(blob);
@@ -548,7 +736,7 @@ static int push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
     if (rc == KC_OK)
         rc = push_blob(r, src, &build->u.build.blob);
     if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_BUILD, bkey, b_raw, b_len);
+        rc = put_value(r, KC_REC_BUILD, bkey, b_raw, b_len);
     kc_free(build);
     kc_free(b_raw);
     return rc;
@@ -583,7 +771,7 @@ int kc_remote_push(kc_remote_t *r, kc_store_t *src, const kc_key_t *tkey)
     if (rc == KC_OK)
         rc = push_build(r, src, &tuning->u.tuning.winner_build);
     if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_TUNING, tkey, t_raw, t_len);
+        rc = put_value(r, KC_REC_TUNING, tkey, t_raw, t_len);
     if (rc == KC_OK)
         atomic_fetch_add(&r->pushes, 1);
     kc_free(tuning);
@@ -625,7 +813,7 @@ int kc_remote_push_group(kc_remote_t *r, kc_store_t *src, const char *name)
     for (size_t i = 0; rc == KC_OK && i < group->u.group.n_files; i++)
         rc = push_blob(r, src, &group->u.group.files[i].blob);
     if (rc == KC_OK)
-        rc = kc_remote_put(r, KC_REC_GROUP, &gkey, g_raw, g_len);
+        rc = put_value(r, KC_REC_GROUP, &gkey, g_raw, g_len);
     if (rc == KC_OK)
         atomic_fetch_add(&r->pushes, 1);
     kc_free(group);
@@ -655,7 +843,7 @@ int kc_remote_pull_group(kc_remote_t *r, kc_store_t *dst, const char *name)
         void *blob = NULL, *data = NULL;
         size_t blob_len = 0, len = 0;
 
-        rc = kc_remote_get(r, KC_REC_BLOB, &e->blob, &blob, &blob_len);
+        rc = get_blob(r, &e->blob, &blob, &blob_len);
         if (rc == KC_OK) {
             /* The blob's hash is its key; its size must be the listed one. */
             rc = kc_blob_decode(blob, blob_len, &e->blob, 0, NULL, 0, &data, &len);

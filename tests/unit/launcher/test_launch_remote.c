@@ -16,6 +16,7 @@
 
 #include "kc_redis.h"
 #include "kc_simkernels.h"
+#include "kcache/bundle.h"
 #include "kcache/launch.h"
 #include "kcache/remote.h"
 #include "kcache/store.h"
@@ -272,6 +273,58 @@ static void test_a_full_write_behind_queue_drops_and_counts(void **state)
     assert_true(counter(ci, KC_COUNTER_REMOTE_DROPS) >= 3);
 }
 
+/* With KCACHE_TRUST, what an untrusted party wrote to Redis (valid
+ * records, unsigned) is refused: the kernel is compiled and tuned locally,
+ * and the store counts the refusals. What the trusted key signed is a hit
+ * with no compile. */
+static void test_with_a_trust_key_untrusted_records_are_refused(void **state)
+{
+    (void)state;
+    const char *evil = machine("evil"), *node = machine("node");
+    const char *ci = machine("signed"), *node2 = machine("node2");
+    char base[600], key[700], pub[700];
+
+    snprintf(base, sizeof(base), "%s/fleet", g_root);
+    assert_int_equal(kc_bundle_keygen(base, NULL), KC_OK);
+    snprintf(key, sizeof(key), "%s.key", base);
+    snprintf(pub, sizeof(pub), "%s.pub", base);
+    setenv("KCACHE_REMOTE_PREFIX", "trust:", 1);
+
+    /* The untrusted writer: no key, so unsigned values. */
+    kcs_inc_run_t w = run(evil, 1000, g_redis.url);
+    assert_int_equal(w.rc, KC_OK);
+    assert_int_equal(w.st.tunes, 1);
+
+    setenv("KCACHE_TRUST", pub, 1);
+    kcs_inc_run_t got = run(node, 1000, g_redis.url);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.remote_hits, 0);
+    assert_int_equal(got.st.tunes, 1);
+    assert_int_equal(got.st.compiles, 4); /* the unsigned builds were refused too */
+    assert_true(counter(node, KC_COUNTER_REMOTE_UNTRUSTED) >= 5);
+    assert_int_equal(counter(node, KC_COUNTER_REMOTE_PULLS), 0);
+    assert_int_equal(counter(node, KC_COUNTER_CORRUPT), 0);
+
+    /* The trusted signer (trusting its own key, so refusing the unsigned
+     * values too) tunes and overwrites them with signed ones; a new node
+     * pulls. */
+    setenv("KCACHE_REMOTE_SIGN_KEY", key, 1);
+    kcs_inc_run_t signer = run(ci, 1000, g_redis.url);
+    assert_int_equal(signer.rc, KC_OK);
+    assert_int_equal(signer.st.tunes, 1);
+    unsetenv("KCACHE_REMOTE_SIGN_KEY");
+    got = run(node2, 1000, g_redis.url);
+    assert_int_equal(got.rc, KC_OK);
+    assert_true(got.all_ones);
+    assert_int_equal(got.st.remote_hits, 1);
+    assert_int_equal(got.st.tunes, 0);
+    assert_int_equal(got.st.compiles, 0);
+    assert_int_equal(counter(node2, KC_COUNTER_REMOTE_UNTRUSTED), 0);
+    unsetenv("KCACHE_TRUST");
+    unsetenv("KCACHE_REMOTE_PREFIX");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_a_remote_that_is_down_or_misnamed_fails_open),
         cmocka_unit_test(test_builds_published_without_a_device_are_pushed),
         cmocka_unit_test(test_a_full_write_behind_queue_drops_and_counts),
+        cmocka_unit_test(test_with_a_trust_key_untrusted_records_are_refused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
