@@ -325,6 +325,29 @@ static void test_with_a_trust_key_untrusted_records_are_refused(void **state)
     unsetenv("KCACHE_REMOTE_PREFIX");
 }
 
+/* Two shards, one of them dead: launches succeed, the keys of the live
+ * one are shared, and the dead one is counted as errors. */
+static void test_a_dead_shard_fails_open(void **state)
+{
+    (void)state;
+    char urls[400];
+    snprintf(urls, sizeof(urls), "%s,redis://127.0.0.1:%d", g_redis.url, kct_free_port());
+    setenv("KCACHE_REMOTE_PREFIX", "shard:", 1);
+    const char *a = machine("sa"), *b = machine("sb");
+    kcs_inc_run_t first = run(a, 1000, urls);
+    assert_int_equal(first.rc, KC_OK);
+    assert_true(first.all_ones);
+    assert_int_equal(first.st.tunes, 1);
+    assert_true(counter(a, KC_COUNTER_REMOTE_ERRORS) >= 1);
+    kcs_inc_run_t second = run(b, 1000, urls);
+    assert_int_equal(second.rc, KC_OK);
+    assert_true(second.all_ones);
+    /* Whatever lived on the dead shard was compiled again; the rest was
+     * pulled: together, every candidate. */
+    assert_int_equal(second.st.compiles + second.st.builds_reused, 4);
+    unsetenv("KCACHE_REMOTE_PREFIX");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_builds_published_without_a_device_are_pushed),
         cmocka_unit_test(test_a_full_write_behind_queue_drops_and_counts),
         cmocka_unit_test(test_with_a_trust_key_untrusted_records_are_refused),
+        cmocka_unit_test(test_a_dead_shard_fails_open),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

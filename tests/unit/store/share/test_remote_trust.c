@@ -107,9 +107,9 @@ static void test_signed_chains_pull_where_trusted(void **state)
     /* The signer is named. */
     assert_int_equal(kc_bundle_key_load(g_ci_pub, &k), KC_OK);
     kc_bundle_key_id(k.pk, id);
-    assert_int_equal(kc_remote_get_record(reader, KC_REC_TUNING, &pub.tuning_key, &data,
-                                          &len, signer),
-                     KC_OK);
+    assert_int_equal(
+        kc_remote_get_record(reader, KC_REC_TUNING, &pub.tuning_key, &data, &len, signer),
+        KC_OK);
     assert_string_equal(signer, id);
     kc_free(data);
     kc_remote_stats(reader, &s);
