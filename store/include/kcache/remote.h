@@ -189,6 +189,20 @@ typedef struct kc_remote_server {
  * out->name and out->error filled in) if it cannot be asked. */
 KC_API int kc_remote_server_info(kc_remote_t *remote, size_t i, kc_remote_server_t *out);
 
+/* Single flight across machines: a lease on key (a tuning key) in Redis,
+ * "<prefix>kcache:1:lease:<hex>" holding this handle's owner string
+ * (kc_remote_owner), expiring after ttl_ms unless renewed, so that the
+ * lease of a machine that died frees itself. Acquire takes it if free and
+ * renews it if this handle holds it (KC_OK), or answers KC_EBUSY while
+ * another holds it; release drops it only if this handle holds it (KC_OK,
+ * else KC_ENOTFOUND). KC_EREMOTE as above: callers go on without it. */
+KC_API int kc_remote_lease_acquire(kc_remote_t *remote, const kc_key_t *key,
+                                   uint64_t ttl_ms);
+KC_API int kc_remote_lease_release(kc_remote_t *remote, const kc_key_t *key);
+
+/* "host:pid:random": what this handle's leases hold. */
+KC_API const char *kc_remote_owner(const kc_remote_t *remote);
+
 /* Copy the group name (kcache/store.h, "groups") from src to the remote:
  * the record's bytes as src stores them under "kcache:1:group:<key>", key
  * kc_group_key(name), and the blob of every file it lists (re-encoded

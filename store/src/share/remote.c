@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <sodium.h>
@@ -46,6 +47,7 @@ struct kc_remote {
     size_t n;       /* shards */
     shard_t *shards;
     _Atomic uint64_t pushes, pulls, rejected, untrusted, timeouts, errors;
+    char owner[128];      /* this handle's lease value: host:pid:random */
     int has_sign;         /* sign every value written by a push */
     kc_bundle_key_t sign; /* with its secret */
     size_t n_trust;       /* pulls accept only values signed by these */
@@ -215,6 +217,21 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         (rc = load_keys(&r->opts, r)) != KC_OK) {
         kc_remote_close(r);
         return rc;
+    }
+    {
+        char host[64] = "?";
+        uint8_t rnd[8];
+        char hex[17];
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        if (kc__sodium_init() == KC_OK) {
+            randombytes_buf(rnd, sizeof(rnd));
+        } else {
+            uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
+            memcpy(rnd, &t, sizeof(rnd));
+        }
+        sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+        snprintf(r->owner, sizeof(r->owner), "%s:%d:%s", host, (int)getpid(), hex);
     }
     r->opts.prefix = NULL; /* not kept: the callers' strings */
     r->opts.sign_key = NULL;
@@ -1026,4 +1043,69 @@ size_t kc_remote_value_len(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *k
     }
     pthread_mutex_unlock(&sh->mu);
     return n;
+}
+
+/* ---- leases: single flight across machines ---------------------------------- */
+
+/* Take it if free, renew it if ours: one script, so that no other client
+ * runs between the read and the write. */
+static const char lease_take[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) return 1 end "
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "return 0";
+static const char lease_drop[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+static int lease_call(kc_remote_t *r, const kc_key_t *key, const char *script,
+                      uint64_t ttl_ms, long long *result)
+{
+    char k[KC__RKEY_MAX], ttl[24];
+    shard_t *sh;
+    int rc;
+
+    if (!r || !key)
+        return KC_EINVAL;
+    redis_key(r, KC_REC_LEASE, key, k);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    sh = shard_of(r, k);
+    pthread_mutex_lock(&sh->mu);
+    rc = ensure_connected(r, sh);
+    if (rc == KC_OK) {
+        redisReply *rep =
+            redisCommand(sh->c, "EVAL %s 1 %s %s %s", script, k, r->owner, ttl);
+        if (!rep)
+            rc = go_down(r, sh, "EVAL (lease): %s", sh->c->errstr);
+        else if (rep->type != REDIS_REPLY_INTEGER)
+            rc = reply_error(r, sh, "EVAL (lease)", k, rep);
+        else
+            *result = rep->integer;
+        freeReplyObject(rep);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+int kc_remote_lease_acquire(kc_remote_t *r, const kc_key_t *key, uint64_t ttl_ms)
+{
+    long long got = 0;
+    int rc = lease_call(r, key, lease_take, ttl_ms, &got);
+    if (rc != KC_OK)
+        return rc;
+    return got == 1 ? KC_OK : KC_EBUSY;
+}
+
+int kc_remote_lease_release(kc_remote_t *r, const kc_key_t *key)
+{
+    long long got = 0;
+    int rc = lease_call(r, key, lease_drop, 1, &got);
+    if (rc != KC_OK)
+        return rc;
+    return got == 1 ? KC_OK : KC_ENOTFOUND;
+}
+
+const char *kc_remote_owner(const kc_remote_t *r)
+{
+    return r ? r->owner : "";
 }
