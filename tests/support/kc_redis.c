@@ -95,10 +95,23 @@ static int start_on(kct_redis_t *r, int port, const char *password, int unix_soc
         snprintf(r->unix_url, sizeof(r->unix_url), "unix:%s%s%s", r->sock,
                  password ? "?password=" : "", password ? password : "");
     }
-    static const char *const base[] = {
-        "redis-server", "--port",     NULL,           "--bind",      "127.0.0.1",
-        "--save",       "",           "--appendonly", "no",          "--dir",
-        "/tmp",         "--loglevel", "warning",      "--daemonize", "no"};
+    static const char *const base[] = {"redis-server",
+                                       "--port",
+                                       NULL,
+                                       "--bind",
+                                       "127.0.0.1",
+                                       "--save",
+                                       "",
+                                       "--appendonly",
+                                       "no",
+                                       "--dir",
+                                       "/tmp",
+                                       "--enable-debug-command",
+                                       "local",
+                                       "--loglevel",
+                                       "warning",
+                                       "--daemonize",
+                                       "no"};
     for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
         argv[argc++] = base[i] ? base[i] : port_s;
     if (password) {

@@ -42,8 +42,8 @@ typedef struct kc_remote_opts {
     /* sizeof(kc_remote_opts_t), as KC_REMOTE_OPTS_INIT sets it (kcache/api.h, "Options
      * structs"): fields past it read as their defaults. */
     size_t size;
-    unsigned connect_timeout_ms; /* 0: 100 */
-    unsigned io_timeout_ms;      /* 0: 250 */
+    unsigned connect_timeout_ms; /* 0: KCACHE_REMOTE_TIMEOUT_MS, else 100 */
+    unsigned io_timeout_ms;      /* 0: KCACHE_REMOTE_TIMEOUT_MS, else 250 */
     unsigned retry_after_ms;     /* after a failure, 0: 10000 */
     /* Put before every key, so that several fleets or versions share one
      * server apart ("ci:", "prod:"); printable ASCII without spaces, at

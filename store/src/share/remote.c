@@ -236,10 +236,18 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
     r->opts.prefix = NULL; /* not kept: the callers' strings */
     r->opts.sign_key = NULL;
     r->opts.trust = NULL;
-    if (!r->opts.connect_timeout_ms)
-        r->opts.connect_timeout_ms = 100;
-    if (!r->opts.io_timeout_ms)
-        r->opts.io_timeout_ms = 250;
+    {
+        /* KCACHE_REMOTE_TIMEOUT_MS: both timeouts, where opts leave them. */
+        const char *t = getenv("KCACHE_REMOTE_TIMEOUT_MS");
+        char *e = NULL;
+        unsigned long ms = t && *t ? strtoul(t, &e, 10) : 0;
+        if (!e || *e || ms > 600000)
+            ms = 0;
+        if (!r->opts.connect_timeout_ms)
+            r->opts.connect_timeout_ms = ms ? (unsigned)ms : 100;
+        if (!r->opts.io_timeout_ms)
+            r->opts.io_timeout_ms = ms ? (unsigned)ms : 250;
+    }
     if (!r->opts.retry_after_ms)
         r->opts.retry_after_ms = 10000;
     *out = r;
