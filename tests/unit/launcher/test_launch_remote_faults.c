@@ -202,12 +202,13 @@ static void test_a_server_slower_than_the_timeout(void **state)
     setenv("KCACHE_REMOTE_TIMEOUT_MS", "250", 1); /* the default */
     box_open(&b, d); /* registration (builds pulled) while the server answers */
     assert_int_equal(kc_kernel_wait_compiled(b.k), KC_OK);
-    snprintf(cmd, sizeof(cmd), "redis-cli -p %d DEBUG SLEEP 1.5 >/dev/null 2>&1 &", srv.port);
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d DEBUG SLEEP 1.5 >/dev/null 2>&1 &",
+             srv.port);
     assert_int_equal(system(cmd), 0);
     /* Wait until the server is asleep: a PING of our own times out. */
     for (int i = 0; i < 100; i++) {
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port,
-                                                  (struct timeval){0, 100000});
+        redisContext *c =
+            redisConnectWithTimeout("127.0.0.1", srv.port, (struct timeval){0, 100000});
         redisSetTimeout(c, (struct timeval){0, 50000});
         redisReply *rep = redisCommand(c, "PING");
         int asleep = rep == NULL;
@@ -276,7 +277,7 @@ static void test_garbage_values(void **state)
     assert_int_equal(ls.compiles, 4);
     kc_store_stats_t s = store_clean(d);
     assert_int_equal(s.counters[KC_COUNTER_REMOTE_REJECTED], 4); /* the builds */
-    assert_true(s.counters[KC_COUNTER_REMOTE_ERRORS] >= 1);  /* the list */
+    assert_true(s.counters[KC_COUNTER_REMOTE_ERRORS] >= 1);      /* the list */
     assert_int_equal(s.counters[KC_COUNTER_REMOTE_PULLS], 0);
     kct_redis_stop(&srv);
 }
