@@ -307,8 +307,8 @@ int main(int argc, char **argv)
     summary("local hit", local, rounds);
     summary("remote hit", remote, rounds);
     summary("compile", compile, rounds);
-    printf("  remote hits: %" PRIu64 " of %d rounds, with %" PRIu64 " compiles and %" PRIu64
-           " tunings in all\n",
+    printf("  remote hits: %" PRIu64 " of %d rounds, with %" PRIu64
+           " compiles and %" PRIu64 " tunings in all\n",
            remote_hits, rounds, compiles_remote, tunes_remote);
 
     /* ---- part 2 ---- */
@@ -344,7 +344,8 @@ int main(int argc, char **argv)
         void *v = NULL;
         size_t n = 0;
         kc_record_t *t = NULL, *b = NULL;
-        if (kc_remote_get_record(rem, KC_REC_TUNING, &cs[i].tkey, &v, &n, NULL) != KC_OK ||
+        if (kc_remote_get_record(rem, KC_REC_TUNING, &cs[i].tkey, &v, &n, NULL) !=
+                KC_OK ||
             kc_record_decode(v, n, &t) != KC_OK)
             return 1;
         kc_free(v);

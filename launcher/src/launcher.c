@@ -115,8 +115,10 @@ void kc__remote_account(kc_launcher_t *l)
 
     if (!l->remote || !l->store)
         return;
-    kc_remote_stats(l->remote, &now);
+    /* The snapshot under the lock: two threads accounting at once must not
+     * subtract a newer snapshot from an older one. */
     pthread_mutex_lock(&l->remote_mu);
+    kc_remote_stats(l->remote, &now);
     kc_store_count(l->store, KC_COUNTER_REMOTE_PUSHES,
                    now.pushes - l->remote_seen.pushes);
     kc_store_count(l->store, KC_COUNTER_REMOTE_PULLS, now.pulls - l->remote_seen.pulls);
