@@ -118,6 +118,31 @@ check "remote push --name add pushes 2 builds" eval 'status_is 0 && out_has "^pu
 check "they are under the prefix" \
     eval '[ "$(rcli --scan --pattern "p2:kcache:1:build:*" | wc -l)" -eq 2 ]'
 
+# Signatures: with KCACHE_TRUST, unsigned values are refused; a push signed
+# with KCACHE_REMOTE_SIGN_KEY (under its own prefix) pulls, and ls names
+# the signer.
+cc keygen -o "$WORK/fleet"
+check "keygen makes the fleet's key pair" eval 'status_is 0'
+rc=0
+KCACHE_TRUST=$WORK/fleet.pub "$CACHECTL" -s "$WORK/trusting" remote pull --url "$URL" \
+    --kind build --name add --json >"$OUT" 2>"$ERR" || rc=$?
+# (An untrusted value is not looked at, so --name cannot select among them.)
+check "with KCACHE_TRUST the unsigned builds are refused as untrusted" \
+    eval 'status_is 1 && json_ok "d[\"refused\"] == 5 and d[\"pulled\"] == 0" && err_has "unsigned, and a trust key is set"'
+rc=0
+KCACHE_REMOTE_PREFIX=signed: KCACHE_REMOTE_SIGN_KEY=$WORK/fleet.key "$CACHECTL" -s "$WORK/ci" \
+    remote push --url "$URL" >"$OUT" 2>"$ERR" || rc=$?
+check "a signed push of the CI store" eval 'status_is 0 && out_has "^pushed 5 records"'
+rc=0
+KCACHE_REMOTE_PREFIX=signed: KCACHE_TRUST=$WORK/fleet.pub "$CACHECTL" -s "$WORK/trusting" \
+    remote pull --url "$URL" --json >"$OUT" 2>"$ERR" || rc=$?
+check "with KCACHE_TRUST the signed builds pull" \
+    eval 'status_is 0 && json_ok "d[\"pulled\"] == 5 and d[\"refused\"] == 0"'
+rc=0
+KCACHE_REMOTE_PREFIX=signed: "$CACHECTL" remote ls --url "$URL" --json >"$OUT" 2>"$ERR" || rc=$?
+check "remote ls names the signer of every build" \
+    eval 'json_ok "len(d) == 5 and all(r[\"signer\"] and len(r[\"signer\"]) == 16 for r in d)"'
+
 cc remote stats --url "redis://:wrong@127.0.0.1:$PORT"
 check "a wrong password: AUTH failed" eval 'status_is 1 && out_has "AUTH failed"'
 cc remote stats --url "rediss://127.0.0.1:$PORT"

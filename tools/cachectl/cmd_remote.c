@@ -23,7 +23,8 @@ static const char help[] =
     "  --url URLS    the remote (default: KCACHE_REMOTE); KCACHE_REMOTE_PREFIX\n"
     "                and KCACHE_REMOTE_TTL apply; with KCACHE_REMOTE_SIGN_KEY push\n"
     "                signs every value, with KCACHE_TRUST pull refuses what is not\n"
-    "                signed by a trusted key (ls marks it UNTRUSTED)\n"
+    "                signed by a trusted key, whatever the filters (what it holds\n"
+    "                is not looked at; ls marks it UNTRUSTED)\n"
     "  --kind KIND   tuning, build, group or blob (ls only), or all (default:\n"
     "                tuning, build and group)\n"
     "  --arch ARCH   only tunings and builds for this target, e.g. sm_90\n"
@@ -236,9 +237,10 @@ static void report(rctx_t *c, const char *what, int kind, const kc_key_t *key, i
         c->failed++;
     ctl_err("remote %s: %s %s: %s (%s)", what, kc_rec_kind_name(kind), ctl_hex(key, hex),
             kc_strerror(rc),
-            why                                     ? why
-            : rc == KC_EREMOTE || rc == KC_ECORRUPT ? kc_remote_errmsg(c->r)
-                                                    : kc_store_errmsg(c->st));
+            why ? why
+            : rc == KC_EREMOTE || rc == KC_ECORRUPT || rc == KC_ESIGNATURE
+                ? kc_remote_errmsg(c->r)
+                : kc_store_errmsg(c->st));
 }
 
 static int pull_one(void *user, kc_rec_kind_t kind, const kc_key_t *key)
