@@ -14,11 +14,14 @@
  * taken unchecked: kc_remote_pull and kc_remote_pull_group check every
  * record's checksum and key, and every cubin or file against its key,
  * before they publish anything into a local store. That catches damage, not a malicious
- * writer: whoever can write to the server can make its readers run their cubins (README,
- * "Trust and threat model").
+ * writer: unless the handle has trusted keys (opts.trust, KCACHE_TRUST), whoever can
+ * write to the server can make its readers run their cubins (README, "Trust and threat
+ * model"). With trusted keys, pulls take only values signed by one of them
+ * (opts.sign_key, KCACHE_REMOTE_SIGN_KEY on the writers; docs/FORMAT.md, "Signed
+ * values").
  *
- * A handle serializes its calls (one connection); it is safe to share
- * between threads.
+ * A handle serializes its calls to each server (one connection a server);
+ * it is safe to share between threads.
  */
 #ifndef KCACHE_REMOTE_H
 #define KCACHE_REMOTE_H
