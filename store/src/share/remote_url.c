@@ -9,17 +9,7 @@
 
 #include "diag.h"
 #include "kcache/errors.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "wire.h"
 
 /* Copy s[0..len) percent-decoded into out (size cap). -1 if it does not
  * fit or holds a bad escape. */
@@ -31,7 +21,7 @@ static int unescape(const char *s, size_t len, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+            int a = kc__hex_digit(s[i + 1]), b = kc__hex_digit(s[i + 2]);
             if (a < 0 || b < 0)
                 return -1;
             c = (char)(a * 16 + b);
