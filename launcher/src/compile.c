@@ -348,66 +348,6 @@ static void adopt_prebuilt(kc_kernel_t *k, cand_t *c, size_t i)
     bump(&k->candidates_failed);
 }
 
-/* What candidate i's build is keyed by. */
-static kc_build_desc_t cand_desc(kc_kernel_t *k, size_t i)
-{
-    const kc__spec_t *sp = k->spec;
-    return (kc_build_desc_t){
-        .source_kind = sp->s.source_kind,
-        .source_digest = sp->source_digest,
-        .entry = sp->s.entry,
-        .options = sp->s.options,
-        .n_options = sp->s.n_options,
-        .params = k->cand_params + i * sp->s.n_params,
-        .n_params = sp->s.n_params,
-        .arch = k->l->arch,
-        .toolchain = kernel_toolchain(k),
-    };
-}
-
-/* Run by the first compile task of a kernel, the others waiting: ask the
- * remote tier for every candidate build the stores lack, in one batch
- * published in one transaction (kc_remote_pull_builds), rather than one
- * pull and one commit per candidate. */
-static void remote_batch(kc_kernel_t *k)
-{
-    kc_launcher_t *l = k->l;
-    kc_key_t *want = NULL;
-    size_t n = 0, pulled = 0;
-
-    pthread_mutex_lock(&k->mu);
-    if (k->remote_batch) {
-        while (k->remote_batch != 2)
-            pthread_cond_wait(&k->compiled_cv, &k->mu);
-        pthread_mutex_unlock(&k->mu);
-        return;
-    }
-    k->remote_batch = 1;
-    pthread_mutex_unlock(&k->mu);
-
-    if ((want = calloc(k->n_cands ? k->n_cands : 1, sizeof(*want)))) {
-        for (size_t i = 0; i < k->n_cands; i++) {
-            kc_build_desc_t desc = cand_desc(k, i);
-            kc_record_t *rec = NULL;
-            if (kc_build_key(&desc, &want[n]) != KC_OK)
-                continue;
-            if (kc_layers_get(l->layers, KC_REC_BUILD, &want[n], &rec, NULL) == KC_OK)
-                kc_free(rec);
-            else
-                n++;
-        }
-        int rc = n ? kc_remote_pull_builds(l->remote, l->store, want, n, &pulled) : KC_OK;
-        kc__remote_account(l);
-        if (rc != KC_OK && rc != KC_ENOTFOUND)
-            kc__remote_failed(l, "pull builds", rc);
-        free(want);
-    }
-    pthread_mutex_lock(&k->mu);
-    k->remote_batch = 2;
-    pthread_cond_broadcast(&k->compiled_cv);
-    pthread_mutex_unlock(&k->mu);
-}
-
 void kc__compile_one(void *arg)
 {
     compile_task_t *t = arg;
@@ -415,7 +355,17 @@ void kc__compile_one(void *arg)
     cand_t *c = &k->cands[t->i];
     const kc__spec_t *sp = k->spec;
     const kc_param_t *params = k->cand_params + t->i * sp->s.n_params;
-    kc_build_desc_t desc = cand_desc(k, t->i);
+    kc_build_desc_t desc = {
+        .source_kind = sp->s.source_kind,
+        .source_digest = sp->source_digest,
+        .entry = sp->s.entry,
+        .options = sp->s.options,
+        .n_options = sp->s.n_options,
+        .params = params,
+        .n_params = sp->s.n_params,
+        .arch = k->l->arch,
+        .toolchain = kernel_toolchain(k),
+    };
     int last, rc;
 
     if (sp->prebuilt) {
@@ -429,9 +379,8 @@ void kc__compile_one(void *arg)
         goto done;
     }
     c->build_key = kc_key_hash(c->preimage, c->preimage_len);
-    if (k->l->remote && k->l->store)
-        remote_batch(k); /* what the remote has is in the store after it */
-    if (reuse_stored(k, c) == KC_OK) {
+    if (reuse_stored(k, c) == KC_OK ||
+        (k->l->remote && pull_build(k, c) == KC_OK && reuse_stored(k, c) == KC_OK)) {
         bump(&k->builds_reused);
         goto done;
     }

@@ -110,9 +110,6 @@ struct kc_kernel {
     size_t pending;
     int compile_done;
     int prefetch_done; /* the stored winners' modules are loaded (or none) */
-    /* The candidates' builds asked of the remote tier in one batch by the
-     * first compile task: 0 not yet, 1 under way, 2 done (under mu). */
-    int remote_batch;
     compile_task_t prefetch_task;
     flight_t *flights;
     kept_t *kept;

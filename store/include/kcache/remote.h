@@ -126,16 +126,6 @@ KC_API int kc_remote_pull(kc_remote_t *remote, kc_store_t *dst, const kc_key_t *
 KC_API int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst,
                                 const kc_key_t *build_key);
 
-/* kc_remote_pull_build for n builds at once: each fetched and checked,
- * those that pass published into dst in one transaction (one commit for
- * all, not one each). Builds the remote lacks, or that fail a check
- * (counted as rejected), are left out; *pulled (may be NULL) says how many
- * went in. KC_OK (also when some or all were missing); KC_EREMOTE if the
- * remote could not be asked and nothing was pulled; the store's code if
- * the publish fails. */
-KC_API int kc_remote_pull_builds(kc_remote_t *remote, kc_store_t *dst,
-                                 const kc_key_t *build_keys, size_t n, size_t *pulled);
-
 /* Copy tuning tkey from src to the remote with the builds (and cubins) of
  * its candidates that src holds, the winner's included; blobs are
  * re-encoded without a dictionary if they had one. Builds first and the

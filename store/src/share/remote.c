@@ -722,66 +722,6 @@ int kc_remote_pull_build(kc_remote_t *r, kc_store_t *dst, const kc_key_t *bkey)
     return refused(r, rc, "a build or its cubin");
 }
 
-int kc_remote_pull_builds(kc_remote_t *r, kc_store_t *dst, const kc_key_t *keys, size_t n,
-                          size_t *pulled)
-{
-    kc_record_t **b = NULL;
-    void **cubins = NULL;
-    kc_buf_t *bufs = NULL;
-    kc_build_rec_t *recs = NULL;
-    size_t m = 0;
-    int rc = KC_OK, down = 0;
-
-    if (pulled)
-        *pulled = 0;
-    if (!r || !dst || (n && !keys))
-        return KC_EINVAL;
-    if (!n)
-        return KC_OK;
-    b = calloc(n, sizeof(*b));
-    cubins = calloc(n, sizeof(*cubins));
-    bufs = calloc(n, sizeof(*bufs));
-    recs = calloc(n, sizeof(*recs));
-    if (!b || !cubins || !bufs || !recs) {
-        rc = KC_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n && !down; i++) {
-        size_t len = 0;
-        int one = get_build_chain(r, &keys[i], &b[m], &cubins[m], &len);
-        if (one == KC_OK) {
-            bufs[m] = (kc_buf_t){cubins[m], len};
-            recs[m] = b[m]->u.build;
-            m++;
-        } else if (one == KC_ECORRUPT) {
-            refused(r, one, "a build or its cubin");
-        } else if (one == KC_EREMOTE) {
-            down = 1; /* the rest would fail fast too */
-        }
-    }
-    if (m) {
-        kc_publish_t pub = {bufs, m, recs, m, NULL, NULL, 0};
-        rc = kc_store_publish(dst, &pub);
-        if (rc == KC_OK) {
-            atomic_fetch_add(&r->pulls, m);
-            if (pulled)
-                *pulled = m;
-        }
-    } else if (down) {
-        rc = KC_EREMOTE;
-    }
-out:
-    for (size_t i = 0; b && i < m; i++) {
-        kc_free(cubins[i]);
-        kc_free(b[i]);
-    }
-    free(b);
-    free(cubins);
-    free(bufs);
-    free(recs);
-    return rc;
-}
-
 /* Copy blob bkey from src to the remote, re-encoded without a dictionary
  * if it had one (the remote holds no dictionaries). */
 static int push_blob(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)

@@ -283,47 +283,6 @@ static void test_leases_single_flight_across_handles(void **state)
     kc_remote_close(b);
 }
 
-/* Several builds pulled at once: what is there and checks out goes in,
- * in one publish; a missing one is skipped, a damaged one refused. */
-static void test_pull_builds_in_one_batch(void **state)
-{
-    (void)state;
-    char ra[512], rb[512];
-    kc_store_t *a = NULL, *b = NULL;
-    kc_remote_t *r = NULL;
-    kct_pub_t p;
-    kc_store_stats_t s;
-    kc_remote_stats_t rs;
-    size_t pulled = 99;
-    kc_key_t keys[4];
-
-    assert_int_equal(kct_store_scratch("batch_a", ra, sizeof(ra), &a), 0);
-    assert_int_equal(kct_store_scratch("batch_b", rb, sizeof(rb), &b), 0);
-    assert_int_equal(kct_pub_make(&p, 91, 3), KC_OK);
-    assert_int_equal(kc_store_publish(a, &p.pub), KC_OK);
-    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
-    assert_int_equal(kc_remote_push(r, a, &p.tuning_key), KC_OK);
-    assert_int_equal(kc_remote_put(r, KC_REC_BUILD, &p.build_keys[1], "junk", 4), KC_OK);
-    keys[0] = p.build_keys[0];
-    keys[1] = p.build_keys[1];
-    keys[2] = kc_key_hash("absent", 6);
-    keys[3] = p.build_keys[2];
-    assert_int_equal(kc_remote_pull_builds(r, b, keys, 4, &pulled), KC_OK);
-    assert_int_equal(pulled, 2);
-    assert_int_equal(kc_store_stats(b, &s), KC_OK);
-    assert_int_equal(s.records[KC_REC_BUILD], 2);
-    assert_int_equal(s.records[KC_REC_BLOB], 2);
-    kc_remote_stats(r, &rs);
-    assert_int_equal(rs.pulls, 2);
-    assert_int_equal(rs.rejected, 1);
-    assert_int_equal(kc_remote_pull_builds(r, b, keys, 0, &pulled), KC_OK);
-    assert_int_equal(pulled, 0);
-    kc_remote_close(r);
-    kct_pub_free(&p);
-    kct_store_scratch_free(ra, a);
-    kct_store_scratch_free(rb, b);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,7 +292,6 @@ int main(void)
         cmocka_unit_test(test_push_then_pull_moves_a_tuning_and_its_chain),
         cmocka_unit_test(test_pull_refuses_what_does_not_check_out),
         cmocka_unit_test(test_leases_single_flight_across_handles),
-        cmocka_unit_test(test_pull_builds_in_one_batch),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
