@@ -104,34 +104,6 @@ static int load_candidates(kc_kernel_t *k, const kc_arg_t *args, size_t n,
     return runnable;
 }
 
-/* ---- the remote tier: write-behind ------------------------------------- */
-
-typedef struct push_task {
-    kc_launcher_t *l;
-    kc_key_t tkey;
-} push_task_t;
-
-/* A pool task: copy a published tuning's chain to the remote. */
-static void push_to_remote(void *arg)
-{
-    push_task_t *t = arg;
-    int rc = kc_remote_push(t->l->remote, t->l->store, &t->tkey);
-    if (rc != KC_OK)
-        kc__remote_failed(t->l, "push", rc);
-    free(t);
-}
-
-/* Write-behind: the launch does not wait for the remote. */
-static void push_later(kc_launcher_t *l, const kc_key_t *tkey)
-{
-    push_task_t *t;
-    if (!l->remote || !(t = malloc(sizeof(*t))))
-        return;
-    *t = (push_task_t){l, *tkey};
-    if (kc__pool_submit(l->pool, push_to_remote, t) != KC_OK)
-        free(t);
-}
-
 /* Step 1, run: load every candidate, time the runnable ones on the real
  * arguments (one candidate: no timing), then the one real launch of the
  * winner on the restored buffers. *winner is SIZE_MAX when none ran; a
@@ -281,7 +253,7 @@ static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
         .created = (uint64_t)time(NULL),
     };
     if (kc__publish(k, &tr) == KC_OK)
-        push_later(l, &tkey);
+        kc__remote_push_later(l, KC_REC_TUNING, &tkey);
     kc_free(pre);
 }
 

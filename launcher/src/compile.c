@@ -356,6 +356,7 @@ static void finish_compiles(kc_kernel_t *k)
 static int pull_build(kc_kernel_t *k, cand_t *c)
 {
     int rc = kc_remote_pull_build(k->l->remote, k->l->store, &c->build_key);
+    kc__remote_account(k->l);
     if (rc != KC_OK && rc != KC_ENOTFOUND)
         kc__remote_failed(k->l, "pull build", rc);
     return rc;
@@ -514,6 +515,13 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
         goto fail;
     }
     bump(&k->publishes);
+    /* Builds published without a tuning (no device, or a tuning still to
+     * come) go up on their own: a CPU-only job prepares builds for a
+     * fleet. A tuning's push carries its builds. */
+    for (size_t i = 0; !tuning && i < k->n_cands; i++)
+        for (size_t j = 0; j < n; j++)
+            if (builds[j].preimage.data == k->cands[i].preimage)
+                kc__remote_push_later(k->l, KC_REC_BUILD, &k->cands[i].build_key);
     for (size_t i = 0; i < k->n_cands; i++)
         if (k->cands[i].status == KC_CAND_OK) {
             for (size_t j = 0; j < n; j++)

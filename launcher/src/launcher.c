@@ -98,9 +98,96 @@ static void open_remote(kc_launcher_t *l, const kc_launcher_opts_t *opts)
                 "kcache: remote tier %s not used: no writable store to pull into", url);
         return;
     }
-    if (kc_remote_open(url, NULL, &l->remote) != KC_OK)
+    if (kc_remote_open(url, NULL, &l->remote) != KC_OK) {
         kc__log(l, KC_LOG_WARN, "kcache: remote tier not used: %s",
                 kc_remote_errmsg(NULL));
+        return;
+    }
+    const char *q = getenv("KCACHE_REMOTE_QUEUE");
+    char *e = NULL;
+    unsigned long v = q && *q ? strtoul(q, &e, 10) : 0;
+    l->wb_max = e && !*e && v > 0 && v < 1000000 ? (unsigned)v : 1024;
+}
+
+void kc__remote_account(kc_launcher_t *l)
+{
+    kc_remote_stats_t now;
+
+    if (!l->remote || !l->store)
+        return;
+    /* The snapshot under the lock: two threads accounting at once must not
+     * subtract a newer snapshot from an older one. */
+    pthread_mutex_lock(&l->remote_mu);
+    kc_remote_stats(l->remote, &now);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_PUSHES,
+                   now.pushes - l->remote_seen.pushes);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_PULLS, now.pulls - l->remote_seen.pulls);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_REJECTED,
+                   now.rejected - l->remote_seen.rejected);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_TIMEOUTS,
+                   now.timeouts - l->remote_seen.timeouts);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_ERRORS,
+                   now.errors - l->remote_seen.errors);
+    kc_store_count(l->store, KC_COUNTER_REMOTE_UNTRUSTED,
+                   now.untrusted - l->remote_seen.untrusted);
+    l->remote_seen = now;
+    pthread_mutex_unlock(&l->remote_mu);
+}
+
+typedef struct push_task {
+    kc_launcher_t *l;
+    kc_rec_kind_t kind;
+    kc_key_t key;
+} push_task_t;
+
+/* A pool task: copy a published tuning's chain, or a build, to the remote. */
+static void push_task(void *arg)
+{
+    push_task_t *t = arg;
+    kc_launcher_t *l = t->l;
+    int rc = t->kind == KC_REC_TUNING
+                 ? kc_remote_push(l->remote, l->store, &t->key)
+                 : kc_remote_push_build(l->remote, l->store, &t->key);
+    if (rc != KC_OK)
+        kc__remote_failed(l, t->kind == KC_REC_TUNING ? "push" : "push build", rc);
+    kc__remote_account(l);
+    atomic_fetch_sub(&l->wb_pending, 1);
+    free(t);
+}
+
+/* Set by a thread that holds the remote lease of the tuning it publishes:
+ * it pushes that tuning itself before releasing the lease. */
+static _Thread_local int pushes_tuning_inline;
+
+void kc__remote_push_inline(int on)
+{
+    pushes_tuning_inline = on;
+}
+
+void kc__remote_push_later(kc_launcher_t *l, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    push_task_t *t;
+
+    if (!l->remote || !l->store || (kind == KC_REC_TUNING && pushes_tuning_inline))
+        return;
+    if (atomic_fetch_add(&l->wb_pending, 1) >= l->wb_max) {
+        atomic_fetch_sub(&l->wb_pending, 1);
+        kc_store_count(l->store, KC_COUNTER_REMOTE_DROPS, 1);
+        kc__log(l, KC_LOG_DEBUG,
+                "kcache: remote tier: %u pushes queued; this one is dropped", l->wb_max);
+        return;
+    }
+    if (!(t = malloc(sizeof(*t)))) {
+        atomic_fetch_sub(&l->wb_pending, 1);
+        kc_store_count(l->store, KC_COUNTER_REMOTE_DROPS, 1);
+        return;
+    }
+    *t = (push_task_t){l, kind, *key};
+    if (kc__pool_submit(l->pool, push_task, t) != KC_OK) {
+        atomic_fetch_sub(&l->wb_pending, 1);
+        kc_store_count(l->store, KC_COUNTER_REMOTE_DROPS, 1);
+        free(t);
+    }
 }
 
 void kc__remote_failed(kc_launcher_t *l, const char *what, int rc)
@@ -199,6 +286,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     pthread_mutex_init(&l->lock, NULL);
     pthread_mutex_init(&l->tune_lock, NULL);
     pthread_mutex_init(&l->prefetch_lock, NULL);
+    pthread_mutex_init(&l->remote_mu, NULL);
     l->kind = opts->device;
     l->log = opts->log;
     l->log_user = opts->log_user;
@@ -253,7 +341,9 @@ void kc__launcher_free(kc_launcher_t *l)
 {
     if (!l)
         return;
+    /* The pool runs what is queued (pushes included) before it stops. */
     kc__pool_destroy(l->pool);
+    kc__remote_account(l);
     if (l->dev)
         l->dev->ops->destroy(l->dev);
     /* Layers close the stores they opened; a borrowed store is only
@@ -267,6 +357,7 @@ void kc__launcher_free(kc_launcher_t *l)
     pthread_mutex_destroy(&l->prefetch_lock);
     kc__index_free(&l->by_identity);
     kc__index_free(&l->by_name);
+    pthread_mutex_destroy(&l->remote_mu);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
     free(l);

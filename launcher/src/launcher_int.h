@@ -34,6 +34,14 @@ struct kc_launcher {
     kc__pool_t *pool;
     kc_remote_t *remote;       /* NULL: no remote tier */
     _Atomic int remote_warned; /* its first failure was logged as a warning */
+    /* Write-behind: pushes queued on the pool and not done yet, at most
+     * wb_max (KCACHE_REMOTE_QUEUE, default 1024); past it a push is
+     * dropped and counted (KC_COUNTER_REMOTE_DROPS), never waited for. */
+    _Atomic unsigned wb_pending;
+    unsigned wb_max;
+    /* The remote's counters already added to the store's, under remote_mu. */
+    pthread_mutex_t remote_mu;
+    kc_remote_stats_t remote_seen;
     kc__tune_opts_t tune;
     int no_prefetch;
     int no_warmup;
@@ -80,6 +88,18 @@ void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
  * launcher: started by the first registration, not by kc_launcher_create,
  * so that creating a launcher starts no thread. */
 void kc__launcher_warm_once(kc_launcher_t *l);
+/* Push (kind, key) from the store to the remote behind the caller's back
+ * (kind KC_REC_TUNING: its chain; KC_REC_BUILD: a build and its cubin),
+ * or drop and count it when the queue is full. No-op without a remote. */
+void kc__remote_push_later(kc_launcher_t *l, kc_rec_kind_t kind, const kc_key_t *key);
+
+/* on: this thread's next tuning publishes are pushed by the thread itself
+ * (it holds their remote lease), not queued; off: queued again. */
+void kc__remote_push_inline(int on);
+
+/* Add what the remote handle counted since the last call to the store's
+ * persistent counters (KC_COUNTER_REMOTE_*). */
+void kc__remote_account(kc_launcher_t *l);
 
 /* Free the launcher itself (its kernels are kernel.c's to free first). */
 void kc__launcher_free(kc_launcher_t *l);

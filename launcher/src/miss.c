@@ -4,6 +4,7 @@
  * untuned. */
 #include "kernel_int.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,7 @@ static int remote_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey)
     kc_launcher_t *l = k->l;
     int had, rc = kc_remote_pull(l->remote, l->store, tkey);
 
+    kc__remote_account(l);
     if (rc != KC_OK) {
         if (rc != KC_ENOTFOUND)
             kc__remote_failed(l, "pull", rc);
@@ -273,6 +275,128 @@ static int remote_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey)
     return rc;
 }
 
+/* ---- the remote tier: single flight across machines ---------------------- */
+
+/* Keeps a remote lease alive while this machine compiles and tunes: renews
+ * it every third of its life until stopped. */
+typedef struct renewer {
+    kc_launcher_t *l;
+    kc_key_t key;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, running;
+} renewer_t;
+
+static void *renew_main(void *arg)
+{
+    renewer_t *w = arg;
+    uint64_t every_ms = w->l->lease_ttl_ms / 3 ? w->l->lease_ttl_ms / 3 : 1;
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(every_ms / 1000);
+        until.tv_nsec += (long)(every_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+        if (w->stop)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        kc_remote_lease_acquire(w->l->remote, &w->key, w->l->lease_ttl_ms);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void renewer_start(renewer_t *w, kc_launcher_t *l, const kc_key_t *key)
+{
+    *w = (renewer_t){.l = l, .key = *key};
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    /* Without the thread the lease still lives lease_ttl_ms. */
+    w->running = pthread_create(&w->th, NULL, renew_main, w) == 0;
+}
+
+static void renewer_stop(renewer_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (w->running)
+        pthread_join(w->th, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+/* Single flight across machines on a missed tuning: take the remote lease
+ * on its key (then *rleased and SF_TUNE); while another machine holds it,
+ * pull its tuning as soon as it is pushed (SF_HIT), or run untuned (at
+ * once with KC_CONTENTION_UNTUNED, else after lease_wait_ms). A lease that
+ * cannot be asked (the remote down) lets this machine tune: fail open. */
+static int remote_flight(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
+                         int *what, int *rleased)
+{
+    kc_launcher_t *l = k->l;
+    uint64_t deadline = now_us() + l->lease_wait_ms * 1000u;
+    unsigned nap = 1;
+    int rc, logged = 0;
+
+    *what = SF_TUNE;
+    *rleased = 0;
+    for (;;) {
+        rc = kc_remote_lease_acquire(l->remote, tkey, l->lease_ttl_ms);
+        if (rc == KC_OK) {
+            /* Pushed between our pull and the lease, or by the holder that
+             * just released it? */
+            rc = remote_hit(k, m, tkey);
+            if (rc == KC_ENOTFOUND) {
+                *rleased = 1;
+                return KC_OK;
+            }
+            kc_remote_lease_release(l->remote, tkey);
+            *what = SF_HIT;
+            return rc;
+        }
+        if (rc != KC_EBUSY) {
+            kc__remote_failed(l, "lease", rc);
+            kc__remote_account(l);
+            return KC_OK;
+        }
+        if (l->contention == KC_CONTENTION_UNTUNED) {
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+        if (!logged) {
+            kc__log(l, KC_LOG_DEBUG,
+                    "kcache: %s: another machine is tuning this signature; waiting for "
+                    "its tuning on the remote tier",
+                    kname(k));
+            logged = 1;
+        }
+        nap_ms(&nap);
+        rc = remote_hit(k, m, tkey);
+        if (rc != KC_ENOTFOUND) {
+            *what = SF_HIT;
+            return rc;
+        }
+        if (now_us() >= deadline) {
+            kc__log(l, KC_LOG_WARN,
+                    "kcache: %s: another machine has been tuning this signature for over "
+                    "%llu ms; launching untuned",
+                    kname(k), (unsigned long long)l->lease_wait_ms);
+            *what = SF_UNTUNED;
+            return KC_OK;
+        }
+    }
+}
+
 /* The leader's work for one signature: the store, else compile and tune.
  * *launched says whether the real launch already happened (tuning does
  * it, so that it runs on the restored buffers). */
@@ -282,7 +406,8 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
     kc_launcher_t *l = k->l;
     kc_store_t *st = l->store;
     kc_key_t tkey;
-    int rc, leased = 0;
+    int rc, leased = 0, rleased = 0;
+    renewer_t renewer;
 
     if (st) {
         void *pre = NULL;
@@ -309,6 +434,14 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         if (keyed && leasing(l)) {
             int what;
             rc = single_flight(k, m, &tkey, &what, &leased);
+            if (rc == KC_OK && what == SF_TUNE && l->remote) {
+                /* This process leads on this machine: now across machines. */
+                rc = remote_flight(k, m, &tkey, &what, &rleased);
+                if (what != SF_TUNE && leased) {
+                    kc_store_lease_release(st, &tkey);
+                    leased = 0;
+                }
+            }
             if (rc != KC_OK || what == SF_HIT)
                 return rc;
             if (what == SF_UNTUNED) {
@@ -318,6 +451,8 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
             }
         }
     }
+    if (rleased)
+        renewer_start(&renewer, l, &tkey);
 
     kc_kernel_wait_compiled(k);
     /* Renew: the compiles may have taken a good part of the lease's life. */
@@ -326,10 +461,23 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
     /* Serialized per launcher: timings taken side by side on one device
      * would disturb each other. */
     pthread_mutex_lock(&l->tune_lock);
+    kc__remote_push_inline(rleased);
     rc = kc__tune_and_publish(k, stream, args, n, m);
+    kc__remote_push_inline(0);
     pthread_mutex_unlock(&l->tune_lock);
     /* After the publish: a waiter that finds the lease gone finds the
-     * tuning too (or, after a failure, tunes itself). */
+     * tuning too (or, after a failure, tunes itself). Across machines the
+     * tuning must be on the remote first: pushed here, not behind. */
+    if (rleased) {
+        renewer_stop(&renewer);
+        if (rc == KC_OK) {
+            int prc = kc_remote_push(l->remote, st, &tkey);
+            if (prc != KC_OK)
+                kc__remote_failed(l, "push", prc);
+        }
+        kc_remote_lease_release(l->remote, &tkey);
+        kc__remote_account(l);
+    }
     if (leased)
         kc_store_lease_release(st, &tkey);
     *launched = rc == KC_OK;

@@ -52,33 +52,79 @@ static int pong(int port)
         return 0;
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
         write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
-        ok = strncmp(buf, "+PONG", 5) == 0;
+        ok = strncmp(buf, "+PONG", 5) == 0 || strncmp(buf, "-NOAUTH", 7) == 0;
     close(fd);
     return ok;
 }
 
-static int start_on(kct_redis_t *r, int port);
+static int start_on(kct_redis_t *r, int port, const char *password, int unix_socket);
 
 int kct_redis_start(kct_redis_t *r, int port)
+{
+    return kct_redis_start_ex(r, port, NULL, 0);
+}
+
+int kct_redis_start_ex(kct_redis_t *r, int port, const char *password, int unix_socket)
 {
     /* A free port can be taken between the check and the bind (tests run
      * side by side): try a few. */
     for (int attempt = 0; attempt < (port ? 1 : 5); attempt++)
-        if (start_on(r, port) == 0)
+        if (start_on(r, port, password, unix_socket) == 0)
             return 0;
     return -1;
 }
 
-static int start_on(kct_redis_t *r, int port)
+static int start_on(kct_redis_t *r, int port, const char *password, int unix_socket)
 {
     char port_s[16];
+    const char *argv[32];
+    int argc = 0;
 
     memset(r, 0, sizeof(*r));
     r->port = port ? port : kct_free_port();
     if (r->port <= 0)
         return -1;
     snprintf(port_s, sizeof(port_s), "%d", r->port);
-    snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", r->port);
+    if (password)
+        snprintf(r->password, sizeof(r->password), "%s", password);
+    snprintf(r->url, sizeof(r->url), "redis://%s%s%s127.0.0.1:%d", password ? ":" : "",
+             password ? password : "", password ? "@" : "", r->port);
+    if (unix_socket) {
+        snprintf(r->sock, sizeof(r->sock), "/tmp/kct_redis_%d_%d.sock", (int)getpid(),
+                 r->port);
+        snprintf(r->unix_url, sizeof(r->unix_url), "unix:%s%s%s", r->sock,
+                 password ? "?password=" : "", password ? password : "");
+    }
+    static const char *const base[] = {"redis-server",
+                                       "--port",
+                                       NULL,
+                                       "--bind",
+                                       "127.0.0.1",
+                                       "--save",
+                                       "",
+                                       "--appendonly",
+                                       "no",
+                                       "--dir",
+                                       "/tmp",
+                                       "--enable-debug-command",
+                                       "local",
+                                       "--loglevel",
+                                       "warning",
+                                       "--daemonize",
+                                       "no"};
+    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
+        argv[argc++] = base[i] ? base[i] : port_s;
+    if (password) {
+        argv[argc++] = "--requirepass";
+        argv[argc++] = r->password;
+    }
+    if (unix_socket) {
+        argv[argc++] = "--unixsocket";
+        argv[argc++] = r->sock;
+        argv[argc++] = "--unixsocketperm";
+        argv[argc++] = "700";
+    }
+    argv[argc] = NULL;
     r->pid = fork();
     if (r->pid < 0)
         return -1;
@@ -89,9 +135,7 @@ static int start_on(kct_redis_t *r, int port)
             dup2(null, 1);
             dup2(null, 2);
         }
-        execlp("redis-server", "redis-server", "--port", port_s, "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", "/tmp", "--loglevel",
-               "warning", "--daemonize", "no", (char *)NULL);
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 1000; i++) {
@@ -120,4 +164,6 @@ void kct_redis_stop(kct_redis_t *r)
     while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
         ;
     r->pid = 0;
+    if (r->sock[0])
+        unlink(r->sock);
 }

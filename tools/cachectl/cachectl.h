@@ -68,5 +68,6 @@ extern const kc_cmd_t kc_cmd_populate;
 extern const kc_cmd_t kc_cmd_why;
 extern const kc_cmd_t kc_cmd_train_dict;
 extern const kc_cmd_t kc_cmd_version;
+extern const kc_cmd_t kc_cmd_remote;
 
 #endif

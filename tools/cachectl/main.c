@@ -16,7 +16,7 @@ static const kc_cmd_t *const commands[] = {
     &kc_cmd_keygen,   &kc_cmd_gc,     &kc_cmd_compact,
     &kc_cmd_snapshot, &kc_cmd_seal,   &kc_cmd_unseal,
     &kc_cmd_populate, &kc_cmd_why,    &kc_cmd_train_dict,
-    &kc_cmd_version,
+    &kc_cmd_version,  &kc_cmd_remote,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

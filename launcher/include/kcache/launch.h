@@ -121,14 +121,19 @@ typedef struct kc_launcher_opts {
      * (benchmarks). */
     int no_warmup;
 
-    /* The remote tier (kcache/remote.h): "redis://host:port", else
+    /* The remote tier (kcache/remote.h): one URL or several (sharded),
+     * "redis://[[user]:password@]host:port[/db]" or "unix:/path", else
      * KCACHE_REMOTE, else none; no_remote ignores both. A local miss asks
-     * it for the tuning, its build and cubin, verifies them and publishes
-     * them into the writable layer; a publish is copied to it by a pool
-     * task. It fails open: a remote that is down or slow costs at most one
-     * connect or I/O timeout, then is left alone for a while (see
-     * kc_remote_opts_t), and never fails a launch. Without a writable
-     * layer the remote is not used. */
+     * it for the tuning, its build and cubin, verifies them (signatures
+     * too, with KCACHE_TRUST) and publishes them into the writable layer;
+     * a miss there takes the tuning's lease in Redis, so that one machine
+     * tunes while the others wait for its tuning (contention, lease_ttl_ms,
+     * lease_wait_ms apply). Every publish, builds without a tuning
+     * included, is copied to it by a pool task (a bounded queue,
+     * KCACHE_REMOTE_QUEUE). It fails open: a remote that is down or slow
+     * costs at most one connect or I/O timeout, then is left alone for a
+     * while (see kc_remote_opts_t), and never fails a launch. Without a
+     * writable layer the remote is not used. */
     const char *remote_url;
     int no_remote;
 

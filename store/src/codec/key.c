@@ -35,17 +35,6 @@ void kc_key_to_hex(const kc_key_t *key, char out[KC_KEY_HEX_LEN + 1])
     out[KC_KEY_HEX_LEN] = '\0';
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parses up to 32 hex digits of hex into key (missing nibbles zero) and
  * returns how many there were, or -1 for a non-hex character or a 33rd
  * digit. Never reads past the NUL. */
@@ -55,7 +44,7 @@ static int parse_nibbles(const char *hex, kc_key_t *key)
 
     memset(key->b, 0, sizeof(key->b));
     for (; hex[n] != '\0'; n++) {
-        int v = hex_value(hex[n]);
+        int v = kc__hex_digit(hex[n]);
         if (v < 0 || n >= KC_KEY_HEX_LEN)
             return -1;
         key->b[n / 2] |= (uint8_t)(n % 2 ? v : v << 4);

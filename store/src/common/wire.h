@@ -74,4 +74,16 @@ static inline void kc__store_u64le(uint8_t *p, uint64_t v)
     kc__store_u32le(p + 4, (uint32_t)(v >> 32));
 }
 
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int kc__hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

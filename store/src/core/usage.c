@@ -41,6 +41,13 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "compile_us_saved",
     "tune_us_saved",
     "usage_dropped",
+    "remote_pushes",
+    "remote_pulls",
+    "remote_drops",
+    "remote_rejected",
+    "remote_timeouts",
+    "remote_errors",
+    "remote_untrusted",
 };
 
 const char *kc_counter_name(int counter)

@@ -257,6 +257,32 @@ static void test_pull_refuses_what_does_not_check_out(void **state)
     kct_store_scratch_free(rb, b);
 }
 
+/* Leases across machines: one holder at a time, renewed by its holder,
+ * released only by it, and expiring by themselves. */
+static void test_leases_single_flight_across_handles(void **state)
+{
+    (void)state;
+    kc_remote_t *a = NULL, *b = NULL;
+    kc_key_t key = kc_key_hash("lease", 5);
+
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &a), KC_OK);
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &b), KC_OK);
+    assert_string_not_equal(kc_remote_owner(a), kc_remote_owner(b));
+    assert_int_equal(kc_remote_lease_acquire(a, &key, 60000), KC_OK);
+    assert_int_equal(kc_remote_lease_acquire(b, &key, 60000), KC_EBUSY);
+    assert_int_equal(kc_remote_lease_acquire(a, &key, 60000), KC_OK); /* renewed */
+    assert_int_equal(kc_remote_lease_release(b, &key), KC_ENOTFOUND); /* not b's */
+    assert_int_equal(kc_remote_lease_acquire(b, &key, 60000), KC_EBUSY);
+    assert_int_equal(kc_remote_lease_release(a, &key), KC_OK);
+    assert_int_equal(kc_remote_lease_acquire(b, &key, 100), KC_OK);
+    /* b dies holding it: it expires. */
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    assert_int_equal(kc_remote_lease_acquire(a, &key, 60000), KC_OK);
+    assert_int_equal(kc_remote_lease_release(a, &key), KC_OK);
+    kc_remote_close(a);
+    kc_remote_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_a_server_that_is_down_fails_fast_then_is_retried),
         cmocka_unit_test(test_push_then_pull_moves_a_tuning_and_its_chain),
         cmocka_unit_test(test_pull_refuses_what_does_not_check_out),
+        cmocka_unit_test(test_leases_single_flight_across_handles),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
