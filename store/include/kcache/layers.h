@@ -33,9 +33,11 @@ typedef struct kc_layers kc_layers_t;
  * cannot be opened (damaged, newer format, permission denied, network
  * filesystem) is skipped and described by kc_layers_warnings: a cache must
  * not fail the work because one of its layers is bad. Empty entries are
- * ignored. KC_EINVAL for an empty list or more than KC_LAYERS_MAX entries;
- * KC_ENOTFOUND when no layer could be opened (the warnings say why). On
- * failure *out is NULL and kc_store_open_errmsg() holds the message. */
+ * ignored. With KC_STORE_SET_ASIDE_DAMAGED in opts->flags, a layer whose
+ * file is damaged is set aside and replaced by a fresh store (see that
+ * flag); the warnings say so. KC_EINVAL for an empty list or more than KC_LAYERS_MAX
+ * entries; KC_ENOTFOUND when no layer could be opened (the warnings say why). On failure
+ * *out is NULL and kc_store_open_errmsg() holds the message. */
 KC_API int kc_layers_open(const char *path_list, const kc_store_opts_t *opts,
                           kc_layers_t **out);
 
@@ -56,7 +58,8 @@ KC_API size_t kc_layers_count(const kc_layers_t *layers);
 KC_API kc_store_t *kc_layers_store(const kc_layers_t *layers, size_t i);
 /* The first writable layer, where publishes go, or NULL if none is. */
 KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
-/* Lines describing skipped layers ("" when none). Valid while open. */
+/* Lines describing skipped layers and damaged files set aside ("" when
+ * none). Valid while open. */
 KC_API const char *kc_layers_warnings(const kc_layers_t *layers);
 
 /* Lookups through the layers, in order. *layer (may be NULL) receives the

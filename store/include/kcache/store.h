@@ -39,6 +39,12 @@ enum {
     /* Open a sealed store writable all the same (to unseal it:
      * kc_store_set_sealed). */
     KC_STORE_IGNORE_SEAL = 1u << 2,
+    /* For kc_layers_open (the launcher sets it): a layer whose data.mdb is
+     * damaged (KC_EDAMAGED) is set aside, renamed data.mdb.damaged-<UTC
+     * time> in its directory, never deleted, and the layer goes on as a
+     * fresh store, or is skipped where it may not be created or the
+     * directory is not writable. kc_store_open ignores it. */
+    KC_STORE_SET_ASIDE_DAMAGED = 1u << 3,
 };
 
 typedef struct kc_store_opts {
@@ -305,6 +311,7 @@ typedef enum kc_counter {
     KC_COUNTER_MISS_BUILD_UNUSABLE, /* a tuning, but its build or cubin missing or bad */
     KC_COUNTER_COMPILE_US_SAVED,    /* stored builds' compile_us, summed over hits */
     KC_COUNTER_TUNE_US_SAVED,       /* stored tunings' tuning_us, summed over hits */
+    KC_COUNTER_DAMAGED_SET_ASIDE,   /* damaged store files set aside in this directory */
     KC_COUNTER_COUNT_
 } kc_counter_t;
 

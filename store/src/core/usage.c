@@ -28,6 +28,7 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "miss_build_unusable",
     "compile_us_saved",
     "tune_us_saved",
+    "damaged_set_aside",
 };
 
 const char *kc_counter_name(int counter)
