@@ -41,7 +41,8 @@ static void usage(FILE *f)
             "      --json       print one JSON document instead of tables\n"
             "  -h, --help       show this help; 'cachectl COMMAND --help' for a command\n"
             "\nKEY is a hex prefix of at least %d digits of a record's key.\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n",
+            "Exit status: 0 success, 1 failure, 2 usage error, 3 the store file is\n"
+            "damaged (cachectl recover DIR NEWDIR salvages its records).\n",
             KC_KEY_PREFIX_MIN);
 }
 
@@ -67,6 +68,8 @@ static int run_command(ctl_opts_t *o, const kc_cmd_t *cmd, int argc, char **argv
         ctl_err("error writing output");
         return CTL_EXIT_FAIL;
     }
+    if (rc == CTL_EXIT_FAIL && ctl_first_code() == KC_EDAMAGED)
+        return CTL_EXIT_DAMAGED;
     return rc;
 }
 

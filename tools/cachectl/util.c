@@ -52,6 +52,11 @@ void ctl_err(const char *fmt, ...)
     va_end(ap);
 }
 
+int ctl_first_code(void)
+{
+    return have_msg ? first_code : KC_OK;
+}
+
 void ctl_err_code(int code, const char *fmt, ...)
 {
     va_list ap;
@@ -192,8 +197,9 @@ kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
         ctl_err_code(KC_ENOTFOUND, "no store at %s (pass -s DIR or set KCACHE_DIR)",
                      path);
     else
-        ctl_err("cannot open %s: %s: %s", path ? path : "the stores of KCACHE_PATH",
-                kc_strerror(rc), kc_store_open_errmsg());
+        ctl_err_code(rc, "cannot open %s: %s: %s",
+                     path ? path : "the stores of KCACHE_PATH", kc_strerror(rc),
+                     kc_store_open_errmsg());
     return NULL;
 }
 

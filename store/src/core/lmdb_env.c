@@ -247,6 +247,9 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     }
     if (data_exists && (rc = check_file(env, dir, msg, msg_len)) != KC_OK)
         goto fail;
+    /* A store this process creates is LMDB's own work from the start. */
+    if (!data_exists && !env->readonly && check_policy() != CHECK_NEVER)
+        env->checked = 1;
 
     rc = mdb_env_create(&env->mdb);
     if (rc != 0)

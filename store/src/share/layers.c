@@ -128,8 +128,8 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
     kc_layers_t *l = NULL;
     char *list = NULL, *save = NULL;
     size_t entries = 0;
-    char msg[512] = "";
-    int rc;
+    char msg[1600] = "";
+    int rc, last_rc = KC_OK;
 
     if (out)
         *out = NULL;
@@ -166,6 +166,7 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
             continue;
         }
         rc = open_layer(l, dir, &so, &st);
+        last_rc = rc;
         if (rc != KC_OK) {
             char why[400];
             snprintf(why, sizeof(why), "%s: %s", kc_strerror(rc), kc_store_open_errmsg());
@@ -182,9 +183,10 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         goto fail;
     }
     if (l->n == 0) {
-        snprintf(msg, sizeof(msg), "no store of '%.200s' could be opened: %.250s",
+        snprintf(msg, sizeof(msg), "no store of '%.200s' could be opened: %.1300s",
                  path_list, l->warnings);
-        rc = KC_ENOTFOUND;
+        /* One store, damaged: say so, not "not found". */
+        rc = entries == 1 && last_rc == KC_EDAMAGED ? KC_EDAMAGED : KC_ENOTFOUND;
         goto fail;
     }
     free(list);
