@@ -30,9 +30,10 @@ static void cleanup(void)
 }
 
 static int scan_fn(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
-                   void *ctx)
+                   int db, void *ctx)
 {
     uint64_t *sum = ctx;
+    *sum += (uint64_t)db;
     for (size_t i = 0; i < klen; i++)
         *sum += key[i];
     for (size_t i = 0; i < vlen; i++)

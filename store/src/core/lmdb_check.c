@@ -479,6 +479,15 @@ static int check_src(const src_t *s, kc__mdb_check_t *res)
     if (rc != KC_OK)
         return rc;
     cur = &m[m[0].txnid < m[1].txnid];
+    /* LMDB's readers take meta page txnid & 1 for the newest txnid: a commit
+     * writes meta page (its txnid & 1). A newest meta page on the other
+     * side would send readers to the older one. */
+    if ((uint64_t)(cur - m) != (cur->txnid & 1)) {
+        snprintf(res->why, sizeof(res->why),
+                 "meta page %d has transaction %llu, which belongs on meta page %d",
+                 (int)(cur - m), (unsigned long long)cur->txnid, (int)(cur->txnid & 1));
+        return KC_EDAMAGED;
+    }
     res->psize = cur->psize;
     res->txnid = cur->txnid;
     w.src = *s;
@@ -730,8 +739,13 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
             flags = ld16(pg + off + 4);
             ksize = ld16(pg + off + 6);
             end = (uint64_t)off + NODE_HDR + ksize;
-            if (end > psize || (flags & (F_SUBDATA | F_DUPDATA)))
+            if (end > psize || (flags & F_DUPDATA))
                 continue;
+            if (flags & F_SUBDATA) {
+                if (!(flags & F_BIGDATA) && dsize == DB_SIZE && end + dsize <= psize)
+                    rc = fn(pg + off + NODE_HDR, ksize, pg + end, dsize, 1, ctx);
+                continue;
+            }
             if (flags & F_BIGDATA) {
                 uint8_t h[HDR];
                 uint64_t opg;
@@ -760,7 +774,7 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
                     continue;
                 v = pg + end;
             }
-            rc = fn(pg + off + NODE_HDR, ksize, v, dsize, ctx);
+            rc = fn(pg + off + NODE_HDR, ksize, v, dsize, 0, ctx);
         }
     }
     free(pg);

@@ -56,15 +56,16 @@ int kc__mdb_state_read(const char *data_path, kc__mdb_state_t *st);
 int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st);
 void kc__mdb_stamp_write(const char *data_path, const kc__mdb_state_t *st);
 
-/* Visit every leaf page of the file at fd (size bytes, pages of psize; 0:
- * take it from a meta page, else 4096). For each leaf node whose key and
- * value lie within the file (an overflow value is followed with bounds
- * checks), fn(key, klen, val, vlen, ctx) is called; a nonzero return stops
- * the scan and is returned. Named-database and free-list entries are
- * included: the caller decodes what it wants. Pages is set to the pages
- * scanned. */
+/* Visit every leaf page of the file at fd (size bytes; the page size from
+ * a meta page, else 4096), reachable or not. For each leaf node whose key
+ * and value lie within the file (an overflow value is followed with bounds
+ * checks), fn(key, klen, val, vlen, db, ctx) is called: db is 1 for a named
+ * database's record in the main tree (key: its name; val: LMDB's 48-byte
+ * database record, entries at offset 32), else 0. A nonzero return stops
+ * the scan and is returned. *pages (may be NULL) is set to the pages of
+ * the file. */
 typedef int (*kc__mdb_scan_fn)(const uint8_t *key, size_t klen, const uint8_t *val,
-                               size_t vlen, void *ctx);
+                               size_t vlen, int db, void *ctx);
 int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t *pages);
 
 #endif
