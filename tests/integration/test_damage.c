@@ -16,7 +16,9 @@
  *             publishes into the store
  *
  * On each copy, each entry point runs in its own process under alarm():
- * `cachectl ls`, `stats`, `verify`, `export`; the library (kc_store_open,
+ * `cachectl ls`, `stats`, `verify`, `export`; `cachectl recover` into a new
+ * store, which the library entry points below then read (what it saved must
+ * read back right); the library (kc_store_open,
  * then every known build's cubin and tuning compared byte for byte with
  * what was published, iteration of every kind, stats, a verify walk, a
  * bundle export, and a publish after a writable reopen); and a launcher on
@@ -72,12 +74,13 @@ enum entry {
     E_VERIFY,
     E_EXPORT,
     E_LIBRARY,
+    E_RECOVER,
     E_LAUNCHER,
     E_COUNT,
 };
-static const char *const entry_names[E_COUNT] = {"cachectl ls",     "cachectl stats",
-                                                 "cachectl verify", "cachectl export",
-                                                 "library",         "launcher"};
+static const char *const entry_names[E_COUNT] = {
+    "cachectl ls", "cachectl stats",   "cachectl verify", "cachectl export",
+    "library",     "cachectl recover", "launcher"};
 
 enum damage { D_FLIP, D_ZERO, D_SWAP, D_CUT_PAGE, D_CUT_ANY, D_TORN, D_COUNT };
 static const char *const damage_names[D_COUNT] = {"flip",     "zero",    "swap",
@@ -396,11 +399,17 @@ static int run_entry(int entry, const char *dir, uint64_t pubs)
             _exit(child_launcher(dir));
         const char *ctl = kct_cachectl();
         int fd = open("/dev/null", O_WRONLY);
+        char rec[700];
         if (!ctl || fd < 0)
             _exit(100);
         dup2(fd, 1);
         dup2(fd, 2);
+        snprintf(rec, sizeof(rec), "%s.rec", dir);
         switch (entry) {
+        case E_RECOVER:
+            alarm(ALARM_S * 6);
+            execl(ctl, ctl, "recover", dir, rec, (char *)NULL);
+            break;
         case E_LS:
             execl(ctl, ctl, "-s", dir, "ls", (char *)NULL);
             break;
@@ -425,6 +434,20 @@ static int run_entry(int entry, const char *dir, uint64_t pubs)
         fail_msg("entry %s could not run (%d)", entry_names[entry], code);
     if (entry == E_LIBRARY || entry == E_LAUNCHER)
         return code;
+    if (entry == E_RECOVER) {
+        /* What recover saved must read back right in every entry point of
+         * the library. */
+        char rec[700];
+        int o = O_ERROR;
+        snprintf(rec, sizeof(rec), "%s.rec", dir);
+        if (code == 0) {
+            o = run_entry(E_LIBRARY, rec, pubs);
+            if (o == O_DETECTED)
+                o = O_WRONG; /* recover wrote a damaged file */
+        }
+        kct_rmtree(rec, 0);
+        return o == O_ERROR && code == 0 ? O_OK : o;
+    }
     return code == 0 ? O_OK : code == 3 ? O_DETECTED : O_ERROR;
 }
 

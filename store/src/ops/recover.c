@@ -4,11 +4,13 @@
  * page with pread and bounds checks, so no damage can fault this process
  * and no child process is needed. Every leaf entry whose key is a record
  * key and whose value passes kc_record_check is a candidate; candidates
- * are kept in memory (the first good copy per kind and key wins; a stale
- * copy on a free page is as good as any, since records are checked in
- * full) and written with kc_store_put_raw, which verifies each again
- * (derived keys, a blob's hash against its key). */
+ * are kept in memory, verified as kc_store_put_raw verifies (record checks,
+ * derived keys, a blob's hash against its key), and the first good copy per
+ * kind and key (a stale copy on a free page is as good as any: it is
+ * checked in full) is written raw, in transactions of BATCH records. */
 #include "kcache/store.h"
+
+#include "kcache/blob.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,39 +105,81 @@ static int cand_cmp(const void *a, const void *b)
     return memcmp(x->key.b, y->key.b, sizeof(x->key.b));
 }
 
-/* Write the first copy of each key that the store accepts and reads back.
- * Blobs go first, so that builds find theirs. */
-static void write_all(kc_store_t *dst, rec_ctx_t *c)
+/* Whether a candidate is a good record under its key: the record checks,
+ * the key its record derives, a blob's decompressed bytes hashing to it. */
+static int verified(const cand_t *e)
 {
+    if (e->kind == KC_REC_BLOB) {
+        void *raw = NULL;
+        size_t raw_len = 0;
+        int rc = kc_blob_decode(e->data, e->len, &e->key, 0, NULL, 0, &raw, &raw_len);
+        kc_free(raw);
+        return rc == KC_OK;
+    }
+    kc_record_t *rec = NULL;
+    kc_key_t derived;
+    int ok = kc_record_decode(e->data, e->len, &rec) == KC_OK &&
+             (int)rec->kind == e->kind &&
+             (!kc__kind_derives_key(e->kind) ||
+              (kc_record_derived_key(rec, &derived) == KC_OK &&
+               memcmp(derived.b, e->key.b, sizeof(derived.b)) == 0));
+    kc_free(rec);
+    return ok;
+}
+
+/* Records go in transactions of this many. */
+#define BATCH 2048
+
+typedef struct batch_ctx {
+    kc__env_t *env;
+    cand_t **c;
+    size_t n;
+} batch_ctx_t;
+
+static int batch_fn(MDB_txn *txn, void *arg)
+{
+    batch_ctx_t *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        MDB_val k = kc__key_val(&b->c[i]->key), v = {b->c[i]->len, b->c[i]->data};
+        int rc = mdb_put(txn, b->env->dbi[b->c[i]->kind], &k, &v, 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Write the first good copy of each key, in batched transactions. */
+static int write_all(kc_store_t *dst, rec_ctx_t *c)
+{
+    cand_t **good = malloc((c->n ? c->n : 1) * sizeof(*good));
+    size_t n_good = 0;
+    int rc = 0;
+
+    if (!good)
+        return KC_ENOMEM;
     for (size_t i = 0; i < c->n;) {
         size_t j = i;
-        int saved = 0;
+        cand_t *pick = NULL;
         while (j < c->n && cand_cmp(&c->c[i], &c->c[j]) == 0)
             j++;
-        for (size_t k = i; k < j && !saved; k++) {
-            cand_t *e = &c->c[k];
-            if (kc_store_put_raw(dst, (kc_rec_kind_t)e->kind, &e->key, e->data, e->len) !=
-                KC_OK)
-                continue;
-            if (e->kind == KC_REC_BLOB) {
-                void *cubin = NULL;
-                size_t len = 0;
-                int rc = kc_store_get_cubin(dst, &e->key, &cubin, &len);
-                kc_free(cubin);
-                if (rc != KC_OK) {
-                    kc_store_del(dst, KC_REC_BLOB, &e->key);
-                    continue;
-                }
-            }
-            saved = 1;
-        }
+        for (size_t k = i; k < j && !pick; k++)
+            if (verified(&c->c[k]))
+                pick = &c->c[k];
         c->st->found[c->c[i].kind]++;
-        if (saved)
+        if (pick) {
+            good[n_good++] = pick;
             c->st->saved[c->c[i].kind]++;
-        else
+        } else {
             c->st->damaged[c->c[i].kind]++;
+        }
         i = j;
     }
+    for (size_t i = 0; i < n_good && rc == 0; i += BATCH) {
+        batch_ctx_t b = {dst->env, good + i, n_good - i < BATCH ? n_good - i : BATCH};
+        rc = kc__env_write(dst->env, batch_fn, &b);
+    }
+    free(good);
+    return rc == 0 ? KC_OK : kc__is_mdb_rc(rc) ? kc__mdb_code(rc) : rc;
 }
 
 int kc_store_recover(const char *src_dir, const char *dst_dir, kc_recover_stats_t *out)
@@ -160,8 +204,7 @@ int kc_store_recover(const char *src_dir, const char *dst_dir, kc_recover_stats_
         return kc__store_open_fail(KC_EINVAL, "recover: path too long");
     if (stat(dst_data, &sb) == 0)
         return kc__store_open_fail(
-            KC_EEXIST, "%s already holds a store; name a new directory",
-            dst_dir);
+            KC_EEXIST, "%s already holds a store; name a new directory", dst_dir);
     fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
         int e = errno;
@@ -179,8 +222,9 @@ int kc_store_recover(const char *src_dir, const char *dst_dir, kc_recover_stats_
     rc = kc_store_open(dst_dir, NULL, &dst);
     if (rc != KC_OK)
         goto out; /* kc_store_open wrote the message */
-    write_all(dst, &c);
-    rc = kc_store_flush(dst);
+    rc = write_all(dst, &c);
+    if (rc == KC_OK)
+        rc = kc_store_flush(dst);
     kc_store_close(dst);
     if (rc != KC_OK)
         rc = kc__store_open_fail(rc, "cannot write %s", dst_dir);
