@@ -379,8 +379,14 @@ static int check_page(walk_t *w, tree_t *t, uint64_t pgno, unsigned level)
             uint64_t child = (uint64_t)ld16(pg + off) |
                              ((uint64_t)ld16(pg + off + 2) << 16) |
                              ((uint64_t)ld16(pg + off + 4) << 32);
-            if (off + NODE_HDR + (unsigned)ld16(pg + off + 6) > w->psize)
+            unsigned ksize = ld16(pg + off + 6);
+            if (off + NODE_HDR + ksize > w->psize)
                 return damage(w, "%s: page %llu: a key runs past the page", t->name,
+                              (unsigned long long)pgno);
+            /* The free tree's keys are compared as 8-byte integers; a
+             * branch's first key is never compared. */
+            if (t->kind == TREE_FREE && i > 0 && ksize != 8)
+                return damage(w, "free pages: page %llu: a malformed key",
                               (unsigned long long)pgno);
             rc = check_page(w, t, child, level + 1);
         } else {
@@ -539,7 +545,7 @@ int kc__mdb_check_mem(const uint8_t *data, size_t size, kc__mdb_check_t *res)
     return check_src(&s, res);
 }
 
-static int state_fd(int fd, kc__mdb_state_t *st)
+int kc__mdb_state_fd(int fd, kc__mdb_state_t *st)
 {
     struct stat sb;
     uint8_t buf[META_SIZE];
@@ -574,7 +580,7 @@ int kc__mdb_state_read(const char *data_path, kc__mdb_state_t *st)
     int fd = open(data_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    int rc = state_fd(fd, st);
+    int rc = kc__mdb_state_fd(fd, st);
     close(fd);
     return rc;
 }
@@ -605,21 +611,24 @@ int kc__mdb_check_file(const char *data_path, kc__mdb_check_t *res)
     }
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
         kc__mdb_state_t before, after;
-        if (state_fd(fd, &before) != 0) {
+        if (kc__mdb_state_fd(fd, &before) != 0) {
             snprintf(res->why, sizeof(res->why), "%s: %s", data_path, strerror(errno));
             rc = KC_EIO;
             break;
         }
         src_t s = {fd, NULL, before.size};
-        char why[sizeof(res->why)];
         memset(res, 0, sizeof(*res));
         rc = check_src(&s, res);
-        if (rc != KC_EDAMAGED)
+        res->state = before;
+        if (rc != KC_EDAMAGED) {
+            /* A pass is only stamped for a file that held still. */
+            if (kc__mdb_state_fd(fd, &after) != 0 || !same_state(&before, &after))
+                res->unstable = 1;
             break;
-        if (state_fd(fd, &after) == 0 && same_state(&before, &after))
+        }
+        if (kc__mdb_state_fd(fd, &after) == 0 && same_state(&before, &after))
             break; /* judged on a file that held still */
         /* A commit landed meanwhile: what was read may be torn. */
-        memcpy(why, res->why, sizeof(why));
         struct timespec ts = {0, 1000000L << attempt};
         nanosleep(&ts, NULL);
         if (attempt == ATTEMPTS - 1) {

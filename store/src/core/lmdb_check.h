@@ -21,14 +21,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The identity of a file state for the check stamp: device, inode, size,
+ * modification time and both meta pages' txnids. 0 on success. */
+typedef struct kc__mdb_state {
+    uint64_t dev, ino, size, mtime_sec, mtime_nsec, txnid0, txnid1;
+} kc__mdb_state_t;
 typedef struct kc__mdb_check {
     uint64_t file_size;
     uint64_t psize;
-    uint64_t txnid;   /* of the meta page LMDB would use */
-    uint64_t pages;   /* pages reached: tree pages, overflow pages, free pages */
-    uint64_t entries; /* leaf entries of every tree */
-    int unstable;     /* the file changed under every attempt: not judged */
-    char why[512];    /* on damage: what is wrong, and where */
+    uint64_t txnid;        /* of the meta page LMDB would use */
+    uint64_t pages;        /* pages reached: tree pages, overflow pages, free pages */
+    uint64_t entries;      /* leaf entries of every tree */
+    int unstable;          /* the file changed under every attempt: not judged */
+    kc__mdb_state_t state; /* kc__mdb_check_file: the file state judged */
+    char why[512];         /* on damage: what is wrong, and where */
 } kc__mdb_check_t;
 
 /* Check the file at data_path. KC_OK: sound, or a file of 0 bytes (LMDB
@@ -43,12 +49,9 @@ int kc__mdb_check_file(const char *data_path, kc__mdb_check_t *res);
 /* The same over bytes in memory (for the fuzz target): no retries. */
 int kc__mdb_check_mem(const uint8_t *data, size_t size, kc__mdb_check_t *res);
 
-/* The identity of a file state for the check stamp: device, inode, size,
- * modification time and both meta pages' txnids. 0 on success. */
-typedef struct kc__mdb_state {
-    uint64_t dev, ino, size, mtime_sec, mtime_nsec, txnid0, txnid1;
-} kc__mdb_state_t;
 int kc__mdb_state_read(const char *data_path, kc__mdb_state_t *st);
+/* The same of an open file descriptor of data.mdb. */
+int kc__mdb_state_fd(int fd, kc__mdb_state_t *st);
 
 /* The stamp beside data_path (data_path".checked"): whether it records st
  * (1) or not (0); write st into it (best effort: a read-only directory keeps

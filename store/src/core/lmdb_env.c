@@ -207,8 +207,7 @@ static int check_file(kc__env_t *env, const char *dir, char *msg, size_t msg_len
     }
     if (!res.unstable && res.file_size > 0) {
         env->checked = 1;
-        if (kc__mdb_state_read(env->data_path, &st) == 0 && st.size == res.file_size)
-            kc__mdb_stamp_write(env->data_path, &st);
+        kc__mdb_stamp_write(env->data_path, &res.state);
     }
     return KC_OK;
 }
@@ -219,7 +218,12 @@ static void stamp_refresh(kc__env_t *env)
 {
     kc__mdb_state_t st;
 
-    if (env->checked && !env->readonly && kc__mdb_state_read(env->data_path, &st) == 0)
+    mdb_filehandle_t fd;
+
+    /* The state of the file this environment has open, not of whatever the
+     * path names now: a file renamed into its place is not stamped. */
+    if (env->checked && !env->readonly && mdb_env_get_fd(env->mdb, &fd) == 0 &&
+        kc__mdb_state_fd(fd, &st) == 0)
         kc__mdb_stamp_write(env->data_path, &st);
 }
 
