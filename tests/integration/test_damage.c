@@ -723,6 +723,33 @@ static void test_a_launcher_sets_a_damaged_store_aside(void **state)
     free_base(&b);
 }
 
+/* cachectl over KCACHE_PATH layers, one of them damaged: exit status 3 and
+ * the message, not a listing that quietly leaves the layer out. */
+static void test_cachectl_fails_on_a_damaged_layer(void **state)
+{
+    base_t good, bad;
+    char path[700], cmd[2048];
+    const char *ctl = kct_cachectl();
+    (void)state;
+
+    assert_non_null(ctl);
+    make_base(&good, "damage-layer-good", 3);
+    make_base(&bad, "damage-layer-bad", 3);
+    snprintf(path, sizeof(path), "%s/data.mdb", bad.dir);
+    assert_int_equal(truncate(path, (off_t)(bad.size - PSIZE)), 0);
+    snprintf(path, sizeof(path), "%s/data.mdb.checked", bad.dir);
+    unlink(path);
+    snprintf(cmd, sizeof(cmd), "KCACHE_PATH='%s:%s' '%s' ls >/dev/null 2>&1", good.dir,
+             bad.dir, ctl);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 3);
+    snprintf(cmd, sizeof(cmd), "KCACHE_PATH='%s' '%s' ls >/dev/null 2>&1", good.dir, ctl);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 0);
+    /* cachectl never moves the file. */
+    assert_int_equal(count_set_aside(bad.dir), 0);
+    free_base(&good);
+    free_base(&bad);
+}
+
 int main(void)
 {
     const char *seed = getenv("KC_DAMAGE_SEED");
@@ -733,6 +760,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_launcher_sets_a_damaged_store_aside),
+        cmocka_unit_test(test_cachectl_fails_on_a_damaged_layer),
         cmocka_unit_test(test_damaged_copies_of_a_small_store),
         cmocka_unit_test(test_damaged_copies_of_a_1k_record_store),
         cmocka_unit_test(test_damaged_copies_of_a_10k_record_store),

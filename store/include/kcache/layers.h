@@ -61,6 +61,9 @@ KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
 /* Lines describing skipped layers and damaged files set aside ("" when
  * none). Valid while open. */
 KC_API const char *kc_layers_warnings(const kc_layers_t *layers);
+/* How many layers' files were found damaged (KC_EDAMAGED): skipped, or set
+ * aside with KC_STORE_SET_ASIDE_DAMAGED. */
+KC_API size_t kc_layers_damaged(const kc_layers_t *layers);
 
 /* Lookups through the layers, in order. *layer (may be NULL) receives the
  * index of the layer that answered. Same codes and ownership as the

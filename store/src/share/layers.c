@@ -23,6 +23,7 @@ struct kc_layers {
     kc_store_t *stores[KC_LAYERS_MAX];
     int owned; /* close the stores at kc_layers_close */
     kc_store_t *writable;
+    size_t damaged; /* layers whose file was found damaged */
     char warnings[4096];
 };
 
@@ -103,6 +104,8 @@ static int open_layer(kc_layers_t *l, const char *dir, const kc_store_opts_t *so
     char aside[PATH_MAX + 64], why[PATH_MAX + 64], damage[KC__STORE_MSG_SIZE];
     int rc = kc_store_open(dir, so, st), moved;
 
+    if (rc == KC_EDAMAGED)
+        l->damaged++;
     if (rc != KC_EDAMAGED || !(so->flags & KC_STORE_SET_ASIDE_DAMAGED))
         return rc;
     snprintf(damage, sizeof(damage), "%s", kc_store_open_errmsg());
@@ -268,6 +271,11 @@ kc_store_t *kc_layers_store(const kc_layers_t *l, size_t i)
 kc_store_t *kc_layers_writable(const kc_layers_t *l)
 {
     return l ? l->writable : NULL;
+}
+
+size_t kc_layers_damaged(const kc_layers_t *l)
+{
+    return l ? l->damaged : 0;
 }
 
 const char *kc_layers_warnings(const kc_layers_t *l)
