@@ -218,7 +218,8 @@ int kc_store_recover(const char *src_dir, const char *dst_dir, kc_recover_stats_
         rc = kc__store_open_fail(KC_ENOMEM, "out of memory");
         goto out;
     }
-    qsort(c.c, c.n, sizeof(*c.c), cand_cmp);
+    if (c.n)
+        qsort(c.c, c.n, sizeof(*c.c), cand_cmp);
     rc = kc_store_open(dst_dir, NULL, &dst);
     if (rc != KC_OK)
         goto out; /* kc_store_open wrote the message */
