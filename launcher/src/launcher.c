@@ -64,12 +64,16 @@ static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
 
     if (opts->no_store)
         return;
+    /* A damaged store file is set aside and replaced by a fresh store
+     * (kcache/store.h); the warnings logged below say so. */
+    kc_store_opts_t so = KC_STORE_OPTS_INIT;
+    so.flags = KC_STORE_SET_ASIDE_DAMAGED;
     if (opts->store)
         rc = kc_layers_wrap(opts->store, &l->layers);
     else if (opts->store_dir && opts->store_dir[0])
-        rc = kc_layers_open(opts->store_dir, NULL, &l->layers);
+        rc = kc_layers_open(opts->store_dir, &so, &l->layers);
     else
-        rc = kc_layers_open_default(NULL, &l->layers);
+        rc = kc_layers_open_default(&so, &l->layers);
     if (rc != KC_OK) {
         kc__log(l, KC_LOG_WARN,
                 "kcache: cannot open a store: %s (%s); running without one",
@@ -78,7 +82,7 @@ static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
         return;
     }
     if (*kc_layers_warnings(l->layers))
-        kc__log(l, KC_LOG_WARN, "kcache: store layers skipped:\n%s",
+        kc__log(l, KC_LOG_WARN, "kcache: store layers skipped or set aside:\n%s",
                 kc_layers_warnings(l->layers));
     l->store = kc_layers_writable(l->layers);
     if (!l->store)

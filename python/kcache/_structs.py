@@ -28,7 +28,7 @@ from ctypes import (
 from typing import List, Type, TypeVar
 
 KC_REC_KIND_MAX = 8
-KC_COUNTER_COUNT = 20
+KC_COUNTER_COUNT = 21
 KC_MAX_RANK = 8
 
 c_enum = c_int  # C enums of kcache are int-sized (all values fit an int)

@@ -62,6 +62,7 @@ extern const kc_cmd_t kc_cmd_keygen;
 extern const kc_cmd_t kc_cmd_gc;
 extern const kc_cmd_t kc_cmd_compact;
 extern const kc_cmd_t kc_cmd_snapshot;
+extern const kc_cmd_t kc_cmd_recover;
 extern const kc_cmd_t kc_cmd_seal;
 extern const kc_cmd_t kc_cmd_unseal;
 extern const kc_cmd_t kc_cmd_populate;

@@ -10,13 +10,13 @@
 #include <string.h>
 
 static const kc_cmd_t *const commands[] = {
-    &kc_cmd_stats,    &kc_cmd_ls,     &kc_cmd_show,
-    &kc_cmd_get,      &kc_cmd_rm,     &kc_cmd_verify,
-    &kc_cmd_export,   &kc_cmd_import, &kc_cmd_import_triton,
-    &kc_cmd_keygen,   &kc_cmd_gc,     &kc_cmd_compact,
-    &kc_cmd_snapshot, &kc_cmd_seal,   &kc_cmd_unseal,
-    &kc_cmd_populate, &kc_cmd_why,    &kc_cmd_train_dict,
-    &kc_cmd_version,  &kc_cmd_remote,
+    &kc_cmd_stats,    &kc_cmd_ls,       &kc_cmd_show,
+    &kc_cmd_get,      &kc_cmd_rm,       &kc_cmd_verify,
+    &kc_cmd_export,   &kc_cmd_import,   &kc_cmd_import_triton,
+    &kc_cmd_keygen,   &kc_cmd_gc,       &kc_cmd_compact,
+    &kc_cmd_snapshot, &kc_cmd_recover,  &kc_cmd_seal,
+    &kc_cmd_unseal,   &kc_cmd_populate, &kc_cmd_why,
+    &kc_cmd_train_dict, &kc_cmd_version, &kc_cmd_remote,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -43,7 +43,8 @@ static void usage(FILE *f)
             "      --json       print one JSON document instead of tables\n"
             "  -h, --help       show this help; 'cachectl COMMAND --help' for a command\n"
             "\nKEY is a hex prefix of at least %d digits of a record's key.\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n",
+            "Exit status: 0 success, 1 failure, 2 usage error, 3 the store file is\n"
+            "damaged (cachectl recover DIR NEWDIR salvages its records).\n",
             KC_KEY_PREFIX_MIN);
 }
 
@@ -69,6 +70,8 @@ static int run_command(ctl_opts_t *o, const kc_cmd_t *cmd, int argc, char **argv
         ctl_err("error writing output");
         return CTL_EXIT_FAIL;
     }
+    if (rc == CTL_EXIT_FAIL && ctl_first_code() == KC_EDAMAGED)
+        return CTL_EXIT_DAMAGED;
     return rc;
 }
 

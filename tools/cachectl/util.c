@@ -52,6 +52,11 @@ void ctl_err(const char *fmt, ...)
     va_end(ap);
 }
 
+int ctl_first_code(void)
+{
+    return have_msg ? first_code : KC_OK;
+}
+
 void ctl_err_code(int code, const char *fmt, ...)
 {
     va_list ap;
@@ -257,6 +262,14 @@ kc_layers_t *ctl_layers_open(const ctl_opts_t *o)
         rc = kc_layers_open(path, &so, &l);
     } else {
         rc = kc_layers_open(kpath, &so, &l);
+    }
+    /* A damaged layer is not skipped quietly: the command fails with the
+     * message and exit status 3, as with one store. */
+    if (rc == KC_OK && kc_layers_damaged(l) > 0) {
+        ctl_err_code(KC_EDAMAGED, "a store file is damaged; the layers say:\n%s",
+                     kc_layers_warnings(l));
+        kc_layers_close(l);
+        return NULL;
     }
     if (rc == KC_OK) {
         if (!path)

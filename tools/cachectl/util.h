@@ -16,7 +16,11 @@
 #include "kcache/store.h"
 
 /* Exit statuses, as documented in the usage text. */
-enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
+/* 3: the store file is damaged (KC_EDAMAGED): `cachectl recover` salvages it. */
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2, CTL_EXIT_DAMAGED = 3 };
+
+/* The code of the first error reported in this run (KC_OK if none). */
+int ctl_first_code(void);
 
 /* Global options, parsed by main.c and read by every command. */
 typedef struct ctl_opts {

@@ -42,10 +42,13 @@ typedef struct kc_layers kc_layers_t;
  * cannot be opened (damaged, newer format, permission denied, network
  * filesystem) is skipped and described by kc_layers_warnings: a cache must
  * not fail the work because one of its layers is bad. An entry
- * KC_LAYERS_RO_PREFIX "DIR" opens DIR read-only and never creates it. Empty entries are
- * ignored. KC_EINVAL for an empty list or more than KC_LAYERS_MAX entries;
- * KC_ENOTFOUND when no layer could be opened (the warnings say why). On
- * failure *out is NULL and kc_store_open_errmsg() holds the message. */
+ * KC_LAYERS_RO_PREFIX "DIR" opens DIR read-only and never creates it. Empty
+ * entries are ignored. With KC_STORE_SET_ASIDE_DAMAGED in opts->flags, a
+ * layer whose file is damaged is set aside and replaced by a fresh store
+ * (see that flag); the warnings say so. KC_EINVAL for an empty list or more
+ * than KC_LAYERS_MAX entries; KC_ENOTFOUND when no layer could be opened
+ * (the warnings say why). On failure *out is NULL and
+ * kc_store_open_errmsg() holds the message. */
 KC_API int kc_layers_open(const char *path_list, const kc_store_opts_t *opts,
                           kc_layers_t **out);
 
@@ -73,8 +76,12 @@ KC_API kc_store_t *kc_layers_writable(const kc_layers_t *layers);
  * (whether or not kc_layers_open was asked for read-only layers), and past
  * the end. A static string. */
 KC_API const char *kc_layers_readonly_why(const kc_layers_t *layers, size_t i);
-/* Lines describing skipped layers ("" when none). Valid while open. */
+/* Lines describing skipped layers and damaged files set aside ("" when
+ * none). Valid while open. */
 KC_API const char *kc_layers_warnings(const kc_layers_t *layers);
+/* How many layers' files were found damaged (KC_EDAMAGED): skipped, or set
+ * aside with KC_STORE_SET_ASIDE_DAMAGED. */
+KC_API size_t kc_layers_damaged(const kc_layers_t *layers);
 
 /* Lookups through the layers, in order. *layer (may be NULL) receives the
  * index of the layer that answered. Same codes and ownership as the

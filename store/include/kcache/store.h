@@ -39,6 +39,12 @@ enum {
     /* Open a sealed store writable all the same (to unseal it:
      * kc_store_set_sealed). */
     KC_STORE_IGNORE_SEAL = 1u << 2,
+    /* For kc_layers_open (the launcher sets it): a layer whose data.mdb is
+     * damaged (KC_EDAMAGED) is set aside, renamed data.mdb.damaged-<UTC
+     * time> in its directory, never deleted, and the layer goes on as a
+     * fresh store, or is skipped where it may not be created or the
+     * directory is not writable. kc_store_open ignores it. */
+    KC_STORE_SET_ASIDE_DAMAGED = 1u << 3,
 };
 
 typedef struct kc_store_opts {
@@ -316,6 +322,7 @@ typedef enum kc_counter {
     KC_COUNTER_REMOTE_ERRORS,    /* other remote failures */
     KC_COUNTER_REMOTE_UNTRUSTED, /* pulls refused by the trust keys: unsigned,
                                   * signed by another key, bad signature */
+    KC_COUNTER_DAMAGED_SET_ASIDE,   /* damaged store files set aside in this directory */
     KC_COUNTER_COUNT_
 } kc_counter_t;
 
@@ -461,6 +468,29 @@ KC_API int kc_store_compact(kc_store_t *store, uint64_t *before, uint64_t *after
  * the size of the copy's data.mdb. KC_EEXIST if dst exists; KC_EIO and
  * other codes with the reason in kc_store_errmsg. */
 KC_API int kc_store_snapshot(kc_store_t *store, const char *dst, uint64_t *bytes);
+
+/* What kc_store_recover found and saved, by record kind (index
+ * kc_rec_kind_t; usage, lease and meta records are not carried over). */
+typedef struct kc_recover_stats {
+    uint64_t pages;                         /* pages of the source file scanned */
+    uint64_t found[KC_REC_KIND_MAX + 1];    /* distinct keys with a record of the kind */
+    uint64_t saved[KC_REC_KIND_MAX + 1];    /* verified and written to the new store */
+    uint64_t damaged[KC_REC_KIND_MAX + 1];  /* keys whose every copy failed its checks */
+    uint64_t expected[KC_REC_KIND_MAX + 1]; /* entries the source's database records
+                                               name (the largest seen), 0 if none */
+} kc_recover_stats_t;
+
+/* Salvage a damaged store: scan every page of src_dir/data.mdb with pread
+ * (never mapping it; pages unreachable from a broken tree included),
+ * decode each candidate record, verify it (record checks, derived keys, a
+ * blob's hash against its key), and write the first good copy per key into
+ * a new store at dst_dir (which must not hold a store: KC_EEXIST). The
+ * source is only read. out (may be NULL) receives the counts; a record the
+ * source lost is expected - saved where its database record was found. A
+ * blob compressed with a dictionary cannot be verified without it and is
+ * counted damaged. Errors: kc_store_open_errmsg(). */
+KC_API int kc_store_recover(const char *src_dir, const char *dst_dir,
+                            kc_recover_stats_t *out);
 
 /* Parse a size, as ccache spells one: a decimal number, whole or with a
  * fraction ("5", "1.5"; no sign, no space), then an optional unit:

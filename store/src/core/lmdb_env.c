@@ -11,6 +11,7 @@
 
 #include "fsinfo.h"
 #include "kcache/errors.h"
+#include "lmdb_check.h"
 
 #define DEFAULT_MAP_SIZE ((uint64_t)1 << 30)
 #define DEFAULT_MAX_READERS 1024
@@ -161,6 +162,71 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
     return KC_OK;
 }
 
+/* KCACHE_CHECK: how the structure of data.mdb is checked before it is
+ * mapped. */
+enum check_policy { CHECK_AUTO, CHECK_ALWAYS, CHECK_NEVER };
+
+static enum check_policy check_policy(void)
+{
+    const char *v = getenv("KCACHE_CHECK");
+    if (v && strcmp(v, "always") == 0)
+        return CHECK_ALWAYS;
+    if (v && strcmp(v, "never") == 0)
+        return CHECK_NEVER;
+    return CHECK_AUTO;
+}
+
+/* Check data.mdb before it is mapped (see kc__env_acquire). Sets
+ * env->checked when the file state is known sound. */
+static int check_file(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+{
+    enum check_policy policy = check_policy();
+    kc__mdb_state_t st;
+    kc__mdb_check_t res;
+    int rc;
+
+    if (policy == CHECK_NEVER)
+        return KC_OK;
+    if (policy == CHECK_AUTO && kc__mdb_state_read(env->data_path, &st) == 0 &&
+        kc__mdb_stamp_matches(env->data_path, &st)) {
+        env->checked = 1;
+        return KC_OK;
+    }
+    rc = kc__mdb_check_file(env->data_path, &res);
+    if (rc == KC_EDAMAGED) {
+        snprintf(msg, msg_len,
+                 "%s is damaged: %s. kcache did not open it. Salvage its records "
+                 "with `cachectl recover %s NEWDIR`, then move the damaged file "
+                 "away (a launcher sets it aside by itself)",
+                 env->data_path, res.why, dir);
+        return rc;
+    }
+    if (rc != KC_OK) {
+        snprintf(msg, msg_len, "%s: cannot check the store file: %s", dir, res.why);
+        return rc;
+    }
+    if (!res.unstable && res.file_size > 0) {
+        env->checked = 1;
+        kc__mdb_stamp_write(env->data_path, &res.state);
+    }
+    return KC_OK;
+}
+
+/* After a commit on a checked state: the new state is LMDB's own work on a
+ * sound file, so it is stamped as checked without a walk. */
+static void stamp_refresh(kc__env_t *env)
+{
+    kc__mdb_state_t st;
+
+    mdb_filehandle_t fd;
+
+    /* The state of the file this environment has open, not of whatever the
+     * path names now: a file renamed into its place is not stamped. */
+    if (env->checked && !env->readonly && mdb_env_get_fd(env->mdb, &fd) == 0 &&
+        kc__mdb_state_fd(fd, &st) == 0)
+        kc__mdb_stamp_write(env->data_path, &st);
+}
+
 static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists,
                     kc__env_t **out, char *msg, size_t msg_len)
 {
@@ -177,6 +243,17 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     env->readonly = opts->readonly;
     pthread_mutex_init(&env->write_mutex, NULL);
     pthread_rwlock_init(&env->map_lock, NULL);
+    if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
+        env->data_path = NULL;
+        snprintf(msg, msg_len, "out of memory");
+        rc = KC_ENOMEM;
+        goto fail;
+    }
+    if (data_exists && (rc = check_file(env, dir, msg, msg_len)) != KC_OK)
+        goto fail;
+    /* A store this process creates is LMDB's own work from the start. */
+    if (!data_exists && !env->readonly && check_policy() != CHECK_NEVER)
+        env->checked = 1;
 
     rc = mdb_env_create(&env->mdb);
     if (rc != 0)
@@ -229,6 +306,7 @@ fail:
         mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
     pthread_mutex_destroy(&env->write_mutex);
+    free(env->data_path);
     free(env);
     return rc;
 }
@@ -323,6 +401,7 @@ void kc__env_release(kc__env_t *env)
     mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
     pthread_mutex_destroy(&env->write_mutex);
+    free(env->data_path);
     free(env);
 }
 
@@ -461,10 +540,13 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
         }
         seen = kc__env_map_size(env);
         rc = fn(txn, ctx);
-        if (rc == 0)
+        if (rc == 0) {
             rc = kc__env_txn_commit(env, txn);
-        else
+            if (rc == 0)
+                stamp_refresh(env);
+        } else {
             kc__env_txn_abort(env, txn);
+        }
         pthread_mutex_unlock(&env->write_mutex);
         if (rc != MDB_MAP_FULL || tries >= MAX_GROWTHS)
             return rc;
@@ -604,6 +686,9 @@ reopen:
             snprintf(msg, msg_len, "%s", reopen_msg);
             rc = rrc;
         }
+        /* The file is now what fn (compaction) wrote through LMDB. */
+        if (rrc == KC_OK)
+            stamp_refresh(env);
     }
     pthread_mutex_unlock(&registry_lock);
     pthread_rwlock_unlock(&env->map_lock);

@@ -34,6 +34,10 @@ typedef struct kc__env {
     unsigned char has_db[KC_REC_KIND_MAX + 1];
     int readonly; /* opened with MDB_RDONLY */
     int nolock;   /* opened with MDB_NOLOCK */
+    /* The file's structure was checked (or its stamp matched) at open:
+     * commits refresh the stamp (lmdb_check.h). */
+    int checked;
+    char *data_path;
     /* LMDB allows one writer per environment; threads of this process queue
      * here instead of on LMDB's cross-process lock. */
     pthread_mutex_t write_mutex;
@@ -75,7 +79,12 @@ int kc__mdb_code(int mdb_rc);
  * process already has open. dir must exist; a read-only open needs
  * data.mdb. A writable open of an environment this process holds
  * read-only is KC_EBUSY. On failure (a KC_E* code) msg holds the details.
- */
+ *
+ * Before this process first maps an existing data.mdb, its structure is
+ * checked (lmdb_check.h) unless the stamp beside it records this very file
+ * state as checked; KCACHE_CHECK=always checks on every first map,
+ * KCACHE_CHECK=never never (auto, the default: by the stamp). A damaged
+ * file is KC_EDAMAGED, never mapped. */
 int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out,
                     char *msg, size_t msg_len);
 

@@ -48,6 +48,7 @@ static const char *const counter_names[KC_COUNTER_COUNT_] = {
     "remote_timeouts",
     "remote_errors",
     "remote_untrusted",
+    "damaged_set_aside",
 };
 
 const char *kc_counter_name(int counter)

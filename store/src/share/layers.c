@@ -8,10 +8,17 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lmdb_check.h"
 
 struct kc_layers {
     size_t n;
@@ -20,7 +27,8 @@ struct kc_layers {
     kc_store_t *writable;
     /* Why layer i could take no publishes (NULL: it could). */
     const char *readonly_why[KC_LAYERS_MAX];
-    char warnings[2048];
+    size_t damaged; /* layers whose file was found damaged */
+    char warnings[4096];
 };
 
 /* Why a layer opened from dir could take no publishes, were it opened for
@@ -51,13 +59,100 @@ static int dir_exists(const char *dir)
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Rename dir/data.mdb, found damaged, to dir/data.mdb.damaged-<UTC time>
+ * (never deleting it, so that it can be inspected or recovered from). Under
+ * an flock of dir/data.mdb.aside, the file is checked again first: of
+ * processes that found it damaged at once, one renames it, and none renames
+ * the fresh store another put in its place. 1: set aside (aside names it);
+ * 0: already gone or no longer damaged; -1: cannot (why says it). */
+static int set_aside(const char *dir, char *aside, size_t aside_len, char *why,
+                     size_t why_len)
+{
+    char data[PATH_MAX], lock[PATH_MAX], stamp[32];
+    kc__mdb_check_t res;
+    struct tm tm;
+    time_t now = time(NULL);
+    int fd, rc, out = -1;
+
+    if (snprintf(data, sizeof(data), "%s/data.mdb", dir) >= (int)sizeof(data) ||
+        snprintf(lock, sizeof(lock), "%s/data.mdb.aside", dir) >= (int)sizeof(lock)) {
+        snprintf(why, why_len, "path too long");
+        return -1;
+    }
+    fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        snprintf(why, why_len, "cannot lock %s: %s", lock, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    rc = kc__mdb_check_file(data, &res);
+    if (rc != KC_EDAMAGED) {
+        out = 0;
+        goto out;
+    }
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    for (int i = 0; i < 100; i++) {
+        struct stat sb;
+        int n = i ? snprintf(aside, aside_len, "%s.damaged-%s.%d", data, stamp, i)
+                  : snprintf(aside, aside_len, "%s.damaged-%s", data, stamp);
+        if (n >= (int)aside_len)
+            break;
+        if (lstat(aside, &sb) == 0)
+            continue;
+        if (rename(data, aside) == 0) {
+            char st_path[PATH_MAX + 16];
+            snprintf(st_path, sizeof(st_path), "%s.checked", data);
+            unlink(st_path);
+            out = 1;
+        } else {
+            snprintf(why, why_len, "cannot rename %s: %s", data, strerror(errno));
+        }
+        goto out;
+    }
+    snprintf(why, why_len, "no free name to set %s aside", data);
+out:
+    close(fd);
+    return out;
+}
+
+/* Open one layer; a damaged file is set aside first when the flags ask. */
+static int open_layer(kc_layers_t *l, const char *dir, const kc_store_opts_t *so,
+                      kc_store_t **st)
+{
+    char aside[PATH_MAX + 64], why[PATH_MAX + 64], damage[KC__STORE_MSG_SIZE];
+    int rc = kc_store_open(dir, so, st), moved;
+
+    if (rc == KC_EDAMAGED)
+        l->damaged++;
+    if (rc != KC_EDAMAGED || !(so->flags & KC_STORE_SET_ASIDE_DAMAGED))
+        return rc;
+    snprintf(damage, sizeof(damage), "%s", kc_store_open_errmsg());
+    moved = set_aside(dir, aside, sizeof(aside), why, sizeof(why));
+    if (moved < 0) {
+        kc__store_set_open_errmsg(damage);
+        return rc;
+    }
+    rc = kc_store_open(dir, so, st);
+    if (moved == 1) {
+        char line[sizeof(damage) + sizeof(aside) + 64];
+        snprintf(line, sizeof(line), "set aside as %s (%s); %s", aside, damage,
+                 rc == KC_OK ? "going on with a fresh store" : "going on without it");
+        warn(l, "%s: damaged store: %s\n", dir, line);
+        if (rc == KC_OK && !kc_store_is_readonly(*st))
+            kc_store_count(*st, KC_COUNTER_DAMAGED_SET_ASIDE, 1);
+    }
+    return rc;
+}
+
 int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers_t **out)
 {
     kc_layers_t *l = NULL;
     char *list = NULL, *save = NULL;
     size_t entries = 0;
-    char msg[512] = "";
-    int rc;
+    char msg[1600] = "";
+    int rc, last_rc = KC_OK;
 
     if (out)
         *out = NULL;
@@ -107,7 +202,8 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
             warn(l, "%s: skipped: %s\n", dir, "no such directory");
             continue;
         }
-        rc = kc_store_open(dir, &so, &st);
+        rc = open_layer(l, dir, &so, &st);
+        last_rc = rc;
         if (rc != KC_OK) {
             char why[400];
             snprintf(why, sizeof(why), "%s: %s", kc_strerror(rc), kc_store_open_errmsg());
@@ -125,9 +221,10 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         goto fail;
     }
     if (l->n == 0) {
-        snprintf(msg, sizeof(msg), "no store of '%.200s' could be opened: %.250s",
+        snprintf(msg, sizeof(msg), "no store of '%.200s' could be opened: %.1300s",
                  path_list, l->warnings);
-        rc = KC_ENOTFOUND;
+        /* One store, damaged: say so, not "not found". */
+        rc = entries == 1 && last_rc == KC_EDAMAGED ? KC_EDAMAGED : KC_ENOTFOUND;
         goto fail;
     }
     free(list);
@@ -215,6 +312,11 @@ kc_store_t *kc_layers_writable(const kc_layers_t *l)
 const char *kc_layers_readonly_why(const kc_layers_t *l, size_t i)
 {
     return l && i < l->n ? l->readonly_why[i] : NULL;
+}
+
+size_t kc_layers_damaged(const kc_layers_t *l)
+{
+    return l ? l->damaged : 0;
 }
 
 const char *kc_layers_warnings(const kc_layers_t *l)
