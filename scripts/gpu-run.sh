@@ -2,7 +2,14 @@
 # Runs on the GPU machine, from the repository root of the carried working
 # tree, after scripts/gpu-prepare.sh built build-gpu/ here. Writes every log
 # under $OUT (or ./gpu-out). Usage, through the device tool:
-#   bash scripts/gpu-run.sh            # gpu tests + demo cold/warm + benchmarks
+#   bash scripts/gpu-run.sh            # everything below
+#   KC_GPU_PARTS=triton,core bash scripts/gpu-run.sh   # some parts
+# Parts: triton (imported Triton binaries, first call vs Triton, footprint),
+# python (the Triton cache manager under torch.compile), core (gpu tests,
+# demo, cubin tools, kcache_bench_launch, and the baseline comparison when
+# KC_BASELINE is set), launcher (kcache_bench_launcher: create, 16,384
+# distinct kernels, memo hits, parallel compile), store
+# (kcache_bench_store at 1k, 100k and 1M records).
 set -uo pipefail
 out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
@@ -22,11 +29,11 @@ export KCACHE_DIR="$(mktemp -d)/kcache"
 } > "$out/machine.txt" 2>&1
 
 status=0
+parts=",${KC_GPU_PARTS:-triton,python,core,launcher,store},"
+want() { case "$parts" in *",$1,"*|*",all,"*) return 0 ;; esac; return 1; }
 # Imported Triton binaries (and Inductor's) launched through kcache, compared
 # with Triton's own launches; first call vs Triton's warm start.
-# KC_GPU_PARTS selects what runs: "all" (default), "triton" (the round trip
-# alone) or "python" (the cache manager under torch.compile alone).
-if [ "${KC_GPU_PARTS:-all}" != python ] && python3 -c "import torch, triton" 2>/dev/null; then
+if want triton && python3 -c "import torch, triton" 2>/dev/null; then
   echo "== Triton round trip ==" | tee "$out/triton-roundtrip.log"
   python3 tests/gpu/triton_roundtrip.py build-gpu "$out/triton" \
     > "$out/triton-roundtrip.json" 2>> "$out/triton-roundtrip.log" || status=1
@@ -36,17 +43,14 @@ else
 fi
 # kcache as Triton's cache manager under torch.compile (the Python package
 # from python/, with the library built in build-gpu/).
-if [ "${KC_GPU_PARTS:-all}" != triton ] && python3 -c "import torch, triton" 2>/dev/null; then
+if want python && python3 -c "import torch, triton" 2>/dev/null; then
   echo "== torch.compile with kcache's Triton cache manager ==" | tee "$out/torch-cache-manager.log"
   PYTHONPATH="$src/python" KCACHE_LIBRARY="$src/build-gpu/libkcache.so.0" \
     python3 tests/gpu/torch_cache_manager.py build-gpu "$out/tcm" \
     > "$out/torch-cache-manager.json" 2>> "$out/torch-cache-manager.log" || status=1
   cat "$out/torch-cache-manager.json" | tee -a "$out/torch-cache-manager.log"
 fi
-case "${KC_GPU_PARTS:-all}" in
-  triton|python) exit $status ;;
-esac
-
+if want core; then
 echo "== ctest -L gpu ==" | tee "$out/gpu-tests.log"
 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee -a "$out/gpu-tests.log" || status=1
 
@@ -90,5 +94,28 @@ if [ -n "${KC_BASELINE:-}" ] && [ -x "$KC_BASELINE/kcache_bench_launch" ]; then
       KCACHE_DIR="$(mktemp -d)/kcache" "$bin" --skip-cold 2>&1 | tee -a "$out/bench-compare.log" || status=1
     done
   done
+fi
+fi
+
+# The launcher at scale (docs/GPU.md): parallel compile on this machine's
+# cores (no GPU needed), then create/distinct/hot on the GPU, with and
+# without the prefetch. The store of 16,384 kernels is made on the first run.
+if want launcher && [ -x build-gpu/tools/kcache_bench_launcher ]; then
+  echo "== kcache_bench_launcher ==" | tee "$out/bench-launcher.log"
+  kbl="$(mktemp -d)/kbl"
+  build-gpu/tools/kcache_bench_launcher -s "$kbl" --compile-only --max-cands 6 2>&1 |
+    tee -a "$out/bench-launcher.log" || status=1
+  for flags in "" "--no-prefetch"; do
+    echo "-- --device cuda $flags" | tee -a "$out/bench-launcher.log"
+    build-gpu/tools/kcache_bench_launcher --device cuda -s "$kbl" --skip compile $flags 2>&1 |
+      tee -a "$out/bench-launcher.log" || status=1
+  done
+fi
+
+# The store at 1k, 100k and 1M records (BENCHMARKS.md).
+if want store && [ -x build-gpu/tools/kcache_bench_store ]; then
+  echo "== kcache_bench_store ==" | tee "$out/bench-store.log"
+  build-gpu/tools/kcache_bench_store -d "$(mktemp -d)" ${KC_STORE_BENCH_ARGS:-} 2>&1 |
+    tee -a "$out/bench-store.log" || status=1
 fi
 exit $status
