@@ -260,6 +260,8 @@ class StoreStats(Structure):
         ("used_bytes", c_uint64),
         ("format_version", c_uint32),
         ("readonly", c_int),
+        ("record_bytes", c_uint64),
+        ("totals_scanned", c_int),
     ]
 
 

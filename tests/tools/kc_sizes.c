@@ -104,7 +104,8 @@ int main(void)
         F(kc_store_stats_t, blob_raw_bytes), F(kc_store_stats_t, blob_stored_bytes),
         F(kc_store_stats_t, counters), F(kc_store_stats_t, file_bytes),
         F(kc_store_stats_t, map_bytes), F(kc_store_stats_t, used_bytes),
-        F(kc_store_stats_t, format_version), F(kc_store_stats_t, readonly), end();
+        F(kc_store_stats_t, format_version), F(kc_store_stats_t, readonly),
+        F(kc_store_stats_t, record_bytes), F(kc_store_stats_t, totals_scanned), end();
     S(kc_gc_opts_t), F(kc_gc_opts_t, size), F(kc_gc_opts_t, max_bytes),
         F(kc_gc_opts_t, older_than), F(kc_gc_opts_t, dry_run), F(kc_gc_opts_t, list),
         F(kc_gc_opts_t, now), end();

@@ -232,6 +232,21 @@ typedef struct kc_publish {
 
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
 
+/* Publish pubs[0..n) in one write transaction (one fsync): all of them or,
+ * on any error, none. Each item is checked as kc_store_publish checks one
+ * (a bad item is KC_EINVAL, kc_store_errmsg naming its index); a build,
+ * binmeta or tuning may name a record published by an earlier item of the
+ * same call. The store's size limit is applied once, after the commit, as
+ * after a publish. The result equals n calls of kc_store_publish, except
+ * that KC_COUNTER_PUBLISHES grows by n at once. Every cubin is compressed
+ * before the transaction starts, so memory holds the whole batch
+ * compressed: callers batch by a bound (cachectl import-triton, bundle
+ * import and benchmarks use a few thousand records or ~64 MiB).
+ *
+ * Returns KC_OK (also for n 0); KC_EINVAL for a NULL store, NULL pubs with
+ * n > 0 or a bad item; KC_EREADONLY; or a store error. */
+KC_API int kc_store_publish_many(kc_store_t *store, const kc_publish_t *pubs, size_t n);
+
 /* ---- groups ------------------------------------------------------------ */
 
 /* A group is a set of named files stored together under a name (Triton's
@@ -323,6 +338,13 @@ KC_API int kc_store_counters_zero(kc_store_t *store);
  * A read-only store drops them. */
 KC_API int kc_store_flush(kc_store_t *store);
 
+/* Record counts come from LMDB's per-database entry counts, byte sums from
+ * the totals kept in the meta database (docs/FORMAT.md, "totals"), updated
+ * in the transaction of every put and delete: both are exact and read in
+ * constant time. A store made before revision 1.3 has no totals: the first
+ * kc_store_stats computes them by a scan, and stores them when the store
+ * is writable (a read-only one is scanned each time; totals_scanned says
+ * so). */
 typedef struct kc_store_stats {
     uint64_t records[KC_REC_KIND_MAX + 1]; /* by kind; [0] unused */
     uint64_t blob_raw_bytes;               /* sum of raw cubin sizes */
@@ -333,9 +355,19 @@ typedef struct kc_store_stats {
     uint64_t used_bytes;                   /* pages in use */
     uint32_t format_version;
     int readonly;
+    /* Stored value bytes of every blob, build, tuning, binmeta and group
+     * record: file_bytes / record_bytes is the on-disk overhead. */
+    uint64_t record_bytes;
+    int totals_scanned; /* the byte sums came from a full scan */
 } kc_store_stats_t;
 
 KC_API int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
+
+/* kc_store_stats with the byte sums computed by a full scan, whatever the
+ * store keeps (totals_scanned is 1); on a writable handle the scan runs in
+ * a write transaction and replaces the kept totals with its result (a
+ * repair). cachectl verify compares the two. */
+KC_API int kc_store_stats_scan(kc_store_t *store, kc_store_stats_t *out);
 
 /* ---- gc and compaction ------------------------------------------------- */
 

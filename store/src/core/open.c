@@ -135,7 +135,15 @@ static int format_write_fn(MDB_txn *txn, void *arg)
     /* Two processes creating the store at once both get here; the first
      * one's record stands. */
     rc = kc__meta_write(txn, c->env, "format", buf, sizeof(buf), MDB_NOOVERWRITE);
-    return rc == MDB_KEYEXIST ? 0 : rc;
+    if (rc == MDB_KEYEXIST)
+        return 0;
+    if (rc != 0)
+        return rc;
+    /* A new store starts its record totals (core/totals.c) here. */
+    uint64_t t[KC__TOTALS_SLOTS];
+    if ((rc = kc__totals_scan(txn, c->env, t)) != 0)
+        return rc;
+    return kc__totals_write(txn, c->env, t);
 }
 
 /* ---- open and close --------------------------------------------------------- */

@@ -604,7 +604,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
     if ((it->pub.kind == KC_REC_BUILD || it->pub.kind == KC_REC_BLOB) &&
         find_key(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
         return 0;
-    rc = mdb_del(txn, env->dbi[it->pub.kind], &k, NULL);
+    rc = kc__rec_del(txn, env, it->pub.kind, &k);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0)
@@ -614,7 +614,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
         return rc;
     /* A build's binmeta (under the same key) goes with it. */
     if (it->pub.kind == KC_REC_BUILD) {
-        rc = mdb_del(txn, env->dbi[KC_REC_BINMETA], &k, NULL);
+        rc = kc__rec_del(txn, env, KC_REC_BINMETA, &k);
         if (rc == 0)
             c->binmeta++;
         else if (rc != MDB_NOTFOUND)
@@ -701,7 +701,9 @@ static int sweep_binmeta(MDB_txn *txn, leftover_ctx_t *c)
         rc = mdb_get(txn, c->env->dbi[KC_REC_BUILD], &k, &b);
         if (rc == 0)
             continue;
-        if (rc != MDB_NOTFOUND || (rc = mdb_cursor_del(cur, 0)) != 0)
+        MDB_val gone = {v.mv_size, NULL}; /* only its size is counted */
+        if (rc != MDB_NOTFOUND || (rc = mdb_cursor_del(cur, 0)) != 0 ||
+            (rc = kc__totals_note(txn, c->env, KC_REC_BINMETA, &gone, NULL)) != 0)
             break;
         c->binmeta++;
     }
