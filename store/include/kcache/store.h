@@ -196,6 +196,22 @@ KC_API int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key
  * created. store may be NULL (the blob path alone). */
 KC_API void kc_store_warm(kc_store_t *store);
 
+/* Ask the kernel to read ahead (madvise MADV_WILLNEED) the pages of the
+ * most recently used records, newest usage stamp first, until max_bytes of
+ * record values are covered (0: every stamped record): each stamp's
+ * tuning, build (with its blob), group or blob. Stores are mapped with
+ * MDB_NORDAHEAD, so a lookup on a cold machine reads only the pages it
+ * needs, one fault at a time; a process that starts with this call (on a
+ * spare thread) gets its hot set read in the background instead. It walks
+ * every usage stamp (a read transaction, about a second per million
+ * records), changes nothing and does not wait for the reads.
+ *
+ * *bytes and *records (either may be NULL) receive the value bytes and the
+ * number of records advised. Returns KC_OK, KC_EINVAL for a NULL store,
+ * KC_ENOMEM or a store error. */
+KC_API int kc_store_prefetch_hot(kc_store_t *store, uint64_t max_bytes, uint64_t *bytes,
+                                 uint64_t *records);
+
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
  * then returned by kc_store_iterate. */
