@@ -246,6 +246,12 @@ typedef struct kc_publish {
     size_t n_binmetas;
 } kc_publish_t;
 
+/* Publishes through one handle from several threads at once share write
+ * transactions (group commit): a publish that finds another committing
+ * waits for it, then commits, in one transaction and one fsync, every
+ * publish queued meanwhile. Each call still commits all or nothing and gets
+ * its own result and message: if a shared transaction fails, each of its
+ * publishes runs again alone. */
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
 
 /* Publish pubs[0..n) in one write transaction (one fsync): all of them or,
@@ -256,8 +262,10 @@ KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
  * after a publish. The result equals n calls of kc_store_publish, except
  * that KC_COUNTER_PUBLISHES grows by n at once. Every cubin is compressed
  * before the transaction starts, so memory holds the whole batch
- * compressed: callers batch by a bound (cachectl import-triton, bundle
- * import and benchmarks use a few thousand records or ~64 MiB).
+ * compressed: callers bound their batches (kcache_bench_store fills with
+ * 16 kernels a call). Bundle import and import-triton already write a
+ * whole bundle or cache in one transaction; concurrent kc_store_publish
+ * calls are group-committed (above).
  *
  * Returns KC_OK (also for n 0); KC_EINVAL for a NULL store, NULL pubs with
  * n > 0 or a bad item; KC_EREADONLY; or a store error. */

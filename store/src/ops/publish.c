@@ -224,12 +224,148 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
     return KC_OK;
 }
 
+/* Commit c in a transaction of its own: a kcache code, with the message
+ * left in the calling thread. */
+static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
+{
+    char hex[KC_KEY_HEX_LEN + 1], what[48];
+    int rc;
+
+    kc__pending_take(store, &c->pending);
+    rc = kc__env_write(store->env, publish_fn, c);
+    if (rc == 0) {
+        free(c->pending.usage.ent);
+        return KC_OK;
+    }
+    kc__pending_restore(store, &c->pending);
+    if (rc == KC_EINVAL && c->missing_kind) {
+        kc_key_to_hex(&c->missing, hex);
+        if (many)
+            snprintf(what, sizeof what, "publish_many: item %zu", c->bad_item);
+        else
+            snprintf(what, sizeof what, "publish");
+        rc = kc__store_fail(store, KC_EINVAL, "%s: %s %s is neither published nor stored",
+                            what,
+                            c->missing_kind == KC_REC_BLOB ? "the blob of a build,"
+                            : c->missing_kind == KC_REC_BUILD && c->missing_binmeta
+                                ? "the build of a binmeta,"
+                                : "the tuning's winning build",
+                            hex);
+    }
+    return kc__store_finish(store, rc, many ? "publish_many" : "publish");
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+/* Threads that publish through one handle at the same time share write
+ * transactions: each publish joins the handle's queue; a thread that finds
+ * no commit running becomes the leader, takes every publish queued so far
+ * and commits them in one transaction (one fsync), while publishes that
+ * arrive meanwhile queue for the next one. A publish alone in the queue
+ * runs as it always did. If a shared transaction fails (a bad reference in
+ * one of them, a full disk), nothing of it was written and every publish
+ * of it runs again alone, in its own thread, so that each gets its own
+ * result and message. Publishing is all or nothing per call either way. */
+typedef struct kc__pub_req {
+    publish_ctx_t *c;
+    struct kc__pub_req *next;
+    int done;
+    int alone; /* to run again by its own thread in its own transaction */
+    int rc;    /* when done and not alone */
+} kc__pub_req_t;
+
+typedef struct group_ctx {
+    kc_store_t *st;
+    kc__pub_req_t *reqs;
+    kc__pending_t pending;
+} group_ctx_t;
+
+static int group_fn(MDB_txn *txn, void *arg)
+{
+    group_ctx_t *g = arg;
+    uint64_t extra[KC_COUNTER_COUNT_] = {0};
+    int rc;
+
+    for (kc__pub_req_t *r = g->reqs; r; r = r->next) {
+        publish_ctx_t *c = r->c;
+        c->new_bytes = 0;
+        c->missing_kind = 0;
+        c->missing_binmeta = 0;
+        for (size_t i = 0; i < c->n_items; i++)
+            if ((rc = put_item(txn, c, &c->items[i])) != 0)
+                return rc;
+        extra[KC_COUNTER_PUBLISHES] += c->n_items;
+        extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
+    }
+    return kc__pending_write(txn, g->st->env, &g->pending, extra);
+}
+
+/* Commit several queued publishes in one transaction: 0, or not (then each
+ * runs alone). */
+static int commit_group(kc_store_t *store, kc__pub_req_t *reqs)
+{
+    group_ctx_t g;
+    int rc;
+
+    memset(&g, 0, sizeof(g));
+    g.st = store;
+    g.reqs = reqs;
+
+    kc__pending_take(store, &g.pending);
+    rc = kc__env_write(store->env, group_fn, &g);
+    if (rc != 0)
+        kc__pending_restore(store, &g.pending);
+    else
+        free(g.pending.usage.ent);
+    return rc;
+}
+
+/* Commit c through the handle's queue: a kcache code. The leader commits
+ * its own publish alone (with its message in its thread) when nothing else
+ * is queued, else the whole queue in one transaction; a publish of a
+ * shared transaction that failed runs alone afterwards. */
+static int commit_queued(kc_store_t *store, publish_ctx_t *c, int many)
+{
+    kc__pub_req_t me = {c, NULL, 0, 0, KC_OK}, **tail;
+
+    pthread_mutex_lock(&store->pub_lock);
+    for (tail = &store->pub_queue; *tail; tail = &(*tail)->next)
+        ;
+    *tail = &me;
+    while (!me.done) {
+        if (store->pub_leader) {
+            pthread_cond_wait(&store->pub_cv, &store->pub_lock);
+            continue;
+        }
+        /* The queue holds this publish, and any that came meanwhile. */
+        kc__pub_req_t *batch = store->pub_queue, *next;
+        store->pub_queue = NULL;
+        store->pub_leader = 1;
+        pthread_mutex_unlock(&store->pub_lock);
+        int grouped = 0;
+        if (!batch->next)
+            me.rc = commit_alone(store, c, many); /* batch is &me */
+        else
+            grouped = commit_group(store, batch) == 0;
+        pthread_mutex_lock(&store->pub_lock);
+        for (kc__pub_req_t *r = batch; r; r = next) {
+            next = r->next;
+            r->alone = batch->next && !grouped;
+            r->done = 1; /* r may be gone once the lock is released */
+        }
+        store->pub_leader = 0;
+        pthread_cond_broadcast(&store->pub_cv);
+    }
+    pthread_mutex_unlock(&store->pub_lock);
+    return me.alone ? commit_alone(store, c, many) : me.rc;
+}
+
 /* Encode pubs[0..n), write them in one transaction, then apply the size
  * limit. */
 static int publish_all(kc_store_t *store, const kc_publish_t *pubs, size_t n, int many)
 {
     publish_ctx_t c;
-    char hex[KC_KEY_HEX_LEN + 1], what[48];
+    char what[48];
     int rc = KC_OK;
 
     memset(&c, 0, sizeof(c));
@@ -253,26 +389,8 @@ static int publish_all(kc_store_t *store, const kc_publish_t *pubs, size_t n, in
 
     /* References to records outside an item are checked inside the write
      * transaction, where they cannot vanish before the commit. */
-    kc__pending_take(store, &c.pending);
-    rc = kc__env_write(store->env, publish_fn, &c);
-    if (rc != 0) {
-        kc__pending_restore(store, &c.pending);
-        if (rc == KC_EINVAL && c.missing_kind) {
-            kc_key_to_hex(&c.missing, hex);
-            if (many)
-                snprintf(what, sizeof what, "publish_many: item %zu", c.bad_item);
-            rc = kc__store_fail(store, KC_EINVAL,
-                                "%s: %s %s is neither published nor stored", what,
-                                c.missing_kind == KC_REC_BLOB ? "the blob of a build,"
-                                : c.missing_kind == KC_REC_BUILD && c.missing_binmeta
-                                    ? "the build of a binmeta,"
-                                    : "the tuning's winning build",
-                                hex);
-        }
-        rc = kc__store_finish(store, rc, many ? "publish_many" : "publish");
+    if ((rc = commit_queued(store, &c, many)) != KC_OK)
         goto fail;
-    }
-    free(c.pending.usage.ent);
     /* After the commit, never inside it; a failed gc is not a failed publish. */
     kc__gc_after_publish(store, c.now);
     rc = KC_OK;

@@ -1,12 +1,15 @@
 /* kc_store_publish_many: a batch commits in one transaction, all or
  * nothing; its result equals one kc_store_publish per item; the size limit
- * applies after it; an item may name what an earlier one published. */
+ * applies after it; an item may name what an earlier one published.
+ * Concurrent publishes through one handle share transactions (group
+ * commit) and still each get their own result. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -222,6 +225,76 @@ static void test_the_size_limit_applies_after_a_batch(void **state)
     kct_store_scratch_free(root, st);
 }
 
+#define N_THREADS 4
+#define PER_THREAD 40
+
+typedef struct pub_thread {
+    kc_store_t *st;
+    unsigned idx;
+    int failures;  /* good publishes that failed */
+    int bad_ok;    /* bad publishes that did not fail as they should */
+    int bad_quiet; /* bad publishes that failed without their message */
+} pub_thread_t;
+
+static void *publisher(void *arg)
+{
+    pub_thread_t *t = arg;
+
+    for (unsigned i = 0; i < PER_THREAD; i++) {
+        kct_pub_t p;
+        uint64_t id = 1000 + t->idx * 100 + i;
+        if (kct_pub_make(&p, id, 2) != KC_OK) {
+            t->failures++;
+            continue;
+        }
+        if (t->idx == 0 && i % 4 == 0) {
+            /* A bad publish among the good ones: no cubins for its builds. */
+            p.pub.cubins = NULL;
+            p.pub.n_cubins = 0;
+            if (kc_store_publish(t->st, &p.pub) != KC_EINVAL)
+                t->bad_ok++;
+            else if (!strstr(kc_store_errmsg(t->st), "neither published nor stored"))
+                t->bad_quiet++;
+        } else if (kc_store_publish(t->st, &p.pub) != KC_OK) {
+            t->failures++;
+        }
+        kct_pub_free(&p);
+    }
+    return NULL;
+}
+
+static void test_concurrent_publishes_each_get_their_own_result(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    pthread_t th[N_THREADS];
+    pub_thread_t t[N_THREADS];
+    kc_store_stats_t s;
+    unsigned present, n_bad = 0;
+
+    for (unsigned i = 0; i < N_THREADS; i++) {
+        t[i] = (pub_thread_t){st, i, 0, 0, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, publisher, &t[i]), 0);
+    }
+    for (unsigned i = 0; i < N_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(t[i].failures, 0);
+        assert_int_equal(t[i].bad_ok, 0);
+        assert_int_equal(t[i].bad_quiet, 0);
+    }
+    for (unsigned i = 0; i < N_THREADS; i++)
+        for (unsigned j = 0; j < PER_THREAD; j++) {
+            int bad = i == 0 && j % 4 == 0;
+            assert_int_equal(kct_pub_state(st, 1000 + i * 100 + j, 2, &present, NULL),
+                             KC_OK);
+            assert_int_equal(present, bad ? 0 : 2 * 2 + 1);
+            n_bad += bad;
+        }
+    assert_int_equal(kc_store_flush(st), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.counters[KC_COUNTER_PUBLISHES], N_THREADS * PER_THREAD - n_bad);
+    assert_int_equal(s.records[KC_REC_TUNING], N_THREADS * PER_THREAD - n_bad);
+}
+
 static int setup(void **state)
 {
     return kct_store_fx_setup(state, "test_publish_many");
@@ -238,6 +311,9 @@ int main(void)
             test_an_item_may_name_what_an_earlier_item_published, setup,
             kct_store_fx_teardown),
         cmocka_unit_test(test_the_size_limit_applies_after_a_batch),
+        cmocka_unit_test_setup_teardown(
+            test_concurrent_publishes_each_get_their_own_result, setup,
+            kct_store_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
