@@ -274,6 +274,8 @@ class GcOpts(Structure):
         ("dry_run", c_int),
         ("list", c_int),
         ("now", c_uint64),
+        ("progress", c_void_p),
+        ("progress_user", c_void_p),
     ]
 
 

@@ -26,9 +26,7 @@ void ctl_progress_tick(ctl_progress_t *p, uint64_t done, uint64_t total)
 {
     uint64_t t;
 
-    if (!p->on || (done & 255) != 0)
-        return;
-    if ((t = now_ms()) - p->last_ms < 500)
+    if (!p->on || (t = now_ms()) - p->last_ms < 500)
         return;
     p->last_ms = t;
     p->printed = 1;

@@ -410,6 +410,13 @@ typedef struct kc_gc_opts {
     int dry_run;         /* plan and report, change nothing */
     int list;            /* fill report->items */
     uint64_t now;        /* the current time in unix seconds (0: time(NULL)) */
+    /* Called, when not NULL, from the calling thread as gc goes, for a
+     * progress display: phase "scan" with done records of total (every
+     * blob, build, tuning and group) read into the plan, every 4,096 and
+     * at the end; then, unless dry_run, phase "delete" with done planned
+     * evictions of total, after each write transaction. */
+    void (*progress)(void *user, const char *phase, uint64_t done, uint64_t total);
+    void *progress_user;
 } kc_gc_opts_t;
 
 /* No limit, no age, no dry run at their defaults: kc_gc_opts_t o = KC_GC_OPTS_INIT; then
