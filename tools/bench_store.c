@@ -493,6 +493,9 @@ enum {
     M_PUBN,
     M_PUB1_NC,
     M_PUBN_NC,
+    M_PUB512_NC,
+    M_PUB_THREADS,
+    M_PUB_THREADS_NC,
     M_FILE_PER,
     M_BLOB_RATIO,
     M_OVERFLOW,
@@ -520,6 +523,9 @@ static const char *const metric_names[M_COUNT] = {
     "publish_many, 64 kernels a call, with cubins (records/s)",
     "publish, 1 kernel a call, no cubin (records/s)",
     "publish_many, 64 kernels a call, no cubins (records/s)",
+    "publish_many, 512 kernels a call, no cubins (records/s)",
+    "publish, 1 kernel a call from 8 threads, with cubin (records/s)",
+    "publish, 1 kernel a call from 8 threads, no cubin (records/s)",
     "data.mdb bytes per record",
     "blob compression (raw / stored)",
     "blobs: whole 4 KiB overflow pages / blob bytes",
@@ -574,6 +580,50 @@ static double publish_rate(kc_store_t *st, uint64_t kid, unsigned count,
     free(ks);
     free(pubs);
     return (double)count * (with_cubins ? 3 : 2) / spent;
+}
+
+typedef struct pub_thread {
+    kc_store_t *st;
+    uint64_t kid;
+    unsigned count;
+    int with_cubins;
+    const kc_key_t *blobs; /* without cubins: blobs already stored */
+    size_t n_blobs;
+} pub_thread_t;
+
+static void *pub_thread(void *arg)
+{
+    pub_thread_t *t = arg;
+    for (unsigned i = 0; i < t->count; i++) {
+        kern_t k;
+        const kc_key_t *b = t->blobs ? &t->blobs[(t->kid + i) % t->n_blobs] : NULL;
+        kern_make(&k, t->kid + i, 1, t->with_cubins, b, 3);
+        kc_publish_t pub = kern_pub(&k, 1, t->with_cubins);
+        if (kc_store_publish(t->st, &pub) != KC_OK)
+            fprintf(stderr, "bench_store: publish: %s\n", kc_store_errmsg(t->st));
+        kern_free(&k);
+    }
+    return NULL;
+}
+
+/* Records per second of 8 threads each publishing count kernels of one
+ * config, one kc_store_publish a kernel (group commit shares their
+ * transactions). Compression is in the calls, as a launcher's. */
+static double threads_publish_rate(kc_store_t *st, uint64_t kid, unsigned count,
+                                   int with_cubins, const kc_key_t *blobs, size_t n_blobs)
+{
+    pthread_t th[8];
+    pub_thread_t args[8];
+    double t0 = now_s();
+
+    for (unsigned i = 0; i < 8; i++) {
+        args[i] = (pub_thread_t){
+            st, kid + (uint64_t)i * count, count, with_cubins, blobs, n_blobs};
+        pthread_create(&th[i], NULL, pub_thread, &args[i]);
+    }
+    for (unsigned i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    return 8.0 * count * (with_cubins ? 3 : 2) / (now_s() - t0);
 }
 
 static int bench_size(uint64_t n_records, const char *root, const char *cachectl,
@@ -681,6 +731,13 @@ static int bench_size(uint64_t n_records, const char *root, const char *cachectl
     m[M_PUB1_NC] = publish_rate(st, kid, n_single, 1, 0, f.blob_keys, n_builds, 1);
     kid += n_single;
     m[M_PUBN_NC] = publish_rate(st, kid, n_batch, 64, 0, f.blob_keys, n_builds, 1);
+    kid += n_batch;
+    m[M_PUB512_NC] = publish_rate(st, kid, n_batch * 2, 512, 0, f.blob_keys, n_builds, 2);
+    kid += n_batch * 2;
+    m[M_PUB_THREADS] = threads_publish_rate(st, kid, g_quick ? 100 : 400, 1, NULL, 0);
+    kid += 8 * (g_quick ? 100 : 400);
+    m[M_PUB_THREADS_NC] =
+        threads_publish_rate(st, kid, g_quick ? 100 : 400, 0, f.blob_keys, n_builds);
 
     /* The cold read: stamp the first cold_n sample kernels as the newest
      * uses (for the prefetch run), close, drop, reopen. */
@@ -820,7 +877,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n_sizes; i++) {
             double v = m[i][k];
             if (k == M_RECORDS || k == M_FILL || k == M_READERS || k == M_READERS_W ||
-                (k >= M_PUB1 && k <= M_PUBN_NC))
+                (k >= M_PUB1 && k <= M_PUB_THREADS_NC))
                 printf(" %.0f |", v);
             else if (k == M_RESIDENT)
                 printf(" %.1f%% |", v * 100);
