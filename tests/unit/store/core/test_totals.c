@@ -2,7 +2,8 @@
  * kind of write (publish, publish_many, put_raw, delete, del_many, group
  * put, gc, compact, bundle import) kc_store_stats, which reads them, equals
  * kc_store_stats_scan, which scans; a store without them (made before
- * revision 1.3) gets them from its first kc_store_stats. */
+ * revision 1.3) gets them from its first kc_store_stats; cachectl verify
+ * reports stale ones and --repair rewrites them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,6 +152,42 @@ static void test_a_store_without_totals_gets_them_from_its_first_stats(void **st
     kct_pub_free(&p2);
 }
 
+static int skew_totals_fn(MDB_txn *txn, void *arg)
+{
+    kc__env_t *env = arg;
+    uint64_t t[KC__TOTALS_SLOTS];
+    int rc = kc__totals_read(txn, env, t);
+
+    if (rc != 0)
+        return rc;
+    t[KC_REC_BUILD] += 7;
+    return kc__totals_write(txn, env, t);
+}
+
+static void test_verify_reports_stale_totals_and_repair_rewrites_them(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kc_store_stats_t kept, scan;
+    kct_pub_t p;
+    char dir[1024];
+
+    publish_id(st, 60, 3, &p);
+    snprintf(dir, sizeof dir, "%s", kc_store_path(st));
+    assert_int_equal(kct_cachectl_verify(dir, 0), 0);
+    /* As a writer that does not keep them (an older kcache) would leave them. */
+    assert_int_equal(kc__env_write(st->env, skew_totals_fn, st->env), 0);
+    assert_int_equal(kc_store_stats(st, &kept), KC_OK);
+    assert_int_equal(kc_store_stats_scan(st, &scan), KC_OK);
+    assert_int_equal(kept.record_bytes, scan.record_bytes + 7);
+    /* (The scan on this writable handle rewrote them: skew them again.) */
+    assert_int_equal(kc__env_write(st->env, skew_totals_fn, st->env), 0);
+    assert_int_equal(kct_cachectl_verify(dir, 0), 1);
+    assert_int_equal(kct_cachectl_verify(dir, 1), 0);
+    assert_totals_exact(st);
+    assert_int_equal(kct_cachectl_verify(dir, 0), 0);
+    kct_pub_free(&p);
+}
+
 static int setup(void **state)
 {
     return kct_store_fx_setup(state, "test_totals");
@@ -163,6 +200,9 @@ int main(void)
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_a_store_without_totals_gets_them_from_its_first_stats, setup,
+            kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_verify_reports_stale_totals_and_repair_rewrites_them, setup,
             kct_store_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
