@@ -203,8 +203,8 @@ KC_API void kc_store_warm(kc_store_t *store);
  * MDB_NORDAHEAD, so a lookup on a cold machine reads only the pages it
  * needs, one fault at a time; a process that starts with this call (on a
  * spare thread) gets its hot set read in the background instead. It walks
- * every usage stamp (a read transaction, about a second per million
- * records), changes nothing and does not wait for the reads.
+ * every usage stamp (one read transaction; its cost grows with the number
+ * of stamps), changes nothing and does not wait for the reads.
  *
  * *bytes and *records (either may be NULL) receive the value bytes and the
  * number of records advised. Returns KC_OK, KC_EINVAL for a NULL store,
