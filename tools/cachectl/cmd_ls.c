@@ -246,7 +246,8 @@ static void print_sorted(ls_ctx_t *c)
         ctl_table_new(c->layered ? NCOLS : NCOLS - 1, c->layered ? headers : headers + 1);
 
     sort_field = c->sort;
-    qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
+    if (c->n_rows)
+        qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
     for (size_t i = 0; i < c->n_rows; i++) {
         const char *const *cells = (const char *const *)c->rows[i].cells;
         ctl_table_row(t, c->layered ? cells : cells + 1);
@@ -582,7 +583,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                 goto fail;
         }
         for (size_t i = 0; i < n_kinds; i++) {
-            if (kinds[i] == KC_REC_BLOB)
+            if (kinds[i] == KC_REC_BLOB && c.n_uses)
                 qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
             rc = kc_store_iterate(st, kinds[i], ls_walk, &c);
             if (rc == LS_STOP)

@@ -98,7 +98,8 @@ static int prefetch_fn(MDB_txn *txn, void *arg)
     c->records = 0;
     if ((rc = collect(txn, c)) != 0)
         return rc;
-    qsort(c->hot, c->n, sizeof(*c->hot), newest_first);
+    if (c->n)
+        qsort(c->hot, c->n, sizeof(*c->hot), newest_first);
     for (size_t i = 0; i < c->n && c->bytes < c->max_bytes; i++) {
         MDB_val k = kc__key_val(&c->hot[i].key), v;
         for (size_t j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++) {
