@@ -260,6 +260,8 @@ class StoreStats(Structure):
         ("used_bytes", c_uint64),
         ("format_version", c_uint32),
         ("readonly", c_int),
+        ("record_bytes", c_uint64),
+        ("totals_scanned", c_int),
     ]
 
 
@@ -272,6 +274,8 @@ class GcOpts(Structure):
         ("dry_run", c_int),
         ("list", c_int),
         ("now", c_uint64),
+        ("progress", c_void_p),
+        ("progress_user", c_void_p),
     ]
 
 

@@ -150,6 +150,8 @@ class StoreStats:
     used_bytes: int
     format_version: int
     readonly: bool
+    record_bytes: int = 0  # stored bytes of every blob, build, tuning, binmeta, group
+    totals_scanned: bool = False  # the byte sums came from a scan (an older store)
 
 
 @dataclass
@@ -562,7 +564,8 @@ class Store:
             blob_raw_bytes=st.blob_raw_bytes, blob_stored_bytes=st.blob_stored_bytes,
             counters=counters, file_bytes=st.file_bytes, map_bytes=st.map_bytes,
             used_bytes=st.used_bytes, format_version=st.format_version,
-            readonly=bool(st.readonly),
+            readonly=bool(st.readonly), record_bytes=st.record_bytes,
+            totals_scanned=bool(st.totals_scanned),
         )  # fmt: skip
 
     def ls(self, kind: Optional[str] = None, arch: Optional[str] = None, name: Optional[str] = None) -> List[Entry]:

@@ -95,6 +95,21 @@ check "the same filter in JSON gives 3 vec_add builds for sm_90" \
     json_ok 'd["count"] == 3 and all(r["kind"] == "build" and r["name"] == "vec_add" and r["arch"] == "sm_90" for r in d["records"])'
 cc -s "$S" --json ls --arch sm_80
 check "ls --arch sm_80 finds nothing in an sm_90 store" json_ok 'd["count"] == 0'
+cc -s "$S" ls --limit 3
+check "ls --limit 3 streams three rows, builds first, and says the limit was reached" \
+    eval 'status_is 0 && [ "$(grep -Ec "^build +[0-9a-f]{32} " "$OUT")" -eq 3 ] && [ "$(grep -Ec "^(blob|tuning) " "$OUT")" -eq 0 ] && out_has "^3 records, .*limit reached"'
+cc -s "$S" --json ls --limit 4
+check "ls --json --limit 4 holds four records" json_ok 'd["count"] == 4 and len(d["records"]) == 4'
+cc -s "$S" --json ls --kind blob
+largest=$(jget 'min(d["records"], key=lambda r: (-r["stored_bytes"], r["key"]))["key"]')
+cc -s "$S" ls --kind blob --sort size
+first_key=$(awk 'NR == 2 {print $2}' "$OUT")
+check "ls --sort size puts the largest blob first" \
+    eval 'status_is 0 && [ "$first_key" = "$largest" ] && [ "$(grep -Ec "^blob " "$OUT")" -eq 5 ] && out_has "^5 records"'
+cc -s "$S" ls --sort color
+check "ls --sort with an unknown field is a usage error" eval 'usage_error'
+cc -s "$S" ls --limit 0
+check "ls --limit 0 is a usage error" eval 'usage_error'
 
 cc -s "$S" --json ls --kind build --name saxpy
 saxpy_build=$(jget 'd["records"][0]["key"]')
@@ -166,6 +181,8 @@ check "stats counts records by kind and reports the compression ratio" \
 cc -s "$S" --json stats
 check "stats --json has counts, sizes and the ratio" \
     json_ok 'd["records"]["blob"] == 5 and d["records"]["build"] == 5 and d["records"]["tuning"] == 1 and d["blob_stored_bytes"] < d["blob_raw_bytes"] and d["compression_ratio"] > 1'
+check "stats --json has the records' bytes and the on-disk ratio, from kept totals" \
+    json_ok 'd["record_bytes"] > d["blob_stored_bytes"] and abs(d["disk_ratio"] - d["file_bytes"] / d["record_bytes"]) < 1e-9 and d["totals_scanned"] is False'
 
 rc=0
 KCACHE_DIR=$S "$CACHECTL" --json stats >"$OUT" 2>"$ERR" || rc=$?

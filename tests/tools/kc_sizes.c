@@ -104,10 +104,12 @@ int main(void)
         F(kc_store_stats_t, blob_raw_bytes), F(kc_store_stats_t, blob_stored_bytes),
         F(kc_store_stats_t, counters), F(kc_store_stats_t, file_bytes),
         F(kc_store_stats_t, map_bytes), F(kc_store_stats_t, used_bytes),
-        F(kc_store_stats_t, format_version), F(kc_store_stats_t, readonly), end();
+        F(kc_store_stats_t, format_version), F(kc_store_stats_t, readonly),
+        F(kc_store_stats_t, record_bytes), F(kc_store_stats_t, totals_scanned), end();
     S(kc_gc_opts_t), F(kc_gc_opts_t, size), F(kc_gc_opts_t, max_bytes),
         F(kc_gc_opts_t, older_than), F(kc_gc_opts_t, dry_run), F(kc_gc_opts_t, list),
-        F(kc_gc_opts_t, now), end();
+        F(kc_gc_opts_t, now), F(kc_gc_opts_t, progress), F(kc_gc_opts_t, progress_user),
+        end();
     S(kc_gc_item_t), F(kc_gc_item_t, kind), F(kc_gc_item_t, key),
         F(kc_gc_item_t, last_use), F(kc_gc_item_t, bytes), end();
     S(kc_gc_report_t), F(kc_gc_report_t, evicted), F(kc_gc_report_t, bytes_freed),

@@ -1,8 +1,22 @@
 /* cachectl gc: evict least recently used records and sweep unreferenced
  * blobs. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cachectl.h"
+
+/* kc_gc_opts_t.progress: a line on stderr when it is a terminal. */
+static void gc_progress(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    ctl_progress_t *p = user;
+    const char *what = strcmp(phase, "scan") == 0 ? "gc: scanned" : "gc: evicted";
+
+    if (p->what != what) {
+        ctl_progress_end(p);
+        p->what = what;
+    }
+    ctl_progress_tick(p, done, total);
+}
 
 static const char help[] =
     "      --max-size SIZE        evict least recently used records until the store\n"
@@ -19,7 +33,7 @@ static const char help[] =
     "so it leaves with or after those tunings, and a blob leaves once no build\n"
     "references it. With neither limit, gc only sweeps unreferenced blobs.\n"
     "Freed pages are reused by later writes; 'cachectl compact' returns them\n"
-    "to the filesystem.\n";
+    "to the filesystem. On a terminal, progress goes to stderr.\n";
 
 enum { OPT_MAX_SIZE = 1000, OPT_OLDER_THAN, OPT_DRY_RUN };
 static const struct option longopts[] = {
@@ -158,7 +172,12 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     if (!(st = ctl_store_open_target(o, !go.dry_run, &layer)))
         return CTL_EXIT_FAIL;
     go.list = 1;
+    ctl_progress_t prog;
+    ctl_progress_begin(&prog, "gc: scanned");
+    go.progress = gc_progress;
+    go.progress_user = &prog;
     rc = kc_store_gc(st, &go, &r);
+    ctl_progress_end(&prog);
     if (rc != KC_OK) {
         ctl_err("gc: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
         kc_store_close(st);

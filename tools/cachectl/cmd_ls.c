@@ -1,4 +1,12 @@
-/* ls: list records, filtered by kind, arch and kernel name. */
+/* ls: list records, filtered by kind, arch and kernel name.
+ *
+ * Rows are printed as the store is walked, in fixed-width columns, so that
+ * the first line comes at once however large the store is and `ls | head`
+ * or --limit stop the walk early. Builds are listed before blobs: a blob is
+ * shown by the builds (and group files) that use it, which are gathered
+ * while they are listed (or in a first pass when builds are not listed).
+ * --sort collects every row and prints an aligned table in that order;
+ * --json builds one document. */
 #include "cachectl.h"
 
 #include <fnmatch.h>
@@ -15,13 +23,20 @@ static const char help[] =
     "  --arch ARCH   only records for this target, e.g. sm_90 (a blob matches\n"
     "                through the builds that use it)\n"
     "  --name GLOB   only records whose kernel entry (a group: its name) matches\n"
-    "                GLOB, e.g. 'gemm_*'\n";
+    "                GLOB, e.g. 'gemm_*'\n"
+    "  --limit N     stop after N records\n"
+    "  --sort FIELD  collect every row and print them sorted by FIELD: size\n"
+    "                (largest first), name or key; without it rows stream in\n"
+    "                store order (by kind: builds, binmeta, tunings, groups,\n"
+    "                blobs; by key within a kind)\n";
 
 static const struct option longopts[] = {
     CTL_COMMON_LONGOPTS,
     {"kind", required_argument, NULL, 'k'},
     {"arch", required_argument, NULL, 'a'},
     {"name", required_argument, NULL, 'n'},
+    {"limit", required_argument, NULL, 'l'},
+    {"sort", required_argument, NULL, 'o'},
     {0},
 };
 
@@ -43,12 +58,29 @@ typedef struct ls_ctx {
     const char *arch, *name;
     blob_use_t *uses;
     size_t n_uses, cap_uses;
-    ctl_table_t *table;
     json_t *list;
     size_t count, n_corrupt;
     uint64_t total_bytes;
     int json;
+    size_t limit; /* 0: none */
+    int sort;     /* SORT_*: 0 streams */
+    int header_done;
+    int collect_uses; /* gather blob uses while listing builds and groups */
+    /* Rows kept for --sort. */
+    struct row *rows;
+    size_t n_rows, cap_rows;
 } ls_ctx_t;
+
+enum { SORT_NONE, SORT_SIZE, SORT_NAME, SORT_KEY };
+
+#define NCOLS 7
+typedef struct row {
+    uint64_t size;
+    char *cells[NCOLS]; /* LAYER KIND KEY ARCH NAME SIZE DETAILS */
+} row_t;
+
+/* What iterate returns when --limit is reached (not a KC_E* code). */
+#define LS_STOP 1
 
 static int use_cmp(const void *a, const void *b)
 {
@@ -137,6 +169,100 @@ static const blob_use_t *blob_match(const ls_ctx_t *c, const kc_key_t *blob,
         if (match(c, c->uses[i].arch, c->uses[i].entry))
             first = &c->uses[i];
     return first;
+}
+
+/* Column widths of streamed rows: a kind name, a full key, an arch; longer
+ * cells push the row along rather than being cut. */
+static const int widths[NCOLS] = {5, 7, KC_KEY_HEX_LEN, 8, 24, 9, 0};
+static const char *const headers[NCOLS] = {"LAYER", "KIND",  "KEY",    "ARCH",
+                                           "NAME",  ">SIZE", "DETAILS"};
+
+/* One streamed row (the LAYER column only when there are layers). */
+static void print_row(ls_ctx_t *c, const char *const *cells)
+{
+    if (!c->header_done) {
+        c->header_done = 1;
+        print_row(c, headers);
+    }
+    for (size_t i = c->layered ? 0 : 1; i < NCOLS; i++) {
+        const char *s = cells[i] ? cells[i] : "-";
+        if (s[0] == '>' && cells == headers)
+            s++;
+        if (i + 1 == NCOLS)
+            printf("%s\n", s);
+        else if (i == 5)
+            printf("%*s  ", widths[i], s);
+        else
+            printf("%-*s  ", widths[i], s);
+    }
+}
+
+static char *dup_cell(const char *s)
+{
+    char *d = strdup(s ? s : "-");
+    if (!d) {
+        ctl_err("ls: out of memory");
+        exit(CTL_EXIT_FAIL);
+    }
+    return d;
+}
+
+static void keep_row(ls_ctx_t *c, const char *const *cells, uint64_t size)
+{
+    if (c->n_rows == c->cap_rows) {
+        size_t cap = c->cap_rows ? 2 * c->cap_rows : 256;
+        row_t *r = realloc(c->rows, cap * sizeof *r);
+        if (!r) {
+            ctl_err("ls: out of memory");
+            exit(CTL_EXIT_FAIL);
+        }
+        c->rows = r;
+        c->cap_rows = cap;
+    }
+    row_t *r = &c->rows[c->n_rows++];
+    r->size = size;
+    for (size_t i = 0; i < NCOLS; i++)
+        r->cells[i] = dup_cell(cells[i]);
+}
+
+static int sort_field;
+
+static int row_cmp(const void *a, const void *b)
+{
+    const row_t *x = a, *y = b;
+    int d;
+
+    if (sort_field == SORT_SIZE && x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    if (sort_field == SORT_NAME && (d = strcmp(x->cells[4], y->cells[4])) != 0)
+        return d;
+    return strcmp(x->cells[2], y->cells[2]);
+}
+
+/* --sort: every row, sorted, as an aligned table. */
+static void print_sorted(ls_ctx_t *c)
+{
+    ctl_table_t *t =
+        ctl_table_new(c->layered ? NCOLS : NCOLS - 1, c->layered ? headers : headers + 1);
+
+    sort_field = c->sort;
+    if (c->n_rows)
+        qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
+    for (size_t i = 0; i < c->n_rows; i++) {
+        const char *const *cells = (const char *const *)c->rows[i].cells;
+        ctl_table_row(t, c->layered ? cells : cells + 1);
+    }
+    if (c->n_rows)
+        ctl_table_print(t);
+    ctl_table_free(t);
+}
+
+static void free_rows(ls_ctx_t *c)
+{
+    for (size_t i = 0; i < c->n_rows; i++)
+        for (size_t j = 0; j < NCOLS; j++)
+            free(c->rows[i].cells[j]);
+    free(c->rows);
 }
 
 static int ls_one(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
@@ -343,32 +469,44 @@ emit:
                              name,
                              ctl_fmt_size(len, size, sizeof size),
                              info};
-        /* The LAYER column is there only when there are layers. */
-        ctl_table_row(c->table, c->layered ? row : row + 1);
+        if (c->sort)
+            keep_row(c, row, len);
+        else
+            print_row(c, row);
     }
 done:
     json_decref(j);
     kc_free(bd);
     kc_free(td);
     kc_free(rec);
-    return 0;
+    return c->limit && c->count >= c->limit ? LS_STOP : 0;
+}
+
+/* The walk's callback: gathers what blobs are shown by, then lists. */
+static int ls_walk(void *user, kc_rec_kind_t kind, const kc_key_t *key, const void *data,
+                   size_t len)
+{
+    ls_ctx_t *c = user;
+
+    if (c->collect_uses && (kind == KC_REC_BUILD || kind == KC_REC_GROUP))
+        collect_use(c, kind, key, data, len);
+    return ls_one(c, kind, key, data, len);
 }
 
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
-    static const char *const hdr[] = {"KIND", "KEY", "ARCH", "NAME", ">SIZE", "DETAILS"};
-    static const char *const layered_hdr[] = {"LAYER", "KIND",  "KEY",    "ARCH",
-                                              "NAME",  ">SIZE", "DETAILS"};
-    static const int default_kinds[] = {KC_REC_BLOB, KC_REC_BUILD, KC_REC_BINMETA,
-                                        KC_REC_TUNING, KC_REC_GROUP};
+    /* Builds before blobs: a blob's row needs the builds that use it. */
+    static const int default_kinds[] = {KC_REC_BUILD, KC_REC_BINMETA, KC_REC_TUNING,
+                                        KC_REC_GROUP, KC_REC_BLOB};
     int kinds[KC_REC_KIND_MAX];
     size_t n_kinds = 0;
-    const char *kind_arg = NULL;
+    const char *kind_arg = NULL, *sort_arg = NULL;
     ls_ctx_t c = {0};
-    kc_store_t *st;
-    int ch, rc;
+    kc_store_t *st = NULL;
+    int ch, rc, lists_blobs = 0, lists_uses = 0;
+    char *end;
 
     while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (ch) {
@@ -382,6 +520,15 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         case 'n':
             c.name = optarg;
             break;
+        case 'l':
+            c.limit = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || c.limit == 0)
+                return ctl_usage_err(self->name,
+                                     "--limit wants a count above 0, not '%s'", optarg);
+            break;
+        case 'o':
+            sort_arg = optarg;
+            break;
         default:
             if ((rc = ctl_common_opt(o, self, ch, argv)) >= 0)
                 return rc;
@@ -389,13 +536,23 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     }
     if (optind < argc)
         return ctl_usage_err(self->name, "unexpected argument '%s'", argv[optind]);
+    if (sort_arg) {
+        c.sort = strcmp(sort_arg, "size") == 0   ? SORT_SIZE
+                 : strcmp(sort_arg, "name") == 0 ? SORT_NAME
+                 : strcmp(sort_arg, "key") == 0  ? SORT_KEY
+                                                 : -1;
+        if (c.sort < 0)
+            return ctl_usage_err(
+                self->name, "unknown --sort field '%s' (size, name or key)", sort_arg);
+    }
     if (!kind_arg) {
         for (size_t i = 0; i < sizeof default_kinds / sizeof default_kinds[0]; i++)
             kinds[n_kinds++] = default_kinds[i];
     } else if (strcmp(kind_arg, "all") == 0) {
         for (int k = KC_REC_KIND_MIN; k <= KC_REC_KIND_MAX; k++)
-            if (k != KC_REC_META)
+            if (k != KC_REC_META && k != KC_REC_BLOB)
                 kinds[n_kinds++] = k;
+        kinds[n_kinds++] = KC_REC_BLOB;
     } else if ((kinds[0] = kc_rec_kind_from_name(kind_arg)) != 0 &&
                kinds[0] != KC_REC_META) {
         /* Meta records are keyed by name, not by key: stats shows them. */
@@ -406,6 +563,10 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                              "usage, lease or all)",
                              kind_arg);
     }
+    for (size_t i = 0; i < n_kinds; i++) {
+        lists_blobs |= kinds[i] == KC_REC_BLOB;
+        lists_uses |= kinds[i] == KC_REC_BUILD || kinds[i] == KC_REC_GROUP;
+    }
     kc_layers_t *layers = ctl_layers_open(o);
     if (!layers)
         return CTL_EXIT_FAIL;
@@ -413,25 +574,30 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
     c.json = o->json;
     if (c.json)
         c.list = json_array();
-    else
-        c.table = c.layered ? ctl_table_new(7, layered_hdr) : ctl_table_new(6, hdr);
     for (c.layer = 0; c.layer < kc_layers_count(layers); c.layer++) {
         st = c.st = kc_layers_store(layers, c.layer);
         c.layer_path = kc_store_path(st);
-        /* Blobs are shown by the builds that use them, so gather those
-         * first. */
         c.n_uses = 0;
-        rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
-        if (rc == KC_OK || rc == KC_ENOTFOUND)
-            rc = kc_store_iterate(st, KC_REC_GROUP, collect_use, &c);
-        if (rc != KC_OK && rc != KC_ENOTFOUND)
-            goto fail;
-        qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
-        for (size_t i = 0; i < n_kinds; i++) {
-            rc = kc_store_iterate(st, kinds[i], ls_one, &c);
+        c.collect_uses = lists_blobs;
+        /* Blobs alone: gather the builds and groups that use them first. */
+        if (lists_blobs && !lists_uses) {
+            rc = kc_store_iterate(st, KC_REC_BUILD, collect_use, &c);
+            if (rc == KC_OK || rc == KC_ENOTFOUND)
+                rc = kc_store_iterate(st, KC_REC_GROUP, collect_use, &c);
             if (rc != KC_OK && rc != KC_ENOTFOUND)
                 goto fail;
         }
+        for (size_t i = 0; i < n_kinds; i++) {
+            if (kinds[i] == KC_REC_BLOB && c.n_uses)
+                qsort(c.uses, c.n_uses, sizeof *c.uses, use_cmp);
+            rc = kc_store_iterate(st, kinds[i], ls_walk, &c);
+            if (rc == LS_STOP)
+                break;
+            if (rc != KC_OK && rc != KC_ENOTFOUND)
+                goto fail;
+        }
+        if (c.limit && c.count >= c.limit)
+            break;
     }
     if (c.n_corrupt)
         ctl_err("warning: %zu damaged record%s; run 'cachectl verify'", c.n_corrupt,
@@ -447,24 +613,26 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         kc_layers_close(layers);
         return ctl_json_print(doc);
     }
-    if (ctl_table_rows(c.table) > 0) {
+    if (c.sort)
+        print_sorted(&c);
+    free_rows(&c);
+    if (c.count > 0) {
         char tot[32];
-        ctl_table_print(c.table);
-        printf("%zu record%s, %s\n", c.count, c.count == 1 ? "" : "s",
-               ctl_fmt_size(c.total_bytes, tot, sizeof tot));
+        printf("%zu record%s, %s%s\n", c.count, c.count == 1 ? "" : "s",
+               ctl_fmt_size(c.total_bytes, tot, sizeof tot),
+               c.limit && c.count >= c.limit ? " (--limit reached)" : "");
     } else {
         printf("no records\n");
     }
     if (c.layered)
         ctl_print_layers(layers);
-    ctl_table_free(c.table);
     kc_layers_close(layers);
     return CTL_EXIT_OK;
 fail:
     ctl_err("ls: cannot read the store: %s: %s", kc_strerror(rc), kc_store_errmsg(st));
     free(c.uses);
+    free_rows(&c);
     json_decref(c.list);
-    ctl_table_free(c.table);
     kc_layers_close(layers);
     return CTL_EXIT_FAIL;
 }
@@ -472,7 +640,7 @@ fail:
 const kc_cmd_t kc_cmd_ls = {
     .name = "ls",
     .summary = "list records",
-    .usage = "ls [--kind KIND] [--arch ARCH] [--name GLOB]",
+    .usage = "ls [--kind KIND] [--arch ARCH] [--name GLOB] [--limit N] [--sort FIELD]",
     .help = help,
     .run = run,
 };

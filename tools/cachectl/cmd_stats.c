@@ -11,7 +11,11 @@ static const char help[] =
     "Counters: hits; misses, and misses by reason (no tuning for the signature, or\n"
     "a tuning whose build was unusable); corrupt records found; bytes stored;\n"
     "publishes, compiles, tunes, evictions; and the compile and tuning time that\n"
-    "store hits saved (in seconds; microseconds in --json).\n";
+    "store hits saved (in seconds; microseconds in --json).\n\n"
+    "On disk: data.mdb's size over the stored bytes of every blob, build, tuning,\n"
+    "binmeta and group record (and the pages in use over them). Counts and sizes\n"
+    "are kept by the store and read in constant time; a store made before kcache\n"
+    "kept them is scanned (\"scanned\").\n";
 
 static const struct option longopts[] = {
     CTL_COMMON_LONGOPTS,
@@ -53,6 +57,16 @@ static int stats_one(kc_store_t *st, int json, json_t **doc_out)
         json_object_set_new(doc, "file_bytes", ctl_json_u64(s.file_bytes));
         json_object_set_new(doc, "map_bytes", ctl_json_u64(s.map_bytes));
         json_object_set_new(doc, "used_bytes", ctl_json_u64(s.used_bytes));
+        json_object_set_new(doc, "record_bytes", ctl_json_u64(s.record_bytes));
+        json_object_set_new(doc, "disk_ratio",
+                            s.record_bytes
+                                ? json_real((double)s.file_bytes / (double)s.record_bytes)
+                                : json_null());
+        json_object_set_new(doc, "used_ratio",
+                            s.record_bytes
+                                ? json_real((double)s.used_bytes / (double)s.record_bytes)
+                                : json_null());
+        json_object_set_new(doc, "totals_scanned", json_boolean(s.totals_scanned));
         for (int c = 0; c < KC_COUNTER_COUNT_; c++)
             json_object_set_new(ctr, kc_counter_name(c), ctl_json_u64(s.counters[c]));
         json_object_set_new(doc, "counters", ctr);
@@ -68,6 +82,14 @@ static int stats_one(kc_store_t *st, int json, json_t **doc_out)
               ctl_fmt_size(s.blob_raw_bytes, a, sizeof a),
               ctl_fmt_size(s.blob_stored_bytes, b, sizeof b),
               ctl_fmt_ratio(s.blob_raw_bytes, s.blob_stored_bytes, r, sizeof r));
+    if (s.record_bytes) {
+        char u[32];
+        ctl_field("on disk", "%s of records; file %s, in use %s%s",
+                  ctl_fmt_size(s.record_bytes, a, sizeof a),
+                  ctl_fmt_ratio(s.file_bytes, s.record_bytes, b, sizeof b),
+                  ctl_fmt_ratio(s.used_bytes, s.record_bytes, u, sizeof u),
+                  s.totals_scanned ? " (scanned)" : "");
+    }
     printf("\n");
     {
         static const char *const hdr[] = {"KIND", ">RECORDS"};

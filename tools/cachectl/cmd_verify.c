@@ -11,7 +11,9 @@ static const char help[] =
     "  --repair   delete every record that fails a check (exit 0 once all are gone)\n\n"
     "Checks: header and checksum, the key derived from a build's or tuning's\n"
     "preimage, a blob's decompressed bytes against its key, and that every\n"
-    "build's blob is present and sound.\n";
+    "build's blob is present and sound; and that the record totals the store\n"
+    "keeps for 'cachectl stats' equal a scan (--repair rewrites them). On a\n"
+    "terminal, progress goes to stderr.\n";
 
 static const struct option longopts[] = {
     CTL_COMMON_LONGOPTS,
@@ -197,8 +199,47 @@ out:
     kc_free(data);
 }
 
+/* Whether the totals kc_store_stats reads equal a scan; *why says how they
+ * differ. Compared twice, so that a writer between the two reads is not
+ * taken for a mismatch. With repair (a writable handle), the scan rewrites
+ * them. -1 on a store error. */
+static int totals_differ(kc_store_t *st, int repair, char *why, size_t cap)
+{
+    kc_store_stats_t kept, scan;
+    int differ = 0;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (kc_store_stats(st, &kept) != KC_OK)
+            return -1;
+        if (kept.totals_scanned)
+            return 0; /* none kept: stats scans anyway */
+        if (kc_store_stats_scan(st, &scan) != KC_OK)
+            return -1;
+        differ = kept.blob_raw_bytes != scan.blob_raw_bytes ||
+                 kept.blob_stored_bytes != scan.blob_stored_bytes ||
+                 kept.record_bytes != scan.record_bytes;
+        if (!differ)
+            return 0;
+        snprintf(why, cap,
+                 "kept record totals differ from a scan: blobs %llu/%llu raw bytes, "
+                 "%llu/%llu stored, records %llu/%llu bytes (kept/scanned)%s",
+                 (unsigned long long)kept.blob_raw_bytes,
+                 (unsigned long long)scan.blob_raw_bytes,
+                 (unsigned long long)kept.blob_stored_bytes,
+                 (unsigned long long)scan.blob_stored_bytes,
+                 (unsigned long long)kept.record_bytes,
+                 (unsigned long long)scan.record_bytes, repair ? "; rewritten" : "");
+        if (repair)
+            return 1; /* the scan rewrote them */
+    }
+    return differ;
+}
+
 static int run(kc_ctx_t *ctx, int argc, char **argv)
 {
+    ctl_progress_t prog;
+    char totals_why[400];
+    int totals_bad = 0;
     ctl_opts_t *o = &ctx->opts;
     const kc_cmd_t *self = ctx->cmd;
     verify_ctx_t v = {0};
@@ -233,8 +274,18 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         rc = CTL_EXIT_FAIL;
         goto out;
     }
-    for (size_t i = 0; i < v.n; i++)
+    ctl_progress_begin(&prog, "verify");
+    for (size_t i = 0; i < v.n; i++) {
         check_one(st, &v, v.recs[i].kind, &v.recs[i].key);
+        ctl_progress_tick(&prog, i + 1, v.n);
+    }
+    ctl_progress_end(&prog);
+    totals_bad = totals_differ(st, repair, totals_why, sizeof totals_why);
+    if (totals_bad < 0) {
+        ctl_err("verify: cannot read the store's totals: %s", kc_store_errmsg(st));
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
     if (v.oom) {
         ctl_err("verify: out of memory");
         rc = CTL_EXIT_FAIL;
@@ -252,7 +303,7 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                     ctl_hex(&p->key, h), kc_strerror(d), kc_store_errmsg(st));
         }
     }
-    rc = n_removed == v.n_bad ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    rc = n_removed == v.n_bad && (!totals_bad || repair) ? CTL_EXIT_OK : CTL_EXIT_FAIL;
     if (o->json) {
         json_t *doc = json_object(), *list = json_array();
         json_object_set_new(doc, "store", json_string(kc_store_path(st)));
@@ -266,6 +317,9 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             json_array_append_new(list, e);
         }
         json_object_set_new(doc, "problems", list);
+        json_object_set_new(doc, "totals_ok", json_boolean(!totals_bad));
+        if (totals_bad)
+            json_object_set_new(doc, "totals_problem", json_string(totals_why));
         json_object_set_new(doc, "removed", ctl_json_u64(n_removed));
         json_object_set_new(doc, "ok", json_boolean(rc == CTL_EXIT_OK));
         if (ctl_json_print(doc) != CTL_EXIT_OK)
@@ -292,6 +346,10 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             printf(", %zu removed", n_removed);
         printf("\n");
     }
+    if (totals_bad)
+        ctl_err("verify: %s", totals_why);
+    if (totals_bad && !repair)
+        ctl_err("verify: 'cachectl verify --repair' rewrites the totals");
     if (v.n_bad && !repair)
         ctl_err("verify: %zu bad record%s; 'cachectl verify --repair' deletes %s",
                 v.n_bad, v.n_bad == 1 ? "" : "s", v.n_bad == 1 ? "it" : "them");

@@ -35,6 +35,19 @@ void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * JSON error document. */
 void ctl_err_code(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Progress of a long walk on stderr, only when stderr is a terminal: at
+ * most every 0.5 s, "\r<what>: <done>/<total> records" (total 0: unknown),
+ * and a newline from ctl_progress_end if anything was printed. */
+typedef struct ctl_progress {
+    const char *what;
+    int on;      /* stderr is a terminal */
+    int printed; /* a line is open */
+    uint64_t last_ms;
+} ctl_progress_t;
+void ctl_progress_begin(ctl_progress_t *p, const char *what);
+void ctl_progress_tick(ctl_progress_t *p, uint64_t done, uint64_t total);
+void ctl_progress_end(ctl_progress_t *p);
+
 /* Report a usage error on stderr (with a hint to run --help) and return
  * CTL_EXIT_USAGE, so that a command can `return ctl_usage_err(...)`. */
 int ctl_usage_err(const char *cmd, const char *fmt, ...)

@@ -202,6 +202,22 @@ KC_API int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key
  * created. store may be NULL (the blob path alone). */
 KC_API void kc_store_warm(kc_store_t *store);
 
+/* Ask the kernel to read ahead (madvise MADV_WILLNEED) the pages of the
+ * most recently used records, newest usage stamp first, until max_bytes of
+ * record values are covered (0: every stamped record): each stamp's
+ * tuning, build (with its blob), group or blob. Stores are mapped with
+ * MDB_NORDAHEAD, so a lookup on a cold machine reads only the pages it
+ * needs, one fault at a time; a process that starts with this call (on a
+ * spare thread) gets its hot set read in the background instead. It walks
+ * every usage stamp (one read transaction; its cost grows with the number
+ * of stamps), changes nothing and does not wait for the reads.
+ *
+ * *bytes and *records (either may be NULL) receive the value bytes and the
+ * number of records advised. Returns KC_OK, KC_EINVAL for a NULL store,
+ * KC_ENOMEM or a store error. */
+KC_API int kc_store_prefetch_hot(kc_store_t *store, uint64_t max_bytes, uint64_t *bytes,
+                                 uint64_t *records);
+
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
  * then returned by kc_store_iterate. */
@@ -236,7 +252,30 @@ typedef struct kc_publish {
     size_t n_binmetas;
 } kc_publish_t;
 
+/* Publishes through one handle from several threads at once share write
+ * transactions (group commit): a publish that finds another committing
+ * waits for it, then commits, in one transaction and one fsync, every
+ * publish queued meanwhile. Each call still commits all or nothing and gets
+ * its own result and message: if a shared transaction fails, each of its
+ * publishes runs again alone. */
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
+
+/* Publish pubs[0..n) in one write transaction (one fsync): all of them or,
+ * on any error, none. Each item is checked as kc_store_publish checks one
+ * (a bad item is KC_EINVAL, kc_store_errmsg naming its index); a build,
+ * binmeta or tuning may name a record published by an earlier item of the
+ * same call. The store's size limit is applied once, after the commit, as
+ * after a publish. The result equals n calls of kc_store_publish, except
+ * that KC_COUNTER_PUBLISHES grows by n at once. Every cubin is compressed
+ * before the transaction starts, so memory holds the whole batch
+ * compressed: callers bound their batches (kcache_bench_store fills with
+ * 16 kernels a call). Bundle import and import-triton already write a
+ * whole bundle or cache in one transaction; concurrent kc_store_publish
+ * calls are group-committed (above).
+ *
+ * Returns KC_OK (also for n 0); KC_EINVAL for a NULL store, NULL pubs with
+ * n > 0 or a bad item; KC_EREADONLY; or a store error. */
+KC_API int kc_store_publish_many(kc_store_t *store, const kc_publish_t *pubs, size_t n);
 
 /* ---- groups ------------------------------------------------------------ */
 
@@ -341,6 +380,13 @@ KC_API int kc_store_counters_zero(kc_store_t *store);
  * A read-only store drops them. */
 KC_API int kc_store_flush(kc_store_t *store);
 
+/* Record counts come from LMDB's per-database entry counts, byte sums from
+ * the totals kept in the meta database (docs/FORMAT.md, "totals"), updated
+ * in the transaction of every put and delete: both are exact and read in
+ * constant time. A store made before revision 1.3 has no totals: the first
+ * kc_store_stats computes them by a scan, and stores them when the store
+ * is writable (a read-only one is scanned each time; totals_scanned says
+ * so). */
 typedef struct kc_store_stats {
     uint64_t records[KC_REC_KIND_MAX + 1]; /* by kind; [0] unused */
     uint64_t blob_raw_bytes;               /* sum of raw cubin sizes */
@@ -351,9 +397,19 @@ typedef struct kc_store_stats {
     uint64_t used_bytes;                   /* pages in use */
     uint32_t format_version;
     int readonly;
+    /* Stored value bytes of every blob, build, tuning, binmeta and group
+     * record: file_bytes / record_bytes is the on-disk overhead. */
+    uint64_t record_bytes;
+    int totals_scanned; /* the byte sums came from a full scan */
 } kc_store_stats_t;
 
 KC_API int kc_store_stats(kc_store_t *store, kc_store_stats_t *out);
+
+/* kc_store_stats with the byte sums computed by a full scan, whatever the
+ * store keeps (totals_scanned is 1); on a writable handle the scan runs in
+ * a write transaction and replaces the kept totals with its result (a
+ * repair). cachectl verify compares the two. */
+KC_API int kc_store_stats_scan(kc_store_t *store, kc_store_stats_t *out);
 
 /* ---- gc and compaction ------------------------------------------------- */
 
@@ -372,6 +428,13 @@ typedef struct kc_gc_opts {
     int dry_run;         /* plan and report, change nothing */
     int list;            /* fill report->items */
     uint64_t now;        /* the current time in unix seconds (0: time(NULL)) */
+    /* Called, when not NULL, from the calling thread as gc goes, for a
+     * progress display: phase "scan" with done records of total (every
+     * blob, build, tuning and group) read into the plan, every 4,096 and
+     * at the end; then, unless dry_run, phase "delete" with done planned
+     * evictions of total, after each write transaction. */
+    void (*progress)(void *user, const char *phase, uint64_t done, uint64_t total);
+    void *progress_user;
 } kc_gc_opts_t;
 
 /* No limit, no age, no dry run at their defaults: kc_gc_opts_t o = KC_GC_OPTS_INIT; then

@@ -231,7 +231,10 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
                     kc__env_t **out, char *msg, size_t msg_len)
 {
     kc__env_t *env;
-    unsigned flags = MDB_NOTLS;
+    /* MDB_NORDAHEAD: lookups are random, so the kernel's readahead around
+     * each fault would read pages nobody asked for and push hot ones out of
+     * the page cache; kc_store_prefetch_hot asks for what is wanted. */
+    unsigned flags = MDB_NOTLS | KC__ENV_FLAGS;
     uint64_t map_size = opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE;
     int rc, dead;
 
@@ -572,7 +575,7 @@ static int env_reopen(kc__env_t *env, const char *dir, uint64_t map_size,
     if ((rc = mdb_env_create(&mdb)) != 0 ||
         (rc = mdb_env_set_maxdbs(mdb, KC__ENV_MAX_DBS)) != 0 ||
         (rc = mdb_env_set_maxreaders(mdb, max_readers)) != 0 ||
-        (rc = mdb_env_open(mdb, dir, MDB_NOTLS, 0664)) != 0) {
+        (rc = mdb_env_open(mdb, dir, MDB_NOTLS | KC__ENV_FLAGS, 0664)) != 0) {
         snprintf(msg, msg_len, "%s: cannot reopen the store: %s", dir, mdb_strerror(rc));
         mdb_env_close(mdb);
         return kc__mdb_code(rc);

@@ -24,6 +24,10 @@
 
 #include "kcache/record.h"
 
+/* Flags every environment is opened with, beside MDB_NOTLS (and MDB_RDONLY,
+ * MDB_NOLOCK where they apply): no readahead on a map read at random. */
+#define KC__ENV_FLAGS MDB_NORDAHEAD
+
 /* The named databases, one per record kind, opened once with the env. */
 #define KC__ENV_MAX_DBS 16
 

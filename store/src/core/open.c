@@ -135,7 +135,15 @@ static int format_write_fn(MDB_txn *txn, void *arg)
     /* Two processes creating the store at once both get here; the first
      * one's record stands. */
     rc = kc__meta_write(txn, c->env, "format", buf, sizeof(buf), MDB_NOOVERWRITE);
-    return rc == MDB_KEYEXIST ? 0 : rc;
+    if (rc == MDB_KEYEXIST)
+        return 0;
+    if (rc != 0)
+        return rc;
+    /* A new store starts its record totals (core/totals.c) here. */
+    uint64_t t[KC__TOTALS_SLOTS];
+    if ((rc = kc__totals_scan(txn, c->env, t)) != 0)
+        return rc;
+    return kc__totals_write(txn, c->env, t);
 }
 
 /* ---- open and close --------------------------------------------------------- */
@@ -290,6 +298,8 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     pthread_mutex_init(&st->pending_lock, NULL);
     pthread_cond_init(&st->flush_cv, NULL);
     pthread_cond_init(&st->flushed_cv, NULL);
+    pthread_mutex_init(&st->pub_lock, NULL);
+    pthread_cond_init(&st->pub_cv, NULL);
 
     rc = kc__env_acquire(dir, &eo, &st->env, msg, sizeof(msg));
     if (rc != KC_OK) {
@@ -305,6 +315,8 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
 
 fail_mutex:
     pthread_cond_destroy(&st->flushed_cv);
+    pthread_cond_destroy(&st->pub_cv);
+    pthread_mutex_destroy(&st->pub_lock);
     pthread_cond_destroy(&st->flush_cv);
     pthread_mutex_destroy(&st->pending_lock);
 fail:
@@ -325,6 +337,8 @@ void kc_store_close(kc_store_t *store)
     kc__env_release(store->env);
     free(store->pending.usage.ent);
     pthread_cond_destroy(&store->flushed_cv);
+    pthread_cond_destroy(&store->pub_cv);
+    pthread_mutex_destroy(&store->pub_lock);
     pthread_cond_destroy(&store->flush_cv);
     pthread_mutex_destroy(&store->pending_lock);
     free(store->path);

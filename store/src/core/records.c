@@ -77,14 +77,14 @@ static int del_fn(MDB_txn *txn, void *arg)
         if (v.mv_size != c->expect_len || memcmp(v.mv_data, c->expect, v.mv_size) != 0)
             return 0; /* rewritten since we read it */
     }
-    rc = mdb_del(txn, c->env->dbi[c->kind], &k, NULL);
+    rc = kc__rec_del(txn, c->env, c->kind, &k);
     if (rc != 0)
         return rc;
     c->removed = 1;
     /* A binmeta stands beside its build: it goes with it, and the usage
      * stamp under their key is the build's. */
     if (c->kind == KC_REC_BUILD && kc__env_has_db(c->env, KC_REC_BINMETA)) {
-        rc = mdb_del(txn, c->env->dbi[KC_REC_BINMETA], &k, NULL);
+        rc = kc__rec_del(txn, c->env, KC_REC_BINMETA, &k);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return rc;
     }
@@ -439,7 +439,7 @@ static int put_fn(MDB_txn *txn, void *arg)
         if (rc != 0)
             return rc;
     }
-    rc = mdb_put(txn, c->env->dbi[c->kind], &k, &v, c->flags);
+    rc = kc__rec_put(txn, c->env, c->kind, &k, &v, c->flags);
 
     c->existed = rc == MDB_KEYEXIST;
     return c->existed ? 0 : rc;

@@ -76,6 +76,13 @@ struct kc_store {
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
+    /* Group commit of publishes (ops/publish.c): publishes waiting for the
+     * write transaction, and whether a thread is committing some. Under
+     * pub_lock. */
+    pthread_mutex_t pub_lock;
+    pthread_cond_t pub_cv;
+    struct kc__pub_req *pub_queue;
+    int pub_leader;
 };
 
 /* Stop and join the usage flusher (kc_store_close, before its last flush). */
@@ -160,6 +167,35 @@ void kc__pending_restore(kc_store_t *st, kc__pending_t *p);
  * NULL), in txn. */
 int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
                       const uint64_t *extra);
+
+/* ---- totals.c: record totals in the meta database ------------------------ */
+
+/* Slot 0: raw bytes of every blob; slot kind: stored bytes of that kind. */
+#define KC__TOTALS_SLOTS (KC_REC_KIND_MAX + 1)
+
+/* Whether the totals count kind (blob, build, tuning, binmeta, group). */
+int kc__kind_totaled(int kind);
+
+/* The stored totals: 0, MDB_NOTFOUND in a store that keeps none (made by
+ * an older kcache), KC_ECORRUPT, or an LMDB code. */
+int kc__totals_read(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS]);
+int kc__totals_write(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTALS_SLOTS]);
+
+/* The totals by a full scan of the counted kinds. */
+int kc__totals_scan(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS]);
+
+/* Note that a value of kind was replaced (old and new_val), added (old
+ * NULL) or removed (new_val NULL). For a kind other than blob only mv_size
+ * is read. */
+int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
+                    const MDB_val *new_val);
+
+/* mdb_put / mdb_del on dbi[kind] keeping the totals: every put or delete
+ * of a counted kind goes through these. kc__rec_del gives MDB_NOTFOUND
+ * when the record is absent. */
+int kc__rec_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
+                unsigned flags);
+int kc__rec_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k);
 
 /* ---- small helpers ---------------------------------------------------------- */
 

@@ -21,14 +21,14 @@ static int del_one(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind, const kc_ke
 
     if (!kc__env_has_db(env, kind))
         return 0;
-    rc = mdb_del(txn, env->dbi[kind], &k, NULL);
+    rc = kc__rec_del(txn, env, kind, &k);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0)
         return rc;
     (*removed)++;
     if (kind == KC_REC_BUILD && kc__env_has_db(env, KC_REC_BINMETA)) {
-        rc = mdb_del(txn, env->dbi[KC_REC_BINMETA], &k, NULL);
+        rc = kc__rec_del(txn, env, KC_REC_BINMETA, &k);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return rc;
     }

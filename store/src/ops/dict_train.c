@@ -148,7 +148,7 @@ static int write_fn(MDB_txn *txn, void *arg)
         size_t old = v.mv_size;
         v.mv_data = c->v[i].rec;
         v.mv_size = c->v[i].len;
-        if ((rc = mdb_put(txn, c->env->dbi[KC_REC_BLOB], &k, &v, 0)) != 0)
+        if ((rc = kc__rec_put(txn, c->env, KC_REC_BLOB, &k, &v, 0)) != 0)
             return rc;
         c->written++;
         c->saved += old - c->v[i].len;

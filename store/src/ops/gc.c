@@ -81,7 +81,18 @@ typedef struct plan {
     uint64_t size;
     g_item_t *items;
     size_t n_items, cap_items;
+    /* Progress (kc_gc_opts_t.progress): records read of total. */
+    void (*progress)(void *user, const char *phase, uint64_t done, uint64_t total);
+    void *progress_user;
+    uint64_t scanned, to_scan;
 } plan_t;
+
+/* One more record read into the plan. */
+static void plan_tick(plan_t *p)
+{
+    if (++p->scanned % 4096 == 0 && p->progress)
+        p->progress(p->progress_user, "scan", p->scanned, p->to_scan);
+}
 
 static void plan_free(plan_t *p)
 {
@@ -187,6 +198,7 @@ static int scan_blobs(MDB_txn *txn, plan_t *p)
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         g_blob_t b = {.refs = 0};
+        plan_tick(p);
         p->size += v.mv_size;
         if (!key_from(&k, &b.key))
             continue;
@@ -216,6 +228,7 @@ static int scan_builds(MDB_txn *txn, plan_t *p)
         g_build_t b = {.blob = -1, .tunings = -1};
         kc_record_t *rec = NULL;
 
+        plan_tick(p);
         p->size += v.mv_size;
         if (!key_from(&k, &b.key) ||
             kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
@@ -254,6 +267,7 @@ static int scan_tunings(MDB_txn *txn, plan_t *p)
         kc_record_t *rec = NULL;
         long w;
 
+        plan_tick(p);
         p->size += v.mv_size;
         if (!key_from(&k, &t.key) ||
             kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
@@ -301,6 +315,7 @@ static int scan_groups(MDB_txn *txn, plan_t *p)
         g_group_t g = {.n_blobs = 0};
         kc_record_t *rec = NULL;
 
+        plan_tick(p);
         p->size += v.mv_size;
         if (!key_from(&k, &g.key) ||
             kc_record_decode(v.mv_data, v.mv_size, &rec) != KC_OK ||
@@ -341,9 +356,20 @@ static int plan_fn(MDB_txn *txn, void *arg)
     plan_t *p = arg;
     int rc;
 
+    /* A run of kc__env_read starts afresh. */
+    p->scanned = p->to_scan = 0;
+    for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
+        MDB_stat ms;
+        if ((kind == KC_REC_BLOB || kind == KC_REC_BUILD || kind == KC_REC_TUNING ||
+             kind == KC_REC_GROUP) &&
+            kc__env_has_db(p->env, kind) && mdb_stat(txn, p->env->dbi[kind], &ms) == 0)
+            p->to_scan += ms.ms_entries;
+    }
     if ((rc = scan_blobs(txn, p)) != 0 || (rc = scan_builds(txn, p)) != 0 ||
         (rc = scan_tunings(txn, p)) != 0 || (rc = scan_groups(txn, p)) != 0)
         return rc;
+    if (p->progress)
+        p->progress(p->progress_user, "scan", p->scanned, p->to_scan);
     return 0;
 }
 
@@ -446,6 +472,8 @@ typedef struct gc_params {
     uint64_t cutoff; /* evict what was last used before it (0: none) */
     uint64_t spare;  /* never evict what was used at or after it (0: none) */
     uint64_t now;
+    void (*progress)(void *user, const char *phase, uint64_t done, uint64_t total);
+    void *progress_user;
 } gc_params_t;
 
 static int choose(plan_t *p, const gc_params_t *gp)
@@ -604,7 +632,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
     if ((it->pub.kind == KC_REC_BUILD || it->pub.kind == KC_REC_BLOB) &&
         find_key(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
         return 0;
-    rc = mdb_del(txn, env->dbi[it->pub.kind], &k, NULL);
+    rc = kc__rec_del(txn, env, it->pub.kind, &k);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0)
@@ -614,7 +642,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
         return rc;
     /* A build's binmeta (under the same key) goes with it. */
     if (it->pub.kind == KC_REC_BUILD) {
-        rc = mdb_del(txn, env->dbi[KC_REC_BINMETA], &k, NULL);
+        rc = kc__rec_del(txn, env, KC_REC_BINMETA, &k);
         if (rc == 0)
             c->binmeta++;
         else if (rc != MDB_NOTFOUND)
@@ -701,7 +729,9 @@ static int sweep_binmeta(MDB_txn *txn, leftover_ctx_t *c)
         rc = mdb_get(txn, c->env->dbi[KC_REC_BUILD], &k, &b);
         if (rc == 0)
             continue;
-        if (rc != MDB_NOTFOUND || (rc = mdb_cursor_del(cur, 0)) != 0)
+        MDB_val gone = {v.mv_size, NULL}; /* only its size is counted */
+        if (rc != MDB_NOTFOUND || (rc = mdb_cursor_del(cur, 0)) != 0 ||
+            (rc = kc__totals_note(txn, c->env, KC_REC_BINMETA, &gone, NULL)) != 0)
             break;
         c->binmeta++;
     }
@@ -823,6 +853,8 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
     memset(&p, 0, sizeof(p));
     memset(&dc, 0, sizeof(dc));
     p.env = st->env;
+    p.progress = gp->progress;
+    p.progress_user = gp->progress_user;
     r->file_before = file_size(st);
     rc = kc__env_read(st->env, plan_fn, &p);
     if (rc != 0)
@@ -839,6 +871,8 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
         if ((rc = kc__env_write(st->env, delete_fn, &dc)) != 0)
             goto fail;
         r->evicted[KC_REC_BINMETA] += dc.binmeta;
+        if (gp->progress)
+            gp->progress(gp->progress_user, "delete", dc.to, p.n_items);
     }
 
     if (!dry_run) {
@@ -923,6 +957,8 @@ int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *rep
     memset(&gp, 0, sizeof(gp));
     gp.now = opts->now ? opts->now : kc__now_s();
     gp.max_bytes = opts->max_bytes;
+    gp.progress = opts->progress;
+    gp.progress_user = opts->progress_user;
     if (opts->older_than)
         gp.cutoff = opts->older_than < gp.now ? gp.now - opts->older_than : 0;
     /* Without a limit of either kind, gc only sweeps unreferenced blobs. */

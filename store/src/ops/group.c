@@ -116,7 +116,7 @@ static int group_put_fn(MDB_txn *txn, void *arg)
     for (size_t i = 0; i < c->n; i++) {
         g_file_t *f = &c->files[i];
         MDB_val k = kc__key_val(&f->blob), v = {f->rec_len, f->rec};
-        rc = mdb_put(txn, env->dbi[KC_REC_BLOB], &k, &v, MDB_NOOVERWRITE);
+        rc = kc__rec_put(txn, env, KC_REC_BLOB, &k, &v, MDB_NOOVERWRITE);
         if (rc == 0)
             c->new_bytes += f->rec_len;
         else if (rc != MDB_KEYEXIST)
@@ -131,7 +131,7 @@ static int group_put_fn(MDB_txn *txn, void *arg)
     if (rc != KC_OK)
         return rc;
     MDB_val k = kc__key_val(&c->key), v = {len, c->enc};
-    if ((rc = mdb_put(txn, env->dbi[KC_REC_GROUP], &k, &v, 0)) != 0)
+    if ((rc = kc__rec_put(txn, env, KC_REC_GROUP, &k, &v, 0)) != 0)
         return rc;
     return kc__usage_stamp(txn, env, &c->key, c->now, 0);
 }

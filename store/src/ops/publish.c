@@ -1,4 +1,6 @@
-/* kc_store_publish: the records of one tuning run, committed together. */
+/* kc_store_publish and kc_store_publish_many: the records of one or many
+ * tuning runs, committed together in one write transaction. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,30 +13,38 @@ typedef struct enc_rec {
     void *data;
     size_t len;
     kc_key_t blob;  /* builds: the blob they name */
-    int check_blob; /* builds: the blob is not among the publish's cubins */
+    int check_blob; /* builds: the blob is not among the item's cubins */
 } enc_rec_t;
 
-typedef struct publish_ctx {
-    kc_store_t *st;
+/* One kc_publish_t, encoded. */
+typedef struct enc_item {
     enc_rec_t *cubins;
     size_t n_cubins;
     enc_rec_t *builds;
     size_t n_builds;
-    enc_rec_t *binmetas; /* blob: unused; check_blob: the build is not published */
+    enc_rec_t *binmetas; /* blob: unused; check_blob: the build is not in the item */
     size_t n_binmetas;
     enc_rec_t tuning; /* data NULL if none */
     kc_key_t winner_build;
-    int check_winner; /* the winning build is not among the publish's builds */
+    int check_winner; /* the winning build is not among the item's builds */
+} enc_item_t;
+
+typedef struct publish_ctx {
+    kc_store_t *st;
+    enc_item_t *items;
+    size_t n_items;
     kc__pending_t pending;
     uint64_t now;
     /* Set by the last attempt. */
     uint64_t new_bytes;
+    size_t bad_item;     /* the item whose reference was missing */
     int missing_kind;    /* which reference was missing, for the message */
     int missing_binmeta; /* the missing build was a binmeta's, not the winner */
     kc_key_t missing;
 } publish_ctx_t;
 
-/* A record outside the publish that one inside it names must be stored:
+/* A record outside the item that one inside it names must be stored (an
+ * earlier item of the same batch counts: its puts are visible in the txn):
  * KC_EINVAL, noting which one, if it is not. */
 static int require_stored(MDB_txn *txn, publish_ctx_t *c, int kind, const kc_key_t *key)
 {
@@ -49,67 +59,79 @@ static int require_stored(MDB_txn *txn, publish_ctx_t *c, int kind, const kc_key
     return rc;
 }
 
-static int publish_fn(MDB_txn *txn, void *arg)
+static int put_item(MDB_txn *txn, publish_ctx_t *c, const enc_item_t *it)
 {
-    publish_ctx_t *c = arg;
     kc__env_t *env = c->st->env;
-    uint64_t extra[KC_COUNTER_COUNT_] = {0};
     int rc;
 
-    c->new_bytes = 0;
-    c->missing_binmeta = 0;
-    for (size_t i = 0; i < c->n_cubins; i++) {
-        enc_rec_t *e = &c->cubins[i];
+    for (size_t i = 0; i < it->n_cubins; i++) {
+        const enc_rec_t *e = &it->cubins[i];
         MDB_val k = kc__key_val(&e->key), v = {e->len, e->data};
-        rc = mdb_put(txn, env->dbi[KC_REC_BLOB], &k, &v, MDB_NOOVERWRITE);
+        rc = kc__rec_put(txn, env, KC_REC_BLOB, &k, &v, MDB_NOOVERWRITE);
         if (rc == 0)
             c->new_bytes += e->len;
         else if (rc != MDB_KEYEXIST)
             return rc;
     }
-    for (size_t i = 0; i < c->n_builds; i++) {
-        enc_rec_t *e = &c->builds[i];
+    for (size_t i = 0; i < it->n_builds; i++) {
+        const enc_rec_t *e = &it->builds[i];
         MDB_val k = kc__key_val(&e->key), v = {e->len, e->data};
         if (e->check_blob && (rc = require_stored(txn, c, KC_REC_BLOB, &e->blob)) != 0)
             return rc;
-        rc = mdb_put(txn, env->dbi[KC_REC_BUILD], &k, &v, 0);
+        rc = kc__rec_put(txn, env, KC_REC_BUILD, &k, &v, 0);
         if (rc != 0)
             return rc;
     }
-    for (size_t i = 0; i < c->n_binmetas; i++) {
-        enc_rec_t *e = &c->binmetas[i];
+    for (size_t i = 0; i < it->n_binmetas; i++) {
+        const enc_rec_t *e = &it->binmetas[i];
         MDB_val k = kc__key_val(&e->key), v = {e->len, e->data};
         if (e->check_blob && (rc = require_stored(txn, c, KC_REC_BUILD, &e->key)) != 0) {
             c->missing_binmeta = 1;
             return rc;
         }
-        rc = mdb_put(txn, env->dbi[KC_REC_BINMETA], &k, &v, 0);
+        rc = kc__rec_put(txn, env, KC_REC_BINMETA, &k, &v, 0);
         if (rc != 0)
             return rc;
     }
-    if (c->tuning.data) {
-        MDB_val k = kc__key_val(&c->tuning.key), v = {c->tuning.len, c->tuning.data};
-        if (c->check_winner &&
-            (rc = require_stored(txn, c, KC_REC_BUILD, &c->winner_build)) != 0)
+    if (it->tuning.data) {
+        MDB_val k = kc__key_val(&it->tuning.key), v = {it->tuning.len, it->tuning.data};
+        if (it->check_winner &&
+            (rc = require_stored(txn, c, KC_REC_BUILD, &it->winner_build)) != 0)
             return rc;
-        rc = mdb_put(txn, env->dbi[KC_REC_TUNING], &k, &v, 0);
+        rc = kc__rec_put(txn, env, KC_REC_TUNING, &k, &v, 0);
         if (rc != 0)
             return rc;
     }
 
-    for (size_t i = 0; i < c->n_cubins; i++)
-        if ((rc = kc__usage_stamp(txn, env, &c->cubins[i].key, c->now, 0)) != 0)
+    for (size_t i = 0; i < it->n_cubins; i++)
+        if ((rc = kc__usage_stamp(txn, env, &it->cubins[i].key, c->now, 0)) != 0)
             return rc;
-    for (size_t i = 0; i < c->n_builds; i++)
-        if ((rc = kc__usage_stamp(txn, env, &c->builds[i].key, c->now, 0)) != 0)
+    for (size_t i = 0; i < it->n_builds; i++)
+        if ((rc = kc__usage_stamp(txn, env, &it->builds[i].key, c->now, 0)) != 0)
             return rc;
-    if (c->tuning.data &&
-        (rc = kc__usage_stamp(txn, env, &c->tuning.key, c->now, 0)) != 0)
+    if (it->tuning.data &&
+        (rc = kc__usage_stamp(txn, env, &it->tuning.key, c->now, 0)) != 0)
         return rc;
+    return 0;
+}
 
-    extra[KC_COUNTER_PUBLISHES] = 1;
+static int publish_fn(MDB_txn *txn, void *arg)
+{
+    publish_ctx_t *c = arg;
+    uint64_t extra[KC_COUNTER_COUNT_] = {0};
+    int rc;
+
+    c->new_bytes = 0;
+    c->missing_kind = 0;
+    c->missing_binmeta = 0;
+    for (size_t i = 0; i < c->n_items; i++) {
+        c->bad_item = i;
+        if ((rc = put_item(txn, c, &c->items[i])) != 0)
+            return rc;
+    }
+    extra[KC_COUNTER_PUBLISHES] = c->n_items;
     extra[KC_COUNTER_BYTES_STORED] = c->new_bytes;
-    return kc__pending_write(txn, env, &c->pending, extra);
+    return kc__pending_write(txn, c->st->env, &c->pending, extra);
 }
 
 static void enc_free(enc_rec_t *e, size_t n)
@@ -121,6 +143,14 @@ static void enc_free(enc_rec_t *e, size_t n)
     free(e);
 }
 
+static void item_free(enc_item_t *it)
+{
+    enc_free(it->cubins, it->n_cubins);
+    enc_free(it->builds, it->n_builds);
+    enc_free(it->binmetas, it->n_binmetas);
+    kc_free(it->tuning.data);
+}
+
 static int in_keys(const enc_rec_t *e, size_t n, const kc_key_t *key)
 {
     for (size_t i = 0; i < n; i++)
@@ -129,10 +159,250 @@ static int in_keys(const enc_rec_t *e, size_t n, const kc_key_t *key)
     return 0;
 }
 
-int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
+/* Compress, hash and encode item idx of a publish (what is slow happens
+ * here, before the write transaction). what names the call in messages:
+ * "publish", or "publish_many item N". */
+static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *what,
+                       enc_item_t *it)
+{
+    int rc;
+
+    if ((pub->n_cubins && !pub->cubins) || (pub->n_builds && !pub->builds) ||
+        (pub->n_binmetas && !pub->binmetas))
+        return kc__store_fail(store, KC_EINVAL, "%s: a NULL array with a count", what);
+    it->cubins = calloc(pub->n_cubins ? pub->n_cubins : 1, sizeof(*it->cubins));
+    it->builds = calloc(pub->n_builds ? pub->n_builds : 1, sizeof(*it->builds));
+    it->binmetas = calloc(pub->n_binmetas ? pub->n_binmetas : 1, sizeof(*it->binmetas));
+    if (!it->cubins || !it->builds || !it->binmetas)
+        return kc__store_fail(store, KC_ENOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < pub->n_cubins; i++, it->n_cubins++) {
+        const kc_buf_t *b = &pub->cubins[i];
+        rc = kc_blob_encode(b->data, b->size, store->zstd_level, &it->cubins[i].key,
+                            &it->cubins[i].data, &it->cubins[i].len);
+        if (rc != KC_OK)
+            return kc__store_fail(store, rc,
+                                  "%s: cannot compress cubin %zu (%zu bytes): %s", what,
+                                  i, b->size, kc_strerror(rc));
+    }
+    for (size_t i = 0; i < pub->n_builds; i++, it->n_builds++) {
+        kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+        enc_rec_t *e = &it->builds[i];
+
+        rec.u.build = pub->builds[i];
+        if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
+            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK)
+            return kc__store_fail(store, rc, "%s: cannot encode build %zu: %s", what, i,
+                                  kc_strerror(rc));
+        e->blob = pub->builds[i].blob;
+        e->check_blob = !in_keys(it->cubins, it->n_cubins, &e->blob);
+    }
+    for (size_t i = 0; i < pub->n_binmetas; i++, it->n_binmetas++) {
+        kc_record_t rec = {.kind = KC_REC_BINMETA, .version = KC_RECORD_VERSION};
+        enc_rec_t *e = &it->binmetas[i];
+
+        rec.u.binmeta = pub->binmetas[i];
+        if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
+            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK)
+            return kc__store_fail(store, rc, "%s: cannot encode binmeta %zu: %s", what, i,
+                                  kc_strerror(rc));
+        e->check_blob = !in_keys(it->builds, it->n_builds, &e->key);
+    }
+    if (pub->tuning) {
+        kc_record_t rec = {.kind = KC_REC_TUNING, .version = KC_RECORD_VERSION};
+
+        rec.u.tuning = *pub->tuning;
+        if ((rc = kc_record_derived_key(&rec, &it->tuning.key)) != KC_OK ||
+            (rc = kc_record_encode(&rec, &it->tuning.data, &it->tuning.len)) != KC_OK)
+            return kc__store_fail(store, rc, "%s: cannot encode the tuning: %s", what,
+                                  kc_strerror(rc));
+        it->winner_build = pub->tuning->winner_build;
+        if (kc_key_is_zero(&it->winner_build))
+            return kc__store_fail(store, KC_EINVAL,
+                                  "%s: the tuning names no winning build", what);
+        it->check_winner = !in_keys(it->builds, it->n_builds, &it->winner_build);
+    }
+    return KC_OK;
+}
+
+/* Commit c in a transaction of its own: a kcache code, with the message
+ * left in the calling thread. */
+static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
+{
+    char hex[KC_KEY_HEX_LEN + 1], what[48];
+    int rc;
+
+    kc__pending_take(store, &c->pending);
+    rc = kc__env_write(store->env, publish_fn, c);
+    if (rc == 0) {
+        free(c->pending.usage.ent);
+        return KC_OK;
+    }
+    kc__pending_restore(store, &c->pending);
+    if (rc == KC_EINVAL && c->missing_kind) {
+        kc_key_to_hex(&c->missing, hex);
+        if (many)
+            snprintf(what, sizeof what, "publish_many: item %zu", c->bad_item);
+        else
+            snprintf(what, sizeof what, "publish");
+        rc = kc__store_fail(store, KC_EINVAL, "%s: %s %s is neither published nor stored",
+                            what,
+                            c->missing_kind == KC_REC_BLOB ? "the blob of a build,"
+                            : c->missing_kind == KC_REC_BUILD && c->missing_binmeta
+                                ? "the build of a binmeta,"
+                                : "the tuning's winning build",
+                            hex);
+    }
+    return kc__store_finish(store, rc, many ? "publish_many" : "publish");
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+/* Threads that publish through one handle at the same time share write
+ * transactions: each publish joins the handle's queue; a thread that finds
+ * no commit running becomes the leader, takes every publish queued so far
+ * and commits them in one transaction (one fsync), while publishes that
+ * arrive meanwhile queue for the next one. A publish alone in the queue
+ * runs as it always did. If a shared transaction fails (a bad reference in
+ * one of them, a full disk), nothing of it was written and every publish
+ * of it runs again alone, in its own thread, so that each gets its own
+ * result and message. Publishing is all or nothing per call either way. */
+typedef struct kc__pub_req {
+    publish_ctx_t *c;
+    struct kc__pub_req *next;
+    int done;
+    int alone; /* to run again by its own thread in its own transaction */
+    int rc;    /* when done and not alone */
+} kc__pub_req_t;
+
+typedef struct group_ctx {
+    kc_store_t *st;
+    kc__pub_req_t *reqs;
+    kc__pending_t pending;
+} group_ctx_t;
+
+static int group_fn(MDB_txn *txn, void *arg)
+{
+    group_ctx_t *g = arg;
+    uint64_t extra[KC_COUNTER_COUNT_] = {0};
+    int rc;
+
+    for (kc__pub_req_t *r = g->reqs; r; r = r->next) {
+        publish_ctx_t *c = r->c;
+        c->new_bytes = 0;
+        c->missing_kind = 0;
+        c->missing_binmeta = 0;
+        for (size_t i = 0; i < c->n_items; i++)
+            if ((rc = put_item(txn, c, &c->items[i])) != 0)
+                return rc;
+        extra[KC_COUNTER_PUBLISHES] += c->n_items;
+        extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
+    }
+    return kc__pending_write(txn, g->st->env, &g->pending, extra);
+}
+
+/* Commit several queued publishes in one transaction: 0, or not (then each
+ * runs alone). */
+static int commit_group(kc_store_t *store, kc__pub_req_t *reqs)
+{
+    group_ctx_t g;
+    int rc;
+
+    memset(&g, 0, sizeof(g));
+    g.st = store;
+    g.reqs = reqs;
+
+    kc__pending_take(store, &g.pending);
+    rc = kc__env_write(store->env, group_fn, &g);
+    if (rc != 0)
+        kc__pending_restore(store, &g.pending);
+    else
+        free(g.pending.usage.ent);
+    return rc;
+}
+
+/* Commit c through the handle's queue: a kcache code. The leader commits
+ * its own publish alone (with its message in its thread) when nothing else
+ * is queued, else the whole queue in one transaction; a publish of a
+ * shared transaction that failed runs alone afterwards. */
+static int commit_queued(kc_store_t *store, publish_ctx_t *c, int many)
+{
+    kc__pub_req_t me = {c, NULL, 0, 0, KC_OK}, **tail;
+
+    pthread_mutex_lock(&store->pub_lock);
+    for (tail = &store->pub_queue; *tail; tail = &(*tail)->next)
+        ;
+    *tail = &me;
+    while (!me.done) {
+        if (store->pub_leader) {
+            pthread_cond_wait(&store->pub_cv, &store->pub_lock);
+            continue;
+        }
+        /* The queue holds this publish, and any that came meanwhile. */
+        kc__pub_req_t *batch = store->pub_queue, *next;
+        store->pub_queue = NULL;
+        store->pub_leader = 1;
+        pthread_mutex_unlock(&store->pub_lock);
+        int grouped = 0;
+        if (!batch->next)
+            me.rc = commit_alone(store, c, many); /* batch is &me */
+        else
+            grouped = commit_group(store, batch) == 0;
+        pthread_mutex_lock(&store->pub_lock);
+        for (kc__pub_req_t *r = batch; r; r = next) {
+            next = r->next;
+            r->alone = batch->next && !grouped;
+            r->done = 1; /* r may be gone once the lock is released */
+        }
+        store->pub_leader = 0;
+        pthread_cond_broadcast(&store->pub_cv);
+    }
+    pthread_mutex_unlock(&store->pub_lock);
+    return me.alone ? commit_alone(store, c, many) : me.rc;
+}
+
+/* Encode pubs[0..n), write them in one transaction, then apply the size
+ * limit. */
+static int publish_all(kc_store_t *store, const kc_publish_t *pubs, size_t n, int many)
 {
     publish_ctx_t c;
-    char hex[KC_KEY_HEX_LEN + 1];
+    char what[48];
+    int rc = KC_OK;
+
+    memset(&c, 0, sizeof(c));
+    c.st = store;
+    c.now = kc__now_s();
+    c.items = calloc(n ? n : 1, sizeof(*c.items));
+    if (!c.items)
+        return kc__store_fail(store, KC_ENOMEM, "publish: out of memory");
+    for (; c.n_items < n; c.n_items++) {
+        if (many)
+            snprintf(what, sizeof what, "publish_many: item %zu", c.n_items);
+        else
+            snprintf(what, sizeof what, "publish");
+        /* n_items counts the items to free: the one being encoded too. */
+        rc = encode_item(store, &pubs[c.n_items], what, &c.items[c.n_items]);
+        if (rc != KC_OK) {
+            c.n_items++;
+            goto fail;
+        }
+    }
+
+    /* References to records outside an item are checked inside the write
+     * transaction, where they cannot vanish before the commit. */
+    if ((rc = commit_queued(store, &c, many)) != KC_OK)
+        goto fail;
+    /* After the commit, never inside it; a failed gc is not a failed publish. */
+    kc__gc_after_publish(store, c.now);
+    rc = KC_OK;
+fail:
+    for (size_t i = 0; i < c.n_items; i++)
+        item_free(&c.items[i]);
+    free(c.items);
+    return rc;
+}
+
+int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
+{
     int rc;
 
     if (!store || !pub || (pub->n_cubins && !pub->cubins) ||
@@ -141,102 +411,19 @@ int kc_store_publish(kc_store_t *store, const kc_publish_t *pub)
     kc__store_begin_call(store);
     if ((rc = kc__store_check_writable(store, "publish")) != KC_OK)
         return rc;
-    memset(&c, 0, sizeof(c));
-    c.st = store;
-    c.now = kc__now_s();
+    return publish_all(store, pub, 1, 0);
+}
 
-    /* Everything slow happens here, before the write transaction. */
-    c.cubins = calloc(pub->n_cubins ? pub->n_cubins : 1, sizeof(*c.cubins));
-    c.builds = calloc(pub->n_builds ? pub->n_builds : 1, sizeof(*c.builds));
-    c.binmetas = calloc(pub->n_binmetas ? pub->n_binmetas : 1, sizeof(*c.binmetas));
-    if (!c.cubins || !c.builds || !c.binmetas) {
-        rc = kc__store_fail(store, KC_ENOMEM, "publish: out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < pub->n_cubins; i++, c.n_cubins++) {
-        const kc_buf_t *b = &pub->cubins[i];
-        rc = kc_blob_encode(b->data, b->size, store->zstd_level, &c.cubins[i].key,
-                            &c.cubins[i].data, &c.cubins[i].len);
-        if (rc != KC_OK) {
-            rc = kc__store_fail(store, rc,
-                                "publish: cannot compress cubin %zu (%zu bytes): %s", i,
-                                b->size, kc_strerror(rc));
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < pub->n_builds; i++, c.n_builds++) {
-        kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
-        enc_rec_t *e = &c.builds[i];
+int kc_store_publish_many(kc_store_t *store, const kc_publish_t *pubs, size_t n)
+{
+    int rc;
 
-        rec.u.build = pub->builds[i];
-        if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
-            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK) {
-            rc = kc__store_fail(store, rc, "publish: cannot encode build %zu: %s", i,
-                                kc_strerror(rc));
-            goto fail;
-        }
-        e->blob = pub->builds[i].blob;
-        e->check_blob = !in_keys(c.cubins, c.n_cubins, &e->blob);
-    }
-    for (size_t i = 0; i < pub->n_binmetas; i++, c.n_binmetas++) {
-        kc_record_t rec = {.kind = KC_REC_BINMETA, .version = KC_RECORD_VERSION};
-        enc_rec_t *e = &c.binmetas[i];
-
-        rec.u.binmeta = pub->binmetas[i];
-        if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
-            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK) {
-            rc = kc__store_fail(store, rc, "publish: cannot encode binmeta %zu: %s", i,
-                                kc_strerror(rc));
-            goto fail;
-        }
-        e->check_blob = !in_keys(c.builds, c.n_builds, &e->key);
-    }
-    if (pub->tuning) {
-        kc_record_t rec = {.kind = KC_REC_TUNING, .version = KC_RECORD_VERSION};
-
-        rec.u.tuning = *pub->tuning;
-        if ((rc = kc_record_derived_key(&rec, &c.tuning.key)) != KC_OK ||
-            (rc = kc_record_encode(&rec, &c.tuning.data, &c.tuning.len)) != KC_OK) {
-            rc = kc__store_fail(store, rc, "publish: cannot encode the tuning: %s",
-                                kc_strerror(rc));
-            goto fail;
-        }
-        c.winner_build = pub->tuning->winner_build;
-        if (kc_key_is_zero(&c.winner_build)) {
-            rc = kc__store_fail(store, KC_EINVAL,
-                                "publish: the tuning names no winning build");
-            goto fail;
-        }
-        c.check_winner = !in_keys(c.builds, c.n_builds, &c.winner_build);
-    }
-
-    /* References to records outside the publish are checked inside the
-     * write transaction, where they cannot vanish before the commit. */
-    kc__pending_take(store, &c.pending);
-    rc = kc__env_write(store->env, publish_fn, &c);
-    if (rc != 0) {
-        kc__pending_restore(store, &c.pending);
-        if (rc == KC_EINVAL && c.missing_kind) {
-            kc_key_to_hex(&c.missing, hex);
-            rc = kc__store_fail(store, KC_EINVAL,
-                                "publish: %s %s is neither published nor stored",
-                                c.missing_kind == KC_REC_BLOB ? "the blob of a build,"
-                                : c.missing_kind == KC_REC_BUILD && c.missing_binmeta
-                                    ? "the build of a binmeta,"
-                                    : "the tuning's winning build",
-                                hex);
-        }
-        rc = kc__store_finish(store, rc, "publish");
-        goto fail;
-    }
-    free(c.pending.usage.ent);
-    /* After the commit, never inside it; a failed gc is not a failed publish. */
-    kc__gc_after_publish(store, c.now);
-    rc = KC_OK;
-fail:
-    enc_free(c.cubins, c.n_cubins);
-    enc_free(c.builds, c.n_builds);
-    enc_free(c.binmetas, c.n_binmetas);
-    kc_free(c.tuning.data);
-    return rc;
+    if (!store || (n && !pubs))
+        return KC_EINVAL;
+    kc__store_begin_call(store);
+    if ((rc = kc__store_check_writable(store, "publish_many")) != KC_OK)
+        return rc;
+    if (n == 0)
+        return KC_OK;
+    return publish_all(store, pubs, n, 1);
 }

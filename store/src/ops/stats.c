@@ -1,20 +1,31 @@
-/* kc_store_stats: record counts, blob sizes, counters and map usage. */
+/* kc_store_stats: record counts, byte totals, counters and map usage, in
+ * constant time (the totals: core/totals.c). */
 #include <string.h>
 #include <sys/stat.h>
 
-#include "blob_internal.h"
 #include "store_internal.h"
 
 typedef struct stats_ctx {
     kc__env_t *env;
     kc_store_stats_t *out;
+    int scan;        /* compute the totals by a scan */
+    int need_totals; /* the store keeps none */
+    uint64_t t[KC__TOTALS_SLOTS];
 } stats_ctx_t;
+
+static void put_totals(kc_store_stats_t *out, const uint64_t t[KC__TOTALS_SLOTS])
+{
+    out->blob_raw_bytes = t[0];
+    out->blob_stored_bytes = t[KC_REC_BLOB];
+    out->record_bytes = 0;
+    for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++)
+        if (kc__kind_totaled(kind))
+            out->record_bytes += t[kind];
+}
 
 static int stats_fn(MDB_txn *txn, void *arg)
 {
     stats_ctx_t *c = arg;
-    MDB_cursor *cur;
-    MDB_val k, v;
     MDB_stat ms;
     uint32_t version;
     int rc;
@@ -26,17 +37,11 @@ static int stats_fn(MDB_txn *txn, void *arg)
             return rc;
         c->out->records[kind] = ms.ms_entries;
     }
-    if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_BLOB], &cur)) != 0)
-        return rc;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        kc_blob_rec_t b;
-        c->out->blob_stored_bytes += v.mv_size;
-        if (kc__blob_view(v.mv_data, v.mv_size, &b) == KC_OK)
-            c->out->blob_raw_bytes += b.raw_size;
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND)
+    c->need_totals = 0;
+    rc = c->scan ? MDB_NOTFOUND : kc__totals_read(txn, c->env, c->t);
+    if (rc == MDB_NOTFOUND || rc == KC_ECORRUPT)
+        c->need_totals = 1;
+    else if (rc != 0)
         return rc;
     for (int i = 0; i < KC_COUNTER_COUNT_; i++) {
         rc = kc__counter_read(txn, c->env, i, &c->out->counters[i]);
@@ -59,9 +64,24 @@ static int stats_fn(MDB_txn *txn, void *arg)
     return 0;
 }
 
-int kc_store_stats(kc_store_t *store, kc_store_stats_t *out)
+static int scan_fn(MDB_txn *txn, void *arg)
 {
-    stats_ctx_t c = {NULL, out};
+    stats_ctx_t *c = arg;
+    return kc__totals_scan(txn, c->env, c->t);
+}
+
+/* A store without totals gets them: scanned and written in one write
+ * transaction, so that no put or delete slips between the two. */
+static int scan_store_fn(MDB_txn *txn, void *arg)
+{
+    stats_ctx_t *c = arg;
+    int rc = kc__totals_scan(txn, c->env, c->t);
+    return rc != 0 ? rc : kc__totals_write(txn, c->env, c->t);
+}
+
+static int stats(kc_store_t *store, kc_store_stats_t *out, int scan)
+{
+    stats_ctx_t c = {NULL, out, scan, 0, {0}};
     struct stat sb;
     int rc;
 
@@ -71,8 +91,16 @@ int kc_store_stats(kc_store_t *store, kc_store_stats_t *out)
     memset(out, 0, sizeof(*out));
     c.env = store->env;
     rc = kc__env_read(store->env, stats_fn, &c);
+    if (rc == 0 && c.need_totals) {
+        if (!store->readonly)
+            rc = kc__env_write(store->env, scan_store_fn, &c);
+        else
+            rc = kc__env_read(store->env, scan_fn, &c);
+        out->totals_scanned = 1;
+    }
     if (rc != 0)
         return kc__store_finish(store, rc, "stats");
+    put_totals(out, c.t);
     pthread_mutex_lock(&store->pending_lock);
     for (int i = 0; i < KC_COUNTER_COUNT_; i++)
         out->counters[i] += store->pending.counters[i];
@@ -81,4 +109,14 @@ int kc_store_stats(kc_store_t *store, kc_store_stats_t *out)
         out->file_bytes = (uint64_t)sb.st_size;
     out->readonly = store->readonly;
     return KC_OK;
+}
+
+int kc_store_stats(kc_store_t *store, kc_store_stats_t *out)
+{
+    return stats(store, out, 0);
+}
+
+int kc_store_stats_scan(kc_store_t *store, kc_store_stats_t *out)
+{
+    return stats(store, out, 1);
 }

@@ -566,7 +566,7 @@ static int put_frame(MDB_txn *txn, import_ctx_t *c, const frame_t *f)
         }
         replace = 1;
     }
-    if ((rc = mdb_put(txn, env->dbi[f->kind], &k, &v, 0)) != 0)
+    if ((rc = kc__rec_put(txn, env, f->kind, &k, &v, 0)) != 0)
         return rc;
     if (replace)
         c->stats.replaced++;

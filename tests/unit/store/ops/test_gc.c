@@ -826,6 +826,60 @@ static void test_sizes_and_durations_parse(void **state)
     assert_int_equal(kc_duration_parse("d", &v), KC_EINVAL);
 }
 
+typedef struct progress_log {
+    uint64_t scan_calls, scan_done, scan_total;
+    uint64_t delete_calls, delete_done, delete_total;
+    int bad_phase;
+} progress_log_t;
+
+static void log_progress(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    progress_log_t *l = user;
+    if (strcmp(phase, "scan") == 0) {
+        l->scan_calls++;
+        l->scan_done = done;
+        l->scan_total = total;
+    } else if (strcmp(phase, "delete") == 0) {
+        l->delete_calls++;
+        l->delete_done = done;
+        l->delete_total = total;
+    } else {
+        l->bad_phase = 1;
+    }
+}
+
+static void test_gc_reports_its_progress(void **state)
+{
+    char root[512];
+    kc_store_t *st = NULL;
+    kct_pub_t p[3];
+    kc_gc_opts_t o = KC_GC_OPTS_INIT;
+    kc_gc_report_t r;
+    progress_log_t l = {0};
+
+    (void)state;
+    assert_int_equal(kct_store_scratch("test_gc_progress", root, sizeof root, &st), 0);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(kct_pub_make(&p[i], 70 + i, 2), KC_OK);
+        assert_int_equal(kc_store_publish(st, &p[i].pub), KC_OK);
+    }
+    /* Everything goes: 6 blobs, 6 builds and 3 tunings read, then evicted. */
+    o.max_bytes = 1;
+    o.progress = log_progress;
+    o.progress_user = &l;
+    assert_int_equal(kc_store_gc(st, &o, &r), KC_OK);
+    assert_false(l.bad_phase);
+    assert_int_equal(l.scan_calls, 1); /* under 4,096 records: the final call */
+    assert_int_equal(l.scan_done, 15);
+    assert_int_equal(l.scan_total, 15);
+    assert_true(l.delete_calls >= 1);
+    assert_int_equal(l.delete_done, l.delete_total);
+    assert_int_equal(l.delete_total, 15); /* every planned eviction, blobs too */
+    for (unsigned i = 0; i < 3; i++)
+        kct_pub_free(&p[i]);
+    kct_store_scratch_free(root, st);
+}
+
 int main(void)
 {
     T0 = (uint64_t)time(NULL);
@@ -853,6 +907,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_gc_sweeps_stamps_without_records_and_expired_leases, setup, teardown),
         cmocka_unit_test(test_sizes_and_durations_parse),
+        cmocka_unit_test(test_gc_reports_its_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,209 @@
+/* The record totals kept in the meta database (core/totals.c): after every
+ * kind of write (publish, publish_many, put_raw, delete, del_many, group
+ * put, gc, compact, bundle import) kc_store_stats, which reads them, equals
+ * kc_store_stats_scan, which scans; a store without them (made before
+ * revision 1.3) gets them from its first kc_store_stats; cachectl verify
+ * reports stale ones and --repair rewrites them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kc_testutil.h"
+#include "kcache/bundle.h"
+#include "kcache/errors.h"
+#include "kcache/record.h"
+#include "kcache/store.h"
+#include "store_internal.h"
+
+/* kc_store_stats equals a scan, from the kept totals. */
+static void assert_totals_exact(kc_store_t *st)
+{
+    kc_store_stats_t kept, scan;
+
+    assert_int_equal(kc_store_stats(st, &kept), KC_OK);
+    assert_int_equal(kc_store_stats_scan(st, &scan), KC_OK);
+    assert_int_equal(kept.totals_scanned, 0);
+    assert_int_equal(scan.totals_scanned, 1);
+    assert_int_equal(kept.blob_raw_bytes, scan.blob_raw_bytes);
+    assert_int_equal(kept.blob_stored_bytes, scan.blob_stored_bytes);
+    assert_int_equal(kept.record_bytes, scan.record_bytes);
+    assert_memory_equal(kept.records, scan.records, sizeof kept.records);
+}
+
+static void publish_id(kc_store_t *st, uint64_t id, unsigned n, kct_pub_t *p)
+{
+    assert_int_equal(kct_pub_make(p, id, n), KC_OK);
+    assert_int_equal(kc_store_publish(st, &p->pub), KC_OK);
+}
+
+static void test_totals_stay_exact_through_every_write(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kc_store_t *other = NULL;
+    char root[512];
+    kct_pub_t p[4], q[3];
+    kc_publish_t many[3];
+    kc_store_stats_t s;
+    void *raw = NULL;
+    size_t raw_len = 0;
+
+    assert_totals_exact(st); /* empty */
+    for (unsigned i = 0; i < 4; i++)
+        publish_id(st, 10 + i, 3, &p[i]);
+    assert_totals_exact(st);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_true(s.blob_stored_bytes > 0 && s.record_bytes > s.blob_stored_bytes);
+
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(kct_pub_make(&q[i], 20 + i, 2), KC_OK);
+        many[i] = q[i].pub;
+    }
+    assert_int_equal(kc_store_publish_many(st, many, 3), KC_OK);
+    /* Published again: nothing changes, nothing is counted twice. */
+    assert_int_equal(kc_store_publish_many(st, many, 3), KC_OK);
+    assert_totals_exact(st);
+
+    /* A raw put over a record that is there, and of a record that is not. */
+    assert_int_equal(
+        kc_store_get_raw(st, KC_REC_BUILD, &p[0].build_keys[0], &raw, &raw_len), KC_OK);
+    assert_int_equal(
+        kc_store_put_raw(st, KC_REC_BUILD, &p[0].build_keys[0], raw, raw_len), KC_OK);
+    kc_free(raw);
+    assert_totals_exact(st);
+
+    /* Deletes, one by one and many at once. */
+    assert_int_equal(kc_store_del(st, KC_REC_TUNING, &p[1].tuning_key), KC_OK);
+    assert_int_equal(kc_store_del(st, KC_REC_BUILD, &p[1].build_keys[0]), KC_OK);
+    assert_int_equal(kc_store_del(st, KC_REC_BLOB, &p[1].blob_keys[0]), KC_OK);
+    assert_totals_exact(st);
+    kc_rec_kind_t kinds[] = {KC_REC_TUNING, KC_REC_BUILD, KC_REC_BLOB};
+    kc_key_t keys[] = {p[2].tuning_key, p[2].build_keys[1], p[2].blob_keys[1]};
+    assert_int_equal(kc_store_del_many(st, kinds, keys, 3, NULL), KC_OK);
+    assert_totals_exact(st);
+
+    /* Groups, replaced and merged. */
+    kc_group_file_t files[] = {{"a.cubin", "aaaaaaaaaaaa", 12}, {"b.json", "{}", 2}};
+    assert_int_equal(kc_store_group_put(st, "grp", files, 2, 0), KC_OK);
+    kc_group_file_t more[] = {{"c.ptx", "cccccccccccccccccccc", 20}};
+    assert_int_equal(kc_store_group_put(st, "grp", more, 1, 1), KC_OK);
+    assert_totals_exact(st);
+
+    /* A bundle of it all into another store. */
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(kc_bundle_export(st, NULL, f, NULL), KC_OK);
+    rewind(f);
+    assert_int_equal(kct_store_scratch("test_totals_other", root, sizeof root, &other),
+                     0);
+    assert_int_equal(kc_bundle_import(other, f, NULL, NULL), KC_OK);
+    fclose(f);
+    assert_totals_exact(other);
+    kct_store_scratch_free(root, other);
+
+    /* gc to half the size, then compaction. */
+    kc_gc_opts_t o = KC_GC_OPTS_INIT;
+    kc_gc_report_t r;
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    o.max_bytes = s.record_bytes / 2;
+    assert_int_equal(kc_store_gc(st, &o, &r), KC_OK);
+    assert_true(r.bytes_freed > 0);
+    assert_totals_exact(st);
+    assert_int_equal(kc_store_compact(st, NULL, NULL), KC_OK);
+    assert_totals_exact(st);
+
+    for (unsigned i = 0; i < 4; i++)
+        kct_pub_free(&p[i]);
+    for (unsigned i = 0; i < 3; i++)
+        kct_pub_free(&q[i]);
+}
+
+static int drop_totals_fn(MDB_txn *txn, void *arg)
+{
+    kc__env_t *env = arg;
+    MDB_val k = {6, (void *)"totals"};
+    return mdb_del(txn, env->dbi[KC_REC_META], &k, NULL);
+}
+
+static void test_a_store_without_totals_gets_them_from_its_first_stats(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kct_pub_t p, p2;
+    kc_store_stats_t s;
+
+    publish_id(st, 30, 4, &p);
+    /* As a kcache before revision 1.3 left it. */
+    assert_int_equal(kc__env_write(st->env, drop_totals_fn, st->env), 0);
+    /* Writes meanwhile do not invent totals. */
+    publish_id(st, 31, 2, &p2);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.totals_scanned, 1);
+    assert_true(s.blob_stored_bytes > 0);
+    /* Now kept, and kept exact. */
+    assert_totals_exact(st);
+    assert_int_equal(kc_store_del(st, KC_REC_BLOB, &p.blob_keys[0]), KC_OK);
+    assert_totals_exact(st);
+    kct_pub_free(&p);
+    kct_pub_free(&p2);
+}
+
+static int skew_totals_fn(MDB_txn *txn, void *arg)
+{
+    kc__env_t *env = arg;
+    uint64_t t[KC__TOTALS_SLOTS];
+    int rc = kc__totals_read(txn, env, t);
+
+    if (rc != 0)
+        return rc;
+    t[KC_REC_BUILD] += 7;
+    return kc__totals_write(txn, env, t);
+}
+
+static void test_verify_reports_stale_totals_and_repair_rewrites_them(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kc_store_stats_t kept, scan;
+    kct_pub_t p;
+    char dir[1024];
+
+    publish_id(st, 60, 3, &p);
+    snprintf(dir, sizeof dir, "%s", kc_store_path(st));
+    assert_int_equal(kct_cachectl_verify(dir, 0), 0);
+    /* As a writer that does not keep them (an older kcache) would leave them. */
+    assert_int_equal(kc__env_write(st->env, skew_totals_fn, st->env), 0);
+    assert_int_equal(kc_store_stats(st, &kept), KC_OK);
+    assert_int_equal(kc_store_stats_scan(st, &scan), KC_OK);
+    assert_int_equal(kept.record_bytes, scan.record_bytes + 7);
+    /* (The scan on this writable handle rewrote them: skew them again.) */
+    assert_int_equal(kc__env_write(st->env, skew_totals_fn, st->env), 0);
+    assert_int_equal(kct_cachectl_verify(dir, 0), 1);
+    assert_int_equal(kct_cachectl_verify(dir, 1), 0);
+    assert_totals_exact(st);
+    assert_int_equal(kct_cachectl_verify(dir, 0), 0);
+    kct_pub_free(&p);
+}
+
+static int setup(void **state)
+{
+    return kct_store_fx_setup(state, "test_totals");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_totals_stay_exact_through_every_write, setup,
+                                        kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_store_without_totals_gets_them_from_its_first_stats, setup,
+            kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_verify_reports_stale_totals_and_repair_rewrites_them, setup,
+            kct_store_fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
