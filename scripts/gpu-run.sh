@@ -115,7 +115,10 @@ fi
 # The store at 1k, 100k and 1M records (BENCHMARKS.md).
 if want store && [ -x build-gpu/tools/kcache_bench_store ]; then
   echo "== kcache_bench_store ==" | tee "$out/bench-store.log"
-  build-gpu/tools/kcache_bench_store -d "$(mktemp -d)" ${KC_STORE_BENCH_ARGS:-} 2>&1 |
+  cubins=()
+  [ -d .carry/cubins ] && cubins=(--cubins .carry/cubins) # real NVRTC cubins
+  build-gpu/tools/kcache_bench_store --sizes "${KC_STORE_SIZES:-1000,100000,1000000}" \
+    "${cubins[@]}" --dir "$(mktemp -d)" --cachectl build-gpu/tools/cachectl 2>&1 |
     tee -a "$out/bench-store.log" || status=1
 fi
 exit $status

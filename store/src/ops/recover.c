@@ -141,7 +141,7 @@ static int batch_fn(MDB_txn *txn, void *arg)
     batch_ctx_t *b = arg;
     for (size_t i = 0; i < b->n; i++) {
         MDB_val k = kc__key_val(&b->c[i]->key), v = {b->c[i]->len, b->c[i]->data};
-        int rc = mdb_put(txn, b->env->dbi[b->c[i]->kind], &k, &v, 0);
+        int rc = kc__rec_put(txn, b->env, b->c[i]->kind, &k, &v, 0);
         if (rc != 0)
             return rc;
     }
