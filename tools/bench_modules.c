@@ -1,0 +1,159 @@
+/* kcache_bench_modules: the CUDA driver's own cost of loading many modules
+ * into one context, without kcache: the floor under kcache_bench_launcher's
+ * "store hits of N distinct kernels".
+ *
+ *   kcache_bench_modules CUBIN ENTRY [N [same|distinct]]
+ *
+ * Loads CUBIN's bytes N times (default 16384; each load is a new module
+ * to the driver), and for each: cuModuleLoadData, cuModuleGetFunction of
+ * ENTRY (a kernel taking one pointer), one launch of 1 thread and a
+ * synchronize. With `distinct`, N distinct images instead: where the cubin holds the
+ * 32-bit value 0x13572468 once (an immediate of the kernel, e.g. `o[i] =
+ * __int_as_float(0x13572468)`), each load's copy has it replaced by
+ * 0x13570000 + i, so that no two modules are alike. Prints the median time per sixteenth
+ * of the loads and the first-1000 / last-1000 medians. The driver is opened with dlopen,
+ * so this builds (and says it cannot run) without one. */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef int (*cu_init_t)(unsigned);
+typedef int (*cu_dev_get_t)(int *, int);
+typedef int (*cu_retain_t)(void **, int);
+typedef int (*cu_set_t)(void *);
+typedef int (*cu_alloc_t)(uint64_t *, size_t);
+typedef int (*cu_load_t)(void **, const void *);
+typedef int (*cu_getfn_t)(void **, void *, const char *);
+typedef int (*cu_launch_t)(void *, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, unsigned, void *, void **, void **);
+typedef int (*cu_sync_t)(void);
+
+static void *sym(void *lib, const char *name)
+{
+    void *p = dlsym(lib, name);
+    if (!p) {
+        fprintf(stderr, "kcache_bench_modules: libcuda lacks %s\n", name);
+        exit(2);
+    }
+    return p;
+}
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, size_t n)
+{
+    double *c = malloc(n * sizeof(*c));
+    if (!c)
+        return 0;
+    memcpy(c, v, n * sizeof(*c));
+    qsort(c, n, sizeof(*c), cmp_double);
+    double m = c[n / 2];
+    free(c);
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: kcache_bench_modules CUBIN ENTRY [N [same|distinct]]\n");
+        return 2;
+    }
+    size_t n = argc > 3 ? strtoul(argv[3], NULL, 10) : 16384;
+    if (n < 2000)
+        n = 2000;
+    FILE *f = fopen(argv[1], "rb");
+    static char cubin[1 << 20];
+    size_t len = f ? fread(cubin, 1, sizeof(cubin), f) : 0;
+    if (!f || len == 0) {
+        fprintf(stderr, "kcache_bench_modules: cannot read %s\n", argv[1]);
+        return 2;
+    }
+    fclose(f);
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!lib) {
+        fprintf(stderr, "kcache_bench_modules: no CUDA driver here (%s)\n", dlerror());
+        return 77;
+    }
+    cu_init_t init = (cu_init_t)sym(lib, "cuInit");
+    cu_dev_get_t dev_get = (cu_dev_get_t)sym(lib, "cuDeviceGet");
+    cu_retain_t retain = (cu_retain_t)sym(lib, "cuDevicePrimaryCtxRetain");
+    cu_set_t set = (cu_set_t)sym(lib, "cuCtxSetCurrent");
+    cu_alloc_t alloc = (cu_alloc_t)sym(lib, "cuMemAlloc_v2");
+    cu_load_t load = (cu_load_t)sym(lib, "cuModuleLoadData");
+    cu_getfn_t getfn = (cu_getfn_t)sym(lib, "cuModuleGetFunction");
+    cu_launch_t launch = (cu_launch_t)sym(lib, "cuLaunchKernel");
+    cu_sync_t sync = (cu_sync_t)sym(lib, "cuCtxSynchronize");
+    int dev;
+    void *ctx;
+    uint64_t buf;
+    if (init(0) || dev_get(&dev, 0) || retain(&ctx, dev) || set(ctx) ||
+        alloc(&buf, 4096)) {
+        fprintf(stderr, "kcache_bench_modules: no usable device\n");
+        return 77;
+    }
+    double *load_us = calloc(n, sizeof(double)), *all_us = calloc(n, sizeof(double));
+    if (!load_us || !all_us)
+        return 1;
+    long magic_at = -1;
+    for (size_t i = 0; i + 4 <= len; i++) {
+        uint32_t v;
+        memcpy(&v, cubin + i, 4);
+        if (v == 0x13572468u) {
+            magic_at = magic_at < 0 ? (long)i : -2;
+        }
+    }
+    int distinct = argc > 4 && strcmp(argv[4], "distinct") == 0;
+    if (distinct && magic_at < 0) {
+        fprintf(stderr, "kcache_bench_modules: the cubin holds 0x13572468 %s\n",
+                magic_at == -1 ? "nowhere" : "more than once");
+        return 2;
+    }
+    {
+        for (size_t i = 0; i < n; i++) {
+            void *mod, *fn, *args[] = {&buf};
+            if (distinct) {
+                uint32_t v = 0x13570000u + (uint32_t)i;
+                memcpy(cubin + magic_at, &v, 4);
+            }
+            double t0 = now_us();
+            if (load(&mod, cubin) || getfn(&fn, mod, argv[2])) {
+                fprintf(stderr, "kcache_bench_modules: load %zu failed\n", i);
+                return 1;
+            }
+            double t1 = now_us();
+            if (launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) || sync()) {
+                fprintf(stderr, "kcache_bench_modules: launch %zu failed\n", i);
+                return 1;
+            }
+            load_us[i] = t1 - t0;
+            all_us[i] = now_us() - t0;
+        }
+        printf("raw driver, %zu loads of %s %zu-byte cubin into one context (load + get "
+               "function; + first launch + sync):\n",
+               n, distinct ? "distinct variants of a" : "one", len);
+        printf("  median per sixteenth, load:        ");
+        for (int s = 0; s < 16; s++)
+            printf(" %.1f", median(load_us + s * (n / 16), n / 16));
+        printf(" us\n  median per sixteenth, load+launch: ");
+        for (int s = 0; s < 16; s++)
+            printf(" %.1f", median(all_us + s * (n / 16), n / 16));
+        double a = median(all_us, 1000), b = median(all_us + n - 1000, 1000);
+        printf(" us\n  first 1000 %.1f us, last 1000 %.1f us: ratio %.2f\n", a, b, b / a);
+        fflush(stdout);
+    }
+    return 0;
+}
