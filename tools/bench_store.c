@@ -192,6 +192,7 @@ static size_t make_blob(uint64_t id, uint8_t *buf)
 
 /* One kernel's records, ready to publish: ids from kid * CONFIGS. */
 typedef struct kern {
+    char entry[48]; /* the builds' entry: they point at it */
     uint8_t *cubin_mem;
     kc_buf_t cubins[CONFIGS];
     kc_build_rec_t builds[CONFIGS];
@@ -205,12 +206,12 @@ typedef struct kern {
 static int kern_make(kern_t *k, uint64_t kid, unsigned n_configs, int with_cubins,
                      const kc_key_t *existing_blobs, uint64_t variant)
 {
-    char entry[48], sig[48];
+    char sig[48], *entry = k->entry;
     size_t pre_len;
     kc_key_t src;
 
     memset(k, 0, sizeof *k);
-    snprintf(entry, sizeof entry, "kernel_%" PRIu64, kid);
+    snprintf(entry, sizeof k->entry, "kernel_%" PRIu64, kid);
     src = kc_key_hash(entry, strlen(entry));
     if (with_cubins && !(k->cubin_mem = malloc((size_t)n_configs * 65536)))
         return KC_ENOMEM;

@@ -16,7 +16,8 @@
  *             publishes into the store
  *
  * On each copy, each entry point runs in its own process under alarm():
- * `cachectl ls`, `stats`, `verify`, `export`; `cachectl recover` into a new
+ * `cachectl ls`, `stats`, `verify`, `export`, `gc --dry-run`, `snapshot`;
+ * `cachectl recover` into a new
  * store, which the library entry points below then read (what it saved must
  * read back right); the library (kc_store_open,
  * then every known build's cubin and tuning compared byte for byte with
@@ -73,14 +74,17 @@ enum entry {
     E_STATS,
     E_VERIFY,
     E_EXPORT,
+    E_GC,
+    E_SNAPSHOT,
     E_LIBRARY,
     E_RECOVER,
     E_LAUNCHER,
     E_COUNT,
 };
 static const char *const entry_names[E_COUNT] = {
-    "cachectl ls", "cachectl stats",   "cachectl verify", "cachectl export",
-    "library",     "cachectl recover", "launcher"};
+    "cachectl ls",     "cachectl stats",        "cachectl verify",
+    "cachectl export", "cachectl gc --dry-run", "cachectl snapshot",
+    "library",         "cachectl recover",      "launcher"};
 
 enum damage { D_FLIP, D_ZERO, D_SWAP, D_CUT_PAGE, D_CUT_ANY, D_TORN, D_COUNT };
 static const char *const damage_names[D_COUNT] = {"flip",     "zero",    "swap",
@@ -419,6 +423,14 @@ static int run_entry(int entry, const char *dir, uint64_t pubs)
         case E_VERIFY:
             execl(ctl, ctl, "-s", dir, "verify", (char *)NULL);
             break;
+        case E_GC:
+            execl(ctl, ctl, "-s", dir, "gc", "--dry-run", "--max-size", "1",
+                  (char *)NULL);
+            break;
+        case E_SNAPSHOT:
+            snprintf(rec, sizeof(rec), "%s.snap", dir);
+            execl(ctl, ctl, "-s", dir, "snapshot", rec, (char *)NULL);
+            break;
         default:
             execl(ctl, ctl, "-s", dir, "export", "-o", "/dev/null", (char *)NULL);
             break;
@@ -434,6 +446,11 @@ static int run_entry(int entry, const char *dir, uint64_t pubs)
         fail_msg("entry %s could not run (%d)", entry_names[entry], code);
     if (entry == E_LIBRARY || entry == E_LAUNCHER)
         return code;
+    if (entry == E_SNAPSHOT) {
+        char snap[700];
+        snprintf(snap, sizeof(snap), "%s.snap", dir);
+        kct_rmtree(snap, 0);
+    }
     if (entry == E_RECOVER) {
         /* What recover saved must read back right in every entry point of
          * the library. */

@@ -48,7 +48,7 @@ extern "C" {
     X(KC_EARCH, -28, "wrong device architecture")                                        \
     X(KC_EUNSUPPORTED, -29, "operation not supported")                                   \
     X(KC_EINTERNAL, -30, "internal error")                                               \
-    X(KC_ESIGNATURE, -31, "bundle signature missing, untrusted or invalid")              \
+    X(KC_ESIGNATURE, -31, "signature missing, untrusted or invalid")                     \
     X(KC_EREMOTE, -32, "remote tier unreachable or failing")                             \
     X(KC_EDAMAGED, -33, "store file is damaged")
 

@@ -59,6 +59,18 @@ static int dir_exists(const char *dir)
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Whether a layer opened for reading that has no store is worth a warning:
+ * yes unless dir is an existing directory without a data.mdb. */
+static int empty_layer_is_news(const char *dir)
+{
+    char data[PATH_MAX];
+    struct stat st;
+    if (!dir_exists(dir) ||
+        snprintf(data, sizeof(data), "%s/data.mdb", dir) >= (int)sizeof(data))
+        return 1;
+    return lstat(data, &st) == 0 || errno != ENOENT;
+}
+
 /* Rename dir/data.mdb, found damaged, to dir/data.mdb.damaged-<UTC time>
  * (never deleting it, so that it can be inspected or recovered from). Under
  * an flock of dir/data.mdb.aside, the file is checked again first: of
@@ -204,6 +216,13 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         }
         rc = open_layer(l, dir, &so, &st);
         last_rc = rc;
+        /* The first layer, opened for reading, an existing directory
+         * without a store: the publish target of writers before their first
+         * publish (a container's cache directory). Nothing to read and
+         * nothing wrong, so no warning. */
+        if (rc == KC_ENOTFOUND && l->n == 0 && (o.flags & KC_STORE_RDONLY) && !marked &&
+            !empty_layer_is_news(dir))
+            continue;
         if (rc != KC_OK) {
             char why[400];
             snprintf(why, sizeof(why), "%s: %s", kc_strerror(rc), kc_store_open_errmsg());
