@@ -649,6 +649,37 @@ static int stamp_path(const char *data_path, char *out, size_t n)
     return snprintf(out, n, "%s.checked", data_path) < (int)n ? 0 : -1;
 }
 
+/* Where the stamp of a store in a directory this process cannot write (a
+ * container image's layer) is kept instead: under the user's cache
+ * directory, named after the file's device and inode, so that only the
+ * first process to open that file pays the check, not every one.
+ * $XDG_CACHE_HOME/kcache-checked/ or $HOME/.cache/kcache-checked/. */
+static int stamp_dir_fallback(char *out, size_t n)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int len;
+
+    if (xdg && *xdg == '/')
+        len = snprintf(out, n, "%s/kcache-checked", xdg);
+    else if (home && *home == '/')
+        len = snprintf(out, n, "%s/.cache/kcache-checked", home);
+    else
+        return -1;
+    return len > 0 && (size_t)len < n ? 0 : -1;
+}
+
+static int stamp_path_fallback(const kc__mdb_state_t *st, char *out, size_t n)
+{
+    char dir[PATH_MAX];
+
+    if (stamp_dir_fallback(dir, sizeof(dir)) != 0)
+        return -1;
+    return snprintf(out, n, "%s/%llx-%llx", dir, (unsigned long long)st->dev,
+                    (unsigned long long)st->ino) < (int)n
+               ? 0
+               : -1;
+}
+
 static void stamp_format(const kc__mdb_state_t *st, char *buf, size_t n)
 {
     snprintf(buf, n, STAMP_MAGIC " %llu %llu %llu %llu %llu %llu %llu\n",
@@ -658,14 +689,12 @@ static void stamp_format(const kc__mdb_state_t *st, char *buf, size_t n)
              (unsigned long long)st->txnid1);
 }
 
-int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st)
+static int stamp_file_matches(const char *path, const kc__mdb_state_t *st)
 {
-    char path[PATH_MAX], want[256], have[256];
+    char want[256], have[256];
     int fd;
     ssize_t n;
 
-    if (stamp_path(data_path, path, sizeof(path)) != 0)
-        return 0;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
@@ -678,28 +707,63 @@ int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st)
     return strcmp(want, have) == 0;
 }
 
-void kc__mdb_stamp_write(const char *data_path, const kc__mdb_state_t *st)
+int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st)
 {
-    char path[PATH_MAX], tmp[PATH_MAX + 32], buf[256];
+    char path[PATH_MAX];
+
+    if (stamp_path(data_path, path, sizeof(path)) == 0 && stamp_file_matches(path, st))
+        return 1;
+    return stamp_path_fallback(st, path, sizeof(path)) == 0 &&
+           stamp_file_matches(path, st);
+}
+
+/* Write the stamp to path through a temporary file and a rename. 0, or -1
+ * when the file could not be made (the directory is not writable). */
+static int stamp_file_write(const char *path, const kc__mdb_state_t *st)
+{
+    char tmp[PATH_MAX + 32], buf[256];
     int fd;
     size_t len;
 
-    if (stamp_path(data_path, path, sizeof(path)) != 0 ||
-        snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-        return;
+    if (snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+        return -1;
     stamp_format(st, buf, sizeof(buf));
     len = strlen(buf);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0664);
     if (fd < 0)
-        return;
+        return -1;
     if (write(fd, buf, len) != (ssize_t)len) {
         close(fd);
         unlink(tmp);
-        return;
+        return 0;
     }
     close(fd);
     if (rename(tmp, path) != 0)
         unlink(tmp);
+    return 0;
+}
+
+void kc__mdb_stamp_write(const char *data_path, const kc__mdb_state_t *st)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+
+    if (stamp_path(data_path, path, sizeof(path)) == 0 && stamp_file_write(path, st) == 0)
+        return;
+    /* Beside the store is not writable: the user's cache directory. */
+    if (stamp_dir_fallback(dir, sizeof(dir)) != 0 ||
+        stamp_path_fallback(st, path, sizeof(path)) != 0)
+        return;
+    if (stamp_file_write(path, st) != 0) {
+        char parent[PATH_MAX];
+        char *slash;
+        snprintf(parent, sizeof(parent), "%s", dir);
+        if ((slash = strrchr(parent, '/')) != NULL && slash != parent) {
+            *slash = '\0';
+            mkdir(parent, 0755); /* ~/.cache */
+        }
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+            stamp_file_write(path, st);
+    }
 }
 
 /* ---- scanning every page, for recovery ------------------------------------------- */
