@@ -315,8 +315,6 @@ int kc_kernel_load_file(kc_launcher_t *l, const char *path, kc_kernel_t ***out, 
     if (!l || !path || !out || !n)
         return KC_EINVAL;
     err[0] = '\0';
-    /* The store opens on the pool while the file is read and parsed. */
-    kc__launcher_open_store_async(l);
     rc = kc__spec_load_json(path, &specs, &count, err, sizeof(err));
     if (rc != KC_OK) {
         kc__errmsg_set(l, "%s", err);
@@ -342,7 +340,6 @@ int kc_kernel_load_json(kc_launcher_t *l, const char *json, size_t len, const ch
     if (!name)
         name = "spec";
     err[0] = '\0';
-    kc__launcher_open_store_async(l);
     rc = kc__spec_load_json_mem(json, len, name, base_dir, &specs, &count, err,
                                 sizeof(err));
     if (rc != KC_OK) {

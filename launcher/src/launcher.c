@@ -112,31 +112,6 @@ void kc__launcher_open_store(kc_launcher_t *l)
     pthread_mutex_unlock(&l->store_mu);
 }
 
-/* A pool task: kc_store_warm on every layer, off the caller's path. */
-static void warm_store(void *arg)
-{
-    kc_launcher_t *l = arg;
-    for (size_t i = 0; i < kc_layers_count(l->layers); i++)
-        kc_store_warm(kc_layers_store(l->layers, i));
-}
-
-/* A pool task: the store's open, then its warm-up on the same thread. */
-static void open_store_task(void *arg)
-{
-    kc_launcher_t *l = arg;
-    kc__launcher_open_store(l);
-    if (l->dev && l->layers && !l->no_warmup && !atomic_exchange(&l->warm_started, 1))
-        warm_store(l);
-}
-
-void kc__launcher_open_store_async(kc_launcher_t *l)
-{
-    if (atomic_load_explicit(&l->store_ready, memory_order_acquire) || !l->store_path)
-        return;
-    if (kc__pool_submit(l->pool, open_store_task, l) != KC_OK)
-        return; /* the first registration opens it */
-}
-
 /* Which stores (into l->store_path), or a borrowed one at once. */
 static void choose_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
 {
@@ -321,6 +296,14 @@ static int open_device(kc_launcher_t *l, const kc_launcher_opts_t *opts)
         return rc;
     }
     return KC_OK;
+}
+
+/* A pool task: kc_store_warm on every layer, off the caller's path. */
+static void warm_store(void *arg)
+{
+    kc_launcher_t *l = arg;
+    for (size_t i = 0; i < kc_layers_count(l->layers); i++)
+        kc_store_warm(kc_layers_store(l->layers, i));
 }
 
 void kc__launcher_warm_once(kc_launcher_t *l)

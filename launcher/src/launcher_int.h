@@ -100,10 +100,6 @@ void kc__launcher_warm_once(kc_launcher_t *l);
  * kc_kernel_get or kc_launcher_store). Once it returns, l->layers and
  * l->store hold their final values. Thread-safe; cheap after the first. */
 void kc__launcher_open_store(kc_launcher_t *l);
-/* Start that open on the pool, then the store's warm-up, if the store is
- * not open yet: for a caller with work of its own to do before it needs the
- * store (parsing a spec file). kc__launcher_open_store still waits for it. */
-void kc__launcher_open_store_async(kc_launcher_t *l);
 /* Push (kind, key) from the store to the remote behind the caller's back
  * (kind KC_REC_TUNING: its chain; KC_REC_BUILD: a build and its cubin),
  * or drop and count it when the queue is full. No-op without a remote. */
