@@ -647,6 +647,53 @@ static void test_store_is_opened_at_the_first_kernel_not_at_create(void **state)
     assert_true(path_exists(dir, "/data.mdb"));
 }
 
+typedef struct first_use_arg {
+    kc_launcher_t *l;
+    kc_kernel_t *k;
+    kc_store_t *st;
+    int rc;
+} first_use_arg_t;
+
+static void *first_use_thread(void *p)
+{
+    first_use_arg_t *a = p;
+    kc_kernel_spec_t spec = vadd_spec();
+    a->rc = kc_kernel_get(a->l, &spec, &a->k);
+    a->st = kc_launcher_store(a->l);
+    return NULL;
+}
+
+/* Threads whose first calls on a new launcher race open its store once:
+ * one store for all, one kernel. */
+static void test_threads_racing_to_the_first_kernel_open_one_store(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    enum { N = 8 };
+    pthread_t th[N];
+    first_use_arg_t a[N];
+    char dir[600];
+
+    snprintf(dir, sizeof(dir), "%s/race", f->dir);
+    o.store_dir = dir;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    for (int i = 0; i < N; i++) {
+        a[i] = (first_use_arg_t){.l = f->l};
+        assert_int_equal(pthread_create(&th[i], NULL, first_use_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].rc, KC_OK);
+        assert_non_null(a[i].st);
+        assert_ptr_equal(a[i].st, a[0].st);
+        assert_ptr_equal(a[i].k, a[0].k);
+    }
+    assert_string_equal(kc_store_path(a[0].st), dir);
+}
+
 /* The environment is read at kc_launcher_create, as before: a KCACHE_DIR
  * changed between the creation and the first kernel does not move the
  * store. */
@@ -969,6 +1016,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_unopenable_store_is_told_at_the_first_kernel,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_threads_racing_to_the_first_kernel_open_one_store, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ptx_kernels_compile_with_nvjitlink_without_a_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failure_is_told_by_its_own_launcher_only,
