@@ -40,6 +40,10 @@ static const char *readonly_why(kc_store_t *st, const char *dir, int marked,
         return "marked " KC_LAYERS_RO_PREFIX " in the store path";
     if (kc_store_is_sealed(st))
         return "sealed";
+    /* Opened for writing: kc_store_open found the directory writable just
+     * now; no need to ask the filesystem again (two syscalls per layer). */
+    if (!kc_store_is_readonly(st))
+        return NULL;
     if (!kc__fs_dir_writable(dir))
         return "directory or filesystem not writable";
     if (kc_store_is_readonly(st) && !(flags & KC_STORE_RDONLY))
