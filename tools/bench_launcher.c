@@ -474,7 +474,8 @@ static void part_create(const char *root, int no_prefetch)
         w[r] = clock_us() - t0;
     }
     printf("launcher create (%s, store %s): first of the process %.1f us, median of the "
-           "next %d %.1f us (destroy %.1f us); threads before create %d, after %d\n",
+           "next %d %.1f us (destroy %.1f us); threads before create %d, after %d "
+           "(the store opens at the first kernel, not here)\n",
            g_cuda ? "cuda" : "sim", dir, first, ROUNDS, pct(v, ROUNDS, 50),
            pct(w, ROUNDS, 50), before, after);
 }
