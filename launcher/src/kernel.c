@@ -147,6 +147,8 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
         kc__spec_free(spec);
         return KC_ESPEC;
     }
+    /* The store is opened at the first registration (launcher.c). */
+    kc__launcher_open_store(l);
     if (spec->prebuilt && (rc = load_abis(l, spec, &abis)) != KC_OK) {
         kc__spec_free(spec);
         return rc;

@@ -44,7 +44,12 @@ void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
 
 kc_store_t *kc_launcher_store(const kc_launcher_t *launcher)
 {
-    return launcher ? launcher->store : NULL;
+    if (!launcher)
+        return NULL;
+    /* The store is opened at first use: asking for it is a use. The open
+     * changes only the launcher's lazily filled fields. */
+    kc__launcher_open_store((kc_launcher_t *)launcher);
+    return launcher->store;
 }
 
 const char *kc_launcher_arch(const kc_launcher_t *launcher)
@@ -57,27 +62,32 @@ const char *kc_launcher_arch(const kc_launcher_t *launcher)
  * else the layers of opts.store_dir (a directory or a colon-separated list),
  * else those of KCACHE_PATH, else KCACHE_DIR, else the XDG cache directory
  * (never /tmp: a shared, world-writable cache would let any user plant
- * kernels). */
-static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
+ * kernels).
+ *
+ * kc_launcher_create only reads which stores (the options and the
+ * environment, as they are then) into l->store_path; the open itself waits
+ * for the first use (kc__launcher_open_store: the first kc_kernel_get or
+ * kc_launcher_store). A process that creates a launcher early, or never
+ * launches, does not pay for it there, and a launcher that will never
+ * launch maps nothing. With a remote tier the store is opened at once,
+ * as the remote needs to know whether it is writable. */
+static void store_failed(kc_launcher_t *l, int rc)
 {
-    int rc;
+    kc__log(l, KC_LOG_WARN, "kcache: cannot open a store: %s (%s); running without one",
+            kc_strerror(rc), kc_store_open_errmsg());
+}
 
-    if (opts->no_store)
-        return;
+static void open_store_now(kc_launcher_t *l)
+{
     /* A damaged store file is set aside and replaced by a fresh store
      * (kcache/store.h); the warnings logged below say so. */
     kc_store_opts_t so = KC_STORE_OPTS_INIT;
     so.flags = KC_STORE_SET_ASIDE_DAMAGED;
-    if (opts->store)
-        rc = kc_layers_wrap(opts->store, &l->layers);
-    else if (opts->store_dir && opts->store_dir[0])
-        rc = kc_layers_open(opts->store_dir, &so, &l->layers);
-    else
-        rc = kc_layers_open_default(&so, &l->layers);
+    int rc = kc_layers_open(l->store_path, &so, &l->layers);
+    free(l->store_path);
+    l->store_path = NULL;
     if (rc != KC_OK) {
-        kc__log(l, KC_LOG_WARN,
-                "kcache: cannot open a store: %s (%s); running without one",
-                kc_strerror(rc), kc_store_open_errmsg());
+        store_failed(l, rc);
         l->layers = NULL;
         return;
     }
@@ -89,6 +99,46 @@ static void open_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
         l->store = kc_layers_store(l->layers, 0);
 }
 
+void kc__launcher_open_store(kc_launcher_t *l)
+{
+    if (atomic_load_explicit(&l->store_ready, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&l->store_mu);
+    if (!atomic_load_explicit(&l->store_ready, memory_order_relaxed)) {
+        if (l->store_path)
+            open_store_now(l);
+        atomic_store_explicit(&l->store_ready, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&l->store_mu);
+}
+
+/* Which stores (into l->store_path), or a borrowed one at once. */
+static void choose_store(kc_launcher_t *l, const kc_launcher_opts_t *opts)
+{
+    int rc;
+
+    if (opts->no_store)
+        return;
+    if (opts->store) {
+        rc = kc_layers_wrap(opts->store, &l->layers);
+        if (rc != KC_OK) {
+            store_failed(l, rc);
+            l->layers = NULL;
+            return;
+        }
+        l->store = kc_layers_store(l->layers, 0);
+        return;
+    }
+    if (opts->store_dir && opts->store_dir[0]) {
+        if (!(l->store_path = strdup(opts->store_dir)))
+            store_failed(l, KC_ENOMEM);
+        return;
+    }
+    rc = kc_layers_default_path(&l->store_path);
+    if (rc != KC_OK)
+        store_failed(l, rc);
+}
+
 /* The remote tier, if one is named and there is a writable layer to pull
  * into. A URL that cannot be read is logged and ignored. */
 static void open_remote(kc_launcher_t *l, const kc_launcher_opts_t *opts)
@@ -97,6 +147,7 @@ static void open_remote(kc_launcher_t *l, const kc_launcher_opts_t *opts)
 
     if (opts->no_remote || !url || !*url)
         return;
+    kc__launcher_open_store(l);
     if (!l->store || kc_store_is_readonly(l->store)) {
         kc__log(l, KC_LOG_WARN,
                 "kcache: remote tier %s not used: no writable store to pull into", url);
@@ -291,6 +342,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     pthread_mutex_init(&l->tune_lock, NULL);
     pthread_mutex_init(&l->prefetch_lock, NULL);
     pthread_mutex_init(&l->remote_mu, NULL);
+    pthread_mutex_init(&l->store_mu, NULL);
     l->kind = opts->device;
     l->log = opts->log;
     l->log_user = opts->log_user;
@@ -330,7 +382,7 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
                       kc_strerror(rc));
         goto fail;
     }
-    open_store(l, opts);
+    choose_store(l, opts);
     open_remote(l, opts);
     *out = l;
     return KC_OK;
@@ -361,6 +413,8 @@ void kc__launcher_free(kc_launcher_t *l)
     pthread_mutex_destroy(&l->prefetch_lock);
     kc__index_free(&l->by_identity);
     kc__index_free(&l->by_name);
+    free(l->store_path);
+    pthread_mutex_destroy(&l->store_mu);
     pthread_mutex_destroy(&l->remote_mu);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);

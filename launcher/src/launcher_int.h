@@ -31,6 +31,14 @@ struct kc_launcher {
      * writable layer, else the first layer (then nothing is written). */
     kc_layers_t *layers;
     kc_store_t *store;
+    /* The store is opened at first use (kc__launcher_open_store), not in
+     * kc_launcher_create: store_path is the path list read from the options
+     * and the environment at creation (NULL: nothing to open, or opened
+     * already); store_ready is set, with release order, once layers and
+     * store hold their final values; store_mu serializes the open. */
+    char *store_path;
+    _Atomic int store_ready;
+    pthread_mutex_t store_mu;
     kc__pool_t *pool;
     kc_remote_t *remote;       /* NULL: no remote tier */
     _Atomic int remote_warned; /* its first failure was logged as a warning */
@@ -88,6 +96,10 @@ void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
  * launcher: started by the first registration, not by kc_launcher_create,
  * so that creating a launcher starts no thread. */
 void kc__launcher_warm_once(kc_launcher_t *l);
+/* Open the launcher's store if it is not open yet (first use: the first
+ * kc_kernel_get or kc_launcher_store). Once it returns, l->layers and
+ * l->store hold their final values. Thread-safe; cheap after the first. */
+void kc__launcher_open_store(kc_launcher_t *l);
 /* Push (kind, key) from the store to the remote behind the caller's back
  * (kind KC_REC_TUNING: its chain; KC_REC_BUILD: a build and its cubin),
  * or drop and count it when the queue is full. No-op without a remote. */

@@ -172,9 +172,13 @@ typedef struct kc_launcher_opts {
 
 /* Create a launcher. opts may be NULL (every default); KC_EINVAL for an
  * opts->size of 0 or larger than this library's. With KC_DEVICE_CUDA and no driver on the
- * machine it returns KC_ENODEVICE and kc_launcher_create_errmsg() says so. A store that
- * cannot be opened is not fatal: the launcher logs a warning and runs
- * without one (a cache must never fail the user's work). */
+ * machine it returns KC_ENODEVICE and kc_launcher_create_errmsg() says so. Which
+ * store is read here (the options, KCACHE_PATH, KCACHE_DIR, ... as they are
+ * now), but it is opened at its first use: the first kc_kernel_get,
+ * kc_kernel_load_file or kc_kernel_load_json, or kc_launcher_store (at once
+ * with a remote tier). A store that cannot be opened is not fatal: the
+ * launcher logs a warning then and runs without one (a cache must never fail
+ * the user's work). */
 KC_API int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out);
 /* Destroy the launcher, its kernels and their modules. Waits for background
  * compiles. Accepts NULL. */
@@ -189,7 +193,8 @@ KC_API const char *kc_launcher_errmsg(const kc_launcher_t *launcher);
 /* Why the last kc_launcher_create in this thread failed, likewise. */
 KC_API const char *kc_launcher_create_errmsg(void);
 
-/* The store the launcher publishes to, or NULL. Borrowed. */
+/* The store the launcher publishes to, or NULL. Borrowed. Opens it if no
+ * kernel has yet. */
 KC_API kc_store_t *kc_launcher_store(const kc_launcher_t *launcher);
 /* The device's target arch, e.g. "sm_90". */
 KC_API const char *kc_launcher_arch(const kc_launcher_t *launcher);

@@ -56,6 +56,12 @@ KC_API int kc_layers_open(const char *path_list, const kc_store_opts_t *opts,
  * else the single store KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else
  * $HOME/.cache/kcache. */
 KC_API int kc_layers_open_default(const kc_store_opts_t *opts, kc_layers_t **out);
+/* The path list kc_layers_open_default would open, as the environment names
+ * it now, in *out (free with kc_free): for a caller that opens the layers
+ * later (a launcher opens its store at its first kernel) but must read the
+ * environment now. KC_ENOTFOUND when none is named (kc_store_open_errmsg()
+ * says so). */
+KC_API int kc_layers_default_path(char **out);
 
 /* One layer around a store the caller opened; the store is borrowed and
  * must outlive the layers. */

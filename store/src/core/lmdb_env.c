@@ -113,18 +113,23 @@ static int db_optional(int kind)
     return kind == KC_REC_BINMETA || kind == KC_REC_GROUP;
 }
 
-static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+/* Open every database in one transaction: read-only (writable is 0), or a
+ * write transaction that creates what is missing. *missing says whether a
+ * read-only pass of a writable environment found a database to create. */
+static int open_dbs_txn(kc__env_t *env, const char *dir, int writable, int *missing,
+                        char *msg, size_t msg_len)
 {
     MDB_txn *txn = NULL;
+    unsigned tflags = writable ? 0 : MDB_RDONLY;
     int rc;
 
-    rc = mdb_txn_begin(env->mdb, NULL, env->readonly ? MDB_RDONLY : 0, &txn);
+    rc = mdb_txn_begin(env->mdb, NULL, tflags, &txn);
     /* Another process grew the map between mdb_env_open and here: adopt
      * its size (nothing else uses this environment yet) and begin again. */
     for (int tries = 0; rc == MDB_MAP_RESIZED && tries < MAX_RESIZE_RETRIES; tries++) {
         rc = mdb_env_set_mapsize(env->mdb, 0);
         if (rc == 0)
-            rc = mdb_txn_begin(env->mdb, NULL, env->readonly ? MDB_RDONLY : 0, &txn);
+            rc = mdb_txn_begin(env->mdb, NULL, tflags, &txn);
     }
     if (rc != 0) {
         snprintf(msg, msg_len, "%s: cannot begin a transaction: %s", dir,
@@ -133,8 +138,15 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
     }
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
         env->has_db[kind] = 0;
-        rc = mdb_dbi_open(txn, db_names[kind], env->readonly ? 0 : MDB_CREATE,
-                          &env->dbi[kind]);
+        rc =
+            mdb_dbi_open(txn, db_names[kind], writable ? MDB_CREATE : 0, &env->dbi[kind]);
+        if (rc == MDB_NOTFOUND && !env->readonly) {
+            /* A writable store lacking a database (a new store, or one
+             * older than a kind): the write transaction creates it. */
+            *missing = 1;
+            mdb_txn_abort(txn);
+            return KC_OK;
+        }
         if (rc == MDB_NOTFOUND && db_optional(kind))
             continue;
         if (rc == MDB_NOTFOUND) {
@@ -160,6 +172,21 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
         return kc__mdb_code(rc);
     }
     return KC_OK;
+}
+
+/* The databases' handles. An existing store, writable or not, is read in a
+ * read-only transaction: opening it never waits for LMDB's writer lock,
+ * which another process may hold for a long publish, a gc or a compaction.
+ * Only a writable store that lacks a database (a new one, or one older
+ * than a kind of record) takes a write transaction, to create it. */
+static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+{
+    int missing = 0;
+    int rc = open_dbs_txn(env, dir, 0, &missing, msg, msg_len);
+
+    if (rc != KC_OK || !missing)
+        return rc;
+    return open_dbs_txn(env, dir, 1, &missing, msg, msg_len);
 }
 
 /* KCACHE_CHECK: how the structure of data.mdb is checked before it is

@@ -40,6 +40,10 @@ static const char *readonly_why(kc_store_t *st, const char *dir, int marked,
         return "marked " KC_LAYERS_RO_PREFIX " in the store path";
     if (kc_store_is_sealed(st))
         return "sealed";
+    /* Opened for writing: kc_store_open found the directory writable just
+     * now; no need to ask the filesystem again (two syscalls per layer). */
+    if (!kc_store_is_readonly(st))
+        return NULL;
     if (!kc__fs_dir_writable(dir))
         return "directory or filesystem not writable";
     if (kc_store_is_readonly(st) && !(flags & KC_STORE_RDONLY))
@@ -259,31 +263,51 @@ fail:
     return rc;
 }
 
+int kc_layers_default_path(char **out)
+{
+    const char *v = getenv("KCACHE_PATH");
+    const char *suffix = "";
+    char *p = NULL;
+
+    if (!out)
+        return KC_EINVAL;
+    *out = NULL;
+    if (!v || !*v)
+        v = getenv("KCACHE_DIR");
+    if (!v || !*v) {
+        v = getenv("XDG_CACHE_HOME");
+        suffix = "/kcache";
+        if (!v || v[0] != '/') {
+            v = getenv("HOME");
+            suffix = "/.cache/kcache";
+            if (!v || v[0] != '/') {
+                kc__store_set_open_errmsg("no store: set KCACHE_PATH or KCACHE_DIR "
+                                          "(neither XDG_CACHE_HOME nor HOME is set)");
+                return KC_ENOTFOUND;
+            }
+        }
+    }
+    if (asprintf(&p, "%s%s", v, suffix) < 0) {
+        kc__store_set_open_errmsg("out of memory");
+        return KC_ENOMEM;
+    }
+    *out = p;
+    return KC_OK;
+}
+
 int kc_layers_open_default(const kc_store_opts_t *opts, kc_layers_t **out)
 {
-    char buf[4096];
-    const char *v = getenv("KCACHE_PATH");
+    char *path = NULL;
+    int rc;
 
-    if (v && *v)
-        return kc_layers_open(v, opts, out);
-    v = getenv("KCACHE_DIR");
-    if (v && *v)
-        return kc_layers_open(v, opts, out);
-    v = getenv("XDG_CACHE_HOME");
-    if (v && v[0] == '/') {
-        snprintf(buf, sizeof(buf), "%s/kcache", v);
-        return kc_layers_open(buf, opts, out);
-    }
-    v = getenv("HOME");
-    if (v && v[0] == '/') {
-        snprintf(buf, sizeof(buf), "%s/.cache/kcache", v);
-        return kc_layers_open(buf, opts, out);
-    }
     if (out)
         *out = NULL;
-    kc__store_set_open_errmsg("no store: set KCACHE_PATH or KCACHE_DIR (neither "
-                              "XDG_CACHE_HOME nor HOME is set)");
-    return KC_ENOTFOUND;
+    rc = kc_layers_default_path(&path);
+    if (rc != KC_OK)
+        return rc;
+    rc = kc_layers_open(path, opts, out);
+    kc_free(path);
+    return rc;
 }
 
 int kc_layers_wrap(kc_store_t *store, kc_layers_t **out)

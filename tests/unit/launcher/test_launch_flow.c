@@ -598,6 +598,170 @@ static void test_unopenable_store_is_a_warning_not_an_error(void **state)
     assert_non_null(strstr(f->log, "not-a-dir"));
 }
 
+static int path_exists(const char *dir, const char *name)
+{
+    char path[1200];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+/* kc_launcher_create reads which store, and opens it at the first
+ * registration: until then no directory or file is made. The first
+ * kc_kernel_get opens it, and the launch publishes into it as before. */
+static void test_store_is_opened_at_the_first_kernel_not_at_create(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kcs_vecs_t v;
+    char dir[600];
+
+    snprintf(dir, sizeof(dir), "%s/lazy", f->dir);
+    o.store_dir = dir;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_false(path_exists(dir, ""));
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_true(path_exists(dir, "/data.mdb"));
+    assert_non_null(kc_launcher_store(f->l));
+    assert_string_equal(kc_store_path(kc_launcher_store(f->l)), dir);
+    kcs_vecs_init(&v, 500);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    kcs_vecs_check(&v);
+    kc_kernel_stats(k, &s);
+    assert_int_equal(s.tunes, 1);
+    assert_int_equal(s.publishes, 1);
+    kcs_vecs_free(&v);
+
+    /* kc_launcher_store is a first use too. */
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    snprintf(dir, sizeof(dir), "%s/lazy2", f->dir);
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_false(path_exists(dir, ""));
+    assert_non_null(kc_launcher_store(f->l));
+    assert_true(path_exists(dir, "/data.mdb"));
+}
+
+typedef struct first_use_arg {
+    kc_launcher_t *l;
+    kc_kernel_t *k;
+    kc_store_t *st;
+    int rc;
+} first_use_arg_t;
+
+static void *first_use_thread(void *p)
+{
+    first_use_arg_t *a = p;
+    kc_kernel_spec_t spec = vadd_spec();
+    a->rc = kc_kernel_get(a->l, &spec, &a->k);
+    a->st = kc_launcher_store(a->l);
+    return NULL;
+}
+
+/* Threads whose first calls on a new launcher race open its store once:
+ * one store for all, one kernel. */
+static void test_threads_racing_to_the_first_kernel_open_one_store(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    enum { N = 8 };
+    pthread_t th[N];
+    first_use_arg_t a[N];
+    char dir[600];
+
+    snprintf(dir, sizeof(dir), "%s/race", f->dir);
+    o.store_dir = dir;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    for (int i = 0; i < N; i++) {
+        a[i] = (first_use_arg_t){.l = f->l};
+        assert_int_equal(pthread_create(&th[i], NULL, first_use_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].rc, KC_OK);
+        assert_non_null(a[i].st);
+        assert_ptr_equal(a[i].st, a[0].st);
+        assert_ptr_equal(a[i].k, a[0].k);
+    }
+    assert_string_equal(kc_store_path(a[0].st), dir);
+}
+
+/* The environment is read at kc_launcher_create, as before: a KCACHE_DIR
+ * changed between the creation and the first kernel does not move the
+ * store. */
+static void test_store_named_by_the_environment_at_create_is_the_one_opened(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    char a[600], b[600];
+    const char *had_path = getenv("KCACHE_PATH");
+    const char *had_dir = getenv("KCACHE_DIR");
+    char *saved_path = had_path ? strdup(had_path) : NULL;
+    char *saved_dir = had_dir ? strdup(had_dir) : NULL;
+
+    snprintf(a, sizeof(a), "%s/env-a", f->dir);
+    snprintf(b, sizeof(b), "%s/env-b", f->dir);
+    o.store_dir = NULL;
+    unsetenv("KCACHE_PATH");
+    setenv("KCACHE_DIR", a, 1);
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    setenv("KCACHE_DIR", b, 1);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    if (saved_path)
+        setenv("KCACHE_PATH", saved_path, 1);
+    if (saved_dir)
+        setenv("KCACHE_DIR", saved_dir, 1);
+    else
+        unsetenv("KCACHE_DIR");
+    free(saved_path);
+    free(saved_dir);
+    assert_true(path_exists(a, "/data.mdb"));
+    assert_false(path_exists(b, ""));
+}
+
+/* A store that cannot be opened is still a warning, logged now at the
+ * first kernel, which registers and launches without a store. */
+static void test_unopenable_store_is_told_at_the_first_kernel(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_launcher_opts_t o = kcs_sim_opts(f);
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kcs_vecs_t v;
+    char path[600];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/not-a-dir", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    o.store_dir = path;
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    f->log[0] = '\0';
+    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
+    assert_null(strstr(f->log, "not-a-dir"));
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_non_null(strstr(f->log, "not-a-dir"));
+    assert_null(kc_launcher_store(f->l));
+    kcs_vecs_init(&v, 500);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    kcs_vecs_check(&v);
+    kcs_vecs_free(&v);
+}
+
 static void test_no_device_compiles_and_publishes_builds(void **state)
 {
     kcs_fx_t *f = *state;
@@ -845,6 +1009,15 @@ static void test_ptx_kernels_compile_with_nvjitlink_without_a_driver(void **stat
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_store_is_opened_at_the_first_kernel_not_at_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_store_named_by_the_environment_at_create_is_the_one_opened, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_unopenable_store_is_told_at_the_first_kernel,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_threads_racing_to_the_first_kernel_open_one_store, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ptx_kernels_compile_with_nvjitlink_without_a_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failure_is_told_by_its_own_launcher_only,

@@ -943,6 +943,80 @@ static void test_processes_publishing_at_once_all_land(void **state)
     }
 }
 
+/* A child holding LMDB's writer lock on dir (a write transaction, as a
+ * long publish or gc of another process would) until told to stop. */
+static int writer_lock_child(const char *dir, int ready_fd, int stop_fd)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    char c = 'r';
+
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0 ||
+        mdb_env_open(env, dir, MDB_NOTLS, 0664) != 0 ||
+        mdb_txn_begin(env, NULL, 0, &txn) != 0)
+        return 1;
+    if (write(ready_fd, &c, 1) != 1 || read(stop_fd, &c, 1) != 1)
+        return 2;
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return 0;
+}
+
+/* Opening an existing store for writing takes no write transaction: it
+ * does not wait while another process holds the writer lock. (Before, the
+ * databases were opened in a write transaction, so a launcher's creation
+ * waited for another process's publish, gc or compaction to end.) */
+static void test_open_of_an_existing_store_does_not_wait_for_the_writer(void **state)
+{
+    fixture_t *f = *state;
+    int ready[2], stop[2], status;
+    char c;
+    made_build_t b;
+    kc_key_t blob = kc_key_hash("cubin", 5);
+    kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
+    kc_record_t *got = NULL;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 7, &blob);
+    rec.u.build = b.rec;
+    assert_int_equal(kc_store_put(f->st, &b.key, &rec), KC_OK);
+    kc_store_close(f->st);
+    f->st = NULL;
+
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(stop), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(stop[1]);
+        _exit(writer_lock_child(f->dir, ready[1], stop[0]));
+    }
+    close(ready[1]);
+    close(stop[0]);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    /* Were the open to wait for the writer, it would wait for ever: the
+     * child lets go only when told below. The alarm turns that into a
+     * failure rather than a hung test. */
+    alarm(30);
+    f->st = open_store(f, NULL);
+    assert_false(kc_store_is_readonly(f->st));
+    assert_int_equal(kc_store_get(f->st, KC_REC_BUILD, &b.key, &got), KC_OK);
+    kc_free(got);
+    alarm(0);
+    c = 's';
+    assert_int_equal(write(stop[1], &c, 1), 1);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(ready[0]);
+    close(stop[1]);
+    /* Writes go on once the writer is gone. */
+    assert_int_equal(kc_store_touch(f->st, KC_REC_BUILD, &b.key), KC_OK);
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+    kc_free(b.pre);
+}
+
 /* ---- corruption ---------------------------------------------------------- */
 
 static void test_corrupt_record_is_a_miss_counted_and_deleted(void **state)
@@ -1628,6 +1702,7 @@ int main(void)
         T(test_same_directory_twice_shares_the_environment),
         T(test_threads_share_a_handle_while_the_map_grows),
         T(test_processes_publishing_at_once_all_land),
+        T(test_open_of_an_existing_store_does_not_wait_for_the_writer),
         T(test_corrupt_record_is_a_miss_counted_and_deleted),
         T(test_blob_that_hashes_wrong_is_a_miss_and_is_deleted),
         T(test_build_and_its_cubin_come_back_in_one_read),
