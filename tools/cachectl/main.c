@@ -10,13 +10,13 @@
 #include <string.h>
 
 static const kc_cmd_t *const commands[] = {
-    &kc_cmd_stats,    &kc_cmd_ls,       &kc_cmd_show,
-    &kc_cmd_get,      &kc_cmd_rm,       &kc_cmd_verify,
-    &kc_cmd_export,   &kc_cmd_import,   &kc_cmd_import_triton,
-    &kc_cmd_keygen,   &kc_cmd_gc,       &kc_cmd_compact,
-    &kc_cmd_snapshot, &kc_cmd_recover,  &kc_cmd_seal,
-    &kc_cmd_unseal,   &kc_cmd_populate, &kc_cmd_why,
-    &kc_cmd_train_dict, &kc_cmd_version, &kc_cmd_remote,
+    &kc_cmd_stats,      &kc_cmd_ls,       &kc_cmd_show,
+    &kc_cmd_get,        &kc_cmd_rm,       &kc_cmd_verify,
+    &kc_cmd_export,     &kc_cmd_import,   &kc_cmd_import_triton,
+    &kc_cmd_keygen,     &kc_cmd_gc,       &kc_cmd_compact,
+    &kc_cmd_snapshot,   &kc_cmd_recover,  &kc_cmd_seal,
+    &kc_cmd_unseal,     &kc_cmd_populate, &kc_cmd_why,
+    &kc_cmd_train_dict, &kc_cmd_version,  &kc_cmd_remote,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

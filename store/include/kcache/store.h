@@ -353,15 +353,15 @@ typedef enum kc_counter {
     KC_COUNTER_USAGE_DROPPED,       /* usage stamps dropped: the flusher fell behind */
     /* The remote tier, as the launchers on this store used it
      * (kc_remote_stats_t; docs/RELIABILITY.md, "Remote tier"): */
-    KC_COUNTER_REMOTE_PUSHES,    /* tunings and builds written to the remote */
-    KC_COUNTER_REMOTE_PULLS,     /* tunings and builds brought in from it */
-    KC_COUNTER_REMOTE_DROPS,     /* pushes dropped: the write-behind queue was full */
-    KC_COUNTER_REMOTE_REJECTED,  /* pulls refused: failed checks or signatures */
-    KC_COUNTER_REMOTE_TIMEOUTS,  /* connects or commands that timed out */
-    KC_COUNTER_REMOTE_ERRORS,    /* other remote failures */
-    KC_COUNTER_REMOTE_UNTRUSTED, /* pulls refused by the trust keys: unsigned,
-                                  * signed by another key, bad signature */
-    KC_COUNTER_DAMAGED_SET_ASIDE,   /* damaged store files set aside in this directory */
+    KC_COUNTER_REMOTE_PUSHES,     /* tunings and builds written to the remote */
+    KC_COUNTER_REMOTE_PULLS,      /* tunings and builds brought in from it */
+    KC_COUNTER_REMOTE_DROPS,      /* pushes dropped: the write-behind queue was full */
+    KC_COUNTER_REMOTE_REJECTED,   /* pulls refused: failed checks or signatures */
+    KC_COUNTER_REMOTE_TIMEOUTS,   /* connects or commands that timed out */
+    KC_COUNTER_REMOTE_ERRORS,     /* other remote failures */
+    KC_COUNTER_REMOTE_UNTRUSTED,  /* pulls refused by the trust keys: unsigned,
+                                   * signed by another key, bad signature */
+    KC_COUNTER_DAMAGED_SET_ASIDE, /* damaged store files set aside in this directory */
     KC_COUNTER_COUNT_
 } kc_counter_t;
 
