@@ -399,7 +399,9 @@ void kc__compile_one(void *arg)
         .params = params,
         .n_params = sp->s.n_params,
         .arch = k->l->arch,
-        .toolchain = kernel_toolchain(k),
+        /* Not for a prebuilt binary: its build is named, nothing compiles,
+         * and asking for NVRTC's version would load NVRTC. */
+        .toolchain = sp->prebuilt ? NULL : kernel_toolchain(k),
     };
     int last, rc;
 

@@ -37,6 +37,9 @@ typedef struct kc__compile_out {
 int kc__nvrtc_load(char *errmsg, size_t errcap);
 /* "nvrtc-13.0": part of the build preimage. */
 const char *kc__nvrtc_toolchain_id(void);
+/* Whether this process has tried to load NVRTC (for tests: a launcher
+ * whose kernels are all prebuilt never does). */
+int kc__nvrtc_attempted(void);
 
 /* Compile CUDA C to a cubin for in->arch. KC_ECOMPILE with out->log set for
  * a compile error; KC_ENVRTC for NVRTC missing or failing otherwise. */

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,8 +108,16 @@ static void *open_nvrtc(void)
     return NULL;
 }
 
+static atomic_int g_attempted;
+
+int kc__nvrtc_attempted(void)
+{
+    return atomic_load(&g_attempted);
+}
+
 static void load_once(void)
 {
+    atomic_store(&g_attempted, 1);
     void *h = open_nvrtc();
     if (!h)
         return;

@@ -26,6 +26,7 @@
 #include "kcache/record.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
+#include "compiler.h"
 #include "nvrtc_dl.h"
 
 static const char tadd_src[] =
@@ -277,6 +278,31 @@ static void test_one_candidate_launches_untimed_under_its_abi(void **state)
     assert_int_equal(f->seen.block[0], 128);
     assert_int_equal(f->seen.shared, 64 * 1024);
     bufs_free(&b);
+}
+
+/* First in the list: nothing before it in this process asked for NVRTC
+ * (the fixture compiles with its own loader, tests/support/nvrtc_dl.c). */
+static void test_prebuilt_kernels_never_load_nvrtc(void **state)
+{
+    fx_t *f = *state;
+    meta_t m = {.warps = 4, .smem = 0, .tag = "n"};
+    kc_key_t build = put_prebuilt(f, &m);
+    kc_param_t cfg[] = {{"XBLOCK", 128}};
+    kc_prebuilt_t c[] = {{build, cfg, 1}};
+    kc_kernel_spec_t s = prebuilt_spec("tadd_n", c, 1);
+    kc_kernel_t *k;
+    bufs_t b;
+
+    assert_int_equal(kc__nvrtc_attempted(), 0);
+    new_launcher(f);
+    assert_int_equal(kc_kernel_get(f->l, &s, &k), KC_OK);
+    bufs_init(&b, 1024);
+    assert_int_equal(kc_kernel_launch(k, NULL, b.a, 3), KC_OK);
+    bufs_check(&b);
+    bufs_free(&b);
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
+    assert_int_equal(kc__nvrtc_attempted(), 0);
 }
 
 static void test_clusters_and_pdl_go_through_launch_ex(void **state)
@@ -539,6 +565,8 @@ static void test_a_winner_from_a_lower_layer_is_copied_up_with_its_metadata(void
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_prebuilt_kernels_never_load_nvrtc, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_one_candidate_launches_untimed_under_its_abi,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_clusters_and_pdl_go_through_launch_ex, setup,
