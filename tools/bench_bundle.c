@@ -30,10 +30,7 @@
 #include "kcache/key.h"
 #include "kcache/store.h"
 
-typedef struct cubin {
-    uint8_t *data;
-    size_t len;
-} cubin_t;
+#include "bench_cubins.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
@@ -91,49 +88,6 @@ static cubin_t synth_cubin(void)
              ".rel.debug_frame.nv.callgraph.nv.prototype.nv.rel.action",
              next() % 1000);
     return c;
-}
-
-static int load_cubins(const char *dir, cubin_t **out, size_t *n)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t cap = 0;
-
-    *out = NULL;
-    *n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        char path[4096];
-        struct stat st;
-        FILE *f;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 64)
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = realloc(*out, cap * sizeof(**out));
-            if (!*out)
-                break;
-        }
-        cubin_t *c = &(*out)[*n];
-        c->len = (size_t)st.st_size;
-        c->data = malloc(c->len);
-        f = fopen(path, "rb");
-        if (!c->data || !f || fread(c->data, 1, c->len, f) != c->len) {
-            if (f)
-                fclose(f);
-            free(c->data);
-            continue;
-        }
-        fclose(f);
-        (*n)++;
-    }
-    closedir(d);
-    return *n ? 0 : -1;
 }
 
 static int rm_store(const char *dir)
@@ -299,7 +253,7 @@ int main(int argc, char **argv)
     }
     if (n_kernels < 1 || reps < 1)
         return 2;
-    if (cubin_dir && load_cubins(cubin_dir, &real, &n_real) != 0) {
+    if (cubin_dir && bench_load_cubins(cubin_dir, &real, &n_real) != 0) {
         fprintf(stderr, "bench_bundle: no cubins in %s\n", cubin_dir);
         return 1;
     }

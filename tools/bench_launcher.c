@@ -675,8 +675,9 @@ static int part_hot(const char *root, long n)
 
 /* ---- part: parallel compile --------------------------------------------- */
 
-/* Compile-heavy: unrolled polynomial evaluation (as in kcache_bench_launch),
- * its code depending on KC_BENCH_NONCE so NVRTC's own cache never hits. */
+/* Compile-heavy: unrolled polynomial evaluation (the kind kcache_bench_launch compiles,
+ * with 4 terms instead of 8), its code depending on KC_BENCH_NONCE so NVRTC's own cache
+ * never hits. */
 static const char *kHeavySource =
     "template <int K, int J> __device__ __forceinline__ float horner(float x)\n"
     "{\n"

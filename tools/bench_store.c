@@ -54,14 +54,11 @@
 #include "kcache/key.h"
 #include "kcache/store.h"
 
+#include "bench_cubins.h"
+
 #define CONFIGS 4   /* builds (and blobs) per kernel */
 #define PER_CALL 16 /* kernels per publish_many call in the fill */
 #define MAX_SIZES 8
-
-typedef struct cubin {
-    uint8_t *data;
-    size_t len;
-} cubin_t;
 
 static cubin_t *g_base;
 static size_t g_n_base;
@@ -83,46 +80,6 @@ static uint64_t mix(uint64_t x)
 }
 
 /* ---- cubins ------------------------------------------------------------ */
-
-static int load_cubins(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t cap = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        char path[4096];
-        struct stat sb;
-        FILE *f;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 64)
-            continue;
-        if (g_n_base == cap) {
-            cap = cap ? 2 * cap : 64;
-            if (!(g_base = realloc(g_base, cap * sizeof *g_base)))
-                return -1;
-        }
-        cubin_t *c = &g_base[g_n_base];
-        c->len = (size_t)sb.st_size;
-        c->data = malloc(c->len);
-        f = fopen(path, "rb");
-        if (!c->data || !f || fread(c->data, 1, c->len, f) != c->len) {
-            if (f)
-                fclose(f);
-            free(c->data);
-            continue;
-        }
-        fclose(f);
-        g_n_base++;
-    }
-    closedir(d);
-    return g_n_base ? 0 : -1;
-}
 
 /* Cubin-like bytes when no real cubins are given (as bench_bundle makes). */
 static void synth_base(void)
@@ -852,7 +809,7 @@ int main(int argc, char **argv)
     }
     if (threads < 1 || threads > 16)
         threads = threads < 1 ? 1 : 16;
-    if (cubins ? load_cubins(cubins) != 0 : (synth_base(), 0)) {
+    if (cubins ? bench_load_cubins(cubins, &g_base, &g_n_base) != 0 : (synth_base(), 0)) {
         fprintf(stderr, "bench_store: no cubins in %s\n", cubins);
         return 1;
     }

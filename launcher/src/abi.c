@@ -182,7 +182,7 @@ static uint64_t align_up(uint64_t p, uint32_t align)
 
 int kc__abi_opt_in(kc__device_t *dev, const kc__abi_t *abi, void *fn)
 {
-    if (abi->dyn_smem <= 48u * 1024)
+    if (abi->dyn_smem <= SMEM_NO_OPTIN)
         return KC_OK;
     return dev->ops->set_dyn_smem(dev, fn, abi->dyn_smem);
 }

@@ -10,6 +10,10 @@
 
 #include "kcache/sim.h"
 
+/* Above this much dynamic shared memory, a function needs an opt-in
+ * (set_dyn_smem). */
+#define SMEM_NO_OPTIN (48u * 1024)
+
 typedef struct kc__device kc__device_t;
 
 typedef struct kc__devinfo {

@@ -39,9 +39,6 @@
 
 #define MAX_VARS (KC__SPEC_MAX_PARAMS + KC__MAX_ARGS)
 
-/* Above this much dynamic shared memory, a function needs an opt-in. */
-#define SMEM_NO_OPTIN (48u * 1024)
-
 #define REASON_LINES 4
 
 /* The most stored winners the prefetch loads for one kernel (modules.c). */
@@ -113,11 +110,10 @@ struct kc_kernel {
     size_t pending;
     int compile_done;
     int prefetch_done; /* the stored winners' modules are loaded (or none) */
-    /* The builds the prefetch is loading, once it has looked them up: a
-     * launch waits for the prefetch only for one of these, never for the
-     * look-up itself (the launcher's first prefetch reads every stored
-     * tuning). */
-    int prefetch_listed;
+    /* The builds the prefetch is loading, once it has looked them up (0
+     * until then): a launch waits for the prefetch only for one of these,
+     * never for the look-up itself (the launcher's first prefetch reads
+     * every stored tuning). */
     size_t n_prefetch;
     kc_key_t prefetch_list[KC__PREFETCH_MAX];
     compile_task_t prefetch_task;
@@ -272,11 +268,10 @@ int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **f
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
                    void **module, void **fn);
 void kc__prefetch_winners(void *arg);
-/* If the prefetch is loading build, wait until it is done; returns whether
- * it waited. A prefetch still looking its builds up is not waited for: the
- * caller loads the build itself (kc__keep_module keeps one copy); either
- * way the caller looks for the build among the kept modules again. */
-int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build);
+/* If the prefetch is loading build, wait until it is done. A prefetch still looking its
+ * builds up is not waited for: the caller loads the build itself (kc__keep_module keeps
+ * one copy); either way the caller looks for the build among the kept modules again. */
+void kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build);
 int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
                 const int64_t *config);
 

@@ -19,6 +19,15 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
 {
     kept_t *m;
 
+    /* A prebuilt binary's shared-memory opt-in is made once, before the
+     * function is kept where other threads find it and launch it; a failure
+     * shows at its launch. (If another thread kept one first, this call on
+     * our copy was only wasted.) */
+    for (size_t i = 0; k->abis && i < k->n_cands; i++)
+        if (kc_key_cmp(&k->spec->prebuilt[i], build) == 0) {
+            kc__abi_opt_in(k->l->dev, &k->abis[i], *fn);
+            break;
+        }
     pthread_mutex_lock(&k->mu);
     for (m = k->kept; m; m = m->next)
         if (kc_key_cmp(&m->build, build) == 0)
@@ -36,32 +45,22 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
         k->kept = m;
     }
     pthread_mutex_unlock(&k->mu);
-    /* A prebuilt binary's shared-memory opt-in is made once, here, for
-     * every launch of the function kept; a failure shows at its launch. */
-    for (size_t i = 0; k->abis && i < k->n_cands; i++)
-        if (kc_key_cmp(&k->spec->prebuilt[i], build) == 0) {
-            kc__abi_opt_in(k->l->dev, &k->abis[i], *fn);
-            break;
-        }
     /* Without memory to track it the module simply stays loaded until the
      * process ends; the launch still works. */
 }
 
-int kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build)
+void kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build)
 {
-    int waited = 0;
     pthread_mutex_lock(&k->mu);
     for (;;) {
         int listed = 0;
-        for (size_t i = 0; k->prefetch_listed && i < k->n_prefetch; i++)
+        for (size_t i = 0; i < k->n_prefetch; i++)
             listed |= kc_key_cmp(&k->prefetch_list[i], build) == 0;
         if (k->prefetch_done || !listed)
             break;
         pthread_cond_wait(&k->compiled_cv, &k->mu);
-        waited = 1;
     }
     pthread_mutex_unlock(&k->mu);
-    return waited;
 }
 
 int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
@@ -238,7 +237,6 @@ void kc__prefetch_winners(void *arg)
     pthread_mutex_lock(&k->mu);
     memcpy(k->prefetch_list, builds, n * sizeof(builds[0]));
     k->n_prefetch = n;
-    k->prefetch_listed = 1;
     pthread_mutex_unlock(&k->mu);
     for (size_t i = 0; i < n; i++) {
         kc_record_t *brec = NULL;

@@ -468,6 +468,16 @@ static int run_entry(int entry, const char *dir, uint64_t pubs)
     return code == 0 ? O_OK : code == 3 ? O_DETECTED : O_ERROR;
 }
 
+static uint64_t tunings_in(const char *dir)
+{
+    kc_store_t *st = NULL;
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_open(dir, NULL, &st), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    kc_store_close(st);
+    return s.records[KC_REC_TUNING];
+}
+
 static int count_set_aside(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -678,6 +688,7 @@ static void test_torn_copies_taken_during_publishes(void **state)
     make_base(&b, "damage-torn", 20);
     snprintf(src, sizeof(src), "%s/data.mdb", b.dir);
     snprintf(dir, sizeof(dir), "%s.copy", b.dir);
+    uint64_t base_tunings = tunings_in(b.dir);
     pid_t writer = fork();
     assert_true(writer >= 0);
     if (writer == 0) {
@@ -708,8 +719,14 @@ static void test_torn_copies_taken_during_publishes(void **state)
         close(out);
         run_all(dir, 20, D_TORN, "torn copy");
     }
+    /* The writer published all along: it is still running (it exits only
+     * on a failed open or publish), and the store holds more tunings than
+     * before it started. */
+    int wstatus = 0;
+    assert_int_equal(waitpid(writer, &wstatus, WNOHANG), 0);
     kill(writer, SIGKILL);
     waitpid(writer, NULL, 0);
+    assert_true(tunings_in(b.dir) > base_tunings);
     kct_rmtree(dir, 0);
     report("damage-torn");
     free_base(&b);

@@ -52,6 +52,10 @@ const uint8_t *kc__r_bytes(kc__rcur_t *r, size_t n);
 const uint8_t *kc__r_lbytes(kc__rcur_t *r, uint32_t *len);
 size_t kc__r_left(const kc__rcur_t *r);
 
+static inline uint16_t kc__load_u16le(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
 static inline uint32_t kc__load_u32le(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |

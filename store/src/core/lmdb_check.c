@@ -16,6 +16,7 @@
  * (a bitmap), and depth is bounded, so no input makes this code fault or
  * loop. Written from the format, not from LMDB's code. */
 #include "lmdb_check.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,22 +88,6 @@ typedef struct walk {
     size_t why_len;
 } walk_t;
 
-static uint16_t ld16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static uint64_t ld64(const uint8_t *p)
-{
-    return (uint64_t)ld32(p) | ((uint64_t)ld32(p + 4) << 32);
-}
-
 /* Read len bytes at off; 0 when all of them are within the file and read. */
 static int src_read(const src_t *s, uint64_t off, void *buf, size_t len)
 {
@@ -135,26 +120,26 @@ __attribute__((format(printf, 2, 3))) static int damage(walk_t *w, const char *f
 
 static void db_load(db_t *d, const uint8_t *p)
 {
-    d->pad = ld32(p);
-    d->flags = ld16(p + 4);
-    d->depth = ld16(p + 6);
-    d->branch = ld64(p + 8);
-    d->leaf = ld64(p + 16);
-    d->overflow = ld64(p + 24);
-    d->entries = ld64(p + 32);
-    d->root = ld64(p + 40);
+    d->pad = kc__load_u32le(p);
+    d->flags = kc__load_u16le(p + 4);
+    d->depth = kc__load_u16le(p + 6);
+    d->branch = kc__load_u64le(p + 8);
+    d->leaf = kc__load_u64le(p + 16);
+    d->overflow = kc__load_u64le(p + 24);
+    d->entries = kc__load_u64le(p + 32);
+    d->root = kc__load_u64le(p + 40);
 }
 
 static void meta_load(meta_t *m, const uint8_t *p)
 {
-    m->page_flags = ld16(p + 10);
-    m->magic = ld32(p + HDR);
-    m->version = ld32(p + HDR + 4);
+    m->page_flags = kc__load_u16le(p + 10);
+    m->magic = kc__load_u32le(p + HDR);
+    m->version = kc__load_u32le(p + HDR + 4);
     db_load(&m->dbs[0], p + HDR + 24);
     db_load(&m->dbs[1], p + HDR + 24 + DB_SIZE);
     m->psize = m->dbs[0].pad;
-    m->last_pg = ld64(p + HDR + 120);
-    m->txnid = ld64(p + HDR + 128);
+    m->last_pg = kc__load_u64le(p + HDR + 120);
+    m->txnid = kc__load_u64le(p + HDR + 128);
 }
 
 /* Mark page pgno reached; damage if it was reached before or lies outside
@@ -191,10 +176,10 @@ static int check_overflow(walk_t *w, uint64_t pgno, uint64_t dsize, const char *
     if (src_read(&w->src, pgno * w->psize, hdr, HDR) != 0)
         return damage(w, "%s: overflow page %llu cannot be read", what,
                       (unsigned long long)pgno);
-    if (ld64(hdr) != pgno || ld16(hdr + 10) != P_OVERFLOW)
+    if (kc__load_u64le(hdr) != pgno || kc__load_u16le(hdr + 10) != P_OVERFLOW)
         return damage(w, "%s: page %llu is not the overflow page its node names", what,
                       (unsigned long long)pgno);
-    n = ld32(hdr + 12);
+    n = kc__load_u32le(hdr + 12);
     if (n == 0 || dsize > n * w->psize - HDR || (n - 1) * w->psize >= dsize + w->psize)
         return damage(
             w, "%s: overflow page %llu: %llu pages do not fit a %llu-byte value", what,
@@ -255,12 +240,12 @@ static int check_free_list(walk_t *w, tree_t *t, const uint8_t *v, uint64_t vlen
 
     if (vlen < 8 || vlen % 8)
         return damage(w, "free list of %llu bytes", (unsigned long long)vlen);
-    n = ld64(v);
+    n = kc__load_u64le(v);
     if (n != vlen / 8 - 1)
         return damage(w, "free list says %llu pages in %llu bytes", (unsigned long long)n,
                       (unsigned long long)vlen);
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t pg = ld64(v + 8 * (i + 1));
+        uint64_t pg = kc__load_u64le(v + 8 * (i + 1));
         if (pg >= prev || pg < 2 || pg > w->last_pg)
             return damage(w, "free list: page %llu out of order or out of range",
                           (unsigned long long)pg);
@@ -275,8 +260,9 @@ static int check_free_list(walk_t *w, tree_t *t, const uint8_t *v, uint64_t vlen
 static int check_node(walk_t *w, tree_t *t, const uint8_t *pg, uint64_t pgno,
                       unsigned off, unsigned level)
 {
-    unsigned flags = ld16(pg + off + 4), ksize = ld16(pg + off + 6);
-    uint64_t dsize = (uint64_t)ld16(pg + off) | ((uint64_t)ld16(pg + off + 2) << 16);
+    unsigned flags = kc__load_u16le(pg + off + 4), ksize = kc__load_u16le(pg + off + 6);
+    uint64_t dsize = (uint64_t)kc__load_u16le(pg + off) |
+                     ((uint64_t)kc__load_u16le(pg + off + 2) << 16);
     const uint8_t *key = pg + off + NODE_HDR, *val;
     uint64_t end = (uint64_t)off + NODE_HDR + ksize;
     int rc;
@@ -298,7 +284,7 @@ static int check_node(walk_t *w, tree_t *t, const uint8_t *pg, uint64_t pgno,
         if (end + 8 > w->psize)
             return damage(w, "%s: page %llu: an overflow node runs past the page",
                           t->name, (unsigned long long)pgno);
-        rc = check_overflow(w, ld64(pg + end), dsize, t->name, &t->c,
+        rc = check_overflow(w, kc__load_u64le(pg + end), dsize, t->name, &t->c,
                             t->kind == TREE_FREE);
         if (rc != KC_OK)
             return rc;
@@ -348,14 +334,15 @@ static int check_page(walk_t *w, tree_t *t, uint64_t pgno, unsigned level)
     if (src_read(&w->src, pgno * w->psize, pg, w->psize) != 0)
         return damage(w, "%s: page %llu cannot be read", t->name,
                       (unsigned long long)pgno);
-    flags = ld16(pg + 10);
-    lower = ld16(pg + 12);
-    upper = ld16(pg + 14);
-    if (ld64(pg) != pgno)
+    flags = kc__load_u16le(pg + 10);
+    lower = kc__load_u16le(pg + 12);
+    upper = kc__load_u16le(pg + 14);
+    if (kc__load_u64le(pg) != pgno)
         return damage(w,
                       "%s: page %llu holds page number %llu (a moved or overwritten "
                       "page)",
-                      t->name, (unsigned long long)pgno, (unsigned long long)ld64(pg));
+                      t->name, (unsigned long long)pgno,
+                      (unsigned long long)kc__load_u64le(pg));
     if (flags != (level + 1u < t->depth ? P_BRANCH : P_LEAF))
         return damage(w, "%s: page %llu: flags 0x%x where a %s page belongs", t->name,
                       (unsigned long long)pgno, flags,
@@ -371,15 +358,15 @@ static int check_page(walk_t *w, tree_t *t, uint64_t pgno, unsigned level)
     else
         t->c.leaf++;
     for (unsigned i = 0; i < n; i++) {
-        unsigned off = ld16(pg + HDR + 2 * i);
+        unsigned off = kc__load_u16le(pg + HDR + 2 * i);
         if (off < upper || off % 2 || off + NODE_HDR > w->psize)
             return damage(w, "%s: page %llu: node %u at offset %u", t->name,
                           (unsigned long long)pgno, i, off);
         if (flags == P_BRANCH) {
-            uint64_t child = (uint64_t)ld16(pg + off) |
-                             ((uint64_t)ld16(pg + off + 2) << 16) |
-                             ((uint64_t)ld16(pg + off + 4) << 32);
-            unsigned ksize = ld16(pg + off + 6);
+            uint64_t child = (uint64_t)kc__load_u16le(pg + off) |
+                             ((uint64_t)kc__load_u16le(pg + off + 2) << 16) |
+                             ((uint64_t)kc__load_u16le(pg + off + 4) << 32);
+            unsigned ksize = kc__load_u16le(pg + off + 6);
             if (off + NODE_HDR + ksize > w->psize)
                 return damage(w, "%s: page %llu: a key runs past the page", t->name,
                               (unsigned long long)pgno);
@@ -781,7 +768,7 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
     if (read_metas(&s, m, why, sizeof(why)) == KC_OK)
         psize = m[0].psize;
     else if (src_read(&s, 0, why, HDR + 24 + 4) == 0) {
-        uint32_t p = ld32((const uint8_t *)why + HDR + 24);
+        uint32_t p = kc__load_u32le((const uint8_t *)why + HDR + 24);
         if (p >= MIN_PSIZE && p <= MAX_PSIZE && !(p & (p - 1)))
             psize = p;
     }
@@ -795,22 +782,23 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
         unsigned lower, upper, n;
         if (src_read(&s, pgno * psize, pg, psize) != 0)
             break;
-        if (ld16(pg + 10) != P_LEAF)
+        if (kc__load_u16le(pg + 10) != P_LEAF)
             continue;
-        lower = ld16(pg + 12);
-        upper = ld16(pg + 14);
+        lower = kc__load_u16le(pg + 12);
+        upper = kc__load_u16le(pg + 14);
         if (lower < HDR || lower > upper || upper > psize)
             continue;
         n = (lower - HDR) / 2;
         for (unsigned i = 0; i < n && rc == KC_OK; i++) {
-            unsigned off = ld16(pg + HDR + 2 * i), flags, ksize;
+            unsigned off = kc__load_u16le(pg + HDR + 2 * i), flags, ksize;
             uint64_t dsize, end;
             const uint8_t *v;
             if (off < HDR || off + NODE_HDR > psize)
                 continue;
-            dsize = (uint64_t)ld16(pg + off) | ((uint64_t)ld16(pg + off + 2) << 16);
-            flags = ld16(pg + off + 4);
-            ksize = ld16(pg + off + 6);
+            dsize = (uint64_t)kc__load_u16le(pg + off) |
+                    ((uint64_t)kc__load_u16le(pg + off + 2) << 16);
+            flags = kc__load_u16le(pg + off + 4);
+            ksize = kc__load_u16le(pg + off + 6);
             end = (uint64_t)off + NODE_HDR + ksize;
             if (end > psize || (flags & F_DUPDATA))
                 continue;
@@ -824,10 +812,10 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
                 uint64_t opg;
                 if (end + 8 > psize)
                     continue;
-                opg = ld64(pg + end);
+                opg = kc__load_u64le(pg + end);
                 if (opg < 2 || opg >= npages || src_read(&s, opg * psize, h, HDR) != 0 ||
-                    ld16(h + 10) != P_OVERFLOW ||
-                    dsize > (uint64_t)ld32(h + 12) * psize ||
+                    kc__load_u16le(h + 10) != P_OVERFLOW ||
+                    dsize > (uint64_t)kc__load_u32le(h + 12) * psize ||
                     opg * psize + HDR + dsize > size)
                     continue;
                 if (dsize > val_cap) {

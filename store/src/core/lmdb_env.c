@@ -570,14 +570,15 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
         }
         seen = kc__env_map_size(env);
         rc = fn(txn, ctx);
-        if (rc == 0) {
+        if (rc == 0)
             rc = kc__env_txn_commit(env, txn);
-            if (rc == 0)
-                stamp_refresh(env);
-        } else {
+        else
             kc__env_txn_abort(env, txn);
-        }
         pthread_mutex_unlock(&env->write_mutex);
+        /* Outside the mutex: the stamp is file I/O, no part of the commit,
+         * and the next writer of this process need not wait for it. */
+        if (rc == 0)
+            stamp_refresh(env);
         if (rc != MDB_MAP_FULL || tries >= MAX_GROWTHS)
             return rc;
         rc = env_grow(env, seen);

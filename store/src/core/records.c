@@ -77,24 +77,33 @@ static int del_fn(MDB_txn *txn, void *arg)
         if (v.mv_size != c->expect_len || memcmp(v.mv_data, c->expect, v.mv_size) != 0)
             return 0; /* rewritten since we read it */
     }
-    rc = kc__rec_del(txn, c->env, c->kind, &k);
+    rc = kc__rec_del_with_dependants(txn, c->env, c->kind, c->key);
+    if (rc == 0)
+        c->removed = 1;
+    return rc;
+}
+
+int kc__rec_del_with_dependants(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind,
+                                const kc_key_t *key)
+{
+    MDB_val k = kc__key_val(key);
+    int rc = kc__rec_del(txn, env, kind, &k);
+
     if (rc != 0)
         return rc;
-    c->removed = 1;
     /* A binmeta stands beside its build: it goes with it, and the usage
      * stamp under their key is the build's. */
-    if (c->kind == KC_REC_BUILD && kc__env_has_db(c->env, KC_REC_BINMETA)) {
-        rc = kc__rec_del(txn, c->env, KC_REC_BINMETA, &k);
+    if (kind == KC_REC_BUILD && kc__env_has_db(env, KC_REC_BINMETA)) {
+        rc = kc__rec_del(txn, env, KC_REC_BINMETA, &k);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return rc;
     }
-    rc = 0;
-    if (c->kind != KC_REC_USAGE && c->kind != KC_REC_BINMETA) {
-        rc = mdb_del(txn, c->env->dbi[KC_REC_USAGE], &k, NULL);
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
+    if (kind != KC_REC_USAGE && kind != KC_REC_BINMETA) {
+        rc = mdb_del(txn, env->dbi[KC_REC_USAGE], &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
     }
-    return rc;
+    return 0;
 }
 
 /* A record failed verification: count it, delete it if we may, and report

@@ -196,6 +196,12 @@ int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
 int kc__rec_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                 unsigned flags);
 int kc__rec_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k);
+/* Delete a record as kc_store_del does: a build takes its binmeta with it,
+ * and every record but a usage stamp or binmeta the usage stamp under its
+ * key. MDB_NOTFOUND when the record itself is absent. In the caller's
+ * write transaction (records.c; used by ops/del_many.c too). */
+int kc__rec_del_with_dependants(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind,
+                                const kc_key_t *key);
 
 /* ---- small helpers ---------------------------------------------------------- */
 

@@ -10,34 +10,21 @@ typedef struct del_many_ctx {
     size_t removed; /* set by the last attempt */
 } del_many_ctx_t;
 
-/* One record, as kc_store_del deletes it: a build takes its binmeta with
- * it, and every record but a usage stamp or binmeta takes the usage stamp
- * under its key. A record already absent is skipped. */
+/* One record, as kc_store_del deletes it (with its binmeta and usage
+ * stamp); a record already absent is skipped. */
 static int del_one(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind, const kc_key_t *key,
                    size_t *removed)
 {
-    MDB_val k = kc__key_val(key);
     int rc;
 
     if (!kc__env_has_db(env, kind))
         return 0;
-    rc = kc__rec_del(txn, env, kind, &k);
+    rc = kc__rec_del_with_dependants(txn, env, kind, key);
     if (rc == MDB_NOTFOUND)
         return 0;
-    if (rc != 0)
-        return rc;
-    (*removed)++;
-    if (kind == KC_REC_BUILD && kc__env_has_db(env, KC_REC_BINMETA)) {
-        rc = kc__rec_del(txn, env, KC_REC_BINMETA, &k);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            return rc;
-    }
-    if (kind != KC_REC_USAGE && kind != KC_REC_BINMETA) {
-        rc = mdb_del(txn, env->dbi[KC_REC_USAGE], &k, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            return rc;
-    }
-    return 0;
+    if (rc == 0)
+        (*removed)++;
+    return rc;
 }
 
 static int del_many_fn(MDB_txn *txn, void *arg)

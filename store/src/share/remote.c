@@ -183,8 +183,16 @@ static int load_keys(const kc_remote_opts_t *o, kc_remote_t *r)
             if (rc != KC_OK)
                 return kc__diag_fail(kc__diag_remote_open, rc, "trusted key %s: %s", path,
                                      kc_strerror(rc));
-            r->trust[r->n_trust].has_secret = 0;
-            sodium_memzero(r->trust[r->n_trust].sk, sizeof(r->trust[r->n_trust].sk));
+            /* As cachectl import --trust: a secret key where a public one
+             * belongs is a mistake (and a secret spread to every reader). */
+            if (r->trust[r->n_trust].has_secret) {
+                sodium_memzero(&r->trust[r->n_trust], sizeof(r->trust[r->n_trust]));
+                return kc__diag_fail(kc__diag_remote_open, KC_EINVAL,
+                                     "trusted key %s is a secret key; trust takes the "
+                                     "public key (NAME.pub, which cachectl keygen wrote "
+                                     "beside NAME.key)",
+                                     path);
+            }
             r->n_trust++;
         }
         p = e ? e + 1 : NULL;
@@ -739,9 +747,12 @@ static int push_blob(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
         if (rc == KC_OK)
             rc = kc_blob_encode(cubin, cubin_len, 0, &plain_key, &plain, &plain_len);
     }
+    /* Unsigned: a blob's key is the hash of its bytes and only a checked
+     * record leads a reader to it, so a signature over a whole cubin would
+     * be paid for and never read (get_blob). */
     if (rc == KC_OK)
-        rc = put_value(r, KC_REC_BLOB, bkey, plain ? plain : blob,
-                       plain ? plain_len : blob_len);
+        rc = kc_remote_put(r, KC_REC_BLOB, bkey, plain ? plain : blob,
+                           plain ? plain_len : blob_len);
     kc_free(plain);
     kc_free(cubin);
     kc_free(blob);

@@ -577,27 +577,6 @@ static void test_launcher_without_a_store_still_tunes_and_launches(void **state)
     kcs_vecs_free(&v);
 }
 
-static void test_unopenable_store_is_a_warning_not_an_error(void **state)
-{
-    kcs_fx_t *f = *state;
-    kc_launcher_opts_t o = kcs_sim_opts(f);
-    char path[600];
-    FILE *fp;
-
-    /* A regular file where the store directory should be. */
-    snprintf(path, sizeof(path), "%s/not-a-dir", f->dir);
-    fp = fopen(path, "w");
-    assert_non_null(fp);
-    fclose(fp);
-    o.store_dir = path;
-    kc_launcher_destroy(f->l);
-    f->l = NULL;
-    f->log[0] = '\0';
-    assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
-    assert_null(kc_launcher_store(f->l));
-    assert_non_null(strstr(f->log, "not-a-dir"));
-}
-
 static int path_exists(const char *dir, const char *name)
 {
     char path[1200];
@@ -1049,8 +1028,6 @@ int main(void)
             test_bad_spec_and_bad_expression_name_field_and_column, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_launcher_without_a_store_still_tunes_and_launches, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unopenable_store_is_a_warning_not_an_error,
-                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_device_compiles_and_publishes_builds,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_device_needs_an_arch, setup, teardown),

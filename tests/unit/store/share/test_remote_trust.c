@@ -219,6 +219,10 @@ static void test_key_files_from_options_or_environment(void **state)
     assert_int_not_equal(kc_remote_open(g_redis.url, &o, &r), KC_OK);
     assert_null(r);
     assert_non_null(strstr(kc_remote_errmsg(NULL), "none.pub"));
+    o.trust = g_evil_key; /* a secret key is no trust key */
+    assert_int_not_equal(kc_remote_open(g_redis.url, &o, &r), KC_OK);
+    assert_null(r);
+    assert_non_null(strstr(kc_remote_errmsg(NULL), "is a secret key"));
     o.trust = NULL;
     o.sign_key = g_ci_pub; /* a public key cannot sign */
     assert_int_not_equal(kc_remote_open(g_redis.url, &o, &r), KC_OK);
