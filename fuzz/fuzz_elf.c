@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elf.h"
+#include "cubin_elf.h"
 #include "kcache/errors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

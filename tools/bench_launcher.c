@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +53,14 @@
 #include "kcache/store.h"
 
 /* ---- small helpers ----------------------------------------------------- */
+
+/* Minor page faults of this process so far: the breakdown's first-use
+ * costs are mostly pages touched for the first time. */
+static long minor_faults(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
+}
 
 static double clock_us(void)
 {
@@ -386,45 +395,57 @@ static int breakdown(const char *dir)
         fclose(kf);
     }
     kc_layers_t *layers = NULL;
+    long f_open = minor_faults();
     double t0 = clock_us();
     if (kc_layers_open(dir, NULL, &layers) != KC_OK)
         return 1;
     double open_us = clock_us() - t0;
+    f_open = minor_faults() - f_open;
     kc_store_t *st = kc_layers_writable(layers);
     kc__memo_t memo;
     kc__memo_init(&memo);
     double v[2][5];
+    long faults[2][5];
     for (int j = 0; j < 2; j++) {
         kc_record_t *rec = NULL, *brec = NULL;
         void *cubin = NULL, *module = NULL, *fn = NULL;
         size_t len = 0;
         double t[6];
+        long f[6];
+        f[0] = minor_faults();
         t[0] = clock_us();
         if (kc_layers_get(layers, KC_REC_TUNING, &keys[j], &rec, NULL) != KC_OK)
             return 1;
         t[1] = clock_us();
+        f[1] = minor_faults();
         if (kc_layers_get_build_cubin(layers, &rec->u.tuning.winner_build, &brec, &cubin,
                                       &len, NULL) != KC_OK)
             return 1;
         t[2] = clock_us();
+        f[2] = minor_faults();
         if (dev->ops->module_load(dev, cubin, len, &module) != KC_OK ||
             dev->ops->get_function(dev, module, brec->u.build.entry, &fn) != KC_OK)
             return 1;
         t[3] = clock_us();
+        f[3] = minor_faults();
         kc_store_touch(st, KC_REC_BUILD, &rec->u.tuning.winner_build);
         kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
         kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, brec->u.build.compile_us);
         kc_store_count(st, KC_COUNTER_HITS, 1);
         kc_store_touch(st, KC_REC_TUNING, &keys[j]);
         t[4] = clock_us();
+        f[4] = minor_faults();
         const kc__memo_entry_t *e;
         int64_t cfg[1] = {kBlock[0]};
         uint8_t sig[8] = {(uint8_t)j};
         kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), fn,
                         module, 0, cfg, 1, NULL, &e);
         t[5] = clock_us();
-        for (int i = 0; i < 5; i++)
+        f[5] = minor_faults();
+        for (int i = 0; i < 5; i++) {
             v[j][i] = t[i + 1] - t[i];
+            faults[j][i] = f[i + 1] - f[i];
+        }
         kc_free(cubin);
         kc_free(brec);
         kc_free(rec);
@@ -433,12 +454,13 @@ static int breakdown(const char *dir)
         "tuning lookup", "build+cubin fetch (decompress, hash)",
         "module load + get function", "usage stamps + counters", "memo insert"};
     printf("  first-hit breakdown, the launcher's steps by hand in a fresh process "
-           "(device ready): store open %.1f us\n",
-           open_us);
+           "(device ready): store open %.1f us (%ld page faults)\n",
+           open_us, f_open);
     double s0 = 0, s1 = 0;
     for (int i = 0; i < 5; i++) {
-        printf("    %-38s first kernel %8.1f us, second kernel %8.1f us\n", names[i],
-               v[0][i], v[1][i]);
+        printf("    %-38s first kernel %8.1f us (%3ld faults), second kernel %8.1f us "
+               "(%3ld)\n",
+               names[i], v[0][i], faults[0][i], v[1][i], faults[1][i]);
         s0 += v[0][i];
         s1 += v[1][i];
     }

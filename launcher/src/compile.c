@@ -3,7 +3,7 @@
  * the driver's JIT for PTX, one build lease per candidate across processes. */
 #include "kernel_int.h"
 
-#include "elf.h"
+#include "cubin_elf.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* The CPU simulation device (kcache/sim.h) and its device-layer table. */
 #include "opts.h"
 #include "device.h"
-#include "elf.h"
+#include "cubin_elf.h"
 
 #include <pthread.h>
 #include <stdio.h>

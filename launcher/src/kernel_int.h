@@ -43,6 +43,9 @@
 
 /* The most stored winners the prefetch loads for one kernel (modules.c). */
 #define KC__PREFETCH_MAX 16
+/* Loads of stored builds in progress at once per kernel that are shared
+ * (past it, a load goes ahead unshared: kc__keep_module keeps one copy). */
+#define KC__LOADING_MAX 8
 
 typedef struct cand {
     /* Set by the compile task, read only after compile_done. */
@@ -110,12 +113,11 @@ struct kc_kernel {
     size_t pending;
     int compile_done;
     int prefetch_done; /* the stored winners' modules are loaded (or none) */
-    /* The builds the prefetch is loading, once it has looked them up (0
-     * until then): a launch waits for the prefetch only for one of these,
-     * never for the look-up itself (the launcher's first prefetch reads
-     * every stored tuning). */
-    size_t n_prefetch;
-    kc_key_t prefetch_list[KC__PREFETCH_MAX];
+    /* The stored builds that a thread is fetching and loading now
+     * (kc__load_stored): another thread that needs one of them waits for
+     * that load instead of loading the same module again. */
+    size_t n_loading;
+    kc_key_t loading[KC__LOADING_MAX];
     compile_task_t prefetch_task;
     flight_t *flights;
     kept_t *kept;
@@ -267,11 +269,13 @@ int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **f
                   uint64_t *compile_us);
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
                    void **module, void **fn);
+/* The module of a stored build for kernel k, loaded once: the kept one, or
+ * (wait set) the one another thread of k is loading now, or else fetched
+ * from the store's layers and loaded here, then kept (*fetched is 1). With
+ * wait clear, a build another thread is loading gives KC_EBUSY. */
+int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **module,
+                    void **fn, uint64_t *compile_us, int *fetched);
 void kc__prefetch_winners(void *arg);
-/* If the prefetch is loading build, wait until it is done. A prefetch still looking its
- * builds up is not waited for: the caller loads the build itself (kc__keep_module keeps
- * one copy); either way the caller looks for the build among the kept modules again. */
-void kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build);
 int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
                 const int64_t *config);
 

@@ -25,19 +25,16 @@ static size_t find_row(const kc_kernel_t *k, const int64_t *config)
 }
 
 /* A stored tuning: map its winner onto this spec's parameters and load the
- * winning build. Anything that does not fit is a miss, never an error. */
-/* Load a stored tuning's winner (or find it loaded). *compile_us receives
- * what its build cost to compile, for the "saved" counter. */
+ * winning build (or find it loaded). Anything that does not fit is a miss,
+ * never an error. *compile_us receives what its build cost to compile, for
+ * the "saved" counter. */
 static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t *config,
                               size_t *cand, void **module, void **fn,
                               uint64_t *compile_us)
 {
     const kc__spec_t *sp = k->spec;
     kc_store_t *st = k->l->store;
-    kc_record_t *brec = NULL;
-    void *cubin = NULL;
-    size_t cubin_len = 0;
-    int rc;
+    int fetched, rc;
 
     if (t->n_winner != sp->s.n_params)
         return KC_ENOTFOUND;
@@ -60,28 +57,16 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
         if (*cand == SIZE_MAX)
             return KC_ENOTFOUND;
     }
-    if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
-        return KC_OK;
-    /* A prefetch under way that is loading this winner: wait for it rather
-     * than load the same module twice. */
-    kc__prefetch_wait(k, &t->winner_build);
-    if (kc__find_kept(k, &t->winner_build, module, fn, compile_us))
-        return KC_OK;
-    rc = kc_layers_get_build_cubin(k->l->layers, &t->winner_build, &brec, &cubin,
-                                   &cubin_len, NULL);
-    if (rc == KC_OK)
-        rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
+    /* The prefetch at registration may be loading it: then this waits for
+     * that load; a build it has not reached yet is loaded here. */
+    rc = kc__load_stored(k, &t->winner_build, 1, module, fn, compile_us, &fetched);
     if (rc == KC_OK) {
         kc_store_touch(st, KC_REC_BUILD, &t->winner_build);
-        *compile_us = brec->u.build.compile_us;
-        kc__keep_module(k, &t->winner_build, module, fn, *compile_us);
     } else if (rc != KC_ENOTFOUND) {
         kc__log(k->l, KC_LOG_WARN,
                 "kcache: %s: stored build unusable (%s: %s); tuning again", kname(k),
                 kc_strerror(rc), rc == KC_ESTICKY ? kc__device_errmsg(k->l->dev) : "");
     }
-    kc_free(cubin);
-    kc_free(brec);
     return rc;
 }
 

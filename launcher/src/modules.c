@@ -49,36 +49,89 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
      * process ends; the launch still works. */
 }
 
-void kc__prefetch_wait(kc_kernel_t *k, const kc_key_t *build)
+/* Under k->mu: the kept module of build, if any. */
+static int kept_locked(const kc_kernel_t *k, const kc_key_t *build, void **module,
+                       void **fn, uint64_t *compile_us)
 {
-    pthread_mutex_lock(&k->mu);
-    for (;;) {
-        int listed = 0;
-        for (size_t i = 0; i < k->n_prefetch; i++)
-            listed |= kc_key_cmp(&k->prefetch_list[i], build) == 0;
-        if (k->prefetch_done || !listed)
-            break;
-        pthread_cond_wait(&k->compiled_cv, &k->mu);
-    }
-    pthread_mutex_unlock(&k->mu);
-}
-
-int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
-                  uint64_t *compile_us)
-{
-    int found = 0;
-    pthread_mutex_lock(&k->mu);
-    for (kept_t *m = k->kept; m; m = m->next)
+    for (const kept_t *m = k->kept; m; m = m->next)
         if (kc_key_cmp(&m->build, build) == 0) {
             *module = m->module;
             *fn = m->fn;
             if (compile_us)
                 *compile_us = m->compile_us;
-            found = 1;
-            break;
+            return 1;
         }
+    return 0;
+}
+
+int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                  uint64_t *compile_us)
+{
+    pthread_mutex_lock(&k->mu);
+    int found = kept_locked(k, build, module, fn, compile_us);
     pthread_mutex_unlock(&k->mu);
     return found;
+}
+
+/* Under k->mu: the slot of build among the loads in progress, or -1. */
+static int loading_slot(const kc_kernel_t *k, const kc_key_t *build)
+{
+    for (size_t i = 0; i < k->n_loading; i++)
+        if (kc_key_cmp(&k->loading[i], build) == 0)
+            return (int)i;
+    return -1;
+}
+
+int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **module,
+                    void **fn, uint64_t *compile_us, int *fetched)
+{
+    kc_record_t *brec = NULL;
+    void *cubin = NULL;
+    size_t cubin_len = 0;
+    int claimed = 0, rc;
+
+    *fetched = 0;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        if (kept_locked(k, build, module, fn, compile_us)) {
+            pthread_mutex_unlock(&k->mu);
+            return KC_OK;
+        }
+        if (loading_slot(k, build) < 0)
+            break;
+        if (!wait) {
+            pthread_mutex_unlock(&k->mu);
+            return KC_EBUSY;
+        }
+        /* Another thread is loading it: its module, or its failure, comes
+         * with the broadcast; a failure lets this thread try itself. */
+        pthread_cond_wait(&k->compiled_cv, &k->mu);
+    }
+    if (k->n_loading < KC__LOADING_MAX) {
+        k->loading[k->n_loading++] = *build;
+        claimed = 1;
+    }
+    pthread_mutex_unlock(&k->mu);
+
+    rc = kc_layers_get_build_cubin(k->l->layers, build, &brec, &cubin, &cubin_len, NULL);
+    if (rc == KC_OK)
+        rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
+    if (rc == KC_OK) {
+        *compile_us = brec->u.build.compile_us;
+        kc__keep_module(k, build, module, fn, *compile_us);
+        *fetched = 1;
+    }
+    kc_free(cubin);
+    kc_free(brec);
+    if (claimed) {
+        pthread_mutex_lock(&k->mu);
+        int slot = loading_slot(k, build);
+        if (slot >= 0)
+            k->loading[slot] = k->loading[--k->n_loading];
+        pthread_cond_broadcast(&k->compiled_cv);
+        pthread_mutex_unlock(&k->mu);
+    }
+    return rc;
 }
 
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
@@ -234,26 +287,17 @@ void kc__prefetch_winners(void *arg)
     pthread_mutex_lock(&k->l->prefetch_lock);
     size_t n = stored_winners(k, builds);
     pthread_mutex_unlock(&k->l->prefetch_lock);
-    pthread_mutex_lock(&k->mu);
-    memcpy(k->prefetch_list, builds, n * sizeof(builds[0]));
-    k->n_prefetch = n;
-    pthread_mutex_unlock(&k->mu);
     for (size_t i = 0; i < n; i++) {
-        kc_record_t *brec = NULL;
-        void *cubin = NULL, *module = NULL, *fn = NULL;
-        size_t cubin_len = 0;
+        void *module = NULL, *fn = NULL;
+        uint64_t compile_us = 0;
+        int fetched = 0;
 
-        if (kc__find_kept(k, &builds[i], &module, &fn, NULL))
-            continue;
-        if (kc_layers_get_build_cubin(k->l->layers, &builds[i], &brec, &cubin, &cubin_len,
-                                      NULL) == KC_OK &&
-            kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, &fn) ==
-                KC_OK) {
-            kc__keep_module(k, &builds[i], &module, &fn, brec->u.build.compile_us);
+        /* A build that a launch is loading already is left to it: the
+         * prefetch never makes a launch wait, nor waits for one. */
+        if (kc__load_stored(k, &builds[i], 0, &module, &fn, &compile_us, &fetched) ==
+                KC_OK &&
+            fetched)
             bump(&k->prefetched);
-        }
-        kc_free(cubin);
-        kc_free(brec);
     }
     pthread_mutex_lock(&k->mu);
     k->prefetch_done = 1;

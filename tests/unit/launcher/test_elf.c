@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "elf.h"
+#include "cubin_elf.h"
 #include "kcache/errors.h"
 #include "nvrtc_dl.h"
 

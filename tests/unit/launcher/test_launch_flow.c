@@ -402,6 +402,40 @@ static void test_registration_prefetches_stored_winners_unless_told_not_to(void 
     kcs_vecs_free(&v);
 }
 
+/* A launch right after registration races the prefetch for the same
+ * stored winner: whichever starts loading it first loads it, the other
+ * takes that module (or, the prefetch, leaves it), so each process loads
+ * the module once, however the two threads interleave. */
+static void test_a_launch_racing_the_prefetch_loads_the_winner_once(void **state)
+{
+    kcs_fx_t *f = *state;
+    kc_kernel_spec_t spec = vadd_spec();
+    kc_kernel_t *k;
+    kc_kernel_stats_t s;
+    kc_sim_counters_t c;
+    kcs_vecs_t v;
+
+    kcs_vecs_init(&v, 1000);
+    assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+    kcs_vecs_free(&v);
+    for (int round = 0; round < 40; round++) {
+        kcs_new_sim(f, NULL);
+        kcs_new_launcher(f);
+        assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+        kcs_vecs_init(&v, 1000);
+        assert_int_equal(kc_kernel_launch(k, NULL, v.args, 4), KC_OK);
+        kcs_vecs_check(&v);
+        kcs_vecs_free(&v);
+        assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+        kc_kernel_stats(k, &s);
+        kc_sim_counters(f->sim, &c);
+        assert_int_equal(s.store_hits, 1);
+        assert_int_equal(c.modules_loaded, 1);
+        assert_true(s.prefetched <= 1);
+    }
+}
+
 static void test_new_signature_retunes_but_reuses_stored_builds(void **state)
 {
     kcs_fx_t *f = *state;
@@ -1018,6 +1052,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_registration_prefetches_stored_winners_unless_told_not_to, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_launch_racing_the_prefetch_loads_the_winner_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_candidates_are_recorded_with_their_reason_and_skipped, setup,
             teardown),

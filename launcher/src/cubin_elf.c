@@ -1,5 +1,5 @@
 /* A bounded ELF64 reader for cubins (elf.h). */
-#include "elf.h"
+#include "cubin_elf.h"
 
 #include <stdio.h>
 #include <string.h>

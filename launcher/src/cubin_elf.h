@@ -3,8 +3,8 @@
  * device (a module load) and by compile.c (a compiled cubin must hold the
  * entry it was compiled for). Every offset is checked against the image;
  * nothing is copied. */
-#ifndef KCACHE_ELF_H
-#define KCACHE_ELF_H
+#ifndef KCACHE_CUBIN_ELF_H
+#define KCACHE_CUBIN_ELF_H
 
 #include <stddef.h>
 #include <stdint.h>
