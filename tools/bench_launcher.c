@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "compiler.h"
+#include "fault_log.h"
 #include "device.h"
 #include "kernel_int.h"
 #include "launcher_int.h"
@@ -373,7 +374,7 @@ static int populate(const char *dir, long n)
  * fetch the winner's build and cubin (lookup, decompress, hash check), load
  * the module and find the function, the usage stamps and counters, the
  * memo insert; for kernel 0 (the process's first hit) then kernel 1. */
-static int breakdown(const char *dir)
+static int breakdown(const char *dir, int log_faults)
 {
     kc__device_t *dev = NULL;
     char why[256] = "";
@@ -395,12 +396,14 @@ static int breakdown(const char *dir)
         fclose(kf);
     }
     kc_layers_t *layers = NULL;
+    kc_fault_log_t *flog = log_faults ? kc_fault_log_start() : NULL;
     long f_open = minor_faults();
     double t0 = clock_us();
     if (kc_layers_open(dir, NULL, &layers) != KC_OK)
         return 1;
     double open_us = clock_us() - t0;
     f_open = minor_faults() - f_open;
+    kc_fault_log_print(flog, "the store open", stdout);
     kc_store_t *st = kc_layers_writable(layers);
     kc__memo_t memo;
     kc__memo_init(&memo);
@@ -412,6 +415,7 @@ static int breakdown(const char *dir)
         size_t len = 0;
         double t[6];
         long f[6];
+        flog = log_faults && j == 0 ? kc_fault_log_start() : NULL;
         f[0] = minor_faults();
         t[0] = clock_us();
         if (kc_layers_get(layers, KC_REC_TUNING, &keys[j], &rec, NULL) != KC_OK)
@@ -442,6 +446,7 @@ static int breakdown(const char *dir)
                         module, 0, cfg, 1, NULL, &e);
         t[5] = clock_us();
         f[5] = minor_faults();
+        kc_fault_log_print(flog, "the first kernel's hit", stdout);
         for (int i = 0; i < 5; i++) {
             v[j][i] = t[i + 1] - t[i];
             faults[j][i] = f[i + 1] - f[i];
@@ -879,7 +884,9 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(argv[i], "--breakdown") && i + 1 < argc) {
-            return breakdown(argv[i + 1]);
+            return breakdown(argv[i + 1], 0);
+        } else if (!strcmp(argv[i], "--breakdown-faults") && i + 1 < argc) {
+            return breakdown(argv[i + 1], 1);
         } else if (!strcmp(argv[i], "--populate") && i + 2 < argc) {
             return populate(argv[i + 1], atol(argv[i + 2]));
         } else if (!strcmp(argv[i], "-s") && i + 1 < argc)

@@ -15,6 +15,7 @@
  * is checked against the page and the file, each page may be reached once
  * (a bitmap), and depth is bounded, so no input makes this code fault or
  * loop. Written from the format, not from LMDB's code. */
+#include "cold.h"
 #include "lmdb_check.h"
 #include "wire.h"
 
@@ -631,9 +632,11 @@ int kc__mdb_check_file(const char *data_path, kc__mdb_check_t *res)
 
 #define STAMP_MAGIC "kcache-check 1"
 
+#define STAMP_SUFFIX ".checked"
+
 static int stamp_path(const char *data_path, char *out, size_t n)
 {
-    return snprintf(out, n, "%s.checked", data_path) < (int)n ? 0 : -1;
+    return snprintf(out, n, "%s" STAMP_SUFFIX, data_path) < (int)n ? 0 : -1;
 }
 
 /* Where the stamp of a store in a directory this process cannot write (a
@@ -655,7 +658,7 @@ static int stamp_dir_fallback(char *out, size_t n)
     return len > 0 && (size_t)len < n ? 0 : -1;
 }
 
-static int stamp_path_fallback(const kc__mdb_state_t *st, char *out, size_t n)
+static KC__COLD int stamp_path_fallback(const kc__mdb_state_t *st, char *out, size_t n)
 {
     char dir[PATH_MAX];
 
@@ -694,14 +697,27 @@ static int stamp_file_matches(const char *path, const kc__mdb_state_t *st)
     return strcmp(want, have) == 0;
 }
 
-int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st)
+/* The stamp in the user's cache directory (a store this process cannot
+ * write beside): out of line, its path buffer off the common path. */
+static KC__COLD int stamp_matches_fallback(const kc__mdb_state_t *st)
 {
     char path[PATH_MAX];
 
-    if (stamp_path(data_path, path, sizeof(path)) == 0 && stamp_file_matches(path, st))
-        return 1;
     return stamp_path_fallback(st, path, sizeof(path)) == 0 &&
            stamp_file_matches(path, st);
+}
+
+int kc__mdb_stamp_matches(const char *data_path, const kc__mdb_state_t *st)
+{
+    size_t cap = strlen(data_path) + sizeof(STAMP_SUFFIX) + 1;
+    char *path = malloc(cap);
+    int match = 0;
+
+    /* The path on the heap: this is the deepest frame of a first open. */
+    if (path && stamp_path(data_path, path, cap) == 0 && stamp_file_matches(path, st))
+        match = 1;
+    free(path);
+    return match || stamp_matches_fallback(st);
 }
 
 /* Write the stamp to path through a temporary file and a rename. 0, or -1

@@ -1,3 +1,4 @@
+#include "cold.h"
 #include "lmdb_env.h"
 
 #include <errno.h>
@@ -83,7 +84,7 @@ int kc__mdb_code(int rc)
 /* Whether LMDB could open lock.mdb for writing. A read-only layer in a
  * read-only directory has no usable lock file; it is opened without locks,
  * which is safe because such a layer is never written while it is read. */
-static int lock_file_writable(const char *dir)
+static KC__COLD int lock_file_writable(const char *dir)
 {
     char path[PATH_MAX];
     int fd;
@@ -344,7 +345,7 @@ fail:
 int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out,
                     char *msg, size_t msg_len)
 {
-    char data_path[PATH_MAX];
+    char *data_path = NULL;
     struct stat sb;
     kc__env_t *env = NULL;
     int rc = KC_OK, data_exists;
@@ -352,10 +353,10 @@ int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out
     *out = NULL;
     msg[0] = '\0';
     pthread_once(&atfork_once, install_atfork);
-    if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
-        (int)sizeof(data_path)) {
-        snprintf(msg, msg_len, "path too long: %s", dir);
-        return KC_EINVAL;
+    /* On the heap: this frame stays under every deeper call of the open. */
+    if (asprintf(&data_path, "%s/data.mdb", dir) < 0) {
+        snprintf(msg, msg_len, "out of memory");
+        return KC_ENOMEM;
     }
 
     pthread_mutex_lock(&registry_lock);
@@ -406,6 +407,7 @@ int kc__env_acquire(const char *dir, const kc__env_opts_t *opts, kc__env_t **out
     registry = env;
 out:
     pthread_mutex_unlock(&registry_lock);
+    free(data_path);
     *out = env;
     return rc;
 }

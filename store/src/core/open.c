@@ -1,5 +1,6 @@
 /* The store handle: open, close, and the on-disk format version. Its
  * messages are in messages.c. */
+#include "cold.h"
 #include "kcache/store.h"
 
 #include <errno.h>
@@ -184,7 +185,7 @@ static int check_format(kc_store_t *st, unsigned flags)
 }
 
 /* mkdir -p: create dir and any missing parents. */
-static int make_dirs(const char *dir)
+static KC__COLD int make_dirs(const char *dir)
 {
     char path[PATH_MAX];
     size_t n = strlen(dir);
@@ -204,15 +205,74 @@ static int make_dirs(const char *dir)
     }
     return KC_OK;
 }
+/* What kc_store_open checks before it opens anything: the directory (made
+ * if missing and allowed), whether data.mdb is there, and whether the store
+ * can be opened as asked; sets eo->readonly. Its path buffer lives in this
+ * frame, gone before the environment is opened (a deeper stack is a page
+ * fault per new page on a process's first open). */
+static __attribute__((noinline)) int
+check_dir(const char *dir, const kc_store_opts_t *opts, kc__env_opts_t *eo)
+{
+    char data_path[PATH_MAX];
+    struct stat sb;
+    int rc, data_exists;
+
+    if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
+        (int)sizeof(data_path))
+        return kc__store_open_fail(KC_EINVAL, "store path too long: %s", dir);
+
+    if (stat(dir, &sb) != 0) {
+        if (errno != ENOENT)
+            return kc__store_open_fail(errno_code(errno), "%s: %s", dir, strerror(errno));
+        if (opts->flags & (KC_STORE_RDONLY | KC_STORE_NOCREATE))
+            return kc__store_open_fail(KC_ENOTFOUND,
+                                       "no kcache store at %s (no such directory)", dir);
+        if ((rc = make_dirs(dir)) != KC_OK)
+            return rc;
+    } else if (!S_ISDIR(sb.st_mode)) {
+        return kc__store_open_fail(KC_EINVAL, "%s is not a directory", dir);
+    }
+
+    eo->readonly = (opts->flags & KC_STORE_RDONLY) || !kc__fs_dir_writable(dir);
+    data_exists = access(data_path, F_OK) == 0;
+    /* "Cannot look" is not "not there": a directory this user may not search
+     * is a permission problem, said as such. */
+    if (!data_exists && errno == EACCES)
+        return kc__store_open_fail(KC_EPERM, "permission denied: cannot look for %s",
+                                   data_path);
+    if (!data_exists && eo->readonly)
+        return kc__store_open_fail(
+            KC_ENOTFOUND,
+            "no kcache store at %s (no data.mdb, and the store is opened "
+            "read-only%s so none can be created)",
+            dir,
+            (opts->flags & KC_STORE_RDONLY) ? ""
+                                            : " because the directory is "
+                                              "not writable");
+    if (!data_exists && (opts->flags & KC_STORE_NOCREATE))
+        return kc__store_open_fail(KC_ENOTFOUND, "no kcache store at %s (no data.mdb)",
+                                   dir);
+    if (!eo->readonly) {
+        const char *fs = kc__fs_network_refusal(dir);
+        if (fs)
+            return kc__store_open_fail(
+                KC_ENFS,
+                "%s is on a network filesystem (%s); LMDB needs local locks "
+                "and a coherent mmap. Use a local directory, open it "
+                "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
+                "machine ever uses it",
+                dir, fs);
+    }
+    return KC_OK;
+}
+
 int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out)
 {
     kc_store_opts_t o;
-    char data_path[PATH_MAX];
     char msg[KC__STORE_MSG_SIZE] = "";
-    struct stat sb;
     kc_store_t *st = NULL;
     kc__env_opts_t eo;
-    int rc, data_exists;
+    int rc;
 
     kc__diag_release(kc__diag_store_open);
     if (!out)
@@ -232,61 +292,19 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     if (!opts->max_size &&
         kc__envvar_size("KCACHE_MAX_SIZE", &o.max_size, msg, sizeof(msg)) != KC_OK)
         return kc__store_open_fail(KC_EINVAL, "%s", msg);
-    if (snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir) >=
-        (int)sizeof(data_path))
-        return kc__store_open_fail(KC_EINVAL, "store path too long: %s", dir);
-
-    if (stat(dir, &sb) != 0) {
-        if (errno != ENOENT)
-            return kc__store_open_fail(errno_code(errno), "%s: %s", dir, strerror(errno));
-        if (opts->flags & (KC_STORE_RDONLY | KC_STORE_NOCREATE))
-            return kc__store_open_fail(KC_ENOTFOUND,
-                                       "no kcache store at %s (no such directory)", dir);
-        if ((rc = make_dirs(dir)) != KC_OK)
-            return rc;
-    } else if (!S_ISDIR(sb.st_mode)) {
-        return kc__store_open_fail(KC_EINVAL, "%s is not a directory", dir);
-    }
-
     memset(&eo, 0, sizeof(eo));
-    eo.readonly = (opts->flags & KC_STORE_RDONLY) || !kc__fs_dir_writable(dir);
+    rc = check_dir(dir, opts, &eo);
+    if (rc != KC_OK)
+        return rc;
     eo.map_size = opts->map_size;
     eo.max_readers = opts->max_readers;
-    data_exists = access(data_path, F_OK) == 0;
-    /* "Cannot look" is not "not there": a directory this user may not search
-     * is a permission problem, said as such. */
-    if (!data_exists && errno == EACCES)
-        return kc__store_open_fail(KC_EPERM, "permission denied: cannot look for %s",
-                                   data_path);
-    if (!data_exists && eo.readonly)
-        return kc__store_open_fail(
-            KC_ENOTFOUND,
-            "no kcache store at %s (no data.mdb, and the store is opened "
-            "read-only%s so none can be created)",
-            dir,
-            (opts->flags & KC_STORE_RDONLY) ? ""
-                                            : " because the directory is "
-                                              "not writable");
-    if (!data_exists && (opts->flags & KC_STORE_NOCREATE))
-        return kc__store_open_fail(KC_ENOTFOUND, "no kcache store at %s (no data.mdb)",
-                                   dir);
-    if (!eo.readonly) {
-        const char *fs = kc__fs_network_refusal(dir);
-        if (fs)
-            return kc__store_open_fail(
-                KC_ENFS,
-                "%s is on a network filesystem (%s); LMDB needs local locks "
-                "and a coherent mmap. Use a local directory, open it "
-                "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
-                "machine ever uses it",
-                dir, fs);
-    }
 
     st = calloc(1, sizeof(*st));
     if (!st)
         return kc__store_open_fail(KC_ENOMEM, "out of memory");
     st->path = strdup(dir);
-    st->data_path = strdup(data_path);
+    if (asprintf(&st->data_path, "%s/data.mdb", dir) < 0)
+        st->data_path = NULL;
     if (!st->path || !st->data_path) {
         rc = kc__store_open_fail(KC_ENOMEM, "out of memory");
         goto fail;

@@ -1,5 +1,6 @@
 /* Layered stores (kcache/layers.h): a fixed array of open stores searched
  * in order. */
+#include "cold.h"
 #include "kcache/layers.h"
 
 #include "envvar.h"
@@ -65,7 +66,7 @@ static int dir_exists(const char *dir)
 
 /* Whether a layer opened for reading that has no store is worth a warning:
  * yes unless dir is an existing directory without a data.mdb. */
-static int empty_layer_is_news(const char *dir)
+static KC__COLD int empty_layer_is_news(const char *dir)
 {
     char data[PATH_MAX];
     struct stat st;
@@ -133,17 +134,13 @@ out:
     return out;
 }
 
-/* Open one layer; a damaged file is set aside first when the flags ask. */
-static int open_layer(kc_layers_t *l, const char *dir, const kc_store_opts_t *so,
-                      kc_store_t **st)
+/* A layer whose file was found damaged: set it aside and open again. */
+static KC__COLD int reopen_damaged(kc_layers_t *l, const char *dir,
+                                   const kc_store_opts_t *so, kc_store_t **st, int rc)
 {
     char aside[PATH_MAX + 64], why[PATH_MAX + 64], damage[KC__STORE_MSG_SIZE];
-    int rc = kc_store_open(dir, so, st), moved;
+    int moved;
 
-    if (rc == KC_EDAMAGED)
-        l->damaged++;
-    if (rc != KC_EDAMAGED || !(so->flags & KC_STORE_SET_ASIDE_DAMAGED))
-        return rc;
     snprintf(damage, sizeof(damage), "%s", kc_store_open_errmsg());
     moved = set_aside(dir, aside, sizeof(aside), why, sizeof(why));
     if (moved < 0) {
@@ -160,6 +157,19 @@ static int open_layer(kc_layers_t *l, const char *dir, const kc_store_opts_t *so
             kc_store_count(*st, KC_COUNTER_DAMAGED_SET_ASIDE, 1);
     }
     return rc;
+}
+
+/* Open one layer; a damaged file is set aside first when the flags ask. */
+static int open_layer(kc_layers_t *l, const char *dir, const kc_store_opts_t *so,
+                      kc_store_t **st)
+{
+    int rc = kc_store_open(dir, so, st);
+
+    if (rc == KC_EDAMAGED)
+        l->damaged++;
+    if (rc != KC_EDAMAGED || !(so->flags & KC_STORE_SET_ASIDE_DAMAGED))
+        return rc;
+    return reopen_damaged(l, dir, so, st, rc);
 }
 
 int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers_t **out)
