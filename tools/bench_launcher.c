@@ -127,6 +127,8 @@ static int dir_exists(const char *p)
 /* ---- the device: the simulation or CUDA through dlopen ------------------ */
 
 static int g_cuda;
+/* --faults: list the page faults of the process's first call. */
+static int g_faults;
 static kc_sim_t *g_sim;
 static int g_populating; /* tune briefly: one config each */
 
@@ -534,10 +536,12 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         return 1;
     xarg_t a;
     xarg_init(&a, 1);
+    kc_fault_log_t *flog = g_faults ? kc_fault_log_start() : NULL;
     double t0 = clock_us();
     kc_launcher_t *l =
         make_launcher(dir, no_prefetch, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
     double create_us = clock_us() - t0;
+    kc_fault_log_print(flog, "the launcher create", stdout);
     long wrong = 0;
     float expect = 0;
     double all0 = clock_us();
@@ -545,6 +549,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     for (long i = 0; i < n; i++) {
         kc_kernel_t *k = NULL;
         add_kernel_init(&ks[i], i);
+        flog = g_faults && i == 0 ? kc_fault_log_start() : NULL;
         t0 = clock_us();
         if (kc_kernel_get(l, &ks[i].spec, &k) != KC_OK) {
             fprintf(stderr, "bench: kernel %ld: %s\n", i, kc_launcher_errmsg(l));
@@ -556,6 +561,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
             return 1;
         }
         double t2 = clock_us();
+        kc_fault_log_print(flog, "the first kernel's registration and launch", stdout);
         if (i < 2)
             first2[i] = k;
         reg[i] = t1 - t0;
@@ -897,6 +903,8 @@ int main(int argc, char **argv)
             hot = atol(argv[++i]);
         else if (!strcmp(argv[i], "--max-cands") && i + 1 < argc)
             max_cands = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--faults"))
+            g_faults = 1;
         else if (!strcmp(argv[i], "--no-prefetch"))
             no_prefetch = 1;
         else if (!strcmp(argv[i], "--compile-only"))
