@@ -229,14 +229,17 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
                   k->spec->s.name, NULL);
     pthread_mutex_unlock(&l->lock);
 
-    /* The asynchronous compile at load: every candidate at once. A task
-     * the pool refuses runs here instead. */
-    for (size_t i = 0; i < nc; i++)
-        if (kc__pool_submit(l->pool, kc__compile_one, &k->tasks[i]) != KC_OK)
-            kc__compile_one(&k->tasks[i]);
+    /* The prefetch first: a stored winner is what the first launch most
+     * likely needs, and the pool runs tasks in order, so queued behind the
+     * candidates' compiles it would start after them. Then the asynchronous
+     * compile at load: every candidate at once. A task the pool refuses
+     * runs here instead. */
     if (prefetch &&
         kc__pool_submit(l->pool, kc__prefetch_winners, &k->prefetch_task) != KC_OK)
         kc__prefetch_winners(&k->prefetch_task);
+    for (size_t i = 0; i < nc; i++)
+        if (kc__pool_submit(l->pool, kc__compile_one, &k->tasks[i]) != KC_OK)
+            kc__compile_one(&k->tasks[i]);
     kc__launcher_warm_once(l);
     *out = k;
     return KC_OK;

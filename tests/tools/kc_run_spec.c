@@ -12,7 +12,9 @@
  *   i:VALUE | f:VALUE  an integer or float scalar
  * Pointer dims are 1-D: bytes / the element size of the spec's dtype.
  * Prints the kernel's stats as one JSON line. The CUDA driver is opened
- * with dlopen, so this builds (and says it cannot run) without one. */
+ * with dlopen, so this builds (and says it cannot run) without one.
+ * KC_RUN_SPEC_FAULTS=1 lists the page faults of each part of the first call
+ * on stderr (tools/fault_log.c). */
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fault_log.h"
 #include "kcache/launch.h"
 
 typedef int (*cu_init_t)(unsigned);
@@ -166,19 +169,28 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if (args[i].rank)
             dims[i] /= 4;
+    const char *fe = getenv("KC_RUN_SPEC_FAULTS");
+    int faults = fe && strcmp(fe, "1") == 0;
+    kc_fault_log_t *flog = faults ? kc_fault_log_start() : NULL;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = kc_launcher_create(&o, &l);
     clock_gettime(CLOCK_MONOTONIC, &t_created);
+    kc_fault_log_print(flog, "the launcher create", stderr);
+    flog = faults ? kc_fault_log_start() : NULL;
     /* The store opens at the first kernel; opening it here first splits
      * the spec load's time into the open and the rest, at no extra cost. */
     if (rc == KC_OK)
         kc_launcher_store(l);
     clock_gettime(CLOCK_MONOTONIC, &t_opened);
+    kc_fault_log_print(flog, "the store open", stderr);
+    flog = faults ? kc_fault_log_start() : NULL;
     if (rc == KC_OK)
         rc = kc_kernel_load_file(l, argv[2], &ks, &nk);
     if (rc == KC_OK)
         rc = kc_kernel_find(l, argv[3], &k);
     clock_gettime(CLOCK_MONOTONIC, &t_loaded);
+    kc_fault_log_print(flog, "the spec load", stderr);
+    flog = faults ? kc_fault_log_start() : NULL;
     if (rc != KC_OK) {
         fprintf(stderr, "kc_run_spec: %s: %s\n", kc_strerror(rc),
                 l ? kc_launcher_errmsg(l) : kc_launcher_create_errmsg());
@@ -193,6 +205,7 @@ int main(int argc, char **argv)
         }
         if (r == 0) {
             clock_gettime(CLOCK_MONOTONIC, &t_launched);
+            kc_fault_log_print(flog, "the first launch", stderr);
             if (sync()) {
                 fprintf(stderr, "kc_run_spec: the kernel failed on the GPU\n");
                 return 1;
