@@ -34,6 +34,7 @@
 #include <cuda.h>
 
 #include "compiler.h"
+#include "fault_log.h"
 #include "kcache/launch.h"
 #include "kcache/store.h"
 
@@ -516,10 +517,16 @@ static int child_warm(const char *store_dir, const char *cubin_path, int64_t blo
         int do_kc = (pass == 0) == (kc_first != 0);
         t0 = now_us();
         if (do_kc) {
+            /* KC_BENCH_FAULTS=1: the page faults of the timed kcache
+             * launch, on stderr (tools/fault_log.c). */
+            const char *fe = getenv("KC_BENCH_FAULTS");
+            kc_fault_log_t *flog = fe && !strcmp(fe, "1") ? kc_fault_log_start() : NULL;
+            t0 = now_us();
             if (kc_kernel_launch(k, NULL, a.args, 3) != KC_OK)
                 return 1;
             CU_CHECK(cu.sync());
             kc_us = now_us() - t0;
+            kc_fault_log_print(flog, kWarmNames[mode], stderr);
         } else {
             raw_run(cubin, "scale", block, &a);
             raw_us = now_us() - t0; /* the unload is in; it is cheap */
