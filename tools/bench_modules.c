@@ -2,7 +2,7 @@
  * into one context, without kcache: the floor under kcache_bench_launcher's
  * "store hits of N distinct kernels".
  *
- *   kcache_bench_modules CUBIN ENTRY [N [same|distinct]]
+ *   kcache_bench_modules CUBIN ENTRY [N [same|distinct|load-only]]
  *
  * Loads CUBIN's bytes N times (default 16384; each load is a new module
  * to the driver), and for each: cuModuleLoadData, cuModuleGetFunction of
@@ -11,7 +11,10 @@
  * 32-bit value 0x13572468 once (an immediate of the kernel, e.g. `o[i] =
  * __int_as_float(0x13572468)`), each load's copy has it replaced by
  * 0x13570000 + i, so that no two modules are alike. Prints the median time per sixteenth
- * of the loads and the first-1000 / last-1000 medians. The driver is opened with dlopen,
+ * of the loads and the first-1000 / last-1000 medians, and the process's first load (and
+ * launch) alone: the driver's floor under a fresh process's first call. With `load-only`,
+ * no launch (for a cubin whose kernel takes other arguments: an imported Triton
+ * binary). The driver is opened with dlopen,
  * so this builds (and says it cannot run) without one. */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -73,8 +76,9 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t n = argc > 3 ? strtoul(argv[3], NULL, 10) : 16384;
-    if (n < 2000)
-        n = 2000;
+    /* Under 16 loads: the process's first load alone is printed. */
+    if (n == 0 || (n >= 16 && n < 2000))
+        n = n ? 2000 : 1;
     FILE *f = fopen(argv[1], "rb");
     static char cubin[1 << 20];
     size_t len = f ? fread(cubin, 1, sizeof(cubin), f) : 0;
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
         }
     }
     int distinct = argc > 4 && strcmp(argv[4], "distinct") == 0;
+    int load_only = argc > 4 && strcmp(argv[4], "load-only") == 0;
     if (distinct && magic_at < 0) {
         fprintf(stderr, "kcache_bench_modules: the cubin holds 0x13572468 %s\n",
                 magic_at == -1 ? "nowhere" : "more than once");
@@ -135,7 +140,8 @@ int main(int argc, char **argv)
                 return 1;
             }
             double t1 = now_us();
-            if (launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) || sync()) {
+            if (!load_only &&
+                (launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) || sync())) {
                 fprintf(stderr, "kcache_bench_modules: launch %zu failed\n", i);
                 return 1;
             }
@@ -145,6 +151,13 @@ int main(int argc, char **argv)
         printf("raw driver, %zu loads of %s %zu-byte cubin into one context (load + get "
                "function; + first launch + sync):\n",
                n, distinct ? "distinct variants of a" : "one", len);
+        printf("  the process's first: load + get function %.1f us, with %s %.1f us\n",
+               load_us[0], load_only ? "nothing else (load-only)" : "launch + sync",
+               all_us[0]);
+        if (n < 16) {
+            fflush(stdout);
+            return 0;
+        }
         printf("  median per sixteenth, load:        ");
         for (int s = 0; s < 16; s++)
             printf(" %.1f", median(load_us + s * (n / 16), n / 16));
