@@ -390,7 +390,8 @@ def main():
         if rc == 0:
             kcs.append(st["first_call_us"])
             kc_parts.append({k: st[k] for k in ("create_us", "open_us", "load_us",
-                                                "launch_us", "sync_us", "prefetched")
+                                                "launch_us", "sync_us", "prefetched",
+                                                "cpu_us", "waits")
                              if k in st})
     if tri and kcs and tri_def:
         med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "fault_log.h"
@@ -62,6 +63,18 @@ static void *read_file(const char *path, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return buf;
+}
+
+/* This thread's CPU time (user and system) in microseconds, and how often
+ * it blocked (voluntary context switches): a part whose wall time exceeds
+ * its CPU time waited. */
+static double cpu_us(long *waits)
+{
+    struct timespec ts;
+    struct rusage ru;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    *waits = getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nvcsw : 0;
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 static double us_between(const struct timespec *a, const struct timespec *b)
@@ -172,9 +185,13 @@ int main(int argc, char **argv)
     const char *fe = getenv("KC_RUN_SPEC_FAULTS");
     int faults = fe && strcmp(fe, "1") == 0;
     kc_fault_log_t *flog = faults ? kc_fault_log_start() : NULL;
+    double cpu[5] = {0};
+    long waits[5] = {0};
+    cpu[0] = cpu_us(&waits[0]);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = kc_launcher_create(&o, &l);
     clock_gettime(CLOCK_MONOTONIC, &t_created);
+    cpu[1] = cpu_us(&waits[1]);
     kc_fault_log_print(flog, "the launcher create", stderr);
     flog = faults ? kc_fault_log_start() : NULL;
     /* The store opens at the first kernel; opening it here first splits
@@ -182,6 +199,7 @@ int main(int argc, char **argv)
     if (rc == KC_OK)
         kc_launcher_store(l);
     clock_gettime(CLOCK_MONOTONIC, &t_opened);
+    cpu[2] = cpu_us(&waits[2]);
     kc_fault_log_print(flog, "the store open", stderr);
     flog = faults ? kc_fault_log_start() : NULL;
     if (rc == KC_OK)
@@ -189,6 +207,7 @@ int main(int argc, char **argv)
     if (rc == KC_OK)
         rc = kc_kernel_find(l, argv[3], &k);
     clock_gettime(CLOCK_MONOTONIC, &t_loaded);
+    cpu[3] = cpu_us(&waits[3]);
     kc_fault_log_print(flog, "the spec load", stderr);
     flog = faults ? kc_fault_log_start() : NULL;
     if (rc != KC_OK) {
@@ -205,6 +224,7 @@ int main(int argc, char **argv)
         }
         if (r == 0) {
             clock_gettime(CLOCK_MONOTONIC, &t_launched);
+            cpu[4] = cpu_us(&waits[4]);
             kc_fault_log_print(flog, "the first launch", stderr);
             if (sync()) {
                 fprintf(stderr, "kc_run_spec: the kernel failed on the GPU\n");
@@ -240,11 +260,15 @@ int main(int argc, char **argv)
         "{\"first_call_us\": %.1f, \"create_us\": %.1f, \"open_us\": %.1f, "
         "\"load_us\": %.1f, \"launch_us\": %.1f, \"sync_us\": %.1f, \"tunes\": %" PRIu64
         ", \"store_hits\": %" PRIu64 ", \"compiles\": %" PRIu64 ", \"launches\": %" PRIu64
-        ", \"prefetched\": %" PRIu64 ", \"config\": {",
+        ", \"prefetched\": %" PRIu64
+        ", \"cpu_us\": [%.1f, %.1f, %.1f, %.1f], \"waits\": [%ld, %ld, %ld, %ld], "
+        "\"config\": {",
         first_us, us_between(&t0, &t_created), us_between(&t_created, &t_opened),
         us_between(&t_opened, &t_loaded), us_between(&t_loaded, &t_launched),
         us_between(&t_launched, &t1), st.tunes, st.store_hits, st.compiles, st.launches,
-        st.prefetched);
+        st.prefetched, cpu[1] - cpu[0], cpu[2] - cpu[1], cpu[3] - cpu[2], cpu[4] - cpu[3],
+        waits[1] - waits[0], waits[2] - waits[1], waits[3] - waits[2],
+        waits[4] - waits[3]);
     for (size_t i = 0; i < nc; i++)
         printf("%s\"%s\": %" PRId64, i ? ", " : "", cfg[i].name, cfg[i].value);
     printf("}}\n");
