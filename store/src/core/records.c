@@ -388,6 +388,15 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         return kc__store_fail(store, KC_EINVAL,
                               "kc_store_get_raw: invalid record kind %d", (int)kind);
     rc = fetch(store, kind, key, &c);
+    if (rc == KC_ECORRUPT && kind == KC_REC_BLOB) {
+        char hex[KC_KEY_HEX_LEN + 1];
+        kc_key_to_hex(key, hex);
+        return kc__store_fail(
+            store, rc,
+            "blob record %s in %s is damaged (a split blob whose tail is "
+            "missing or does not add up to its length)",
+            hex, store->path);
+    }
     if (rc != 0)
         return kc__store_finish(store, rc, "get");
     *data = c.data;

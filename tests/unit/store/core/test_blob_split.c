@@ -17,11 +17,13 @@
 
 #include <cmocka.h>
 
+#include "kc_redis.h"
 #include "kc_testutil.h"
 #include "kcache/blob.h"
 #include "kcache/bundle.h"
 #include "kcache/errors.h"
 #include "kcache/record.h"
+#include "kcache/remote.h"
 #include "kcache/store.h"
 #include "lmdb_check.h"
 #include "store_internal.h"
@@ -413,6 +415,7 @@ static void test_a_head_without_its_tail_is_a_reported_damaged_record(void **sta
     /* The raw read: KC_ECORRUPT, no short record. */
     assert_int_equal(kc_store_get_raw(st, KC_REC_BLOB, &key, &raw, &len), KC_ECORRUPT);
     assert_null(raw);
+    assert_non_null(strstr(kc_store_errmsg(st), hex));
     /* A verifying read: a damaged record, named, counted, deleted. */
     assert_int_equal(kc_store_get_cubin(st, &key, &cubin, &len), KC_ENOTFOUND);
     assert_null(cubin);
@@ -487,6 +490,35 @@ static void test_bundle_round_trip_carries_split_blobs(void **state)
     assert_int_equal(format_of(other), 2);
     kct_store_scratch_free(root, other);
     free(buf);
+    sweep_free(&s);
+}
+
+static void test_remote_push_and_pull_carry_split_blobs(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st, *other = NULL;
+    char root[512];
+    kct_redis_t redis;
+    kc_remote_t *r = NULL;
+    sweep_t s;
+
+    memset(&redis, 0, sizeof(redis));
+    if (kct_redis_start(&redis, 0) != 0) {
+        kct_redis_stop(&redis);
+        skip(); /* no redis-server here */
+    }
+    sweep_publish(st, &s);
+    assert_int_equal(kct_store_scratch("blob_split_pull", root, sizeof(root), &other), 0);
+    assert_int_equal(kc_remote_open(redis.url, NULL, &r), KC_OK);
+    for (size_t i = 0; i < s.n; i++) {
+        assert_int_equal(kc_remote_push(r, st, &s.pub[i].tuning_key), KC_OK);
+        assert_int_equal(kc_remote_pull(r, other, &s.pub[i].tuning_key), KC_OK);
+    }
+    for (size_t i = 0; i < s.n; i++)
+        assert_reads(other, &s.b[i], &s.pub[i]);
+    assert_int_equal(peek(other, &s.b[0].key).tails, s.n_split);
+    kc_remote_close(r);
+    kct_store_scratch_free(root, other);
+    kct_redis_stop(&redis);
     sweep_free(&s);
 }
 
@@ -617,6 +649,8 @@ int main(void)
                                         setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_bundle_round_trip_carries_split_blobs, setup,
                                         kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_push_and_pull_carry_split_blobs,
+                                        setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_recover_of_a_copy_pairs_heads_with_tails,
                                         setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(
