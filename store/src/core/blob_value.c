@@ -68,7 +68,6 @@ int kc__blob_value_join(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val 
         buf->p = p;
         buf->cap = want;
     }
-    /* The head may be buf itself only if it was joined before: never. */
     memcpy(buf->p, v->mv_data, v->mv_size);
     memcpy((uint8_t *)buf->p + v->mv_size, tail.mv_data, tail.mv_size);
     v->mv_data = buf->p;

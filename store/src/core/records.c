@@ -9,6 +9,9 @@
 #include "kcache/blob.h"
 #include "store_internal.h"
 
+/* What is wrong with a split blob that cannot be joined (core/blob_value.c). */
+#define SPLIT_DAMAGE "a split blob whose tail is missing or does not add up to its length"
+
 /* ---- reading ---------------------------------------------------------------- */
 
 typedef struct fetch_ctx {
@@ -206,8 +209,7 @@ static int read_record(MDB_txn *txn, kc__env_t *env, int kind, const kc_key_t *k
     if (kind == KC_REC_BLOB) { /* a split blob is decoded whole */
         rc = kc__blob_value_join(txn, env, &k, &val, buf);
         if (rc == KC_ECORRUPT) {
-            v->detail = "a split blob whose tail is missing or does not add up to its "
-                        "length";
+            v->detail = SPLIT_DAMAGE;
             return judge(v, kind, rc, &head);
         }
         if (rc != 0)
@@ -237,7 +239,7 @@ static int read_blob(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, void **c
     head = val;
     rc = kc__blob_value_join(txn, env, &k, &val, buf);
     if (rc == KC_ECORRUPT) {
-        v->detail = "a split blob whose tail is missing or does not add up to its length";
+        v->detail = SPLIT_DAMAGE;
         return judge(v, KC_REC_BLOB, rc, &head);
     }
     if (rc != 0)
@@ -391,11 +393,8 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
     if (rc == KC_ECORRUPT && kind == KC_REC_BLOB) {
         char hex[KC_KEY_HEX_LEN + 1];
         kc_key_to_hex(key, hex);
-        return kc__store_fail(
-            store, rc,
-            "blob record %s in %s is damaged (a split blob whose tail is "
-            "missing or does not add up to its length)",
-            hex, store->path);
+        return kc__store_fail(store, rc, "blob record %s in %s is damaged (%s)", hex,
+                              store->path, SPLIT_DAMAGE);
     }
     if (rc != 0)
         return kc__store_finish(store, rc, "get");
