@@ -463,6 +463,50 @@ static void test_format_goes_to_2_with_the_first_split_blob(void **state)
     free(b.cubin);
 }
 
+static int blobtail_drop_txn(MDB_txn *txn, void *arg)
+{
+    kc__env_t *env = arg;
+    return mdb_drop(txn, env->blobtail, 1);
+}
+
+/* A store made before revision 1.4 has no "blobtail" database: read-only,
+ * it is read as before; the first writable open adds the database, and its
+ * format stays 1 until a split blob is written. */
+static void test_a_store_older_than_blobtail_is_read_then_upgraded(void **state)
+{
+    kct_store_fx_t *f = *state;
+    lim_t l = limits(f->st);
+    blob_t whole = {0}, split = {0};
+    kc_key_t key;
+    kc_store_opts_t ro = {.size = sizeof(kc_store_opts_t), .flags = KC_STORE_RDONLY};
+
+    blob_make(&whole, 3000, 11);
+    assert_int_equal(kc_store_put_cubin(f->st, whole.cubin, whole.cubin_len, &key),
+                     KC_OK);
+    assert_int_equal(kc__env_write(f->st->env, blobtail_drop_txn, f->st->env), 0);
+    kc_store_close(f->st);
+
+    assert_int_equal(kc_store_open(f->root, &ro, &f->st), KC_OK);
+    assert_int_equal(f->st->env->has_blobtail, 0);
+    assert_int_equal(format_of(f->st), 1);
+    assert_reads(f->st, &whole, NULL);
+    kc_store_close(f->st);
+
+    assert_int_equal(kc_store_open(f->root, NULL, &f->st), KC_OK);
+    assert_int_equal(f->st->env->has_blobtail, 1);
+    assert_int_equal(format_of(f->st), 1);
+    blob_make(&split, l.psize + 1000, 12);
+    assert_int_equal(kc_store_put_cubin(f->st, split.cubin, split.cubin_len, &key),
+                     KC_OK);
+    assert_int_equal(peek(f->st, &key).tail, split.rec_len - (l.psize - PAGE_HDR));
+    assert_int_equal(format_of(f->st), 2);
+    assert_reads(f->st, &whole, NULL);
+    assert_reads(f->st, &split, NULL);
+    assert_totals_exact(f->st);
+    free(whole.cubin);
+    free(split.cubin);
+}
+
 static void test_bundle_round_trip_carries_split_blobs(void **state)
 {
     kc_store_t *st = ((kct_store_fx_t *)*state)->st, *other = NULL;
@@ -647,6 +691,9 @@ int main(void)
             kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_format_goes_to_2_with_the_first_split_blob,
                                         setup, kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_store_older_than_blobtail_is_read_then_upgraded, setup,
+            kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_bundle_round_trip_carries_split_blobs, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_remote_push_and_pull_carry_split_blobs,
