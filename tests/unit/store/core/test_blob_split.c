@@ -377,6 +377,22 @@ static void test_delete_takes_the_tail(void **state)
     sweep_free(&s);
 }
 
+static void test_compact_keeps_split_blobs(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    sweep_t s;
+    uint64_t before = 0, after = 0;
+
+    sweep_publish(st, &s);
+    assert_int_equal(kc_store_compact(st, &before, &after), KC_OK);
+    for (size_t i = 0; i < s.n; i++)
+        assert_reads(st, &s.b[i], &s.pub[i]);
+    assert_int_equal(peek(st, &s.b[0].key).tails, s.n_split);
+    assert_int_equal(format_of(st), 2);
+    assert_totals_exact(st);
+    sweep_free(&s);
+}
+
 static void test_gc_evicts_split_blobs_whole(void **state)
 {
     kct_store_fx_t *f = *state;
@@ -683,6 +699,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_iterate_gives_split_blobs_whole, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_takes_the_tail, setup,
+                                        kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_compact_keeps_split_blobs, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_evicts_split_blobs_whole, setup,
                                         kct_store_fx_teardown),
