@@ -31,7 +31,9 @@
  *                  kc_store_publish_many; both with cubins (compression in
  *                  the call) and without (builds and tunings naming blobs
  *                  already stored: the write path alone)
- *   disk           data.mdb bytes per record, and over the records' bytes
+ *   disk           data.mdb bytes per record, and over the records' bytes;
+ *                  blobs' pages if stored whole, and as stored (the "blob"
+ *                  and "blobtail" databases' pages, read with LMDB)
  *   cachectl       wall time of `stats`, of the first record line of
  *                  `ls | head`, of `gc --dry-run --max-size HALF`, of `verify`
  *
@@ -49,6 +51,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include "kcache/blob.h"
 #include "kcache/key.h"
@@ -457,6 +461,7 @@ enum {
     M_FILE_PER,
     M_BLOB_RATIO,
     M_OVERFLOW,
+    M_STORED_PAGES,
     M_DISK_RATIO,
     M_USED_RATIO,
     M_STATS,
@@ -487,6 +492,7 @@ static const char *const metric_names[M_COUNT] = {
     "data.mdb bytes per record",
     "blob compression (raw / stored)",
     "blobs: whole 4 KiB overflow pages / blob bytes",
+    "blobs as stored: blob + blobtail pages / blob bytes",
     "data.mdb / records' bytes",
     "pages in use / records' bytes",
     "cachectl stats (ms)",
@@ -505,6 +511,38 @@ static int overflow_sum(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     ov[0] += len;
     ov[1] += (len + 16 + 4095) / 4096 * 4096;
     return 0;
+}
+
+/* The pages of LMDB's "blob" and "blobtail" databases of the closed store
+ * in dir (split blobs keep their tails in "blobtail", docs/FORMAT.md
+ * revision 1.4), in bytes; 0 if they cannot be read. */
+static uint64_t blob_pages_bytes(const char *dir)
+{
+    static const char *const dbs[] = {"blob", "blobtail"};
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    uint64_t bytes = 0;
+
+    if (mdb_env_create(&env) != 0)
+        return 0;
+    if (mdb_env_set_maxdbs(env, 16) != 0 ||
+        mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0644) != 0 ||
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0) {
+        mdb_env_close(env);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
+        MDB_dbi dbi;
+        MDB_stat ms;
+        if (mdb_dbi_open(txn, dbs[i], 0, &dbi) != 0 || mdb_stat(txn, dbi, &ms) != 0)
+            continue;
+        bytes +=
+            (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
+            ms.ms_psize;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return bytes;
 }
 
 /* Records per second of publishing count kernels (of 1 config + tuning), per
@@ -736,6 +774,7 @@ static int bench_size(uint64_t n_records, const char *root, const char *cachectl
     m[M_OVERFLOW] = (double)ov[1] / (double)ov[0];
     uint64_t half = s.record_bytes / 2;
     kc_store_close(st);
+    m[M_STORED_PAGES] = (double)blob_pages_bytes(dir) / (double)s.blob_stored_bytes;
 
     snprintf(cmd, sizeof cmd, "'%s' -s '%s' stats >/dev/null", cachectl, dir);
     m[M_STATS] = run_cmd(cmd) * 1e3;
@@ -840,7 +879,8 @@ int main(int argc, char **argv)
             else if (k == M_RESIDENT)
                 printf(" %.1f%% |", v * 100);
             else if (k == M_RATIO || k == M_READERS_RATIO || k == M_DISK_RATIO ||
-                     k == M_BLOB_RATIO || k == M_OVERFLOW || k == M_USED_RATIO)
+                     k == M_BLOB_RATIO || k == M_OVERFLOW || k == M_USED_RATIO ||
+                     k == M_STORED_PAGES)
                 printf(" %.2fx |", v);
             else
                 printf(" %.1f |", v);

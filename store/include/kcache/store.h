@@ -27,9 +27,11 @@ extern "C" {
 
 typedef struct kc_store kc_store_t;
 
-/* The on-disk format version, kept in the meta database under "format".
+/* The newest on-disk store format this kcache reads (it reads 1 and 2),
+ * kept in the meta database under "format". A store is made at format 1
+ * and raised to 2 by its first split blob (docs/FORMAT.md, revision 1.4).
  * Opening a store of a newer format gives KC_EVERSION. */
-#define KC_STORE_FORMAT_VERSION 1
+#define KC_STORE_FORMAT_VERSION 2
 
 enum {
     /* Open read-only even if the directory is writable. */

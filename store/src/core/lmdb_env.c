@@ -164,6 +164,21 @@ static int open_dbs_txn(kc__env_t *env, const char *dir, int writable, int *miss
         }
         env->has_db[kind] = 1;
     }
+    /* The tails of split blobs (revision 1.4): optional like binmeta. */
+    env->has_blobtail = 0;
+    rc = mdb_dbi_open(txn, KC__BLOBTAIL_DB, writable ? MDB_CREATE : 0, &env->blobtail);
+    if (rc == MDB_NOTFOUND && !env->readonly) {
+        *missing = 1;
+        mdb_txn_abort(txn);
+        return KC_OK;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        snprintf(msg, msg_len, "%s: cannot open the \"%s\" database: %s", dir,
+                 KC__BLOBTAIL_DB, mdb_strerror(rc));
+        mdb_txn_abort(txn);
+        return kc__mdb_code(rc);
+    }
+    env->has_blobtail = rc == 0;
     /* Committing, even a read-only transaction, is what makes the handles
      * usable by later transactions. */
     rc = mdb_txn_commit(txn);

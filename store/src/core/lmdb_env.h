@@ -31,11 +31,19 @@
 /* The named databases, one per record kind, opened once with the env. */
 #define KC__ENV_MAX_DBS 16
 
+/* The name of the database of split blobs' tails. */
+#define KC__BLOBTAIL_DB "blobtail"
+
 typedef struct kc__env {
     MDB_env *mdb;
     MDB_dbi dbi[KC_REC_KIND_MAX + 1]; /* by kc_rec_kind_t; [0] unused */
     /* Whether dbi[kind] is open: see kc__env_has_db. */
     unsigned char has_db[KC_REC_KIND_MAX + 1];
+    /* The "blobtail" database: the tails of split blobs (core/blob_value.c,
+     * docs/FORMAT.md revision 1.4). has_blobtail is 0 in a store made
+     * before it and opened read-only (it then holds no split blob). */
+    MDB_dbi blobtail;
+    int has_blobtail;
     int readonly; /* opened with MDB_RDONLY */
     int nolock;   /* opened with MDB_NOLOCK */
     /* The file's structure was checked (or its stamp matched) at open:

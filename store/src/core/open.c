@@ -132,7 +132,9 @@ static int format_write_fn(MDB_txn *txn, void *arg)
     uint8_t buf[4];
     int rc;
 
-    kc__store_u32le(buf, KC_STORE_FORMAT_VERSION);
+    /* Format 1 until the store holds a split blob (core/blob_value.c):
+     * until then a kcache of format 1 reads it. */
+    kc__store_u32le(buf, KC__STORE_FORMAT_FIRST);
     /* Two processes creating the store at once both get here; the first
      * one's record stands. */
     rc = kc__meta_write(txn, c->env, "format", buf, sizeof(buf), MDB_NOOVERWRITE);

@@ -9,6 +9,9 @@
 #include "kcache/blob.h"
 #include "store_internal.h"
 
+/* What is wrong with a split blob that cannot be joined (core/blob_value.c). */
+#define SPLIT_DAMAGE "a split blob whose tail is missing or does not add up to its length"
+
 /* ---- reading ---------------------------------------------------------------- */
 
 typedef struct fetch_ctx {
@@ -26,10 +29,17 @@ static int fetch_fn(MDB_txn *txn, void *arg)
     MDB_val k = kc__key_val(c->key), v;
     if (!kc__env_has_db(c->env, c->kind))
         return MDB_NOTFOUND;
-    int rc = mdb_get(txn, c->env->dbi[c->kind], &k, &v);
+    kc__blob_buf_t buf = {NULL, 0};
+    int rc = c->kind == KC_REC_BLOB ? kc__blob_value_get(txn, c->env, &k, &v, &buf)
+                                    : mdb_get(txn, c->env->dbi[c->kind], &k, &v);
 
     if (rc != 0)
         return rc;
+    if (buf.p) { /* a joined blob: its buffer is the copy */
+        c->data = buf.p;
+        c->len = v.mv_size;
+        return 0;
+    }
     c->data = kc__memdup(v.mv_data, v.mv_size);
     if (!c->data)
         return KC_ENOMEM;
@@ -71,6 +81,7 @@ static int del_fn(MDB_txn *txn, void *arg)
     if (!kc__env_has_db(c->env, c->kind))
         return MDB_NOTFOUND;
     if (c->expect) {
+        /* A split blob is compared by its head, as read_blob copied it. */
         rc = mdb_get(txn, c->env->dbi[c->kind], &k, &v);
         if (rc != 0)
             return rc;
@@ -110,7 +121,7 @@ int kc__rec_del_with_dependants(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind
  * a miss. Its bytes are compared again under the write txn so that a good
  * record written meanwhile by another process is not deleted. */
 static int corrupt_miss(kc_store_t *st, int kind, const kc_key_t *key, const void *data,
-                        size_t len, int why)
+                        size_t len, int why, const char *detail)
 {
     char hex[KC_KEY_HEX_LEN + 1];
     int deleted = 0;
@@ -128,8 +139,8 @@ static int corrupt_miss(kc_store_t *st, int kind, const kc_key_t *key, const voi
     }
     kc_key_to_hex(key, hex);
     return kc__store_fail(st, KC_ENOTFOUND, "%s record %s in %s is damaged (%s)%s",
-                          kc_rec_kind_name(kind), hex, st->path, kc_strerror(why),
-                          deleted ? "; deleted" : "");
+                          kc_rec_kind_name(kind), hex, st->path,
+                          detail ? detail : kc_strerror(why), deleted ? "; deleted" : "");
 }
 
 /* ---- decoding in the read txn ---------------------------------------------- */
@@ -140,9 +151,11 @@ static int corrupt_miss(kc_store_t *st, int kind, const kc_key_t *key, const voi
  * is copied out as it is, so that corrupt_miss can compare it again under
  * its write txn after the read txn has ended. */
 typedef struct verdict {
-    int rc;     /* KC_OK, or why the record is unusable */
-    void *bad;  /* a damaged record's bytes, copied out (free with free) */
-    size_t len; /* of bad */
+    int rc;             /* KC_OK, or why the record is unusable */
+    void *bad;          /* a damaged record's bytes, copied out (free with free);
+                           of a split blob, its head */
+    size_t len;         /* of bad */
+    const char *detail; /* what is wrong, when more than rc says */
 } verdict_t;
 
 /* Whether code rc from decoding a record of kind means the record is
@@ -183,32 +196,52 @@ static int record_fits(int kind, const kc_key_t *key, const kc_record_t *rec)
  * the verdict in v and, when good, *rec; otherwise an LMDB code or
  * KC_ENOMEM. */
 static int read_record(MDB_txn *txn, kc__env_t *env, int kind, const kc_key_t *key,
-                       kc_record_t **rec, verdict_t *v)
+                       kc_record_t **rec, verdict_t *v, kc__blob_buf_t *buf)
 {
-    MDB_val k = kc__key_val(key), val;
+    MDB_val k = kc__key_val(key), val, head;
     if (!kc__env_has_db(env, kind))
         return MDB_NOTFOUND;
     int rc = mdb_get(txn, env->dbi[kind], &k, &val);
 
     if (rc != 0)
         return rc;
+    head = val;
+    if (kind == KC_REC_BLOB) { /* a split blob is decoded whole */
+        rc = kc__blob_value_join(txn, env, &k, &val, buf);
+        if (rc == KC_ECORRUPT) {
+            v->detail = SPLIT_DAMAGE;
+            return judge(v, kind, rc, &head);
+        }
+        if (rc != 0)
+            return rc;
+    }
     rc = kc_record_decode(val.mv_data, val.mv_size, rec);
     if (rc == KC_OK && !record_fits(kind, key, *rec)) {
         kc_free(*rec);
         *rec = NULL;
         rc = KC_ECORRUPT;
     }
-    return judge(v, kind, rc, &val);
+    return judge(v, kind, rc, &head);
 }
 
-/* Look up, decompress and verify blob key in txn, as read_record does. */
+/* Look up, decompress and verify blob key in txn, as read_record does. A
+ * whole blob is decoded from the map; a split one is joined into buf (one
+ * copy of the record) and decoded from there. */
 static int read_blob(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, void **cubin,
-                     size_t *len, verdict_t *v)
+                     size_t *len, verdict_t *v, kc__blob_buf_t *buf)
 {
-    MDB_val k = kc__key_val(key), val;
+    MDB_val k = kc__key_val(key), val, head;
     kc_blob_rec_t b;
     int rc = mdb_get(txn, env->dbi[KC_REC_BLOB], &k, &val);
 
+    if (rc != 0)
+        return rc;
+    head = val;
+    rc = kc__blob_value_join(txn, env, &k, &val, buf);
+    if (rc == KC_ECORRUPT) {
+        v->detail = SPLIT_DAMAGE;
+        return judge(v, KC_REC_BLOB, rc, &head);
+    }
     if (rc != 0)
         return rc;
     rc = kc_blob_decode(val.mv_data, val.mv_size, key, 0, NULL, 0, cubin, len);
@@ -228,7 +261,7 @@ static int read_blob(MDB_txn *txn, kc__env_t *env, const kc_key_t *key, void **c
             free(dict);
         }
     }
-    return judge(v, KC_REC_BLOB, rc, &val);
+    return judge(v, KC_REC_BLOB, rc, &head);
 }
 
 /* The call's code for verdict v on (kind, key), once the read txn has
@@ -240,7 +273,7 @@ static int settle(kc_store_t *st, int kind, const kc_key_t *key, verdict_t *v,
     int rc = v->rc;
 
     if (v->bad)
-        rc = corrupt_miss(st, kind, key, v->bad, v->len, rc);
+        rc = corrupt_miss(st, kind, key, v->bad, v->len, rc, v->detail);
     else if (rc == KC_EVERSION)
         /* Written by a newer kcache that shares this store: not ours to
          * judge or delete. */
@@ -268,28 +301,30 @@ typedef struct get_ctx {
     void *cubin;
     size_t len;
     verdict_t blob_v;
+    kc__blob_buf_t buf; /* a split blob, joined */
 } get_ctx_t;
 
 static int get_fn(MDB_txn *txn, void *arg)
 {
     get_ctx_t *c = arg;
-    return read_record(txn, c->env, c->kind, c->key, &c->rec, &c->rec_v);
+    return read_record(txn, c->env, c->kind, c->key, &c->rec, &c->rec_v, &c->buf);
 }
 
 static int get_cubin_fn(MDB_txn *txn, void *arg)
 {
     get_ctx_t *c = arg;
-    return read_blob(txn, c->env, c->key, &c->cubin, &c->len, &c->blob_v);
+    return read_blob(txn, c->env, c->key, &c->cubin, &c->len, &c->blob_v, &c->buf);
 }
 
 static int get_build_cubin_fn(MDB_txn *txn, void *arg)
 {
     get_ctx_t *c = arg;
-    int rc = read_record(txn, c->env, KC_REC_BUILD, c->key, &c->rec, &c->rec_v);
+    int rc = read_record(txn, c->env, KC_REC_BUILD, c->key, &c->rec, &c->rec_v, &c->buf);
 
     if (rc != 0 || c->rec_v.rc != KC_OK)
         return rc;
-    return read_blob(txn, c->env, &c->rec->u.build.blob, &c->cubin, &c->len, &c->blob_v);
+    return read_blob(txn, c->env, &c->rec->u.build.blob, &c->cubin, &c->len, &c->blob_v,
+                     &c->buf);
 }
 
 /* Run fn in a read txn over a zeroed ctx; on a failure of the txn itself,
@@ -304,6 +339,7 @@ static int get_run(kc_store_t *st, int (*fn)(MDB_txn *, void *), int kind,
     c->kind = kind;
     c->key = key;
     rc = kc__env_read(st->env, fn, c);
+    kc__blob_buf_free(&c->buf);
     if (rc != 0) {
         kc_free(c->rec);
         kc_free(c->cubin);
@@ -354,6 +390,12 @@ int kc_store_get_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         return kc__store_fail(store, KC_EINVAL,
                               "kc_store_get_raw: invalid record kind %d", (int)kind);
     rc = fetch(store, kind, key, &c);
+    if (rc == KC_ECORRUPT && kind == KC_REC_BLOB) {
+        char hex[KC_KEY_HEX_LEN + 1];
+        kc_key_to_hex(key, hex);
+        return kc__store_fail(store, rc, "blob record %s in %s is damaged (%s)", hex,
+                              store->path, SPLIT_DAMAGE);
+    }
     if (rc != 0)
         return kc__store_finish(store, rc, "get");
     *data = c.data;

@@ -9,6 +9,7 @@
  *   iterate.c     walking every record, and lookup by key prefix
  *   lease.c       leases: cross-process single flight on a key
  *   lmdb_env.c    the process-wide registry of LMDB environments
+ *   blob_value.c  blob values as stored: whole, or split head and tail
  *
  * Return codes: functions that run inside a transaction (taking an MDB_txn)
  * return mixed LMDB/kcache codes, as lmdb_env.h describes; the others
@@ -202,6 +203,81 @@ int kc__rec_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k);
  * write transaction (records.c; used by ops/del_many.c too). */
 int kc__rec_del_with_dependants(MDB_txn *txn, kc__env_t *env, kc_rec_kind_t kind,
                                 const kc_key_t *key);
+
+/* ---- blob_value.c: blob values, whole or split (FORMAT.md revision 1.4) --- */
+
+/* The store format a new store is made with, and the one a store takes
+ * with its first split blob (a kcache that reads only format 1 would see
+ * a split blob's head as a damaged record). */
+#define KC__STORE_FORMAT_FIRST 1
+#define KC__STORE_FORMAT_SPLIT 2
+
+/* A buffer that joined blob values are assembled in: the caller's, reused
+ * across calls, freed with kc__blob_buf_free. Start it {NULL, 0}. */
+typedef struct kc__blob_buf {
+    void *p;
+    size_t cap;
+} kc__blob_buf_t;
+
+void kc__blob_buf_free(kc__blob_buf_t *buf);
+
+/* The record length a blob value stands for: the length its header
+ * declares when v is a split blob's head, else v's own. */
+size_t kc__blob_value_len(const MDB_val *v);
+
+/* Whether v (read from the "blob" database) is the head of a split blob. */
+int kc__blob_value_is_head(const MDB_val *v);
+
+/* Where a blob record of len bytes under a key of key_len bytes is split:
+ * the head's length, or 0 if it is stored whole. */
+size_t kc__blob_split_head(const kc__env_t *env, size_t key_len, size_t len);
+
+/* Make v, a value of the "blob" database under k (as mdb_get or a cursor
+ * gave it), the whole record: a head is joined with its tail into buf (v
+ * then points there, valid until buf is reused or freed); a whole value
+ * is left as it is, in the map. KC_ECORRUPT for a head whose tail is
+ * missing or whose lengths do not add up; else an LMDB code or
+ * KC_ENOMEM. */
+int kc__blob_value_join(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *v,
+                        kc__blob_buf_t *buf);
+
+/* mdb_get of blob k, joined as kc__blob_value_join does. */
+int kc__blob_value_get(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *v,
+                       kc__blob_buf_t *buf);
+
+/* The parts of blob k as they lie in the map, for madvise: *head from the
+ * "blob" database, *tail its tail (0 bytes for a whole blob or a missing
+ * tail). An LMDB code; MDB_NOTFOUND when there is no blob k. */
+int kc__blob_value_parts(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *head,
+                         MDB_val *tail);
+
+/* Put blob record v under k, split where that saves pages (raising the
+ * store's format to 2 in txn), removing the tail of a split value it
+ * replaces. flags: 0 or MDB_NOOVERWRITE (MDB_KEYEXIST when k is there).
+ * Does not keep the totals: kc__rec_put does. */
+int kc__blob_value_put(MDB_txn *txn, kc__env_t *env, const MDB_val *k, const MDB_val *v,
+                       unsigned flags);
+
+/* Delete blob k and its tail; MDB_NOTFOUND when absent. */
+int kc__blob_value_del(MDB_txn *txn, kc__env_t *env, const MDB_val *k);
+
+/* Delete the tails whose head is gone or whole (a head deleted by a kcache
+ * of format 1, which sees it as damaged), adding their number to
+ * *removed. For gc's sweep of leftovers. */
+int kc__blob_tails_sweep(MDB_txn *txn, kc__env_t *env, uint64_t *removed);
+
+/* mdb_stat of the "blobtail" database (zeros in a store without one). */
+int kc__blob_tails_stat(MDB_txn *txn, kc__env_t *env, MDB_stat *ms);
+
+/* The value of record (kind, k), copied into out->mv_data (free with
+ * free): a blob joined; a damaged split blob as 0 bytes. For totals.c. */
+int kc__value_copy(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
+                   MDB_val *out);
+
+/* mdb_put / mdb_del on dbi[kind], a blob through kc__blob_value_put/_del. */
+int kc__value_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
+                  unsigned flags);
+int kc__value_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k);
 
 /* ---- small helpers ---------------------------------------------------------- */
 

@@ -143,9 +143,9 @@ static int write_fn(MDB_txn *txn, void *arg)
             continue;
         if (rc != 0)
             return rc;
-        if (c->v[i].len >= v.mv_size)
+        size_t old = kc__blob_value_len(&v); /* a split blob's whole length */
+        if (c->v[i].len >= old)
             continue;
-        size_t old = v.mv_size;
         v.mv_data = c->v[i].rec;
         v.mv_size = c->v[i].len;
         if ((rc = kc__rec_put(txn, c->env, KC_REC_BLOB, &k, &v, 0)) != 0)

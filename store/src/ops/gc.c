@@ -198,11 +198,12 @@ static int scan_blobs(MDB_txn *txn, plan_t *p)
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         g_blob_t b = {.refs = 0};
+        size_t len = kc__blob_value_len(&v); /* a split blob's, head and tail */
         plan_tick(p);
-        p->size += v.mv_size;
+        p->size += len;
         if (!key_from(&k, &b.key))
             continue;
-        b.bytes = v.mv_size;
+        b.bytes = len;
         if ((rc = last_use_of(txn, p->env, &b.key, 0, &b.last_use)) != 0)
             break;
         if ((rc = grow((void **)&p->blobs, p->n_blobs, &p->cap_blobs, sizeof(b))) != 0)
@@ -714,6 +715,7 @@ typedef struct leftover_ctx {
     kc__env_t *env;
     uint64_t now_ms;
     uint64_t usage, leases, binmeta;
+    uint64_t tails; /* of split blobs whose head is gone */
 } leftover_ctx_t;
 
 static int sweep_binmeta(MDB_txn *txn, leftover_ctx_t *c)
@@ -757,8 +759,10 @@ static int leftover_fn(MDB_txn *txn, void *arg)
     MDB_val k, v;
     int rc;
 
-    c->usage = c->leases = c->binmeta = 0;
+    c->usage = c->leases = c->binmeta = c->tails = 0;
     if ((rc = sweep_binmeta(txn, c)) != 0)
+        return rc;
+    if ((rc = kc__blob_tails_sweep(txn, c->env, &c->tails)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, c->env->dbi[KC_REC_USAGE], &cur)) != 0)
         return rc;
@@ -819,6 +823,13 @@ static int size_fn(MDB_txn *txn, void *arg)
             c->bytes +=
                 (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
                 ms.ms_psize;
+            if (sized_kinds[i] == KC_REC_BLOB) { /* and split blobs' tails */
+                if ((rc = kc__blob_tails_stat(txn, c->env, &ms)) != 0)
+                    return rc;
+                c->bytes += (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages +
+                                       ms.ms_overflow_pages) *
+                            ms.ms_psize;
+            }
             continue;
         }
         MDB_cursor *cur;
@@ -827,7 +838,8 @@ static int size_fn(MDB_txn *txn, void *arg)
             return rc;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            c->bytes += v.mv_size;
+            c->bytes +=
+                sized_kinds[i] == KC_REC_BLOB ? kc__blob_value_len(&v) : v.mv_size;
         mdb_cursor_close(cur);
         if (rc != MDB_NOTFOUND)
             return rc;
@@ -878,9 +890,9 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
     if (!dry_run) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        leftover_ctx_t lc = {st->env,
-                             (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
-                             0, 0, 0};
+        leftover_ctx_t lc = {
+            st->env, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, 0, 0, 0,
+            0};
         if ((rc = kc__env_write(st->env, leftover_fn, &lc)) != 0)
             goto fail;
         r->evicted[KC_REC_BINMETA] += lc.binmeta;

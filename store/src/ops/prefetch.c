@@ -101,28 +101,35 @@ static int prefetch_fn(MDB_txn *txn, void *arg)
     if (c->n)
         qsort(c->hot, c->n, sizeof(*c->hot), newest_first);
     for (size_t i = 0; i < c->n && c->bytes < c->max_bytes; i++) {
-        MDB_val k = kc__key_val(&c->hot[i].key), v;
+        MDB_val k = kc__key_val(&c->hot[i].key), v, t = {0, NULL};
         for (size_t j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++) {
             if (!kc__env_has_db(c->env, kinds[j]))
                 continue;
-            rc = mdb_get(txn, c->env->dbi[kinds[j]], &k, &v);
+            if (kinds[j] == KC_REC_BLOB)
+                rc = kc__blob_value_parts(txn, c->env, &k, &v, &t);
+            else
+                rc = mdb_get(txn, c->env->dbi[kinds[j]], &k, &v);
             if (rc == MDB_NOTFOUND)
                 continue;
             if (rc != 0)
                 return rc;
             advise(&v);
-            c->bytes += v.mv_size;
+            if (t.mv_size)
+                advise(&t); /* a split blob's tail */
+            c->bytes += v.mv_size + t.mv_size;
             c->records++;
             /* A build's blob is what its launch needs. */
             if (kinds[j] == KC_REC_BUILD && v.mv_size >= 1) {
                 kc_record_t *b = NULL;
-                MDB_val bk, bv;
+                MDB_val bk, bv, bt;
                 if (kc_record_decode(v.mv_data, v.mv_size, &b) == KC_OK &&
                     b->kind == KC_REC_BUILD) {
                     bk = kc__key_val(&b->u.build.blob);
-                    if (mdb_get(txn, c->env->dbi[KC_REC_BLOB], &bk, &bv) == 0) {
+                    if (kc__blob_value_parts(txn, c->env, &bk, &bv, &bt) == 0) {
                         advise(&bv);
-                        c->bytes += bv.mv_size;
+                        if (bt.mv_size)
+                            advise(&bt); /* a split blob's tail */
+                        c->bytes += bv.mv_size + bt.mv_size;
                         c->records++;
                     }
                 }

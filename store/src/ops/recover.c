@@ -7,7 +7,15 @@
  * are kept in memory, verified as kc_store_put_raw verifies (record checks,
  * derived keys, a blob's hash against its key), and the first good copy per
  * kind and key (a stale copy on a free page is as good as any: it is
- * checked in full) is written raw, in transactions of BATCH records. */
+ * checked in full) is written raw, in transactions of BATCH records.
+ *
+ * A split blob (core/blob_value.c) lies in two entries: its head, a blob
+ * record cut short of the length its header declares, and its tail, bytes
+ * that are no record, under the same key. Such heads and every 16-byte-key
+ * entry that is not a record (a tail, perhaps) are collected too, then
+ * paired by key and length into whole candidates; a head left without its
+ * tail stays a candidate that never verifies, so it is counted damaged and
+ * never written truncated. */
 #include "kcache/store.h"
 
 #include "kcache/blob.h"
@@ -32,6 +40,11 @@ typedef struct cand {
     size_t len;
     int state; /* 0: unwritten, 1: saved, 2: every copy bad */
 } cand_t;
+
+/* Tails are candidates of kind 0: sorted first, never written. */
+#define TAIL_KIND 0
+/* A tail is a leaf value: no larger than a page. */
+#define TAIL_MAX 65536
 
 typedef struct rec_ctx {
     cand_t *c;
@@ -69,9 +82,19 @@ static int scan_fn(const uint8_t *key, size_t klen, const uint8_t *val, size_t v
             c->st->expected[kind] = entries;
         return 0;
     }
-    if (klen != sizeof(kc_key_t) || kc_record_check(val, vlen, &kind, NULL) != KC_OK ||
-        !carried(kind))
+    if (klen != sizeof(kc_key_t))
         return 0;
+    if (kc_record_check(val, vlen, &kind, NULL) != KC_OK) {
+        MDB_val v = {vlen, (void *)val};
+        if (vlen >= 12 && val[4] == KC_REC_BLOB && kc__blob_value_is_head(&v))
+            kind = KC_REC_BLOB; /* a split blob's head */
+        else if (vlen > 0 && vlen <= TAIL_MAX)
+            kind = TAIL_KIND; /* a split blob's tail, perhaps */
+        else
+            return 0;
+    } else if (!carried(kind)) {
+        return 0;
+    }
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
         cand_t *p = realloc(c->c, cap * sizeof(*p));
@@ -127,6 +150,67 @@ static int verified(const cand_t *e)
     return ok;
 }
 
+/* Add a candidate to c: the head h joined with tail t. */
+static int add_joined(rec_ctx_t *c, const cand_t *h, const cand_t *t)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        cand_t *p = realloc(c->c, cap * sizeof(*p));
+        if (!p)
+            return KC_ENOMEM;
+        c->c = p;
+        c->cap = cap;
+    }
+    cand_t *e = &c->c[c->n];
+    if (!(e->data = malloc(h->len + t->len)))
+        return KC_ENOMEM;
+    memcpy(e->data, h->data, h->len);
+    memcpy(e->data + h->len, t->data, t->len);
+    e->len = h->len + t->len;
+    e->key = h->key;
+    e->kind = KC_REC_BLOB;
+    e->state = 0;
+    c->n++;
+    return 0;
+}
+
+/* Pair every split blob's head with the tails under its key whose length
+ * makes it whole, adding each pair as a candidate; c is sorted, and sorted
+ * again after. */
+static int join_split(rec_ctx_t *c)
+{
+    size_t n = c->n, tails = 0, added = 0;
+
+    while (tails < n && c->c[tails].kind == TAIL_KIND)
+        tails++;
+    for (size_t i = tails; i < n && c->c[i].kind <= KC_REC_BLOB; i++) {
+        MDB_val v = {c->c[i].len, c->c[i].data};
+        size_t want = kc__blob_value_len(&v), lo = 0, hi = tails;
+        if (want <= v.mv_size)
+            continue;
+        while (lo < hi) { /* the first tail at or after the key */
+            size_t mid = lo + (hi - lo) / 2;
+            if (memcmp(c->c[mid].key.b, c->c[i].key.b, sizeof(kc_key_t)) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < tails && memcmp(c->c[lo].key.b, c->c[i].key.b, sizeof(kc_key_t)) == 0;
+             lo++) {
+            if (c->c[lo].len != want - v.mv_size)
+                continue;
+            /* add_joined may move c->c: index, never point. */
+            cand_t h = c->c[i], t = c->c[lo];
+            if (add_joined(c, &h, &t) != 0)
+                return KC_ENOMEM;
+            added++;
+        }
+    }
+    if (added)
+        qsort(c->c, c->n, sizeof(*c->c), cand_cmp);
+    return KC_OK;
+}
+
 /* Records go in transactions of this many. */
 #define BATCH 2048
 
@@ -162,6 +246,10 @@ static int write_all(kc_store_t *dst, rec_ctx_t *c)
         cand_t *pick = NULL;
         while (j < c->n && cand_cmp(&c->c[i], &c->c[j]) == 0)
             j++;
+        if (c->c[i].kind == TAIL_KIND) { /* tails are written with their heads */
+            i = j;
+            continue;
+        }
         for (size_t k = i; k < j && !pick; k++)
             if (verified(&c->c[k]))
                 pick = &c->c[k];
@@ -220,6 +308,10 @@ int kc_store_recover(const char *src_dir, const char *dst_dir, kc_recover_stats_
     }
     if (c.n)
         qsort(c.c, c.n, sizeof(*c.c), cand_cmp);
+    if (join_split(&c) != KC_OK) {
+        rc = kc__store_open_fail(KC_ENOMEM, "out of memory");
+        goto out;
+    }
     rc = kc_store_open(dst_dir, NULL, &dst);
     if (rc != KC_OK)
         goto out; /* kc_store_open wrote the message */

@@ -212,6 +212,7 @@ typedef struct export_ctx {
     kc_bundle_stats_t stats;
     int io_failed;
     const kc_bundle_key_t *key; /* NULL: unsigned */
+    kc__blob_buf_t buf;         /* split blobs, joined */
 } export_ctx_t;
 
 static int filter_match(const export_ctx_t *c, const char *arch, const char *entry,
@@ -291,10 +292,10 @@ static int blob_usable(MDB_txn *txn, export_ctx_t *c, const kc_key_t *key,
 {
     MDB_val k = kc__key_val(key), v;
     kc_blob_rec_t b;
-    int rc = mdb_get(txn, c->st->env->dbi[KC_REC_BLOB], &k, &v);
+    int rc = kc__blob_value_get(txn, c->st->env, &k, &v, &c->buf);
 
     *ok = 0;
-    if (rc == MDB_NOTFOUND)
+    if (rc == MDB_NOTFOUND || rc == KC_ECORRUPT) /* KC_ECORRUPT: a tail missing */
         return 0;
     if (rc != 0)
         return rc;
@@ -520,7 +521,9 @@ static int write_keyed(MDB_txn *txn, export_ctx_t *c, kc__bw_t *w, int kind,
 {
     for (size_t i = 0; i < s->n; i++) {
         MDB_val k = kc__key_val(&s->v[i].key), v;
-        int rc = mdb_get(txn, c->st->env->dbi[kind], &k, &v);
+        int rc = kind == KC_REC_BLOB
+                     ? kc__blob_value_get(txn, c->st->env, &k, &v, &c->buf)
+                     : mdb_get(txn, c->st->env->dbi[kind], &k, &v);
         if (rc != 0)
             return rc;
         if ((rc = kc__bw_frame(w, kind, k.mv_data, 16, v.mv_data, v.mv_size)) != KC_OK)
@@ -628,5 +631,6 @@ int kc_bundle_export_signed(kc_store_t *store, const kc_bundle_filter_t *filter,
     free(c.binmeta.v);
     free(c.groups.v);
     free(c.dicts);
+    kc__blob_buf_free(&c.buf);
     return rc;
 }
