@@ -4,7 +4,6 @@
 #include "diag.h"
 #include "launcher_int.h"
 #include "opts.h"
-#include "prefault.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,13 +71,6 @@ const char *kc_launcher_arch(const kc_launcher_t *launcher)
  * launches, does not pay for it there, and a launcher that will never
  * launch maps nothing. With a remote tier the store is opened at once,
  * as the remote needs to know whether it is writable. */
-/* At load, before any launcher exists: a process's first call should not
- * take its code's pages one fault at a time (prefault.c). */
-__attribute__((constructor)) static void prefault_at_load(void)
-{
-    kc__prefault_code();
-}
-
 static void store_failed(kc_launcher_t *l, int rc)
 {
     kc__log(l, KC_LOG_WARN, "kcache: cannot open a store: %s (%s); running without one",

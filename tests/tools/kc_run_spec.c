@@ -257,13 +257,15 @@ int main(int argc, char **argv)
     kc_kernel_stats(k, &st);
     kc_kernel_last_config(k, cfg, 16, &nc);
     printf(
-        "{\"first_call_us\": %.1f, \"create_us\": %.1f, \"open_us\": %.1f, "
+        "{\"t0_monotonic_us\": %.1f, \"first_call_us\": %.1f, \"create_us\": %.1f, "
+        "\"open_us\": %.1f, "
         "\"load_us\": %.1f, \"launch_us\": %.1f, \"sync_us\": %.1f, \"tunes\": %" PRIu64
         ", \"store_hits\": %" PRIu64 ", \"compiles\": %" PRIu64 ", \"launches\": %" PRIu64
         ", \"prefetched\": %" PRIu64
         ", \"cpu_us\": [%.1f, %.1f, %.1f, %.1f], \"waits\": [%ld, %ld, %ld, %ld], "
         "\"config\": {",
-        first_us, us_between(&t0, &t_created), us_between(&t_created, &t_opened),
+        (double)t0.tv_sec * 1e6 + (double)t0.tv_nsec / 1e3, first_us,
+        us_between(&t0, &t_created), us_between(&t_created, &t_opened),
         us_between(&t_opened, &t_loaded), us_between(&t_loaded, &t_launched),
         us_between(&t_launched, &t1), st.tunes, st.store_hits, st.compiles, st.launches,
         st.prefetched, cpu[1] - cpu[0], cpu[2] - cpu[1], cpu[3] - cpu[2], cpu[4] - cpu[3],
