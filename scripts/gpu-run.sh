@@ -38,6 +38,15 @@ if want triton && python3 -c "import torch, triton" 2>/dev/null; then
   python3 tests/gpu/triton_roundtrip.py build-gpu "$out/triton" \
     > "$out/triton-roundtrip.json" 2>> "$out/triton-roundtrip.log" || status=1
   cat "$out/triton-roundtrip.json" | tee -a "$out/triton-roundtrip.log"
+  # The driver's own floor under the first call: a fresh process's first
+  # cuModuleLoadData + cuModuleGetFunction of the kernel's cubins, nothing else.
+  echo "== the driver's floor: a fresh process's first load of scale_add's cubins ==" |
+    tee -a "$out/triton-roundtrip.log"
+  for c in $(ls "$out"/triton/tcache/*/scale_add.cubin 2>/dev/null | head -3); do
+    for i in 1 2 3; do
+      build-gpu/tools/kcache_bench_modules "$c" scale_add 1 load-only | grep -E "cubin|first"
+    done
+  done 2>&1 | tee -a "$out/triton-roundtrip.log"
 else
   echo "SKIP: no torch/triton here: Triton round trip not run" | tee "$out/triton-roundtrip.log"
 fi
