@@ -2,6 +2,7 @@
  * (one per build), a cubin loaded and its function looked up, and the
  * prefetch at registration of the modules that won before. */
 #include "kernel_int.h"
+#include "wire.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -177,27 +178,27 @@ static int same_entry(const void *item, const void *key)
 }
 
 /* The key of what a tuning's winner is prefetched for: the kernel's
- * source, its entry and options, its space (the device is checked apart). */
+ * source, its entry and options, its space (the device is checked apart).
+ * Kept in this process only: the bytes hashed are the wire format's. */
 static int prefetch_id(kc_source_kind_t kind, const kc_key_t *source,
                        const kc_key_t *space, const char *entry,
                        const char *const *options, size_t n_options, kc_key_t *out)
 {
-    size_t len = 1 + 2 * sizeof(kc_key_t) + strlen(entry) + 1 + sizeof(size_t);
+    kc__wbuf_t w;
+    void *buf = NULL;
+    size_t len = 0;
+
+    kc__wbuf_init(&w);
+    kc__w_u8(&w, (uint8_t)kind);
+    kc__w_bytes(&w, source->b, sizeof(source->b));
+    kc__w_bytes(&w, space->b, sizeof(space->b));
+    kc__w_str(&w, entry);
+    kc__w_u32(&w, (uint32_t)n_options);
     for (size_t i = 0; i < n_options; i++)
-        len += strlen(options[i]) + 1;
-    uint8_t *buf = malloc(len), *p = buf;
-    if (!buf)
-        return KC_ENOMEM;
-    *p++ = (uint8_t)kind;
-    memcpy(p, source, sizeof(*source));
-    p += sizeof(*source);
-    memcpy(p, space, sizeof(*space));
-    p += sizeof(*space);
-    memcpy(p, &n_options, sizeof(n_options));
-    p += sizeof(n_options);
-    p = (uint8_t *)stpcpy((char *)p, entry) + 1;
-    for (size_t i = 0; i < n_options; i++)
-        p = (uint8_t *)stpcpy((char *)p, options[i]) + 1;
+        kc__w_str(&w, options[i]);
+    int rc = kc__wbuf_finish(&w, &buf, &len);
+    if (rc != KC_OK)
+        return rc;
     *out = kc_key_hash(buf, len);
     free(buf);
     return KC_OK;

@@ -36,11 +36,10 @@ struct kc__pool {
     int stopping;
     unsigned max_threads;
     unsigned n_slots;  /* slots of threads taken (started, starting or failed) */
-    unsigned n_live;   /* threads started */
+    unsigned n_live;   /* threads started: threads[0 .. n_live) */
     unsigned starting; /* pthread_create calls in progress */
     unsigned idle;     /* threads waiting for work, or starting */
     pthread_t *threads;
-    unsigned char *live; /* per slot: a thread to join */
 };
 
 static void push_locked(kc__pool_t *pool, task_t *t)
@@ -132,7 +131,7 @@ static int spawn_locked(kc__pool_t *pool)
 {
     if (pool->stopping || pool->n_slots >= pool->max_threads)
         return 0;
-    unsigned slot = pool->n_slots++;
+    pool->n_slots++;
     pool->starting++;
     pool->idle++; /* counted idle until it runs: it takes a task without waiting */
     pthread_mutex_unlock(&pool->mu);
@@ -140,9 +139,7 @@ static int spawn_locked(kc__pool_t *pool)
     int ok = pthread_create(&th, NULL, worker, pool) == 0;
     pthread_mutex_lock(&pool->mu);
     if (ok) {
-        pool->threads[slot] = th;
-        pool->live[slot] = 1;
-        pool->n_live++;
+        pool->threads[pool->n_live++] = th;
     } else {
         pool->idle--;
     }
@@ -173,10 +170,7 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     if (!pool)
         return KC_ENOMEM;
     pool->threads = calloc(n_threads, sizeof(*pool->threads));
-    pool->live = calloc(n_threads, sizeof(*pool->live));
-    if (!pool->threads || !pool->live) {
-        free(pool->threads);
-        free(pool->live);
+    if (!pool->threads) {
         free(pool);
         return KC_ENOMEM;
     }
@@ -200,9 +194,8 @@ void kc__pool_destroy(kc__pool_t *pool)
     while (pool->starting)
         pthread_cond_wait(&pool->started, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
-    for (unsigned i = 0; i < pool->n_slots; i++)
-        if (pool->live[i])
-            pthread_join(pool->threads[i], NULL);
+    for (unsigned i = 0; i < pool->n_live; i++)
+        pthread_join(pool->threads[i], NULL);
     /* With no thread ever started, tasks submitted meanwhile still run. */
     pthread_mutex_lock(&pool->mu);
     for (task_t *t; (t = pop_locked(pool));)
@@ -213,7 +206,6 @@ void kc__pool_destroy(kc__pool_t *pool)
     pthread_cond_destroy(&pool->work);
     pthread_mutex_destroy(&pool->mu);
     free(pool->threads);
-    free(pool->live);
     free(pool);
 }
 

@@ -20,20 +20,62 @@ static const struct option longopts[] = {
 #define NO_PARENT SIZE_MAX
 
 /* The records to remove: the operands first (parent NO_PARENT), then the
- * records that use them, each with the index of the record it uses. */
+ * records that use them, each with the index of the record it uses. Every
+ * record of the store is looked up in the set once (find_users), so the set
+ * is found by hash: slots holds index + 1 of each member, 0 when empty,
+ * with at least twice as many slots as members. */
 typedef struct rm_set {
     target_t *t;
     size_t *parent;
     size_t n, cap, n_operands;
+    size_t *slots, n_slots; /* n_slots: a power of two */
     int oom;
 } rm_set_t;
 
+static size_t slot_of(const rm_set_t *s, kc_rec_kind_t kind, const kc_key_t *key)
+{
+    uint64_t h;
+    memcpy(&h, key->b, sizeof(h)); /* a key is a hash already */
+    return (size_t)(h ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull)) & (s->n_slots - 1);
+}
+
 static size_t set_find(const rm_set_t *s, kc_rec_kind_t kind, const kc_key_t *key)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->t[i].kind == kind && kc_key_cmp(&s->t[i].key, key) == 0)
-            return i;
-    return NO_PARENT;
+    if (!s->n_slots)
+        return NO_PARENT;
+    for (size_t i = slot_of(s, kind, key);; i = (i + 1) & (s->n_slots - 1)) {
+        size_t m = s->slots[i];
+        if (m == 0)
+            return NO_PARENT;
+        if (s->t[m - 1].kind == kind && kc_key_cmp(&s->t[m - 1].key, key) == 0)
+            return m - 1;
+    }
+}
+
+/* Index member m (already in t[]) by its kind and key. */
+static void slot_put(rm_set_t *s, size_t m)
+{
+    size_t i = slot_of(s, s->t[m].kind, &s->t[m].key);
+    while (s->slots[i])
+        i = (i + 1) & (s->n_slots - 1);
+    s->slots[i] = m + 1;
+}
+
+/* Room in the index for one more member: at most half the slots used. */
+static int slots_reserve(rm_set_t *s)
+{
+    if (2 * (s->n + 1) <= s->n_slots)
+        return 1;
+    size_t n_slots = s->n_slots ? 2 * s->n_slots : 64;
+    size_t *slots = calloc(n_slots, sizeof(*slots));
+    if (!slots)
+        return 0;
+    free(s->slots);
+    s->slots = slots;
+    s->n_slots = n_slots;
+    for (size_t m = 0; m < s->n; m++)
+        slot_put(s, m);
+    return 1;
 }
 
 static void set_add(rm_set_t *s, kc_rec_kind_t kind, const kc_key_t *key, size_t parent)
@@ -54,8 +96,13 @@ static void set_add(rm_set_t *s, kc_rec_kind_t kind, const kc_key_t *key, size_t
         }
         s->cap = cap;
     }
+    if (!slots_reserve(s)) {
+        s->oom = 1;
+        return;
+    }
     s->t[s->n] = (target_t){kind, *key};
-    s->parent[s->n++] = parent;
+    s->parent[s->n] = parent;
+    slot_put(s, s->n++);
 }
 
 /* Add the record (kind, key) if the record (used_kind, used) is in the set. */
@@ -336,6 +383,7 @@ out:
     free(keys);
     free(s.t);
     free(s.parent);
+    free(s.slots);
     free(dir);
     kc_store_close(st);
     return rc;
