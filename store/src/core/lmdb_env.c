@@ -569,7 +569,12 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
             continue;
         }
         seen = kc__env_map_size(env);
+        memset(&env->tot, 0, sizeof(env->tot));
+        env->tot.txn = txn;
         rc = fn(txn, ctx);
+        if (rc == 0)
+            rc = kc__totals_flush(txn, env);
+        env->tot.txn = NULL; /* an aborted transaction's changes are forgotten */
         if (rc == 0)
             rc = kc__env_txn_commit(env, txn);
         else
