@@ -2,7 +2,7 @@
  *
  * Usage: kcache_bench_store [--sizes N[,N...]] [--cubins DIR] [--dir DIR]
  *                           [--cachectl PATH] [--threads T] [--quick] [--keep]
- *                           [--publish-only]
+ *                           [--publish-only [--batches-only]]
  *
  * For each size N (records of every kind: blobs, builds and tunings), a
  * fresh store is filled with kernels of 4 configs: 4 blobs, 4 builds and one
@@ -41,7 +41,9 @@
  * --publish-only: no fill; each size's store DIR/store-N must exist (left
  * by an earlier run with --keep) and is kept. Only the publish rows are
  * measured (the others print "-"), with kernels of new names each run, the
- * blobs the no-cubin rows name being the store's first 100,000. */
+ * blobs the no-cubin rows name being the store's first 100,000.
+ * --batches-only (with --publish-only): only the rows of publish_many
+ * without cubins (64, 512, 4096 kernels a call), the write path alone. */
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -70,6 +72,7 @@
 static cubin_t *g_base;
 static size_t g_n_base;
 static int g_quick;
+static int g_batches_only; /* --batches-only */
 
 static double now_s(void)
 {
@@ -600,6 +603,14 @@ static void publish_rows(kc_store_t *st, uint64_t kid, const kc_key_t *blobs,
 {
     unsigned n_single = g_quick ? 50 : 300, n_batch = g_quick ? 256 : 3200;
     unsigned n_big = g_quick ? 4096 : 4 * 4096;
+    if (g_batches_only) {
+        m[M_PUBN_NC] = publish_rate(st, kid, n_batch, 64, 0, blobs, n_blobs, 1);
+        kid += n_batch;
+        m[M_PUB512_NC] = publish_rate(st, kid, n_batch * 2, 512, 0, blobs, n_blobs, 2);
+        kid += n_batch * 2;
+        m[M_PUB4096_NC] = publish_rate(st, kid, n_big, 4096, 0, blobs, n_blobs, 4);
+        return;
+    }
     m[M_PUB1] = publish_rate(st, kid, n_single, 1, 1, blobs, n_blobs, 0);
     kid += n_single;
     m[M_PUBN] = publish_rate(st, kid, n_batch, 64, 1, blobs, n_blobs, 0);
@@ -869,15 +880,21 @@ int main(int argc, char **argv)
             keep = 1;
         } else if (!strcmp(argv[i], "--publish-only")) {
             publish_only = 1;
+        } else if (!strcmp(argv[i], "--batches-only")) {
+            g_batches_only = 1;
         } else {
             fprintf(
                 stderr,
                 "usage: %s [--sizes N,N...] [--records N] [--cubins DIR] [--dir DIR]\n"
                 "       [--cachectl PATH] [--threads T] [--quick] [--keep]\n"
-                "       [--publish-only]\n",
+                "       [--publish-only [--batches-only]]\n",
                 argv[0]);
             return 2;
         }
+    }
+    if (g_batches_only && !publish_only) {
+        fprintf(stderr, "bench_store: --batches-only goes with --publish-only\n");
+        return 2;
     }
     if (threads < 1 || threads > 16)
         threads = threads < 1 ? 1 : 16;
