@@ -14,6 +14,7 @@ typedef struct enc_rec {
     size_t len;
     kc_key_t blob;  /* builds: the blob they name */
     int check_blob; /* builds: the blob is not among the item's cubins */
+    int by_tuning;  /* builds: the item's tuning names it winner (no stamp) */
 } enc_rec_t;
 
 /* One kc_publish_t, encoded. */
@@ -105,8 +106,13 @@ static int put_item(MDB_txn *txn, publish_ctx_t *c, const enc_item_t *it)
     for (size_t i = 0; i < it->n_cubins; i++)
         if ((rc = kc__usage_stamp(txn, env, &it->cubins[i].key, c->now, 0)) != 0)
             return rc;
+    /* A winning build published with its tuning is not stamped: the
+     * tuning's stamp stands for both (gc evicts a build with the tunings
+     * that name it, by the newest use of the lot; prefetch_hot follows a
+     * tuning to its winning build). One random usage leaf fewer a kernel. */
     for (size_t i = 0; i < it->n_builds; i++)
-        if ((rc = kc__usage_stamp(txn, env, &it->builds[i].key, c->now, 0)) != 0)
+        if (!it->builds[i].by_tuning &&
+            (rc = kc__usage_stamp(txn, env, &it->builds[i].key, c->now, 0)) != 0)
             return rc;
     if (it->tuning.data &&
         (rc = kc__usage_stamp(txn, env, &it->tuning.key, c->now, 0)) != 0)
@@ -261,6 +267,9 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
             return kc__store_fail(store, KC_EINVAL,
                                   "%s: the tuning names no winning build", what);
         it->check_winner = !in_keys(it->builds, it->n_builds, &it->winner_build);
+        for (size_t i = 0; i < it->n_builds; i++)
+            it->builds[i].by_tuning =
+                memcmp(it->builds[i].key.b, it->winner_build.b, 16) == 0;
     }
     return KC_OK;
 }
