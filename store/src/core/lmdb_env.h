@@ -36,9 +36,11 @@
  * rewriting the "totals" meta record per record; kc__env_write writes them
  * once, just before the commit. Slots as the totals' (KC__TOTALS_SLOTS). */
 typedef struct kc__totals_delta {
-    MDB_txn *txn; /* the transaction they belong to; NULL outside one */
-    int noted;    /* a counted record was put or deleted */
-    int lost;     /* a value could not be accounted: the totals are dropped */
+    /* The transaction they belong to; NULL outside one. Atomic: a reader's
+     * kc__totals_read compares its own transaction with it, unlocked. */
+    _Atomic(MDB_txn *) txn;
+    int noted; /* a counted record was put or deleted */
+    int lost;  /* a value could not be accounted: the totals are dropped */
     uint64_t add[KC_REC_KIND_MAX + 1], sub[KC_REC_KIND_MAX + 1];
 } kc__totals_delta_t;
 

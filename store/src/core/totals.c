@@ -12,6 +12,7 @@
  * totals by a scan (and stores them when it may). A delete of a blob whose
  * raw size cannot be read (a damaged record), or a total that would go
  * below zero, removes the record, which the next stats rebuilds. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "blob_internal.h"
@@ -56,7 +57,8 @@ static int totals_store(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTAL
 /* The pending changes of txn, if env gathers them. */
 static kc__totals_delta_t *pending(MDB_txn *txn, kc__env_t *env)
 {
-    return env->tot.txn == txn ? &env->tot : NULL;
+    return atomic_load_explicit(&env->tot.txn, memory_order_relaxed) == txn ? &env->tot
+                                                                            : NULL;
 }
 
 /* Apply d to t: 0, or -1 if t can no longer be trusted. */
