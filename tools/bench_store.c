@@ -2,6 +2,7 @@
  *
  * Usage: kcache_bench_store [--sizes N[,N...]] [--cubins DIR] [--dir DIR]
  *                           [--cachectl PATH] [--threads T] [--quick] [--keep]
+ *                           [--publish-only [--batches-only]]
  *
  * For each size N (records of every kind: blobs, builds and tunings), a
  * fresh store is filled with kernels of 4 configs: 4 blobs, 4 builds and one
@@ -30,18 +31,26 @@
  *                  tuning) per kc_store_publish, and 64 such a call through
  *                  kc_store_publish_many; both with cubins (compression in
  *                  the call) and without (builds and tunings naming blobs
- *                  already stored: the write path alone)
+ *                  already stored: the write path alone); without cubins
+ *                  also 512 and 4096 kernels a call
  *   disk           data.mdb bytes per record, and over the records' bytes;
  *                  blobs' pages if stored whole, and as stored (the "blob"
  *                  and "blobtail" databases' pages, read with LMDB)
  *   cachectl       wall time of `stats`, of the first record line of
  *                  `ls | head`, of `gc --dry-run --max-size HALF`, of `verify`
  *
- * --quick: sizes 1000 only, smaller samples (the ctest smoke run). */
+ * --quick: sizes 1000 only, smaller samples (the ctest smoke run).
+ * --publish-only: no fill; each size's store DIR/store-N must exist (left
+ * by an earlier run with --keep) and is kept. Only the publish rows are
+ * measured (the others print "-"), with kernels of new names each run, the
+ * blobs the no-cubin rows name being the store's first 100,000.
+ * --batches-only (with --publish-only): only the rows of publish_many
+ * without cubins (64, 512, 4096 kernels a call), the write path alone. */
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -67,6 +76,7 @@
 static cubin_t *g_base;
 static size_t g_n_base;
 static int g_quick;
+static int g_batches_only; /* --batches-only */
 
 static double now_s(void)
 {
@@ -456,6 +466,7 @@ enum {
     M_PUB1_NC,
     M_PUBN_NC,
     M_PUB512_NC,
+    M_PUB4096_NC,
     M_PUB_THREADS,
     M_PUB_THREADS_NC,
     M_FILE_PER,
@@ -487,6 +498,7 @@ static const char *const metric_names[M_COUNT] = {
     "publish, 1 kernel a call, no cubin (records/s)",
     "publish_many, 64 kernels a call, no cubins (records/s)",
     "publish_many, 512 kernels a call, no cubins (records/s)",
+    "publish_many, 4096 kernels a call, no cubins (records/s)",
     "publish, 1 kernel a call from 8 threads, with cubin (records/s)",
     "publish, 1 kernel a call from 8 threads, no cubin (records/s)",
     "data.mdb bytes per record",
@@ -622,6 +634,89 @@ static double threads_publish_rate(kc_store_t *st, uint64_t kid, unsigned count,
     return 8.0 * count * (with_cubins ? 3 : 2) / (now_s() - t0);
 }
 
+/* The publish rows, into st: kernels from kid; the no-cubin ones name
+ * blobs[0..n_blobs), which must be stored. */
+static void publish_rows(kc_store_t *st, uint64_t kid, const kc_key_t *blobs,
+                         size_t n_blobs, double *m)
+{
+    unsigned n_single = g_quick ? 50 : 300, n_batch = g_quick ? 256 : 3200;
+    unsigned n_big = g_quick ? 4096 : 4 * 4096;
+    if (g_batches_only) {
+        m[M_PUBN_NC] = publish_rate(st, kid, n_batch, 64, 0, blobs, n_blobs, 1);
+        kid += n_batch;
+        m[M_PUB512_NC] = publish_rate(st, kid, n_batch * 2, 512, 0, blobs, n_blobs, 2);
+        kid += n_batch * 2;
+        m[M_PUB4096_NC] = publish_rate(st, kid, n_big, 4096, 0, blobs, n_blobs, 4);
+        return;
+    }
+    m[M_PUB1] = publish_rate(st, kid, n_single, 1, 1, blobs, n_blobs, 0);
+    kid += n_single;
+    m[M_PUBN] = publish_rate(st, kid, n_batch, 64, 1, blobs, n_blobs, 0);
+    kid += n_batch;
+    m[M_PUB1_NC] = publish_rate(st, kid, n_single, 1, 0, blobs, n_blobs, 1);
+    kid += n_single;
+    m[M_PUBN_NC] = publish_rate(st, kid, n_batch, 64, 0, blobs, n_blobs, 1);
+    kid += n_batch;
+    m[M_PUB512_NC] = publish_rate(st, kid, n_batch * 2, 512, 0, blobs, n_blobs, 2);
+    kid += n_batch * 2;
+    m[M_PUB4096_NC] = publish_rate(st, kid, n_big, 4096, 0, blobs, n_blobs, 4);
+    kid += n_big;
+    m[M_PUB_THREADS] = threads_publish_rate(st, kid, g_quick ? 100 : 400, 1, NULL, 0);
+    kid += 8 * (g_quick ? 100 : 400);
+    m[M_PUB_THREADS_NC] =
+        threads_publish_rate(st, kid, g_quick ? 100 : 400, 0, blobs, n_blobs);
+}
+
+/* A key of every blob visited, up to the room left. */
+typedef struct blob_keys {
+    kc_key_t *keys;
+    size_t n, cap;
+} blob_keys_t;
+
+static int collect_blob(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                        const void *data, size_t len)
+{
+    blob_keys_t *b = user;
+    (void)kind;
+    (void)data;
+    (void)len;
+    b->keys[b->n++] = *key;
+    return b->n == b->cap;
+}
+
+/* --publish-only: the publish rows alone, into the store an earlier run
+ * left (--keep); kernels named from the time, so that each run publishes
+ * new ones. */
+static int bench_publish_only(uint64_t n_records, const char *root, double *m)
+{
+    char dir[4096];
+    kc_store_t *st = NULL;
+    kc_store_stats_t s;
+    blob_keys_t b = {calloc(100000, sizeof(kc_key_t)), 0, 100000};
+
+    snprintf(dir, sizeof dir, "%s/store-%" PRIu64, root, n_records);
+    if (!b.keys || kc_store_open(dir, NULL, &st) != KC_OK) {
+        fprintf(stderr, "bench_store: %s\n",
+                b.keys ? kc_store_open_errmsg() : "no memory");
+        free(b.keys);
+        return -1;
+    }
+    kc_store_iterate(st, KC_REC_BLOB, collect_blob, &b);
+    kc_store_stats(st, &s);
+    m[M_RECORDS] = (double)(s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD] +
+                            s.records[KC_REC_TUNING]);
+    if (b.n == 0) {
+        fprintf(stderr, "bench_store: %s holds no blobs\n", dir);
+        kc_store_close(st);
+        free(b.keys);
+        return -1;
+    }
+    publish_rows(st, 100000000 + (uint64_t)time(NULL) % 100000 * 100000, b.keys, b.n, m);
+    kc_store_close(st);
+    free(b.keys);
+    return 0;
+}
+
 static int bench_size(uint64_t n_records, const char *root, const char *cachectl,
                       unsigned threads, int keep, double *m)
 {
@@ -718,22 +813,7 @@ static int bench_size(uint64_t n_records, const char *root, const char *cachectl
             n_records, m[M_READERS], m[M_READERS_W], r.written);
 
     /* Publishing into the filled store. */
-    unsigned n_single = g_quick ? 50 : 300, n_batch = g_quick ? 256 : 3200;
-    uint64_t kid = n_kernels + 2000000;
-    m[M_PUB1] = publish_rate(st, kid, n_single, 1, 1, f.blob_keys, n_builds, 0);
-    kid += n_single;
-    m[M_PUBN] = publish_rate(st, kid, n_batch, 64, 1, f.blob_keys, n_builds, 0);
-    kid += n_batch;
-    m[M_PUB1_NC] = publish_rate(st, kid, n_single, 1, 0, f.blob_keys, n_builds, 1);
-    kid += n_single;
-    m[M_PUBN_NC] = publish_rate(st, kid, n_batch, 64, 0, f.blob_keys, n_builds, 1);
-    kid += n_batch;
-    m[M_PUB512_NC] = publish_rate(st, kid, n_batch * 2, 512, 0, f.blob_keys, n_builds, 2);
-    kid += n_batch * 2;
-    m[M_PUB_THREADS] = threads_publish_rate(st, kid, g_quick ? 100 : 400, 1, NULL, 0);
-    kid += 8 * (g_quick ? 100 : 400);
-    m[M_PUB_THREADS_NC] =
-        threads_publish_rate(st, kid, g_quick ? 100 : 400, 0, f.blob_keys, n_builds);
+    publish_rows(st, n_kernels + 2000000, f.blob_keys, n_builds, m);
 
     /* The cold read: stamp the first cold_n sample kernels as the newest
      * uses (for the prefetch run), close, drop, reopen. */
@@ -804,7 +884,7 @@ int main(int argc, char **argv)
     const char *root = "/tmp/kcache_bench_store", *cubins = NULL;
     char cachectl[4096];
     unsigned threads = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-    int keep = 0;
+    int keep = 0, publish_only = 0;
     double m[MAX_SIZES][M_COUNT];
 
     /* cachectl beside this program (build/tools/). */
@@ -837,14 +917,23 @@ int main(int argc, char **argv)
             n_sizes = 1;
         } else if (!strcmp(argv[i], "--keep")) {
             keep = 1;
+        } else if (!strcmp(argv[i], "--publish-only")) {
+            publish_only = 1;
+        } else if (!strcmp(argv[i], "--batches-only")) {
+            g_batches_only = 1;
         } else {
             fprintf(
                 stderr,
                 "usage: %s [--sizes N,N...] [--records N] [--cubins DIR] [--dir DIR]\n"
-                "       [--cachectl PATH] [--threads T] [--quick] [--keep]\n",
+                "       [--cachectl PATH] [--threads T] [--quick] [--keep]\n"
+                "       [--publish-only [--batches-only]]\n",
                 argv[0]);
             return 2;
         }
+    }
+    if (g_batches_only && !publish_only) {
+        fprintf(stderr, "bench_store: --batches-only goes with --publish-only\n");
+        return 2;
     }
     if (threads < 1 || threads > 16)
         threads = threads < 1 ? 1 : 16;
@@ -853,12 +942,17 @@ int main(int argc, char **argv)
         return 1;
     }
     mkdir(root, 0755);
-    for (size_t i = 0; i < n_sizes; i++)
-        if (bench_size(sizes[i], root, cachectl, threads, keep, m[i]) != 0) {
+    for (size_t i = 0; i < n_sizes; i++) {
+        for (int k = 0; k < M_COUNT; k++)
+            m[i][k] = NAN; /* not measured: "-" */
+        if (publish_only
+                ? bench_publish_only(sizes[i], root, m[i]) != 0
+                : bench_size(sizes[i], root, cachectl, threads, keep, m[i]) != 0) {
             fprintf(stderr, "bench_store: the run at %" PRIu64 " records failed\n",
                     sizes[i]);
             return 1;
         }
+    }
 
     printf("cubins: %s (%zu files); fill threads: %u\n\n", cubins ? cubins : "synthetic",
            g_n_base, threads);
@@ -873,8 +967,10 @@ int main(int argc, char **argv)
         printf("| %s |", metric_names[k]);
         for (size_t i = 0; i < n_sizes; i++) {
             double v = m[i][k];
-            if (k == M_RECORDS || k == M_FILL || k == M_READERS || k == M_READERS_W ||
-                (k >= M_PUB1 && k <= M_PUB_THREADS_NC))
+            if (isnan(v))
+                printf(" - |");
+            else if (k == M_RECORDS || k == M_FILL || k == M_READERS ||
+                     k == M_READERS_W || (k >= M_PUB1 && k <= M_PUB_THREADS_NC))
                 printf(" %.0f |", v);
             else if (k == M_RESIDENT)
                 printf(" %.1f%% |", v * 100);

@@ -193,32 +193,6 @@ int kc__blob_value_del(MDB_txn *txn, kc__env_t *env, const MDB_val *k)
     return tail_del(txn, env, k);
 }
 
-int kc__value_copy(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *out)
-{
-    MDB_val key = *k, v;
-    kc__blob_buf_t buf = {NULL, 0};
-    int rc = mdb_get(txn, env->dbi[kind], &key, &v);
-
-    if (rc != 0)
-        return rc;
-    if (kind == KC_REC_BLOB && kc__blob_value_is_head(&v)) {
-        rc = kc__blob_value_join(txn, env, k, &v, &buf);
-        if (rc == KC_ECORRUPT)
-            v.mv_size = 0; /* damaged: no length to account for */
-        else if (rc != 0)
-            return rc;
-        if (rc == 0) {
-            *out = v; /* buf's bytes, now the caller's */
-            return 0;
-        }
-    }
-    out->mv_data = kc__memdup(v.mv_data, v.mv_size);
-    if (!out->mv_data)
-        return KC_ENOMEM;
-    out->mv_size = v.mv_size;
-    return 0;
-}
-
 int kc__value_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                   unsigned flags)
 {

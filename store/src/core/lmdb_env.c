@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,6 +565,16 @@ out:
     return rc;
 }
 
+/* Gather the totals' changes of txn from now on (core/totals.c), or of no
+ * transaction (NULL): nothing gathered so far is kept. */
+static void totals_track(kc__env_t *env, MDB_txn *txn)
+{
+    env->tot.noted = env->tot.lost = 0;
+    memset(env->tot.add, 0, sizeof(env->tot.add));
+    memset(env->tot.sub, 0, sizeof(env->tot.sub));
+    atomic_store_explicit(&env->tot.txn, txn, memory_order_relaxed);
+}
+
 int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
 {
     MDB_txn *txn;
@@ -586,7 +597,11 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
             continue;
         }
         seen = kc__env_map_size(env);
+        totals_track(env, txn);
         rc = fn(txn, ctx);
+        if (rc == 0)
+            rc = kc__totals_flush(txn, env);
+        totals_track(env, NULL); /* an aborted transaction's are forgotten */
         if (rc == 0)
             rc = kc__env_txn_commit(env, txn);
         else

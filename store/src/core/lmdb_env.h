@@ -34,6 +34,19 @@
 /* The name of the database of split blobs' tails. */
 #define KC__BLOBTAIL_DB "blobtail"
 
+/* What the write transaction under way did to the record totals
+ * (core/totals.c): kc__rec_put and kc__rec_del add here instead of
+ * rewriting the "totals" meta record per record; kc__env_write writes them
+ * once, just before the commit. Slots as the totals' (KC__TOTALS_SLOTS). */
+typedef struct kc__totals_delta {
+    /* The transaction they belong to; NULL outside one. Atomic: a reader's
+     * kc__totals_read compares its own transaction with it, unlocked. */
+    _Atomic(MDB_txn *) txn;
+    int noted; /* a counted record was put or deleted */
+    int lost;  /* a value could not be accounted: the totals are dropped */
+    uint64_t add[KC_REC_KIND_MAX + 1], sub[KC_REC_KIND_MAX + 1];
+} kc__totals_delta_t;
+
 typedef struct kc__env {
     MDB_env *mdb;
     MDB_dbi dbi[KC_REC_KIND_MAX + 1]; /* by kc_rec_kind_t; [0] unused */
@@ -53,6 +66,9 @@ typedef struct kc__env {
     /* LMDB allows one writer per environment; threads of this process queue
      * here instead of on LMDB's cross-process lock. */
     pthread_mutex_t write_mutex;
+    /* The totals' changes by this process's write transaction, under
+     * write_mutex. */
+    kc__totals_delta_t tot;
     /* Held shared by every live transaction, exclusively to resize. */
     pthread_rwlock_t map_lock;
     /* Registry fields, under the registry mutex. */
@@ -118,6 +134,11 @@ int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
  * doubled and fn run again from the start, so fn must not keep state
  * between attempts. Writers in this process are serialized. */
 int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
+
+/* Write the totals' changes that txn's kc__rec_put / kc__rec_del calls
+ * gathered in env->tot (core/totals.c): kc__env_write calls it once, just
+ * before it commits. */
+int kc__totals_flush(MDB_txn *txn, kc__env_t *env);
 
 /* The current map size in bytes. */
 uint64_t kc__env_map_size(kc__env_t *env);

@@ -178,7 +178,9 @@ int kc__pending_write(MDB_txn *txn, kc__env_t *env, const kc__pending_t *p,
 int kc__kind_totaled(int kind);
 
 /* The stored totals: 0, MDB_NOTFOUND in a store that keeps none (made by
- * an older kcache), KC_ECORRUPT, or an LMDB code. */
+ * an older kcache), KC_ECORRUPT, or an LMDB code. Inside a write
+ * transaction of kc__env_write, the read includes the transaction's own
+ * changes not yet written, and a write (a scan's result) replaces them. */
 int kc__totals_read(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS]);
 int kc__totals_write(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTALS_SLOTS]);
 
@@ -192,7 +194,9 @@ int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
                     const MDB_val *new_val);
 
 /* mdb_put / mdb_del on dbi[kind] keeping the totals: every put or delete
- * of a counted kind goes through these. kc__rec_del gives MDB_NOTFOUND
+ * of a counted kind goes through these. In a transaction of kc__env_write
+ * the changes add up in env->tot, written once before the commit
+ * (kc__totals_flush). kc__rec_del gives MDB_NOTFOUND
  * when the record is absent. */
 int kc__rec_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                 unsigned flags);
@@ -268,11 +272,6 @@ int kc__blob_tails_sweep(MDB_txn *txn, kc__env_t *env, uint64_t *removed);
 
 /* mdb_stat of the "blobtail" database (zeros in a store without one). */
 int kc__blob_tails_stat(MDB_txn *txn, kc__env_t *env, MDB_stat *ms);
-
-/* The value of record (kind, k), copied into out->mv_data (free with
- * free): a blob joined; a damaged split blob as 0 bytes. For totals.c. */
-int kc__value_copy(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
-                   MDB_val *out);
 
 /* mdb_put / mdb_del on dbi[kind], a blob through kc__blob_value_put/_del. */
 int kc__value_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,

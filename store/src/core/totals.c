@@ -12,6 +12,7 @@
  * totals by a scan (and stores them when it may). A delete of a blob whose
  * raw size cannot be read (a damaged record), or a total that would go
  * below zero, removes the record, which the next stats rebuilds. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "blob_internal.h"
@@ -26,7 +27,8 @@ int kc__kind_totaled(int kind)
            kind == KC_REC_BINMETA || kind == KC_REC_GROUP;
 }
 
-int kc__totals_read(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
+/* The stored record, without this transaction's pending changes. */
+static int totals_load(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
 {
     uint8_t buf[KC__TOTALS_SLOTS * 8];
     size_t len = 0;
@@ -43,13 +45,57 @@ int kc__totals_read(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
     return 0;
 }
 
-int kc__totals_write(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTALS_SLOTS])
+static int totals_store(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTALS_SLOTS])
 {
     uint8_t buf[KC__TOTALS_SLOTS * 8];
 
     for (int i = 0; i < KC__TOTALS_SLOTS; i++)
         kc__store_u64le(buf + 8 * i, t[i]);
     return kc__meta_write(txn, env, TOTALS_NAME, buf, sizeof(buf), 0);
+}
+
+/* The pending changes of txn, if env gathers them. */
+static kc__totals_delta_t *pending(MDB_txn *txn, kc__env_t *env)
+{
+    return atomic_load_explicit(&env->tot.txn, memory_order_relaxed) == txn ? &env->tot
+                                                                            : NULL;
+}
+
+/* Apply d to t: 0, or -1 if t can no longer be trusted. */
+static int apply(uint64_t t[KC__TOTALS_SLOTS], const kc__totals_delta_t *d)
+{
+    if (d->lost)
+        return -1;
+    for (int i = 0; i < KC__TOTALS_SLOTS; i++) {
+        if (t[i] + d->add[i] < d->sub[i])
+            return -1;
+        t[i] = t[i] + d->add[i] - d->sub[i];
+    }
+    return 0;
+}
+
+int kc__totals_read(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
+{
+    kc__totals_delta_t *d = pending(txn, env);
+    int rc = totals_load(txn, env, t);
+
+    if (rc == 0 && d && d->noted && apply(t, d) != 0)
+        return KC_ECORRUPT; /* as a damaged record: the caller scans */
+    return rc;
+}
+
+int kc__totals_write(MDB_txn *txn, kc__env_t *env, const uint64_t t[KC__TOTALS_SLOTS])
+{
+    kc__totals_delta_t *d = pending(txn, env);
+    int rc = totals_store(txn, env, t);
+
+    /* t is the whole truth of txn (a scan): nothing is left to add. */
+    if (rc == 0 && d) {
+        memset(d->add, 0, sizeof(d->add));
+        memset(d->sub, 0, sizeof(d->sub));
+        d->noted = d->lost = 0;
+    }
+    return rc;
 }
 
 static int totals_drop(MDB_txn *txn, kc__env_t *env)
@@ -59,93 +105,168 @@ static int totals_drop(MDB_txn *txn, kc__env_t *env)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Add (sign 1) or take away (sign -1) value v of kind to t; 0, or -1 if t
- * can no longer be trusted. */
-static int account(uint64_t t[KC__TOTALS_SLOTS], int kind, const MDB_val *v, int sign)
+/* What a value of kind counts for: its stored bytes, and a blob's raw
+ * bytes. -1 if a blob cannot be read (a damaged record). */
+static int measure(int kind, const MDB_val *v, uint64_t *stored, uint64_t *raw)
 {
-    uint64_t raw = 0;
+    kc_blob_rec_t b;
 
-    if (kind == KC_REC_BLOB) {
-        kc_blob_rec_t b;
-        if (kc__blob_view(v->mv_data, v->mv_size, &b) != KC_OK)
-            return -1;
-        raw = b.raw_size;
-    }
-    if (sign > 0) {
-        t[kind] += v->mv_size;
-        t[0] += raw;
+    *stored = v->mv_size;
+    *raw = 0;
+    if (kind != KC_REC_BLOB)
         return 0;
-    }
-    if (t[kind] < v->mv_size || t[0] < raw)
+    if (kc__blob_view(v->mv_data, v->mv_size, &b) != KC_OK)
         return -1;
-    t[kind] -= v->mv_size;
-    t[0] -= raw;
+    *raw = b.raw_size;
     return 0;
 }
 
-int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
-                    const MDB_val *new_val)
+/* Note, in d, that a value of kind measured (stored, raw) was added (sign
+ * 1) or removed (sign -1). */
+static void gather(kc__totals_delta_t *d, int kind, int ok, uint64_t stored, uint64_t raw,
+                   int sign)
+{
+    d->noted = 1;
+    if (!ok) {
+        d->lost = 1;
+        return;
+    }
+    uint64_t *s = sign > 0 ? d->add : d->sub;
+    s[kind] += stored;
+    s[0] += raw;
+}
+
+/* Write d, gathered in txn, into the stored totals. */
+static int totals_update(MDB_txn *txn, kc__env_t *env, const kc__totals_delta_t *d)
 {
     uint64_t t[KC__TOTALS_SLOTS];
     int rc;
 
-    if (!kc__kind_totaled(kind) || (!old && !new_val))
+    if (!d->noted)
         return 0;
-    rc = kc__totals_read(txn, env, t);
+    rc = totals_load(txn, env, t);
     if (rc == MDB_NOTFOUND)
         return 0; /* an older store: stats scans */
     if (rc == KC_ECORRUPT)
         return totals_drop(txn, env);
     if (rc != 0)
         return rc;
-    if ((old && account(t, kind, old, -1) != 0) ||
-        (new_val && account(t, kind, new_val, 1) != 0))
+    if (apply(t, d) != 0)
         return totals_drop(txn, env);
-    return kc__totals_write(txn, env, t);
+    return totals_store(txn, env, t);
+}
+
+int kc__totals_flush(MDB_txn *txn, kc__env_t *env)
+{
+    kc__totals_delta_t *d = pending(txn, env);
+    int rc = d ? totals_update(txn, env, d) : 0;
+
+    if (rc == 0 && d)
+        d->noted = 0; /* written */
+    return rc;
+}
+
+/* Note the change of a value of kind, measured before and after. */
+static int note(MDB_txn *txn, kc__env_t *env, int kind, int old_ok, uint64_t old_stored,
+                uint64_t old_raw, int has_old, const MDB_val *new_val)
+{
+    kc__totals_delta_t one, *d = pending(txn, env);
+    uint64_t stored = 0, raw = 0;
+
+    if (!d) { /* a transaction of its own: account now */
+        memset(&one, 0, sizeof(one));
+        d = &one;
+    }
+    if (has_old)
+        gather(d, kind, old_ok, old_stored, old_raw, -1);
+    if (new_val) {
+        int ok = measure(kind, new_val, &stored, &raw) == 0;
+        gather(d, kind, ok, stored, raw, 1);
+    }
+    return d == &one ? totals_update(txn, env, d) : 0;
+}
+
+int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
+                    const MDB_val *new_val)
+{
+    uint64_t stored = 0, raw = 0;
+    int ok = 1;
+
+    if (!kc__kind_totaled(kind) || (!old && !new_val))
+        return 0;
+    if (old)
+        ok = measure(kind, old, &stored, &raw) == 0;
+    return note(txn, env, kind, ok, stored, raw, old != NULL, new_val);
+}
+
+/* The value stored under k before it changes, measured (a split blob
+ * joined with its tail first): *has_old says there is one, *old_ok that it
+ * could be measured (a damaged blob cannot). */
+static int measure_old(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
+                       int *has_old, int *old_ok, uint64_t *stored, uint64_t *raw)
+{
+    MDB_val key = *k, old;
+    kc__blob_buf_t buf = {NULL, 0};
+    int rc = mdb_get(txn, env->dbi[kind], &key, &old);
+
+    *has_old = 0;
+    *old_ok = 1;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    *has_old = 1;
+    if (kind == KC_REC_BLOB && kc__blob_value_is_head(&old)) {
+        rc = kc__blob_value_join(txn, env, k, &old, &buf);
+        if (rc == KC_ECORRUPT) {
+            *old_ok = 0; /* a head without its tail: no length to account for */
+            return 0;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    *old_ok = measure(kind, &old, stored, raw) == 0;
+    kc__blob_buf_free(&buf);
+    return 0;
 }
 
 int kc__rec_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                 unsigned flags)
 {
-    MDB_val key = *k, old, *oldp = NULL;
-    void *copy = NULL;
-    int rc;
+    MDB_val key = *k;
+    uint64_t old_stored = 0, old_raw = 0;
+    int rc, has_old = 0, old_ok = 1;
 
     if (!kc__kind_totaled(kind))
         return mdb_put(txn, env->dbi[kind], &key, v, flags);
-    if (!(flags & MDB_NOOVERWRITE)) {
-        /* The put may reuse the old value's page: keep a copy. */
-        rc = kc__value_copy(txn, env, kind, &key, &old);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            return rc;
-        if (rc == 0) {
-            copy = old.mv_data;
-            oldp = &old;
-        }
-    }
+    /* Measured before the put, which may reuse the old value's pages. */
+    if (!(flags & MDB_NOOVERWRITE) &&
+        (rc = measure_old(txn, env, kind, k, &has_old, &old_ok, &old_stored, &old_raw)) !=
+            0)
+        return rc;
     rc = kc__value_put(txn, env, kind, &key, v, flags);
-    if (rc == 0)
-        rc = kc__totals_note(txn, env, kind, oldp, v);
-    free(copy);
-    return rc;
+    if (rc != 0)
+        return rc;
+    return note(txn, env, kind, old_ok, old_stored, old_raw, has_old, v);
 }
 
 int kc__rec_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k)
 {
-    MDB_val key = *k, old;
-    void *copy = NULL;
-    int rc;
+    MDB_val key = *k;
+    uint64_t old_stored = 0, old_raw = 0;
+    int rc, has_old = 0, old_ok = 1;
 
     if (!kc__kind_totaled(kind))
         return mdb_del(txn, env->dbi[kind], &key, NULL);
-    if ((rc = kc__value_copy(txn, env, kind, &key, &old)) != 0)
+    rc = measure_old(txn, env, kind, k, &has_old, &old_ok, &old_stored, &old_raw);
+    if (rc != 0)
         return rc;
-    copy = old.mv_data;
+    if (!has_old)
+        return MDB_NOTFOUND;
     rc = kc__value_del(txn, env, kind, &key);
-    if (rc == 0)
-        rc = kc__totals_note(txn, env, kind, &old, NULL);
-    free(copy);
-    return rc;
+    if (rc != 0)
+        return rc;
+    return note(txn, env, kind, old_ok, old_stored, old_raw, 1, NULL);
 }
 
 static int scan_kinds(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS],

@@ -9,10 +9,11 @@
  * again. This walks the usage database, sorts the stamps newest first and,
  * for each stamp's record (a tuning, build, group or blob under that key),
  * madvise(MADV_WILLNEED)s the pages its value lies in, until max_bytes of
- * values are covered. The B-tree pages leading to them are read on the way
- * (synchronously, but they are few and shared). It changes nothing and
- * returns as soon as the advice is given; the reads happen in the
- * background. */
+ * values are covered. A build brings its blob, and a tuning its winning
+ * build (and so that build's blob): a publish stamps the tuning only, not
+ * the winning build published with it (ops/publish.c). The B-tree pages leading to them
+ * are read on the way (synchronously, but they are few and shared). It changes nothing
+ * and returns as soon as the advice is given; the reads happen in the background. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,6 +88,31 @@ static void advise(const MDB_val *v)
     (void)madvise((void *)start, end - start, MADV_WILLNEED);
 }
 
+/* Advise the build under key, if any, and its blob. */
+static void advise_build(MDB_txn *txn, prefetch_ctx_t *c, const kc_key_t *key)
+{
+    MDB_val k = kc__key_val(key), v;
+    kc_record_t *b = NULL;
+
+    if (mdb_get(txn, c->env->dbi[KC_REC_BUILD], &k, &v) != 0)
+        return;
+    advise(&v);
+    c->bytes += v.mv_size;
+    c->records++;
+    /* A build's blob is what its launch needs. */
+    if (kc_record_decode(v.mv_data, v.mv_size, &b) == KC_OK && b->kind == KC_REC_BUILD) {
+        MDB_val bk = kc__key_val(&b->u.build.blob), bv, bt;
+        if (kc__blob_value_parts(txn, c->env, &bk, &bv, &bt) == 0) {
+            advise(&bv);
+            if (bt.mv_size)
+                advise(&bt); /* a split blob's tail */
+            c->bytes += bv.mv_size + bt.mv_size;
+            c->records++;
+        }
+    }
+    kc_free(b);
+}
+
 static int prefetch_fn(MDB_txn *txn, void *arg)
 {
     static const int kinds[] = {KC_REC_TUNING, KC_REC_BUILD, KC_REC_GROUP, KC_REC_BLOB};
@@ -113,27 +139,22 @@ static int prefetch_fn(MDB_txn *txn, void *arg)
                 continue;
             if (rc != 0)
                 return rc;
+            if (kinds[j] == KC_REC_BUILD) {
+                advise_build(txn, c, &c->hot[i].key);
+                break;
+            }
             advise(&v);
             if (t.mv_size)
                 advise(&t); /* a split blob's tail */
             c->bytes += v.mv_size + t.mv_size;
             c->records++;
-            /* A build's blob is what its launch needs. */
-            if (kinds[j] == KC_REC_BUILD && v.mv_size >= 1) {
-                kc_record_t *b = NULL;
-                MDB_val bk, bv, bt;
-                if (kc_record_decode(v.mv_data, v.mv_size, &b) == KC_OK &&
-                    b->kind == KC_REC_BUILD) {
-                    bk = kc__key_val(&b->u.build.blob);
-                    if (kc__blob_value_parts(txn, c->env, &bk, &bv, &bt) == 0) {
-                        advise(&bv);
-                        if (bt.mv_size)
-                            advise(&bt); /* a split blob's tail */
-                        c->bytes += bv.mv_size + bt.mv_size;
-                        c->records++;
-                    }
-                }
-                kc_free(b);
+            /* A tuning's winning build is what its launch needs next. */
+            if (kinds[j] == KC_REC_TUNING) {
+                kc_record_t *tr = NULL;
+                if (kc_record_decode(v.mv_data, v.mv_size, &tr) == KC_OK &&
+                    tr->kind == KC_REC_TUNING)
+                    advise_build(txn, c, &tr->u.tuning.winner_build);
+                kc_free(tr);
             }
             break;
         }

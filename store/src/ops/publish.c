@@ -14,6 +14,7 @@ typedef struct enc_rec {
     size_t len;
     kc_key_t blob;  /* builds: the blob they name */
     int check_blob; /* builds: the blob is not among the item's cubins */
+    int by_tuning;  /* builds: the item's tuning names it winner (no stamp) */
 } enc_rec_t;
 
 /* One kc_publish_t, encoded. */
@@ -33,7 +34,6 @@ typedef struct publish_ctx {
     kc_store_t *st;
     enc_item_t *items;
     size_t n_items;
-    kc__pending_t pending;
     uint64_t now;
     /* Set by the last attempt. */
     uint64_t new_bytes;
@@ -106,8 +106,13 @@ static int put_item(MDB_txn *txn, publish_ctx_t *c, const enc_item_t *it)
     for (size_t i = 0; i < it->n_cubins; i++)
         if ((rc = kc__usage_stamp(txn, env, &it->cubins[i].key, c->now, 0)) != 0)
             return rc;
+    /* A winning build published with its tuning is not stamped: the
+     * tuning's stamp stands for both (gc evicts a build with the tunings
+     * that name it, by the newest use of the lot; prefetch_hot follows a
+     * tuning to its winning build). One random usage leaf fewer a kernel. */
     for (size_t i = 0; i < it->n_builds; i++)
-        if ((rc = kc__usage_stamp(txn, env, &it->builds[i].key, c->now, 0)) != 0)
+        if (!it->builds[i].by_tuning &&
+            (rc = kc__usage_stamp(txn, env, &it->builds[i].key, c->now, 0)) != 0)
             return rc;
     if (it->tuning.data &&
         (rc = kc__usage_stamp(txn, env, &it->tuning.key, c->now, 0)) != 0)
@@ -115,23 +120,65 @@ static int put_item(MDB_txn *txn, publish_ctx_t *c, const enc_item_t *it)
     return 0;
 }
 
+/* One publish call waiting for the write transaction (group commit,
+ * below), or committing in one of its own. */
+typedef struct kc__pub_req {
+    publish_ctx_t *c;
+    struct kc__pub_req *next;
+    int done;
+    int alone; /* to run again by its own thread in its own transaction */
+    int rc;    /* when done and not alone */
+} kc__pub_req_t;
+
+/* The publishes of one write transaction, and the usage it writes too. */
+typedef struct write_ctx {
+    kc_store_t *st;
+    kc__pub_req_t *reqs;
+    kc__pending_t pending;
+} write_ctx_t;
+
+/* The one body of every publish transaction: each publish's items, in
+ * order, then the counters and pending usage. */
 static int publish_fn(MDB_txn *txn, void *arg)
 {
-    publish_ctx_t *c = arg;
+    write_ctx_t *w = arg;
     uint64_t extra[KC_COUNTER_COUNT_] = {0};
     int rc;
 
-    c->new_bytes = 0;
-    c->missing_kind = 0;
-    c->missing_binmeta = 0;
-    for (size_t i = 0; i < c->n_items; i++) {
-        c->bad_item = i;
-        if ((rc = put_item(txn, c, &c->items[i])) != 0)
-            return rc;
+    for (kc__pub_req_t *r = w->reqs; r; r = r->next) {
+        publish_ctx_t *c = r->c;
+        c->new_bytes = 0;
+        c->missing_kind = 0;
+        c->missing_binmeta = 0;
+        for (size_t i = 0; i < c->n_items; i++) {
+            c->bad_item = i;
+            if ((rc = put_item(txn, c, &c->items[i])) != 0)
+                return rc;
+        }
+        extra[KC_COUNTER_PUBLISHES] += c->n_items;
+        extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
     }
-    extra[KC_COUNTER_PUBLISHES] = c->n_items;
-    extra[KC_COUNTER_BYTES_STORED] = c->new_bytes;
-    return kc__pending_write(txn, c->st->env, &c->pending, extra);
+    return kc__pending_write(txn, w->st->env, &w->pending, extra);
+}
+
+/* Write the publishes of reqs in one transaction, with the usage pending
+ * in the handle (put back if the transaction fails): an LMDB or kcache
+ * code. */
+static int write_publishes(kc_store_t *store, kc__pub_req_t *reqs)
+{
+    write_ctx_t w;
+    int rc;
+
+    memset(&w, 0, sizeof(w));
+    w.st = store;
+    w.reqs = reqs;
+    kc__pending_take(store, &w.pending);
+    rc = kc__env_write(store->env, publish_fn, &w);
+    if (rc != 0)
+        kc__pending_restore(store, &w.pending);
+    else
+        free(w.pending.usage.ent);
+    return rc;
 }
 
 static void enc_free(enc_rec_t *e, size_t n)
@@ -220,6 +267,9 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
             return kc__store_fail(store, KC_EINVAL,
                                   "%s: the tuning names no winning build", what);
         it->check_winner = !in_keys(it->builds, it->n_builds, &it->winner_build);
+        for (size_t i = 0; i < it->n_builds; i++)
+            it->builds[i].by_tuning =
+                memcmp(it->builds[i].key.b, it->winner_build.b, 16) == 0;
     }
     return KC_OK;
 }
@@ -229,15 +279,11 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
 static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
 {
     char hex[KC_KEY_HEX_LEN + 1], what[48];
-    int rc;
+    kc__pub_req_t one = {c, NULL, 0, 0, KC_OK};
+    int rc = write_publishes(store, &one);
 
-    kc__pending_take(store, &c->pending);
-    rc = kc__env_write(store->env, publish_fn, c);
-    if (rc == 0) {
-        free(c->pending.usage.ent);
+    if (rc == 0)
         return KC_OK;
-    }
-    kc__pending_restore(store, &c->pending);
     if (rc == KC_EINVAL && c->missing_kind) {
         kc_key_to_hex(&c->missing, hex);
         if (many)
@@ -266,60 +312,6 @@ static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
  * one of them, a full disk), nothing of it was written and every publish
  * of it runs again alone, in its own thread, so that each gets its own
  * result and message. Publishing is all or nothing per call either way. */
-typedef struct kc__pub_req {
-    publish_ctx_t *c;
-    struct kc__pub_req *next;
-    int done;
-    int alone; /* to run again by its own thread in its own transaction */
-    int rc;    /* when done and not alone */
-} kc__pub_req_t;
-
-typedef struct group_ctx {
-    kc_store_t *st;
-    kc__pub_req_t *reqs;
-    kc__pending_t pending;
-} group_ctx_t;
-
-static int group_fn(MDB_txn *txn, void *arg)
-{
-    group_ctx_t *g = arg;
-    uint64_t extra[KC_COUNTER_COUNT_] = {0};
-    int rc;
-
-    for (kc__pub_req_t *r = g->reqs; r; r = r->next) {
-        publish_ctx_t *c = r->c;
-        c->new_bytes = 0;
-        c->missing_kind = 0;
-        c->missing_binmeta = 0;
-        for (size_t i = 0; i < c->n_items; i++)
-            if ((rc = put_item(txn, c, &c->items[i])) != 0)
-                return rc;
-        extra[KC_COUNTER_PUBLISHES] += c->n_items;
-        extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
-    }
-    return kc__pending_write(txn, g->st->env, &g->pending, extra);
-}
-
-/* Commit several queued publishes in one transaction: 0, or not (then each
- * runs alone). */
-static int commit_group(kc_store_t *store, kc__pub_req_t *reqs)
-{
-    group_ctx_t g;
-    int rc;
-
-    memset(&g, 0, sizeof(g));
-    g.st = store;
-    g.reqs = reqs;
-
-    kc__pending_take(store, &g.pending);
-    rc = kc__env_write(store->env, group_fn, &g);
-    if (rc != 0)
-        kc__pending_restore(store, &g.pending);
-    else
-        free(g.pending.usage.ent);
-    return rc;
-}
-
 /* Commit c through the handle's queue: a kcache code. The leader commits
  * its own publish alone (with its message in its thread) when nothing else
  * is queued, else the whole queue in one transaction; a publish of a
@@ -346,7 +338,7 @@ static int commit_queued(kc_store_t *store, publish_ctx_t *c, int many)
         if (!batch->next)
             me.rc = commit_alone(store, c, many); /* batch is &me */
         else
-            grouped = commit_group(store, batch) == 0;
+            grouped = write_publishes(store, batch) == 0;
         pthread_mutex_lock(&store->pub_lock);
         for (kc__pub_req_t *r = batch; r; r = next) {
             next = r->next;

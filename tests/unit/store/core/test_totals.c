@@ -3,7 +3,10 @@
  * put, gc, compact, bundle import) kc_store_stats, which reads them, equals
  * kc_store_stats_scan, which scans; a store without them (made before
  * revision 1.3) gets them from its first kc_store_stats; cachectl verify
- * reports stale ones and --repair rewrites them. */
+ * reports stale ones and --repair rewrites them. A write transaction adds
+ * its changes up and writes them once before its commit: many records in
+ * one transaction (a publish_many, puts, overwrites and deletes mixed, the
+ * totals read inside it) stay exact, and an aborted one leaves nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -124,6 +127,154 @@ static void test_totals_stay_exact_through_every_write(void **state)
         kct_pub_free(&q[i]);
 }
 
+#define MANY 48
+
+/* Copies of some records of a store, to put back raw. */
+typedef struct raw_rec {
+    kc_rec_kind_t kind;
+    kc_key_t key;
+    void *data;
+    size_t len;
+} raw_rec_t;
+
+typedef struct mixed_ctx {
+    kc__env_t *env;
+    raw_rec_t *recs;
+    size_t n;
+    int fail;   /* return KC_EINVAL at the end: the transaction aborts */
+    int inside; /* the totals read inside equalled a scan inside */
+} mixed_ctx_t;
+
+/* In one transaction: delete every record of c, put them back, overwrite
+ * each with itself, delete every other one again, then compare the totals
+ * read inside the transaction with a scan inside it. */
+static int mixed_fn(MDB_txn *txn, void *arg)
+{
+    mixed_ctx_t *c = arg;
+    uint64_t kept[KC__TOTALS_SLOTS], scan[KC__TOTALS_SLOTS];
+    int rc;
+
+    for (size_t i = 0; i < c->n; i++) {
+        MDB_val k = {16, c->recs[i].key.b};
+        if ((rc = kc__rec_del(txn, c->env, c->recs[i].kind, &k)) != 0)
+            return rc;
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < c->n; i++) {
+            MDB_val k = {16, c->recs[i].key.b}, v = {c->recs[i].len, c->recs[i].data};
+            if ((rc = kc__rec_put(txn, c->env, c->recs[i].kind, &k, &v, 0)) != 0)
+                return rc;
+        }
+    for (size_t i = 0; i < c->n; i += 2) {
+        MDB_val k = {16, c->recs[i].key.b};
+        if ((rc = kc__rec_del(txn, c->env, c->recs[i].kind, &k)) != 0)
+            return rc;
+    }
+    if ((rc = kc__totals_read(txn, c->env, kept)) != 0 ||
+        (rc = kc__totals_scan(txn, c->env, scan)) != 0)
+        return rc;
+    c->inside = memcmp(kept, scan, sizeof(kept)) == 0;
+    return c->fail ? KC_EINVAL : 0;
+}
+
+static void test_many_records_in_one_transaction_stay_exact(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kct_pub_t p[MANY];
+    kc_publish_t pubs[2 * MANY];
+    raw_rec_t recs[3 * MANY];
+    mixed_ctx_t c = {st->env, recs, 0, 0, 0};
+    kc_store_stats_t s;
+
+    /* One publish_many of many items, each twice in the batch (the second
+     * overwrites the first's builds and tuning in the same transaction). */
+    for (unsigned i = 0; i < MANY; i++) {
+        assert_int_equal(kct_pub_make(&p[i], 100 + i, 1 + i % 4), KC_OK);
+        pubs[i] = pubs[MANY + i] = p[i].pub;
+    }
+    assert_int_equal(kc_store_publish_many(st, pubs, 2 * MANY), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_TUNING], MANY);
+    assert_totals_exact(st);
+
+    /* Deletes, puts, overwrites and deletes again of the same records, all
+     * in one transaction, the totals read inside it. */
+    for (unsigned i = 0; i < MANY; i++) {
+        recs[c.n] = (raw_rec_t){KC_REC_BLOB, p[i].blob_keys[0], NULL, 0};
+        recs[c.n + 1] = (raw_rec_t){KC_REC_BUILD, p[i].build_keys[0], NULL, 0};
+        recs[c.n + 2] = (raw_rec_t){KC_REC_TUNING, p[i].tuning_key, NULL, 0};
+        for (unsigned j = 0; j < 3; j++, c.n++)
+            assert_int_equal(kc_store_get_raw(st, recs[c.n].kind, &recs[c.n].key,
+                                              &recs[c.n].data, &recs[c.n].len),
+                             KC_OK);
+    }
+    assert_int_equal(kc__env_write(st->env, mixed_fn, &c), 0);
+    assert_true(c.inside);
+    assert_totals_exact(st);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_TUNING], MANY / 2);
+
+    for (size_t i = 0; i < c.n; i++)
+        kc_free(recs[i].data);
+    for (unsigned i = 0; i < MANY; i++)
+        kct_pub_free(&p[i]);
+}
+
+static void test_an_aborted_transaction_leaves_the_totals_as_they_were(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kct_pub_t p[MANY], bad;
+    kc_publish_t pubs[MANY + 1];
+    raw_rec_t recs[MANY];
+    mixed_ctx_t c = {st->env, recs, 0, 1, 0};
+    kc_store_stats_t before, after;
+
+    for (unsigned i = 0; i < MANY; i++) {
+        assert_int_equal(kct_pub_make(&p[i], 200 + i, 2), KC_OK);
+        pubs[i] = p[i].pub;
+    }
+    assert_int_equal(kc_store_publish_many(st, pubs, MANY / 2), KC_OK);
+    assert_int_equal(kc_store_stats(st, &before), KC_OK);
+
+    /* A publish_many whose last item names a build nobody stored fails
+     * after its other items were put: nothing of it stays. */
+    assert_int_equal(kct_pub_make(&bad, 300, 1), KC_OK);
+    bad.pub.n_builds = 0; /* the tuning's winner is neither here nor stored */
+    for (unsigned i = MANY / 2; i < MANY; i++)
+        pubs[i - MANY / 2] = p[i].pub;
+    pubs[MANY / 2] = bad.pub;
+    assert_int_equal(kc_store_publish_many(st, pubs, MANY / 2 + 1), KC_EINVAL);
+    assert_int_equal(kc_store_stats(st, &after), KC_OK);
+    assert_int_equal(after.record_bytes, before.record_bytes);
+    assert_int_equal(after.blob_raw_bytes, before.blob_raw_bytes);
+    assert_int_equal(after.records[KC_REC_TUNING], MANY / 2);
+    /* (No assert_totals_exact until the end: its scan, in a write
+     * transaction, rewrites the totals, and would hide changes that an
+     * aborted transaction left to the next one.) */
+
+    /* A transaction of deletes and puts that its callback fails: the same;
+     * and the next transaction does not inherit its changes. */
+    for (unsigned i = 0; i < MANY / 2; i++, c.n++) {
+        recs[c.n] = (raw_rec_t){KC_REC_BLOB, p[i].blob_keys[1], NULL, 0};
+        assert_int_equal(kc_store_get_raw(st, KC_REC_BLOB, &recs[c.n].key,
+                                          &recs[c.n].data, &recs[c.n].len),
+                         KC_OK);
+    }
+    assert_int_equal(kc__env_write(st->env, mixed_fn, &c), KC_EINVAL);
+    assert_true(c.inside);
+    assert_int_equal(kc_store_stats(st, &after), KC_OK);
+    assert_int_equal(after.record_bytes, before.record_bytes);
+    assert_int_equal(after.blob_raw_bytes, before.blob_raw_bytes);
+    assert_int_equal(kc_store_publish_many(st, pubs, MANY / 2), KC_OK);
+    assert_totals_exact(st);
+
+    for (size_t i = 0; i < c.n; i++)
+        kc_free(recs[i].data);
+    for (unsigned i = 0; i < MANY; i++)
+        kct_pub_free(&p[i]);
+    kct_pub_free(&bad);
+}
+
 static int drop_totals_fn(MDB_txn *txn, void *arg)
 {
     kc__env_t *env = arg;
@@ -197,6 +348,11 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_many_records_in_one_transaction_stay_exact,
+                                        setup, kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_aborted_transaction_leaves_the_totals_as_they_were, setup,
+            kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_totals_stay_exact_through_every_write, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(

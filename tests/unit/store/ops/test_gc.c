@@ -480,6 +480,38 @@ static void test_gc_older_than_evicts_what_was_last_used_before_the_cutoff(void 
         kern_free(&k[i]);
 }
 
+/* A publish stamps a tuning but not the winning build published with it:
+ * gc evicts that build with its tuning, by the newer use of the two, so an
+ * unstamped winner whose created time is long past is not taken for old.
+ * A build that no tuning of its publish names is stamped itself. */
+static void test_a_winning_build_goes_by_its_tunings_publish_stamp(void **state)
+{
+    fixture_t *f = *state;
+    kern_t won, alone;
+    kc_gc_report_t r;
+    kc_record_t *rec = NULL;
+
+    publish_kern(f->st, &won, 0, 71, 3000, 1);
+    publish_kern(f->st, &alone, 1, 72, 3000, 0);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &won.build, &rec), KC_ENOTFOUND);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &won.tuning, &rec), KC_OK);
+    kc_free(rec);
+    assert_int_equal(kc_store_get(f->st, KC_REC_USAGE, &alone.build, &rec), KC_OK);
+    kc_free(rec);
+
+    /* Both builds were created 100,000 s before T0; the publish was now. */
+    kc_gc_opts_t o = {
+        .size = sizeof(kc_gc_opts_t), .older_than = 2500, .now = (uint64_t)time(NULL)};
+    assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
+    assert_true(has(f->st, KC_REC_TUNING, &won.tuning));
+    assert_true(has(f->st, KC_REC_BUILD, &won.build));
+    assert_true(has(f->st, KC_REC_BLOB, &won.blob));
+    assert_true(has(f->st, KC_REC_BUILD, &alone.build));
+    assert_int_equal(r.evicted[KC_REC_TUNING] + r.evicted[KC_REC_BUILD], 0);
+    kern_free(&won);
+    kern_free(&alone);
+}
+
 static void put_lease(kc_store_t *st, const kc_key_t *key, uint64_t start_ms,
                       uint64_t ttl)
 {
@@ -889,6 +921,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_gc_never_breaks_a_tuning_or_a_build_reference, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_winning_build_goes_by_its_tunings_publish_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_sweeps_blobs_that_no_build_references,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

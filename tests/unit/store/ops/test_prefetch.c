@@ -1,5 +1,6 @@
 /* kc_store_prefetch_hot: the records advised are those of the newest usage
- * stamps, up to the byte budget; a build brings its blob; every stamped
+ * stamps, up to the byte budget; a tuning brings its winning build, a build
+ * its blob; every stamped
  * record when there is no budget. (Whether the kernel then reads the pages
  * is its business: the test checks what was asked for.) */
 #include <setjmp.h>
@@ -41,15 +42,24 @@ static void test_prefetch_follows_the_newest_stamps_within_the_budget(void **sta
     use.u.usage.last_use = (uint64_t)time(NULL) + 1000;
     use.u.usage.uses = 1;
     assert_int_equal(kc_store_put(st, &p[1].tuning_key, &use), KC_OK);
-    assert_int_equal(
-        kc_store_get_raw(st, KC_REC_TUNING, &p[1].tuning_key, &raw, &raw_len), KC_OK);
-    kc_free(raw);
+    /* It brings its winning build and that build's blob. */
+    uint64_t want = 0;
+    const kc_key_t *chain[3] = {&p[1].tuning_key, &p[1].build_keys[0],
+                                &p[1].blob_keys[0]};
+    const kc_rec_kind_t chain_kind[3] = {KC_REC_TUNING, KC_REC_BUILD, KC_REC_BLOB};
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(kc_store_get_raw(st, chain_kind[i], chain[i], &raw, &raw_len),
+                         KC_OK);
+        kc_free(raw);
+        want += raw_len;
+    }
     assert_int_equal(kc_store_prefetch_hot(st, 1, &bytes, &records), KC_OK);
-    assert_int_equal(records, 1);
-    assert_int_equal(bytes, raw_len);
+    assert_int_equal(records, 3);
+    assert_int_equal(bytes, want);
 
-    /* No budget: every stamped record (6 blobs, 6 builds, 3 tunings), and
-     * each build's blob once more. */
+    /* No budget: every stamped record (6 blobs, 3 builds, 3 tunings), each
+     * tuning's winning build (the 3 others: a publish does not stamp them),
+     * and each build's blob once more. */
     assert_int_equal(kc_store_stats(st, &s), KC_OK);
     assert_int_equal(kc_store_prefetch_hot(st, 0, &bytes, &records), KC_OK);
     assert_int_equal(records, 6 + 6 + 3 + 6);
