@@ -244,3 +244,43 @@ int kc__blob_tails_stat(MDB_txn *txn, kc__env_t *env, MDB_stat *ms)
     }
     return mdb_stat(txn, env->blobtail, ms);
 }
+
+int kc__tail_walk_open(MDB_txn *txn, kc__env_t *env, kc__tail_walk_t *w)
+{
+    int rc;
+
+    *w = (kc__tail_walk_t){.cur = NULL, .rc = MDB_NOTFOUND};
+    if (!env->has_blobtail)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, env->blobtail, &w->cur)) != 0)
+        return rc;
+    w->rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_FIRST);
+    return w->rc == MDB_NOTFOUND ? 0 : w->rc;
+}
+
+/* LMDB's default order of keys: bytes compared, then the shorter first. */
+static int key_order(const MDB_val *a, const MDB_val *b)
+{
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+    int c = memcmp(a->mv_data, b->mv_data, n);
+    if (c != 0)
+        return c;
+    return (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
+size_t kc__tail_walk_len(kc__tail_walk_t *w, const MDB_val *key, const MDB_val *v)
+{
+    int c = -1;
+
+    /* Tails whose head is gone (gc's sweep removes them) are passed by. */
+    while (w->rc == 0 && (c = key_order(&w->k, key)) < 0)
+        w->rc = mdb_cursor_get(w->cur, &w->k, &w->v, MDB_NEXT);
+    return w->rc == 0 && c == 0 ? v->mv_size + w->v.mv_size : v->mv_size;
+}
+
+void kc__tail_walk_close(kc__tail_walk_t *w)
+{
+    if (w->cur)
+        mdb_cursor_close(w->cur);
+    w->cur = NULL;
+}

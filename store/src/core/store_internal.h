@@ -273,6 +273,23 @@ int kc__blob_tails_sweep(MDB_txn *txn, kc__env_t *env, uint64_t *removed);
 /* mdb_stat of the "blobtail" database (zeros in a store without one). */
 int kc__blob_tails_stat(MDB_txn *txn, kc__env_t *env, MDB_stat *ms);
 
+/* The stored lengths of blobs met in key order, from the tails' database
+ * walked beside them: a blob's length is its value's plus its tail's, if it
+ * has one, found without reading the value itself (a split blob's header
+ * is in its head's first overflow page: reading it for every blob of a
+ * large cold store is a random read each). For scans over "blob". */
+typedef struct kc__tail_walk {
+    MDB_cursor *cur; /* NULL: no tails (none, or a store without them) */
+    MDB_val k, v;
+    int rc; /* of the last cursor move: 0, or MDB_NOTFOUND at the end */
+} kc__tail_walk_t;
+
+int kc__tail_walk_open(MDB_txn *txn, kc__env_t *env, kc__tail_walk_t *w);
+/* The length of the blob under key whose value (as stored) is v; keys must
+ * come in ascending order. */
+size_t kc__tail_walk_len(kc__tail_walk_t *w, const MDB_val *key, const MDB_val *v);
+void kc__tail_walk_close(kc__tail_walk_t *w);
+
 /* mdb_put / mdb_del on dbi[kind], a blob through kc__blob_value_put/_del. */
 int kc__value_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                   unsigned flags);

@@ -191,14 +191,19 @@ static int scan_blobs(MDB_txn *txn, plan_t *p)
 {
     MDB_cursor *cur;
     MDB_val k, v;
-    int rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_BLOB], &cur);
+    kc__tail_walk_t tails;
+    int rc = kc__tail_walk_open(txn, p->env, &tails);
 
     if (rc != 0)
         return rc;
+    if ((rc = mdb_cursor_open(txn, p->env->dbi[KC_REC_BLOB], &cur)) != 0) {
+        kc__tail_walk_close(&tails);
+        return rc;
+    }
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         g_blob_t b = {.refs = 0};
-        size_t len = kc__blob_value_len(&v); /* a split blob's, head and tail */
+        size_t len = kc__tail_walk_len(&tails, &k, &v); /* head and tail */
         plan_tick(p);
         p->size += len;
         if (!key_from(&k, &b.key))
@@ -211,6 +216,7 @@ static int scan_blobs(MDB_txn *txn, plan_t *p)
         p->blobs[p->n_blobs++] = b;
     }
     mdb_cursor_close(cur);
+    kc__tail_walk_close(&tails);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -834,13 +840,19 @@ static int size_fn(MDB_txn *txn, void *arg)
         }
         MDB_cursor *cur;
         MDB_val k, v;
-        if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        kc__tail_walk_t tails = {.cur = NULL, .rc = MDB_NOTFOUND};
+        if (sized_kinds[i] == KC_REC_BLOB &&
+            (rc = kc__tail_walk_open(txn, c->env, &tails)) != 0)
             return rc;
+        if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+            kc__tail_walk_close(&tails);
+            return rc;
+        }
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            c->bytes +=
-                sized_kinds[i] == KC_REC_BLOB ? kc__blob_value_len(&v) : v.mv_size;
+            c->bytes += kc__tail_walk_len(&tails, &k, &v);
         mdb_cursor_close(cur);
+        kc__tail_walk_close(&tails);
         if (rc != MDB_NOTFOUND)
             return rc;
     }

@@ -685,6 +685,41 @@ static void test_gc_sweeps_a_tail_whose_head_is_gone(void **state)
     free(b.cubin);
 }
 
+/* gc measures blobs by the tails' database walked beside them (a blob's
+ * head is not read): its size is the record bytes the totals keep, split
+ * blobs whole, with a tail whose head is gone passed by. */
+static void test_gc_sizes_split_blobs_without_reading_them(void **state)
+{
+    kct_store_fx_t *f = *state;
+    kc_store_t *st = f->st;
+    lim_t l = limits(st);
+    sweep_t s;
+    blob_t b = {0};
+    kc_key_t key;
+    kc_gc_report_t r;
+    kc_store_stats_t stats;
+
+    sweep_publish(st, &s);
+    /* A leftover tail among the others: a split blob whose head is gone. */
+    blob_make(&b, l.psize + 700, 77);
+    assert_int_equal(kc_store_put_cubin(st, b.cubin, b.cubin_len, &key), KC_OK);
+    {
+        peek_t p = {.key = key};
+        peek_ctx_t c = {st->env, &p};
+        assert_int_equal(kc__env_write(st->env, head_del_txn, &c), 0);
+    }
+    assert_int_equal(peek(st, &key).tails, s.n_split + 1); /* the leftover's kept */
+    assert_int_equal(kc_store_stats_scan(st, &stats), KC_OK);
+    assert_int_equal(stats.records[KC_REC_BINMETA], 0);
+    assert_true(s.n_split > 0);
+    kc_gc_opts_t o = {
+        .size = sizeof(kc_gc_opts_t), .dry_run = 1, .max_bytes = 1, .now = 1};
+    assert_int_equal(kc_store_gc(st, &o, &r), KC_OK);
+    assert_int_equal(r.size_before, stats.record_bytes);
+    free(b.cubin);
+    sweep_free(&s);
+}
+
 static int setup(void **state)
 {
     return kct_store_fx_setup(state, "blob_split");
@@ -698,6 +733,8 @@ int main(void)
             kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_iterate_gives_split_blobs_whole, setup,
                                         kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gc_sizes_split_blobs_without_reading_them,
+                                        setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_takes_the_tail, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_compact_keeps_split_blobs, setup,
