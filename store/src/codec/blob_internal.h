@@ -14,6 +14,11 @@
  * Defined in record.c, next to the rest of the payload layout. */
 int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out);
 
+/* A blob record's raw_size, read from its header alone: rec may be a split
+ * blob's head. KC_ECORRUPT if the header is not a blob's. Checks no more
+ * than the header (no checksum): for the record totals. */
+int kc__blob_raw_size(const void *rec, size_t len, uint64_t *raw);
+
 /* How many threads currently hold zstd contexts created by blob.c. Tests use
  * it to see that exiting threads release theirs. */
 long kc__blob_live_contexts(void);

@@ -475,6 +475,20 @@ int kc_record_derived_key(const kc_record_t *rec, kc_key_t *out)
 
 /* Declared in blob_internal.h; it lives here because the blob payload
  * layout does. */
+int kc__blob_raw_size(const void *rec, size_t len, uint64_t *raw)
+{
+    const uint8_t *p = rec;
+    /* The header, then the payload's codec (u8) and dict_id (u32) before
+     * raw_size (docs/FORMAT.md, "blob"). */
+    const size_t at = KC_RECORD_HEADER_SIZE + 5;
+
+    if (!p || len < at + 8 || memcmp(p, record_magic, sizeof(record_magic)) != 0 ||
+        p[4] != KC_REC_BLOB || p[5] != KC_RECORD_VERSION || kc__load_u32le(p + 8) < 5 + 8)
+        return KC_ECORRUPT;
+    *raw = kc__load_u64le(p + at);
+    return KC_OK;
+}
+
 int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out)
 {
     int kind, rc;

@@ -564,11 +564,63 @@ int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec)
     return kc__store_finish(store, rc, "put");
 }
 
+int kc__record_verify(int kind, const kc_key_t *key, const void *data, size_t len,
+                      char *why, size_t cap)
+{
+    kc_record_t *rec = NULL;
+    kc_key_t derived;
+    char a[KC_KEY_HEX_LEN + 1], b[KC_KEY_HEX_LEN + 1];
+    int rc, got_kind;
+
+    rc = kc_record_check(data, len, &got_kind, NULL);
+    if (rc != KC_OK) {
+        snprintf(why, cap, "the %s record does not check: %s", kc_rec_kind_name(kind),
+                 kc_strerror(rc));
+        return rc;
+    }
+    if (got_kind != kind) {
+        snprintf(why, cap, "a %s record given as a %s record",
+                 kc_rec_kind_name(got_kind) ? kc_rec_kind_name(got_kind) : "unknown",
+                 kc_rec_kind_name(kind));
+        return KC_EINVAL;
+    }
+    if (kind == KC_REC_BLOB) {
+        void *raw = NULL;
+        size_t raw_len;
+        rc = kc_blob_decode(data, len, key, 0, NULL, 0, &raw, &raw_len);
+        kc_free(raw);
+        if (rc != KC_OK)
+            snprintf(why, cap, "the blob does not match its key: %s", kc_strerror(rc));
+        return rc;
+    }
+    rc = kc_record_decode(data, len, &rec);
+    if (rc != KC_OK) {
+        snprintf(why, cap, "cannot decode the %s record: %s", kc_rec_kind_name(kind),
+                 kc_strerror(rc));
+        return rc;
+    }
+    if (kc__kind_derives_key(kind)) {
+        rc = kc_record_derived_key(rec, &derived);
+        if (rc != KC_OK)
+            snprintf(why, cap, "cannot derive the key of a %s record",
+                     kc_rec_kind_name(kind));
+        else if (memcmp(derived.b, key->b, sizeof(derived.b)) != 0) {
+            kc_key_to_hex(key, a);
+            kc_key_to_hex(&derived, b);
+            snprintf(why, cap, "%s key %s is not the key its record derives (%s)",
+                     kc_rec_kind_name(kind), a, b);
+            rc = KC_EINVAL;
+        }
+    }
+    kc_free(rec);
+    return rc;
+}
+
 int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
                      const void *data, size_t len)
 {
-    kc_record_t *rec = NULL;
-    int rc, got_kind;
+    char why[256];
+    int rc;
 
     if (!store || !key || (!data && len))
         return KC_EINVAL;
@@ -577,36 +629,11 @@ int kc_store_put_raw(kc_store_t *store, kc_rec_kind_t kind, const kc_key_t *key,
         return rc;
     if (!kc__kind_has_key(kind))
         return kc__store_fail(store, KC_EINVAL, "put: invalid record kind %d", (int)kind);
-    rc = kc_record_check(data, len, &got_kind, NULL);
-    if (rc != KC_OK)
-        return kc__store_fail(store, rc, "put: the %s record does not check: %s",
-                              kc_rec_kind_name(kind), kc_strerror(rc));
-    if (got_kind != (int)kind)
-        return kc__store_fail(store, KC_EINVAL, "put: a %s record given as a %s record",
-                              kc_rec_kind_name(got_kind) ? kc_rec_kind_name(got_kind)
-                                                         : "unknown",
-                              kc_rec_kind_name(kind));
-    if (kind == KC_REC_BLOB) {
-        void *raw = NULL;
-        size_t raw_len;
-        rc = kc_blob_decode(data, len, key, 0, NULL, 0, &raw, &raw_len);
-        kc_free(raw);
-        /* A blob made with a dictionary cannot be verified without it; its
-         * checksum has been, and reads verify the rest. */
-        if (rc != KC_OK && rc != KC_EUNSUPPORTED)
-            return kc__store_fail(store, rc, "put: the blob does not match its key: %s",
-                                  kc_strerror(rc));
-    } else {
-        rc = kc_record_decode(data, len, &rec);
-        if (rc != KC_OK)
-            return kc__store_fail(store, rc, "put: cannot decode the %s record: %s",
-                                  kc_rec_kind_name(kind), kc_strerror(rc));
-        if (kc__kind_derives_key(kind))
-            rc = check_derived(store, rec, key);
-        kc_free(rec);
-        if (rc != KC_OK)
-            return rc;
-    }
+    rc = kc__record_verify(kind, key, data, len, why, sizeof(why));
+    /* A blob made with a dictionary cannot be verified without it; its
+     * checksum has been, and reads verify the rest. */
+    if (rc != KC_OK && !(kind == KC_REC_BLOB && rc == KC_EUNSUPPORTED))
+        return kc__store_fail(store, rc, "put: %s", why);
     rc = write_record(store, kind, key, data, len, 0, NULL);
     if (rc == 0 && kind == KC_REC_BLOB)
         kc_store_count(store, KC_COUNTER_BYTES_STORED, len);

@@ -290,6 +290,13 @@ int kc__tail_walk_open(MDB_txn *txn, kc__env_t *env, kc__tail_walk_t *w);
 size_t kc__tail_walk_len(kc__tail_walk_t *w, const MDB_val *key, const MDB_val *v);
 void kc__tail_walk_close(kc__tail_walk_t *w);
 
+/* Whether data[len] is a sound record of kind under key: it checks, is of
+ * that kind, a blob decompresses to bytes hashing to key (KC_EUNSUPPORTED
+ * for a blob made with a dictionary), other kinds decode and, where their
+ * key is derived, derive key. On failure, why says what is wrong. */
+int kc__record_verify(int kind, const kc_key_t *key, const void *data, size_t len,
+                      char *why, size_t cap);
+
 /* mdb_put / mdb_del on dbi[kind], a blob through kc__blob_value_put/_del. */
 int kc__value_put(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k, MDB_val *v,
                   unsigned flags);

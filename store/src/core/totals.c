@@ -105,20 +105,20 @@ static int totals_drop(MDB_txn *txn, kc__env_t *env)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* What a value of kind counts for: its stored bytes, and a blob's raw
- * bytes. -1 if a blob cannot be read (a damaged record). */
+/* What a value of kind, as LMDB holds it, counts for: its stored bytes,
+ * and a blob's raw bytes. A split blob's head counts for the whole record
+ * its header declares; both come from the header, so nothing is joined,
+ * copied or checksummed (a record's checksum is checked where it is read).
+ * -1 if a blob's header cannot be read (a damaged record). The scan and
+ * the per-record notes measure alike. */
 static int measure(int kind, const MDB_val *v, uint64_t *stored, uint64_t *raw)
 {
-    kc_blob_rec_t b;
-
     *stored = v->mv_size;
     *raw = 0;
     if (kind != KC_REC_BLOB)
         return 0;
-    if (kc__blob_view(v->mv_data, v->mv_size, &b) != KC_OK)
-        return -1;
-    *raw = b.raw_size;
-    return 0;
+    *stored = kc__blob_value_len(v);
+    return kc__blob_raw_size(v->mv_data, v->mv_size, raw) == KC_OK ? 0 : -1;
 }
 
 /* Note, in d, that a value of kind measured (stored, raw) was added (sign
@@ -199,34 +199,19 @@ int kc__totals_note(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *old,
     return note(txn, env, kind, ok, stored, raw, old != NULL, new_val);
 }
 
-/* The value stored under k before it changes, measured (a split blob
- * joined with its tail first): *has_old says there is one, *old_ok that it
- * could be measured (a damaged blob cannot). */
+/* The value stored under k before it changes, measured: *has_old says
+ * there is one, *old_ok that it could be measured. */
 static int measure_old(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
                        int *has_old, int *old_ok, uint64_t *stored, uint64_t *raw)
 {
     MDB_val key = *k, old;
-    kc__blob_buf_t buf = {NULL, 0};
     int rc = mdb_get(txn, env->dbi[kind], &key, &old);
 
-    *has_old = 0;
+    *has_old = rc == 0;
     *old_ok = 1;
-    if (rc == MDB_NOTFOUND)
-        return 0;
     if (rc != 0)
-        return rc;
-    *has_old = 1;
-    if (kind == KC_REC_BLOB && kc__blob_value_is_head(&old)) {
-        rc = kc__blob_value_join(txn, env, k, &old, &buf);
-        if (rc == KC_ECORRUPT) {
-            *old_ok = 0; /* a head without its tail: no length to account for */
-            return 0;
-        }
-        if (rc != 0)
-            return rc;
-    }
+        return rc == MDB_NOTFOUND ? 0 : rc;
     *old_ok = measure(kind, &old, stored, raw) == 0;
-    kc__blob_buf_free(&buf);
     return 0;
 }
 
@@ -269,8 +254,7 @@ int kc__rec_del(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k)
     return note(txn, env, kind, old_ok, old_stored, old_raw, 1, NULL);
 }
 
-static int scan_kinds(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS],
-                      kc__blob_buf_t *buf)
+int kc__totals_scan(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
 {
     memset(t, 0, KC__TOTALS_SLOTS * sizeof(*t));
     for (int kind = KC_REC_KIND_MIN; kind <= KC_REC_KIND_MAX; kind++) {
@@ -284,30 +268,16 @@ static int scan_kinds(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS]
             return rc;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            kc_blob_rec_t b;
-            /* A split blob counts whole; one whose tail is missing at the
-             * length it declares, and without raw bytes (as account()). */
-            if (kind == KC_REC_BLOB &&
-                (rc = kc__blob_value_join(txn, env, &k, &v, buf)) != 0 &&
-                rc != KC_ECORRUPT)
-                break;
-            rc = 0;
-            t[kind] += kind == KC_REC_BLOB ? kc__blob_value_len(&v) : v.mv_size;
-            if (kind == KC_REC_BLOB && kc__blob_view(v.mv_data, v.mv_size, &b) == KC_OK)
-                t[0] += b.raw_size;
+            uint64_t stored, raw;
+            /* A blob whose header cannot be read counts its bytes, and no
+             * raw bytes. */
+            measure(kind, &v, &stored, &raw);
+            t[kind] += stored;
+            t[0] += raw;
         }
         mdb_cursor_close(cur);
         if (rc != MDB_NOTFOUND)
             return rc;
     }
     return 0;
-}
-
-int kc__totals_scan(MDB_txn *txn, kc__env_t *env, uint64_t t[KC__TOTALS_SLOTS])
-{
-    kc__blob_buf_t buf = {NULL, 0}; /* split blobs, joined */
-    int rc = scan_kinds(txn, env, t, &buf);
-
-    kc__blob_buf_free(&buf);
-    return rc;
 }

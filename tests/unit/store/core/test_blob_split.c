@@ -688,7 +688,7 @@ static void test_gc_sweeps_a_tail_whose_head_is_gone(void **state)
 /* gc measures blobs by the tails' database walked beside them (a blob's
  * head is not read): its size is the record bytes the totals keep, split
  * blobs whole, with a tail whose head is gone passed by. */
-static void test_gc_sizes_split_blobs_without_reading_them(void **state)
+static void test_gc_sizes_split_blobs_as_the_totals_do(void **state)
 {
     kct_store_fx_t *f = *state;
     kc_store_t *st = f->st;
@@ -733,8 +733,8 @@ int main(void)
             kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_iterate_gives_split_blobs_whole, setup,
                                         kct_store_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_gc_sizes_split_blobs_without_reading_them,
-                                        setup, kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gc_sizes_split_blobs_as_the_totals_do, setup,
+                                        kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_takes_the_tail, setup,
                                         kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_compact_keeps_split_blobs, setup,
