@@ -255,6 +255,12 @@ int kc__blob_value_get(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *
 int kc__blob_value_parts(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *head,
                          MDB_val *tail);
 
+/* Whether blob k, whose value in the "blob" database is head, is whole:
+ * its tail there if it is split, and the record's checksum right over both
+ * parts, read in place. */
+int kc__blob_value_intact(MDB_txn *txn, kc__env_t *env, const MDB_val *k,
+                          const MDB_val *head);
+
 /* Put blob record v under k, split where that saves pages (raising the
  * store's format to 2 in txn), removing the tail of a split value it
  * replaces. flags: 0 or MDB_NOOVERWRITE (MDB_KEYEXIST when k is there).

@@ -107,8 +107,9 @@ static int totals_drop(MDB_txn *txn, kc__env_t *env)
 
 /* What a value of kind, as LMDB holds it, counts for: its stored bytes,
  * and a blob's raw bytes. A split blob's head counts for the whole record
- * its header declares; both come from the header, so nothing is joined,
- * copied or checksummed (a record's checksum is checked where it is read).
+ * its header declares; both come from the header, so nothing is joined or
+ * copied (a blob removed or replaced is also checksummed in place, in
+ * measure_old).
  * -1 if a blob's header cannot be read (a damaged record). The scan and
  * the per-record notes measure alike. */
 static int measure(int kind, const MDB_val *v, uint64_t *stored, uint64_t *raw)
@@ -212,6 +213,12 @@ static int measure_old(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
     if (rc != 0)
         return rc == MDB_NOTFOUND ? 0 : rc;
     *old_ok = measure(kind, &old, stored, raw) == 0;
+    /* A blob's header says what it counted for when it was put (puts are
+     * verified); a blob damaged since may say otherwise, and would skew
+     * the totals for good. Its checksum tells: a damaged one drops the
+     * totals, which the next kc_store_stats rebuilds by a scan. */
+    if (*old_ok && kind == KC_REC_BLOB && !kc__blob_value_intact(txn, env, k, &old))
+        *old_ok = 0;
     return 0;
 }
 

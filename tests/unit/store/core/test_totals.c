@@ -6,7 +6,8 @@
  * reports stale ones and --repair rewrites them. A write transaction adds
  * its changes up and writes them once before its commit: many records in
  * one transaction (a publish_many, puts, overwrites and deletes mixed, the
- * totals read inside it) stay exact, and an aborted one leaves nothing. */
+ * totals read inside it) stay exact, and an aborted one leaves nothing; a
+ * blob whose header was damaged on disk drops them when it is deleted. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +341,60 @@ static void test_verify_reports_stale_totals_and_repair_rewrites_them(void **sta
     kct_pub_free(&p);
 }
 
+/* Incompressible bytes, so that the blob record is about size bytes. */
+static uint8_t *noise(size_t size, uint64_t seed)
+{
+    uint8_t *b = malloc(size);
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; b && i < size; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        b[i] = (uint8_t)x;
+    }
+    return b;
+}
+
+/* A blob whose header was damaged on disk since its put (its payload
+ * length or its raw size) says the wrong thing about what it counted for:
+ * deleting it must not skew the totals. Whole (3000 bytes) and split
+ * (6000: two overflow pages and a tail) blobs, each of the two fields. */
+static void test_deleting_a_damaged_blob_keeps_the_totals_exact(void **state)
+{
+    kct_store_fx_t *f = *state;
+    static const size_t sizes[] = {3000, 6000};
+    /* Offsets in the record: payload_len (header), raw_size (payload). */
+    static const size_t at[] = {8, 12 + 5};
+    char data[600];
+
+    snprintf(data, sizeof(data), "%s/data.mdb", f->root);
+    for (size_t s = 0; s < 2; s++) {
+        for (size_t a = 0; a < 2; a++) {
+            uint8_t *cubin = noise(sizes[s], 100 + s * 2 + a);
+            kc_key_t key;
+            void *raw = NULL;
+            size_t len = 0;
+
+            assert_non_null(cubin);
+            assert_int_equal(kc_store_put_cubin(f->st, cubin, sizes[s], &key), KC_OK);
+            assert_int_equal(kc_store_get_raw(f->st, KC_REC_BLOB, &key, &raw, &len),
+                             KC_OK);
+            assert_totals_exact(f->st);
+            kc_store_close(f->st);
+            f->st = NULL;
+            /* The record's first 64 bytes are unique in the file (noise). */
+            assert_int_equal(kct_file_find_flip(data, raw, 64, 1, at[a]), 1);
+            assert_int_equal(kc_store_open(f->root, NULL, &f->st), KC_OK);
+            assert_int_equal(kc_store_del(f->st, KC_REC_BLOB, &key), KC_OK);
+            kc_store_stats_t st;
+            /* The damaged record dropped the totals: this call rebuilds them. */
+            assert_int_equal(kc_store_stats(f->st, &st), KC_OK);
+            assert_int_equal(st.totals_scanned, 1);
+            assert_totals_exact(f->st);
+            kc_free(raw);
+            free(cubin);
+        }
+    }
+}
+
 static int setup(void **state)
 {
     return kct_store_fx_setup(state, "test_totals");
@@ -355,6 +410,9 @@ int main(void)
             kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_totals_stay_exact_through_every_write, setup,
                                         kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_deleting_a_damaged_blob_keeps_the_totals_exact, setup,
+            kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_a_store_without_totals_gets_them_from_its_first_stats, setup,
             kct_store_fx_teardown),
