@@ -396,7 +396,8 @@ typedef struct kc_store_stats {
     uint64_t counters[KC_COUNTER_COUNT_];  /* persisted + buffered */
     uint64_t file_bytes;                   /* size of data.mdb */
     uint64_t map_bytes;                    /* current map size */
-    uint64_t used_bytes;                   /* pages in use */
+    uint64_t used_bytes; /* pages in use: the file's pages less LMDB's free
+                            pages, which later writes reuse */
     uint32_t format_version;
     int readonly;
     /* Stored value bytes of every blob, build, tuning, binmeta and group

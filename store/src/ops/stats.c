@@ -23,6 +23,33 @@ static void put_totals(kc_store_stats_t *out, const uint64_t t[KC__TOTALS_SLOTS]
             out->record_bytes += t[kind];
 }
 
+/* Pages on LMDB's free list: its database 0 maps a transaction id to the
+ * pages that transaction freed (an ID list whose first word is its
+ * length). One record per transaction with frees pending: a few, read in
+ * microseconds. They are the file's pages a later write reuses: those the
+ * last writes' copy-on-write let go (LMDB keeps the previous transaction's
+ * pages for crash safety) and those deletes emptied. */
+static int free_pages(MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, 0, &cur);
+
+    *out = 0;
+    if (rc != 0)
+        return rc;
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        size_t n;
+        if (v.mv_size < sizeof(n))
+            continue;
+        memcpy(&n, v.mv_data, sizeof(n));
+        if (n <= (v.mv_size - sizeof(n)) / sizeof(size_t))
+            *out += n;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int stats_fn(MDB_txn *txn, void *arg)
 {
     stats_ctx_t *c = arg;
@@ -59,8 +86,11 @@ static int stats_fn(MDB_txn *txn, void *arg)
     if ((rc = mdb_env_info(c->env->mdb, &info)) != 0 ||
         (rc = mdb_env_stat(c->env->mdb, &ms)) != 0)
         return rc;
+    uint64_t pages = (uint64_t)info.me_last_pgno + 1, unused = 0;
+    if ((rc = free_pages(txn, &unused)) != 0)
+        return rc;
     c->out->map_bytes = info.me_mapsize;
-    c->out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    c->out->used_bytes = (pages - (unused < pages ? unused : pages)) * ms.ms_psize;
     return 0;
 }
 

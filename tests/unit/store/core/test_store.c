@@ -589,6 +589,48 @@ static void test_publish_failing_at_its_tuning_writes_nothing(void **state)
     free(cubin);
 }
 
+/* ---- pages in use -------------------------------------------------------- */
+
+/* used_bytes counts the file's pages less LMDB's free list: deleting most
+ * records leaves the file as it was and takes their pages out of use, and
+ * a snapshot (a compacted copy) is about the size in use. */
+static void test_stats_in_use_leaves_out_free_pages(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t keys[400];
+    kc_store_stats_t full, emptied, snap;
+    char dst[600];
+    uint64_t snap_bytes = 0;
+    kc_store_t *copy = NULL;
+
+    f->st = open_store(f, NULL);
+    for (int i = 0; i < 400; i++) {
+        uint8_t *c = noise(8192, 7000 + i);
+        assert_int_equal(kc_store_put_cubin(f->st, c, 8192, &keys[i]), KC_OK);
+        free(c);
+    }
+    assert_int_equal(kc_store_stats(f->st, &full), KC_OK);
+    assert_true(full.used_bytes <= full.file_bytes);
+    for (int i = 0; i < 360; i++)
+        assert_int_equal(kc_store_del(f->st, KC_REC_BLOB, &keys[i]), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &emptied), KC_OK);
+    assert_int_equal(emptied.file_bytes, full.file_bytes);
+    /* 360 blobs of over 8 KiB each: at least 2 pages each left use. */
+    assert_true(emptied.used_bytes + 360 * 2 * 4096 <= full.used_bytes);
+    assert_true(emptied.used_bytes >= emptied.record_bytes);
+
+    snprintf(dst, sizeof(dst), "%s/snap", f->root);
+    assert_int_equal(kc_store_snapshot(f->st, dst, &snap_bytes), KC_OK);
+    assert_int_equal(kc_store_open(dst, NULL, &copy), KC_OK);
+    assert_int_equal(kc_store_stats(copy, &snap), KC_OK);
+    kc_store_close(copy);
+    /* The copy has no free list; the source's pages in use also hold the
+     * free list's own pages and the open's bookkeeping: a few pages. */
+    assert_true(snap.file_bytes <= emptied.used_bytes + 8 * 4096);
+    assert_true(snap.file_bytes + 16 * 4096 >= emptied.used_bytes);
+    assert_true(snap.used_bytes <= snap.file_bytes);
+}
+
 /* ---- map growth ---------------------------------------------------------- */
 
 static void test_map_grows_to_hold_two_thousand_cubins(void **state)
@@ -1703,6 +1745,7 @@ int main(void)
         T(test_publish_of_a_build_whose_blob_is_absent_writes_nothing),
         T(test_publish_commits_binmetas_with_their_builds),
         T(test_publish_failing_at_its_tuning_writes_nothing),
+        T(test_stats_in_use_leaves_out_free_pages),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),
         T(test_explicit_read_only_open_refuses_writes),
