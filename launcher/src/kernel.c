@@ -15,12 +15,26 @@ static kc_kernel_t *kernel_next(const kc_kernel_t *k)
     return k->next;
 }
 
+/* Queue the candidates' tasks on the pool; a task it refuses runs here. */
+static void start_tasks(kc_kernel_t *k)
+{
+    for (size_t i = 0; i < k->n_cands; i++)
+        if (kc__pool_submit(k->l->pool, kc__compile_one, &k->tasks[i]) != KC_OK)
+            kc__compile_one(&k->tasks[i]);
+}
+
 int kc_kernel_wait_compiled(kc_kernel_t *k)
 {
     int ok = 0;
 
     if (!k)
         return KC_EINVAL;
+    pthread_mutex_lock(&k->mu);
+    int held = k->tasks_held;
+    k->tasks_held = 0;
+    pthread_mutex_unlock(&k->mu);
+    if (held)
+        start_tasks(k);
     pthread_mutex_lock(&k->mu);
     while (!k->compile_done || !k->prefetch_done)
         pthread_cond_wait(&k->compiled_cv, &k->mu);
@@ -216,6 +230,14 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
         snprintf(k->toolchain, sizeof(k->toolchain), "driver-%u", l->info.driver_version);
     k->pending = nc;
     k->compile_done = nc == 0;
+    /* Threads only for work that needs them. A prebuilt kernel's
+     * candidates are binaries in the store: nothing compiles, and a launch
+     * of a stored tuning needs none of them, so their tasks (build lookups)
+     * wait for a miss that tunes (kc_kernel_wait_compiled). The prefetch
+     * and the warm-up then use threads a compile started, and start none:
+     * without them, the first launch loads its winner itself. */
+    int hold = k->spec->prebuilt != NULL && nc > 0;
+    k->tasks_held = hold;
     /* Prefetch only where a device will launch and a store may hold
      * winners. */
     int prefetch = l->dev && l->store && !l->no_prefetch;
@@ -233,14 +255,22 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
      * likely needs, and the pool runs tasks in order, so queued behind the
      * candidates' compiles it would start after them. Then the asynchronous
      * compile at load: every candidate at once. A task the pool refuses
-     * runs here instead. */
-    if (prefetch &&
-        kc__pool_submit(l->pool, kc__prefetch_winners, &k->prefetch_task) != KC_OK)
-        kc__prefetch_winners(&k->prefetch_task);
-    for (size_t i = 0; i < nc; i++)
-        if (kc__pool_submit(l->pool, kc__compile_one, &k->tasks[i]) != KC_OK)
-            kc__compile_one(&k->tasks[i]);
-    kc__launcher_warm_once(l);
+     * runs here instead; a held kernel's prefetch that finds no thread is
+     * not run at all. */
+    if (prefetch) {
+        rc = hold ? kc__pool_submit_idle(l->pool, kc__prefetch_winners, &k->prefetch_task)
+                  : kc__pool_submit(l->pool, kc__prefetch_winners, &k->prefetch_task);
+        if (rc == KC_EBUSY) {
+            pthread_mutex_lock(&k->mu);
+            k->prefetch_done = 1;
+            pthread_mutex_unlock(&k->mu);
+        } else if (rc != KC_OK) {
+            kc__prefetch_winners(&k->prefetch_task);
+        }
+    }
+    if (!hold)
+        start_tasks(k);
+    kc__launcher_warm_once(l, !hold);
     *out = k;
     return KC_OK;
 fail:

@@ -112,6 +112,9 @@ struct kc_kernel {
     pthread_cond_t flight_cv;
     size_t pending;
     int compile_done;
+    /* A prebuilt kernel's candidate tasks, not started at registration:
+     * the first kc_kernel_wait_compiled (a miss that tunes) starts them. */
+    int tasks_held;
     int prefetch_done; /* the stored winners' modules are loaded (or none) */
     /* The stored builds that a thread is fetching and loading now
      * (kc__load_stored): another thread that needs one of them waits for

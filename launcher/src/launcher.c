@@ -306,12 +306,19 @@ static void warm_store(void *arg)
         kc_store_warm(kc_layers_store(l->layers, i));
 }
 
-void kc__launcher_warm_once(kc_launcher_t *l)
+void kc__launcher_warm_once(kc_launcher_t *l, int may_start_thread)
 {
     /* Only a launcher that can launch reads cubins on its critical path. */
     if (!l->dev || !l->layers || l->no_warmup || atomic_exchange(&l->warm_started, 1))
         return;
-    if (kc__pool_submit(l->pool, warm_store, l) != KC_OK)
+    /* Run on the caller it would only move the first hit's costs earlier
+     * on the same thread: with no thread to take it, it waits for a later
+     * registration. */
+    int rc = may_start_thread ? kc__pool_submit(l->pool, warm_store, l)
+                              : kc__pool_submit_idle(l->pool, warm_store, l);
+    if (rc == KC_EBUSY)
+        atomic_store(&l->warm_started, 0);
+    else if (rc != KC_OK)
         warm_store(l);
 }
 

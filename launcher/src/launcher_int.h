@@ -93,9 +93,10 @@ void kc__log(const kc_launcher_t *l, kc_log_level_t level, const char *fmt, ...)
 void kc__remote_failed(kc_launcher_t *l, const char *what, int rc);
 
 /* The store's warm-up (kc_store_warm of every layer) on the pool, once per
- * launcher: started by the first registration, not by kc_launcher_create,
- * so that creating a launcher starts no thread. */
-void kc__launcher_warm_once(kc_launcher_t *l);
+ * launcher: started by a registration, not by kc_launcher_create, so that
+ * creating a launcher starts no thread. With may_start_thread 0 it only
+ * uses a thread the pool has started (else a later registration does it). */
+void kc__launcher_warm_once(kc_launcher_t *l, int may_start_thread);
 /* Open the launcher's store if it is not open yet (first use: the first
  * kc_kernel_get or kc_launcher_store). Once it returns, l->layers and
  * l->store hold their final values. Thread-safe; cheap after the first. */

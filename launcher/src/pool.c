@@ -234,6 +234,27 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
     return KC_OK;
 }
 
+int kc__pool_submit_idle(kc__pool_t *pool, kc__task_fn fn, void *arg)
+{
+    if (!pool || !fn)
+        return KC_EINVAL;
+    task_t *t = malloc(sizeof(*t));
+    if (!t)
+        return KC_ENOMEM;
+    *t = (task_t){.fn = fn, .arg = arg};
+    pthread_mutex_lock(&pool->mu);
+    /* Started threads leave only at destroy: one of them will take it. */
+    int running = pool->n_live > 0 && !pool->stopping;
+    if (running) {
+        push_locked(pool, t);
+        pthread_cond_signal(&pool->work);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (!running)
+        free(t);
+    return running ? KC_OK : KC_EBUSY;
+}
+
 unsigned kc__pool_size(const kc__pool_t *pool)
 {
     return pool ? pool->max_threads : 0;

@@ -15,6 +15,10 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out);
 void kc__pool_destroy(kc__pool_t *pool);
 /* KC_ENOMEM when no thread could be started: the caller runs fn. */
 int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg);
+/* Queue fn for the threads already started, starting none: it runs when
+ * one of them is free. KC_EBUSY when the pool has no thread (fn is not
+ * queued: work that only pays off beside other work is skipped). */
+int kc__pool_submit_idle(kc__pool_t *pool, kc__task_fn fn, void *arg);
 /* The most threads it will start. */
 unsigned kc__pool_size(const kc__pool_t *pool);
 /* The threads started so far. */

@@ -1,6 +1,7 @@
 /* JSON spec files (docs/SPEC.md): each kernel object becomes a
  * kc_kernel_spec_t that borrows the parsed document, then kc__spec_create
  * validates and copies it. Every key is checked, so a typo is an error. */
+#include "json_seed.h"
 #include "spec.h"
 
 #include <errno.h>
@@ -677,6 +678,7 @@ int kc__spec_load_json_mem(const char *data, size_t len, const char *name,
     if (len > KC__SPEC_FILE_MAX)
         return failf(&l, KC_ETOOBIG, "larger than %u MiB", KC__SPEC_FILE_MAX >> 20);
     /* Duplicate keys would let one silently override the other. */
+    kc__json_seed();
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return failf(&l, KC_ESPEC, "line %d, column %d: %s", jerr.line, jerr.column,

@@ -1,6 +1,7 @@
 /* Importing Triton's on-disk cache (kcache/triton.h): the metadata json and
  * the signature line are parsed here, each hash directory becomes a blob, a
  * prebuilt build and a binmeta, and a whole cache is published at once. */
+#include "json_seed.h"
 #include "triton_cache.h"
 
 #include <dirent.h>
@@ -441,6 +442,7 @@ int kc__triton_parse_mem(const char *json, size_t json_len, const char *ir, size
     memset(out, 0, sizeof(*out));
     if (err && cap)
         err[0] = '\0';
+    kc__json_seed();
     if (!(root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr)))
         return fail(KC_ECORRUPT, err, cap, "%s: not valid JSON: line %d: %s", json_name,
                     jerr.line, jerr.text);

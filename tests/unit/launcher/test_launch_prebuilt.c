@@ -27,7 +27,9 @@
 #include "kcache/sim.h"
 #include "kcache/store.h"
 #include "compiler.h"
+#include "launcher_int.h"
 #include "nvrtc_dl.h"
+#include "pool.h"
 
 static const char tadd_src[] =
     "extern \"C\" __global__ void tadd(float *x, float *y, int n, void *gs, void *ps)\n"
@@ -438,6 +440,59 @@ static void test_candidates_are_tuned_and_the_choice_persists(void **state)
     bufs_free(&b);
 }
 
+/* A process whose prebuilt kernel's tuning is stored starts no thread: the
+ * registration holds the candidates' tasks (nothing compiles) and the
+ * first launch loads the stored winner on the caller. A signature the
+ * store lacks then starts them and tunes as before. */
+static void test_a_stored_prebuilt_kernel_runs_without_a_thread(void **state)
+{
+    fx_t *f = *state;
+    kc_param_t c64[] = {{"XBLOCK", 64}}, c256[] = {{"XBLOCK", 256}};
+    kc_prebuilt_t c[] = {
+        {put_prebuilt(f, &(meta_t){.warps = 2, .tag = "w2"}), c64, 1},
+        {put_prebuilt(f, &(meta_t){.warps = 8, .tag = "w8"}), c256, 1},
+    };
+    kc_kernel_spec_t s = prebuilt_spec("tadd_threadless", c, 2);
+    kc_kernel_t *k;
+    kc_kernel_stats_t st;
+    bufs_t b, b2;
+
+    new_launcher(f);
+    assert_int_equal(kc_kernel_get(f->l, &s, &k), KC_OK);
+    bufs_init(&b, 4096);
+    assert_int_equal(kc_kernel_launch(k, NULL, b.a, 3), KC_OK); /* tunes */
+    assert_int_equal(kc_kernel_stats(k, &st), KC_OK);
+    assert_int_equal(st.tunes, 1);
+
+    new_launcher(f);
+    f->seen.launches = 0;
+    assert_int_equal(kc_kernel_get(f->l, &s, &k), KC_OK);
+    assert_int_equal(kc_kernel_launch(k, NULL, b.a, 3), KC_OK);
+    bufs_check(&b);
+    assert_int_equal(f->seen.launches, 1);
+    assert_int_equal(f->seen.block[0], 256);
+    assert_int_equal(kc_kernel_stats(k, &st), KC_OK);
+    assert_int_equal(st.store_hits, 1);
+    assert_int_equal(st.builds_reused, 0); /* the candidates' tasks did not run */
+    assert_int_equal(kc__pool_started(f->l->pool), 0);
+    /* Candidates are reported once their tasks ran: not yet. */
+    size_t n;
+    kc_param_t p[1];
+    assert_int_equal(kc_kernel_candidate(k, 0, p, 1, &n, NULL), KC_EBUSY);
+
+    /* Another size: no stored tuning, so the candidates are needed. */
+    bufs_init(&b2, 1024);
+    assert_int_equal(kc_kernel_launch(k, NULL, b2.a, 3), KC_OK);
+    bufs_check(&b2);
+    assert_int_equal(kc_kernel_stats(k, &st), KC_OK);
+    assert_int_equal(st.tunes, 1);
+    assert_int_equal(st.builds_reused, 2);
+    assert_int_equal(kc_kernel_candidate(k, 0, p, 1, &n, NULL), KC_OK);
+    assert_int_equal(kc_kernel_wait_compiled(k), KC_OK);
+    bufs_free(&b);
+    bufs_free(&b2);
+}
+
 static void test_a_json_spec_with_candidates_loads_and_launches(void **state)
 {
     fx_t *f = *state;
@@ -577,6 +632,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_tma_another_arch_and_missing_metadata_fail_registration, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_stored_prebuilt_kernel_runs_without_a_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_candidates_are_tuned_and_the_choice_persists,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
