@@ -82,7 +82,9 @@ static void open_store_now(kc_launcher_t *l)
     /* A damaged store file is set aside and replaced by a fresh store
      * (kcache/store.h); the warnings logged below say so. */
     kc_store_opts_t so = KC_STORE_OPTS_INIT;
-    so.flags = KC_STORE_SET_ASIDE_DAMAGED;
+    /* Mapped read-only until the first write: a process whose launches
+     * all hit the store never sets up LMDB's writer. */
+    so.flags = KC_STORE_SET_ASIDE_DAMAGED | KC_STORE_LAZY_WRITE;
     int rc = kc_layers_open(l->store_path, &so, &l->layers);
     free(l->store_path);
     l->store_path = NULL;

@@ -47,6 +47,14 @@ enum {
      * fresh store, or is skipped where it may not be created or the
      * directory is not writable. kc_store_open ignores it. */
     KC_STORE_SET_ASIDE_DAMAGED = 1u << 3,
+    /* Writable, but an existing store is mapped read-only until the
+     * handle's first write, which reopens it writable (about 0.1-0.3 ms,
+     * once). A process that only reads the store (store hits: usage stamps
+     * and counters wait in memory) never sets up LMDB's writer, whose
+     * 2 MiB dirty-page list is a good part of a first open. A write made
+     * from inside a kc_store_iterate callback of the same store, before
+     * any other write, fails with KC_EBUSY. The launcher sets it. */
+    KC_STORE_LAZY_WRITE = 1u << 4,
 };
 
 typedef struct kc_store_opts {

@@ -31,6 +31,57 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * itself. */
 static _Thread_local unsigned tls_live_txns;
 
+/* The same by environment, for the few a thread uses at once: a thread may
+ * reopen an environment it holds no transaction of while it is inside a
+ * transaction of another (a copy from one store into another). Beyond
+ * TLS_ENVS environments, transactions are counted as of any. */
+#define TLS_ENVS 8
+static _Thread_local struct {
+    const kc__env_t *env;
+    unsigned n;
+} tls_envs[TLS_ENVS];
+static _Thread_local unsigned tls_untracked;
+
+static void tls_enter(const kc__env_t *env)
+{
+    int free_slot = -1;
+    for (int i = 0; i < TLS_ENVS; i++) {
+        if (tls_envs[i].n && tls_envs[i].env == env) {
+            tls_envs[i].n++;
+            return;
+        }
+        if (!tls_envs[i].n && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        tls_untracked++;
+        return;
+    }
+    tls_envs[free_slot].env = env;
+    tls_envs[free_slot].n = 1;
+}
+
+static void tls_leave(const kc__env_t *env)
+{
+    for (int i = 0; i < TLS_ENVS; i++)
+        if (tls_envs[i].n && tls_envs[i].env == env) {
+            tls_envs[i].n--;
+            return;
+        }
+    tls_untracked--;
+}
+
+/* Whether this thread may be inside a transaction of env. */
+static int tls_in(const kc__env_t *env)
+{
+    if (tls_untracked)
+        return 1;
+    for (int i = 0; i < TLS_ENVS; i++)
+        if (tls_envs[i].n && tls_envs[i].env == env)
+            return 1;
+    return 0;
+}
+
 /* A forked child must not touch its parent's environments (LMDB's locks
  * and reader slots belong to the parent's pid). Forget them so that the
  * child's opens start afresh; they are leaked, never closed. */
@@ -101,6 +152,9 @@ static KC__COLD int lock_file_writable(const char *dir)
         return kc__fs_dir_writable(dir);
     return 0;
 }
+
+static int env_to_writable(kc__env_t *env, const char *dir, char *msg, size_t msg_len);
+static int env_upgrade(kc__env_t *env);
 
 static const char *const db_names[KC_REC_KIND_MAX + 1] = {
     [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
@@ -203,6 +257,10 @@ static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
 
     if (rc != KC_OK || !missing)
         return rc;
+    /* A database to create: a lazily writable environment becomes
+     * writable now (env_reopen opens the databases again). */
+    if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed))
+        return env_to_writable(env, dir, msg, msg_len);
     return open_dbs_txn(env, dir, 1, &missing, msg, msg_len);
 }
 
@@ -325,11 +383,16 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
             flags |= MDB_NOLOCK;
             env->nolock = 1;
         }
+    } else if (opts->lazy_write && data_exists) {
+        /* Writable, mapped read-only until the first write (env_upgrade). */
+        flags |= MDB_RDONLY;
+        atomic_store_explicit(&env->rdonly_map, 1, memory_order_relaxed);
+        env->want_map_size = map_size;
     }
     rc = mdb_env_open(env->mdb, dir, flags, 0664);
     if (rc != 0)
         goto fail_mdb;
-    if (!env->readonly && data_exists && kc__env_map_size(env) < map_size) {
+    if (!(flags & MDB_RDONLY) && data_exists && kc__env_map_size(env) < map_size) {
         rc = mdb_env_set_mapsize(env->mdb, (size_t)map_size);
         if (rc != 0)
             goto fail_mdb;
@@ -466,10 +529,12 @@ static void map_lock_shared(kc__env_t *env)
 {
     pthread_rwlock_rdlock(&env->map_lock);
     tls_live_txns++;
+    tls_enter(env);
 }
 
 static void map_unlock_shared(kc__env_t *env)
 {
+    tls_leave(env);
     tls_live_txns--;
     pthread_rwlock_unlock(&env->map_lock);
 }
@@ -581,6 +646,10 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
     uint64_t seen;
     int rc;
 
+    if (atomic_load_explicit(&env->rdonly_map, memory_order_acquire) &&
+        (rc = env_upgrade(env)) != 0)
+        return rc;
+
     /* Resizing happens with the write mutex released: a thread that holds a
      * read transaction may be waiting for the mutex, and resizing waits for
      * that thread's transaction to end. */
@@ -665,6 +734,77 @@ fail:
     return rc;
 }
 
+/* Open env read-only again after a failed reopen, so that its reads go on. */
+static void reopen_rdonly(kc__env_t *env, const char *dir, unsigned max_readers)
+{
+    char msg[PATH_MAX + 256];
+    MDB_env *mdb = NULL;
+
+    if (mdb_env_create(&mdb) != 0 || mdb_env_set_maxdbs(mdb, KC__ENV_MAX_DBS) != 0 ||
+        mdb_env_set_maxreaders(mdb, max_readers) != 0 ||
+        mdb_env_open(mdb, dir, MDB_RDONLY | MDB_NOTLS | KC__ENV_FLAGS, 0664) != 0) {
+        mdb_env_close(mdb);
+        return;
+    }
+    env->mdb = mdb;
+    if (open_dbs(env, dir, msg, sizeof(msg)) != KC_OK) {
+        mdb_env_close(mdb);
+        env->mdb = NULL;
+    }
+}
+
+/* A lazily writable environment, open MDB_RDONLY, closed and opened
+ * writable in place. The caller holds the map lock exclusively (no
+ * transaction of this process lives) and the registry, or env is not
+ * shared yet. If the writable open fails, env is opened read-only again
+ * and stays lazily writable: the write fails, later reads work. */
+static int env_to_writable(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+{
+    uint64_t map_size = kc__env_map_size(env);
+    unsigned max_readers = DEFAULT_MAX_READERS;
+    int rc;
+
+    if (map_size < env->want_map_size)
+        map_size = env->want_map_size;
+    mdb_env_get_maxreaders(env->mdb, &max_readers);
+    /* Closing drops this process's shared lock on lock.mdb until the
+     * reopen takes it again: as in kc__env_exclusive, no transaction of
+     * this process lives meanwhile. */
+    mdb_env_close(env->mdb);
+    env->mdb = NULL;
+    atomic_store_explicit(&env->rdonly_map, 0, memory_order_relaxed);
+    rc = env_reopen(env, dir, map_size, max_readers, msg, msg_len);
+    if (rc != KC_OK) {
+        atomic_store_explicit(&env->rdonly_map, 1, memory_order_relaxed);
+        reopen_rdonly(env, dir, max_readers);
+    }
+    return rc;
+}
+
+/* The first write of a lazily writable environment. */
+static int env_upgrade(kc__env_t *env)
+{
+    char dir[PATH_MAX], msg[PATH_MAX + 256];
+    size_t n = strlen(env->data_path), tail = strlen("/data.mdb");
+    int rc = 0;
+
+    /* Reopening waits for every transaction of env in this process to
+     * end, this thread's too. */
+    if (tls_in(env))
+        return KC_EBUSY;
+    if (n <= tail || n - tail >= sizeof(dir))
+        return KC_EINVAL;
+    memcpy(dir, env->data_path, n - tail);
+    dir[n - tail] = '\0';
+    pthread_rwlock_wrlock(&env->map_lock);
+    pthread_mutex_lock(&registry_lock);
+    if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed))
+        rc = env_to_writable(env, dir, msg, sizeof(msg));
+    pthread_mutex_unlock(&registry_lock);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
 int kc__env_exclusive(kc__env_t *env, const char *dir,
                       int (*fn)(const char *dir, void *ctx, char *msg, size_t msg_len),
                       void *ctx, char *msg, size_t msg_len)
@@ -743,6 +883,8 @@ reopen:
     if (fd >= 0)
         close(fd);
     {
+        /* Writable from here on, if it was lazily so. */
+        atomic_store_explicit(&env->rdonly_map, 0, memory_order_relaxed);
         int rrc =
             env_reopen(env, dir, map_size, max_readers, reopen_msg, sizeof(reopen_msg));
         if (rrc != KC_OK && rc == KC_OK) {

@@ -58,7 +58,12 @@ typedef struct kc__env {
     MDB_dbi blobtail;
     int has_blobtail;
     int readonly; /* opened with MDB_RDONLY */
-    int nolock;   /* opened with MDB_NOLOCK */
+    /* A writable store whose LMDB environment is open MDB_RDONLY until its
+     * first write (kc__env_opts_t.lazy_write): kc__env_write reopens it
+     * writable first. want_map_size is the map size asked for then. */
+    _Atomic int rdonly_map;
+    uint64_t want_map_size;
+    int nolock; /* opened with MDB_NOLOCK */
     /* The file's structure was checked (or its stamp matched) at open:
      * commits refresh the stamp (lmdb_check.h). */
     int checked;
@@ -80,6 +85,12 @@ typedef struct kc__env {
 
 typedef struct kc__env_opts {
     int readonly;
+    /* Writable, but an existing store's environment is opened read-only
+     * until the first write: a process that only reads never allocates
+     * LMDB's writer state (a 2 MiB dirty-page list zeroed per writable
+     * environment). A write from a thread inside a transaction of the same
+     * environment then cannot reopen it: KC_EBUSY. */
+    int lazy_write;
     uint64_t map_size;    /* 0: 1 GiB */
     unsigned max_readers; /* 0: 1024 */
 } kc__env_opts_t;
@@ -129,7 +140,9 @@ void kc__env_txn_abort(kc__env_t *env, MDB_txn *txn);
 /* Run fn in one read transaction. */
 int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
 
-/* Run fn in one write transaction and commit it if fn returns 0. On
+/* Run fn in one write transaction and commit it if fn returns 0. The
+ * first write of a lazily writable environment reopens it writable first
+ * (KC_EBUSY if the calling thread is inside one of its transactions). On
  * MDB_MAP_FULL (from fn or the commit) the transaction is aborted, the map
  * doubled and fn run again from the start, so fn must not keep state
  * between attempts. Writers in this process are serialized. */

@@ -300,6 +300,7 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
         return rc;
     eo.map_size = opts->map_size;
     eo.max_readers = opts->max_readers;
+    eo.lazy_write = (opts->flags & KC_STORE_LAZY_WRITE) != 0;
 
     st = calloc(1, sizeof(*st));
     if (!st)

@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <lmdb.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,6 +31,7 @@
 #include "kcache/record.h"
 #include "kcache/shape.h"
 #include "kcache/store.h"
+#include "store_internal.h"
 #include "wire.h"
 
 /* ---- scratch directories ------------------------------------------------- */
@@ -629,6 +632,128 @@ static void test_stats_in_use_leaves_out_free_pages(void **state)
     assert_true(snap.file_bytes <= emptied.used_bytes + 8 * 4096);
     assert_true(snap.file_bytes + 16 * 4096 >= emptied.used_bytes);
     assert_true(snap.used_bytes <= snap.file_bytes);
+}
+
+/* ---- KC_STORE_LAZY_WRITE -------------------------------------------------- */
+
+static int env_is_rdonly(kc_store_t *st)
+{
+    unsigned flags = 0;
+    assert_int_equal(mdb_env_get_flags(st->env->mdb, &flags), 0);
+    return (flags & MDB_RDONLY) != 0;
+}
+
+typedef struct lazy_put {
+    kc_store_t *st;
+    int rc;
+} lazy_put_t;
+
+static int put_inside_iterate(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                              const void *data, size_t len)
+{
+    lazy_put_t *p = user;
+    kc_key_t k;
+    (void)kind, (void)key, (void)data, (void)len;
+    p->rc = kc_store_put_cubin(p->st, "inside", 6, &k);
+    return 1; /* stop */
+}
+
+/* An existing store opened with KC_STORE_LAZY_WRITE is mapped read-only:
+ * reads work; a write from inside its own iteration is refused with
+ * KC_EBUSY and loses nothing; the first write elsewhere reopens it
+ * writable, and what it wrote is there for the next open. */
+static void test_a_lazily_writable_store_reopens_at_its_first_write(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_key_t a, b;
+    void *out = NULL;
+    size_t len = 0;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    assert_true(env_is_rdonly(f->st));
+    assert_false(kc_store_is_readonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
+    assert_int_equal(len, 11);
+    kc_free(out);
+
+    lazy_put_t p = {f->st, KC_OK};
+    assert_int_equal(kc_store_iterate(f->st, KC_REC_BLOB, put_inside_iterate, &p), 1);
+    assert_int_equal(p.rc, KC_EBUSY);
+    assert_true(env_is_rdonly(f->st));
+
+    assert_int_equal(kc_store_put_cubin(f->st, "second cubin", 12, &b), KC_OK);
+    assert_false(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
+    kc_free(out);
+    kc_store_close(f->st);
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_get_cubin(f->st, &b, &out, &len), KC_OK);
+    assert_int_equal(len, 12);
+    assert_memory_equal(out, "second cubin", 12);
+    kc_free(out);
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 2);
+}
+
+typedef struct lazy_reader {
+    kc_store_t *st;
+    kc_key_t key;
+    _Atomic int stop;
+    int errors, reads;
+} lazy_reader_t;
+
+static void *lazy_reader_main(void *arg)
+{
+    lazy_reader_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        void *out = NULL;
+        size_t len = 0;
+        if (kc_store_get_cubin(r->st, &r->key, &out, &len) != KC_OK || len != 11)
+            r->errors++;
+        kc_free(out);
+        r->reads++;
+    }
+    return NULL;
+}
+
+/* Readers on other threads go on through the reopen: none sees an error. */
+static void test_readers_go_on_through_a_lazy_stores_first_write(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    lazy_reader_t r[3];
+    pthread_t th[3];
+    kc_key_t a, b;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    for (int i = 0; i < 3; i++) {
+        r[i] = (lazy_reader_t){.st = f->st, .key = a};
+        assert_int_equal(pthread_create(&th[i], NULL, lazy_reader_main, &r[i]), 0);
+    }
+    while (r[0].reads < 100)
+        sched_yield();
+    assert_int_equal(kc_store_put_cubin(f->st, "second cubin", 12, &b), KC_OK);
+    int seen = r[0].reads;
+    while (r[0].reads < seen + 100)
+        sched_yield();
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&r[i].stop, 1);
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].errors, 0);
+    }
+    assert_false(env_is_rdonly(f->st));
 }
 
 /* ---- map growth ---------------------------------------------------------- */
@@ -1746,6 +1871,8 @@ int main(void)
         T(test_publish_commits_binmetas_with_their_builds),
         T(test_publish_failing_at_its_tuning_writes_nothing),
         T(test_stats_in_use_leaves_out_free_pages),
+        T(test_a_lazily_writable_store_reopens_at_its_first_write),
+        T(test_readers_go_on_through_a_lazy_stores_first_write),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),
         T(test_explicit_read_only_open_refuses_writes),
