@@ -514,22 +514,27 @@ static int write_record(kc_store_t *st, int kind, const kc_key_t *key, const voi
     return rc;
 }
 
-/* Check that a build, tuning or binmeta is stored under its derived key. */
-static int check_derived(kc_store_t *st, const kc_record_t *rec, const kc_key_t *key)
+/* Whether rec, of a kind whose key derives from its content (build,
+ * tuning, binmeta), is stored under that key; else why. The one judgement
+ * kc_store_put and kc__record_verify share. */
+static int check_derived(const kc_record_t *rec, const kc_key_t *key, char *why,
+                         size_t cap)
 {
     kc_key_t derived;
     char a[KC_KEY_HEX_LEN + 1], b[KC_KEY_HEX_LEN + 1];
     int rc = kc_record_derived_key(rec, &derived);
 
-    if (rc != KC_OK)
-        return kc__store_fail(st, rc, "cannot derive the key of a %s record",
-                              kc_rec_kind_name(rec->kind));
-    if (memcmp(derived.b, key->b, 16) != 0) {
+    if (rc != KC_OK) {
+        snprintf(why, cap, "cannot derive the key of a %s record",
+                 kc_rec_kind_name(rec->kind));
+        return rc;
+    }
+    if (memcmp(derived.b, key->b, sizeof(derived.b)) != 0) {
         kc_key_to_hex(key, a);
         kc_key_to_hex(&derived, b);
-        return kc__store_fail(st, KC_EINVAL,
-                              "%s key %s is not the key its record derives (%s)",
-                              kc_rec_kind_name(rec->kind), a, b);
+        snprintf(why, cap, "%s key %s is not the key its record derives (%s)",
+                 kc_rec_kind_name(rec->kind), a, b);
+        return KC_EINVAL;
     }
     return KC_OK;
 }
@@ -552,8 +557,9 @@ int kc_store_put(kc_store_t *store, const kc_key_t *key, const kc_record_t *rec)
         return kc__store_fail(store, KC_EINVAL, "put: invalid record kind %d",
                               (int)rec->kind);
     if (kc__kind_derives_key(rec->kind)) {
-        if ((rc = check_derived(store, rec, key)) != KC_OK)
-            return rc;
+        char why[256];
+        if ((rc = check_derived(rec, key, why, sizeof(why))) != KC_OK)
+            return kc__store_fail(store, rc, "%s", why);
     }
     rc = kc_record_encode(rec, &enc, &len);
     if (rc != KC_OK)
@@ -568,8 +574,6 @@ int kc__record_verify(int kind, const kc_key_t *key, const void *data, size_t le
                       char *why, size_t cap)
 {
     kc_record_t *rec = NULL;
-    kc_key_t derived;
-    char a[KC_KEY_HEX_LEN + 1], b[KC_KEY_HEX_LEN + 1];
     int rc, got_kind;
 
     rc = kc_record_check(data, len, &got_kind, NULL);
@@ -599,19 +603,8 @@ int kc__record_verify(int kind, const kc_key_t *key, const void *data, size_t le
                  kc_strerror(rc));
         return rc;
     }
-    if (kc__kind_derives_key(kind)) {
-        rc = kc_record_derived_key(rec, &derived);
-        if (rc != KC_OK)
-            snprintf(why, cap, "cannot derive the key of a %s record",
-                     kc_rec_kind_name(kind));
-        else if (memcmp(derived.b, key->b, sizeof(derived.b)) != 0) {
-            kc_key_to_hex(key, a);
-            kc_key_to_hex(&derived, b);
-            snprintf(why, cap, "%s key %s is not the key its record derives (%s)",
-                     kc_rec_kind_name(kind), a, b);
-            rc = KC_EINVAL;
-        }
-    }
+    if (kc__kind_derives_key(kind))
+        rc = check_derived(rec, key, why, cap);
     kc_free(rec);
     return rc;
 }
