@@ -706,8 +706,7 @@ static void test_a_lazily_writable_store_reopens_at_its_first_write(void **state
 typedef struct lazy_reader {
     kc_store_t *st;
     kc_key_t key;
-    _Atomic int stop;
-    int errors, reads;
+    _Atomic int stop, errors, reads;
 } lazy_reader_t;
 
 static void *lazy_reader_main(void *arg)
@@ -717,9 +716,9 @@ static void *lazy_reader_main(void *arg)
         void *out = NULL;
         size_t len = 0;
         if (kc_store_get_cubin(r->st, &r->key, &out, &len) != KC_OK || len != 11)
-            r->errors++;
+            atomic_fetch_add(&r->errors, 1);
         kc_free(out);
-        r->reads++;
+        atomic_fetch_add(&r->reads, 1);
     }
     return NULL;
 }
@@ -742,16 +741,16 @@ static void test_readers_go_on_through_a_lazy_stores_first_write(void **state)
         r[i] = (lazy_reader_t){.st = f->st, .key = a};
         assert_int_equal(pthread_create(&th[i], NULL, lazy_reader_main, &r[i]), 0);
     }
-    while (r[0].reads < 100)
+    while (atomic_load(&r[0].reads) < 100)
         sched_yield();
     assert_int_equal(kc_store_put_cubin(f->st, "second cubin", 12, &b), KC_OK);
-    int seen = r[0].reads;
-    while (r[0].reads < seen + 100)
+    int seen = atomic_load(&r[0].reads);
+    while (atomic_load(&r[0].reads) < seen + 100)
         sched_yield();
     for (int i = 0; i < 3; i++) {
         atomic_store(&r[i].stop, 1);
         pthread_join(th[i], NULL);
-        assert_int_equal(r[i].errors, 0);
+        assert_int_equal(atomic_load(&r[i].errors), 0);
     }
     assert_false(env_is_rdonly(f->st));
 }
