@@ -703,6 +703,89 @@ static void test_a_lazily_writable_store_reopens_at_its_first_write(void **state
     assert_int_equal(s.records[KC_REC_BLOB], 2);
 }
 
+/* Compaction of a lazily writable store (its environment read-only until
+ * then) reopens it writable, and the next write needs no reopen. */
+static void test_compacting_a_lazily_writable_store_leaves_it_writable(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_key_t a, b;
+    void *out = NULL;
+    size_t len = 0;
+    uint64_t before = 0, after = 0;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    assert_true(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_compact(f->st, &before, &after), KC_OK);
+    assert_false(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
+    kc_free(out);
+    assert_int_equal(kc_store_put_cubin(f->st, "second cubin", 12, &b), KC_OK);
+    assert_int_equal(kc_store_get_cubin(f->st, &b, &out, &len), KC_OK);
+    assert_int_equal(len, 12);
+    kc_free(out);
+}
+
+/* Another process grows the map of a store this process holds lazily
+ * writable: reads here adopt the new size on the read-only environment,
+ * and the first write here reopens it writable at that size. */
+static void test_a_lazy_store_follows_a_map_grown_by_another_process(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t small = {.size = sizeof(kc_store_opts_t), .map_size = 256 << 10};
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_key_t a, b;
+    void *out = NULL;
+    size_t len = 0;
+
+    f->st = open_store(f, &small);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    assert_true(env_is_rdonly(f->st));
+    uint64_t map_before = 0;
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    map_before = s.map_bytes;
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kc_store_t *st = NULL;
+        kc_key_t last;
+        if (kc_store_open(f->dir, NULL, &st) != KC_OK)
+            _exit(2);
+        for (int i = 0; i < 300; i++) {
+            uint8_t *c = noise(4096, 9000 + i);
+            if (!c || kc_store_put_cubin(st, c, 4096, &last) != KC_OK)
+                _exit(3);
+            free(c);
+        }
+        kc_store_close(st);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 301);
+    assert_true(s.map_bytes > map_before);
+    assert_true(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_put_cubin(f->st, "second cubin", 12, &b), KC_OK);
+    assert_false(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
+    kc_free(out);
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], 302);
+}
+
 typedef struct lazy_reader {
     kc_store_t *st;
     kc_key_t key;
@@ -1872,6 +1955,8 @@ int main(void)
         T(test_stats_in_use_leaves_out_free_pages),
         T(test_a_lazily_writable_store_reopens_at_its_first_write),
         T(test_readers_go_on_through_a_lazy_stores_first_write),
+        T(test_compacting_a_lazily_writable_store_leaves_it_writable),
+        T(test_a_lazy_store_follows_a_map_grown_by_another_process),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),
         T(test_explicit_read_only_open_refuses_writes),
