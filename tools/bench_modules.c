@@ -2,7 +2,7 @@
  * into one context, without kcache: the floor under kcache_bench_launcher's
  * "store hits of N distinct kernels".
  *
- *   kcache_bench_modules CUBIN ENTRY [N [same|distinct|load-only]]
+ *   kcache_bench_modules CUBIN ENTRY [N [same|distinct|distinct-names|load-only]]
  *
  * Loads CUBIN's bytes N times (default 16384; each load is a new module
  * to the driver), and for each: cuModuleLoadData, cuModuleGetFunction of
@@ -10,7 +10,13 @@
  * synchronize. With `distinct`, N distinct images instead: where the cubin holds the
  * 32-bit value 0x13572468 once (an immediate of the kernel, e.g. `o[i] =
  * __int_as_float(0x13572468)`), each load's copy has it replaced by
- * 0x13570000 + i, so that no two modules are alike. Prints the median time per sixteenth
+ * 0x13570000 + i, so that no two modules are alike. With `distinct-names`, N
+ * distinct images that differ only in the kernel's name: every occurrence
+ * of ENTRY in the image (the symbol and the section names that carry it)
+ * has its characters after the first replaced by i in hex, as long as
+ * ENTRY (e.g. `k0000000`, 8 characters: up to 16^7 names); this tells
+ * whether the driver's cost grows with modules or with modules whose
+ * kernels share a name. Prints the median time per sixteenth
  * of the loads and the first-1000 / last-1000 medians, and the process's first load (and
  * launch) alone: the driver's floor under a fresh process's first call. With `load-only`,
  * no launch (for a cubin whose kernel takes other arguments: an imported Triton
@@ -72,7 +78,8 @@ static double median(const double *v, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: kcache_bench_modules CUBIN ENTRY [N [same|distinct]]\n");
+        fprintf(stderr, "usage: kcache_bench_modules CUBIN ENTRY [N "
+                        "[same|distinct|distinct-names|load-only]]\n");
         return 2;
     }
     size_t n = argc > 3 ? strtoul(argv[3], NULL, 10) : 16384;
@@ -122,6 +129,25 @@ int main(int argc, char **argv)
     }
     int distinct = argc > 4 && strcmp(argv[4], "distinct") == 0;
     int load_only = argc > 4 && strcmp(argv[4], "load-only") == 0;
+    int names = argc > 4 && strcmp(argv[4], "distinct-names") == 0;
+    size_t name_len = strlen(argv[2]);
+    char entry[256];
+    snprintf(entry, sizeof(entry), "%s", argv[2]);
+    if (names) {
+        size_t digits = name_len - 1, where = 0;
+        double cap = 1;
+        for (size_t d = 0; d < digits && cap < 1e18; d++)
+            cap *= 16;
+        for (size_t i = 0; i + name_len <= len; i++)
+            where += memcmp(cubin + i, argv[2], name_len) == 0;
+        if (name_len < 2 || name_len >= sizeof(entry) || where == 0 || (double)n > cap) {
+            fprintf(stderr,
+                    "kcache_bench_modules: distinct-names needs ENTRY in the cubin and "
+                    "long enough for %zu names\n",
+                    n);
+            return 2;
+        }
+    }
     if (distinct && magic_at < 0) {
         fprintf(stderr, "kcache_bench_modules: the cubin holds 0x13572468 %s\n",
                 magic_at == -1 ? "nowhere" : "more than once");
@@ -134,8 +160,20 @@ int main(int argc, char **argv)
                 uint32_t v = 0x13570000u + (uint32_t)i;
                 memcpy(cubin + magic_at, &v, 4);
             }
+            if (names) {
+                /* The new name: ENTRY's first character, then i in hex,
+                 * zero-padded to ENTRY's length; written over every
+                 * occurrence of the previous name. */
+                char next[256];
+                next[0] = argv[2][0];
+                snprintf(next + 1, sizeof(next) - 1, "%0*zx", (int)(name_len - 1), i);
+                for (size_t at = 0; at + name_len <= len; at++)
+                    if (memcmp(cubin + at, entry, name_len) == 0)
+                        memcpy(cubin + at, next, name_len);
+                memcpy(entry, next, name_len + 1);
+            }
             double t0 = now_us();
-            if (load(&mod, cubin) || getfn(&fn, mod, argv[2])) {
+            if (load(&mod, cubin) || getfn(&fn, mod, entry)) {
                 fprintf(stderr, "kcache_bench_modules: load %zu failed\n", i);
                 return 1;
             }
@@ -150,7 +188,11 @@ int main(int argc, char **argv)
         }
         printf("raw driver, %zu loads of %s %zu-byte cubin into one context (load + get "
                "function; + first launch + sync):\n",
-               n, distinct ? "distinct variants of a" : "one", len);
+               n,
+               distinct ? "distinct variants of a"
+               : names  ? "distinctly named variants of a"
+                        : "one",
+               len);
         printf("  the process's first: load + get function %.1f us, with %s %.1f us\n",
                load_us[0], load_only ? "nothing else (load-only)" : "launch + sync",
                all_us[0]);
