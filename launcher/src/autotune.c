@@ -222,10 +222,13 @@ static int tune_record(kc_kernel_t *k, const tune_state_t *s, size_t winner,
 }
 
 /* Step 3, publish: the builds and the tuning for m's signature in one
- * transaction, then pushed to the remote tier behind. A failure to publish
- * costs only a later process's tuning: the launch already happened. */
+ * transaction, then the tuning pushed to the remote tier behind, unless
+ * the caller pushes it itself (push_tuning 0: it holds the tuning's remote
+ * lease, and pushes before releasing it). A failure to publish costs only
+ * a later process's tuning: the launch already happened. */
 static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
-                         const kc_candidate_t *rec_cands, uint64_t started_us)
+                         const kc_candidate_t *rec_cands, uint64_t started_us,
+                         int push_tuning)
 {
     kc_launcher_t *l = k->l;
     const kc__spec_t *sp = k->spec;
@@ -252,7 +255,7 @@ static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
         .driver_version = l->info.driver_version,
         .created = (uint64_t)time(NULL),
     };
-    if (kc__publish(k, &tr) == KC_OK)
+    if (kc__publish(k, &tr) == KC_OK && push_tuning)
         kc__remote_push_later(l, KC_REC_TUNING, &tkey);
     kc_free(pre);
 }
@@ -275,10 +278,10 @@ static void log_winner(kc_kernel_t *k, const tune_state_t *s, size_t winner, int
 }
 
 /* Tune m's signature on the real arguments and launch the winner once:
- * run, record, publish; then keep the winner's module and memoize it into
- * *m->out. */
+ * run, record, publish (push_tuning: as tune_publish); then keep the
+ * winner's module and memoize it into *m->out. */
 int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                         const kc__miss_t *m)
+                         const kc__miss_t *m, int push_tuning)
 {
     const kc__spec_t *sp = k->spec;
     tune_state_t s = {0};
@@ -305,7 +308,7 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
         kc__publish(k, NULL); /* the candidates' builds are still worth keeping */
         goto fail;
     }
-    tune_publish(k, m, winner, rec_cands, t0);
+    tune_publish(k, m, winner, rec_cands, t0, push_tuning);
     log_winner(k, &s, winner, timed, failed);
 
     kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner],

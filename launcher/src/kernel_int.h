@@ -284,8 +284,10 @@ int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, siz
 
 /* ---- autotune.c ---- */
 
+/* push_tuning 0: the caller holds the tuning's remote lease and pushes the
+ * published tuning itself; 1: it is queued for the remote tier. */
 int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t n,
-                         const kc__miss_t *m);
+                         const kc__miss_t *m, int push_tuning);
 
 /* ---- miss.c ---- */
 

@@ -212,20 +212,11 @@ static void push_task(void *arg)
     free(t);
 }
 
-/* Set by a thread that holds the remote lease of the tuning it publishes:
- * it pushes that tuning itself before releasing the lease. */
-static _Thread_local int pushes_tuning_inline;
-
-void kc__remote_push_inline(int on)
-{
-    pushes_tuning_inline = on;
-}
-
 void kc__remote_push_later(kc_launcher_t *l, kc_rec_kind_t kind, const kc_key_t *key)
 {
     push_task_t *t;
 
-    if (!l->remote || !l->store || (kind == KC_REC_TUNING && pushes_tuning_inline))
+    if (!l->remote || !l->store)
         return;
     if (atomic_fetch_add(&l->wb_pending, 1) >= l->wb_max) {
         atomic_fetch_sub(&l->wb_pending, 1);

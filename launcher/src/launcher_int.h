@@ -106,10 +106,6 @@ void kc__launcher_open_store(kc_launcher_t *l);
  * or drop and count it when the queue is full. No-op without a remote. */
 void kc__remote_push_later(kc_launcher_t *l, kc_rec_kind_t kind, const kc_key_t *key);
 
-/* on: this thread's next tuning publishes are pushed by the thread itself
- * (it holds their remote lease), not queued; off: queued again. */
-void kc__remote_push_inline(int on);
-
 /* Add what the remote handle counted since the last call to the store's
  * persistent counters (KC_COUNTER_REMOTE_*). */
 void kc__remote_account(kc_launcher_t *l);

@@ -446,9 +446,9 @@ static int resolve_leader(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
     /* Serialized per launcher: timings taken side by side on one device
      * would disturb each other. */
     pthread_mutex_lock(&l->tune_lock);
-    kc__remote_push_inline(rleased);
-    rc = kc__tune_and_publish(k, stream, args, n, m);
-    kc__remote_push_inline(0);
+    /* With the remote lease, the tuning is pushed below, before the lease
+     * goes; else queued. */
+    rc = kc__tune_and_publish(k, stream, args, n, m, !rleased);
     pthread_mutex_unlock(&l->tune_lock);
     /* After the publish: a waiter that finds the lease gone finds the
      * tuning too (or, after a failure, tunes itself). Across machines the
