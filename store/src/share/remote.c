@@ -494,9 +494,11 @@ int kc_remote_put(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
 #define SIG_DOMAIN "kcache-remote-sig-v1"
 
 /* What is signed: the domain (with its NUL), the key's name without the
- * prefix ("kcache:1:<kind>:<hex>"), then the record's bytes. */
+ * prefix ("kcache:1:<kind>:<hex>"), then the record's bytes; in a buffer
+ * with room for spare bytes after them. *at receives where the record's
+ * bytes start in it. */
 static uint8_t *sig_message(kc_rec_kind_t kind, const kc_key_t *key, const void *data,
-                            size_t len, size_t *mlen)
+                            size_t len, size_t spare, size_t *mlen, size_t *at)
 {
     char name[96], hex[KC_KEY_HEX_LEN + 1];
     size_t dl = sizeof(SIG_DOMAIN), nl;
@@ -505,40 +507,37 @@ static uint8_t *sig_message(kc_rec_kind_t kind, const kc_key_t *key, const void 
     kc_key_to_hex(key, hex);
     snprintf(name, sizeof(name), "kcache:1:%s:%s", kc_rec_kind_name(kind), hex);
     nl = strlen(name);
-    if (!(m = malloc(dl + nl + len + 1)))
+    if (!(m = malloc(dl + nl + len + spare + 1)))
         return NULL;
     memcpy(m, SIG_DOMAIN, dl);
     memcpy(m + dl, name, nl);
     if (len)
         memcpy(m + dl + nl, data, len);
     *mlen = dl + nl + len;
+    *at = dl + nl;
     return m;
 }
 
-/* SET (kind, key) to data, with a signature trailer if the handle signs. */
+/* SET (kind, key) to data, with a signature trailer if the handle signs:
+ * the value is the record's bytes and the trailer, written after the
+ * signed message in its own buffer (one copy of the record). */
 static int put_value(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
                      const void *data, size_t len)
 {
-    uint8_t *v, *m;
-    size_t mlen = 0;
+    uint8_t *m;
+    size_t mlen = 0, at = 0;
     int rc;
 
     if (!r->has_sign)
         return kc_remote_put(r, kind, key, data, len);
-    if (!(v = malloc(len + SIG_TRAILER)))
+    if (!(m = sig_message(kind, key, data, len, SIG_TRAILER, &mlen, &at)))
         return KC_ENOMEM;
-    if (!(m = sig_message(kind, key, data, len, &mlen))) {
-        free(v);
-        return KC_ENOMEM;
-    }
-    if (len)
-        memcpy(v, data, len);
-    memcpy(v + len, SIG_MAGIC, 4);
-    memcpy(v + len + 4, r->sign.pk, 32);
-    crypto_sign_detached(v + len + 36, NULL, m, mlen, r->sign.sk);
+    uint8_t *trailer = m + mlen;
+    memcpy(trailer, SIG_MAGIC, 4);
+    memcpy(trailer + 4, r->sign.pk, 32);
+    crypto_sign_detached(trailer + 36, NULL, m, mlen, r->sign.sk);
+    rc = kc_remote_put(r, kind, key, m + at, len + SIG_TRAILER);
     free(m);
-    rc = kc_remote_put(r, kind, key, v, len + SIG_TRAILER);
-    free(v);
     return rc;
 }
 
@@ -572,7 +571,8 @@ static int check_value(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
     if (!ok)
         return kc__diag_fail(r, KC_ESIGNATURE, "%s record signed by key %s, not trusted",
                              kc_rec_kind_name(kind), signer);
-    if (!(m = sig_message(kind, key, v, *len, &mlen)))
+    size_t at = 0;
+    if (!(m = sig_message(kind, key, v, *len, 0, &mlen, &at)))
         return KC_ENOMEM;
     ok = crypto_sign_verify_detached(t + 36, m, mlen, t + 4) == 0;
     free(m);
