@@ -157,6 +157,12 @@ static void bufs_init(bufs_t *b)
     b->a[2] = (kc_arg_t){.value.i = N_ELEMS};
 }
 
+static void bufs_free(bufs_t *b)
+{
+    free(b->x);
+    free(b->y);
+}
+
 static int bufs_ok(const bufs_t *b)
 {
     for (int i = 0; i < N_ELEMS; i++)
@@ -249,6 +255,7 @@ static int populate(const char *dir)
         return 1;
     }
     kc_free(ks);
+    bufs_free(&b);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
     printf("populated %s: 3 prebuilt builds, spec.json, the tuning\n", dir);
@@ -315,6 +322,7 @@ static int child(const char *dir, int dirty)
     printf("%.1f %.1f %.1f %.1f %d\n", t1 - t0, t2 - t1, t3 - t2, t4 - t0,
            threads_after - threads_before);
     kc_free(ks);
+    bufs_free(&b);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
     return 0;

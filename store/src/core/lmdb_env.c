@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsinfo.h"
@@ -21,6 +22,10 @@
  * to: report the map as full. */
 #define MAX_GROWTHS 24
 #define MAX_RESIZE_RETRIES 8
+/* A lazily writable environment's first write from inside a transaction
+ * of another environment tries this many times, 1 ms apart, to take the
+ * map lock (env_upgrade). */
+#define UPGRADE_TRIES 2000
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kc__env_t *registry;
@@ -796,7 +801,20 @@ static int env_upgrade(kc__env_t *env)
         return KC_EINVAL;
     memcpy(dir, env->data_path, n - tail);
     dir[n - tail] = '\0';
-    pthread_rwlock_wrlock(&env->map_lock);
+    if (tls_live_txns == 0) {
+        pthread_rwlock_wrlock(&env->map_lock);
+    } else {
+        /* Inside a transaction of another environment (a copy from one
+         * store into this one): a thread inside one of env's that waits
+         * for that environment's map lock would wait for this one, and
+         * this one for it. Try for a while instead, then give up. */
+        int tries = 0;
+        while (pthread_rwlock_trywrlock(&env->map_lock) != 0) {
+            if (++tries > UPGRADE_TRIES)
+                return KC_EBUSY;
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+    }
     pthread_mutex_lock(&registry_lock);
     if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed))
         rc = env_to_writable(env, dir, msg, sizeof(msg));

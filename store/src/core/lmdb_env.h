@@ -142,7 +142,8 @@ int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
 
 /* Run fn in one write transaction and commit it if fn returns 0. The
  * first write of a lazily writable environment reopens it writable first
- * (KC_EBUSY if the calling thread is inside one of its transactions). On
+ * (KC_EBUSY if the calling thread is inside one of its transactions, or
+ * inside another environment's and this one's stay busy for 2 s). On
  * MDB_MAP_FULL (from fn or the commit) the transaction is aborted, the map
  * doubled and fn run again from the start, so fn must not keep state
  * between attempts. Writers in this process are serialized. */

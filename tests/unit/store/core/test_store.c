@@ -786,6 +786,56 @@ static void test_a_lazy_store_follows_a_map_grown_by_another_process(void **stat
     assert_int_equal(s.records[KC_REC_BLOB], 302);
 }
 
+typedef struct copy_into {
+    kc_store_t *dst;
+    int rc, n;
+} copy_into_t;
+
+static int copy_blob_into(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                          const void *data, size_t len)
+{
+    copy_into_t *c = user;
+    (void)kind;
+    int rc = kc_store_put_raw(c->dst, KC_REC_BLOB, key, data, len);
+    if (rc != KC_OK)
+        c->rc = rc;
+    c->n++;
+    return 0;
+}
+
+/* A copy from another store, made inside that store's iteration, is the
+ * first write of a lazily writable store: it reopens it all the same. */
+static void test_a_copy_from_another_store_reopens_a_lazy_store(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_store_t *src = NULL;
+    char src_dir[600];
+    kc_key_t a, b;
+    void *out = NULL;
+    size_t len = 0;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+    snprintf(src_dir, sizeof(src_dir), "%s/src", f->root);
+    assert_int_equal(kc_store_open(src_dir, NULL, &src), KC_OK);
+    assert_int_equal(kc_store_put_cubin(src, "copied cubin", 12, &b), KC_OK);
+
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    assert_true(env_is_rdonly(f->st));
+    copy_into_t c = {f->st, KC_OK, 0};
+    assert_int_equal(kc_store_iterate(src, KC_REC_BLOB, copy_blob_into, &c), KC_OK);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.rc, KC_OK);
+    assert_false(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_get_cubin(f->st, &b, &out, &len), KC_OK);
+    assert_int_equal(len, 12);
+    kc_free(out);
+    kc_store_close(src);
+}
+
 typedef struct lazy_reader {
     kc_store_t *st;
     kc_key_t key;
@@ -1957,6 +2007,7 @@ int main(void)
         T(test_readers_go_on_through_a_lazy_stores_first_write),
         T(test_compacting_a_lazily_writable_store_leaves_it_writable),
         T(test_a_lazy_store_follows_a_map_grown_by_another_process),
+        T(test_a_copy_from_another_store_reopens_a_lazy_store),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),
         T(test_explicit_read_only_open_refuses_writes),
