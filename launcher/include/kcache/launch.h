@@ -328,7 +328,9 @@ KC_API int kc_kernel_launch(kc_kernel_t *kernel, void *stream, const kc_arg_t *a
                             size_t n_args);
 
 /* Wait until the kernel's background work is done: the compiles started
- * at registration and the prefetch of stored winners. */
+ * at registration and the prefetch of stored winners. A prebuilt kernel's
+ * candidates (build lookups, nothing to compile) are not started at
+ * registration: this call starts them, as a launch that tunes does. */
 KC_API int kc_kernel_wait_compiled(kc_kernel_t *kernel);
 
 /* ---- introspection ----------------------------------------------------- */
@@ -362,7 +364,8 @@ KC_API const char *kc_kernel_name(const kc_kernel_t *kernel);
  * *reason (may be NULL) receives NULL if it compiled or its build was
  * reused, else why it failed (borrowed; valid while the launcher lives).
  * Returns KC_OK, KC_EINVAL for a bad index or argument, or KC_EBUSY while
- * the kernel's compiles are still running. */
+ * the kernel's compiles are still running (or, for a prebuilt kernel, not
+ * started: see kc_kernel_wait_compiled). */
 KC_API int kc_kernel_candidate(const kc_kernel_t *kernel, size_t i, kc_param_t *out,
                                size_t cap, size_t *n, const char **reason);
 
