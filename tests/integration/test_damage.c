@@ -504,7 +504,7 @@ static void run_all(const char *dir, uint64_t pubs, int dmg, const char *what)
         counts[e][o]++;
         by_damage[dmg][o]++;
         if (o == O_CRASH || o == O_HANG || o == O_WRONG) {
-            char keep[600];
+            char keep[640]; /* dir is at most 600 bytes */
             snprintf(keep, sizeof(keep), "%s.kept", dir);
             rename(dir, keep);
             fail_msg("%s on a %s copy (%s): %s; the copy is kept in %s", entry_names[e],
