@@ -130,7 +130,10 @@ KC_API int kc_remote_pull_build(kc_remote_t *remote, kc_store_t *dst,
  * its candidates that src holds, the winner's included; blobs are
  * re-encoded without a dictionary if they had one. Builds first and the
  * tuning last, so that a reader never finds a tuning whose winner is not
- * there yet. */
+ * there yet. A build this handle pushed less than 60 s ago (or half the
+ * TTL, if shorter) is not pushed again: the candidates of a kernel's
+ * tunings go up once. A pull through the handle that finds a damaged
+ * value clears that memory, so that the next pushes rewrite. */
 KC_API int kc_remote_push(kc_remote_t *remote, kc_store_t *src, const kc_key_t *tkey);
 
 /* Copy build bkey and its cubin from src to the remote, blob first (a

@@ -21,6 +21,7 @@
 
 #include "opts.h"
 #include "remote_int.h"
+#include "remote_pushed.h"
 #include "blob_internal.h"
 #include "diag.h"
 #include "bundle_internal.h"
@@ -52,6 +53,7 @@ struct kc_remote {
     kc_bundle_key_t sign; /* with its secret */
     size_t n_trust;       /* pulls accept only values signed by these */
     kc_bundle_key_t trust[KC_REMOTE_TRUST_MAX];
+    kc__pushed_t *pushed; /* the builds pushed lately (remote_pushed.h) */
 };
 
 static uint64_t now_us(void)
@@ -258,6 +260,7 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
     }
     if (!r->opts.retry_after_ms)
         r->opts.retry_after_ms = 10000;
+    r->pushed = kc__pushed_new(r->ttl_s);
     *out = r;
     return KC_OK;
 }
@@ -272,6 +275,7 @@ void kc_remote_close(kc_remote_t *r)
         pthread_mutex_destroy(&r->shards[i].mu);
     }
     free(r->shards);
+    kc__pushed_free(r->pushed);
     kc_bundle_key_wipe(&r->sign);
     free(r);
 }
@@ -680,9 +684,13 @@ static int refused(kc_remote_t *r, int rc, const char *what)
         atomic_fetch_add(&r->pulls, 1);
     else if (rc == KC_ECORRUPT)
         atomic_fetch_add(&r->rejected, 1);
-    if (rc == KC_ECORRUPT)
+    if (rc == KC_ECORRUPT) {
+        /* The remote holds a damaged value: this handle's next pushes
+         * rewrite what it pushed before, whatever it was. */
+        kc__pushed_clear(r->pushed);
         kc__diag_fail(r, rc, "%s: %s failed its checks",
                       r->n == 1 ? r->shards[0].s.name : "remote", what);
+    }
     return rc;
 }
 
@@ -765,6 +773,10 @@ static int push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
     void *b_raw = NULL;
     size_t b_len = 0;
     kc_record_t *build = NULL;
+
+    /* Pushed by this handle a moment ago, as another tuning's candidate. */
+    if (kc__pushed_recent(r->pushed, bkey, now_us()))
+        return KC_OK;
     int rc = kc_store_get_raw(src, KC_REC_BUILD, bkey, &b_raw, &b_len);
 
     if (rc == KC_OK)
@@ -773,6 +785,8 @@ static int push_build(kc_remote_t *r, kc_store_t *src, const kc_key_t *bkey)
         rc = push_blob(r, src, &build->u.build.blob);
     if (rc == KC_OK)
         rc = put_value(r, KC_REC_BUILD, bkey, b_raw, b_len);
+    if (rc == KC_OK)
+        kc__pushed_note(r->pushed, bkey, now_us());
     kc_free(build);
     kc_free(b_raw);
     return rc;

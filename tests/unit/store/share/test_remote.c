@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include <hiredis/hiredis.h>
+
 #include "kc_redis.h"
 #include "kc_testutil.h"
 #include "kcache/errors.h"
@@ -187,6 +189,85 @@ static void test_push_then_pull_moves_a_tuning_and_its_chain(void **state)
     kct_store_scratch_free(rb, b);
 }
 
+/* SET commands the test server has run so far (INFO commandstats). */
+static long set_calls(void)
+{
+    redisContext *c = redisConnect("127.0.0.1", g_redis.port);
+    long n = -1;
+    if (!c || c->err) {
+        redisFree(c);
+        return -1;
+    }
+    redisReply *rep = redisCommand(c, "INFO commandstats");
+    if (rep && rep->type == REDIS_REPLY_STRING) {
+        const char *at = strstr(rep->str, "cmdstat_set:calls=");
+        n = at ? strtol(at + strlen("cmdstat_set:calls="), NULL, 10) : 0;
+    }
+    freeReplyObject(rep);
+    redisFree(c);
+    return n;
+}
+
+/* Two tunings of one kernel (two signatures) name the same three
+ * candidates: a handle pushes each build and cubin once, not once per
+ * tuning; another handle pushes them again; and what was pushed pulls. */
+static void test_a_handle_pushes_shared_candidates_once(void **state)
+{
+    (void)state;
+    char ra[512], rb[512];
+    kc_store_t *a = NULL, *b = NULL;
+    kc_remote_t *r = NULL, *r2 = NULL;
+    kct_pub_t p;
+    kc_tuning_desc_t *d = NULL;
+    void *pre = NULL;
+    size_t pre_len = 0;
+
+    assert_int_equal(kct_store_scratch("remote_a", ra, sizeof(ra), &a), 0);
+    assert_int_equal(kct_store_scratch("remote_b", rb, sizeof(rb), &b), 0);
+    assert_int_equal(kct_pub_make(&p, 61, 3), KC_OK);
+    assert_int_equal(kc_store_publish(a, &p.pub), KC_OK);
+    /* The second tuning: the same kernel and candidates, another signature. */
+    assert_int_equal(
+        kc_tuning_preimage_decode(p.tuning.preimage.data, p.tuning.preimage.size, &d),
+        KC_OK);
+    d->shape_sig = (kc_buf_t){"other signature", 15};
+    assert_int_equal(kc_tuning_preimage_encode(d, &pre, &pre_len), KC_OK);
+    kc_key_t t2 = kc_key_hash(pre, pre_len);
+    kc_record_t rec = {.kind = KC_REC_TUNING};
+    rec.u.tuning = p.tuning;
+    rec.u.tuning.preimage = (kc_buf_t){pre, pre_len};
+    assert_int_equal(kc_store_put(a, &t2, &rec), KC_OK);
+
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+    long s0 = set_calls();
+    assert_true(s0 >= 0);
+    assert_int_equal(kc_remote_push(r, a, &p.tuning_key), KC_OK);
+    long s1 = set_calls();
+    assert_int_equal(s1 - s0, 3 + 3 + 1); /* blobs, builds, the tuning */
+    assert_int_equal(kc_remote_push(r, a, &t2), KC_OK);
+    long s2 = set_calls();
+    assert_int_equal(s2 - s1, 1); /* the tuning alone */
+    assert_int_equal(kc_remote_push_build(r, a, &p.build_keys[1]), KC_OK);
+    assert_int_equal(set_calls(), s2);
+
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r2), KC_OK);
+    assert_int_equal(kc_remote_push(r2, a, &t2), KC_OK);
+    assert_int_equal(set_calls() - s2, 3 + 3 + 1);
+    assert_int_equal(kc_remote_pull(r2, b, &t2), KC_OK);
+    kc_store_stats_t st;
+    assert_int_equal(kc_store_stats(b, &st), KC_OK);
+    assert_int_equal(st.records[KC_REC_TUNING], 1);
+    assert_int_equal(st.records[KC_REC_BUILD], 1);
+
+    kc_remote_close(r);
+    kc_remote_close(r2);
+    kc_free(pre);
+    kc_free(d);
+    kct_pub_free(&p);
+    kct_store_scratch_free(ra, a);
+    kct_store_scratch_free(rb, b);
+}
+
 /* A pull verifies before it publishes: garbage, a record of another kind,
  * a record stored under a key it does not derive, a chain with a link
  * missing or a cubin that does not hash to its key leave the store empty. */
@@ -290,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_values_round_trip_and_missing_keys_are_not_found),
         cmocka_unit_test(test_a_server_that_is_down_fails_fast_then_is_retried),
         cmocka_unit_test(test_push_then_pull_moves_a_tuning_and_its_chain),
+        cmocka_unit_test(test_a_handle_pushes_shared_candidates_once),
         cmocka_unit_test(test_pull_refuses_what_does_not_check_out),
         cmocka_unit_test(test_leases_single_flight_across_handles),
     };
