@@ -255,17 +255,26 @@ static int open_dbs_txn(kc__env_t *env, const char *dir, int writable, int *miss
  * which another process may hold for a long publish, a gc or a compaction.
  * Only a writable store that lacks a database (a new one, or one older
  * than a kind of record) takes a write transaction, to create it. */
-static int open_dbs(kc__env_t *env, const char *dir, char *msg, size_t msg_len)
+static int open_dbs(kc__env_t *env, const char *dir, int may_reopen, char *msg,
+                    size_t msg_len)
 {
     int missing = 0;
     int rc = open_dbs_txn(env, dir, 0, &missing, msg, msg_len);
 
     if (rc != KC_OK || !missing)
         return rc;
-    /* A database to create: a lazily writable environment becomes
-     * writable now (env_reopen opens the databases again). */
-    if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed))
-        return env_to_writable(env, dir, msg, msg_len);
+    /* A database to create in a lazily writable environment: it becomes
+     * writable now (env_reopen opens the databases again), unless this is
+     * the read-only fallback of a reopen that failed. */
+    if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed)) {
+        if (may_reopen)
+            return env_to_writable(env, dir, msg, msg_len);
+        snprintf(msg, msg_len,
+                 "%s: a database to create, and the store cannot be "
+                 "opened for writing",
+                 dir);
+        return KC_EIO;
+    }
     return open_dbs_txn(env, dir, 1, &missing, msg, msg_len);
 }
 
@@ -407,7 +416,7 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     if (!env->nolock)
         mdb_reader_check(env->mdb, &dead);
 
-    rc = open_dbs(env, dir, msg, msg_len);
+    rc = open_dbs(env, dir, 1, msg, msg_len);
     if (rc != KC_OK)
         goto fail;
     *out = env;
@@ -722,7 +731,7 @@ static int env_reopen(kc__env_t *env, const char *dir, uint64_t map_size,
         goto fail;
     }
     mdb_reader_check(mdb, &dead);
-    if ((rc = open_dbs(env, dir, msg, msg_len)) != KC_OK)
+    if ((rc = open_dbs(env, dir, 0, msg, msg_len)) != KC_OK)
         goto fail;
     snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
     if (stat(data_path, &sb) != 0) {
@@ -752,7 +761,7 @@ static void reopen_rdonly(kc__env_t *env, const char *dir, unsigned max_readers)
         return;
     }
     env->mdb = mdb;
-    if (open_dbs(env, dir, msg, sizeof(msg)) != KC_OK) {
+    if (open_dbs(env, dir, 0, msg, sizeof(msg)) != KC_OK) {
         mdb_env_close(mdb);
         env->mdb = NULL;
     }

@@ -836,6 +836,46 @@ static void test_a_copy_from_another_store_reopens_a_lazy_store(void **state)
     kc_store_close(src);
 }
 
+/* Drop the "binmeta" database with LMDB itself: a store as an older
+ * kcache made it. */
+static void drop_binmeta(const char *dir)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0664), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "binmeta", 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A lazily writable store that lacks a database (made before its kind)
+ * is opened writable at once, to create it. */
+static void test_a_lazy_store_lacking_a_database_opens_writable(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_key_t a;
+
+    f->st = open_store(f, NULL);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    kc_store_close(f->st);
+    f->st = NULL;
+    drop_binmeta(f->dir);
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+    assert_false(env_is_rdonly(f->st));
+    assert_true(kc__env_has_db(f->st->env, KC_REC_BINMETA));
+    void *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
+    kc_free(out);
+}
+
 typedef struct lazy_reader {
     kc_store_t *st;
     kc_key_t key;
@@ -2008,6 +2048,7 @@ int main(void)
         T(test_compacting_a_lazily_writable_store_leaves_it_writable),
         T(test_a_lazy_store_follows_a_map_grown_by_another_process),
         T(test_a_copy_from_another_store_reopens_a_lazy_store),
+        T(test_a_lazy_store_lacking_a_database_opens_writable),
         T(test_map_grows_to_hold_two_thousand_cubins),
         T(test_unwritable_directory_opens_read_only),
         T(test_explicit_read_only_open_refuses_writes),
