@@ -12,14 +12,7 @@ mkdir -p "$out"
 exec > >(tee -a "$out/firstcall-ab.log") 2>&1
 base="${KC_BASELINE:?set KC_BASELINE to the directory of the baseline binaries}"
 base="$(cd "$base" && pwd)"
-src="$(cat build-gpu/deps/SOURCE_DIR)"
-if [ "$PWD" != "$src" ]; then
-  mkdir -p "$(dirname "$src")"
-  [ -e "$src" ] || ln -s "$PWD" "$src"
-fi
-cd "$src"
-export LD_LIBRARY_PATH="$src/build-gpu/deps:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export KCACHE_DIR="$(mktemp -d)/kcache"
+. "$(dirname "$0")/gpu-env.sh"
 B=build-gpu
 echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader

@@ -13,15 +13,7 @@
 set -uo pipefail
 out="${OUT:-$PWD/gpu-out}"
 mkdir -p "$out"
-src="$(cat build-gpu/deps/SOURCE_DIR)"
-# The build has absolute paths: make the checkout reachable at the same path.
-if [ "$PWD" != "$src" ]; then
-  mkdir -p "$(dirname "$src")"
-  [ -e "$src" ] || ln -s "$PWD" "$src"
-fi
-cd "$src"
-export LD_LIBRARY_PATH="$src/build-gpu/deps:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export KCACHE_DIR="$(mktemp -d)/kcache"
+. "$(dirname "$0")/gpu-env.sh"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_time.h"
 #include "compiler.h"
 #include "kcache/launch.h"
 #include "kcache/record.h"
@@ -39,19 +40,6 @@ static const char kSource[] =
     "{ int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = x[i] + 1.0f; }\n";
 
 #define N_ELEMS 4096
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The kernel on the simulation device: y = x + 1; its cost falls with the
  * block size, so the tuning has a winner. */
@@ -302,15 +290,15 @@ static int child(const char *dir, int dirty)
     if (dirty)
         dirty_heap();
     int threads_before = threads_now();
-    double t0 = now_us();
+    double t0 = bench_now_us();
     kc_launcher_t *l = make_launcher(sim, dir);
-    double t1 = now_us();
+    double t1 = bench_now_us();
     int rc = kc_kernel_load_file(l, path, &ks, &n);
-    double t2 = now_us();
+    double t2 = bench_now_us();
     if (rc == KC_OK && n == 1)
         rc = kc_kernel_launch(ks[0], NULL, b.a, 3);
     /* The simulation device runs a launch before it returns. */
-    double t3 = now_us(), t4 = t3;
+    double t3 = bench_now_us(), t4 = t3;
     int threads_after = threads_now();
     kc_kernel_stats_t s = {0};
     if (rc != KC_OK || n != 1 || !bufs_ok(&b) || kc_kernel_stats(ks[0], &s) != KC_OK ||
@@ -385,9 +373,7 @@ int main(int argc, char **argv)
         double col[runs];
         for (int r = 0; r < runs; r++)
             col[r] = v[r][c];
-        qsort(col, (size_t)runs, sizeof(double), cmp_double);
-        printf("  %.1f",
-               runs % 2 ? col[runs / 2] : (col[runs / 2 - 1] + col[runs / 2]) / 2);
+        printf("  %.1f", bench_median(col, (size_t)runs));
     }
     printf("\n");
     free(v);

@@ -12,14 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "kcache/store.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 typedef struct keys {
     kc_key_t *k;
@@ -80,9 +74,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ks.n; i++) {
             void *cubin = NULL;
             size_t len = 0;
-            double t0 = now_us();
+            double t0 = bench_now_us();
             int rc = kc_store_get_cubin(st, &ks.k[i], &cubin, &len);
-            double t = now_us() - t0;
+            double t = bench_now_us() - t0;
             if (rc != KC_OK) {
                 fprintf(stderr, "bench_get: %s\n", kc_strerror(rc));
                 return 1;

@@ -14,14 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "kcache/store.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static uint64_t rng(uint64_t *s)
 {
@@ -29,12 +23,6 @@ static uint64_t rng(uint64_t *s)
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return *s;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -84,11 +72,11 @@ int main(int argc, char **argv)
         const kc_key_t *k = &keys[rng(&seed) % n];
         void *cubin = NULL;
         size_t len = 0;
-        double t0 = now_us();
+        double t0 = bench_now_us();
         int rc = kc_store_get_cubin(st, k, &cubin, &len);
         if (rc == KC_OK)
             rc = kc_store_touch(st, KC_REC_BLOB, k);
-        lat[i] = now_us() - t0;
+        lat[i] = bench_now_us() - t0;
         kc_free(cubin);
         if (rc != KC_OK) {
             fprintf(stderr, "bench_hits: %s\n", kc_strerror(rc));
@@ -97,7 +85,7 @@ int main(int argc, char **argv)
         over1 += lat[i] > 1000;
         over5 += lat[i] > 5000;
     }
-    qsort(lat, m, sizeof(*lat), cmp_double);
+    qsort(lat, m, sizeof(*lat), bench_cmp_double);
     printf(
         "%zu hits on %zu records: median %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f "
         "us; %zu over 1 ms, %zu over 5 ms\n",

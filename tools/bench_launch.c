@@ -33,6 +33,7 @@
 
 #include <cuda.h>
 
+#include "bench_time.h"
 #include "compiler.h"
 #include "fault_log.h"
 #include "kcache/launch.h"
@@ -99,25 +100,6 @@ static struct {
     CUresult (*mem_alloc)(CUdeviceptr *, size_t);
     CUresult (*mem_free)(CUdeviceptr);
 } cu;
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 #define CU_CHECK(call)                                                                   \
     do {                                                                                 \
@@ -296,7 +278,7 @@ static int child_cold_seq(const char *arch)
 {
     if (warm_nvrtc(arch) != 0)
         return 1;
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (size_t i = 0; i < N_BLOCKS; i++) {
         kc_param_t p = {"BLOCK", kBlocks[i]};
         kc__compile_in_t in = {0};
@@ -317,7 +299,7 @@ static int child_cold_seq(const char *arch)
         }
         kc__compile_out_free(&out);
     }
-    printf("%f\n", (now_us() - t0) / 1e3);
+    printf("%f\n", (bench_now_us() - t0) / 1e3);
     return 0;
 }
 
@@ -363,12 +345,12 @@ static int child_cold_par(const char *store_dir, int warm_pool)
         return 1;
     kc_kernel_spec_t spec = heavy_spec();
     kc_kernel_t *k = NULL;
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (kc_kernel_get(l, &spec, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
         fprintf(stderr, "bench: kc_kernel_get: %s\n", kc_launcher_errmsg(l));
         return 1;
     }
-    double ms = (now_us() - t0) / 1e3;
+    double ms = (bench_now_us() - t0) / 1e3;
     kc_kernel_stats_t st;
     kc_kernel_stats(k, &st);
     printf("%f %" PRIu64 "\n", ms, st.compiles);
@@ -385,14 +367,14 @@ static double bench_first_launch(const char *store_dir)
     kc_kernel_t *k = NULL;
     scale_args_t a;
     scale_args_init(&a, 1 << 20);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (kc_kernel_get(l, &spec, &k) != KC_OK ||
         kc_kernel_launch(k, NULL, a.args, 3) != KC_OK) {
         fprintf(stderr, "bench: cold launch: %s\n", kc_launcher_errmsg(l));
         exit(1);
     }
     CU_CHECK(cu.sync());
-    double ms = (now_us() - t0) / 1e3;
+    double ms = (bench_now_us() - t0) / 1e3;
     cu.mem_free(a.x);
     kc_launcher_destroy(l);
     return ms;
@@ -495,12 +477,12 @@ static int child_warm(const char *store_dir, const char *cubin_path, int64_t blo
     kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, 0);
     kc_kernel_spec_t other_spec = scale_spec_of(N_BLOCKS, 1);
     kc_kernel_t *k = NULL, *ko = NULL;
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (kc_kernel_get(l, &spec, &k) != KC_OK ||
         kc_kernel_get(l, &other_spec, &ko) != KC_OK ||
         kc_kernel_wait_compiled(k) != KC_OK || kc_kernel_wait_compiled(ko) != KC_OK)
         return 1;
-    double register_us = now_us() - t0;
+    double register_us = bench_now_us() - t0;
     scale_args_t a;
     scale_args_init(&a, kWarmN);
     /* The driver side's first module of the process, so that the timed raw
@@ -515,38 +497,38 @@ static int child_warm(const char *store_dir, const char *cubin_path, int64_t blo
     double raw_us = 0, kc_us = 0;
     for (int pass = 0; pass < 2; pass++) {
         int do_kc = (pass == 0) == (kc_first != 0);
-        t0 = now_us();
+        t0 = bench_now_us();
         if (do_kc) {
             /* KC_BENCH_FAULTS=1: the page faults of the timed kcache
              * launch, on stderr (tools/fault_log.c). */
             const char *fe = getenv("KC_BENCH_FAULTS");
             kc_fault_log_t *flog = fe && !strcmp(fe, "1") ? kc_fault_log_start() : NULL;
-            t0 = now_us();
+            t0 = bench_now_us();
             if (kc_kernel_launch(k, NULL, a.args, 3) != KC_OK)
                 return 1;
             CU_CHECK(cu.sync());
-            kc_us = now_us() - t0;
+            kc_us = bench_now_us() - t0;
             kc_fault_log_print(flog, kWarmNames[mode], stderr);
         } else {
             raw_run(cubin, "scale", block, &a);
-            raw_us = now_us() - t0; /* the unload is in; it is cheap */
+            raw_us = bench_now_us() - t0; /* the unload is in; it is cheap */
         }
     }
     /* Where the time goes: the store's part by hand (fetch, decompress,
      * verify), then a memo hit (the launch and sync alone). */
     kc_key_t blob = kc_key_hash(cubin, cubin_len);
-    t0 = now_us();
+    t0 = bench_now_us();
     void *again = NULL;
     size_t again_len = 0;
     if (kc_store_get_cubin(kc_launcher_store(l), &blob, &again, &again_len) != KC_OK)
         return 1;
-    double store_us = now_us() - t0;
+    double store_us = bench_now_us() - t0;
     kc_free(again);
-    t0 = now_us();
+    t0 = bench_now_us();
     if (kc_kernel_launch(k, NULL, a.args, 3) != KC_OK)
         return 1;
     CU_CHECK(cu.sync());
-    double hit_us = now_us() - t0;
+    double hit_us = bench_now_us() - t0;
     kc_kernel_stats_t st;
     kc_kernel_stats(k, &st);
     printf("%f %f %f %f %f %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu\n", kc_us, raw_us,
@@ -647,19 +629,19 @@ static void bench_steady(const char *store_dir, const char *cubin_out, int launc
     double *tk = calloc((size_t)rounds, sizeof(double));
     double *tr = calloc((size_t)rounds, sizeof(double));
     for (int r = 0; r < rounds; r++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (int i = 0; i < BATCH; i++)
             kc_kernel_launch(k, NULL, a.args, 3);
-        tk[r] = (now_us() - t0) * 1e3 / BATCH;
+        tk[r] = (bench_now_us() - t0) * 1e3 / BATCH;
         CU_CHECK(cu.sync());
-        t0 = now_us();
+        t0 = bench_now_us();
         for (int i = 0; i < BATCH; i++)
             cu.launch(f, grid, 1, 1, (unsigned)block, 1, 1, 0, NULL, params, NULL);
-        tr[r] = (now_us() - t0) * 1e3 / BATCH;
+        tr[r] = (bench_now_us() - t0) * 1e3 / BATCH;
         CU_CHECK(cu.sync());
     }
-    *kc_ns = median(tk, (size_t)rounds);
-    *raw_ns = median(tr, (size_t)rounds);
+    *kc_ns = bench_median(tk, (size_t)rounds);
+    *raw_ns = bench_median(tr, (size_t)rounds);
     free(tk);
     free(tr);
     cu.module_unload(m);
@@ -723,11 +705,11 @@ static void run_warm(const char *self, const char *store_dir, const char *cubin_
             pclose(p);
     }
     if (w->n) {
-        w->kc = median(v[0], (size_t)w->n);
-        w->raw = median(v[1], (size_t)w->n);
-        w->store = median(v[2], (size_t)w->n);
-        w->hit = median(v[3], (size_t)w->n);
-        w->reg = median(v[4], (size_t)w->n);
+        w->kc = bench_median(v[0], (size_t)w->n);
+        w->raw = bench_median(v[1], (size_t)w->n);
+        w->store = bench_median(v[2], (size_t)w->n);
+        w->hit = bench_median(v[3], (size_t)w->n);
+        w->reg = bench_median(v[4], (size_t)w->n);
     }
     for (int j = 0; j < 5; j++)
         free(v[j]);
@@ -825,9 +807,9 @@ int main(int argc, char **argv)
     }
     double seq_ms = 0, par_ms = 0, parw_ms = 0, first_ms = 0;
     if (cold_rounds) {
-        parw_ms = median(parw, (size_t)n_parw);
-        seq_ms = median(seq, (size_t)n_seq);
-        par_ms = median(par, (size_t)n_par);
+        parw_ms = bench_median(parw, (size_t)n_parw);
+        seq_ms = bench_median(seq, (size_t)n_seq);
+        par_ms = bench_median(par, (size_t)n_par);
         snprintf(dir, sizeof(dir), "%s/first", tmpl);
         first_ms = bench_first_launch(dir);
     }

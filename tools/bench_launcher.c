@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_time.h"
 #include "compiler.h"
 #include "fault_log.h"
 #include "device.h"
@@ -63,19 +64,6 @@ static long minor_faults(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
 }
 
-static double clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Percentile p (0..100) of v[n], sorting a copy. */
 static double pct(const double *v, size_t n, double p)
 {
@@ -85,7 +73,7 @@ static double pct(const double *v, size_t n, double p)
     if (!c)
         return 0;
     memcpy(c, v, n * sizeof(*c));
-    qsort(c, n, sizeof(*c), cmp_double);
+    qsort(c, n, sizeof(*c), bench_cmp_double);
     size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
     double r = c[i < n ? i : n - 1];
     free(c);
@@ -332,7 +320,7 @@ static int populate(const char *dir, long n)
     add_kernel_t *ks = calloc(BATCH, sizeof(*ks));
     xarg_t a;
     xarg_init(&a, 1);
-    double t0 = clock_us();
+    double t0 = bench_now_us();
     for (long base = 0; base < n; base += BATCH) {
         kc_kernel_t *k[BATCH];
         long m = n - base < BATCH ? n - base : BATCH;
@@ -354,7 +342,7 @@ static int populate(const char *dir, long n)
         l = make_launcher(dir, 1, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
         if ((base / BATCH) % 32 == 31)
             fprintf(stderr, "bench: populated %ld of %ld kernels (%.0f s)\n", base + m, n,
-                    (clock_us() - t0) / 1e6);
+                    (bench_now_us() - t0) / 1e6);
     }
     kc_launcher_destroy(l);
     free(ks);
@@ -365,7 +353,7 @@ static int populate(const char *dir, long n)
         return 1;
     fclose(f);
     fprintf(stderr, "bench: populated %ld kernels in %.1f s\n", n,
-            (clock_us() - t0) / 1e6);
+            (bench_now_us() - t0) / 1e6);
     return 0;
 }
 
@@ -400,10 +388,10 @@ static int breakdown(const char *dir, int log_faults)
     kc_layers_t *layers = NULL;
     kc_fault_log_t *flog = log_faults ? kc_fault_log_start() : NULL;
     long f_open = minor_faults();
-    double t0 = clock_us();
+    double t0 = bench_now_us();
     if (kc_layers_open(dir, NULL, &layers) != KC_OK)
         return 1;
-    double open_us = clock_us() - t0;
+    double open_us = bench_now_us() - t0;
     f_open = minor_faults() - f_open;
     kc_fault_log_print(flog, "the store open", stdout);
     kc_store_t *st = kc_layers_writable(layers);
@@ -419,34 +407,34 @@ static int breakdown(const char *dir, int log_faults)
         long f[6];
         flog = log_faults && j == 0 ? kc_fault_log_start() : NULL;
         f[0] = minor_faults();
-        t[0] = clock_us();
+        t[0] = bench_now_us();
         if (kc_layers_get(layers, KC_REC_TUNING, &keys[j], &rec, NULL) != KC_OK)
             return 1;
-        t[1] = clock_us();
+        t[1] = bench_now_us();
         f[1] = minor_faults();
         if (kc_layers_get_build_cubin(layers, &rec->u.tuning.winner_build, &brec, &cubin,
                                       &len, NULL) != KC_OK)
             return 1;
-        t[2] = clock_us();
+        t[2] = bench_now_us();
         f[2] = minor_faults();
         if (dev->ops->module_load(dev, cubin, len, &module) != KC_OK ||
             dev->ops->get_function(dev, module, brec->u.build.entry, &fn) != KC_OK)
             return 1;
-        t[3] = clock_us();
+        t[3] = bench_now_us();
         f[3] = minor_faults();
         kc_store_touch(st, KC_REC_BUILD, &rec->u.tuning.winner_build);
         kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
         kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, brec->u.build.compile_us);
         kc_store_count(st, KC_COUNTER_HITS, 1);
         kc_store_touch(st, KC_REC_TUNING, &keys[j]);
-        t[4] = clock_us();
+        t[4] = bench_now_us();
         f[4] = minor_faults();
         const kc__memo_entry_t *e;
         int64_t cfg[1] = {kBlock[0]};
         uint8_t sig[8] = {(uint8_t)j};
         kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), fn,
                         module, 0, cfg, 1, NULL, &e);
-        t[5] = clock_us();
+        t[5] = bench_now_us();
         f[5] = minor_faults();
         kc_fault_log_print(flog, "the first kernel's hit", stdout);
         for (int i = 0; i < 5; i++) {
@@ -487,20 +475,20 @@ static void part_create(const char *root, int no_prefetch)
     snprintf(dir, sizeof(dir), "%s/create-store", root);
     kc_device_kind_t kind = g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM;
     int before = threads_now();
-    double t0 = clock_us();
+    double t0 = bench_now_us();
     kc_launcher_t *l = make_launcher(dir, no_prefetch, kind);
-    double first = clock_us() - t0;
+    double first = bench_now_us() - t0;
     int after = threads_now();
     kc_launcher_destroy(l);
     enum { ROUNDS = 21 };
     double v[ROUNDS], w[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
-        t0 = clock_us();
+        t0 = bench_now_us();
         l = make_launcher(dir, no_prefetch, kind);
-        v[r] = clock_us() - t0;
-        t0 = clock_us();
+        v[r] = bench_now_us() - t0;
+        t0 = bench_now_us();
         kc_launcher_destroy(l);
-        w[r] = clock_us() - t0;
+        w[r] = bench_now_us() - t0;
     }
     printf("launcher create (%s, store %s): first of the process %.1f us, median of the "
            "next %d %.1f us (destroy %.1f us); threads before create %d, after %d "
@@ -537,30 +525,30 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     xarg_t a;
     xarg_init(&a, 1);
     kc_fault_log_t *flog = g_faults ? kc_fault_log_start() : NULL;
-    double t0 = clock_us();
+    double t0 = bench_now_us();
     kc_launcher_t *l =
         make_launcher(dir, no_prefetch, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
-    double create_us = clock_us() - t0;
+    double create_us = bench_now_us() - t0;
     kc_fault_log_print(flog, "the launcher create", stdout);
     long wrong = 0;
     float expect = 0;
-    double all0 = clock_us();
+    double all0 = bench_now_us();
     kc_kernel_t *first2[2] = {NULL, NULL};
     for (long i = 0; i < n; i++) {
         kc_kernel_t *k = NULL;
         add_kernel_init(&ks[i], i);
         flog = g_faults && i == 0 ? kc_fault_log_start() : NULL;
-        t0 = clock_us();
+        t0 = bench_now_us();
         if (kc_kernel_get(l, &ks[i].spec, &k) != KC_OK) {
             fprintf(stderr, "bench: kernel %ld: %s\n", i, kc_launcher_errmsg(l));
             return 1;
         }
-        double t1 = clock_us();
+        double t1 = bench_now_us();
         if (kc_kernel_launch(k, NULL, a.args, 2) != KC_OK) {
             fprintf(stderr, "bench: kernel %ld: launch: %s\n", i, kc_launcher_errmsg(l));
             return 1;
         }
-        double t2 = clock_us();
+        double t2 = bench_now_us();
         kc_fault_log_print(flog, "the first kernel's registration and launch", stdout);
         if (i < 2)
             first2[i] = k;
@@ -575,7 +563,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         }
     }
     dev_sync();
-    double all_s = (clock_us() - all0) / 1e6;
+    double all_s = (bench_now_us() - all0) / 1e6;
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
     printf("store hits of %ld distinct kernels (%s, %s, fresh process and launcher, "
@@ -641,9 +629,10 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         fprintf(kf, "%s\n", hex);
         fclose(kf);
     }
-    t0 = clock_us();
+    t0 = bench_now_us();
     kc_launcher_destroy(l);
-    printf("  launcher destroy with %ld kernels: %.1f ms\n", n, (clock_us() - t0) / 1e3);
+    printf("  launcher destroy with %ld kernels: %.1f ms\n", n,
+           (bench_now_us() - t0) / 1e3);
     fflush(stdout);
     char cmd[9000];
     snprintf(cmd, sizeof(cmd), "'%s' --device %s --breakdown '%s'", self,
@@ -684,17 +673,17 @@ static int part_hot(const char *root, long n)
     double *v = calloc((size_t)n, sizeof(double));
     if (!v)
         return 1;
-    double t_all = clock_us();
+    double t_all = bench_now_us();
     for (long i = 0; i < n; i++) {
-        double t0 = clock_us();
+        double t0 = bench_now_us();
         kc_kernel_launch(k, NULL, a.args, 2);
-        v[i] = clock_us() - t0;
+        v[i] = bench_now_us() - t0;
         /* The GPU's queue must not fill and block the host: sync, unclocked. */
         if (g_cuda && i % 256 == 255)
             dev_sync();
     }
     dev_sync();
-    double total = clock_us() - t_all;
+    double total = bench_now_us() - t_all;
     float got = buf_read0(a.x);
     printf("memo hits, one kernel, %ld launches (%s), host time per launch "
            "(clock reads included; the run %.2f s): result %s\n",
@@ -757,9 +746,9 @@ static void *compile_job(void *arg)
     in.n_params = 1;
     in.arch = "sm_90";
     kc__compile_out_t out = {0};
-    double t0 = clock_us();
+    double t0 = bench_now_us();
     j->ok = kc__nvrtc_compile(&in, &out) == KC_OK;
-    j->us = clock_us() - t0;
+    j->us = bench_now_us() - t0;
     if (!j->ok)
         fprintf(stderr, "bench: compile failed: %s\n", out.log ? out.log : "");
     kc__compile_out_free(&out);
@@ -795,17 +784,17 @@ static int part_compile(const char *root, size_t max_cands)
         compile_job_t jobs[MAX_CANDS];
         pthread_t th[MAX_CANDS];
         /* One after another: each compile alone. */
-        double alone = 0, t0 = clock_us();
+        double alone = 0, t0 = bench_now_us();
         for (size_t i = 0; i < n; i++) {
             job_init(&jobs[i], i);
             compile_job(&jobs[i]);
             alone += jobs[i].us;
         }
-        double seq = clock_us() - t0;
+        double seq = bench_now_us() - t0;
         /* All at once on n threads. */
         for (size_t i = 0; i < n; i++)
             job_init(&jobs[i], i);
-        t0 = clock_us();
+        t0 = bench_now_us();
         for (size_t i = 0; i < n; i++)
             pthread_create(&th[i], NULL, compile_job, &jobs[i]);
         double cont = 0;
@@ -813,7 +802,7 @@ static int part_compile(const char *root, size_t max_cands)
             pthread_join(th[i], NULL);
             cont += jobs[i].us;
         }
-        double par = clock_us() - t0;
+        double par = bench_now_us() - t0;
         /* kc_kernel_get on the launcher's pool, a fresh store. */
         char dir[4200], opt[64];
         snprintf(dir, sizeof(dir), "%s/compile-%zu-%ld", root, n, g_nonce);
@@ -835,12 +824,12 @@ static int part_compile(const char *root, size_t max_cands)
         s.block[0] = "BLOCK";
         kc_launcher_t *l = make_launcher(dir, 1, KC_DEVICE_NONE);
         kc_kernel_t *k = NULL;
-        t0 = clock_us();
+        t0 = bench_now_us();
         if (kc_kernel_get(l, &s, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
             fprintf(stderr, "bench: pool compile: %s\n", kc_launcher_errmsg(l));
             return 1;
         }
-        double pool = clock_us() - t0;
+        double pool = bench_now_us() - t0;
         kc_kernel_stats_t st;
         kc_kernel_stats(k, &st);
         /* NVRTC's time inside kcache's compile tasks (what each task timed

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
+
 typedef int (*cu_init_t)(unsigned);
 typedef int (*cu_dev_get_t)(int *, int);
 typedef int (*cu_retain_t)(void **, int);
@@ -50,27 +52,14 @@ static void *sym(void *lib, const char *name)
     return p;
 }
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
+/* The median of v[n], leaving v as it is (later medians read it again). */
 static double median(const double *v, size_t n)
 {
     double *c = malloc(n * sizeof(*c));
     if (!c)
         return 0;
     memcpy(c, v, n * sizeof(*c));
-    qsort(c, n, sizeof(*c), cmp_double);
-    double m = c[n / 2];
+    double m = bench_median(c, n);
     free(c);
     return m;
 }
@@ -172,19 +161,19 @@ int main(int argc, char **argv)
                         memcpy(cubin + at, next, name_len);
                 memcpy(entry, next, name_len + 1);
             }
-            double t0 = now_us();
+            double t0 = bench_now_us();
             if (load(&mod, cubin) || getfn(&fn, mod, entry)) {
                 fprintf(stderr, "kcache_bench_modules: load %zu failed\n", i);
                 return 1;
             }
-            double t1 = now_us();
+            double t1 = bench_now_us();
             if (!load_only &&
                 (launch(fn, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL) || sync())) {
                 fprintf(stderr, "kcache_bench_modules: launch %zu failed\n", i);
                 return 1;
             }
             load_us[i] = t1 - t0;
-            all_us[i] = now_us() - t0;
+            all_us[i] = bench_now_us() - t0;
         }
         printf("raw driver, %zu loads of %s %zu-byte cubin into one context (load + get "
                "function; + first launch + sync):\n",

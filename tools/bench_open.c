@@ -16,20 +16,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "kcache/store.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static double median_open(const char *dir, const char *policy, size_t rounds)
 {
@@ -40,15 +28,15 @@ static double median_open(const char *dir, const char *policy, size_t rounds)
     setenv("KCACHE_CHECK", policy, 1);
     for (size_t i = 0; i < rounds; i++) {
         kc_store_t *st = NULL;
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (kc_store_open(dir, &o, &st) != KC_OK) {
             fprintf(stderr, "bench_open: %s\n", kc_store_open_errmsg());
             exit(1);
         }
         kc_store_close(st);
-        t[i] = now_us() - t0;
+        t[i] = bench_now_us() - t0;
     }
-    qsort(t, rounds, sizeof(*t), cmp_double);
+    qsort(t, rounds, sizeof(*t), bench_cmp_double);
     m = t[rounds / 2];
     free(t);
     return m;

@@ -209,19 +209,27 @@ void kc__pool_destroy(kc__pool_t *pool)
     free(pool);
 }
 
-int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
+/* Queue fn(arg). may_start: start a thread if none is idle or starting
+ * (KC_ENOMEM when none could: the caller runs it); else only queue it for
+ * a thread already started (KC_EBUSY when there is none). Started threads
+ * leave only at destroy, so a queued task is always taken. */
+static int submit(kc__pool_t *pool, kc__task_fn fn, void *arg, int may_start)
 {
     if (!pool || !fn)
         return KC_EINVAL;
     task_t *t = malloc(sizeof(*t));
     if (!t)
         return KC_ENOMEM;
-    t->fn = fn;
-    t->arg = arg;
-    t->remaining = NULL;
+    *t = (task_t){.fn = fn, .arg = arg};
     pthread_mutex_lock(&pool->mu);
+    if (!may_start && (pool->n_live == 0 || pool->stopping)) {
+        pthread_mutex_unlock(&pool->mu);
+        free(t);
+        return KC_EBUSY;
+    }
     push_locked(pool, t);
-    grow_locked(pool);
+    if (may_start)
+        grow_locked(pool);
     if (pool->n_live == 0 && pool->starting == 0) {
         /* No thread could start: the caller runs it. */
         unlink_locked(pool, t);
@@ -234,25 +242,14 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
     return KC_OK;
 }
 
+int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg)
+{
+    return submit(pool, fn, arg, 1);
+}
+
 int kc__pool_submit_idle(kc__pool_t *pool, kc__task_fn fn, void *arg)
 {
-    if (!pool || !fn)
-        return KC_EINVAL;
-    task_t *t = malloc(sizeof(*t));
-    if (!t)
-        return KC_ENOMEM;
-    *t = (task_t){.fn = fn, .arg = arg};
-    pthread_mutex_lock(&pool->mu);
-    /* Started threads leave only at destroy: one of them will take it. */
-    int running = pool->n_live > 0 && !pool->stopping;
-    if (running) {
-        push_locked(pool, t);
-        pthread_cond_signal(&pool->work);
-    }
-    pthread_mutex_unlock(&pool->mu);
-    if (!running)
-        free(t);
-    return running ? KC_OK : KC_EBUSY;
+    return submit(pool, fn, arg, 0);
 }
 
 unsigned kc__pool_size(const kc__pool_t *pool)

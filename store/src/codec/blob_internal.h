@@ -15,8 +15,9 @@
 int kc__blob_view(const void *rec, size_t len, kc_blob_rec_t *out);
 
 /* A blob record's raw_size, read from its header alone: rec may be a split
- * blob's head. KC_ECORRUPT if the header is not a blob's. Checks no more
- * than the header (no checksum): for the record totals. */
+ * blob's head. KC_ECORRUPT if the header is not a blob's, or if raw_size
+ * disagrees with the size the zstd frame's header states. Reads no more
+ * than the headers (no checksum): for the record totals. */
 int kc__blob_raw_size(const void *rec, size_t len, uint64_t *raw);
 
 /* How many threads currently hold zstd contexts created by blob.c. Tests use

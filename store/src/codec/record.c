@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "blob_internal.h"
 #include "kcache/errors.h"
@@ -479,13 +480,21 @@ int kc__blob_raw_size(const void *rec, size_t len, uint64_t *raw)
 {
     const uint8_t *p = rec;
     /* The header, then the payload's codec (u8) and dict_id (u32) before
-     * raw_size (docs/FORMAT.md, "blob"). */
-    const size_t at = KC_RECORD_HEADER_SIZE + 5;
+     * raw_size, then the frame's length (u32) and the frame
+     * (docs/FORMAT.md, "blob"). */
+    const size_t at = KC_RECORD_HEADER_SIZE + 5, frame_at = at + 8 + 4;
 
-    if (!p || len < at + 8 || memcmp(p, record_magic, sizeof(record_magic)) != 0 ||
-        p[4] != KC_REC_BLOB || p[5] != KC_RECORD_VERSION || kc__load_u32le(p + 8) < 5 + 8)
+    if (!p || len < frame_at || memcmp(p, record_magic, sizeof(record_magic)) != 0 ||
+        p[4] != KC_REC_BLOB || p[5] != KC_RECORD_VERSION ||
+        kc__load_u32le(p + 8) < 5 + 8 + 4 || p[KC_RECORD_HEADER_SIZE] != KC_CODEC_ZSTD)
         return KC_ECORRUPT;
     *raw = kc__load_u64le(p + at);
+    /* No checksum covers raw_size short of the whole record's; the zstd
+     * frame's header states the size too (kcache writes it), so a damaged
+     * one disagrees. Only the frame's first bytes are read. */
+    unsigned long long fcs = ZSTD_getFrameContentSize(p + frame_at, len - frame_at);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR || (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != *raw))
+        return KC_ECORRUPT;
     return KC_OK;
 }
 

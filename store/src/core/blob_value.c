@@ -11,7 +11,6 @@
  * its own header declares. Every read and write of a blob value goes
  * through this file, so nothing above core sees a head. */
 #include <string.h>
-#include <xxhash.h>
 
 #include "store_internal.h"
 #include "wire.h"
@@ -87,53 +86,43 @@ int kc__blob_value_get(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *
     return kc__blob_value_join(txn, env, k, v, buf);
 }
 
+/* The tail of blob k whose head is head, into *tail: 0 bytes for a whole
+ * value or a missing tail. An LMDB code. */
+static int tail_of(MDB_txn *txn, kc__env_t *env, const MDB_val *k, const MDB_val *head,
+                   MDB_val *tail)
+{
+    MDB_val key = *k;
+
+    tail->mv_size = 0;
+    tail->mv_data = NULL;
+    if (!kc__blob_value_is_head(head) || !env->has_blobtail)
+        return 0;
+    int rc = mdb_get(txn, env->blobtail, &key, tail);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int kc__blob_value_parts(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *head,
                          MDB_val *tail)
 {
     MDB_val key = *k;
     int rc = mdb_get(txn, env->dbi[KC_REC_BLOB], &key, head);
 
-    tail->mv_size = 0;
-    tail->mv_data = NULL;
-    if (rc != 0 || !kc__blob_value_is_head(head) || !env->has_blobtail)
+    if (rc != 0) {
+        tail->mv_size = 0;
+        tail->mv_data = NULL;
         return rc;
-    key = *k;
-    rc = mdb_get(txn, env->blobtail, &key, tail);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    return tail_of(txn, env, k, head, tail);
 }
 
-int kc__blob_value_intact(MDB_txn *txn, kc__env_t *env, const MDB_val *k,
-                          const MDB_val *head)
+int kc__blob_value_held(MDB_txn *txn, kc__env_t *env, const MDB_val *k,
+                        const MDB_val *head, size_t *held)
 {
-    MDB_val h = *head, tail = {0, NULL};
-    size_t want = kc__blob_value_len(&h);
-    uint8_t sum[REC_TRAILER];
+    MDB_val tail;
+    int rc = tail_of(txn, env, k, head, &tail);
 
-    if (want != h.mv_size) {
-        MDB_val key = *k;
-        if (!env->has_blobtail || mdb_get(txn, env->blobtail, &key, &tail) != 0 ||
-            h.mv_size + tail.mv_size != want)
-            return 0;
-    }
-    if (want < REC_HEADER + REC_TRAILER)
-        return 0;
-    /* The checksum covers all but the trailer, which may straddle the two
-     * parts: hashed and gathered part by part, nothing copied but 8 bytes. */
-    size_t body = want - REC_TRAILER, in_head = h.mv_size < body ? h.mv_size : body;
-    XXH3_state_t *st = XXH3_createState();
-    if (!st)
-        return 0;
-    XXH3_64bits_reset(st);
-    XXH3_64bits_update(st, h.mv_data, in_head);
-    XXH3_64bits_update(st, tail.mv_data, body - in_head);
-    uint64_t got = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
-    for (size_t i = 0; i < REC_TRAILER; i++) {
-        size_t at = body + i;
-        sum[i] = at < h.mv_size ? ((const uint8_t *)h.mv_data)[at]
-                                : ((const uint8_t *)tail.mv_data)[at - h.mv_size];
-    }
-    return got == kc__load_u64le(sum);
+    *held = head->mv_size + tail.mv_size;
+    return rc;
 }
 
 size_t kc__blob_split_head(const kc__env_t *env, size_t key_len, size_t len)

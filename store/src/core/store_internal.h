@@ -254,12 +254,11 @@ int kc__blob_value_get(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *
  * tail). An LMDB code; MDB_NOTFOUND when there is no blob k. */
 int kc__blob_value_parts(MDB_txn *txn, kc__env_t *env, const MDB_val *k, MDB_val *head,
                          MDB_val *tail);
-
-/* Whether blob k, whose value in the "blob" database is head, is whole:
- * its tail there if it is split, and the record's checksum right over both
- * parts, read in place. */
-int kc__blob_value_intact(MDB_txn *txn, kc__env_t *env, const MDB_val *k,
-                          const MDB_val *head);
+/* The bytes LMDB holds for blob k whose value in "blob" is head: head and
+ * its tail, if it is a split blob's head and the tail is there; neither is
+ * read. An LMDB code. */
+int kc__blob_value_held(MDB_txn *txn, kc__env_t *env, const MDB_val *k,
+                        const MDB_val *head, size_t *held);
 
 /* Put blob record v under k, split where that saves pages (raising the
  * store's format to 2 in txn), removing the tail of a split value it

@@ -107,9 +107,9 @@ static int totals_drop(MDB_txn *txn, kc__env_t *env)
 
 /* What a value of kind, as LMDB holds it, counts for: its stored bytes,
  * and a blob's raw bytes. A split blob's head counts for the whole record
- * its header declares; both come from the header, so nothing is joined or
- * copied (a blob removed or replaced is also checksummed in place, in
- * measure_old).
+ * its header declares; both come from the headers, so nothing is joined,
+ * copied or read past a blob's first page (a blob removed or replaced is
+ * also checked against the bytes LMDB holds for it, in measure_old).
  * -1 if a blob's header cannot be read (a damaged record). The scan and
  * the per-record notes measure alike. */
 static int measure(int kind, const MDB_val *v, uint64_t *stored, uint64_t *raw)
@@ -214,10 +214,14 @@ static int measure_old(MDB_txn *txn, kc__env_t *env, int kind, const MDB_val *k,
         return rc == MDB_NOTFOUND ? 0 : rc;
     *old_ok = measure(kind, &old, stored, raw) == 0;
     /* A blob's header says what it counted for when it was put (puts are
-     * verified); a blob damaged since may say otherwise, and would skew
-     * the totals for good. Its checksum tells: a damaged one drops the
-     * totals, which the next kc_store_stats rebuilds by a scan. */
-    if (*old_ok && kind == KC_REC_BLOB && !kc__blob_value_intact(txn, env, k, &old))
+     * verified), and a blob damaged since may say otherwise and skew the
+     * totals for good. raw_size is checked against the zstd frame's header
+     * (kc__blob_raw_size); the declared length against the bytes LMDB
+     * holds for it, head and tail, found without reading them. A mismatch
+     * drops the totals, which the next kc_store_stats rebuilds by a scan. */
+    size_t held = 0;
+    if (*old_ok && kind == KC_REC_BLOB &&
+        (kc__blob_value_held(txn, env, k, &old, &held) != 0 || held != *stored))
         *old_ok = 0;
     return 0;
 }

@@ -69,6 +69,33 @@ static int kind_of_db(const uint8_t *name, size_t len)
     return 0;
 }
 
+/* Add a candidate to c: a copy of a[alen] followed by b[blen] (a split
+ * blob's head and tail, joined; blen 0 for a whole value). */
+static int cand_add(rec_ctx_t *c, int kind, const uint8_t *key, const void *a,
+                    size_t alen, const void *b, size_t blen)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        cand_t *p = realloc(c->c, cap * sizeof(*p));
+        if (!p)
+            return KC_ENOMEM;
+        c->c = p;
+        c->cap = cap;
+    }
+    cand_t *e = &c->c[c->n];
+    if (!(e->data = malloc(alen + blen ? alen + blen : 1)))
+        return KC_ENOMEM;
+    memcpy(e->data, a, alen);
+    if (blen)
+        memcpy(e->data + alen, b, blen);
+    memcpy(e->key.b, key, sizeof(e->key.b));
+    e->kind = kind;
+    e->len = alen + blen;
+    e->state = 0;
+    c->n++;
+    return KC_OK;
+}
+
 static int scan_fn(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
                    int db, void *arg)
 {
@@ -95,28 +122,10 @@ static int scan_fn(const uint8_t *key, size_t klen, const uint8_t *val, size_t v
     } else if (!carried(kind)) {
         return 0;
     }
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 1024;
-        cand_t *p = realloc(c->c, cap * sizeof(*p));
-        if (!p) {
-            c->oom = 1;
-            return 1;
-        }
-        c->c = p;
-        c->cap = cap;
-    }
-    cand_t *e = &c->c[c->n];
-    e->data = malloc(vlen ? vlen : 1);
-    if (!e->data) {
+    if (cand_add(c, kind, key, val, vlen, NULL, 0) != KC_OK) {
         c->oom = 1;
         return 1;
     }
-    memcpy(e->data, val, vlen);
-    memcpy(e->key.b, key, sizeof(e->key.b));
-    e->kind = kind;
-    e->len = vlen;
-    e->state = 0;
-    c->n++;
     return 0;
 }
 
@@ -136,30 +145,6 @@ static int verified(const cand_t *e)
     char why[256];
     return kc__record_verify(e->kind, &e->key, e->data, e->len, why, sizeof(why)) ==
            KC_OK;
-}
-
-/* Add a candidate to c: the head h joined with tail t. */
-static int add_joined(rec_ctx_t *c, const cand_t *h, const cand_t *t)
-{
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 1024;
-        cand_t *p = realloc(c->c, cap * sizeof(*p));
-        if (!p)
-            return KC_ENOMEM;
-        c->c = p;
-        c->cap = cap;
-    }
-    cand_t *e = &c->c[c->n];
-    if (!(e->data = malloc(h->len + t->len)))
-        return KC_ENOMEM;
-    memcpy(e->data, h->data, h->len);
-    memcpy(e->data + h->len, t->data, t->len);
-    e->len = h->len + t->len;
-    e->key = h->key;
-    e->kind = KC_REC_BLOB;
-    e->state = 0;
-    c->n++;
-    return 0;
 }
 
 /* Pair every split blob's head with the tails under its key whose length
@@ -187,9 +172,9 @@ static int join_split(rec_ctx_t *c)
              lo++) {
             if (c->c[lo].len != want - v.mv_size)
                 continue;
-            /* add_joined may move c->c: index, never point. */
+            /* cand_add may move c->c: index, never point. */
             cand_t h = c->c[i], t = c->c[lo];
-            if (add_joined(c, &h, &t) != 0)
+            if (cand_add(c, KC_REC_BLOB, h.key.b, h.data, h.len, t.data, t.len) != KC_OK)
                 return KC_ENOMEM;
             added++;
         }

@@ -643,6 +643,24 @@ static int env_is_rdonly(kc_store_t *st)
     return (flags & MDB_RDONLY) != 0;
 }
 
+/* The fixture's store made (with made_with, NULL: defaults) holding one
+ * cubin, "first cubin" (*a), closed, changed on disk by between (if not
+ * NULL), and opened again with KC_STORE_LAZY_WRITE. */
+static void reopen_lazily(fixture_t *f, const kc_store_opts_t *made_with, kc_key_t *a,
+                          void (*between)(const char *dir))
+{
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+
+    f->st = open_store(f, made_with);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, a), KC_OK);
+    kc_store_close(f->st);
+    f->st = NULL;
+    if (between)
+        between(f->dir);
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    f->st = open_store(f, &lazy);
+}
+
 typedef struct lazy_put {
     kc_store_t *st;
     int rc;
@@ -665,17 +683,11 @@ static int put_inside_iterate(void *user, kc_rec_kind_t kind, const kc_key_t *ke
 static void test_a_lazily_writable_store_reopens_at_its_first_write(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     kc_key_t a, b;
     void *out = NULL;
     size_t len = 0;
 
-    f->st = open_store(f, NULL);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
-
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
+    reopen_lazily(f, NULL, &a, NULL);
     assert_true(env_is_rdonly(f->st));
     assert_false(kc_store_is_readonly(f->st));
     assert_int_equal(kc_store_get_cubin(f->st, &a, &out, &len), KC_OK);
@@ -708,17 +720,12 @@ static void test_a_lazily_writable_store_reopens_at_its_first_write(void **state
 static void test_compacting_a_lazily_writable_store_leaves_it_writable(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     kc_key_t a, b;
     void *out = NULL;
     size_t len = 0;
     uint64_t before = 0, after = 0;
 
-    f->st = open_store(f, NULL);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
+    reopen_lazily(f, NULL, &a, NULL);
     assert_true(env_is_rdonly(f->st));
     assert_int_equal(kc_store_compact(f->st, &before, &after), KC_OK);
     assert_false(env_is_rdonly(f->st));
@@ -737,16 +744,11 @@ static void test_a_lazy_store_follows_a_map_grown_by_another_process(void **stat
 {
     fixture_t *f = *state;
     kc_store_opts_t small = {.size = sizeof(kc_store_opts_t), .map_size = 256 << 10};
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     kc_key_t a, b;
     void *out = NULL;
     size_t len = 0;
 
-    f->st = open_store(f, &small);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
+    reopen_lazily(f, &small, &a, NULL);
     assert_true(env_is_rdonly(f->st));
     uint64_t map_before = 0;
     kc_store_stats_t s;
@@ -808,22 +810,16 @@ static int copy_blob_into(void *user, kc_rec_kind_t kind, const kc_key_t *key,
 static void test_a_copy_from_another_store_reopens_a_lazy_store(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     kc_store_t *src = NULL;
     char src_dir[600];
     kc_key_t a, b;
     void *out = NULL;
     size_t len = 0;
 
-    f->st = open_store(f, NULL);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
+    reopen_lazily(f, NULL, &a, NULL);
     snprintf(src_dir, sizeof(src_dir), "%s/src", f->root);
     assert_int_equal(kc_store_open(src_dir, NULL, &src), KC_OK);
     assert_int_equal(kc_store_put_cubin(src, "copied cubin", 12, &b), KC_OK);
-
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
     assert_true(env_is_rdonly(f->st));
     copy_into_t c = {f->st, KC_OK, 0};
     assert_int_equal(kc_store_iterate(src, KC_REC_BLOB, copy_blob_into, &c), KC_OK);
@@ -858,16 +854,9 @@ static void drop_binmeta(const char *dir)
 static void test_a_lazy_store_lacking_a_database_opens_writable(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     kc_key_t a;
 
-    f->st = open_store(f, NULL);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
-    f->st = NULL;
-    drop_binmeta(f->dir);
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
+    reopen_lazily(f, NULL, &a, drop_binmeta);
     assert_false(env_is_rdonly(f->st));
     assert_true(kc__env_has_db(f->st->env, KC_REC_BINMETA));
     void *out = NULL;
@@ -900,16 +889,11 @@ static void *lazy_reader_main(void *arg)
 static void test_readers_go_on_through_a_lazy_stores_first_write(void **state)
 {
     fixture_t *f = *state;
-    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
     lazy_reader_t r[3];
     pthread_t th[3];
     kc_key_t a, b;
 
-    f->st = open_store(f, NULL);
-    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
-    kc_store_close(f->st);
-    lazy.flags = KC_STORE_LAZY_WRITE;
-    f->st = open_store(f, &lazy);
+    reopen_lazily(f, NULL, &a, NULL);
     for (int i = 0; i < 3; i++) {
         r[i] = (lazy_reader_t){.st = f->st, .key = a};
         assert_int_equal(pthread_create(&th[i], NULL, lazy_reader_main, &r[i]), 0);

@@ -1,0 +1,13 @@
+# Sourced by the scripts that run on the GPU machine (gpu-run.sh,
+# gpu-firstcall-ab.sh), from the carried working tree's root: the build in
+# build-gpu/ has absolute paths, so the checkout is made reachable at the
+# path it was built in and entered; its copied libraries and CUDA's are put
+# on the library path, and the default store is a fresh directory.
+src="$(cat build-gpu/deps/SOURCE_DIR)"
+if [ "$PWD" != "$src" ]; then
+  mkdir -p "$(dirname "$src")"
+  [ -e "$src" ] || ln -s "$PWD" "$src"
+fi
+cd "$src" || exit 1
+export LD_LIBRARY_PATH="$src/build-gpu/deps:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export KCACHE_DIR="$(mktemp -d)/kcache"
