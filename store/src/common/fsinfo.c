@@ -20,15 +20,39 @@ static const struct {
     {0x00C36400UL, "ceph"}, {0x01021997UL, "9p"},
 };
 
+/* Mount flags in statfs' f_flags (Linux 2.6.36 on), as statvfs names them;
+ * ST_VALID says the kernel filled them in. */
+#define FS_ST_RDONLY 0x0001UL
+#define FS_ST_VALID 0x0020UL
+
+void kc__fs_probe(const char *dir, kc__fs_probe_t *out)
+{
+    struct statfs fs;
+    const char *allow = getenv("KCACHE_ALLOW_NETWORK_FS");
+    int have = statfs(dir, &fs) == 0;
+
+    out->writable = access(dir, W_OK | X_OK) == 0;
+    if (out->writable && have) {
+        unsigned long f = (unsigned long)fs.f_flags;
+        if (f & FS_ST_VALID) {
+            out->writable = !(f & FS_ST_RDONLY);
+        } else {
+            /* A kernel that does not fill f_flags: statvfs finds them. */
+            struct statvfs vfs;
+            out->writable = !(statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY));
+        }
+    }
+    out->network = have && !(allow && strcmp(allow, "1") == 0)
+                       ? kc__fs_network_type_name((unsigned long)fs.f_type)
+                       : NULL;
+}
+
 int kc__fs_dir_writable(const char *dir)
 {
-    struct statvfs vfs;
+    kc__fs_probe_t p;
 
-    if (access(dir, W_OK | X_OK) != 0)
-        return 0;
-    if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
-        return 0;
-    return 1;
+    kc__fs_probe(dir, &p);
+    return p.writable;
 }
 
 const char *kc__fs_network_type_name(unsigned long f_type)
@@ -39,18 +63,6 @@ const char *kc__fs_network_type_name(unsigned long f_type)
         if (network_fs[i].magic == f_type)
             return network_fs[i].name;
     return NULL;
-}
-
-const char *kc__fs_network_refusal(const char *dir)
-{
-    struct statfs fs;
-    const char *allow = getenv("KCACHE_ALLOW_NETWORK_FS");
-
-    if (allow && strcmp(allow, "1") == 0)
-        return NULL;
-    if (statfs(dir, &fs) != 0)
-        return NULL;
-    return kc__fs_network_type_name((unsigned long)fs.f_type);
 }
 
 int kc__fs_sync_path(const char *path, int flags)

@@ -9,18 +9,27 @@
 #ifndef KCACHE_FSINFO_H
 #define KCACHE_FSINFO_H
 
-/* 1 if the process may create files in dir (access W_OK) and its
- * filesystem is not mounted read-only; else 0. */
+/* What kc_store_open asks of a directory's filesystem. */
+typedef struct kc__fs_probe {
+    int writable;        /* the process may create files in dir (access W_OK)
+                            and its filesystem is not mounted read-only */
+    const char *network; /* the network filesystem type's name ("nfs",
+                            "cifs", ...) when dir is on one and
+                            KCACHE_ALLOW_NETWORK_FS is not 1; else NULL (NULL
+                            too when statfs fails: the open that follows
+                            reports the real error) */
+} kc__fs_probe_t;
+
+/* Both with one access and one statfs (statvfs and statfs are each one
+ * statfs: a first open asked twice). */
+void kc__fs_probe(const char *dir, kc__fs_probe_t *out);
+
+/* kc__fs_probe's writable alone. */
 int kc__fs_dir_writable(const char *dir);
 
 /* The name of the network filesystem type f_type (a statfs magic number),
  * or NULL for a local one. */
 const char *kc__fs_network_type_name(unsigned long f_type);
-
-/* If dir is on a network filesystem and KCACHE_ALLOW_NETWORK_FS is not 1,
- * return its type's name ("nfs", "cifs", ...); else NULL. NULL too when
- * statfs fails: the open that follows reports the real error. */
-const char *kc__fs_network_refusal(const char *dir);
 
 /* fsync the file or directory at path (opened with flags: O_RDONLY, or
  * O_RDONLY | O_DIRECTORY for a directory). 0, or the errno. */

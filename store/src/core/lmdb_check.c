@@ -143,6 +143,31 @@ static void meta_load(meta_t *m, const uint8_t *p)
     m->txnid = kc__load_u64le(p + HDR + 128);
 }
 
+/* One node of a page as LMDB lays it out, at offset off: a 32-bit data
+ * size in two 16-bit halves, a 16-bit flags word, a 16-bit key size, then
+ * the key, then the value inline or an overflow page number. A branch
+ * node's first 48 bits are its child page number instead. */
+typedef struct node {
+    uint64_t dsize, child;
+    unsigned flags, ksize;
+    const uint8_t *key;
+    uint64_t end; /* the offset just past the key */
+} node_t;
+
+/* Decode the node at off (the caller has checked off + NODE_HDR <= psize).
+ * 0, or -1 when its key runs past the page. */
+static int node_read(const uint8_t *pg, unsigned off, uint64_t psize, node_t *n)
+{
+    n->dsize = (uint64_t)kc__load_u16le(pg + off) |
+               ((uint64_t)kc__load_u16le(pg + off + 2) << 16);
+    n->flags = kc__load_u16le(pg + off + 4);
+    n->child = n->dsize | ((uint64_t)n->flags << 32);
+    n->ksize = kc__load_u16le(pg + off + 6);
+    n->key = pg + off + NODE_HDR;
+    n->end = (uint64_t)off + NODE_HDR + n->ksize;
+    return n->end > psize ? -1 : 0;
+}
+
 /* Mark page pgno reached; damage if it was reached before or lies outside
  * what the meta page and the file allow. */
 static int reach(walk_t *w, uint64_t pgno, const char *what)
@@ -261,53 +286,50 @@ static int check_free_list(walk_t *w, tree_t *t, const uint8_t *v, uint64_t vlen
 static int check_node(walk_t *w, tree_t *t, const uint8_t *pg, uint64_t pgno,
                       unsigned off, unsigned level)
 {
-    unsigned flags = kc__load_u16le(pg + off + 4), ksize = kc__load_u16le(pg + off + 6);
-    uint64_t dsize = (uint64_t)kc__load_u16le(pg + off) |
-                     ((uint64_t)kc__load_u16le(pg + off + 2) << 16);
-    const uint8_t *key = pg + off + NODE_HDR, *val;
-    uint64_t end = (uint64_t)off + NODE_HDR + ksize;
+    node_t nd;
+    const uint8_t *val;
     int rc;
 
-    if (end > w->psize)
+    if (node_read(pg, off, w->psize, &nd) != 0)
         return damage(w, "%s: page %llu: a key runs past the page", t->name,
                       (unsigned long long)pgno);
-    if (flags & ~(unsigned)(F_BIGDATA | F_SUBDATA))
+    if (nd.flags & ~(unsigned)(F_BIGDATA | F_SUBDATA))
         return damage(w, "%s: page %llu: node flags 0x%x", t->name,
-                      (unsigned long long)pgno, flags);
-    if (t->kind == TREE_FREE && (ksize != 8 || (flags & F_SUBDATA)))
+                      (unsigned long long)pgno, nd.flags);
+    if (t->kind == TREE_FREE && (nd.ksize != 8 || (nd.flags & F_SUBDATA)))
         return damage(w, "free pages: page %llu: a malformed entry",
                       (unsigned long long)pgno);
-    if ((flags & F_SUBDATA) && (t->kind != TREE_MAIN || (flags & F_BIGDATA)))
+    if ((nd.flags & F_SUBDATA) && (t->kind != TREE_MAIN || (nd.flags & F_BIGDATA)))
         return damage(w, "%s: page %llu: a misplaced database record", t->name,
                       (unsigned long long)pgno);
     t->c.entries++;
-    if (flags & F_BIGDATA) {
-        if (end + 8 > w->psize)
+    if (nd.flags & F_BIGDATA) {
+        if (nd.end + 8 > w->psize)
             return damage(w, "%s: page %llu: an overflow node runs past the page",
                           t->name, (unsigned long long)pgno);
-        rc = check_overflow(w, kc__load_u64le(pg + end), dsize, t->name, &t->c,
+        rc = check_overflow(w, kc__load_u64le(pg + nd.end), nd.dsize, t->name, &t->c,
                             t->kind == TREE_FREE);
         if (rc != KC_OK)
             return rc;
         val = w->ovf;
     } else {
-        if (end + dsize > w->psize)
+        if (nd.end + nd.dsize > w->psize)
             return damage(w, "%s: page %llu: a value runs past the page", t->name,
                           (unsigned long long)pgno);
-        val = pg + end;
+        val = pg + nd.end;
     }
     if (t->kind == TREE_FREE)
-        return check_free_list(w, t, val, dsize);
-    if (flags & F_SUBDATA) {
+        return check_free_list(w, t, val, nd.dsize);
+    if (nd.flags & F_SUBDATA) {
         db_t d;
         char name[64];
         tree_t sub;
-        if (dsize != DB_SIZE)
+        if (nd.dsize != DB_SIZE)
             return damage(w, "main tree: page %llu: a database record of %llu bytes",
-                          (unsigned long long)pgno, (unsigned long long)dsize);
+                          (unsigned long long)pgno, (unsigned long long)nd.dsize);
         db_load(&d, val);
-        snprintf(name, sizeof(name), "database \"%.*s\"", ksize > 32 ? 32 : (int)ksize,
-                 (const char *)key);
+        snprintf(name, sizeof(name), "database \"%.*s\"",
+                 nd.ksize > 32 ? 32 : (int)nd.ksize, (const char *)nd.key);
         for (char *p = name; *p; p++)
             if (*p < 0x20 || *p > 0x7e)
                 *p = '?';
@@ -364,19 +386,16 @@ static int check_page(walk_t *w, tree_t *t, uint64_t pgno, unsigned level)
             return damage(w, "%s: page %llu: node %u at offset %u", t->name,
                           (unsigned long long)pgno, i, off);
         if (flags == P_BRANCH) {
-            uint64_t child = (uint64_t)kc__load_u16le(pg + off) |
-                             ((uint64_t)kc__load_u16le(pg + off + 2) << 16) |
-                             ((uint64_t)kc__load_u16le(pg + off + 4) << 32);
-            unsigned ksize = kc__load_u16le(pg + off + 6);
-            if (off + NODE_HDR + ksize > w->psize)
+            node_t nd;
+            if (node_read(pg, off, w->psize, &nd) != 0)
                 return damage(w, "%s: page %llu: a key runs past the page", t->name,
                               (unsigned long long)pgno);
             /* The free tree's keys are compared as 8-byte integers; a
              * branch's first key is never compared. */
-            if (t->kind == TREE_FREE && i > 0 && ksize != 8)
+            if (t->kind == TREE_FREE && i > 0 && nd.ksize != 8)
                 return damage(w, "free pages: page %llu: a malformed key",
                               (unsigned long long)pgno);
-            rc = check_page(w, t, child, level + 1);
+            rc = check_page(w, t, nd.child, level + 1);
         } else {
             rc = check_node(w, t, pg, pgno, off, level);
         }
@@ -806,52 +825,47 @@ int kc__mdb_scan(int fd, uint64_t size, kc__mdb_scan_fn fn, void *ctx, uint64_t 
             continue;
         n = (lower - HDR) / 2;
         for (unsigned i = 0; i < n && rc == KC_OK; i++) {
-            unsigned off = kc__load_u16le(pg + HDR + 2 * i), flags, ksize;
-            uint64_t dsize, end;
+            unsigned off = kc__load_u16le(pg + HDR + 2 * i);
+            node_t nd;
             const uint8_t *v;
-            if (off < HDR || off + NODE_HDR > psize)
+            if (off < HDR || off + NODE_HDR > psize ||
+                node_read(pg, off, psize, &nd) != 0 || (nd.flags & F_DUPDATA))
                 continue;
-            dsize = (uint64_t)kc__load_u16le(pg + off) |
-                    ((uint64_t)kc__load_u16le(pg + off + 2) << 16);
-            flags = kc__load_u16le(pg + off + 4);
-            ksize = kc__load_u16le(pg + off + 6);
-            end = (uint64_t)off + NODE_HDR + ksize;
-            if (end > psize || (flags & F_DUPDATA))
-                continue;
-            if (flags & F_SUBDATA) {
-                if (!(flags & F_BIGDATA) && dsize == DB_SIZE && end + dsize <= psize)
-                    rc = fn(pg + off + NODE_HDR, ksize, pg + end, dsize, 1, ctx);
+            if (nd.flags & F_SUBDATA) {
+                if (!(nd.flags & F_BIGDATA) && nd.dsize == DB_SIZE &&
+                    nd.end + nd.dsize <= psize)
+                    rc = fn(nd.key, nd.ksize, pg + nd.end, nd.dsize, 1, ctx);
                 continue;
             }
-            if (flags & F_BIGDATA) {
+            if (nd.flags & F_BIGDATA) {
                 uint8_t h[HDR];
                 uint64_t opg;
-                if (end + 8 > psize)
+                if (nd.end + 8 > psize)
                     continue;
-                opg = kc__load_u64le(pg + end);
+                opg = kc__load_u64le(pg + nd.end);
                 if (opg < 2 || opg >= npages || src_read(&s, opg * psize, h, HDR) != 0 ||
                     kc__load_u16le(h + 10) != P_OVERFLOW ||
-                    dsize > (uint64_t)kc__load_u32le(h + 12) * psize ||
-                    opg * psize + HDR + dsize > size)
+                    nd.dsize > (uint64_t)kc__load_u32le(h + 12) * psize ||
+                    opg * psize + HDR + nd.dsize > size)
                     continue;
-                if (dsize > val_cap) {
-                    uint8_t *b = realloc(val, dsize ? dsize : 1);
+                if (nd.dsize > val_cap) {
+                    uint8_t *b = realloc(val, nd.dsize ? nd.dsize : 1);
                     if (!b) {
                         rc = KC_ENOMEM;
                         break;
                     }
                     val = b;
-                    val_cap = dsize;
+                    val_cap = nd.dsize;
                 }
-                if (src_read(&s, opg * psize + HDR, val, dsize) != 0)
+                if (src_read(&s, opg * psize + HDR, val, nd.dsize) != 0)
                     continue;
                 v = val;
             } else {
-                if (end + dsize > psize)
+                if (nd.end + nd.dsize > psize)
                     continue;
-                v = pg + end;
+                v = pg + nd.end;
             }
-            rc = fn(pg + off + NODE_HDR, ksize, v, dsize, 0, ctx);
+            rc = fn(nd.key, nd.ksize, v, nd.dsize, 0, ctx);
         }
     }
     free(pg);

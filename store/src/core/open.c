@@ -235,7 +235,9 @@ check_dir(const char *dir, const kc_store_opts_t *opts, kc__env_opts_t *eo)
         return kc__store_open_fail(KC_EINVAL, "%s is not a directory", dir);
     }
 
-    eo->readonly = (opts->flags & KC_STORE_RDONLY) || !kc__fs_dir_writable(dir);
+    kc__fs_probe_t fs;
+    kc__fs_probe(dir, &fs);
+    eo->readonly = (opts->flags & KC_STORE_RDONLY) || !fs.writable;
     data_exists = access(data_path, F_OK) == 0;
     /* "Cannot look" is not "not there": a directory this user may not search
      * is a permission problem, said as such. */
@@ -254,17 +256,14 @@ check_dir(const char *dir, const kc_store_opts_t *opts, kc__env_opts_t *eo)
     if (!data_exists && (opts->flags & KC_STORE_NOCREATE))
         return kc__store_open_fail(KC_ENOTFOUND, "no kcache store at %s (no data.mdb)",
                                    dir);
-    if (!eo->readonly) {
-        const char *fs = kc__fs_network_refusal(dir);
-        if (fs)
-            return kc__store_open_fail(
-                KC_ENFS,
-                "%s is on a network filesystem (%s); LMDB needs local locks "
-                "and a coherent mmap. Use a local directory, open it "
-                "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
-                "machine ever uses it",
-                dir, fs);
-    }
+    if (!eo->readonly && fs.network)
+        return kc__store_open_fail(
+            KC_ENFS,
+            "%s is on a network filesystem (%s); LMDB needs local locks "
+            "and a coherent mmap. Use a local directory, open it "
+            "read-only, or set KCACHE_ALLOW_NETWORK_FS=1 if only one "
+            "machine ever uses it",
+            dir, fs.network);
     return KC_OK;
 }
 

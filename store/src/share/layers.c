@@ -224,7 +224,7 @@ int kc_layers_open(const char *path_list, const kc_store_opts_t *opts, kc_layers
         /* Only a layer that could become the publish target is created. */
         if (l->writable || (so.flags & KC_STORE_RDONLY))
             so.flags |= KC_STORE_NOCREATE;
-        if (!dir_exists(dir) && (so.flags & KC_STORE_NOCREATE)) {
+        if ((so.flags & KC_STORE_NOCREATE) && !dir_exists(dir)) {
             warn(l, "%s: skipped: %s\n", dir, "no such directory");
             continue;
         }
