@@ -362,6 +362,8 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     env->readonly = opts->readonly;
     pthread_mutex_init(&env->write_mutex, NULL);
     pthread_rwlock_init(&env->map_lock, NULL);
+    pthread_mutex_init(&env->gate_mu, NULL);
+    pthread_cond_init(&env->gate_cv, NULL);
     if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
         env->data_path = NULL;
         snprintf(msg, msg_len, "out of memory");
@@ -429,6 +431,8 @@ fail:
     if (env->mdb)
         mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
+    pthread_cond_destroy(&env->gate_cv);
+    pthread_mutex_destroy(&env->gate_mu);
     pthread_mutex_destroy(&env->write_mutex);
     free(env->data_path);
     free(env);
@@ -525,6 +529,8 @@ void kc__env_release(kc__env_t *env)
     pthread_mutex_unlock(&registry_lock);
     mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
+    pthread_cond_destroy(&env->gate_cv);
+    pthread_mutex_destroy(&env->gate_mu);
     pthread_mutex_destroy(&env->write_mutex);
     free(env->data_path);
     free(env);
@@ -539,8 +545,52 @@ uint64_t kc__env_map_size(kc__env_t *env)
     return info.me_mapsize;
 }
 
+/* Wait while a thread waits to take env's map lock exclusively (see
+ * kc__env_t.excl_waiting): only a thread inside no transaction, of any
+ * environment, waits here, so no thread here holds what a taker or the
+ * transactions it waits for could need. */
+static KC__COLD void gate_wait(kc__env_t *env)
+{
+    pthread_mutex_lock(&env->gate_mu);
+    while (atomic_load_explicit(&env->excl_waiting, memory_order_acquire))
+        pthread_cond_wait(&env->gate_cv, &env->gate_mu);
+    pthread_mutex_unlock(&env->gate_mu);
+}
+
+/* Announce an exclusive taker: new transactions of threads inside none
+ * wait at the gate until gate_open. */
+static void gate_close(kc__env_t *env)
+{
+    atomic_fetch_add_explicit(&env->excl_waiting, 1, memory_order_acq_rel);
+}
+
+static void gate_open(kc__env_t *env)
+{
+    if (atomic_fetch_sub_explicit(&env->excl_waiting, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&env->gate_mu);
+        pthread_cond_broadcast(&env->gate_cv);
+        pthread_mutex_unlock(&env->gate_mu);
+    }
+}
+
+/* Take env's map lock exclusively, past any stream of new readers. */
+static void map_lock_exclusive(kc__env_t *env)
+{
+    gate_close(env);
+    pthread_rwlock_wrlock(&env->map_lock);
+}
+
+static void map_unlock_exclusive(kc__env_t *env)
+{
+    pthread_rwlock_unlock(&env->map_lock);
+    gate_open(env);
+}
+
 static void map_lock_shared(kc__env_t *env)
 {
+    if (atomic_load_explicit(&env->excl_waiting, memory_order_acquire) &&
+        tls_live_txns == 0)
+        gate_wait(env);
     pthread_rwlock_rdlock(&env->map_lock);
     tls_live_txns++;
     tls_enter(env);
@@ -572,9 +622,9 @@ static int adopt_map_size(kc__env_t *env)
 
     if (tls_live_txns > 0)
         return MDB_MAP_RESIZED;
-    pthread_rwlock_wrlock(&env->map_lock);
+    map_lock_exclusive(env);
     rc = mdb_env_set_mapsize(env->mdb, 0);
-    pthread_rwlock_unlock(&env->map_lock);
+    map_unlock_exclusive(env);
     return rc;
 }
 
@@ -626,7 +676,7 @@ static int env_grow(kc__env_t *env, uint64_t seen)
 
     if (tls_live_txns > 0)
         return MDB_MAP_FULL;
-    pthread_rwlock_wrlock(&env->map_lock);
+    map_lock_exclusive(env);
     cur = kc__env_map_size(env);
     if (cur > seen)
         goto out;
@@ -640,7 +690,7 @@ static int env_grow(kc__env_t *env, uint64_t seen)
     if (adopted <= seen)
         rc = mdb_env_set_mapsize(env->mdb, (size_t)(seen * 2));
 out:
-    pthread_rwlock_unlock(&env->map_lock);
+    map_unlock_exclusive(env);
     return rc;
 }
 
@@ -811,16 +861,20 @@ static int env_upgrade(kc__env_t *env)
     memcpy(dir, env->data_path, n - tail);
     dir[n - tail] = '\0';
     if (tls_live_txns == 0) {
-        pthread_rwlock_wrlock(&env->map_lock);
+        map_lock_exclusive(env);
     } else {
         /* Inside a transaction of another environment (a copy from one
          * store into this one): a thread inside one of env's that waits
          * for that environment's map lock would wait for this one, and
-         * this one for it. Try for a while instead, then give up. */
+         * this one for it. Try for a while instead, then give up; the
+         * gate holds new readers off meanwhile. */
         int tries = 0;
+        gate_close(env);
         while (pthread_rwlock_trywrlock(&env->map_lock) != 0) {
-            if (++tries > UPGRADE_TRIES)
+            if (++tries > UPGRADE_TRIES) {
+                gate_open(env);
                 return KC_EBUSY;
+            }
             nanosleep(&(struct timespec){0, 1000000}, NULL);
         }
     }
@@ -828,7 +882,7 @@ static int env_upgrade(kc__env_t *env)
     if (atomic_load_explicit(&env->rdonly_map, memory_order_relaxed))
         rc = env_to_writable(env, dir, msg, sizeof(msg));
     pthread_mutex_unlock(&registry_lock);
-    pthread_rwlock_unlock(&env->map_lock);
+    map_unlock_exclusive(env);
     return rc;
 }
 
@@ -862,7 +916,7 @@ int kc__env_exclusive(kc__env_t *env, const char *dir,
      * so that no thread opens a second environment on the new file before
      * the registry knows its inode. This order (map lock, then registry)
      * is safe: no thread waits for a map lock while it holds the registry. */
-    pthread_rwlock_wrlock(&env->map_lock);
+    map_lock_exclusive(env);
     pthread_mutex_lock(&registry_lock);
     map_size = kc__env_map_size(env);
     if (env->mdb)
@@ -923,6 +977,6 @@ reopen:
             stamp_refresh(env);
     }
     pthread_mutex_unlock(&registry_lock);
-    pthread_rwlock_unlock(&env->map_lock);
+    map_unlock_exclusive(env);
     return rc;
 }

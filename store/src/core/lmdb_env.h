@@ -74,8 +74,18 @@ typedef struct kc__env {
     /* The totals' changes by this process's write transaction, under
      * write_mutex. */
     kc__totals_delta_t tot;
-    /* Held shared by every live transaction, exclusively to resize. */
+    /* Held shared by every live transaction, exclusively to resize,
+     * reopen or compact. glibc's rwlock lets readers in while a writer
+     * waits (a thread may nest transactions of one environment), so a
+     * steady stream of reads would hold an exclusive taker off for good:
+     * while excl_waiting is not 0, a thread that holds no transaction
+     * waits at the gate (gate_mu, gate_cv) before it takes the lock, and a
+     * thread inside one, whose transaction the taker waits for anyway,
+     * goes on. */
     pthread_rwlock_t map_lock;
+    _Atomic unsigned excl_waiting;
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
     /* Registry fields, under the registry mutex. */
     dev_t dev;
     ino_t ino;

@@ -912,6 +912,106 @@ static void test_readers_go_on_through_a_lazy_stores_first_write(void **state)
     assert_false(env_is_rdonly(f->st));
 }
 
+typedef struct put_job {
+    kc_store_t *st;
+    const void *data;
+    size_t len;
+    kc_key_t key;
+    int rc;
+    _Atomic int done;
+} put_job_t;
+
+static void *put_job_main(void *arg)
+{
+    put_job_t *j = arg;
+    j->rc = kc_store_put_cubin(j->st, j->data, j->len, &j->key);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+#define BUSY_READERS 8
+
+/* Put data into f->st on a thread while BUSY_READERS threads read key
+ * without pause; the put must finish while they still read. A write that
+ * needs the map lock exclusively (a lazy store's first write, a map
+ * growth) once waited for a moment with no reader inside, which eight
+ * readers on two cores did not leave for minutes (glibc's rwlock lets new
+ * readers past a waiting writer); the gate holds new reads back instead.
+ * The one minute bound is how long "never" is given, not a timing. */
+static void put_among_busy_readers(fixture_t *f, const kc_key_t *key, const void *data,
+                                   size_t len)
+{
+    lazy_reader_t r[BUSY_READERS];
+    pthread_t th[BUSY_READERS], pt;
+    put_job_t job = {.st = f->st, .data = data, .len = len};
+
+    for (int i = 0; i < BUSY_READERS; i++) {
+        r[i] = (lazy_reader_t){.st = f->st, .key = *key};
+        assert_int_equal(pthread_create(&th[i], NULL, lazy_reader_main, &r[i]), 0);
+    }
+    for (int i = 0; i < BUSY_READERS; i++)
+        while (atomic_load(&r[i].reads) < 10)
+            sched_yield();
+    assert_int_equal(pthread_create(&pt, NULL, put_job_main, &job), 0);
+    int finished_among_readers = 0;
+    for (int ms = 0; ms < 60000; ms++) {
+        if (atomic_load(&job.done)) {
+            finished_among_readers = 1;
+            break;
+        }
+        usleep(1000);
+    }
+    for (int i = 0; i < BUSY_READERS; i++) {
+        atomic_store(&r[i].stop, 1);
+        pthread_join(th[i], NULL);
+        assert_int_equal(atomic_load(&r[i].errors), 0);
+    }
+    pthread_join(pt, NULL);
+    assert_true(finished_among_readers);
+    assert_int_equal(job.rc, KC_OK);
+    void *out = NULL;
+    size_t got = 0;
+    assert_int_equal(kc_store_get_cubin(f->st, &job.key, &out, &got), KC_OK);
+    assert_int_equal(got, len);
+    assert_memory_equal(out, data, len);
+    kc_free(out);
+}
+
+/* A lazy store's first write reopens it while eight threads read. */
+static void test_a_lazy_stores_first_write_gets_past_busy_readers(void **state)
+{
+    fixture_t *f = *state;
+    kc_key_t a;
+
+    reopen_lazily(f, NULL, &a, NULL);
+    assert_true(env_is_rdonly(f->st));
+    put_among_busy_readers(f, &a, "second cubin", 12);
+    assert_false(env_is_rdonly(f->st));
+}
+
+/* A put that must grow the map does so while eight threads read. */
+static void test_a_map_growth_gets_past_busy_readers(void **state)
+{
+    fixture_t *f = *state;
+    kc_store_opts_t small = {.size = sizeof(kc_store_opts_t), .map_size = 64 << 10};
+    kc_key_t a;
+    size_t len = 512 << 10;
+    uint8_t *big = malloc(len);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+
+    assert_non_null(big);
+    for (size_t i = 0; i < len; i++) { /* incompressible: the map must grow */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        big[i] = (uint8_t)x;
+    }
+    f->st = open_store(f, &small);
+    assert_int_equal(kc_store_put_cubin(f->st, "first cubin", 11, &a), KC_OK);
+    uint64_t before = kc__env_map_size(f->st->env);
+    put_among_busy_readers(f, &a, big, len);
+    assert_true(kc__env_map_size(f->st->env) > before);
+    free(big);
+}
+
 /* ---- map growth ---------------------------------------------------------- */
 
 static void test_map_grows_to_hold_two_thousand_cubins(void **state)
@@ -2029,6 +2129,8 @@ int main(void)
         T(test_stats_in_use_leaves_out_free_pages),
         T(test_a_lazily_writable_store_reopens_at_its_first_write),
         T(test_readers_go_on_through_a_lazy_stores_first_write),
+        T(test_a_lazy_stores_first_write_gets_past_busy_readers),
+        T(test_a_map_growth_gets_past_busy_readers),
         T(test_compacting_a_lazily_writable_store_leaves_it_writable),
         T(test_a_lazy_store_follows_a_map_grown_by_another_process),
         T(test_a_copy_from_another_store_reopens_a_lazy_store),
