@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -34,13 +35,37 @@ struct kc__pool {
     task_t *head, *tail;
     size_t queued; /* tasks in the queue */
     int stopping;
-    unsigned max_threads;
+    unsigned
+        max_threads;   /* 0 until the first thread starts, for a pool sized by the CPUs */
     unsigned n_slots;  /* slots of threads taken (started, starting or failed) */
     unsigned n_live;   /* threads started: threads[0 .. n_live) */
     unsigned starting; /* pthread_create calls in progress */
     unsigned idle;     /* threads waiting for work, or starting */
-    pthread_t *threads;
+    pthread_t threads[POOL_MAX_THREADS];
 };
+
+/* The CPUs this process may run on (its affinity: a container's cpuset, a
+ * taskset), at most 16; the online CPUs where the affinity is unknown.
+ * Asked when the first thread starts, not at create: glibc answers the
+ * online count by reading a sysfs file, and a launcher that never compiles
+ * need not ask at all. */
+static unsigned auto_size(void)
+{
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
+}
+
+static unsigned size_locked(kc__pool_t *pool)
+{
+    if (pool->max_threads == 0)
+        pool->max_threads = auto_size();
+    return pool->max_threads;
+}
 
 static void push_locked(kc__pool_t *pool, task_t *t)
 {
@@ -129,7 +154,7 @@ static void *worker(void *arg)
  * the caller) run the tasks; its slot is not reused. */
 static int spawn_locked(kc__pool_t *pool)
 {
-    if (pool->stopping || pool->n_slots >= pool->max_threads)
+    if (pool->stopping || pool->n_slots >= size_locked(pool))
         return 0;
     pool->n_slots++;
     pool->starting++;
@@ -159,21 +184,12 @@ static void grow_locked(kc__pool_t *pool)
 int kc__pool_create(unsigned n_threads, kc__pool_t **out)
 {
     *out = NULL;
-    if (n_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
-    }
     if (n_threads > POOL_MAX_THREADS)
         return KC_EINVAL;
 
     kc__pool_t *pool = calloc(1, sizeof(*pool));
     if (!pool)
         return KC_ENOMEM;
-    pool->threads = calloc(n_threads, sizeof(*pool->threads));
-    if (!pool->threads) {
-        free(pool);
-        return KC_ENOMEM;
-    }
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->done, NULL);
@@ -205,7 +221,6 @@ void kc__pool_destroy(kc__pool_t *pool)
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->work);
     pthread_mutex_destroy(&pool->mu);
-    free(pool->threads);
     free(pool);
 }
 
@@ -252,9 +267,14 @@ int kc__pool_submit_idle(kc__pool_t *pool, kc__task_fn fn, void *arg)
     return submit(pool, fn, arg, 0);
 }
 
-unsigned kc__pool_size(const kc__pool_t *pool)
+unsigned kc__pool_size(kc__pool_t *pool)
 {
-    return pool ? pool->max_threads : 0;
+    if (!pool)
+        return 0;
+    pthread_mutex_lock(&pool->mu);
+    unsigned n = size_locked(pool);
+    pthread_mutex_unlock(&pool->mu);
+    return n;
 }
 
 unsigned kc__pool_started(kc__pool_t *pool)

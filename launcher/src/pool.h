@@ -9,7 +9,8 @@
 typedef struct kc__pool kc__pool_t;
 typedef void (*kc__task_fn)(void *arg);
 
-/* n_threads 0: online CPUs, capped at 16. */
+/* n_threads 0: the CPUs the process may run on (sched_getaffinity), at
+ * most 16, counted when the first thread starts. */
 int kc__pool_create(unsigned n_threads, kc__pool_t **out);
 /* Runs queued tasks to completion, then joins. Accepts NULL. */
 void kc__pool_destroy(kc__pool_t *pool);
@@ -20,7 +21,7 @@ int kc__pool_submit(kc__pool_t *pool, kc__task_fn fn, void *arg);
  * queued: work that only pays off beside other work is skipped). */
 int kc__pool_submit_idle(kc__pool_t *pool, kc__task_fn fn, void *arg);
 /* The most threads it will start. */
-unsigned kc__pool_size(const kc__pool_t *pool);
+unsigned kc__pool_size(kc__pool_t *pool);
 /* The threads started so far. */
 unsigned kc__pool_started(kc__pool_t *pool);
 

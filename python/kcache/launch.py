@@ -288,7 +288,7 @@ class Launcher:
         ordinal: the CUDA device when no context is current.
         sim: the simulated device for ``device="sim"`` (default: a new
             :class:`Sim` with this arch, as :attr:`sim`).
-        compile_threads: compile pool size (0: online CPUs, at most 16).
+        compile_threads: compile pool size (0: the CPUs this process may run on, at most 16).
         warmup, budget_ms, min_reps, max_reps: tuning runs per candidate
             (0: 2 warmups, 25 ms budget, 5 to 200 timed runs).
         l2_flush: flush L2 before each timed run.

@@ -30,7 +30,7 @@ static const char help[] =
     "  -m, --manifest FILE  a JSON spec file (docs/SPEC.md) listing the kernels\n"
     "  -a, --arch A[,A...]  target archs, e.g. sm_80,sm_90 (sm_NN, optionally\n"
     "                       followed by a or f)\n"
-    "  -j, --jobs N         parallel compiles (default: online CPUs, at most 16)\n"
+    "  -j, --jobs N         parallel compiles (default: usable CPUs, at most 16)\n"
     "\n"
     "Every config of every kernel's tuning space is compiled with NVRTC for each\n"
     "arch (no GPU needed) and its build published; builds already stored are\n"

@@ -90,8 +90,9 @@ typedef struct kc_launcher_opts {
     const char *store_dir;
     int no_store;
 
-    /* The compile pool's size (0: number of online CPUs, at most 16). Its
-     * threads start when compiles need them, not in kc_launcher_create. */
+    /* The compile pool's size (0: the CPUs this process may run on, its
+     * affinity, at most 16). Its threads start when compiles need them, not
+     * in kc_launcher_create. */
     unsigned compile_threads;
 
     /* Tuning: each candidate runs `warmup` times, then is timed until

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,40 @@ static void test_pool_starts_no_thread_until_a_task_needs_one(void **state)
     assert_true(kc__pool_started(pool) <= 4);
     kc__pool_destroy(pool);
     assert_int_equal(atomic_load(&g_ran), 128);
+}
+
+/* A pool of size 0 takes the CPUs its process may run on (a container's
+ * cpuset, a taskset), not the machine's online CPUs: with the affinity cut
+ * to one CPU, it starts one thread however many tasks there are. The size
+ * is asked for by the thread that starts the first thread (here, this one). */
+static void test_an_unsized_pool_takes_the_cpus_the_process_may_run_on(void **state)
+{
+    (void)state;
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+
+    kc__pool_t *pool;
+    void *args[32] = {0};
+    assert_int_equal(kc__pool_create(0, &pool), KC_OK);
+    assert_int_equal(kc__pool_started(pool), 0);
+    atomic_store(&g_ran, 0);
+    assert_int_equal(kc__pool_run_all(pool, bump_task, args, 32), KC_OK);
+    assert_int_equal(atomic_load(&g_ran), 32);
+    assert_int_equal(kc__pool_size(pool), 1);
+    assert_true(kc__pool_started(pool) <= 1);
+    kc__pool_destroy(pool);
+
+    assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+    int n = CPU_COUNT(&all);
+    assert_int_equal(kc__pool_create(0, &pool), KC_OK);
+    assert_int_equal(kc__pool_size(pool), n > 16 ? 16 : n);
+    kc__pool_destroy(pool);
 }
 
 /* ---- a launcher and many kernels ----------------------------------------- */
@@ -315,6 +350,7 @@ int main(void)
             test_index_finds_100000_items_and_replaces_the_one_of_the_same_key),
         cmocka_unit_test(test_index_reserve_makes_room_so_that_puts_cannot_fail),
         cmocka_unit_test(test_pool_starts_no_thread_until_a_task_needs_one),
+        cmocka_unit_test(test_an_unsized_pool_takes_the_cpus_the_process_may_run_on),
         cmocka_unit_test_setup_teardown(
             test_creating_a_launcher_starts_no_thread_and_registering_one_does, setup,
             teardown),
