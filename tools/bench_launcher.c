@@ -20,7 +20,10 @@
  *             threads at once (each one's time under contention, and the
  *             wall time), and kc_kernel_get compiling them on the launcher's
  *             pool (KC_DEVICE_NONE, a fresh store each, so that its leases
- *             and the publish are in it). Every compile has a number no
+ *             and the publish are in it); then the same compiles in C
+ *             forked processes, which share the machine but no address
+ *             space: where threads slow each other and processes do not,
+ *             the cause is in the process. Every compile has a number no
  *             other compile used (NVRTC keeps an on-disk cache).
  *
  * Usage: kcache_bench_launcher [--device sim|cuda] [-s DIR] [--distinct N]
@@ -36,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -762,6 +766,67 @@ static void job_init(compile_job_t *j, size_t i)
     j->block = kHeavyBlocks[i];
 }
 
+/* The same n compiles in n processes forked from this one (NVRTC already
+ * loaded and started), released together once all are forked: no address
+ * space shared, so what threads of one process contend for (the memory
+ * map's lock, TLB shoot-downs on every unmap, malloc's arenas) is out of
+ * it, and what the machine's cores share (SMT siblings, clocks under load,
+ * memory bandwidth) is not. Each child's compile time comes back in shared
+ * memory. Returns the wall time from the release to the last exit (us), or
+ * -1. The caller has no other thread: the children may use malloc. */
+static double compile_in_processes(compile_job_t *jobs, size_t n)
+{
+    compile_job_t *shared = mmap(NULL, n * sizeof(*jobs), PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int go[2];
+    pid_t pids[MAX_CANDS];
+    size_t started = 0;
+    double wall = -1;
+
+    if (shared == MAP_FAILED)
+        return -1;
+    memcpy(shared, jobs, n * sizeof(*jobs));
+    if (pipe(go) != 0) {
+        munmap(shared, n * sizeof(*jobs));
+        return -1;
+    }
+    fflush(NULL);
+    for (; started < n; started++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            char c;
+            close(go[1]);
+            if (read(go[0], &c, 1) != 1)
+                _exit(1);
+            shared[started].opts[0] = shared[started].opt;
+            compile_job(&shared[started]);
+            _exit(shared[started].ok ? 0 : 1);
+        }
+        pids[started] = pid;
+    }
+    close(go[0]);
+    double t0 = bench_now_us();
+    for (size_t i = 0; i < started; i++)
+        if (write(go[1], "g", 1) != 1)
+            break;
+    close(go[1]);
+    int ok = started == n;
+    for (size_t i = 0; i < started; i++) {
+        int status = 0;
+        ok &= waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0;
+    }
+    if (ok) {
+        wall = bench_now_us() - t0;
+        for (size_t i = 0; i < n; i++)
+            jobs[i].us = shared[i].us;
+    }
+    munmap(shared, n * sizeof(*jobs));
+    return wall;
+}
+
 static int part_compile(const char *root, size_t max_cands)
 {
     char err[256];
@@ -780,6 +845,8 @@ static int part_compile(const char *root, size_t max_cands)
            "par wall", "speed-up", "alone (mean)", "contended", "slowdown", "pool wall",
            "speed-up", "target 0.7 x min(N, CPUs)");
     double pool_in_mean[MAX_CANDS], pool_over[MAX_CANDS];
+    double proc_wall[MAX_CANDS], proc_cont[MAX_CANDS], seq_wall[MAX_CANDS],
+        alone_mean[MAX_CANDS];
     for (size_t n = 1; n <= max_cands; n++) {
         compile_job_t jobs[MAX_CANDS];
         pthread_t th[MAX_CANDS];
@@ -803,6 +870,15 @@ static int part_compile(const char *root, size_t max_cands)
             cont += jobs[i].us;
         }
         double par = bench_now_us() - t0;
+        /* All at once in n processes. */
+        for (size_t i = 0; i < n; i++)
+            job_init(&jobs[i], i);
+        proc_wall[n - 1] = compile_in_processes(jobs, n);
+        proc_cont[n - 1] = 0;
+        for (size_t i = 0; i < n; i++)
+            proc_cont[n - 1] += jobs[i].us / (double)n;
+        seq_wall[n - 1] = seq;
+        alone_mean[n - 1] = alone / (double)n;
         /* kc_kernel_get on the launcher's pool, a fresh store. */
         char dir[4200], opt[64];
         snprintf(dir, sizeof(dir), "%s/compile-%zu-%ld", root, n, g_nonce);
@@ -857,7 +933,23 @@ static int part_compile(const char *root, size_t max_cands)
     for (size_t n = 1; n <= max_cands; n++)
         printf("  %2zu NVRTC in the pool %8.1f ms, kcache's share %6.1f ms\n", n,
                pool_in_mean[n - 1] / 1e3, pool_over[n - 1] / 1e3);
-    return 0;
+    printf("  the same compiles in N processes (nothing shared but the machine): if "
+           "these scale where threads do not, a process's threads contend; if not, "
+           "the cores do:\n");
+    int failed = 0;
+    for (size_t n = 1; n <= max_cands; n++) {
+        if (proc_wall[n - 1] < 0) {
+            printf("  %2zu processes: a child could not be started or did not compile\n",
+                   n);
+            failed = 1;
+            continue;
+        }
+        printf("  %2zu processes wall %8.1f ms, speed-up %5.2fx, each compile %8.1f ms "
+               "(%.2fx alone)\n",
+               n, proc_wall[n - 1] / 1e3, seq_wall[n - 1] / proc_wall[n - 1],
+               proc_cont[n - 1] / 1e3, proc_cont[n - 1] / alone_mean[n - 1]);
+    }
+    return failed;
 }
 
 /* ---- driver ------------------------------------------------------------- */
