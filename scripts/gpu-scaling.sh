@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see docs/GPU.md), after scripts/gpu-prepare.sh:
+# what scales with that host and cannot be measured on a 2-core machine.
+#   1. the driver's cost of 16,384 module loads into one context, the
+#      kernels alike but for a constant, and alike but for their names
+#      (kcache_bench_modules; needs .carry/k8_sm90.cubin, see docs/GPU.md);
+#   2. parallel compile of 1..6 candidates: sequential, threads, the
+#      launcher's pool, forked processes (kcache_bench_launcher
+#      --compile-only): where threads slow each other and processes do not,
+#      the cause is inside the process;
+#   3. an exclusive writer among 1..16 reading threads (kcache_bench_busy).
+# Logs: $OUT/scaling.log. About 4 minutes.
+set -u
+out="${OUT:-$PWD/gpu-out}"
+mkdir -p "$out"
+exec > >(tee -a "$out/scaling.log") 2>&1
+. "$(dirname "$0")/gpu-env.sh"
+B=build-gpu
+echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+nproc
+lscpu | grep -E '^(Model name|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\))' || true
+cubin=.carry/k8_sm90.cubin
+if [ -f "$cubin" ]; then
+  for mode in distinct distinct-names; do
+    echo "== kcache_bench_modules $cubin k0000000 16384 $mode"
+    timeout 150 $B/tools/kcache_bench_modules "$cubin" k0000000 16384 "$mode" 2>&1 | tail -25
+  done
+else
+  echo "== no $cubin: module loads skipped (docs/GPU.md says how to make it)"
+fi
+echo "== kcache_bench_launcher --compile-only --max-cands 6"
+timeout 200 $B/tools/kcache_bench_launcher -s "$(mktemp -d)" --compile-only --max-cands 6 2>&1 |
+  tail -25
+echo "== kcache_bench_busy --threads 1,3,8,16"
+d="$(mktemp -d)/busy"
+timeout 120 $B/tools/kcache_bench_busy -s "$d" --threads 1,3,8,16 --limit 30 2>&1 | tail -25
