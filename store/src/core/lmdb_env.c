@@ -363,7 +363,11 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     pthread_mutex_init(&env->write_mutex, NULL);
     pthread_rwlock_init(&env->map_lock, NULL);
     pthread_mutex_init(&env->gate_mu, NULL);
-    pthread_cond_init(&env->gate_cv, NULL);
+    pthread_condattr_t gate_attr;
+    pthread_condattr_init(&gate_attr);
+    pthread_condattr_setclock(&gate_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&env->gate_cv, &gate_attr);
+    pthread_condattr_destroy(&gate_attr);
     if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
         env->data_path = NULL;
         snprintf(msg, msg_len, "out of memory");
@@ -545,15 +549,33 @@ uint64_t kc__env_map_size(kc__env_t *env)
     return info.me_mapsize;
 }
 
+/* The longest a thread waits at the gate; then it goes in, as glibc's
+ * rwlock lets it. A thread here holds no transaction, but it may hold a
+ * lock of its own (a caller's mutex, the write mutex) that a transaction
+ * the taker waits for needs: a thread inside a kc_store_iterate callback
+ * that takes the caller's mutex, a read that then writes. Unbounded, the
+ * gate would turn that into a deadlock; bounded, it costs such a thread
+ * this long once. A taker waits for transactions of microseconds, so it
+ * is in long before the bound, past the stream of new readers. */
+#define GATE_MAX_WAIT_NS (10 * 1000000L)
+
 /* Wait while a thread waits to take env's map lock exclusively (see
- * kc__env_t.excl_waiting): only a thread inside no transaction, of any
- * environment, waits here, so no thread here holds what a taker or the
- * transactions it waits for could need. */
+ * kc__env_t.excl_waiting), GATE_MAX_WAIT_NS at the most. Only a thread
+ * inside no transaction, of any environment, waits here. */
 static KC__COLD void gate_wait(kc__env_t *env)
 {
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += GATE_MAX_WAIT_NS;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&env->gate_mu);
     while (atomic_load_explicit(&env->excl_waiting, memory_order_acquire))
-        pthread_cond_wait(&env->gate_cv, &env->gate_mu);
+        if (pthread_cond_timedwait(&env->gate_cv, &env->gate_mu, &until) == ETIMEDOUT)
+            break;
     pthread_mutex_unlock(&env->gate_mu);
 }
 

@@ -79,9 +79,9 @@ typedef struct kc__env {
      * waits (a thread may nest transactions of one environment), so a
      * steady stream of reads would hold an exclusive taker off for good:
      * while excl_waiting is not 0, a thread that holds no transaction
-     * waits at the gate (gate_mu, gate_cv) before it takes the lock, and a
-     * thread inside one, whose transaction the taker waits for anyway,
-     * goes on. */
+     * waits at the gate (gate_mu, gate_cv, on CLOCK_MONOTONIC) before it
+     * takes the lock, for 10 ms at the most, and a thread inside one,
+     * whose transaction the taker waits for anyway, goes on. */
     pthread_rwlock_t map_lock;
     _Atomic unsigned excl_waiting;
     pthread_mutex_t gate_mu;

@@ -989,6 +989,105 @@ static void test_a_lazy_stores_first_write_gets_past_busy_readers(void **state)
     assert_false(env_is_rdonly(f->st));
 }
 
+/* The gate must not turn a caller's lock into a deadlock. Thread R is
+ * inside a kc_store_iterate callback (a transaction); thread W makes the
+ * lazy store's first write, which waits for R's transaction to end; thread
+ * G holds the caller's mutex and reads, meeting the gate W closed; then R's
+ * callback takes that mutex. An unbounded gate deadlocked the three: G
+ * waited for W, W for R, R for G. The bound lets G in (glibc's rwlock
+ * admits a reader while a writer waits), so all three finish. */
+typedef struct gate_cycle {
+    kc_store_t *st;
+    kc_key_t key;
+    pthread_mutex_t caller_mu;
+    _Atomic int r_inside, w_started, g_may_go, g_holding, done;
+    int r_rc, w_rc, g_rc;
+} gate_cycle_t;
+
+static int gate_cycle_cb(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                         const void *data, size_t len)
+{
+    gate_cycle_t *c = user;
+    (void)kind, (void)key, (void)data, (void)len;
+    atomic_store(&c->r_inside, 1);
+    while (!atomic_load(&c->w_started))
+        sched_yield();
+    usleep(50 * 1000); /* W now waits for this transaction */
+    atomic_store(&c->g_may_go, 1);
+    while (!atomic_load(&c->g_holding))
+        sched_yield();
+    usleep(30 * 1000); /* G now waits at the gate, holding the mutex */
+    pthread_mutex_lock(&c->caller_mu);
+    pthread_mutex_unlock(&c->caller_mu);
+    return 1;
+}
+
+static void *gate_cycle_r(void *arg)
+{
+    gate_cycle_t *c = arg;
+    c->r_rc = kc_store_iterate(c->st, KC_REC_BLOB, gate_cycle_cb, c);
+    atomic_fetch_add(&c->done, 1);
+    return NULL;
+}
+
+static void *gate_cycle_w(void *arg)
+{
+    gate_cycle_t *c = arg;
+    kc_key_t k;
+    while (!atomic_load(&c->r_inside))
+        sched_yield();
+    atomic_store(&c->w_started, 1);
+    c->w_rc = kc_store_put_cubin(c->st, "second cubin", 12, &k);
+    atomic_fetch_add(&c->done, 1);
+    return NULL;
+}
+
+static void *gate_cycle_g(void *arg)
+{
+    gate_cycle_t *c = arg;
+    void *out = NULL;
+    size_t len = 0;
+    while (!atomic_load(&c->g_may_go))
+        sched_yield();
+    pthread_mutex_lock(&c->caller_mu);
+    atomic_store(&c->g_holding, 1);
+    c->g_rc = kc_store_get_cubin(c->st, &c->key, &out, &len);
+    pthread_mutex_unlock(&c->caller_mu);
+    kc_free(out);
+    atomic_fetch_add(&c->done, 1);
+    return NULL;
+}
+
+static void test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock(void **state)
+{
+    fixture_t *f = *state;
+    gate_cycle_t c = {0};
+    pthread_t th[3];
+
+    reopen_lazily(f, NULL, &c.key, NULL);
+    assert_true(env_is_rdonly(f->st));
+    c.st = f->st;
+    pthread_mutex_init(&c.caller_mu, NULL);
+    assert_int_equal(pthread_create(&th[0], NULL, gate_cycle_r, &c), 0);
+    assert_int_equal(pthread_create(&th[1], NULL, gate_cycle_w, &c), 0);
+    assert_int_equal(pthread_create(&th[2], NULL, gate_cycle_g, &c), 0);
+    /* One minute is how long "never" is given, not a timing. */
+    for (int ms = 0; ms < 60000 && atomic_load(&c.done) < 3; ms++)
+        usleep(1000);
+    if (atomic_load(&c.done) < 3) {
+        fprintf(stderr, "deadlock: the reader, the writer and the gated reader wait "
+                        "for each other\n");
+        abort(); /* the threads cannot be joined */
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(c.r_rc, 1);
+    assert_int_equal(c.w_rc, KC_OK);
+    assert_int_equal(c.g_rc, KC_OK);
+    assert_false(env_is_rdonly(f->st));
+    pthread_mutex_destroy(&c.caller_mu);
+}
+
 /* A put that must grow the map does so while eight threads read. */
 static void test_a_map_growth_gets_past_busy_readers(void **state)
 {
@@ -2131,6 +2230,7 @@ int main(void)
         T(test_readers_go_on_through_a_lazy_stores_first_write),
         T(test_a_lazy_stores_first_write_gets_past_busy_readers),
         T(test_a_map_growth_gets_past_busy_readers),
+        T(test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock),
         T(test_compacting_a_lazily_writable_store_leaves_it_writable),
         T(test_a_lazy_store_follows_a_map_grown_by_another_process),
         T(test_a_copy_from_another_store_reopens_a_lazy_store),
