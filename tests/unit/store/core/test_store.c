@@ -1058,11 +1058,27 @@ static void *gate_cycle_g(void *arg)
     return NULL;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define KC_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KC_TEST_TSAN 1
+#endif
+#endif
+
 static void test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock(void **state)
 {
     fixture_t *f = *state;
     gate_cycle_t c = {0};
     pthread_t th[3];
+
+#ifdef KC_TEST_TSAN
+    /* The caller's mutex taken inside a transaction and held around one is
+     * the lock-order inversion this test stands for; ThreadSanitizer
+     * reports it as that, rightly, and stops. The default and ASan builds
+     * run it. */
+    skip();
+#endif
 
     reopen_lazily(f, NULL, &c.key, NULL);
     assert_true(env_is_rdonly(f->st));
