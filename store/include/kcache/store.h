@@ -51,9 +51,13 @@ enum {
      * handle's first write, which reopens it writable (about 0.1-0.3 ms,
      * once). A process that only reads the store (store hits: usage stamps
      * and counters wait in memory) never sets up LMDB's writer, whose
-     * 2 MiB dirty-page list is a good part of a first open. A write made
-     * from inside a kc_store_iterate callback of the same store, before
-     * any other write, fails with KC_EBUSY. The launcher sets it. */
+     * 2 MiB dirty-page list is a good part of a first open. The reopen
+     * waits for this process's transactions of the store in progress to
+     * end (as a write that grows the map does): a kc_store_iterate
+     * callback must not wait for another thread that writes the store. A
+     * write made from inside a kc_store_iterate callback of the same
+     * store, before any other write, fails with KC_EBUSY. The launcher
+     * sets it. */
     KC_STORE_LAZY_WRITE = 1u << 4,
 };
 
@@ -230,7 +234,10 @@ KC_API int kc_store_prefetch_hot(kc_store_t *store, uint64_t max_bytes, uint64_t
 
 /* Called once per record, in key order, inside one read transaction. data
  * is only valid during the call. Return non-zero to stop; that value is
- * then returned by kc_store_iterate. */
+ * then returned by kc_store_iterate. A write by another thread that must
+ * remap the store (a lazily writable store's first, one that grows the
+ * map) waits until the iteration returns: the callback must not wait for
+ * such a thread. */
 typedef int (*kc_store_iter_fn)(void *user, kc_rec_kind_t kind, const kc_key_t *key,
                                 const void *data, size_t len);
 
