@@ -12,10 +12,12 @@
  *      processes, alternating which goes first. Each side has first run
  *      another kernel of the store the same way (kcache: a store hit of
  *      scale_other; driver: scale_other's cubin by hand), so both time the
- *      first load of this kernel. Four set-ups: no_prefetch (the launch looks
+ *      first load of this kernel. Five set-ups: no_prefetch (the launch looks
  *      up, decompresses and loads), the default prefetch (registration
  *      loaded the winner), and the process's very first kcache hit (no
- *      kernel hit before it) with and without the launcher's warm-up;
+ *      kernel hit before it) without prefetch, with and without the
+ *      launcher's warm-up, and with the default options (prefetch and
+ *      warm-up: what a process that registers, then launches, gets);
  *   3. steady state: host time per kc_kernel_launch vs per raw
  *      cuLaunchKernel of the same function.
  *
@@ -419,14 +421,24 @@ static int find_build(void *user, kc_rec_kind_t kind, const kc_key_t *key,
  * another kernel of the store (scale_other) through kcache, as the driver
  * side first loads and launches that kernel's cubin by hand: both sides
  * then time a process's first load of *this* kernel, with their code run
- * once before. The last two time the process's first kcache hit of all,
+ * once before. The last three time the process's first kcache hit of all,
  * against a driver that has loaded a module before: that adds kcache's
  * own first-use costs (first transaction, first decompress, code and data
- * touched for the first time), with and without the launcher's warm-up. */
-enum { WARM_SYNC, WARM_PREFETCH, WARM_FIRST, WARM_FIRST_COLD, WARM_MODES };
+ * touched for the first time), without prefetch with and without the
+ * launcher's warm-up, and with the default options (the registration's
+ * prefetch, finished before the clock as kc_kernel_wait_compiled waits
+ * for it, has loaded the winner: the launch finds it loaded). */
+enum {
+    WARM_SYNC,
+    WARM_PREFETCH,
+    WARM_FIRST,
+    WARM_FIRST_COLD,
+    WARM_FIRST_DEFAULT,
+    WARM_MODES
+};
 static const char *const kWarmNames[WARM_MODES] = {
     "warm_no_prefetch", "warm_prefetch", "warm_first_hit_no_prefetch",
-    "warm_first_hit_no_prefetch_no_warmup"};
+    "warm_first_hit_no_prefetch_no_warmup", "warm_first_hit_defaults"};
 
 /* Cubins written by the parent (write_winner), read here with plain file
  * I/O: nothing of kcache's read path runs in a child before it means to. */
@@ -473,7 +485,8 @@ static int child_warm(const char *store_dir, const char *cubin_path, int64_t blo
     if (!cubin || !other)
         return 1;
     kc_launcher_t *l =
-        make_launcher(store_dir, mode != WARM_PREFETCH, mode == WARM_FIRST_COLD);
+        make_launcher(store_dir, mode != WARM_PREFETCH && mode != WARM_FIRST_DEFAULT,
+                      mode == WARM_FIRST_COLD);
     kc_kernel_spec_t spec = scale_spec_of(N_BLOCKS, 0);
     kc_kernel_spec_t other_spec = scale_spec_of(N_BLOCKS, 1);
     kc_kernel_t *k = NULL, *ko = NULL;
@@ -876,7 +889,8 @@ int main(int argc, char **argv)
         "no prefetch (the launch looks up, decompresses, loads)",
         "default prefetch (registration loaded the winner)",
         "the process's first kcache hit, no prefetch, launcher warm-up",
-        "the process's first kcache hit, no prefetch, no warm-up"};
+        "the process's first kcache hit, no prefetch, no warm-up",
+        "the process's first kcache hit, default options (prefetch, warm-up)"};
     for (int m = 0; m < WARM_MODES; m++)
         printf("warm hit, fresh process, %s, median of %d, %zu-byte cubin: kc first "
                "launch %.1f us, raw cuModuleLoadData+GetFunction+launch+sync %.1f us: "
