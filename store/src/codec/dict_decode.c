@@ -30,6 +30,19 @@ typedef struct ddict_ent {
 static ddict_ent_t ents[KC__DDICT_MAX];
 static _Atomic size_t n_ents; /* entries [0, n_ents) are complete */
 static pthread_mutex_t make_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A forked child's lock is made anew: a thread of the parent may have held
+ * it at the fork. */
+static void make_lock_after_fork_in_child(void)
+{
+    pthread_mutex_init(&make_lock, NULL);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, make_lock_after_fork_in_child);
+}
 
 static const ZSTD_DDict *find(size_t n, uint32_t id, size_t len, uint64_t hash)
 {
@@ -46,6 +59,7 @@ const ZSTD_DDict *kc__blob_ddict(const void *dict, size_t len, uint32_t id)
         find(atomic_load_explicit(&n_ents, memory_order_acquire), id, len, hash);
     if (dd)
         return dd;
+    pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&make_lock);
     size_t n = atomic_load_explicit(&n_ents, memory_order_relaxed);
     dd = find(n, id, len, hash);

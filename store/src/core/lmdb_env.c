@@ -31,6 +31,12 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kc__env_t *registry;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Bumped in a process forked from this one: environments opened before
+ * (kc__env_t.gen older) are its parent's, adopted at their first use
+ * (env_adopt), under adopt_lock. */
+static _Atomic unsigned fork_gen;
+static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Transactions this thread has live, of any environment. A thread that
  * holds one must not wait for a map lock exclusively: it would wait for
  * itself. */
@@ -87,18 +93,45 @@ static int tls_in(const kc__env_t *env)
     return 0;
 }
 
-/* A forked child must not touch its parent's environments (LMDB's locks
- * and reader slots belong to the parent's pid). Forget them so that the
- * child's opens start afresh; they are leaked, never closed. */
-static void forget_registry_in_child(void)
+/* In a forked child: its parent's environments stay in the registry (an
+ * open of the same store finds its environment, as LMDB wants one per file
+ * and process), marked as inherited; each is opened afresh at its first use
+ * here (env_adopt). The locks are made anew: a thread of the parent may
+ * have held one at the fork, and only the forking thread came along. */
+static void registry_after_fork_in_child(void)
 {
-    registry = NULL;
     pthread_mutex_init(&registry_lock, NULL);
+    pthread_mutex_init(&adopt_lock, NULL);
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_release);
 }
 
 static void install_atfork(void)
 {
-    pthread_atfork(NULL, NULL, forget_registry_in_child);
+    pthread_atfork(NULL, NULL, registry_after_fork_in_child);
+}
+
+static int env_inherited(const kc__env_t *env)
+{
+    return atomic_load_explicit(&env->gen, memory_order_acquire) !=
+           atomic_load_explicit(&fork_gen, memory_order_acquire);
+}
+
+static void gate_cv_init(kc__env_t *env)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&env->gate_cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void env_locks_init(kc__env_t *env)
+{
+    pthread_mutex_init(&env->write_mutex, NULL);
+    pthread_rwlock_init(&env->map_lock, NULL);
+    pthread_mutex_init(&env->gate_mu, NULL);
+    gate_cv_init(env);
+    atomic_store_explicit(&env->excl_waiting, 0, memory_order_relaxed);
 }
 
 int kc__mdb_code(int rc)
@@ -160,6 +193,20 @@ static KC__COLD int lock_file_writable(const char *dir)
 
 static int env_to_writable(kc__env_t *env, const char *dir, char *msg, size_t msg_len);
 static int env_upgrade(kc__env_t *env);
+static void env_adopt(kc__env_t *env);
+
+/* Every use of env's LMDB handle starts here: in a forked child, the
+ * parent's environment is opened afresh first (env_adopt). */
+static inline void env_use(kc__env_t *env)
+{
+    if (__builtin_expect(env_inherited(env), 0))
+        env_adopt(env);
+}
+
+void kc__env_use(kc__env_t *env)
+{
+    env_use(env);
+}
 
 static const char *const db_names[KC_REC_KIND_MAX + 1] = {
     [KC_REC_BLOB] = "blob",       [KC_REC_BUILD] = "build", [KC_REC_TUNING] = "tuning",
@@ -360,14 +407,8 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
         return KC_ENOMEM;
     }
     env->readonly = opts->readonly;
-    pthread_mutex_init(&env->write_mutex, NULL);
-    pthread_rwlock_init(&env->map_lock, NULL);
-    pthread_mutex_init(&env->gate_mu, NULL);
-    pthread_condattr_t gate_attr;
-    pthread_condattr_init(&gate_attr);
-    pthread_condattr_setclock(&gate_attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&env->gate_cv, &gate_attr);
-    pthread_condattr_destroy(&gate_attr);
+    env_locks_init(env);
+    atomic_store_explicit(&env->gen, atomic_load(&fork_gen), memory_order_relaxed);
     if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
         env->data_path = NULL;
         snprintf(msg, msg_len, "out of memory");
@@ -531,7 +572,10 @@ void kc__env_release(kc__env_t *env)
         }
     }
     pthread_mutex_unlock(&registry_lock);
-    mdb_env_close(env->mdb);
+    /* A parent's handle, never adopted here, is left open: closing it
+     * would free the parent's reader slots (see env_adopt). */
+    if (!env_inherited(env))
+        mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
     pthread_cond_destroy(&env->gate_cv);
     pthread_mutex_destroy(&env->gate_mu);
@@ -654,6 +698,7 @@ int kc__env_txn_begin(kc__env_t *env, unsigned flags, MDB_txn **txn)
 {
     int rc;
 
+    env_use(env);
     for (int tries = 0;; tries++) {
         rc = txn_begin_once(env, flags, txn);
         if (rc != MDB_MAP_RESIZED || tries >= MAX_RESIZE_RETRIES)
@@ -732,6 +777,7 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
     uint64_t seen;
     int rc;
 
+    env_use(env);
     if (atomic_load_explicit(&env->rdonly_map, memory_order_acquire) &&
         (rc = env_upgrade(env)) != 0)
         return rc;
@@ -826,9 +872,12 @@ static void reopen_rdonly(kc__env_t *env, const char *dir, unsigned max_readers)
     char msg[PATH_MAX + 256];
     MDB_env *mdb = NULL;
 
+    unsigned flags =
+        MDB_RDONLY | MDB_NOTLS | KC__ENV_FLAGS | (env->nolock ? MDB_NOLOCK : 0);
+
     if (mdb_env_create(&mdb) != 0 || mdb_env_set_maxdbs(mdb, KC__ENV_MAX_DBS) != 0 ||
         mdb_env_set_maxreaders(mdb, max_readers) != 0 ||
-        mdb_env_open(mdb, dir, MDB_RDONLY | MDB_NOTLS | KC__ENV_FLAGS, 0664) != 0) {
+        mdb_env_open(mdb, dir, flags, 0664) != 0) {
         mdb_env_close(mdb);
         return;
     }
@@ -867,21 +916,73 @@ static int env_to_writable(kc__env_t *env, const char *dir, char *msg, size_t ms
     return rc;
 }
 
+/* The store's directory: data_path less "/data.mdb". 0, or -1 if it does
+ * not fit. */
+static int env_dir(const kc__env_t *env, char *dir, size_t cap)
+{
+    size_t n = strlen(env->data_path), tail = strlen("/data.mdb");
+
+    if (n <= tail || n - tail >= cap)
+        return -1;
+    memcpy(dir, env->data_path, n - tail);
+    dir[n - tail] = '\0';
+    return 0;
+}
+
+/* An environment this process inherited from the one it was forked from.
+ * LMDB's handle is the parent's: its reader slots are recorded under the
+ * parent's pid (LMDB forbids a child to use it), and a thread of the
+ * parent may have held one of env's locks at the fork. So, once, at the
+ * first use here, the locks are made anew and the store is opened afresh
+ * as it was open (read-only, lazily writable or writable); the parent's
+ * handle is left as it is, never closed, since closing it would free the
+ * parent's reader slots. If the open fails, env has no handle and its
+ * calls fail (EINVAL: the open's message is lost with the fork). A thread
+ * forked from inside a transaction goes on with the parent's handle until
+ * it is out of it. */
+static KC__COLD void env_adopt(kc__env_t *env)
+{
+    char dir[PATH_MAX], msg[PATH_MAX + 256];
+    unsigned max_readers = DEFAULT_MAX_READERS;
+
+    if (tls_live_txns > 0)
+        return;
+    pthread_mutex_lock(&adopt_lock);
+    if (env_inherited(env)) {
+        uint64_t map_size = kc__env_map_size(env);
+        if (env->mdb)
+            mdb_env_get_maxreaders(env->mdb, &max_readers);
+        env_locks_init(env);
+        totals_track(env, NULL);
+        env->mdb = NULL;
+        if (env_dir(env, dir, sizeof(dir)) == 0) {
+            if (env->readonly || atomic_load(&env->rdonly_map)) {
+                reopen_rdonly(env, dir, max_readers);
+            } else if (env_reopen(env, dir, map_size, max_readers, msg, sizeof(msg)) !=
+                       KC_OK) {
+                /* Lazily writable instead: the next write tries again. */
+                env->want_map_size = map_size;
+                atomic_store(&env->rdonly_map, 1);
+                reopen_rdonly(env, dir, max_readers);
+            }
+        }
+        atomic_store_explicit(&env->gen, atomic_load(&fork_gen), memory_order_release);
+    }
+    pthread_mutex_unlock(&adopt_lock);
+}
+
 /* The first write of a lazily writable environment. */
 static int env_upgrade(kc__env_t *env)
 {
     char dir[PATH_MAX], msg[PATH_MAX + 256];
-    size_t n = strlen(env->data_path), tail = strlen("/data.mdb");
     int rc = 0;
 
     /* Reopening waits for every transaction of env in this process to
      * end, this thread's too. */
     if (tls_in(env))
         return KC_EBUSY;
-    if (n <= tail || n - tail >= sizeof(dir))
+    if (env_dir(env, dir, sizeof(dir)) != 0)
         return KC_EINVAL;
-    memcpy(dir, env->data_path, n - tail);
-    dir[n - tail] = '\0';
     if (tls_live_txns == 0) {
         map_lock_exclusive(env);
     } else {
@@ -927,6 +1028,7 @@ int kc__env_exclusive(kc__env_t *env, const char *dir,
         snprintf(msg, msg_len, "%s: called inside a transaction of the store", dir);
         return KC_EBUSY;
     }
+    env_use(env);
     if (snprintf(lock_path, sizeof(lock_path), "%s/lock.mdb", dir) >=
         (int)sizeof(lock_path)) {
         snprintf(msg, msg_len, "path too long: %s", dir);

@@ -86,6 +86,9 @@ typedef struct kc__env {
     _Atomic unsigned excl_waiting;
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
+    /* The fork generation it was opened in (lmdb_env.c, env_adopt): older
+     * in a forked child, which opens it afresh at its first use. */
+    _Atomic unsigned gen;
     /* Registry fields, under the registry mutex. */
     dev_t dev;
     ino_t ino;
@@ -166,6 +169,11 @@ int kc__totals_flush(MDB_txn *txn, kc__env_t *env);
 
 /* The current map size in bytes. */
 uint64_t kc__env_map_size(kc__env_t *env);
+
+/* Before a use of env->mdb outside kc__env_* (mdb_env_copy2): in a process
+ * forked after env was opened, open it afresh here first. The
+ * transaction, write and exclusive calls do it themselves. */
+void kc__env_use(kc__env_t *env);
 
 /* Close this process's environment on dir, take LMDB's lock file
  * exclusively (so that no other process has or gets the store open), run

@@ -384,9 +384,43 @@ int kc_store_flush(kc_store_t *store)
 
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static kc_store_t *open_head;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child, every open handle becomes the child's: its locks and
+ * conditions made anew (a thread of the parent may have held one at the
+ * fork; only the forking thread came along), no flusher (it stayed in the
+ * parent: the child starts its own when it needs one), no flush or group
+ * commit under way, and nothing buffered: the stamps and counter deltas
+ * buffered at the fork are the parent's to write (the table is left, not
+ * freed, as malloc's state is the parent's too). The environment under it
+ * is opened afresh at its first use (lmdb_env.c, env_adopt). */
+static void handles_after_fork_in_child(void)
+{
+    pthread_mutex_init(&open_lock, NULL);
+    for (kc_store_t *st = open_head; st; st = st->open_next) {
+        pthread_mutex_init(&st->pending_lock, NULL);
+        pthread_cond_init(&st->flush_cv, NULL);
+        pthread_cond_init(&st->flushed_cv, NULL);
+        pthread_mutex_init(&st->pub_lock, NULL);
+        pthread_cond_init(&st->pub_cv, NULL);
+        memset(&st->pending, 0, sizeof(st->pending));
+        st->flusher_started = 0;
+        st->flush_wanted = 0;
+        st->flushes_running = 0;
+        st->pub_queue = NULL;
+        st->pub_leader = 0;
+        st->opened_pid = getpid();
+    }
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, handles_after_fork_in_child);
+}
 
 void kc__usage_register(kc_store_t *st)
 {
+    pthread_once(&atfork_once, install_atfork);
     st->opened_pid = getpid();
     pthread_mutex_lock(&open_lock);
     st->open_prev = NULL;
@@ -416,7 +450,7 @@ void kc__usage_unregister(kc_store_t *st)
 static void flush_one_at_exit(kc_store_t *st, const struct timespec *deadline)
 {
     if (st->readonly || st->opened_pid != getpid())
-        return; /* a forked child must not use its parent's environment */
+        return; /* not this process's (a handle opened as the fork ran) */
     pthread_mutex_lock(&st->pending_lock);
     if (!pending_empty(&st->pending) && !st->flusher_stop &&
         request_flush_locked(st) == 0) {

@@ -64,7 +64,8 @@ int kc_store_snapshot(kc_store_t *store, const char *dst, uint64_t *bytes)
         rmdir(tmp);
         return kc__store_fail(store, KC_EINVAL, "snapshot: path too long: %s", dst);
     }
-    rc = mdb_env_copy2(store->env->mdb, tmp, MDB_CP_COMPACT);
+    kc__env_use(store->env);
+    rc = store->env->mdb ? mdb_env_copy2(store->env->mdb, tmp, MDB_CP_COMPACT) : EINVAL;
     if (rc != 0) {
         rc = kc__store_fail(store, kc__mdb_code(rc), "snapshot: copying %s: %s",
                             store->path, mdb_strerror(rc));

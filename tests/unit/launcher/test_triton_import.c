@@ -71,7 +71,7 @@ static void write_file(const char *dir, const char *name, const void *data, size
     char path[1024];
     FILE *f;
 
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_true(snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path);
     assert_non_null(f = fopen(path, "wb"));
     assert_int_equal(fwrite(data, 1, len, f), len);
     assert_int_equal(fclose(f), 0);

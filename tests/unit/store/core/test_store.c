@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zdict.h>
@@ -1102,6 +1103,111 @@ static void test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock(void *
     assert_int_equal(c.g_rc, KC_OK);
     assert_false(env_is_rdonly(f->st));
     pthread_mutex_destroy(&c.caller_mu);
+}
+
+/* A process forked while another thread of its parent is inside a
+ * transaction of a store goes on with its parent's handle: its first write
+ * (here the lazy store's reopen, which waits for the process's
+ * transactions to end) does not wait for the parent's thread, which is not
+ * in the child; what it writes is there for the parent; a second open of
+ * the store in the child shares the handle's environment; and the counter
+ * deltas the parent had buffered at the fork are written once, by the
+ * parent. Before, the child waited for ever for the parent's reader. */
+typedef struct fork_reader {
+    kc_store_t *st;
+    _Atomic int inside, forked;
+} fork_reader_t;
+
+static int wait_for_fork(void *user, kc_rec_kind_t kind, const kc_key_t *key,
+                         const void *data, size_t len)
+{
+    fork_reader_t *r = user;
+    (void)kind, (void)key, (void)data, (void)len;
+    atomic_store(&r->inside, 1);
+    while (!atomic_load(&r->forked))
+        usleep(1000);
+    return 1;
+}
+
+static void *fork_reader_main(void *arg)
+{
+    fork_reader_t *r = arg;
+    kc_store_iterate(r->st, KC_REC_BLOB, wait_for_fork, r);
+    return NULL;
+}
+
+/* The child's part: 0 when everything it checks holds. */
+static int child_uses_parents_handle(const char *dir, kc_store_t *st, const kc_key_t *a)
+{
+    kc_store_opts_t lazy = KC_STORE_OPTS_INIT;
+    kc_store_t *again = NULL;
+    kc_key_t b;
+    void *out = NULL;
+    size_t len = 0;
+
+    if (kc_store_put_cubin(st, "child cubin", 11, &b) != KC_OK)
+        return 10;
+    if (kc_store_get_cubin(st, a, &out, &len) != KC_OK || len != 11)
+        return 11;
+    kc_free(out);
+    if (kc_store_flush(st) != KC_OK)
+        return 12;
+    lazy.flags = KC_STORE_LAZY_WRITE;
+    if (kc_store_open(dir, &lazy, &again) != KC_OK)
+        return 13;
+    if (again->env != st->env)
+        return 14;
+    if (kc_store_get_cubin(again, &b, &out, &len) != KC_OK || len != 11)
+        return 15;
+    kc_free(out);
+    kc_store_close(again);
+    kc_store_close(st);
+    return 0;
+}
+
+static void test_a_forked_child_goes_on_with_its_parents_handle(void **state)
+{
+    fixture_t *f = *state;
+    fork_reader_t r = {0};
+    pthread_t th;
+    kc_key_t a;
+    kc_store_stats_t before, after;
+    int status = -1;
+
+    reopen_lazily(f, NULL, &a, NULL);
+    assert_true(env_is_rdonly(f->st));
+    assert_int_equal(kc_store_stats(f->st, &before), KC_OK);
+    kc_store_count(f->st, KC_COUNTER_HITS, 7); /* buffered: the parent's */
+    r.st = f->st;
+    assert_int_equal(pthread_create(&th, NULL, fork_reader_main, &r), 0);
+    while (!atomic_load(&r.inside))
+        usleep(1000);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_uses_parents_handle(f->dir, f->st, &a));
+    atomic_store(&r.forked, 1);
+    pthread_join(th, NULL);
+    /* One minute is how long "for ever" is given, not a timing. */
+    for (int ms = 0; ms < 60000; ms++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        usleep(1000);
+    }
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the forked child did not finish in a minute");
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    assert_int_equal(kc_store_flush(f->st), KC_OK);
+    assert_int_equal(kc_store_stats(f->st, &after), KC_OK);
+    assert_int_equal(after.records[KC_REC_BLOB], before.records[KC_REC_BLOB] + 1);
+    assert_int_equal(after.counters[KC_COUNTER_HITS],
+                     before.counters[KC_COUNTER_HITS] + 7);
 }
 
 /* A put that must grow the map does so while eight threads read. */
@@ -2247,6 +2353,7 @@ int main(void)
         T(test_a_lazy_stores_first_write_gets_past_busy_readers),
         T(test_a_map_growth_gets_past_busy_readers),
         T(test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock),
+        T(test_a_forked_child_goes_on_with_its_parents_handle),
         T(test_compacting_a_lazily_writable_store_leaves_it_writable),
         T(test_a_lazy_store_follows_a_map_grown_by_another_process),
         T(test_a_copy_from_another_store_reopens_a_lazy_store),
