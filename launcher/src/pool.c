@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -42,7 +43,51 @@ struct kc__pool {
     unsigned starting; /* pthread_create calls in progress */
     unsigned idle;     /* threads waiting for work, or starting */
     pthread_t threads[POOL_MAX_THREADS];
+    _Atomic unsigned gen; /* the fork generation it was made in (pool_use) */
 };
+
+/* Bumped in a forked child: a pool made before is its parent's. Its
+ * threads did not come along (only the forking thread does), and one of
+ * them may have held its lock at the fork; so at its first use in the
+ * child (pool_use) the pool's lock and conditions are made anew and it
+ * counts no thread: it starts its own as tasks need them. Tasks queued at
+ * the fork stay queued, and run in the child too; tasks that were running
+ * on the parent's threads do not finish in the child. */
+static _Atomic unsigned fork_gen;
+static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void pools_after_fork_in_child(void)
+{
+    pthread_mutex_init(&adopt_lock, NULL);
+    atomic_fetch_add(&fork_gen, 1);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, pools_after_fork_in_child);
+}
+
+static void pool_sync_init(kc__pool_t *pool)
+{
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->work, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    pthread_cond_init(&pool->started, NULL);
+}
+
+static void pool_use(kc__pool_t *pool)
+{
+    if (__builtin_expect(atomic_load(&pool->gen) == atomic_load(&fork_gen), 1))
+        return;
+    pthread_mutex_lock(&adopt_lock);
+    if (atomic_load(&pool->gen) != atomic_load(&fork_gen)) {
+        pool_sync_init(pool);
+        pool->n_slots = pool->n_live = pool->starting = pool->idle = 0;
+        atomic_store(&pool->gen, atomic_load(&fork_gen));
+    }
+    pthread_mutex_unlock(&adopt_lock);
+}
 
 /* The CPUs this process may run on (its affinity: a container's cpuset, a
  * taskset), at most 16; the online CPUs where the affinity is unknown.
@@ -190,10 +235,9 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     kc__pool_t *pool = calloc(1, sizeof(*pool));
     if (!pool)
         return KC_ENOMEM;
-    pthread_mutex_init(&pool->mu, NULL);
-    pthread_cond_init(&pool->work, NULL);
-    pthread_cond_init(&pool->done, NULL);
-    pthread_cond_init(&pool->started, NULL);
+    pthread_once(&atfork_once, install_atfork);
+    pool_sync_init(pool);
+    atomic_store(&pool->gen, atomic_load(&fork_gen));
     pool->max_threads = n_threads;
     *out = pool;
     return KC_OK;
@@ -203,6 +247,7 @@ void kc__pool_destroy(kc__pool_t *pool)
 {
     if (!pool)
         return;
+    pool_use(pool);
     pthread_mutex_lock(&pool->mu);
     pool->stopping = 1;
     pthread_cond_broadcast(&pool->work);
@@ -232,6 +277,7 @@ static int submit(kc__pool_t *pool, kc__task_fn fn, void *arg, int may_start)
 {
     if (!pool || !fn)
         return KC_EINVAL;
+    pool_use(pool);
     task_t *t = malloc(sizeof(*t));
     if (!t)
         return KC_ENOMEM;
@@ -271,6 +317,7 @@ unsigned kc__pool_size(kc__pool_t *pool)
 {
     if (!pool)
         return 0;
+    pool_use(pool);
     pthread_mutex_lock(&pool->mu);
     unsigned n = size_locked(pool);
     pthread_mutex_unlock(&pool->mu);
@@ -281,6 +328,7 @@ unsigned kc__pool_started(kc__pool_t *pool)
 {
     if (!pool)
         return 0;
+    pool_use(pool);
     pthread_mutex_lock(&pool->mu);
     unsigned n = pool->n_live;
     pthread_mutex_unlock(&pool->mu);
@@ -298,6 +346,7 @@ int kc__pool_run_all(kc__pool_t *pool, kc__task_fn fn, void *const *args, size_t
     }
     if (n == 0)
         return KC_OK;
+    pool_use(pool);
     /* All nodes up front, so a failed allocation queues nothing. */
     task_t *tasks = calloc(n, sizeof(*tasks));
     if (!tasks)

@@ -210,6 +210,17 @@ class _Backend:
             self.lib.kc_triton_report_free(report)
 
 
+def _backend_after_fork_in_child() -> None:
+    # A forked child goes on with the parent's backend (the store handles
+    # are opened afresh under it at their first use there), but a thread of
+    # the parent may have held the lock at the fork: the child gets a new one.
+    _Backend._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_backend_after_fork_in_child)
+
+
 def materialize_dir() -> str:
     """Where Triton's files are materialized (KCACHE_TRITON_DIR, else a
     directory per user under the system's temporary directory)."""

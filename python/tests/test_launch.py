@@ -5,6 +5,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
+import threading
+import time
 import unittest
 
 from _util import SCALE_SPEC, VADD_SPEC, TempDirCase, floats
@@ -158,6 +161,61 @@ class LaunchTest(TempDirCase):
         launcher.kernel(VADD_SPEC)(buf(a), buf(a), buf(floats([0.0] * 8)), 8)
         self.assertTrue(seen)
         self.assertTrue(all(isinstance(m, str) and 0 <= lv <= 3 for lv, m in seen))
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs fork")
+    def test_a_forked_child_goes_on_with_the_parents_launcher(self) -> None:
+        # Forked while a thread lists the store and after the launcher's
+        # pool has run: the child registers, compiles, tunes and publishes
+        # a new kernel through the parent's launcher. It used to wait for
+        # ever (the parent's pool threads, the parent's reader).
+        def scale(launch: kcache.SimLaunch) -> None:
+            n = launch.i32(2)
+            x = launch.array(0, ctypes.c_float, n)
+            for i in range(n):
+                x[i] *= launch.f32(1)
+
+        self.sim.register("scale", scale)
+        launcher = self.launcher()
+        a, b, c = floats([1.0] * N), floats([2.0] * N), floats([0.0] * N)
+        launcher.kernel(VADD_SPEC)(buf(a), buf(b), buf(c), N)
+        stop = threading.Event()
+
+        def lister() -> None:
+            with kcache.Store(self.store) as s:
+                while not stop.is_set():
+                    s.ls()
+
+        t = threading.Thread(target=lister)
+        t.start()
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: no unittest here, only its exit status
+                code = 1
+                try:
+                    x = floats([1.0] * N)
+                    k = launcher.kernel(SCALE_SPEC)
+                    k(buf(x), 3.0, N)
+                    st = k.stats()
+                    code = 0 if list(x) == [3.0] * N and st.publishes == 1 else 2
+                finally:
+                    os._exit(code)
+            status = None
+            for _ in range(600):  # a minute is how long "for ever" is given
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                self.fail("the forked child did not finish in a minute")
+        finally:
+            stop.set()
+            t.join()
+        self.assertTrue(os.WIFEXITED(status))
+        self.assertEqual(os.WEXITSTATUS(status), 0)
+        with kcache.Store(self.store) as s:
+            self.assertEqual(s.stats().records["tuning"], 2)
 
     def test_a_bad_device_name_is_refused(self) -> None:
         with self.assertRaises(kcache.Error):

@@ -7,10 +7,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "index.h"
 #include "kc_simkernels.h"
@@ -156,6 +159,71 @@ static void test_an_unsized_pool_takes_the_cpus_the_process_may_run_on(void **st
     int n = CPU_COUNT(&all);
     assert_int_equal(kc__pool_create(0, &pool), KC_OK);
     assert_int_equal(kc__pool_size(pool), n > 16 ? 16 : n);
+    kc__pool_destroy(pool);
+}
+
+/* A pool whose threads were started, in a process forked from the one that
+ * made it: the threads stayed in the parent, so the child's pool starts
+ * its own for what is queued there. Before, a task queued in the child
+ * waited for the parent's threads for ever (a launcher used in a forked
+ * child never finished compiling a kernel it registered there). */
+static int child_pool_runs_a_task(kc__pool_t *pool)
+{
+    atomic_store(&g_ran, 0);
+    if (kc__pool_submit(pool, bump_task, NULL) != KC_OK)
+        return 2;
+    for (int ms = 0; ms < 10000 && atomic_load(&g_ran) == 0; ms++)
+        usleep(1000);
+    if (atomic_load(&g_ran) != 1)
+        return 3; /* no thread took it */
+    if (kc__pool_started(pool) < 1)
+        return 4;
+    kc__pool_destroy(pool);
+    return 0;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define KC_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KC_TEST_TSAN 1
+#endif
+#endif
+
+static void test_a_pool_in_a_forked_child_starts_its_own_threads(void **state)
+{
+    (void)state;
+    kc__pool_t *pool;
+    void *args[16] = {0};
+    int status = -1;
+
+#ifdef KC_TEST_TSAN
+    /* ThreadSanitizer does not support starting threads in a child of a
+     * process with threads, which is this test; the default and ASan
+     * builds run it. */
+    skip();
+#endif
+
+    assert_int_equal(kc__pool_create(2, &pool), KC_OK);
+    assert_int_equal(kc__pool_run_all(pool, bump_task, args, 16), KC_OK);
+    assert_true(kc__pool_started(pool) >= 1);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_pool_runs_a_task(pool));
+    for (int ms = 0; ms < 60000; ms++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        usleep(1000);
+    }
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the forked child did not finish in a minute");
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     kc__pool_destroy(pool);
 }
 
@@ -351,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_index_reserve_makes_room_so_that_puts_cannot_fail),
         cmocka_unit_test(test_pool_starts_no_thread_until_a_task_needs_one),
         cmocka_unit_test(test_an_unsized_pool_takes_the_cpus_the_process_may_run_on),
+        cmocka_unit_test(test_a_pool_in_a_forked_child_starts_its_own_threads),
         cmocka_unit_test_setup_teardown(
             test_creating_a_launcher_starts_no_thread_and_registering_one_does, setup,
             teardown),
