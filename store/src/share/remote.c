@@ -19,6 +19,7 @@
 
 #include <xxhash.h>
 
+#include "cold.h"
 #include "opts.h"
 #include "remote_int.h"
 #include "remote_pushed.h"
@@ -54,7 +55,29 @@ struct kc_remote {
     size_t n_trust;       /* pulls accept only values signed by these */
     kc_bundle_key_t trust[KC_REMOTE_TRUST_MAX];
     kc__pushed_t *pushed; /* the builds pushed lately (remote_pushed.h) */
+    pid_t pid;            /* the process the connections and owner are of */
 };
+
+/* A handle used in a process forked from the one that opened it: its
+ * connections are the parent's sockets (a child's commands would
+ * interleave with the parent's), its owner names the parent's process
+ * (a child's lease release would drop the parent's leases), and a thread
+ * of the parent may have held a shard's lock at the fork. So at its first
+ * use in the child the handle gets locks made anew, no connection (the
+ * next call connects; closing the child's copies of the sockets leaves the
+ * parent's), and an owner of its own (remote_use). */
+static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void adopt_lock_after_fork_in_child(void)
+{
+    pthread_mutex_init(&adopt_lock, NULL);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, adopt_lock_after_fork_in_child);
+}
 
 static uint64_t now_us(void)
 {
@@ -202,6 +225,57 @@ static int load_keys(const kc_remote_opts_t *o, kc_remote_t *r)
     return KC_OK;
 }
 
+/* This handle's lease value: host:pid:random. */
+static void make_owner(kc_remote_t *r)
+{
+    char host[64] = "?";
+    uint8_t rnd[8];
+    char hex[17];
+
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    if (kc__sodium_init() == KC_OK) {
+        randombytes_buf(rnd, sizeof(rnd));
+    } else {
+        uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
+        memcpy(rnd, &t, sizeof(rnd));
+    }
+    sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+    snprintf(r->owner, sizeof(r->owner), "%s:%d:%s", host, (int)getpid(), hex);
+}
+
+static KC__COLD void remote_adopt(kc_remote_t *r)
+{
+    pthread_mutex_lock(&adopt_lock);
+    if (r->pid != getpid()) {
+        for (size_t i = 0; i < r->n; i++) {
+            shard_t *sh = &r->shards[i];
+            pthread_mutex_init(&sh->mu, NULL);
+            if (sh->c)
+                redisFree(sh->c);
+            sh->c = NULL;
+            sh->down_until = 0;
+        }
+        kc__pushed_after_fork(r->pushed);
+        make_owner(r);
+        r->pid = getpid();
+    }
+    pthread_mutex_unlock(&adopt_lock);
+}
+
+static void remote_use(kc_remote_t *r)
+{
+    if (r->pid != getpid())
+        remote_adopt(r);
+}
+
+/* Lock a shard of r for a command (after remote_use). */
+static void shard_lock(kc_remote_t *r, shard_t *sh)
+{
+    remote_use(r);
+    pthread_mutex_lock(&sh->mu);
+}
+
 int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **out)
 {
     kc_remote_t *r;
@@ -228,21 +302,9 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         kc_remote_close(r);
         return rc;
     }
-    {
-        char host[64] = "?";
-        uint8_t rnd[8];
-        char hex[17];
-        gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = '\0';
-        if (kc__sodium_init() == KC_OK) {
-            randombytes_buf(rnd, sizeof(rnd));
-        } else {
-            uint64_t t = now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
-            memcpy(rnd, &t, sizeof(rnd));
-        }
-        sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-        snprintf(r->owner, sizeof(r->owner), "%s:%d:%s", host, (int)getpid(), hex);
-    }
+    pthread_once(&atfork_once, install_atfork);
+    r->pid = getpid();
+    make_owner(r);
     r->opts.prefix = NULL; /* not kept: the callers' strings */
     r->opts.sign_key = NULL;
     r->opts.trust = NULL;
@@ -269,6 +331,7 @@ void kc_remote_close(kc_remote_t *r)
 {
     if (!r)
         return;
+    remote_use(r);
     for (size_t i = 0; i < r->n; i++) {
         if (r->shards[i].c)
             redisFree(r->shards[i].c);
@@ -438,7 +501,7 @@ int kc_remote_get(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key, void 
         return KC_EINVAL;
     redis_key(r, kind, key, k);
     sh = shard_of(r, k);
-    pthread_mutex_lock(&sh->mu);
+    shard_lock(r, sh);
     rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
         redisReply *rep = redisCommand(sh->c, "GET %s", k);
@@ -473,7 +536,7 @@ int kc_remote_put(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *key,
         return KC_EINVAL;
     redis_key(r, kind, key, k);
     sh = shard_of(r, k);
-    pthread_mutex_lock(&sh->mu);
+    shard_lock(r, sh);
     rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
         redisReply *rep = r->ttl_s ? redisCommand(sh->c, "SET %s %b EX %llu", k, data,
@@ -962,7 +1025,7 @@ int kc_remote_scan(kc_remote_t *r, int kind, kc_remote_scan_fn fn, void *user)
     for (size_t i = 0; i < r->n && !stop; i++) {
         shard_t *sh = &r->shards[i];
         char cursor[32] = "0";
-        pthread_mutex_lock(&sh->mu);
+        shard_lock(r, sh);
         int rc = ensure_connected(r, sh);
         while (rc == KC_OK && !stop) {
             redisReply *rep =
@@ -991,7 +1054,7 @@ int kc_remote_scan(kc_remote_t *r, int kind, kc_remote_scan_fn fn, void *user)
                     stop = fn(user, kd, &key) != 0;
             }
             freeReplyObject(rep);
-            pthread_mutex_lock(&sh->mu);
+            shard_lock(r, sh);
             if (strcmp(cursor, "0") == 0)
                 break;
             if (!sh->c) {
@@ -1032,7 +1095,7 @@ int kc_remote_server_info(kc_remote_t *r, size_t i, kc_remote_server_t *out)
     sh = &r->shards[i];
     snprintf(out->name, sizeof(out->name), "%s", sh->s.name);
     out->db = sh->s.db;
-    pthread_mutex_lock(&sh->mu);
+    shard_lock(r, sh);
     rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
         redisReply *rep = redisCommand(sh->c, "INFO");
@@ -1065,7 +1128,7 @@ size_t kc_remote_value_len(kc_remote_t *r, kc_rec_kind_t kind, const kc_key_t *k
         return 0;
     redis_key(r, kind, key, k);
     sh = shard_of(r, k);
-    pthread_mutex_lock(&sh->mu);
+    shard_lock(r, sh);
     if (ensure_connected(r, sh) == KC_OK) {
         redisReply *rep = redisCommand(sh->c, "STRLEN %s", k);
         if (!rep)
@@ -1103,7 +1166,7 @@ static int lease_call(kc_remote_t *r, const kc_key_t *key, const char *script,
     redis_key(r, KC_REC_LEASE, key, k);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
     sh = shard_of(r, k);
-    pthread_mutex_lock(&sh->mu);
+    shard_lock(r, sh);
     rc = ensure_connected(r, sh);
     if (rc == KC_OK) {
         redisReply *rep =

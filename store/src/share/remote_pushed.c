@@ -31,6 +31,12 @@ kc__pushed_t *kc__pushed_new(uint64_t ttl_s)
     return p;
 }
 
+void kc__pushed_after_fork(kc__pushed_t *p)
+{
+    if (p)
+        pthread_mutex_init(&p->mu, NULL);
+}
+
 void kc__pushed_free(kc__pushed_t *p)
 {
     if (!p)

@@ -27,5 +27,8 @@ int kc__pushed_recent(kc__pushed_t *p, const kc_key_t *key, uint64_t now_us);
 void kc__pushed_note(kc__pushed_t *p, const kc_key_t *key, uint64_t now_us);
 /* Forget every key: a pull met a damaged value, and pushes repair. */
 void kc__pushed_clear(kc__pushed_t *p);
+/* In a forked child: the lock made anew (a thread of the parent may have
+ * held it at the fork). Accepts NULL. */
+void kc__pushed_after_fork(kc__pushed_t *p);
 
 #endif

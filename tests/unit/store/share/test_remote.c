@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -364,6 +366,64 @@ static void test_leases_single_flight_across_handles(void **state)
     kc_remote_close(b);
 }
 
+/* A handle used in a process forked from the one that opened it: the
+ * child gets connections and an owner of its own. With the parent's owner
+ * the child's lease release dropped the parent's lease (and its commands
+ * went over the parent's sockets); the parent's handle goes on working. */
+static int child_uses_parents_remote(kc_remote_t *r, const char *parent_owner,
+                                     const kc_key_t *lease, const kc_key_t *vkey)
+{
+    void *got = NULL;
+    size_t len = 0;
+
+    if (kc_remote_get(r, KC_REC_BLOB, vkey, &got, &len) != KC_OK || len != 6 ||
+        memcmp(got, "parent", 6) != 0)
+        return 10;
+    kc_free(got);
+    if (strcmp(kc_remote_owner(r), parent_owner) == 0)
+        return 11; /* the parent's identity */
+    if (kc_remote_lease_acquire(r, lease, 60000) != KC_EBUSY)
+        return 12; /* the parent holds it */
+    if (kc_remote_lease_release(r, lease) != KC_ENOTFOUND)
+        return 13; /* not the child's to drop */
+    if (kc_remote_put(r, KC_REC_BLOB, vkey, "parent", 6) != KC_OK)
+        return 14;
+    kc_remote_close(r);
+    return 0;
+}
+
+static void test_a_forked_child_gets_its_own_connections_and_owner(void **state)
+{
+    (void)state;
+    kc_remote_t *r = NULL;
+    kc_key_t lease = kc_key_hash("fork lease", 10), vkey = kc_key_hash("fork value", 10);
+    char owner[128];
+    int status = -1;
+
+    assert_int_equal(kc_remote_open(g_redis.url, NULL, &r), KC_OK);
+    assert_int_equal(kc_remote_put(r, KC_REC_BLOB, &vkey, "parent", 6), KC_OK);
+    assert_int_equal(kc_remote_lease_acquire(r, &lease, 60000), KC_OK);
+    snprintf(owner, sizeof(owner), "%s", kc_remote_owner(r));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_uses_parents_remote(r, owner, &lease, &vkey));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The parent's lease is still its own, and its connection still works. */
+    assert_string_equal(kc_remote_owner(r), owner);
+    assert_int_equal(kc_remote_lease_acquire(r, &lease, 60000), KC_OK); /* renewed */
+    assert_int_equal(kc_remote_lease_release(r, &lease), KC_OK);
+    void *got = NULL;
+    size_t len = 0;
+    assert_int_equal(kc_remote_get(r, KC_REC_BLOB, &vkey, &got, &len), KC_OK);
+    assert_int_equal(len, 6);
+    kc_free(got);
+    kc_remote_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_a_handle_pushes_shared_candidates_once),
         cmocka_unit_test(test_pull_refuses_what_does_not_check_out),
         cmocka_unit_test(test_leases_single_flight_across_handles),
+        cmocka_unit_test(test_a_forked_child_gets_its_own_connections_and_owner),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
