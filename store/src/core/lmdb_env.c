@@ -866,12 +866,12 @@ fail:
     return rc;
 }
 
-/* Open env read-only again after a failed reopen, so that its reads go on. */
+/* Open env read-only (again, after a failed reopen, so that its reads go
+ * on; or in a forked child, env_adopt). */
 static void reopen_rdonly(kc__env_t *env, const char *dir, unsigned max_readers)
 {
     char msg[PATH_MAX + 256];
     MDB_env *mdb = NULL;
-
     unsigned flags =
         MDB_RDONLY | MDB_NOTLS | KC__ENV_FLAGS | (env->nolock ? MDB_NOLOCK : 0);
 
