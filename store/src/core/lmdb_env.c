@@ -37,6 +37,24 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic unsigned fork_gen;
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The parents' LMDB handles a forked child left aside, under adopt_lock:
+ * never closed (that would free the parent's reader slots), and kept
+ * here so that they are not lost either. */
+typedef struct kept_handle {
+    MDB_env *mdb;
+    struct kept_handle *next;
+} kept_handle_t;
+static kept_handle_t *kept_parent_handles;
+
+static void keep_parent_handle_locked(MDB_env *mdb)
+{
+    kept_handle_t *k;
+    if (mdb && (k = malloc(sizeof(*k)))) {
+        *k = (kept_handle_t){mdb, kept_parent_handles};
+        kept_parent_handles = k;
+    }
+}
+
 /* Transactions this thread has live, of any environment. A thread that
  * holds one must not wait for a map lock exclusively: it would wait for
  * itself. */
@@ -572,10 +590,15 @@ void kc__env_release(kc__env_t *env)
         }
     }
     pthread_mutex_unlock(&registry_lock);
-    /* A parent's handle, never adopted here, is left open: closing it
-     * would free the parent's reader slots (see env_adopt). */
-    if (!env_inherited(env))
+    /* A parent's handle, never adopted here, is kept aside, open: closing
+     * it would free the parent's reader slots (see env_adopt). */
+    if (env_inherited(env)) {
+        pthread_mutex_lock(&adopt_lock);
+        keep_parent_handle_locked(env->mdb);
+        pthread_mutex_unlock(&adopt_lock);
+    } else {
         mdb_env_close(env->mdb);
+    }
     pthread_rwlock_destroy(&env->map_lock);
     pthread_cond_destroy(&env->gate_cv);
     pthread_mutex_destroy(&env->gate_mu);
@@ -935,10 +958,9 @@ static int env_dir(const kc__env_t *env, char *dir, size_t cap)
  * parent may have held one of env's locks at the fork. So, once, at the
  * first use here, the locks are made anew and the store is opened afresh
  * as it was open (read-only, lazily writable or writable); the parent's
- * handle is left as it is, never closed, since closing it would free the
- * parent's reader slots. If the open fails, env has no handle and its
- * calls fail (EINVAL: the open's message is lost with the fork). A thread
- * forked from inside a transaction goes on with the parent's handle until
+ * handle is kept aside as it is (kept_parent_handles), never closed. If the open fails,
+ * env has no handle and its calls fail (EINVAL: the open's message is lost with the
+ * fork). A thread forked from inside a transaction goes on with the parent's handle until
  * it is out of it. */
 static KC__COLD void env_adopt(kc__env_t *env)
 {
@@ -954,6 +976,7 @@ static KC__COLD void env_adopt(kc__env_t *env)
             mdb_env_get_maxreaders(env->mdb, &max_readers);
         env_locks_init(env);
         totals_track(env, NULL);
+        keep_parent_handle_locked(env->mdb);
         env->mdb = NULL;
         if (env_dir(env, dir, sizeof(dir)) == 0) {
             if (env->readonly || atomic_load(&env->rdonly_map)) {
