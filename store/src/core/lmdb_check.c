@@ -80,6 +80,7 @@ typedef struct counts {
 typedef struct walk {
     src_t src;
     uint64_t psize, npages, last_pg;
+    uint64_t txnid;                   /* the snapshot's (the meta page's) */
     uint8_t *seen;                    /* a bit per page */
     uint8_t *bufs[2 * MAX_DEPTH + 2]; /* by nesting level, allocated on use */
     uint8_t *ovf;                     /* a value read from overflow pages */
@@ -299,6 +300,19 @@ static int check_node(walk_t *w, tree_t *t, const uint8_t *pg, uint64_t pgno,
     if (t->kind == TREE_FREE && (nd.ksize != 8 || (nd.flags & F_SUBDATA)))
         return damage(w, "free pages: page %llu: a malformed entry",
                       (unsigned long long)pgno);
+    if (t->kind == TREE_FREE) {
+        /* A free list is keyed by the transaction that freed its pages: 1
+         * up to the snapshot's own. 0 is LMDB's "none yet": a writer takes
+         * a list keyed 0 again and again, dirties its pages twice and
+         * aborts the process (found by fuzz_store_file). */
+        uint64_t id = kc__load_u64le(nd.key);
+        if (id == 0 || id > w->txnid)
+            return damage(w,
+                          "free pages: page %llu: a list of transaction %llu, the store "
+                          "being at transaction %llu",
+                          (unsigned long long)pgno, (unsigned long long)id,
+                          (unsigned long long)w->txnid);
+    }
     if ((nd.flags & F_SUBDATA) && (t->kind != TREE_MAIN || (nd.flags & F_BIGDATA)))
         return damage(w, "%s: page %llu: a misplaced database record", t->name,
                       (unsigned long long)pgno);
@@ -507,6 +521,7 @@ static int check_src(const src_t *s, kc__mdb_check_t *res)
     w.psize = cur->psize;
     w.npages = s->size / cur->psize;
     w.last_pg = cur->last_pg;
+    w.txnid = cur->txnid;
     w.why = res->why;
     w.why_len = sizeof(res->why);
     if (w.last_pg < 1 || w.last_pg >= w.npages) {

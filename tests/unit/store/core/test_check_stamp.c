@@ -22,6 +22,7 @@
 #include "kc_testutil.h"
 #include "kcache/errors.h"
 #include "kcache/store.h"
+#include "lmdb_check.h"
 
 typedef kct_store_fx_t fixture_t;
 
@@ -116,11 +117,79 @@ static void test_an_unwritable_store_keeps_its_stamp_in_the_users_cache(void **s
     kct_rmtree(home, 0);
 }
 
+/* ---- the structure check: free lists keyed outside the store's txnids --- */
+
+static uint64_t u64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* A free list keyed 0 (LMDB's "none yet": its writer takes the list again
+ * and again and aborts on a page it dirtied twice, found by
+ * fuzz_store_file) or by a transaction after the store's is damage: the
+ * check refuses the file before LMDB maps it. */
+static void test_a_free_list_keyed_outside_the_stores_transactions_is_damage(void **state)
+{
+    fixture_t *f = *state;
+    char path[600];
+    kc_key_t k[8];
+    kc__mdb_check_t res;
+
+    for (int i = 0; i < 8; i++) {
+        char data[64];
+        snprintf(data, sizeof(data), "cubin %d", i);
+        assert_int_equal(kc_store_put_cubin(f->st, data, strlen(data), &k[i]), KC_OK);
+    }
+    for (int i = 0; i < 4; i++) /* the next writes free pages */
+        assert_int_equal(kc_store_del(f->st, KC_REC_BLOB, &k[i]), KC_OK);
+    kc_store_close(f->st);
+    f->st = NULL;
+    snprintf(path, sizeof(path), "%s/data.mdb", f->root);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    size_t size = (size_t)ftell(fp);
+    uint8_t *d = malloc(size);
+    assert_non_null(d);
+    rewind(fp);
+    assert_int_equal(fread(d, 1, size, fp), size);
+    fclose(fp);
+    assert_int_equal(kc__mdb_check_mem(d, size, &res), KC_OK);
+
+    /* The newer meta page (a header of 16 bytes, then magic, version,
+     * address, map size; the free database's record, whose first 4 bytes
+     * hold the page size and whose root is at 40; last page, txnid). */
+    const uint8_t *m0 = d + 16, *m1 = d + 4096 + 16;
+    const uint8_t *m = u64_at(m0 + 128) > u64_at(m1 + 128) ? m0 : m1;
+    uint32_t psize;
+    memcpy(&psize, m + 24, sizeof(psize));
+    uint64_t txnid = u64_at(m + 128), root = u64_at(m + 24 + 40);
+    assert_true(root != UINT64_MAX && (root + 1) * psize <= size);
+    uint8_t *leaf = d + root * psize;
+    uint16_t flags, first;
+    memcpy(&flags, leaf + 10, sizeof(flags));
+    assert_true(flags & 0x02); /* a leaf: the free tree is one page here */
+    memcpy(&first, leaf + 16, sizeof(first));
+    uint8_t *key = leaf + first + 8;
+    uint64_t keys[2] = {0, txnid + 1};
+    for (int i = 0; i < 2; i++) {
+        memcpy(key, &keys[i], sizeof(keys[i]));
+        assert_int_equal(kc__mdb_check_mem(d, size, &res), KC_EDAMAGED);
+        assert_non_null(strstr(res.why, "free pages"));
+    }
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_an_unwritable_store_keeps_its_stamp_in_the_users_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_free_list_keyed_outside_the_stores_transactions_is_damage, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
