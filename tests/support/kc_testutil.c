@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,18 @@ uint64_t kct_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int kct_wait_child(int pid, int timeout_ms, int *status)
+{
+    for (int ms = 0; ms < timeout_ms; ms++) {
+        if (waitpid((pid_t)pid, status, WNOHANG) == (pid_t)pid)
+            return 0;
+        usleep(1000);
+    }
+    kill((pid_t)pid, SIGKILL);
+    waitpid((pid_t)pid, status, 0);
+    return -1;
 }
 
 /* ---- synthetic cubins ------------------------------------------------------ */

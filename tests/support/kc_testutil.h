@@ -67,6 +67,22 @@ int kct_store_fx_teardown(void **state);
 /* Monotonic milliseconds. */
 uint64_t kct_now_ms(void);
 
+/* Wait for child pid up to timeout_ms; on time, its wait status into
+ * *status and 0. Past it the child is killed (SIGKILL), reaped, and -1
+ * returned: a test's bound on "for ever", not a timing. */
+int kct_wait_child(int pid, int timeout_ms, int *status);
+
+/* Defined under ThreadSanitizer, which reports what some tests build on
+ * purpose (a lock-order inversion) or do not support (threads started in
+ * a child forked from a process with threads). */
+#if defined(__SANITIZE_THREAD__)
+#define KCT_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KCT_UNDER_TSAN 1
+#endif
+#endif
+
 /* The size of synthetic cubin j of publish id, and its bytes into buf
  * (which must hold kct_cubin_size(id, j) bytes). */
 size_t kct_cubin_size(uint64_t id, unsigned j);

@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "index.h"
 #include "kc_simkernels.h"
+#include "kc_testutil.h"
 #include "kcache/launch.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
@@ -182,22 +182,14 @@ static int child_pool_runs_a_task(kc__pool_t *pool)
     return 0;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define KC_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KC_TEST_TSAN 1
-#endif
-#endif
-
 static void test_a_pool_in_a_forked_child_starts_its_own_threads(void **state)
 {
     (void)state;
     kc__pool_t *pool;
     void *args[16] = {0};
-    int status = -1;
+    int status = 0;
 
-#ifdef KC_TEST_TSAN
+#ifdef KCT_UNDER_TSAN
     /* ThreadSanitizer does not support starting threads in a child of a
      * process with threads, which is this test; the default and ASan
      * builds run it. */
@@ -212,16 +204,8 @@ static void test_a_pool_in_a_forked_child_starts_its_own_threads(void **state)
     assert_true(pid >= 0);
     if (pid == 0)
         _exit(child_pool_runs_a_task(pool));
-    for (int ms = 0; ms < 60000; ms++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        usleep(1000);
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
+    if (kct_wait_child(pid, 60000, &status) != 0)
         fail_msg("the forked child did not finish in a minute");
-    }
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     kc__pool_destroy(pool);

@@ -17,7 +17,6 @@
 #include <stdatomic.h>
 #include <lmdb.h>
 #include <sys/stat.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zdict.h>
@@ -1059,21 +1058,13 @@ static void *gate_cycle_g(void *arg)
     return NULL;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define KC_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KC_TEST_TSAN 1
-#endif
-#endif
-
 static void test_the_gate_never_deadlocks_a_reader_holding_a_callers_lock(void **state)
 {
     fixture_t *f = *state;
     gate_cycle_t c = {0};
     pthread_t th[3];
 
-#ifdef KC_TEST_TSAN
+#ifdef KCT_UNDER_TSAN
     /* The caller's mutex taken inside a transaction and held around one is
      * the lock-order inversion this test stands for; ThreadSanitizer
      * reports it as that, rightly, and stops. The default and ASan builds
@@ -1172,7 +1163,7 @@ static void test_a_forked_child_goes_on_with_its_parents_handle(void **state)
     pthread_t th;
     kc_key_t a;
     kc_store_stats_t before, after;
-    int status = -1;
+    int status = 0;
 
     reopen_lazily(f, NULL, &a, NULL);
     assert_true(env_is_rdonly(f->st));
@@ -1190,16 +1181,8 @@ static void test_a_forked_child_goes_on_with_its_parents_handle(void **state)
     atomic_store(&r.forked, 1);
     pthread_join(th, NULL);
     /* One minute is how long "for ever" is given, not a timing. */
-    for (int ms = 0; ms < 60000; ms++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        usleep(1000);
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
+    if (kct_wait_child(pid, 60000, &status) != 0)
         fail_msg("the forked child did not finish in a minute");
-    }
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
 
