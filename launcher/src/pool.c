@@ -201,6 +201,9 @@ static int spawn_locked(kc__pool_t *pool)
 {
     if (pool->stopping || pool->n_slots >= size_locked(pool))
         return 0;
+    /* Only a pool with threads needs looking after in a forked child: the
+     * handler is installed with the process's first thread of a pool. */
+    pthread_once(&atfork_once, install_atfork);
     pool->n_slots++;
     pool->starting++;
     pool->idle++; /* counted idle until it runs: it takes a task without waiting */
@@ -235,7 +238,6 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     kc__pool_t *pool = calloc(1, sizeof(*pool));
     if (!pool)
         return KC_ENOMEM;
-    pthread_once(&atfork_once, install_atfork);
     pool_sync_init(pool);
     atomic_store(&pool->gen, atomic_load(&fork_gen));
     pool->max_threads = n_threads;
