@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "forkgen.h"
 #include "kcache/errors.h"
 
 #define POOL_MAX_THREADS 256
@@ -36,37 +37,16 @@ struct kc__pool {
     task_t *head, *tail;
     size_t queued; /* tasks in the queue */
     int stopping;
-    unsigned
-        max_threads;   /* 0 until the first thread starts, for a pool sized by the CPUs */
+    /* The most threads it starts; for a pool sized by the CPUs, 0 until
+     * its first thread starts. */
+    unsigned max_threads;
     unsigned n_slots;  /* slots of threads taken (started, starting or failed) */
     unsigned n_live;   /* threads started: threads[0 .. n_live) */
     unsigned starting; /* pthread_create calls in progress */
     unsigned idle;     /* threads waiting for work, or starting */
     pthread_t threads[POOL_MAX_THREADS];
-    _Atomic unsigned gen; /* the fork generation it was made in (pool_use) */
+    _Atomic unsigned gen; /* the fork generation of its threads (pool_use) */
 };
-
-/* Bumped in a forked child: a pool made before is its parent's. Its
- * threads did not come along (only the forking thread does), and one of
- * them may have held its lock at the fork; so at its first use in the
- * child (pool_use) the pool's lock and conditions are made anew and it
- * counts no thread: it starts its own as tasks need them. Tasks queued at
- * the fork stay queued, and run in the child too; tasks that were running
- * on the parent's threads do not finish in the child. */
-static _Atomic unsigned fork_gen;
-static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void pools_after_fork_in_child(void)
-{
-    pthread_mutex_init(&adopt_lock, NULL);
-    atomic_fetch_add(&fork_gen, 1);
-}
-
-static void install_atfork(void)
-{
-    pthread_atfork(NULL, NULL, pools_after_fork_in_child);
-}
 
 static void pool_sync_init(kc__pool_t *pool)
 {
@@ -76,17 +56,23 @@ static void pool_sync_init(kc__pool_t *pool)
     pthread_cond_init(&pool->started, NULL);
 }
 
+/* A pool used in a forked child (forkgen.h): its threads stayed in the
+ * parent, and one of them may have held its lock at the fork. So at its
+ * first use in the child its lock and conditions are made anew and it
+ * counts no thread: it starts its own as tasks need them. Tasks queued at
+ * the fork stay queued, and run in the child too; tasks that were running
+ * on the parent's threads do not finish in the child. */
 static void pool_use(kc__pool_t *pool)
 {
-    if (__builtin_expect(atomic_load(&pool->gen) == atomic_load(&fork_gen), 1))
+    if (__builtin_expect(atomic_load(&pool->gen) == kc__fork_gen(), 1))
         return;
-    pthread_mutex_lock(&adopt_lock);
-    if (atomic_load(&pool->gen) != atomic_load(&fork_gen)) {
+    kc__fork_adopt_lock();
+    if (atomic_load(&pool->gen) != kc__fork_gen()) {
         pool_sync_init(pool);
         pool->n_slots = pool->n_live = pool->starting = pool->idle = 0;
-        atomic_store(&pool->gen, atomic_load(&fork_gen));
+        atomic_store(&pool->gen, kc__fork_gen());
     }
-    pthread_mutex_unlock(&adopt_lock);
+    kc__fork_adopt_unlock();
 }
 
 /* The CPUs this process may run on (its affinity: a container's cpuset, a
@@ -201,9 +187,9 @@ static int spawn_locked(kc__pool_t *pool)
 {
     if (pool->stopping || pool->n_slots >= size_locked(pool))
         return 0;
-    /* Only a pool with threads needs looking after in a forked child: the
-     * handler is installed with the process's first thread of a pool. */
-    pthread_once(&atfork_once, install_atfork);
+    /* Only a pool with threads needs looking after in a forked child:
+     * forks are counted from the process's first pool thread on. */
+    kc__fork_watch();
     pool->n_slots++;
     pool->starting++;
     pool->idle++; /* counted idle until it runs: it takes a task without waiting */
@@ -239,7 +225,7 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     if (!pool)
         return KC_ENOMEM;
     pool_sync_init(pool);
-    atomic_store(&pool->gen, atomic_load(&fork_gen));
+    atomic_store(&pool->gen, kc__fork_gen());
     pool->max_threads = n_threads;
     *out = pool;
     return KC_OK;

@@ -16,6 +16,7 @@
  * (a bitmap), and depth is bounded, so no input makes this code fault or
  * loop. Written from the format, not from LMDB's code. */
 #include "cold.h"
+#include "grow.h"
 #include "lmdb_check.h"
 #include "wire.h"
 
@@ -248,14 +249,9 @@ static int check_db(walk_t *w, const db_t *d, tree_t *t);
 
 static int add_free(tree_t *t, uint64_t pg)
 {
-    if (t->free_n == t->free_cap) {
-        size_t cap = t->free_cap ? t->free_cap * 2 : 256;
-        uint64_t *p = realloc(t->free_pg, cap * sizeof(*p));
-        if (!p)
-            return KC_ENOMEM;
-        t->free_pg = p;
-        t->free_cap = cap;
-    }
+    if (kc__grow((void **)&t->free_pg, t->free_n, &t->free_cap, sizeof(*t->free_pg),
+                 256) != 0)
+        return KC_ENOMEM;
     t->free_pg[t->free_n++] = pg;
     return KC_OK;
 }

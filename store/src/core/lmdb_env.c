@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forkgen.h"
 #include "fsinfo.h"
 #include "kcache/errors.h"
 #include "lmdb_check.h"
@@ -31,13 +32,8 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kc__env_t *registry;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* Bumped in a process forked from this one: environments opened before
- * (kc__env_t.gen older) are its parent's, adopted at their first use
- * (env_adopt), under adopt_lock. */
-static _Atomic unsigned fork_gen;
-static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* The parents' LMDB handles a forked child left aside, under adopt_lock:
+/* The parents' LMDB handles a forked child left aside, under the adoption
+ * lock (forkgen.h):
  * never closed (that would free the parent's reader slots), and kept
  * here so that they are not lost either. */
 typedef struct kept_handle {
@@ -113,25 +109,23 @@ static int tls_in(const kc__env_t *env)
 
 /* In a forked child: its parent's environments stay in the registry (an
  * open of the same store finds its environment, as LMDB wants one per file
- * and process), marked as inherited; each is opened afresh at its first use
- * here (env_adopt). The locks are made anew: a thread of the parent may
- * have held one at the fork, and only the forking thread came along. */
+ * and process), and each, opened in an older fork generation, is opened
+ * afresh at its first use here (env_adopt). The registry's lock is made
+ * anew: a thread of the parent may have held it at the fork. */
 static void registry_after_fork_in_child(void)
 {
     pthread_mutex_init(&registry_lock, NULL);
-    pthread_mutex_init(&adopt_lock, NULL);
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_release);
 }
 
 static void install_atfork(void)
 {
+    kc__fork_watch();
     pthread_atfork(NULL, NULL, registry_after_fork_in_child);
 }
 
 static int env_inherited(const kc__env_t *env)
 {
-    return atomic_load_explicit(&env->gen, memory_order_acquire) !=
-           atomic_load_explicit(&fork_gen, memory_order_acquire);
+    return atomic_load_explicit(&env->gen, memory_order_acquire) != kc__fork_gen();
 }
 
 static void gate_cv_init(kc__env_t *env)
@@ -426,7 +420,7 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     }
     env->readonly = opts->readonly;
     env_locks_init(env);
-    atomic_store_explicit(&env->gen, atomic_load(&fork_gen), memory_order_relaxed);
+    atomic_store_explicit(&env->gen, kc__fork_gen(), memory_order_relaxed);
     if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
         env->data_path = NULL;
         snprintf(msg, msg_len, "out of memory");
@@ -593,9 +587,9 @@ void kc__env_release(kc__env_t *env)
     /* A parent's handle, never adopted here, is kept aside, open: closing
      * it would free the parent's reader slots (see env_adopt). */
     if (env_inherited(env)) {
-        pthread_mutex_lock(&adopt_lock);
+        kc__fork_adopt_lock();
         keep_parent_handle_locked(env->mdb);
-        pthread_mutex_unlock(&adopt_lock);
+        kc__fork_adopt_unlock();
     } else {
         mdb_env_close(env->mdb);
     }
@@ -958,10 +952,10 @@ static int env_dir(const kc__env_t *env, char *dir, size_t cap)
  * parent may have held one of env's locks at the fork. So, once, at the
  * first use here, the locks are made anew and the store is opened afresh
  * as it was open (read-only, lazily writable or writable); the parent's
- * handle is kept aside as it is (kept_parent_handles), never closed. If the open fails,
- * env has no handle and its calls fail (EINVAL: the open's message is lost with the
- * fork). A thread forked from inside a transaction goes on with the parent's handle until
- * it is out of it. */
+ * handle is kept aside as it is (kept_parent_handles), never closed. If
+ * the open fails, env has no handle and its calls fail (EINVAL: the
+ * open's message is lost with the fork). A thread forked from inside a
+ * transaction goes on with the parent's handle until it is out of it. */
 static KC__COLD void env_adopt(kc__env_t *env)
 {
     char dir[PATH_MAX], msg[PATH_MAX + 256];
@@ -969,7 +963,7 @@ static KC__COLD void env_adopt(kc__env_t *env)
 
     if (tls_live_txns > 0)
         return;
-    pthread_mutex_lock(&adopt_lock);
+    kc__fork_adopt_lock();
     if (env_inherited(env)) {
         uint64_t map_size = kc__env_map_size(env);
         if (env->mdb)
@@ -989,9 +983,9 @@ static KC__COLD void env_adopt(kc__env_t *env)
                 reopen_rdonly(env, dir, max_readers);
             }
         }
-        atomic_store_explicit(&env->gen, atomic_load(&fork_gen), memory_order_release);
+        atomic_store_explicit(&env->gen, kc__fork_gen(), memory_order_release);
     }
-    pthread_mutex_unlock(&adopt_lock);
+    kc__fork_adopt_unlock();
 }
 
 /* The first write of a lazily writable environment. */

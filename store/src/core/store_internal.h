@@ -64,7 +64,6 @@ struct kc_store {
     pthread_t flusher;
     pthread_cond_t flush_cv;
     int flusher_started;
-    pid_t flusher_pid; /* the process it runs in (a forked child has none) */
     int flush_wanted;
     int flusher_stop;
     /* kc_store_flush calls under way, and a condition signalled when one
@@ -73,7 +72,6 @@ struct kc_store {
     pthread_cond_t flushed_cv;
     /* Open handles of this process, for the flush at exit (core/usage.c). */
     struct kc_store *open_prev, *open_next;
-    pid_t opened_pid;
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;

@@ -17,8 +17,8 @@
  * (another process holds the write lock, a slow disk), a stamp for a key
  * not buffered yet is dropped and counted (KC_COUNTER_USAGE_DROPPED); a
  * hit never waits for a write. Only where no flusher can run (it could not
- * be started, or this is a forked child of the process that opened the
- * store) does the caller flush, at that bound. */
+ * be started) does the caller flush, at that bound; a forked child starts
+ * its own (handles_after_fork_in_child). */
 #define USAGE_AUTOFLUSH 4096
 #define USAGE_MAX_PENDING (4 * USAGE_AUTOFLUSH)
 
@@ -261,13 +261,10 @@ static void *flusher_main(void *arg)
  * will flush, -1 when it cannot (the caller flushes). Under pending_lock. */
 static int request_flush_locked(kc_store_t *st)
 {
-    if (st->flusher_started && st->flusher_pid != getpid())
-        return -1; /* a forked child: the thread stayed in the parent */
     if (!st->flusher_started) {
         if (pthread_create(&st->flusher, NULL, flusher_main, st) != 0)
             return -1;
         st->flusher_started = 1;
-        st->flusher_pid = getpid();
     }
     st->flush_wanted = 1;
     pthread_cond_signal(&st->flush_cv);
@@ -277,7 +274,7 @@ static int request_flush_locked(kc_store_t *st)
 void kc__usage_flusher_stop(kc_store_t *st)
 {
     pthread_mutex_lock(&st->pending_lock);
-    int started = st->flusher_started && st->flusher_pid == getpid();
+    int started = st->flusher_started;
     st->flusher_stop = 1;
     pthread_cond_signal(&st->flush_cv);
     pthread_mutex_unlock(&st->pending_lock);
@@ -409,7 +406,6 @@ static void handles_after_fork_in_child(void)
         st->flushes_running = 0;
         st->pub_queue = NULL;
         st->pub_leader = 0;
-        st->opened_pid = getpid();
     }
 }
 
@@ -421,7 +417,6 @@ static void install_atfork(void)
 void kc__usage_register(kc_store_t *st)
 {
     pthread_once(&atfork_once, install_atfork);
-    st->opened_pid = getpid();
     pthread_mutex_lock(&open_lock);
     st->open_prev = NULL;
     st->open_next = open_head;
@@ -449,8 +444,8 @@ void kc__usage_unregister(kc_store_t *st)
  * handle is closed meanwhile. */
 static void flush_one_at_exit(kc_store_t *st, const struct timespec *deadline)
 {
-    if (st->readonly || st->opened_pid != getpid())
-        return; /* not this process's (a handle opened as the fork ran) */
+    if (st->readonly)
+        return;
     pthread_mutex_lock(&st->pending_lock);
     if (!pending_empty(&st->pending) && !st->flusher_stop &&
         request_flush_locked(st) == 0) {
@@ -476,8 +471,8 @@ __attribute__((destructor)) static void flush_open_stores_at_exit(void)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    /* Timed: in a child forked while another thread held the lock, it is
-     * never released. */
+    /* Timed: exit() may run while another thread of the process, stopped
+     * with it, holds the lock. */
     if (pthread_mutex_timedlock(&open_lock, &deadline) != 0)
         return;
     for (kc_store_t *st = open_head; st; st = st->open_next)

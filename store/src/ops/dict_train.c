@@ -13,6 +13,7 @@
 #include <zdict.h>
 
 #include "dict_encode.h"
+#include "grow.h"
 #include "blob_internal.h"
 #include "kcache/blob.h"
 #include "store_internal.h"
@@ -40,14 +41,8 @@ static int list_fn(void *user, kc_rec_kind_t kind, const kc_key_t *key, const vo
 
     (void)kind;
     (void)data;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        blob_ref_t *v = realloc(c->v, cap * sizeof(*v));
-        if (!v)
-            return KC_ENOMEM;
-        c->v = v;
-        c->cap = cap;
-    }
+    if (kc__grow((void **)&c->v, c->n, &c->cap, sizeof(*c->v), 256) != 0)
+        return KC_ENOMEM;
     c->v[c->n].key = *key;
     c->v[c->n].stored = len;
     c->n++;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <sys/stat.h>
 
+#include "grow.h"
 #include "opts.h"
 #include "gc_internal.h"
 #include "store_internal.h"
@@ -103,20 +104,6 @@ static void plan_free(plan_t *p)
         free(p->groups[i].blobs);
     free(p->groups);
     free(p->items);
-}
-
-/* Make room for one more element of size sz in *arr. */
-static int grow(void **arr, size_t n, size_t *cap, size_t sz)
-{
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    void *a = realloc(*arr, ncap * sz);
-    if (!a)
-        return KC_ENOMEM;
-    *arr = a;
-    *cap = ncap;
-    return 0;
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -211,7 +198,8 @@ static int scan_blobs(MDB_txn *txn, plan_t *p)
         b.bytes = len;
         if ((rc = last_use_of(txn, p->env, &b.key, 0, &b.last_use)) != 0)
             break;
-        if ((rc = grow((void **)&p->blobs, p->n_blobs, &p->cap_blobs, sizeof(b))) != 0)
+        if ((rc = kc__grow((void **)&p->blobs, p->n_blobs, &p->cap_blobs, sizeof(b),
+                           64)) != 0)
             break;
         p->blobs[p->n_blobs++] = b;
     }
@@ -252,7 +240,8 @@ static int scan_builds(MDB_txn *txn, plan_t *p)
         if (rc != 0)
             break;
         b.unit_use = b.own_use;
-        if ((rc = grow((void **)&p->builds, p->n_builds, &p->cap_builds, sizeof(b))) != 0)
+        if ((rc = kc__grow((void **)&p->builds, p->n_builds, &p->cap_builds, sizeof(b),
+                           64)) != 0)
             break;
         p->builds[p->n_builds++] = b;
     }
@@ -289,8 +278,8 @@ static int scan_tunings(MDB_txn *txn, plan_t *p)
         kc_free(rec);
         if (rc != 0)
             break;
-        if ((rc = grow((void **)&p->tunings, p->n_tunings, &p->cap_tunings, sizeof(t))) !=
-            0)
+        if ((rc = kc__grow((void **)&p->tunings, p->n_tunings, &p->cap_tunings, sizeof(t),
+                           64)) != 0)
             break;
         if (w >= 0) {
             g_build_t *b = &p->builds[w];
@@ -347,7 +336,8 @@ static int scan_groups(MDB_txn *txn, plan_t *p)
         rc = last_use_of(txn, p->env, &g.key, rec->u.group.updated, &g.last_use);
         kc_free(rec);
         if (rc == 0)
-            rc = grow((void **)&p->groups, p->n_groups, &p->cap_groups, sizeof(g));
+            rc =
+                kc__grow((void **)&p->groups, p->n_groups, &p->cap_groups, sizeof(g), 64);
         if (rc != 0) {
             free(g.blobs);
             break;
@@ -412,7 +402,7 @@ static int add_item(plan_t *p, int kind, const kc_key_t *key, uint64_t last_use,
                     uint64_t seen, uint64_t bytes)
 {
     g_item_t it = {.pub = {(kc_rec_kind_t)kind, *key, last_use, bytes}, .seen = seen};
-    int rc = grow((void **)&p->items, p->n_items, &p->cap_items, sizeof(it));
+    int rc = kc__grow((void **)&p->items, p->n_items, &p->cap_items, sizeof(it), 64);
 
     if (rc != 0)
         return rc;
@@ -541,7 +531,7 @@ typedef struct keyset {
 
 static int keyset_add(keyset_t *s, const kc_key_t *key)
 {
-    int rc = grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k));
+    int rc = kc__grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k), 64);
     if (rc == 0)
         s->k[s->n++] = *key;
     return rc;
@@ -599,7 +589,7 @@ static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *
             kc_free(rec);
             continue;
         }
-        if ((rc = grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k))) != 0) {
+        if ((rc = kc__grow((void **)&s->k, s->n, &s->cap, sizeof(*s->k), 64)) != 0) {
             kc_free(rec);
             break;
         }

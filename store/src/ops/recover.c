@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "lmdb_check.h"
 #include "store_internal.h"
 #include "wire.h"
@@ -74,14 +75,8 @@ static int kind_of_db(const uint8_t *name, size_t len)
 static int cand_add(rec_ctx_t *c, int kind, const uint8_t *key, const void *a,
                     size_t alen, const void *b, size_t blen)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 1024;
-        cand_t *p = realloc(c->c, cap * sizeof(*p));
-        if (!p)
-            return KC_ENOMEM;
-        c->c = p;
-        c->cap = cap;
-    }
+    if (kc__grow((void **)&c->c, c->n, &c->cap, sizeof(*c->c), 1024) != 0)
+        return KC_ENOMEM;
     cand_t *e = &c->c[c->n];
     if (!(e->data = malloc(alen + blen ? alen + blen : 1)))
         return KC_ENOMEM;

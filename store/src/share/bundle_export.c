@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blob_internal.h"
+#include "grow.h"
 #include "bundle_internal.h"
 #include "kcache/bundle.h"
 #include "store_internal.h"
@@ -163,14 +164,8 @@ typedef struct sel_vec {
 
 static int sel_push(sel_vec_t *s, const kc_key_t *key, const kc_key_t *ref)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        sel_t *v = realloc(s->v, cap * sizeof(*v));
-        if (!v)
-            return KC_ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (kc__grow((void **)&s->v, s->n, &s->cap, sizeof(*s->v), 64) != 0)
+        return KC_ENOMEM;
     s->v[s->n].key = *key;
     s->v[s->n].ref = ref ? *ref : (kc_key_t){{0}};
     s->n++;

@@ -8,6 +8,7 @@
 
 #include <zstd.h>
 
+#include "grow.h"
 #include "opts.h"
 #include "blob_internal.h"
 #include "bundle_internal.h"
@@ -202,14 +203,9 @@ static int parse(import_ctx_t *c, const uint8_t *p, size_t len)
                 "%s: frame %zu: unknown frame tag 0x%02x at byte offset "
                 "%zu",
                 c->name, c->n_frames + 1, h[0], off);
-        if (c->n_frames == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            frame_t *nf = realloc(c->frames, ncap * sizeof(*nf));
-            if (!nf)
-                return kc__store_fail(c->st, KC_ENOMEM, "%s: out of memory", c->name);
-            c->frames = nf;
-            cap = ncap;
-        }
+        if (kc__grow((void **)&c->frames, c->n_frames, &cap, sizeof(*c->frames), 256) !=
+            0)
+            return kc__store_fail(c->st, KC_ENOMEM, "%s: out of memory", c->name);
         f = &c->frames[c->n_frames];
         memset(f, 0, sizeof(*f));
         f->kind = h[1];

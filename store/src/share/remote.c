@@ -25,6 +25,7 @@
 #include "remote_pushed.h"
 #include "blob_internal.h"
 #include "diag.h"
+#include "forkgen.h"
 #include "bundle_internal.h"
 #include "kcache/blob.h"
 #include "kcache/bundle.h"
@@ -55,29 +56,8 @@ struct kc_remote {
     size_t n_trust;       /* pulls accept only values signed by these */
     kc_bundle_key_t trust[KC_REMOTE_TRUST_MAX];
     kc__pushed_t *pushed; /* the builds pushed lately (remote_pushed.h) */
-    pid_t pid;            /* the process the connections and owner are of */
+    _Atomic unsigned gen; /* the fork generation of the connections and owner */
 };
-
-/* A handle used in a process forked from the one that opened it: its
- * connections are the parent's sockets (a child's commands would
- * interleave with the parent's), its owner names the parent's process
- * (a child's lease release would drop the parent's leases), and a thread
- * of the parent may have held a shard's lock at the fork. So at its first
- * use in the child the handle gets locks made anew, no connection (the
- * next call connects; closing the child's copies of the sockets leaves the
- * parent's), and an owner of its own (remote_use). */
-static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void adopt_lock_after_fork_in_child(void)
-{
-    pthread_mutex_init(&adopt_lock, NULL);
-}
-
-static void install_atfork(void)
-{
-    pthread_atfork(NULL, NULL, adopt_lock_after_fork_in_child);
-}
 
 static uint64_t now_us(void)
 {
@@ -244,10 +224,18 @@ static void make_owner(kc_remote_t *r)
     snprintf(r->owner, sizeof(r->owner), "%s:%d:%s", host, (int)getpid(), hex);
 }
 
+/* A handle used in a process forked from the one that opened it
+ * (forkgen.h): its connections are the parent's sockets (a child's
+ * commands would interleave with the parent's), its owner names the
+ * parent's process (a child's lease release would drop the parent's
+ * leases), and a thread of the parent may have held a shard's lock at the
+ * fork. So at its first use in the child the handle gets locks made anew,
+ * no connection (the next call connects; closing the child's copies of the
+ * sockets leaves the parent's), and an owner of its own. */
 static KC__COLD void remote_adopt(kc_remote_t *r)
 {
-    pthread_mutex_lock(&adopt_lock);
-    if (r->pid != getpid()) {
+    kc__fork_adopt_lock();
+    if (r->gen != kc__fork_gen()) {
         for (size_t i = 0; i < r->n; i++) {
             shard_t *sh = &r->shards[i];
             pthread_mutex_init(&sh->mu, NULL);
@@ -258,14 +246,14 @@ static KC__COLD void remote_adopt(kc_remote_t *r)
         }
         kc__pushed_after_fork(r->pushed);
         make_owner(r);
-        r->pid = getpid();
+        r->gen = kc__fork_gen();
     }
-    pthread_mutex_unlock(&adopt_lock);
+    kc__fork_adopt_unlock();
 }
 
 static void remote_use(kc_remote_t *r)
 {
-    if (r->pid != getpid())
+    if (r->gen != kc__fork_gen())
         remote_adopt(r);
 }
 
@@ -302,8 +290,8 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         kc_remote_close(r);
         return rc;
     }
-    pthread_once(&atfork_once, install_atfork);
-    r->pid = getpid();
+    kc__fork_watch();
+    r->gen = kc__fork_gen();
     make_owner(r);
     r->opts.prefix = NULL; /* not kept: the callers' strings */
     r->opts.sign_key = NULL;

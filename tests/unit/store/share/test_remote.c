@@ -191,8 +191,10 @@ static void test_push_then_pull_moves_a_tuning_and_its_chain(void **state)
     kct_store_scratch_free(rb, b);
 }
 
-/* SET commands the test server has run so far (INFO commandstats). */
-static long set_calls(void)
+/* The number after field in the test server's INFO section (0 if the
+ * field is not there, -1 if the server cannot be asked), over a connection
+ * of its own (which the server counts). */
+static long info_number(const char *section, const char *field)
 {
     redisContext *c = redisConnect("127.0.0.1", g_redis.port);
     long n = -1;
@@ -200,14 +202,26 @@ static long set_calls(void)
         redisFree(c);
         return -1;
     }
-    redisReply *rep = redisCommand(c, "INFO commandstats");
+    redisReply *rep = redisCommand(c, "INFO %s", section);
     if (rep && rep->type == REDIS_REPLY_STRING) {
-        const char *at = strstr(rep->str, "cmdstat_set:calls=");
-        n = at ? strtol(at + strlen("cmdstat_set:calls="), NULL, 10) : 0;
+        const char *at = strstr(rep->str, field);
+        n = at ? strtol(at + strlen(field), NULL, 10) : 0;
     }
     freeReplyObject(rep);
     redisFree(c);
     return n;
+}
+
+/* SET commands the test server has run so far. */
+static long set_calls(void)
+{
+    return info_number("commandstats", "cmdstat_set:calls=");
+}
+
+/* Connections the test server has accepted so far. */
+static long connections_accepted(void)
+{
+    return info_number("stats", "total_connections_received:");
 }
 
 /* Two tunings of one kernel (two signatures) name the same three
@@ -368,8 +382,9 @@ static void test_leases_single_flight_across_handles(void **state)
 
 /* A handle used in a process forked from the one that opened it: the
  * child gets connections and an owner of its own. With the parent's owner
- * the child's lease release dropped the parent's lease (and its commands
- * went over the parent's sockets); the parent's handle goes on working. */
+ * the child's lease release dropped the parent's lease, and its commands
+ * went over the parent's socket (the server saw no new connection); the
+ * parent's handle goes on working. */
 static int child_uses_parents_remote(kc_remote_t *r, const char *parent_owner,
                                      const kc_key_t *lease, const kc_key_t *vkey)
 {
@@ -404,6 +419,8 @@ static void test_a_forked_child_gets_its_own_connections_and_owner(void **state)
     assert_int_equal(kc_remote_put(r, KC_REC_BLOB, &vkey, "parent", 6), KC_OK);
     assert_int_equal(kc_remote_lease_acquire(r, &lease, 60000), KC_OK);
     snprintf(owner, sizeof(owner), "%s", kc_remote_owner(r));
+    long accepted = connections_accepted();
+    assert_true(accepted > 0);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -412,6 +429,8 @@ static void test_a_forked_child_gets_its_own_connections_and_owner(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    /* Since the count above: the child's connection, and this count's. */
+    assert_true(connections_accepted() >= accepted + 2);
     /* The parent's lease is still its own, and its connection still works. */
     assert_string_equal(kc_remote_owner(r), owner);
     assert_int_equal(kc_remote_lease_acquire(r, &lease, 60000), KC_OK); /* renewed */
