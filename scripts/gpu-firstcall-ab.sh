@@ -35,4 +35,4 @@ timeout 240 $B/tools/kcache_bench_launch 2>&1 | tail -40
 echo "== kcache_bench_launch --skip-cold, the baseline"
 timeout 120 "$base/kcache_bench_launch" --skip-cold 2>&1 | tail -25
 echo "== ctest -L gpu"
-ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tail -5
+ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | grep -E "tests passed|Failed|Not Run|\*\*\*"

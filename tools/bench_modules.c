@@ -20,8 +20,11 @@
  * of the loads and the first-1000 / last-1000 medians, and the process's first load (and
  * launch) alone: the driver's floor under a fresh process's first call. With `load-only`,
  * no launch (for a cubin whose kernel takes other arguments: an imported Triton
- * binary). The driver is opened with dlopen,
- * so this builds (and says it cannot run) without one. */
+ * binary). KC_BENCH_MODULES_API=library loads through the context-independent
+ * library API instead (cuLibraryLoadData, cuLibraryGetKernel,
+ * cuKernelGetFunction for the current context): whether its cost grows with
+ * the libraries loaded as the module API's does with modules. The driver is opened with
+ * dlopen, so this builds (and says it cannot run) without one. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +44,10 @@ typedef int (*cu_getfn_t)(void **, void *, const char *);
 typedef int (*cu_launch_t)(void *, unsigned, unsigned, unsigned, unsigned, unsigned,
                            unsigned, unsigned, void *, void **, void **);
 typedef int (*cu_sync_t)(void);
+typedef int (*cu_lib_load_t)(void **, const void *, void *, void **, unsigned, void *,
+                             void **, unsigned);
+typedef int (*cu_lib_kernel_t)(void **, void *, const char *);
+typedef int (*cu_kernel_fn_t)(void **, void *);
 
 static void *sym(void *lib, const char *name)
 {
@@ -97,6 +104,14 @@ int main(int argc, char **argv)
     cu_getfn_t getfn = (cu_getfn_t)sym(lib, "cuModuleGetFunction");
     cu_launch_t launch = (cu_launch_t)sym(lib, "cuLaunchKernel");
     cu_sync_t sync = (cu_sync_t)sym(lib, "cuCtxSynchronize");
+    const char *api = getenv("KC_BENCH_MODULES_API");
+    int library = api && strcmp(api, "library") == 0;
+    cu_lib_load_t lib_load =
+        library ? (cu_lib_load_t)sym(lib, "cuLibraryLoadData") : NULL;
+    cu_lib_kernel_t lib_kernel =
+        library ? (cu_lib_kernel_t)sym(lib, "cuLibraryGetKernel") : NULL;
+    cu_kernel_fn_t kernel_fn =
+        library ? (cu_kernel_fn_t)sym(lib, "cuKernelGetFunction") : NULL;
     int dev;
     void *ctx;
     uint64_t buf;
@@ -162,7 +177,10 @@ int main(int argc, char **argv)
                 memcpy(entry, next, name_len + 1);
             }
             double t0 = bench_now_us();
-            if (load(&mod, cubin) || getfn(&fn, mod, entry)) {
+            void *kernel;
+            if (library ? (lib_load(&mod, cubin, NULL, NULL, 0, NULL, NULL, 0) ||
+                           lib_kernel(&kernel, mod, entry) || kernel_fn(&fn, kernel))
+                        : (load(&mod, cubin) || getfn(&fn, mod, entry))) {
                 fprintf(stderr, "kcache_bench_modules: load %zu failed\n", i);
                 return 1;
             }
@@ -175,13 +193,14 @@ int main(int argc, char **argv)
             load_us[i] = t1 - t0;
             all_us[i] = bench_now_us() - t0;
         }
-        printf("raw driver, %zu loads of %s %zu-byte cubin into one context (load + get "
-               "function; + first launch + sync):\n",
-               n,
-               distinct ? "distinct variants of a"
-               : names  ? "distinctly named variants of a"
-                        : "one",
-               len);
+        printf(
+            "raw driver%s, %zu loads of %s %zu-byte cubin into one context (load + get "
+            "function; + first launch + sync):\n",
+            library ? " (library API)" : "", n,
+            distinct ? "distinct variants of a"
+            : names  ? "distinctly named variants of a"
+                     : "one",
+            len);
         printf("  the process's first: load + get function %.1f us, with %s %.1f us\n",
                load_us[0], load_only ? "nothing else (load-only)" : "launch + sync",
                all_us[0]);
