@@ -4,7 +4,8 @@
 #   1. the driver's cost of 16,384 module loads into one context, the
 #      kernels alike but for a constant, and alike but for their names
 #      (kcache_bench_modules; needs .carry/k8_sm90.cubin, see docs/GPU.md);
-#   2. parallel compile of 1..6 candidates: sequential, threads, the
+#   2. parallel compile of 1..6 candidates (medians of KC_COMPILE_ROUNDS
+#      rounds, default 3): sequential, threads, the
 #      launcher's pool, forked processes (kcache_bench_launcher
 #      --compile-only): where threads slow each other and processes do not,
 #      the cause is inside the process;
@@ -38,8 +39,9 @@ else
   echo "== no $cubin: module loads skipped (docs/GPU.md says how to make it)"
 fi
 if want compile; then
-  echo "== kcache_bench_launcher --compile-only --max-cands 6"
-  timeout 200 $B/tools/kcache_bench_launcher -s "$(mktemp -d)" --compile-only --max-cands 6 2>&1 |
+  echo "== kcache_bench_launcher --compile-only --max-cands 6 --rounds ${KC_COMPILE_ROUNDS:-3}"
+  timeout 400 $B/tools/kcache_bench_launcher -s "$(mktemp -d)" --compile-only --max-cands 6 \
+    --rounds "${KC_COMPILE_ROUNDS:-3}" 2>&1 |
     tail -25
 fi
 if want busy; then

@@ -24,16 +24,21 @@
  *             forked processes, which share the machine but no address
  *             space: where threads slow each other and processes do not,
  *             the cause is in the process. Every compile has a number no
- *             other compile used (NVRTC keeps an on-disk cache).
+ *             other compile used (NVRTC keeps an on-disk cache). With
+ *             --rounds R, each N is measured R times back to back and the
+ *             medians printed (a speed-up is the median of the rounds' own
+ *             speed-ups): one NVRTC compile's time varies by a third
+ *             between runs on a shared host.
  *
  * Usage: kcache_bench_launcher [--device sim|cuda] [-s DIR] [--distinct N]
- *        [--hot N] [--max-cands C] [--no-prefetch] [--skip PART]...
+ *        [--hot N] [--max-cands C] [--rounds R] [--no-prefetch] [--skip PART]...
  *        [--compile-only]
  * DIR holds the populated stores (default: a new directory under /tmp); a
  * store is reused by later runs with the same DIR, N and device.
  * --skip takes create, distinct, hot or compile. */
 #include <dlfcn.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -827,7 +832,107 @@ static double compile_in_processes(compile_job_t *jobs, size_t n)
     return wall;
 }
 
-static int part_compile(const char *root, size_t max_cands)
+/* One round of the compile part at n candidates: walls in us (seq, the
+ * threads, the processes, the pool), the mean time of one compile alone,
+ * on threads and in processes, and what the pool's tasks timed. */
+typedef struct compile_round {
+    double seq, par, proc, pool;
+    double alone_mean, cont_mean, proc_mean;
+    double pool_in_mean, pool_over;
+    uint64_t compiles;
+} compile_round_t;
+
+static int compile_round(const char *root, size_t n, compile_round_t *r)
+{
+    compile_job_t jobs[MAX_CANDS];
+    pthread_t th[MAX_CANDS];
+    /* One after another: each compile alone. */
+    double alone = 0, t0 = bench_now_us();
+    for (size_t i = 0; i < n; i++) {
+        job_init(&jobs[i], i);
+        compile_job(&jobs[i]);
+        alone += jobs[i].us;
+    }
+    r->seq = bench_now_us() - t0;
+    r->alone_mean = alone / (double)n;
+    /* All at once on n threads. */
+    for (size_t i = 0; i < n; i++)
+        job_init(&jobs[i], i);
+    t0 = bench_now_us();
+    for (size_t i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, compile_job, &jobs[i]);
+    double cont = 0;
+    for (size_t i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        cont += jobs[i].us;
+    }
+    r->par = bench_now_us() - t0;
+    r->cont_mean = cont / (double)n;
+    /* All at once in n processes. */
+    for (size_t i = 0; i < n; i++)
+        job_init(&jobs[i], i);
+    r->proc = compile_in_processes(jobs, n);
+    r->proc_mean = 0;
+    for (size_t i = 0; i < n; i++)
+        r->proc_mean += jobs[i].us / (double)n;
+    /* kc_kernel_get on the launcher's pool, a fresh store. */
+    char dir[4200], opt[64];
+    snprintf(dir, sizeof(dir), "%s/compile-%zu-%ld", root, n, g_nonce);
+    snprintf(opt, sizeof(opt), "-DKC_BENCH_NONCE=%ld", g_nonce++);
+    const char *opts[1] = {opt};
+    kc_param_spec_t ps = {"BLOCK", kHeavyBlocks, n};
+    kc_kernel_spec_t s = {0};
+    s.name = "bench_poly";
+    s.source_kind = KC_SOURCE_CUDA;
+    s.source = kHeavySource;
+    s.options = opts;
+    s.n_options = 1;
+    s.entry = "poly";
+    s.params = &ps;
+    s.n_params = 1;
+    s.args = kAddArgs;
+    s.n_args = 2;
+    s.grid[0] = "cdiv(n, BLOCK)";
+    s.block[0] = "BLOCK";
+    kc_launcher_t *l = make_launcher(dir, 1, KC_DEVICE_NONE);
+    kc_kernel_t *k = NULL;
+    t0 = bench_now_us();
+    if (kc_kernel_get(l, &s, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
+        fprintf(stderr, "bench: pool compile: %s\n", kc_launcher_errmsg(l));
+        kc_launcher_destroy(l);
+        return 1;
+    }
+    r->pool = bench_now_us() - t0;
+    kc_kernel_stats_t st;
+    kc_kernel_stats(k, &st);
+    r->compiles = st.compiles;
+    /* NVRTC's time inside kcache's compile tasks (what each task timed
+     * around nvrtcCompileProgram and its cubin read). */
+    double in_sum = 0, in_max = 0;
+    for (size_t i = 0; i < k->n_cands; i++) {
+        double us = (double)k->cands[i].compile_us;
+        in_sum += us;
+        in_max = us > in_max ? us : in_max;
+    }
+    r->pool_in_mean = in_sum / (double)k->n_cands;
+    r->pool_over = r->pool - in_max;
+    kc_launcher_destroy(l);
+    return 0;
+}
+
+/* The median over rounds of one field of compile_round_t. */
+#define MAX_ROUNDS 64
+static double round_median(const compile_round_t *rs, size_t rounds, size_t offset)
+{
+    double v[MAX_ROUNDS];
+    for (size_t i = 0; i < rounds; i++)
+        memcpy(&v[i], (const char *)&rs[i] + offset, sizeof(double));
+    return bench_median(v, rounds);
+}
+#define ROUND_MEDIAN(rs, rounds, field)                                                  \
+    round_median(rs, rounds, offsetof(compile_round_t, field))
+
+static int part_compile(const char *root, size_t max_cands, size_t rounds)
 {
     char err[256];
     if (kc__nvrtc_load(err, sizeof(err)) != KC_OK) {
@@ -839,115 +944,83 @@ static int part_compile(const char *root, size_t max_cands)
     compile_job_t warm;
     job_init(&warm, 0);
     compile_job(&warm);
-    printf("parallel compile (NVRTC %s, %ld online CPUs; times in ms):\n",
-           kc__nvrtc_toolchain_id(), sysconf(_SC_NPROCESSORS_ONLN));
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("parallel compile (NVRTC %s, %ld online CPUs; times in ms; medians of %zu "
+           "round%s, each N's rounds back to back):\n",
+           kc__nvrtc_toolchain_id(), cpus, rounds, rounds == 1 ? "" : "s");
     printf("  %2s %10s %10s %9s | %12s %12s %9s | %10s %9s | %s\n", "N", "seq wall",
            "par wall", "speed-up", "alone (mean)", "contended", "slowdown", "pool wall",
            "speed-up", "target 0.7 x min(N, CPUs)");
-    double pool_in_mean[MAX_CANDS], pool_over[MAX_CANDS];
-    double proc_wall[MAX_CANDS], proc_cont[MAX_CANDS], seq_wall[MAX_CANDS],
-        alone_mean[MAX_CANDS];
+    compile_round_t med[MAX_CANDS];
+    double proc_speedup[MAX_CANDS], proc_slowdown[MAX_CANDS];
+    int failed = 0;
     for (size_t n = 1; n <= max_cands; n++) {
-        compile_job_t jobs[MAX_CANDS];
-        pthread_t th[MAX_CANDS];
-        /* One after another: each compile alone. */
-        double alone = 0, t0 = bench_now_us();
-        for (size_t i = 0; i < n; i++) {
-            job_init(&jobs[i], i);
-            compile_job(&jobs[i]);
-            alone += jobs[i].us;
+        compile_round_t rs[MAX_ROUNDS], ratio[MAX_ROUNDS], *m = &med[n - 1];
+        size_t ok = 0;
+        for (size_t i = 0; i < rounds; i++) {
+            if (compile_round(root, n, &rs[ok]) != 0)
+                return 1;
+            ok +=
+                rs[ok].proc >= 0; /* a round whose processes failed counts for nothing */
         }
-        double seq = bench_now_us() - t0;
-        /* All at once on n threads. */
-        for (size_t i = 0; i < n; i++)
-            job_init(&jobs[i], i);
-        t0 = bench_now_us();
-        for (size_t i = 0; i < n; i++)
-            pthread_create(&th[i], NULL, compile_job, &jobs[i]);
-        double cont = 0;
-        for (size_t i = 0; i < n; i++) {
-            pthread_join(th[i], NULL);
-            cont += jobs[i].us;
+        if (ok == 0) {
+            m->proc = -1;
+            failed = 1;
+            continue;
         }
-        double par = bench_now_us() - t0;
-        /* All at once in n processes. */
-        for (size_t i = 0; i < n; i++)
-            job_init(&jobs[i], i);
-        proc_wall[n - 1] = compile_in_processes(jobs, n);
-        proc_cont[n - 1] = 0;
-        for (size_t i = 0; i < n; i++)
-            proc_cont[n - 1] += jobs[i].us / (double)n;
-        seq_wall[n - 1] = seq;
-        alone_mean[n - 1] = alone / (double)n;
-        /* kc_kernel_get on the launcher's pool, a fresh store. */
-        char dir[4200], opt[64];
-        snprintf(dir, sizeof(dir), "%s/compile-%zu-%ld", root, n, g_nonce);
-        snprintf(opt, sizeof(opt), "-DKC_BENCH_NONCE=%ld", g_nonce++);
-        const char *opts[1] = {opt};
-        kc_param_spec_t ps = {"BLOCK", kHeavyBlocks, n};
-        kc_kernel_spec_t s = {0};
-        s.name = "bench_poly";
-        s.source_kind = KC_SOURCE_CUDA;
-        s.source = kHeavySource;
-        s.options = opts;
-        s.n_options = 1;
-        s.entry = "poly";
-        s.params = &ps;
-        s.n_params = 1;
-        s.args = kAddArgs;
-        s.n_args = 2;
-        s.grid[0] = "cdiv(n, BLOCK)";
-        s.block[0] = "BLOCK";
-        kc_launcher_t *l = make_launcher(dir, 1, KC_DEVICE_NONE);
-        kc_kernel_t *k = NULL;
-        t0 = bench_now_us();
-        if (kc_kernel_get(l, &s, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
-            fprintf(stderr, "bench: pool compile: %s\n", kc_launcher_errmsg(l));
-            return 1;
-        }
-        double pool = bench_now_us() - t0;
-        kc_kernel_stats_t st;
-        kc_kernel_stats(k, &st);
-        /* NVRTC's time inside kcache's compile tasks (what each task timed
-         * around nvrtcCompileProgram and its cubin read). */
-        double in_sum = 0, in_max = 0;
-        for (size_t i = 0; i < k->n_cands; i++) {
-            double us = (double)k->cands[i].compile_us;
-            in_sum += us;
-            in_max = us > in_max ? us : in_max;
-        }
-        pool_in_mean[n - 1] = in_sum / (double)k->n_cands;
-        pool_over[n - 1] = pool - in_max;
-        kc_launcher_destroy(l);
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        /* Each ratio is the median of the rounds' own ratios: a round's
+         * sequence and its parallel runs ran back to back. */
+        for (size_t i = 0; i < ok; i++)
+            ratio[i] = (compile_round_t){
+                .par = rs[i].seq / rs[i].par,
+                .pool = rs[i].seq / rs[i].pool,
+                .proc = rs[i].seq / rs[i].proc,
+                .cont_mean = rs[i].cont_mean / rs[i].alone_mean,
+                .proc_mean = rs[i].proc_mean / rs[i].alone_mean,
+            };
+        *m = (compile_round_t){
+            .seq = ROUND_MEDIAN(rs, ok, seq),
+            .par = ROUND_MEDIAN(rs, ok, par),
+            .proc = ROUND_MEDIAN(rs, ok, proc),
+            .pool = ROUND_MEDIAN(rs, ok, pool),
+            .alone_mean = ROUND_MEDIAN(rs, ok, alone_mean),
+            .cont_mean = ROUND_MEDIAN(rs, ok, cont_mean),
+            .proc_mean = ROUND_MEDIAN(rs, ok, proc_mean),
+            .pool_in_mean = ROUND_MEDIAN(rs, ok, pool_in_mean),
+            .pool_over = ROUND_MEDIAN(rs, ok, pool_over),
+            .compiles = rs[0].compiles,
+        };
+        proc_speedup[n - 1] = ROUND_MEDIAN(ratio, ok, proc);
+        proc_slowdown[n - 1] = ROUND_MEDIAN(ratio, ok, proc_mean);
         double target = 0.7 * (double)((long)n < cpus ? (long)n : cpus);
         printf("  %2zu %10.1f %10.1f %8.2fx | %12.1f %12.1f %8.2fx | %10.1f %8.2fx | "
                "%.2fx (compiles %" PRIu64 ")\n",
-               n, seq / 1e3, par / 1e3, seq / par, alone / n / 1e3, cont / n / 1e3,
-               cont / alone, pool / 1e3, seq / pool, target, st.compiles);
+               n, m->seq / 1e3, m->par / 1e3, ROUND_MEDIAN(ratio, ok, par),
+               m->alone_mean / 1e3, m->cont_mean / 1e3,
+               ROUND_MEDIAN(ratio, ok, cont_mean), m->pool / 1e3,
+               ROUND_MEDIAN(ratio, ok, pool), target, m->compiles);
     }
     printf(
         "  in the pool: each candidate's NVRTC time as kcache timed it (mean), and the "
         "pool's wall time less the slowest candidate's (kcache's own share: the "
         "pool, build keys, leases, the store):\n");
     for (size_t n = 1; n <= max_cands; n++)
-        printf("  %2zu NVRTC in the pool %8.1f ms, kcache's share %6.1f ms\n", n,
-               pool_in_mean[n - 1] / 1e3, pool_over[n - 1] / 1e3);
+        if (med[n - 1].proc >= 0)
+            printf("  %2zu NVRTC in the pool %8.1f ms, kcache's share %6.1f ms\n", n,
+                   med[n - 1].pool_in_mean / 1e3, med[n - 1].pool_over / 1e3);
     printf("  the same compiles in N processes (nothing shared but the machine): if "
            "these scale where threads do not, a process's threads contend; if not, "
            "the cores do:\n");
-    int failed = 0;
     for (size_t n = 1; n <= max_cands; n++) {
-        if (proc_wall[n - 1] < 0) {
+        if (med[n - 1].proc < 0) {
             printf("  %2zu processes: a child could not be started or did not compile\n",
                    n);
-            failed = 1;
             continue;
         }
         printf("  %2zu processes wall %8.1f ms, speed-up %5.2fx, each compile %8.1f ms "
                "(%.2fx alone)\n",
-               n, proc_wall[n - 1] / 1e3, seq_wall[n - 1] / proc_wall[n - 1],
-               proc_cont[n - 1] / 1e3, proc_cont[n - 1] / alone_mean[n - 1]);
+               n, med[n - 1].proc / 1e3, proc_speedup[n - 1], med[n - 1].proc_mean / 1e3,
+               proc_slowdown[n - 1]);
     }
     return failed;
 }
@@ -958,7 +1031,7 @@ int main(int argc, char **argv)
 {
     const char *root = NULL;
     long distinct = 16384, hot = 1000000;
-    size_t max_cands = 6;
+    size_t max_cands = 6, rounds = 1;
     int no_prefetch = 0, skip_create = 0, skip_distinct = 0, skip_hot = 0,
         skip_compile = 0;
     for (int i = 1; i < argc; i++) {
@@ -984,6 +1057,8 @@ int main(int argc, char **argv)
             hot = atol(argv[++i]);
         else if (!strcmp(argv[i], "--max-cands") && i + 1 < argc)
             max_cands = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--faults"))
             g_faults = 1;
         else if (!strcmp(argv[i], "--no-prefetch"))
@@ -999,15 +1074,17 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--device sim|cuda] [-s DIR] [--distinct N] [--hot N] "
-                    "[--max-cands C] [--no-prefetch] [--skip create|distinct|hot|compile]"
-                    "... [--compile-only]\n",
+                    "[--max-cands C] [--rounds R] [--no-prefetch] [--skip "
+                    "create|distinct|hot|compile]... [--compile-only]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (distinct < 1 || hot < 1 || max_cands < 1 || max_cands > MAX_CANDS) {
-        fprintf(stderr, "bench: --distinct and --hot >= 1, --max-cands 1..%zu\n",
-                MAX_CANDS);
+    if (distinct < 1 || hot < 1 || max_cands < 1 || max_cands > MAX_CANDS || rounds < 1 ||
+        rounds > MAX_ROUNDS) {
+        fprintf(stderr,
+                "bench: --distinct and --hot >= 1, --max-cands 1..%zu, --rounds 1..%d\n",
+                MAX_CANDS, MAX_ROUNDS);
         return 2;
     }
     char tmpl[] = "/tmp/kcache-bench-launcher-XXXXXX";
@@ -1048,7 +1125,7 @@ int main(int argc, char **argv)
     if (!skip_hot)
         rc |= part_hot(root, hot);
     if (!skip_compile)
-        rc |= part_compile(root, max_cands);
+        rc |= part_compile(root, max_cands, rounds);
     kc_sim_destroy(g_sim);
     return rc;
 }
