@@ -1,5 +1,6 @@
 # Sourced by the scripts that run on the GPU machine (gpu-run.sh,
-# gpu-firstcall-ab.sh), from the carried working tree's root: the build in
+# gpu-firstcall-ab.sh, gpu-firstcall-profile.sh, gpu-scaling.sh), from the
+# carried working tree's root: the build in
 # build-gpu/ has absolute paths, so the checkout is made reachable at the
 # path it was built in and entered; its copied libraries and CUDA's are put
 # on the library path, and the default store is a fresh directory.
@@ -11,3 +12,15 @@ fi
 cd "$src" || exit 1
 export LD_LIBRARY_PATH="$src/build-gpu/deps:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export KCACHE_DIR="$(mktemp -d)/kcache"
+
+# kc_gpu_log NAME: the rest of the script's output also goes to
+# $OUT/NAME (OUT: the device tool's folder; ./gpu-out elsewhere), headed by
+# the date, the commit, the GPU and the CPU count.
+kc_gpu_log() {
+  out="${OUT:-$PWD/gpu-out}"
+  mkdir -p "$out"
+  exec > >(tee -a "$out/$1") 2>&1
+  echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  nproc
+}

@@ -7,16 +7,11 @@
 # DIR holds the baseline's kc_run_spec and kcache_bench_launch (both link
 # libkcache statically: copy them from another build-gpu/). Logs: $OUT.
 set -u
-out="${OUT:-$PWD/gpu-out}"
-mkdir -p "$out"
-exec > >(tee -a "$out/firstcall-ab.log") 2>&1
 base="${KC_BASELINE:?set KC_BASELINE to the directory of the baseline binaries}"
 base="$(cd "$base" && pwd)"
 . "$(dirname "$0")/gpu-env.sh"
+kc_gpu_log firstcall-ab.log
 B=build-gpu
-echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-nproc
 T="$(mktemp -d)/trt"
 python3 tests/gpu/triton_roundtrip.py build-gpu "$T" > "$out/triton-roundtrip.json" \
   2> "$out/triton-roundtrip.err" || echo "triton_roundtrip.py failed: $out/triton-roundtrip.err"

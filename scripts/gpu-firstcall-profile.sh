@@ -12,13 +12,9 @@
 #      module API with CUDA_MODULE_LOADING=EAGER and through the library API.
 # Logs: $OUT/profile.log, $OUT/perf-script.txt.gz. About 4 minutes.
 set -u
-out="${OUT:-$PWD/gpu-out}"
-mkdir -p "$out"
-exec > >(tee -a "$out/profile.log") 2>&1
 . "$(dirname "$0")/gpu-env.sh"
+kc_gpu_log profile.log
 B=build-gpu
-echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for t in perf strace ltrace gdb; do echo "$t: $(command -v $t || echo none)"; done
 T="$(mktemp -d)/trt"
 python3 tests/gpu/triton_roundtrip.py build-gpu "$T" > "$out/triton-roundtrip.json" \

@@ -16,14 +16,9 @@
 # KC_SCALING_PARTS picks parts (default "modules compile busy cores").
 # Logs: $OUT/scaling.log. About 4 minutes.
 set -u
-out="${OUT:-$PWD/gpu-out}"
-mkdir -p "$out"
-exec > >(tee -a "$out/scaling.log") 2>&1
 . "$(dirname "$0")/gpu-env.sh"
+kc_gpu_log scaling.log
 B=build-gpu
-echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-nproc
 lscpu | grep -E '^(Model name|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\))' || true
 parts="${KC_SCALING_PARTS:-modules compile busy cores}"
 want() { case " $parts " in *" $1 "*) return 0 ;; esac; return 1; }
