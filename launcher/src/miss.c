@@ -12,6 +12,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "deadline.h"
+
 /* ---- the store --------------------------------------------------------- */
 
 static size_t find_row(const kc_kernel_t *k, const int64_t *config)
@@ -280,14 +282,7 @@ static void *renew_main(void *arg)
 
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)(every_ms / 1000);
-        until.tv_nsec += (long)(every_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = kc__deadline_after(CLOCK_REALTIME, every_ms * 1000000u);
         pthread_cond_timedwait(&w->cv, &w->mu, &until);
         if (w->stop)
             break;

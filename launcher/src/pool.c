@@ -62,17 +62,17 @@ static void pool_sync_init(kc__pool_t *pool)
  * counts no thread: it starts its own as tasks need them. Tasks queued at
  * the fork stay queued, and run in the child too; tasks that were running
  * on the parent's threads do not finish in the child. */
+static int pool_adopt(void *arg)
+{
+    kc__pool_t *pool = arg;
+    pool_sync_init(pool);
+    pool->n_slots = pool->n_live = pool->starting = pool->idle = 0;
+    return 0;
+}
+
 static void pool_use(kc__pool_t *pool)
 {
-    if (__builtin_expect(atomic_load(&pool->gen) == kc__fork_gen(), 1))
-        return;
-    kc__fork_adopt_lock();
-    if (atomic_load(&pool->gen) != kc__fork_gen()) {
-        pool_sync_init(pool);
-        pool->n_slots = pool->n_live = pool->starting = pool->idle = 0;
-        atomic_store(&pool->gen, kc__fork_gen());
-    }
-    kc__fork_adopt_unlock();
+    kc__fork_adopt(&pool->gen, pool_adopt, pool);
 }
 
 /* The CPUs this process may run on (its affinity: a container's cpuset, a
@@ -225,7 +225,7 @@ int kc__pool_create(unsigned n_threads, kc__pool_t **out)
     if (!pool)
         return KC_ENOMEM;
     pool_sync_init(pool);
-    atomic_store(&pool->gen, kc__fork_gen());
+    kc__fork_mark(&pool->gen);
     pool->max_threads = n_threads;
     *out = pool;
     return KC_OK;

@@ -26,6 +26,14 @@ void kc__fork_watch(void)
     pthread_once(&watch_once, install);
 }
 
+void kc__fork_adopt_slow(_Atomic unsigned *gen, int (*adopt)(void *obj), void *obj)
+{
+    pthread_mutex_lock(&adopt_lock);
+    if (kc__fork_inherited(gen) && adopt(obj) == 0)
+        kc__fork_mark(gen);
+    pthread_mutex_unlock(&adopt_lock);
+}
+
 void kc__fork_adopt_lock(void)
 {
     pthread_mutex_lock(&adopt_lock);

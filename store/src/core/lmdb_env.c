@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "forkgen.h"
 #include "fsinfo.h"
 #include "kcache/errors.h"
@@ -123,9 +124,9 @@ static void install_atfork(void)
     pthread_atfork(NULL, NULL, registry_after_fork_in_child);
 }
 
-static int env_inherited(const kc__env_t *env)
+static int env_inherited(kc__env_t *env)
 {
-    return atomic_load_explicit(&env->gen, memory_order_acquire) != kc__fork_gen();
+    return kc__fork_inherited(&env->gen);
 }
 
 static void gate_cv_init(kc__env_t *env)
@@ -205,14 +206,13 @@ static KC__COLD int lock_file_writable(const char *dir)
 
 static int env_to_writable(kc__env_t *env, const char *dir, char *msg, size_t msg_len);
 static int env_upgrade(kc__env_t *env);
-static void env_adopt(kc__env_t *env);
+static int env_adopt(void *arg);
 
 /* Every use of env's LMDB handle starts here: in a forked child, the
  * parent's environment is opened afresh first (env_adopt). */
 static inline void env_use(kc__env_t *env)
 {
-    if (__builtin_expect(env_inherited(env), 0))
-        env_adopt(env);
+    kc__fork_adopt(&env->gen, env_adopt, env);
 }
 
 void kc__env_use(kc__env_t *env)
@@ -420,7 +420,7 @@ static int env_open(const char *dir, const kc__env_opts_t *opts, int data_exists
     }
     env->readonly = opts->readonly;
     env_locks_init(env);
-    atomic_store_explicit(&env->gen, kc__fork_gen(), memory_order_relaxed);
+    kc__fork_mark(&env->gen);
     if (asprintf(&env->data_path, "%s/data.mdb", dir) < 0) {
         env->data_path = NULL;
         snprintf(msg, msg_len, "out of memory");
@@ -625,14 +625,8 @@ uint64_t kc__env_map_size(kc__env_t *env)
  * inside no transaction, of any environment, waits here. */
 static KC__COLD void gate_wait(kc__env_t *env)
 {
-    struct timespec until;
+    struct timespec until = kc__deadline_after(CLOCK_MONOTONIC, GATE_MAX_WAIT_NS);
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += GATE_MAX_WAIT_NS;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&env->gate_mu);
     while (atomic_load_explicit(&env->excl_waiting, memory_order_acquire))
         if (pthread_cond_timedwait(&env->gate_cv, &env->gate_mu, &until) == ETIMEDOUT)
@@ -956,36 +950,33 @@ static int env_dir(const kc__env_t *env, char *dir, size_t cap)
  * the open fails, env has no handle and its calls fail (EINVAL: the
  * open's message is lost with the fork). A thread forked from inside a
  * transaction goes on with the parent's handle until it is out of it. */
-static KC__COLD void env_adopt(kc__env_t *env)
+static KC__COLD int env_adopt(void *arg)
 {
+    kc__env_t *env = arg;
     char dir[PATH_MAX], msg[PATH_MAX + 256];
     unsigned max_readers = DEFAULT_MAX_READERS;
 
     if (tls_live_txns > 0)
-        return;
-    kc__fork_adopt_lock();
-    if (env_inherited(env)) {
-        uint64_t map_size = kc__env_map_size(env);
-        if (env->mdb)
-            mdb_env_get_maxreaders(env->mdb, &max_readers);
-        env_locks_init(env);
-        totals_track(env, NULL);
-        keep_parent_handle_locked(env->mdb);
-        env->mdb = NULL;
-        if (env_dir(env, dir, sizeof(dir)) == 0) {
-            if (env->readonly || atomic_load(&env->rdonly_map)) {
-                reopen_rdonly(env, dir, max_readers);
-            } else if (env_reopen(env, dir, map_size, max_readers, msg, sizeof(msg)) !=
-                       KC_OK) {
-                /* Lazily writable instead: the next write tries again. */
-                env->want_map_size = map_size;
-                atomic_store(&env->rdonly_map, 1);
-                reopen_rdonly(env, dir, max_readers);
-            }
+        return -1;
+    uint64_t map_size = kc__env_map_size(env);
+    if (env->mdb)
+        mdb_env_get_maxreaders(env->mdb, &max_readers);
+    env_locks_init(env);
+    totals_track(env, NULL);
+    keep_parent_handle_locked(env->mdb);
+    env->mdb = NULL;
+    if (env_dir(env, dir, sizeof(dir)) == 0) {
+        if (env->readonly || atomic_load(&env->rdonly_map)) {
+            reopen_rdonly(env, dir, max_readers);
+        } else if (env_reopen(env, dir, map_size, max_readers, msg, sizeof(msg)) !=
+                   KC_OK) {
+            /* Lazily writable instead: the next write tries again. */
+            env->want_map_size = map_size;
+            atomic_store(&env->rdonly_map, 1);
+            reopen_rdonly(env, dir, max_readers);
         }
-        atomic_store_explicit(&env->gen, kc__fork_gen(), memory_order_release);
     }
-    kc__fork_adopt_unlock();
+    return 0;
 }
 
 /* The first write of a lazily writable environment. */

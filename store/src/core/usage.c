@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "store_internal.h"
 #include "wire.h"
 
@@ -462,15 +463,9 @@ static void flush_one_at_exit(kc_store_t *st, const struct timespec *deadline)
  * program has flushed already; this covers those left open. */
 __attribute__((destructor)) static void flush_open_stores_at_exit(void)
 {
-    struct timespec deadline;
+    struct timespec deadline =
+        kc__deadline_after(CLOCK_REALTIME, (uint64_t)USAGE_EXIT_FLUSH_MS * 1000000u);
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += USAGE_EXIT_FLUSH_MS / 1000;
-    deadline.tv_nsec += (long)(USAGE_EXIT_FLUSH_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
     /* Timed: exit() may run while another thread of the process, stopped
      * with it, holds the lock. */
     if (pthread_mutex_timedlock(&open_lock, &deadline) != 0)

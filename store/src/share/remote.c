@@ -232,29 +232,25 @@ static void make_owner(kc_remote_t *r)
  * fork. So at its first use in the child the handle gets locks made anew,
  * no connection (the next call connects; closing the child's copies of the
  * sockets leaves the parent's), and an owner of its own. */
-static KC__COLD void remote_adopt(kc_remote_t *r)
+static KC__COLD int remote_adopt(void *arg)
 {
-    kc__fork_adopt_lock();
-    if (r->gen != kc__fork_gen()) {
-        for (size_t i = 0; i < r->n; i++) {
-            shard_t *sh = &r->shards[i];
-            pthread_mutex_init(&sh->mu, NULL);
-            if (sh->c)
-                redisFree(sh->c);
-            sh->c = NULL;
-            sh->down_until = 0;
-        }
-        kc__pushed_after_fork(r->pushed);
-        make_owner(r);
-        r->gen = kc__fork_gen();
+    kc_remote_t *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        shard_t *sh = &r->shards[i];
+        pthread_mutex_init(&sh->mu, NULL);
+        if (sh->c)
+            redisFree(sh->c);
+        sh->c = NULL;
+        sh->down_until = 0;
     }
-    kc__fork_adopt_unlock();
+    kc__pushed_after_fork(r->pushed);
+    make_owner(r);
+    return 0;
 }
 
 static void remote_use(kc_remote_t *r)
 {
-    if (r->gen != kc__fork_gen())
-        remote_adopt(r);
+    kc__fork_adopt(&r->gen, remote_adopt, r);
 }
 
 /* Lock a shard of r for a command (after remote_use). */
@@ -291,7 +287,7 @@ int kc_remote_open(const char *url, const kc_remote_opts_t *opts, kc_remote_t **
         return rc;
     }
     kc__fork_watch();
-    r->gen = kc__fork_gen();
+    kc__fork_mark(&r->gen);
     make_owner(r);
     r->opts.prefix = NULL; /* not kept: the callers' strings */
     r->opts.sign_key = NULL;
