@@ -20,6 +20,33 @@ void kc__release_build_lease(kc_kernel_t *k, cand_t *c)
     kc_store_lease_release(k->l->store, &c->build_key);
 }
 
+void kc__release_build_leases(kc_kernel_t *k)
+{
+    kc_key_t keys[32], *many = keys;
+    size_t n = 0;
+
+    for (size_t i = 0; i < k->n_cands; i++)
+        n += k->cands[i].leased;
+    if (n == 0)
+        return;
+    /* One transaction for all of them: a publish ends with the leases of
+     * every build it carried. */
+    if (n > sizeof(keys) / sizeof(keys[0]) && !(many = malloc(n * sizeof(*many)))) {
+        for (size_t i = 0; i < k->n_cands; i++)
+            kc__release_build_lease(k, &k->cands[i]);
+        return;
+    }
+    n = 0;
+    for (size_t i = 0; i < k->n_cands; i++)
+        if (k->cands[i].leased) {
+            k->cands[i].leased = 0;
+            many[n++] = k->cands[i].build_key;
+        }
+    kc_store_lease_release_many(k->l->store, many, n, NULL);
+    if (many != keys)
+        free(many);
+}
+
 /* "compile error: " and the first lines of the log, on one line. */
 static char *reason_from_log(const char *prefix, const char *log)
 {
@@ -535,8 +562,7 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning)
 fail:
     /* Published, or not publishable now: either way a waiting process
      * should stop waiting for these builds. */
-    for (size_t i = 0; i < k->n_cands; i++)
-        kc__release_build_lease(k, &k->cands[i]);
+    kc__release_build_leases(k);
     free(cubins);
     free(builds);
     kc_free(winner_meta);

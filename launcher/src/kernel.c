@@ -65,9 +65,10 @@ static void kernel_free(kc_kernel_t *k)
             dev->ops->module_unload(dev, m->module);
         free(m);
     }
+    if (k->cands)
+        kc__release_build_leases(k);
     for (size_t i = 0; k->cands && i < k->n_cands; i++) {
         cand_t *c = &k->cands[i];
-        kc__release_build_lease(k, c);
         free(c->reason);
         kc_free(c->cubin);
         kc_free(c->preimage);

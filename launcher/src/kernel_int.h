@@ -255,6 +255,8 @@ int kc__tuning_key(kc_kernel_t *k, const uint8_t *sig, size_t len, void **pre,
 /* ---- compile.c ---- */
 
 void kc__release_build_lease(kc_kernel_t *k, cand_t *c);
+/* Release every build lease k's candidates hold, in one transaction. */
+void kc__release_build_leases(kc_kernel_t *k);
 void kc__ensure_cubin(kc_kernel_t *k, cand_t *c, size_t i);
 void kc__compile_one(void *arg);
 /* Publish the builds compiled in this process and not yet published, and

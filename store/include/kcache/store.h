@@ -657,6 +657,17 @@ KC_API int kc_store_lease_acquire(kc_store_t *store, const kc_key_t *key, uint64
  * is then left alone); KC_EINVAL, KC_EREADONLY or a store error. */
 KC_API int kc_store_lease_release(kc_store_t *store, const kc_key_t *key);
 
+/* Release, in one write transaction, the leases on keys[0..n) that this
+ * process holds; the others (absent, or another owner's) are left alone.
+ * *released (may be NULL) is set to how many were deleted. KC_OK (also
+ * when none was held, and for n == 0), KC_EINVAL for a NULL store, or NULL
+ * keys with n > 0, KC_EREADONLY, or a store error (then none is released).
+ *
+ * Lease calls from several threads of a process at once share write
+ * transactions, as publishes do: each still gets its own result. */
+KC_API int kc_store_lease_release_many(kc_store_t *store, const kc_key_t *keys, size_t n,
+                                       size_t *released);
+
 #ifdef __cplusplus
 }
 #endif

@@ -70,12 +70,19 @@ static int is_dead(const kc_lease_rec_t *l, uint64_t now)
     return kill((pid_t)l->pid, 0) == -1 && errno == ESRCH;
 }
 
+/* A lease call's request and results. Its transaction may run on another
+ * thread of this process (kc__env_write_grouped), so the holder's strings
+ * are kept here and copied to the caller's thread-local buffers after. */
 typedef struct lease_ctx {
     kc__env_t *env;
-    const kc_key_t *key;
+    const kc_key_t *key; /* acquire, release */
     uint64_t ttl_ms;
-    int busy;              /* acquire: another live owner holds it */
-    kc_lease_rec_t holder; /* ... and this is the owner */
+    int busy;                    /* acquire: another live owner holds it */
+    kc_lease_rec_t holder;       /* ... and this is the owner */
+    char host[256], boot_id[64]; /* ... its strings */
+    const kc_key_t *keys;        /* release_many */
+    size_t n_keys;
+    size_t released; /* release, release_many: leases deleted */
 } lease_ctx_t;
 
 /* The stored lease of key: 0 with *rec, MDB_NOTFOUND, or an LMDB code. A
@@ -112,11 +119,9 @@ static int acquire_fn(MDB_txn *txn, void *arg)
         return rc;
     if (old && !is_mine(&old->u.lease) && !is_dead(&old->u.lease, now)) {
         c->busy = 1;
-        snprintf(holder_host, sizeof(holder_host), "%s", old->u.lease.host);
-        snprintf(holder_boot_id, sizeof(holder_boot_id), "%s", old->u.lease.boot_id);
+        snprintf(c->host, sizeof(c->host), "%s", old->u.lease.host);
+        snprintf(c->boot_id, sizeof(c->boot_id), "%s", old->u.lease.boot_id);
         c->holder = old->u.lease;
-        c->holder.host = holder_host;
-        c->holder.boot_id = holder_boot_id;
         kc_free(old);
         return 0; /* nothing written: the commit is a no-op */
     }
@@ -149,32 +154,63 @@ int kc_store_lease_acquire(kc_store_t *st, const kc_key_t *key, uint64_t ttl_ms,
     c.env = st->env;
     c.key = key;
     c.ttl_ms = ttl_ms;
-    rc = kc__env_write(st->env, acquire_fn, &c);
+    /* Grouped: a kernel's candidates take their leases as they start
+     * compiling, at nearly the same time. */
+    rc = kc__env_write_grouped(st->env, acquire_fn, &c);
     if (rc != 0)
         return kc__store_finish(st, rc, "taking a lease");
     if (!c.busy)
         return KC_OK;
-    if (holder_out)
+    if (holder_out) {
+        snprintf(holder_host, sizeof(holder_host), "%s", c.host);
+        snprintf(holder_boot_id, sizeof(holder_boot_id), "%s", c.boot_id);
         *holder_out = c.holder;
+        holder_out->host = holder_host;
+        holder_out->boot_id = holder_boot_id;
+    }
     return kc__store_fail(st, KC_EBUSY, "lease held by pid %u on %s",
                           (unsigned)c.holder.pid, c.holder.host);
+}
+
+/* Delete the lease on key if this process holds it; *released counts it.
+ * A lease that is absent or another's is left alone, and is no error: in a
+ * group, an error would undo the others' writes. */
+static int release_one(MDB_txn *txn, lease_ctx_t *c, const kc_key_t *key,
+                       size_t *released)
+{
+    lease_ctx_t one = *c;
+    kc_record_t *old = NULL;
+
+    one.key = key;
+    int rc = lease_read(txn, &one, &old);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    int mine = is_mine(&old->u.lease);
+    kc_free(old);
+    if (!mine)
+        return 0;
+    MDB_val k = kc__key_val(key);
+    rc = mdb_del(txn, c->env->dbi[KC_REC_LEASE], &k, NULL);
+    if (rc == 0)
+        (*released)++;
+    return rc;
 }
 
 static int release_fn(MDB_txn *txn, void *arg)
 {
     lease_ctx_t *c = arg;
-    kc_record_t *old = NULL;
-    int rc = lease_read(txn, c, &old);
 
-    if (rc != 0)
-        return rc;
-    if (!is_mine(&old->u.lease)) {
-        kc_free(old);
-        return MDB_NOTFOUND;
+    c->released = 0;
+    if (c->key)
+        return release_one(txn, c, c->key, &c->released);
+    for (size_t i = 0; i < c->n_keys; i++) {
+        int rc = release_one(txn, c, &c->keys[i], &c->released);
+        if (rc != 0)
+            return rc;
     }
-    kc_free(old);
-    MDB_val k = kc__key_val(c->key);
-    return mdb_del(txn, c->env->dbi[KC_REC_LEASE], &k, NULL);
+    return 0;
 }
 
 int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
@@ -191,8 +227,36 @@ int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
     pthread_once(&owner_once, owner_init);
     c.env = st->env;
     c.key = key;
-    rc = kc__env_write(st->env, release_fn, &c);
-    if (rc == MDB_NOTFOUND)
-        return KC_ENOTFOUND;
-    return rc == 0 ? KC_OK : kc__store_finish(st, rc, "releasing a lease");
+    rc = kc__env_write_grouped(st->env, release_fn, &c);
+    if (rc != 0)
+        return kc__store_finish(st, rc, "releasing a lease");
+    return c.released ? KC_OK : KC_ENOTFOUND;
+}
+
+int kc_store_lease_release_many(kc_store_t *st, const kc_key_t *keys, size_t n,
+                                size_t *released)
+{
+    lease_ctx_t c = {0};
+    int rc;
+
+    kc__store_begin_call(st);
+    if (released)
+        *released = 0;
+    if (!st || (!keys && n))
+        return KC_EINVAL;
+    if (n == 0)
+        return KC_OK;
+    rc = kc__store_check_writable(st, "releasing leases");
+    if (rc != KC_OK)
+        return rc;
+    pthread_once(&owner_once, owner_init);
+    c.env = st->env;
+    c.keys = keys;
+    c.n_keys = n;
+    rc = kc__env_write_grouped(st->env, release_fn, &c);
+    if (rc != 0)
+        return kc__store_finish(st, rc, "releasing leases");
+    if (released)
+        *released = c.released;
+    return KC_OK;
 }

@@ -138,13 +138,30 @@ static void gate_cv_init(kc__env_t *env)
     pthread_condattr_destroy(&attr);
 }
 
+/* Made at open, and made anew in a forked child (env_adopt): a parent's
+ * thread may have held any of them at the fork, and its queued grouped
+ * writes are not the child's. */
 static void env_locks_init(kc__env_t *env)
 {
     pthread_mutex_init(&env->write_mutex, NULL);
+    pthread_mutex_init(&env->group_mu, NULL);
+    pthread_cond_init(&env->group_cv, NULL);
+    env->group_queue = NULL;
+    env->group_leader = 0;
     pthread_rwlock_init(&env->map_lock, NULL);
     pthread_mutex_init(&env->gate_mu, NULL);
     gate_cv_init(env);
     atomic_store_explicit(&env->excl_waiting, 0, memory_order_relaxed);
+}
+
+static void env_locks_destroy(kc__env_t *env)
+{
+    pthread_rwlock_destroy(&env->map_lock);
+    pthread_cond_destroy(&env->gate_cv);
+    pthread_mutex_destroy(&env->gate_mu);
+    pthread_cond_destroy(&env->group_cv);
+    pthread_mutex_destroy(&env->group_mu);
+    pthread_mutex_destroy(&env->write_mutex);
 }
 
 int kc__mdb_code(int rc)
@@ -487,10 +504,7 @@ fail_mdb:
 fail:
     if (env->mdb)
         mdb_env_close(env->mdb);
-    pthread_rwlock_destroy(&env->map_lock);
-    pthread_cond_destroy(&env->gate_cv);
-    pthread_mutex_destroy(&env->gate_mu);
-    pthread_mutex_destroy(&env->write_mutex);
+    env_locks_destroy(env);
     free(env->data_path);
     free(env);
     return rc;
@@ -593,10 +607,7 @@ void kc__env_release(kc__env_t *env)
     } else {
         mdb_env_close(env->mdb);
     }
-    pthread_rwlock_destroy(&env->map_lock);
-    pthread_cond_destroy(&env->gate_cv);
-    pthread_mutex_destroy(&env->gate_mu);
-    pthread_mutex_destroy(&env->write_mutex);
+    env_locks_destroy(env);
     free(env->data_path);
     free(env);
 }
@@ -829,6 +840,54 @@ int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
         if (rc != 0)
             return rc;
     }
+}
+
+/* ---- grouped writes ------------------------------------------------------------ */
+
+/* Every request of a group, in order, in one transaction. */
+static int run_group(MDB_txn *txn, void *arg)
+{
+    for (kc__env_group_req_t *r = arg; r; r = r->next) {
+        int rc = r->fn(txn, r->ctx);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int kc__env_write_grouped(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx)
+{
+    kc__env_group_req_t me = {fn, ctx, NULL, 0, 0, 0}, **tail;
+
+    env_use(env); /* in a forked child, the group lock is made anew first */
+    pthread_mutex_lock(&env->group_mu);
+    for (tail = &env->group_queue; *tail; tail = &(*tail)->next)
+        ;
+    *tail = &me;
+    while (!me.done) {
+        if (env->group_leader) {
+            pthread_cond_wait(&env->group_cv, &env->group_mu);
+            continue;
+        }
+        /* Lead: the queue holds this request and any that came meanwhile. */
+        kc__env_group_req_t *batch = env->group_queue, *next;
+        env->group_queue = NULL;
+        env->group_leader = 1;
+        pthread_mutex_unlock(&env->group_mu);
+        int rc = batch->next ? kc__env_write(env, run_group, batch)
+                             : kc__env_write(env, fn, ctx);
+        pthread_mutex_lock(&env->group_mu);
+        for (kc__env_group_req_t *r = batch; r; r = next) {
+            next = r->next;
+            r->rc = rc;
+            r->alone = batch->next && rc != 0;
+            r->done = 1; /* r may be gone once the lock is released */
+        }
+        env->group_leader = 0;
+        pthread_cond_broadcast(&env->group_cv);
+    }
+    pthread_mutex_unlock(&env->group_mu);
+    return me.alone ? kc__env_write(env, fn, ctx) : me.rc;
 }
 
 /* ---- exclusive use, for compaction ------------------------------------------- */

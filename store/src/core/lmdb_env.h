@@ -47,6 +47,16 @@ typedef struct kc__totals_delta {
     uint64_t add[KC_REC_KIND_MAX + 1], sub[KC_REC_KIND_MAX + 1];
 } kc__totals_delta_t;
 
+/* One kc__env_write_grouped call waiting in kc__env_t.group_queue. */
+typedef struct kc__env_group_req {
+    int (*fn)(MDB_txn *txn, void *ctx);
+    void *ctx;
+    struct kc__env_group_req *next;
+    int rc;
+    int done;  /* its group was committed, or failed */
+    int alone; /* its group failed: run it again on its own */
+} kc__env_group_req_t;
+
 typedef struct kc__env {
     MDB_env *mdb;
     MDB_dbi dbi[KC_REC_KIND_MAX + 1]; /* by kc_rec_kind_t; [0] unused */
@@ -71,6 +81,13 @@ typedef struct kc__env {
     /* LMDB allows one writer per environment; threads of this process queue
      * here instead of on LMDB's cross-process lock. */
     pthread_mutex_t write_mutex;
+    /* Grouped writes (kc__env_write_grouped): requests that arrive while
+     * another thread of this process commits a group queue here, and the
+     * next leader commits them together. Under group_mu. */
+    pthread_mutex_t group_mu;
+    pthread_cond_t group_cv;
+    kc__env_group_req_t *group_queue;
+    int group_leader;
     /* The totals' changes by this process's write transaction, under
      * write_mutex. */
     kc__totals_delta_t tot;
@@ -161,6 +178,18 @@ int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
  * doubled and fn run again from the start, so fn must not keep state
  * between attempts. Writers in this process are serialized. */
 int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
+
+/* kc__env_write for small writes that threads of this process make at the
+ * same time (leases: a kernel's candidates take theirs as they start
+ * compiling): a call that finds another group committing queues, and the
+ * next thread to lead commits every queued fn in one transaction (one
+ * fsync) instead of one each. fn runs on the leader's thread, so it keeps
+ * its results in ctx, not in thread-local storage. If the shared
+ * transaction fails, nothing of it was written and each fn runs again
+ * alone (kc__env_write), in its caller's thread, so every caller gets its
+ * own result: fn must return 0 for every outcome it wants committed and
+ * keep no state between runs (as kc__env_write asks already). */
+int kc__env_write_grouped(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
 
 /* Write the totals' changes that txn's kc__rec_put / kc__rec_del calls
  * gathered in env->tot (core/totals.c): kc__env_write calls it once, just
