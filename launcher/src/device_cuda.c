@@ -5,6 +5,12 @@
  * Entry points are resolved once per process, each by the exact versioned
  * symbol whose prototype cuda.h gives us (cuMemAlloc_v2, cuCtxGetDevice),
  * with cuGetProcAddress as the fallback for a driver that lacks the symbol.
+ * Those a stored kernel's launch needs are resolved when the device opens;
+ * the rest (memory, copies, events, the linker: tuning and PTX) at the
+ * first call that needs one of them, so that a process that only launches
+ * stored kernels does not look up two dozen symbols it never calls (about
+ * 0.4 us each on the H200 host, kcache_cuda_open_cost). A driver the host
+ * program initialized is not initialized again (cuInit costs 5 us there).
  * Asking cuGetProcAddress first is not safe: with CUDA 13 it answers
  * "cuCtxGetDevice" at version 13000 with cuCtxGetDevice_v2, which takes a
  * second argument, while cuda.h's cuCtxGetDevice takes one (seen on an H100
@@ -30,7 +36,9 @@
 #include "kcache/errors.h"
 #include "kcache/record.h"
 
-/* X(field, name for cuGetProcAddress, dlsym name, older dlsym name) */
+/* X(field, name for cuGetProcAddress, dlsym name, older dlsym name).
+ * Resolved when the device opens: opening it, and launching a stored
+ * kernel. */
 #define CU_SYMBOLS(X)                                                                    \
     X(GetErrorName, cuGetErrorName, "cuGetErrorName", NULL)                              \
     X(GetErrorString, cuGetErrorString, "cuGetErrorString", NULL)                        \
@@ -47,9 +55,12 @@
     X(ModuleLoadData, cuModuleLoadData, "cuModuleLoadData", NULL)                        \
     X(ModuleUnload, cuModuleUnload, "cuModuleUnload", NULL)                              \
     X(ModuleGetFunction, cuModuleGetFunction, "cuModuleGetFunction", NULL)               \
-    X(FuncGetAttribute, cuFuncGetAttribute, "cuFuncGetAttribute", NULL)                  \
     X(FuncSetAttribute, cuFuncSetAttribute, "cuFuncSetAttribute", NULL)                  \
-    X(LaunchKernel, cuLaunchKernel, "cuLaunchKernel", NULL)                              \
+    X(LaunchKernel, cuLaunchKernel, "cuLaunchKernel", NULL)
+
+/* Resolved at the first call that needs one of them (later_ok). */
+#define CU_LATER_SYMBOLS(X)                                                              \
+    X(FuncGetAttribute, cuFuncGetAttribute, "cuFuncGetAttribute", NULL)                  \
     X(MemAlloc, cuMemAlloc, "cuMemAlloc_v2", NULL)                                       \
     X(MemFree, cuMemFree, "cuMemFree_v2", NULL)                                          \
     X(MemGetInfo, cuMemGetInfo, "cuMemGetInfo_v2", NULL)                                 \
@@ -70,9 +81,11 @@
     X(LinkDestroy, cuLinkDestroy, "cuLinkDestroy", NULL)
 
 /* Newer entry points, for prebuilt binaries only: a driver without them
- * still runs everything else (their launches then fail with a message). */
+ * still runs everything else (their launches then fail with a message).
+ * cuLaunchKernelEx is resolved with the device, the others later. */
 #define CU_OPTIONAL_SYMBOLS(X)                                                           \
-    X(LaunchKernelEx, cuLaunchKernelEx, "cuLaunchKernelEx", NULL)                        \
+    X(LaunchKernelEx, cuLaunchKernelEx, "cuLaunchKernelEx", NULL)
+#define CU_LATER_OPTIONAL_SYMBOLS(X)                                                     \
     X(MemAllocAsync, cuMemAllocAsync, "cuMemAllocAsync", NULL)                           \
     X(MemFreeAsync, cuMemFreeAsync, "cuMemFreeAsync", NULL)
 
@@ -81,7 +94,9 @@
 typedef struct cu_api {
 #define KC__CU_FIELD(field, fn, sym, old) __typeof__(&fn) field;
     CU_SYMBOLS(KC__CU_FIELD)
+    CU_LATER_SYMBOLS(KC__CU_FIELD)
     CU_OPTIONAL_SYMBOLS(KC__CU_FIELD)
+    CU_LATER_OPTIONAL_SYMBOLS(KC__CU_FIELD)
 #undef KC__CU_FIELD
 } cu_api_t;
 
@@ -94,6 +109,14 @@ static cu_api_t g_cu;
 static int g_load_rc = KC_ENODEVICE;
 static char g_load_err[384];
 static int g_driver_version;
+/* What load_once found, for load_later: */
+static void *g_lib;
+static getproc_v2_fn g_gp2;
+static getproc_v1_fn g_gp1;
+static int g_want;
+static pthread_once_t g_later_once = PTHREAD_ONCE_INIT;
+static int g_later_rc = KC_ENODEVICE;
+static char g_later_err[384];
 
 #define KC_L2_FLUSH_MIN (64u << 20)
 #define KC_SMEM_NO_OPTIN (48u * 1024)
@@ -231,16 +254,7 @@ static void load_once(void)
                  "libcuda.so.1 lacks cuInit or cuDriverGetVersion: not a CUDA driver");
         goto fail;
     }
-    *(void **)&g_cu.GetErrorName = dlsym(lib, "cuGetErrorName");
-    *(void **)&g_cu.GetErrorString = dlsym(lib, "cuGetErrorString");
-    CUresult r = init(0);
-    if (r != CUDA_SUCCESS) {
-        char what[256];
-        describe(what, sizeof(what), "cuInit", r);
-        snprintf(g_load_err, sizeof(g_load_err), "libcuda.so.1 loaded but %s", what);
-        g_load_rc = map_result(r) == KC_ENODEVICE ? KC_ENODEVICE : KC_ECUDA;
-        goto fail;
-    }
+    /* cuDriverGetVersion needs no cuInit. */
     if (version(&g_driver_version) != CUDA_SUCCESS)
         g_driver_version = 0;
     /* Ask for the ABI our headers describe, or the driver's if it is older. */
@@ -262,12 +276,51 @@ static void load_once(void)
     *(void **)&g_cu.field = resolve(lib, gp2, gp1, want, "cu" #field, sym, old);
     CU_OPTIONAL_SYMBOLS(KC__CU_RESOLVE_OPTIONAL)
 #undef KC__CU_RESOLVE_OPTIONAL
-    /* The library stays loaded for the life of the process. */
+    /* A host program that made a context, or initialized the driver, made
+     * cuInit's work: then cuCtxGetCurrent answers, and cuInit is not called
+     * again. Before cuInit it answers CUDA_ERROR_NOT_INITIALIZED. */
+    CUcontext cur = NULL;
+    CUresult r = g_cu.CtxGetCurrent(&cur);
+    if (r != CUDA_SUCCESS)
+        r = init(0);
+    if (r != CUDA_SUCCESS) {
+        char what[256];
+        describe(what, sizeof(what), "cuInit", r);
+        snprintf(g_load_err, sizeof(g_load_err), "libcuda.so.1 loaded but %s", what);
+        g_load_rc = map_result(r) == KC_ENODEVICE ? KC_ENODEVICE : KC_ECUDA;
+        goto fail;
+    }
+    /* The library stays loaded for the life of the process; load_later
+     * resolves the rest from it. */
+    g_lib = lib;
+    g_gp2 = gp2;
+    g_gp1 = gp1;
+    g_want = want;
     g_load_rc = KC_OK;
     return;
 fail:
     memset(&g_cu, 0, sizeof(g_cu));
     dlclose(lib);
+}
+
+/* The entry points beyond a stored kernel's launch, at the first call that
+ * needs one (after load_once succeeded). */
+static void load_later(void)
+{
+#define KC__CU_RESOLVE_LATER(field, fn, sym, old)                                        \
+    *(void **)&g_cu.field = resolve(g_lib, g_gp2, g_gp1, g_want, "cu" #field, sym, old); \
+    if (!g_cu.field) {                                                                   \
+        snprintf(g_later_err, sizeof(g_later_err), "libcuda.so.1 (driver %d) lacks %s",  \
+                 g_driver_version, sym);                                                 \
+        return;                                                                          \
+    }
+    CU_LATER_SYMBOLS(KC__CU_RESOLVE_LATER)
+#undef KC__CU_RESOLVE_LATER
+#define KC__CU_RESOLVE_LATER_OPTIONAL(field, fn, sym, old)                               \
+    *(void **)&g_cu.field = resolve(g_lib, g_gp2, g_gp1, g_want, "cu" #field, sym, old);
+    CU_LATER_OPTIONAL_SYMBOLS(KC__CU_RESOLVE_LATER_OPTIONAL)
+#undef KC__CU_RESOLVE_LATER_OPTIONAL
+    g_later_rc = KC_OK;
 }
 
 /* ---- the device ------------------------------------------------------------- */
@@ -287,6 +340,18 @@ static int ensure_current(cuda_device_t *d)
         return KC_OK;
     r = g_cu.CtxSetCurrent(d->ctx);
     return r == CUDA_SUCCESS ? KC_OK : cu_fail(d, "cuCtxSetCurrent", r);
+}
+
+/* ensure_current for the calls that use the entry points resolved later
+ * (CU_LATER_SYMBOLS): the first such call resolves them. */
+static int ensure_current_later(cuda_device_t *d)
+{
+    pthread_once(&g_later_once, load_later);
+    if (g_later_rc != KC_OK) {
+        kc__device_set_errmsg(&d->base, "%s", g_later_err);
+        return g_later_rc;
+    }
+    return ensure_current(d);
 }
 
 static void cuda_destroy(kc__device_t *dev)
@@ -370,7 +435,7 @@ static int cuda_func_attrs(kc__device_t *dev, void *fn, kc__funcattrs_t *out)
         {CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, offsetof(kc__funcattrs_t, max_threads)},
         {CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, offsetof(kc__funcattrs_t, local_bytes)},
     };
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
@@ -499,7 +564,7 @@ static int cuda_mem_alloc_async(kc__device_t *dev, size_t size, void *stream,
     cuda_device_t *d = cu_dev(dev);
     CUdeviceptr p = 0;
     *ptr = 0;
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     if (!g_cu.MemAllocAsync) {
@@ -517,7 +582,7 @@ static int cuda_mem_alloc_async(kc__device_t *dev, size_t size, void *stream,
 static void cuda_mem_free_async(kc__device_t *dev, uint64_t ptr, void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    if (!ptr || !g_cu.MemFreeAsync || ensure_current(d) != KC_OK)
+    if (!ptr || ensure_current_later(d) != KC_OK || !g_cu.MemFreeAsync)
         return;
     CUresult r = g_cu.MemFreeAsync((CUdeviceptr)ptr, (CUstream)stream);
     if (r != CUDA_SUCCESS)
@@ -528,7 +593,7 @@ static int cuda_mem_alloc(kc__device_t *dev, size_t size, uint64_t *ptr)
 {
     cuda_device_t *d = cu_dev(dev);
     *ptr = 0;
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUdeviceptr p = 0;
@@ -542,7 +607,7 @@ static int cuda_mem_alloc(kc__device_t *dev, size_t size, uint64_t *ptr)
 static void cuda_mem_free(kc__device_t *dev, uint64_t ptr)
 {
     cuda_device_t *d = cu_dev(dev);
-    if (!ptr || ensure_current(d) != KC_OK)
+    if (!ptr || ensure_current_later(d) != KC_OK)
         return;
     CUresult r = g_cu.MemFree((CUdeviceptr)ptr);
     if (r != CUDA_SUCCESS)
@@ -553,7 +618,7 @@ static int cuda_copy_dtod(kc__device_t *dev, uint64_t dst, uint64_t src, size_t 
                           void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r =
@@ -567,7 +632,7 @@ static int cuda_copy_dtoh(kc__device_t *dev, void *dst, uint64_t src, size_t siz
                           void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r = g_cu.MemcpyDtoHAsync(dst, (CUdeviceptr)src, size, (CUstream)stream);
@@ -581,7 +646,7 @@ static int cuda_copy_htod(kc__device_t *dev, uint64_t dst, const void *src, size
                           void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r = g_cu.MemcpyHtoDAsync((CUdeviceptr)dst, src, size, (CUstream)stream);
@@ -595,7 +660,7 @@ static int cuda_mem_free_bytes(kc__device_t *dev, size_t *free_bytes)
 {
     cuda_device_t *d = cu_dev(dev);
     *free_bytes = 0;
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     size_t free_b = 0, total = 0;
@@ -610,7 +675,7 @@ static int cuda_event_create(kc__device_t *dev, void **event)
 {
     cuda_device_t *d = cu_dev(dev);
     *event = NULL;
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUevent e = NULL;
@@ -624,7 +689,7 @@ static int cuda_event_create(kc__device_t *dev, void **event)
 static void cuda_event_destroy(kc__device_t *dev, void *event)
 {
     cuda_device_t *d = cu_dev(dev);
-    if (!event || ensure_current(d) != KC_OK)
+    if (!event || ensure_current_later(d) != KC_OK)
         return;
     CUresult r = g_cu.EventDestroy((CUevent)event);
     if (r != CUDA_SUCCESS)
@@ -634,7 +699,7 @@ static void cuda_event_destroy(kc__device_t *dev, void *event)
 static int cuda_event_record(kc__device_t *dev, void *event, void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r = g_cu.EventRecord((CUevent)event, (CUstream)stream);
@@ -645,7 +710,7 @@ static int cuda_event_elapsed_ms(kc__device_t *dev, void *start, void *end, floa
 {
     cuda_device_t *d = cu_dev(dev);
     *ms = 0;
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r = g_cu.EventSynchronize((CUevent)end);
@@ -658,7 +723,7 @@ static int cuda_event_elapsed_ms(kc__device_t *dev, void *start, void *end, floa
 static int cuda_stream_sync(kc__device_t *dev, void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     CUresult r = g_cu.StreamSynchronize((CUstream)stream);
@@ -668,7 +733,7 @@ static int cuda_stream_sync(kc__device_t *dev, void *stream)
 static int cuda_flush_l2(kc__device_t *dev, void *stream)
 {
     cuda_device_t *d = cu_dev(dev);
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
     pthread_mutex_lock(&d->mu);
@@ -729,7 +794,7 @@ static int cuda_ptx_to_cubin(kc__device_t *dev, const char *ptx, size_t len,
         kc__device_set_errmsg(dev, "PTX JIT: unknown target arch '%s'", arch);
         return KC_EINVAL;
     }
-    int rc = ensure_current(d);
+    int rc = ensure_current_later(d);
     if (rc != KC_OK)
         return rc;
 
