@@ -122,6 +122,8 @@ static int acquire_fn(MDB_txn *txn, void *arg)
         snprintf(c->host, sizeof(c->host), "%s", old->u.lease.host);
         snprintf(c->boot_id, sizeof(c->boot_id), "%s", old->u.lease.boot_id);
         c->holder = old->u.lease;
+        c->holder.host = c->host; /* old's strings go with it */
+        c->holder.boot_id = c->boot_id;
         kc_free(old);
         return 0; /* nothing written: the commit is a no-op */
     }
