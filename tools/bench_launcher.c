@@ -28,11 +28,13 @@
  *             --rounds R, each N is measured R times back to back and the
  *             medians printed (a speed-up is the median of the rounds' own
  *             speed-ups): one NVRTC compile's time varies by a third
- *             between runs on a shared host.
+ *             between runs on a shared host. --compile-threads T gives the
+ *             pool T threads (default: one per CPU), so that a small machine
+ *             runs it as wide as a big one.
  *
  * Usage: kcache_bench_launcher [--device sim|cuda] [-s DIR] [--distinct N]
- *        [--hot N] [--max-cands C] [--rounds R] [--no-prefetch] [--skip PART]...
- *        [--compile-only]
+ *        [--hot N] [--max-cands C] [--rounds R] [--compile-threads T] [--no-prefetch]
+ *        [--skip PART]... [--compile-only]
  * DIR holds the populated stores (default: a new directory under /tmp); a
  * store is reused by later runs with the same DIR, N and device.
  * --skip takes create, distinct, hot or compile. */
@@ -126,6 +128,9 @@ static int dir_exists(const char *p)
 static int g_cuda;
 /* --faults: list the page faults of the process's first call. */
 static int g_faults;
+/* --compile-threads: the pool's threads in the compile part (0: as many as
+ * the CPUs, the launcher's default), to run it as wide as a bigger host. */
+static unsigned g_compile_threads;
 static kc_sim_t *g_sim;
 static int g_populating; /* tune briefly: one config each */
 
@@ -222,10 +227,11 @@ static void dev_sync(void)
         cu.sync();
 }
 
-static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch,
-                                    kc_device_kind_t kind)
+static kc_launcher_t *make_launcher_opts(const char *store_dir, int no_prefetch,
+                                         kc_device_kind_t kind, unsigned compile_threads)
 {
     kc_launcher_opts_t o = KC_LAUNCHER_OPTS_INIT;
+    o.compile_threads = compile_threads;
     o.device = kind;
     o.sim = g_sim;
     o.store_dir = store_dir;
@@ -246,6 +252,18 @@ static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch,
         exit(1);
     }
     return l;
+}
+
+static kc_launcher_t *make_launcher(const char *store_dir, int no_prefetch,
+                                    kc_device_kind_t kind)
+{
+    return make_launcher_opts(store_dir, no_prefetch, kind, 0);
+}
+
+static kc_launcher_t *make_launcher_threads(const char *store_dir, kc_device_kind_t kind,
+                                            unsigned compile_threads)
+{
+    return make_launcher_opts(store_dir, 1, kind, compile_threads);
 }
 
 /* ---- the kernels: add(x, n), x[i] += C, one per constant C -------------- */
@@ -894,7 +912,7 @@ static int compile_round(const char *root, size_t n, compile_round_t *r)
     s.n_args = 2;
     s.grid[0] = "cdiv(n, BLOCK)";
     s.block[0] = "BLOCK";
-    kc_launcher_t *l = make_launcher(dir, 1, KC_DEVICE_NONE);
+    kc_launcher_t *l = make_launcher_threads(dir, KC_DEVICE_NONE, g_compile_threads);
     kc_kernel_t *k = NULL;
     t0 = bench_now_us();
     if (kc_kernel_get(l, &s, &k) != KC_OK || kc_kernel_wait_compiled(k) != KC_OK) {
@@ -1059,6 +1077,8 @@ int main(int argc, char **argv)
             max_cands = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--compile-threads") && i + 1 < argc)
+            g_compile_threads = (unsigned)atol(argv[++i]);
         else if (!strcmp(argv[i], "--faults"))
             g_faults = 1;
         else if (!strcmp(argv[i], "--no-prefetch"))
@@ -1074,7 +1094,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--device sim|cuda] [-s DIR] [--distinct N] [--hot N] "
-                    "[--max-cands C] [--rounds R] [--no-prefetch] [--skip "
+                    "[--max-cands C] [--rounds R] [--compile-threads T] [--no-prefetch] "
+                    "[--skip "
                     "create|distinct|hot|compile]... [--compile-only]\n",
                     argv[0]);
             return 2;
