@@ -3,10 +3,12 @@
  * stored, on the simulation device: what kc_run_spec measures on a GPU,
  * here on any machine.
  *
- *   kcache_bench_first --populate DIR   once: NVRTC compiles a kernel; its
- *       cubin is stored as three prebuilt builds with their launch
- *       metadata, DIR/spec.json names them, and one launch tunes the three
- *       and publishes the tuning.
+ *   kcache_bench_first --populate DIR [--kernels K]   once: NVRTC compiles a
+ *       kernel; its cubin is stored as three prebuilt builds with their
+ *       launch metadata, DIR/spec.json names them, and one launch tunes the
+ *       three and publishes the tuning. With K > 1 the spec lists K - 1
+ *       more kernels of the same binaries after it (tadd_1, ...), as a
+ *       model's spec lists many: the first call then loads them all.
  *   kcache_bench_first DIR [--runs N] [--dirty-heap]
  *       N fresh processes (default 10), each, from a ready device: launcher
  *       create, the store's open (kc_launcher_store), kc_kernel_load_file of
@@ -178,7 +180,7 @@ static kc_launcher_t *make_launcher(kc_sim_t *sim, const char *dir)
     return l;
 }
 
-static int populate(const char *dir)
+static int populate(const char *dir, long kernels)
 {
     static const unsigned warps[3] = {2, 4, 8};
     static const int xblock[3] = {64, 128, 256};
@@ -218,14 +220,24 @@ static int populate(const char *dir)
     FILE *f = fopen(path, "w");
     if (!f)
         return 1;
-    fprintf(f, "{\"version\": 1, \"kernels\": [{\"name\": \"tadd\", \"source_kind\": "
-               "\"prebuilt\", \"candidates\": [");
-    for (int i = 0; i < 3; i++)
-        fprintf(f, "%s{\"build\": \"%s\", \"config\": {\"XBLOCK\": %d}}", i ? ", " : "",
-                hex[i], xblock[i]);
-    fprintf(f, "], \"args\": [{\"name\": \"x\", \"type\": \"f32*\", \"access\": \"in\"}, "
-               "{\"name\": \"y\", \"type\": \"f32*\", \"access\": \"out\"}, {\"name\": "
-               "\"n\", \"type\": \"i32\"}], \"grid\": [\"cdiv(n, XBLOCK)\"]}]}\n");
+    /* The kernel first; with --kernels K, K - 1 more of the same binaries
+     * under other names after it, as a model's spec lists many. */
+    fprintf(f, "{\"version\": 1, \"kernels\": [");
+    for (long k = 0; k < kernels; k++) {
+        if (k == 0)
+            fprintf(f, "{\"name\": \"tadd\", ");
+        else
+            fprintf(f, ",\n{\"name\": \"tadd_%ld\", ", k);
+        fprintf(f, "\"source_kind\": \"prebuilt\", \"candidates\": [");
+        for (int i = 0; i < 3; i++)
+            fprintf(f, "%s{\"build\": \"%s\", \"config\": {\"XBLOCK\": %d}}",
+                    i ? ", " : "", hex[i], xblock[i]);
+        fprintf(
+            f, "], \"args\": [{\"name\": \"x\", \"type\": \"f32*\", \"access\": "
+               "\"in\"}, {\"name\": \"y\", \"type\": \"f32*\", \"access\": \"out\"}, "
+               "{\"name\": \"n\", \"type\": \"i32\"}], \"grid\": [\"cdiv(n, XBLOCK)\"]}");
+    }
+    fprintf(f, "]}\n");
     fclose(f);
 
     /* One launch tunes the three and publishes the tuning. */
@@ -236,7 +248,7 @@ static int populate(const char *dir)
     bufs_t b;
     bufs_init(&b);
     kc_kernel_stats_t s;
-    if (kc_kernel_load_file(l, path, &ks, &n) != KC_OK || n != 1 ||
+    if (kc_kernel_load_file(l, path, &ks, &n) != KC_OK || n != (size_t)kernels ||
         kc_kernel_launch(ks[0], NULL, b.a, 3) != KC_OK || !bufs_ok(&b) ||
         kc_kernel_stats(ks[0], &s) != KC_OK || s.tunes != 1) {
         fprintf(stderr, "bench_first: the tuning launch failed: %s\n",
@@ -247,7 +259,8 @@ static int populate(const char *dir)
     bufs_free(&b);
     kc_launcher_destroy(l);
     kc_sim_destroy(sim);
-    printf("populated %s: 3 prebuilt builds, spec.json, the tuning\n", dir);
+    printf("populated %s: 3 prebuilt builds, spec.json of %ld kernels, the tuning\n", dir,
+           kernels);
     return 0;
 }
 
@@ -305,20 +318,20 @@ static int child(const char *dir, int dirty)
     double t_open = bench_now_us();
     int rc = kc_kernel_load_file(l, path, &ks, &n);
     double t2 = bench_now_us();
-    if (rc == KC_OK && n == 1)
+    if (rc == KC_OK && n >= 1)
         rc = kc_kernel_launch(ks[0], NULL, b.a, 3);
     /* The simulation device runs a launch before it returns. */
     double t3 = bench_now_us(), t4 = t3;
     int threads_after = threads_now();
     kc_kernel_stats_t s = {0};
-    if (rc != KC_OK || n != 1 || !bufs_ok(&b) || kc_kernel_stats(ks[0], &s) != KC_OK ||
+    if (rc != KC_OK || n < 1 || !bufs_ok(&b) || kc_kernel_stats(ks[0], &s) != KC_OK ||
         s.store_hits != 1 || s.tunes != 0) {
         fprintf(stderr, "bench_first: the first call was not a store hit: %s\n",
                 kc_launcher_errmsg(l));
         return 1;
     }
-    printf("%.1f %.1f %.1f %.1f %.1f %d\n", t1 - t0, t_open - t1, t2 - t_open, t3 - t2,
-           t4 - t0, threads_after - threads_before);
+    printf("%.1f %.1f %.1f %.1f %.1f %d %zu\n", t1 - t0, t_open - t1, t2 - t_open,
+           t3 - t2, t4 - t0, threads_after - threads_before, n);
     kc_free(ks);
     bufs_free(&b);
     kc_launcher_destroy(l);
@@ -328,12 +341,15 @@ static int child(const char *dir, int dirty)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *populate_dir = NULL;
     int runs = 10, dirty = 0, is_child = 0;
+    long kernels = 1;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--populate") && i + 1 < argc)
-            return populate(argv[i + 1]);
+            populate_dir = argv[++i];
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
+            kernels = atol(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dirty-heap"))
@@ -343,14 +359,25 @@ int main(int argc, char **argv)
         else if (argv[i][0] != '-')
             dir = argv[i];
         else {
-            fprintf(stderr, "usage: %s --populate DIR | DIR [--runs N] [--dirty-heap]\n",
+            fprintf(stderr,
+                    "usage: %s --populate DIR [--kernels K] | DIR [--runs N] "
+                    "[--dirty-heap]\n",
                     argv[0]);
             return 2;
         }
     }
+    if (populate_dir) {
+        if (kernels < 1 || kernels > 100000) {
+            fprintf(stderr, "bench_first: --kernels 1..100000\n");
+            return 2;
+        }
+        return populate(populate_dir, kernels);
+    }
     if (!dir || runs < 1) {
-        fprintf(stderr, "usage: %s --populate DIR | DIR [--runs N] [--dirty-heap]\n",
-                argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s --populate DIR [--kernels K] | DIR [--runs N] [--dirty-heap]\n",
+            argv[0]);
         return 2;
     }
     if (is_child)
@@ -361,22 +388,24 @@ int main(int argc, char **argv)
         return 1;
     printf("fresh process, first call of a stored prebuilt kernel (sim device%s), us:\n",
            dirty ? ", dirty heap" : "");
-    printf("  run  create    open  spec-load  launch  first-call  threads-started\n");
+    printf("  run  create    open  spec-load  launch  first-call  threads-started  "
+           "kernels-in-spec\n");
     for (int r = 0; r < runs; r++) {
         char cmd[8192], line[256];
         snprintf(cmd, sizeof(cmd), "'%s' --child '%s'%s", argv[0], dir,
                  dirty ? " --dirty-heap" : "");
         FILE *p = popen(cmd, "r");
         int threads = -1;
+        size_t kernels_in_spec = 0;
         if (!p || !fgets(line, sizeof(line), p) ||
-            sscanf(line, "%lf %lf %lf %lf %lf %d", &v[r][0], &v[r][1], &v[r][2], &v[r][3],
-                   &v[r][4], &threads) != 6) {
+            sscanf(line, "%lf %lf %lf %lf %lf %d %zu", &v[r][0], &v[r][1], &v[r][2],
+                   &v[r][3], &v[r][4], &threads, &kernels_in_spec) != 7) {
             fprintf(stderr, "bench_first: run %d failed\n", r);
             return 1;
         }
         pclose(p);
-        printf("  %3d  %6.1f  %6.1f  %9.1f  %6.1f  %10.1f  %d\n", r, v[r][0], v[r][1],
-               v[r][2], v[r][3], v[r][4], threads);
+        printf("  %3d  %6.1f  %6.1f  %9.1f  %6.1f  %10.1f  %15d  %15zu\n", r, v[r][0],
+               v[r][1], v[r][2], v[r][3], v[r][4], threads, kernels_in_spec);
     }
     printf("  median");
     for (int c = 0; c < 5; c++) {
