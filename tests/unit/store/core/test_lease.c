@@ -511,6 +511,77 @@ static void test_leases_taken_from_threads_at_once(void **state)
     child_end(&c);
 }
 
+/* A forked child goes on with its parent's handle: its lease calls work,
+ * even when the parent had a group queued behind a commit at the fork (the
+ * child's queue and lock are made anew, not inherited half-held). */
+static void test_lease_calls_in_a_forked_child(void **state)
+{
+    fx_t *f = *state;
+    group_fx_t g = {0};
+    pthread_t th[2];
+    group_arg_t args[2] = {{&g, 0}, {&g, 1}};
+    kc_key_t mine = kc_key_hash("child's", 7);
+
+    g.st = open_store(f, 0);
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    g.hold = 1;
+    /* Writer 0 leads and waits inside its transaction; writer 1 queues. */
+    assert_int_equal(pthread_create(&th[0], NULL, group_writer, &args[0]), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.holding)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(pthread_create(&th[1], NULL, group_writer, &args[1]), 0);
+    for (int i = 0; i < 5000 && queued(g.st->env) < 1; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        size_t released = 0;
+        kc_record_t *rec = NULL;
+        if (kc_store_lease_acquire(g.st, &mine, 60000, NULL) != KC_OK)
+            _exit(1);
+        if (kc_store_get(g.st, KC_REC_LEASE, &mine, &rec) != KC_OK ||
+            rec->u.lease.pid != (uint32_t)getpid())
+            _exit(2);
+        kc_free(rec);
+        if (kc_store_lease_release_many(g.st, &mine, 1, &released) != KC_OK ||
+            released != 1)
+            _exit(3);
+        _exit(0);
+    }
+    pthread_mutex_lock(&g.mu);
+    g.hold = 0;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    /* A child stuck on a lock it inherited held is killed after 10 s. */
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 10000 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the child's lease calls hung");
+    }
+    assert_int_equal(got, pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(g.rc_of[0], 0);
+    assert_int_equal(g.rc_of[1], 0);
+    kc_store_close(g.st);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +603,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_failing_group_runs_each_write_alone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leases_taken_from_threads_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_calls_in_a_forked_child, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
