@@ -2,7 +2,8 @@
 # Runs on the GPU machine (see docs/GPU.md), after scripts/gpu-prepare.sh:
 # a fresh process's first call of a stored, imported Triton kernel, this
 # build against a baseline build, alternating, on one store; the driver's
-# floor under it; kcache_bench_launch of both; and `ctest -L gpu`.
+# floor under it; the CUDA device's open step by step
+# (kcache_cuda_open_cost); kcache_bench_launch of both; and `ctest -L gpu`.
 #   KC_BASELINE=DIR bash scripts/gpu-firstcall-ab.sh
 # DIR holds the baseline's kc_run_spec and kcache_bench_launch (both link
 # libkcache statically: copy them from another build-gpu/). Logs: $OUT.
@@ -25,6 +26,8 @@ echo "== the driver's floor: a fresh process's first load of scale_add's cubins"
 for c in $(ls "$T"/tcache/*/scale_add.cubin 2>/dev/null | head -2); do
   for i in 1 2 3; do $B/tools/kcache_bench_modules "$c" scale_add 1 load-only | grep first; done
 done
+echo "== opening the CUDA device, step by step (the driver's part of the create)"
+$B/tools/kcache_cuda_open_cost 9 | tail -2
 echo "== kcache_bench_launch, this build"
 timeout 240 $B/tools/kcache_bench_launch 2>&1 | tail -40
 echo "== kcache_bench_launch --skip-cold, the baseline"
