@@ -22,29 +22,23 @@ void kc__release_build_lease(kc_kernel_t *k, cand_t *c)
 
 void kc__release_build_leases(kc_kernel_t *k)
 {
-    kc_key_t keys[32], *many = keys;
+    /* One transaction for each 32 of them (a kernel has a few): a publish
+     * ends with the leases of every build it carried. */
+    kc_key_t keys[32];
     size_t n = 0;
 
-    for (size_t i = 0; i < k->n_cands; i++)
-        n += k->cands[i].leased;
-    if (n == 0)
-        return;
-    /* One transaction for all of them: a publish ends with the leases of
-     * every build it carried. */
-    if (n > sizeof(keys) / sizeof(keys[0]) && !(many = malloc(n * sizeof(*many)))) {
-        for (size_t i = 0; i < k->n_cands; i++)
-            kc__release_build_lease(k, &k->cands[i]);
-        return;
-    }
-    n = 0;
-    for (size_t i = 0; i < k->n_cands; i++)
-        if (k->cands[i].leased) {
-            k->cands[i].leased = 0;
-            many[n++] = k->cands[i].build_key;
+    for (size_t i = 0; i < k->n_cands; i++) {
+        if (!k->cands[i].leased)
+            continue;
+        k->cands[i].leased = 0;
+        keys[n++] = k->cands[i].build_key;
+        if (n == sizeof(keys) / sizeof(keys[0])) {
+            kc_store_lease_release_many(k->l->store, keys, n, NULL);
+            n = 0;
         }
-    kc_store_lease_release_many(k->l->store, many, n, NULL);
-    if (many != keys)
-        free(many);
+    }
+    if (n)
+        kc_store_lease_release_many(k->l->store, keys, n, NULL);
 }
 
 /* "compile error: " and the first lines of the log, on one line. */

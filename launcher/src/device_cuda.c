@@ -58,7 +58,8 @@
     X(FuncSetAttribute, cuFuncSetAttribute, "cuFuncSetAttribute", NULL)                  \
     X(LaunchKernel, cuLaunchKernel, "cuLaunchKernel", NULL)
 
-/* Resolved at the first call that needs one of them (later_ok). */
+/* Resolved at the first call that needs one of them (ensure_current_later):
+ * all of them then, or the driver lacks one and each such call fails. */
 #define CU_LATER_SYMBOLS(X)                                                              \
     X(FuncGetAttribute, cuFuncGetAttribute, "cuFuncGetAttribute", NULL)                  \
     X(MemAlloc, cuMemAlloc, "cuMemAlloc_v2", NULL)                                       \
@@ -109,11 +110,15 @@ static cu_api_t g_cu;
 static int g_load_rc = KC_ENODEVICE;
 static char g_load_err[384];
 static int g_driver_version;
-/* What load_once found, for load_later: */
-static void *g_lib;
-static getproc_v2_fn g_gp2;
-static getproc_v1_fn g_gp1;
-static int g_want;
+/* Where entry points come from: the library, its cuGetProcAddress (v2 or
+ * v1, for symbols dlsym does not find) and the ABI version asked of it. */
+typedef struct resolver {
+    void *lib;
+    getproc_v2_fn gp2;
+    getproc_v1_fn gp1;
+    int version;
+} resolver_t;
+static resolver_t g_res; /* load_once's, for load_later */
 static pthread_once_t g_later_once = PTHREAD_ONCE_INIT;
 static int g_later_rc = KC_ENODEVICE;
 static char g_later_err[384];
@@ -212,25 +217,54 @@ static int cu_fail(cuda_device_t *d, const char *call, CUresult r)
 
 /* ---- loading -------------------------------------------------------------- */
 
-static void *resolve(void *lib, getproc_v2_fn gp2, getproc_v1_fn gp1, int version,
-                     const char *base, const char *sym, const char *old)
+static void *resolve(const resolver_t *r, const char *base, const char *sym,
+                     const char *old)
 {
-    void *p = dlsym(lib, sym);
+    void *p = dlsym(r->lib, sym);
     if (!p && old)
-        p = dlsym(lib, old);
+        p = dlsym(r->lib, old);
     if (p)
         return p;
     CUdriverProcAddressQueryResult status;
-    if (gp2 &&
-        gp2(base, &p, version, CU_GET_PROC_ADDRESS_DEFAULT, &status) == CUDA_SUCCESS &&
+    if (r->gp2 &&
+        r->gp2(base, &p, r->version, CU_GET_PROC_ADDRESS_DEFAULT, &status) ==
+            CUDA_SUCCESS &&
         status == CU_GET_PROC_ADDRESS_SUCCESS && p)
         return p;
     p = NULL;
-    if (!gp2 && gp1 &&
-        gp1(base, &p, version, CU_GET_PROC_ADDRESS_DEFAULT) == CUDA_SUCCESS && p)
+    if (!r->gp2 && r->gp1 &&
+        r->gp1(base, &p, r->version, CU_GET_PROC_ADDRESS_DEFAULT) == CUDA_SUCCESS && p)
         return p;
     return NULL;
 }
+
+/* One group of entry points into g_cu. A required one that is missing
+ * writes why into err and ends the group with -1; an optional one may stay
+ * NULL. */
+#define KC__CU_REQUIRED(field, fn, sym, old)                                             \
+    if (!(*(void **)&g_cu.field = resolve(r, "cu" #field, sym, old))) {                  \
+        snprintf(err, errcap, "libcuda.so.1 (driver %d) lacks %s", g_driver_version,     \
+                 sym);                                                                   \
+        return -1;                                                                       \
+    }
+#define KC__CU_OPTIONAL(field, fn, sym, old)                                             \
+    *(void **)&g_cu.field = resolve(r, "cu" #field, sym, old);
+
+static int resolve_now(const resolver_t *r, char *err, size_t errcap)
+{
+    CU_SYMBOLS(KC__CU_REQUIRED)
+    CU_OPTIONAL_SYMBOLS(KC__CU_OPTIONAL)
+    return 0;
+}
+
+static int resolve_later(const resolver_t *r, char *err, size_t errcap)
+{
+    CU_LATER_SYMBOLS(KC__CU_REQUIRED)
+    CU_LATER_OPTIONAL_SYMBOLS(KC__CU_OPTIONAL)
+    return 0;
+}
+#undef KC__CU_REQUIRED
+#undef KC__CU_OPTIONAL
 
 static void load_once(void)
 {
@@ -244,8 +278,6 @@ static void load_once(void)
     }
     CUresult (*init)(unsigned);
     CUresult (*version)(int *);
-    getproc_v2_fn gp2;
-    getproc_v1_fn gp1;
     /* POSIX guarantees the object-to-function pointer round trip dlsym needs. */
     *(void **)&init = dlsym(lib, "cuInit");
     *(void **)&version = dlsym(lib, "cuDriverGetVersion");
@@ -258,24 +290,16 @@ static void load_once(void)
     if (version(&g_driver_version) != CUDA_SUCCESS)
         g_driver_version = 0;
     /* Ask for the ABI our headers describe, or the driver's if it is older. */
-    int want = g_driver_version && g_driver_version < CUDA_VERSION ? g_driver_version
-                                                                   : CUDA_VERSION;
-    *(void **)&gp2 = dlsym(lib, "cuGetProcAddress_v2");
-    *(void **)&gp1 = dlsym(lib, "cuGetProcAddress");
-#define KC__CU_RESOLVE(field, fn, sym, old)                                              \
-    *(void **)&g_cu.field = resolve(lib, gp2, gp1, want, "cu" #field, sym, old);         \
-    if (!g_cu.field) {                                                                   \
-        snprintf(g_load_err, sizeof(g_load_err), "libcuda.so.1 (driver %d) lacks %s",    \
-                 g_driver_version, sym);                                                 \
-        g_load_rc = KC_ENODEVICE;                                                        \
-        goto fail;                                                                       \
+    resolver_t res = {.lib = lib,
+                      .version = g_driver_version && g_driver_version < CUDA_VERSION
+                                     ? g_driver_version
+                                     : CUDA_VERSION};
+    *(void **)&res.gp2 = dlsym(lib, "cuGetProcAddress_v2");
+    *(void **)&res.gp1 = dlsym(lib, "cuGetProcAddress");
+    if (resolve_now(&res, g_load_err, sizeof(g_load_err)) != 0) {
+        g_load_rc = KC_ENODEVICE;
+        goto fail;
     }
-    CU_SYMBOLS(KC__CU_RESOLVE)
-#undef KC__CU_RESOLVE
-#define KC__CU_RESOLVE_OPTIONAL(field, fn, sym, old)                                     \
-    *(void **)&g_cu.field = resolve(lib, gp2, gp1, want, "cu" #field, sym, old);
-    CU_OPTIONAL_SYMBOLS(KC__CU_RESOLVE_OPTIONAL)
-#undef KC__CU_RESOLVE_OPTIONAL
     /* A host program that made a context, or initialized the driver, made
      * cuInit's work: then cuCtxGetCurrent answers, and cuInit is not called
      * again. Before cuInit it answers CUDA_ERROR_NOT_INITIALIZED. */
@@ -292,10 +316,7 @@ static void load_once(void)
     }
     /* The library stays loaded for the life of the process; load_later
      * resolves the rest from it. */
-    g_lib = lib;
-    g_gp2 = gp2;
-    g_gp1 = gp1;
-    g_want = want;
+    g_res = res;
     g_load_rc = KC_OK;
     return;
 fail:
@@ -307,20 +328,9 @@ fail:
  * needs one (after load_once succeeded). */
 static void load_later(void)
 {
-#define KC__CU_RESOLVE_LATER(field, fn, sym, old)                                        \
-    *(void **)&g_cu.field = resolve(g_lib, g_gp2, g_gp1, g_want, "cu" #field, sym, old); \
-    if (!g_cu.field) {                                                                   \
-        snprintf(g_later_err, sizeof(g_later_err), "libcuda.so.1 (driver %d) lacks %s",  \
-                 g_driver_version, sym);                                                 \
-        return;                                                                          \
-    }
-    CU_LATER_SYMBOLS(KC__CU_RESOLVE_LATER)
-#undef KC__CU_RESOLVE_LATER
-#define KC__CU_RESOLVE_LATER_OPTIONAL(field, fn, sym, old)                               \
-    *(void **)&g_cu.field = resolve(g_lib, g_gp2, g_gp1, g_want, "cu" #field, sym, old);
-    CU_LATER_OPTIONAL_SYMBOLS(KC__CU_RESOLVE_LATER_OPTIONAL)
-#undef KC__CU_RESOLVE_LATER_OPTIONAL
-    g_later_rc = KC_OK;
+    g_later_rc = resolve_later(&g_res, g_later_err, sizeof(g_later_err)) == 0
+                     ? KC_OK
+                     : KC_ENODEVICE;
 }
 
 /* ---- the device ------------------------------------------------------------- */

@@ -269,12 +269,12 @@ typedef struct kc_publish {
     size_t n_binmetas;
 } kc_publish_t;
 
-/* Publishes through one handle from several threads at once share write
- * transactions (group commit): a publish that finds another committing
- * waits for it, then commits, in one transaction and one fsync, every
- * publish queued meanwhile. Each call still commits all or nothing and gets
- * its own result and message: if a shared transaction fails, each of its
- * publishes runs again alone. */
+/* Publishes (and lease calls) from several threads of a process on one store
+ * at once share write transactions (group commit): a publish that finds
+ * another committing waits for it, then commits, in one transaction and one
+ * fsync, with every write queued meanwhile. Each call still commits all or nothing and
+ * gets its own result and message: if a shared transaction fails, each of its publishes
+ * runs again alone. */
 KC_API int kc_store_publish(kc_store_t *store, const kc_publish_t *pub);
 
 /* Publish pubs[0..n) in one write transaction (one fsync): all of them or,

@@ -75,23 +75,23 @@ static int is_dead(const kc_lease_rec_t *l, uint64_t now)
  * are kept here and copied to the caller's thread-local buffers after. */
 typedef struct lease_ctx {
     kc__env_t *env;
-    const kc_key_t *key; /* acquire, release */
+    const kc_key_t *keys; /* acquire: keys[0]; release: all n_keys */
+    size_t n_keys;
     uint64_t ttl_ms;
     int busy;                    /* acquire: another live owner holds it */
     kc_lease_rec_t holder;       /* ... and this is the owner */
     char host[256], boot_id[64]; /* ... its strings */
-    const kc_key_t *keys;        /* release_many */
-    size_t n_keys;
-    size_t released; /* release, release_many: leases deleted */
+    size_t released;             /* release: leases deleted */
 } lease_ctx_t;
 
 /* The stored lease of key: 0 with *rec, MDB_NOTFOUND, or an LMDB code. A
  * record that does not decode as a lease counts as absent: nobody can
  * prove they hold it. */
-static int lease_read(MDB_txn *txn, lease_ctx_t *c, kc_record_t **rec)
+static int lease_read(MDB_txn *txn, kc__env_t *env, const kc_key_t *key,
+                      kc_record_t **rec)
 {
-    MDB_val k = kc__key_val(c->key), v;
-    int rc = mdb_get(txn, c->env->dbi[KC_REC_LEASE], &k, &v);
+    MDB_val k = kc__key_val(key), v;
+    int rc = mdb_get(txn, env->dbi[KC_REC_LEASE], &k, &v);
 
     *rec = NULL;
     if (rc != 0)
@@ -112,7 +112,7 @@ static int acquire_fn(MDB_txn *txn, void *arg)
     lease_ctx_t *c = arg;
     kc_record_t *old = NULL;
     uint64_t now = now_ms();
-    int rc = lease_read(txn, c, &old);
+    int rc = lease_read(txn, c->env, c->keys, &old);
 
     c->busy = 0;
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -136,7 +136,7 @@ static int acquire_fn(MDB_txn *txn, void *arg)
                                    .pid = (uint32_t)getpid(),
                                    .start = now,
                                    .ttl_ms = c->ttl_ms}};
-    MDB_val k = kc__key_val(c->key);
+    MDB_val k = kc__key_val(c->keys);
     return kc__txn_put_record(txn, c->env->dbi[KC_REC_LEASE], &k, &rec, 0);
 }
 
@@ -154,7 +154,8 @@ int kc_store_lease_acquire(kc_store_t *st, const kc_key_t *key, uint64_t ttl_ms,
         return rc;
     pthread_once(&owner_once, owner_init);
     c.env = st->env;
-    c.key = key;
+    c.keys = key;
+    c.n_keys = 1;
     c.ttl_ms = ttl_ms;
     /* Grouped: a kernel's candidates take their leases as they start
      * compiling, at nearly the same time. */
@@ -174,43 +175,29 @@ int kc_store_lease_acquire(kc_store_t *st, const kc_key_t *key, uint64_t ttl_ms,
                           (unsigned)c.holder.pid, c.holder.host);
 }
 
-/* Delete the lease on key if this process holds it; *released counts it.
- * A lease that is absent or another's is left alone, and is no error: in a
+/* Delete the leases on keys[0..n_keys) that this process holds, counting
+ * them. One absent or another's is left alone, and is no error: in a
  * group, an error would undo the others' writes. */
-static int release_one(MDB_txn *txn, lease_ctx_t *c, const kc_key_t *key,
-                       size_t *released)
-{
-    lease_ctx_t one = *c;
-    kc_record_t *old = NULL;
-
-    one.key = key;
-    int rc = lease_read(txn, &one, &old);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return rc;
-    int mine = is_mine(&old->u.lease);
-    kc_free(old);
-    if (!mine)
-        return 0;
-    MDB_val k = kc__key_val(key);
-    rc = mdb_del(txn, c->env->dbi[KC_REC_LEASE], &k, NULL);
-    if (rc == 0)
-        (*released)++;
-    return rc;
-}
-
 static int release_fn(MDB_txn *txn, void *arg)
 {
     lease_ctx_t *c = arg;
 
     c->released = 0;
-    if (c->key)
-        return release_one(txn, c, c->key, &c->released);
     for (size_t i = 0; i < c->n_keys; i++) {
-        int rc = release_one(txn, c, &c->keys[i], &c->released);
+        kc_record_t *old = NULL;
+        int rc = lease_read(txn, c->env, &c->keys[i], &old);
+        if (rc == MDB_NOTFOUND)
+            continue;
         if (rc != 0)
             return rc;
+        int mine = is_mine(&old->u.lease);
+        kc_free(old);
+        if (!mine)
+            continue;
+        MDB_val k = kc__key_val(&c->keys[i]);
+        if ((rc = mdb_del(txn, c->env->dbi[KC_REC_LEASE], &k, NULL)) != 0)
+            return rc;
+        c->released++;
     }
     return 0;
 }
@@ -228,7 +215,8 @@ int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
         return rc;
     pthread_once(&owner_once, owner_init);
     c.env = st->env;
-    c.key = key;
+    c.keys = key;
+    c.n_keys = 1;
     rc = kc__env_write_grouped(st->env, release_fn, &c);
     if (rc != 0)
         return kc__store_finish(st, rc, "releasing a lease");

@@ -179,8 +179,8 @@ int kc__env_read(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
  * between attempts. Writers in this process are serialized. */
 int kc__env_write(kc__env_t *env, int (*fn)(MDB_txn *txn, void *ctx), void *ctx);
 
-/* kc__env_write for small writes that threads of this process make at the
- * same time (leases: a kernel's candidates take theirs as they start
+/* kc__env_write for writes that threads of this process make at the same
+ * time (publishes; leases: a kernel's candidates take theirs as they start
  * compiling): a call that finds another group committing queues, and the
  * next thread to lead commits every queued fn in one transaction (one
  * fsync) instead of one each. fn runs on the leader's thread, so it keeps

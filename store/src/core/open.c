@@ -318,8 +318,6 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
     pthread_mutex_init(&st->pending_lock, NULL);
     pthread_cond_init(&st->flush_cv, NULL);
     pthread_cond_init(&st->flushed_cv, NULL);
-    pthread_mutex_init(&st->pub_lock, NULL);
-    pthread_cond_init(&st->pub_cv, NULL);
 
     rc = kc__env_acquire(dir, &eo, &st->env, msg, sizeof(msg));
     if (rc != KC_OK) {
@@ -335,8 +333,6 @@ int kc_store_open(const char *dir, const kc_store_opts_t *opts, kc_store_t **out
 
 fail_mutex:
     pthread_cond_destroy(&st->flushed_cv);
-    pthread_cond_destroy(&st->pub_cv);
-    pthread_mutex_destroy(&st->pub_lock);
     pthread_cond_destroy(&st->flush_cv);
     pthread_mutex_destroy(&st->pending_lock);
 fail:
@@ -357,8 +353,6 @@ void kc_store_close(kc_store_t *store)
     kc__env_release(store->env);
     free(store->pending.usage.ent);
     pthread_cond_destroy(&store->flushed_cv);
-    pthread_cond_destroy(&store->pub_cv);
-    pthread_mutex_destroy(&store->pub_lock);
     pthread_cond_destroy(&store->flush_cv);
     pthread_mutex_destroy(&store->pending_lock);
     free(store->path);

@@ -75,13 +75,6 @@ struct kc_store {
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
-    /* Group commit of publishes (ops/publish.c): publishes waiting for the
-     * write transaction, and whether a thread is committing some. Under
-     * pub_lock. */
-    pthread_mutex_t pub_lock;
-    pthread_cond_t pub_cv;
-    struct kc__pub_req *pub_queue;
-    int pub_leader;
 };
 
 /* Stop and join the usage flusher (kc_store_close, before its last flush). */

@@ -399,14 +399,10 @@ static void handles_after_fork_in_child(void)
         pthread_mutex_init(&st->pending_lock, NULL);
         pthread_cond_init(&st->flush_cv, NULL);
         pthread_cond_init(&st->flushed_cv, NULL);
-        pthread_mutex_init(&st->pub_lock, NULL);
-        pthread_cond_init(&st->pub_cv, NULL);
         memset(&st->pending, 0, sizeof(st->pending));
         st->flusher_started = 0;
         st->flush_wanted = 0;
         st->flushes_running = 0;
-        st->pub_queue = NULL;
-        st->pub_leader = 0;
     }
 }
 

@@ -120,65 +120,36 @@ static int put_item(MDB_txn *txn, publish_ctx_t *c, const enc_item_t *it)
     return 0;
 }
 
-/* One publish call waiting for the write transaction (group commit,
- * below), or committing in one of its own. */
-typedef struct kc__pub_req {
-    publish_ctx_t *c;
-    struct kc__pub_req *next;
-    int done;
-    int alone; /* to run again by its own thread in its own transaction */
-    int rc;    /* when done and not alone */
-} kc__pub_req_t;
-
-/* The publishes of one write transaction, and the usage it writes too. */
+/* One publish's write transaction: its items and counters, and the usage
+ * stamps pending in its handle when it was called (put back if it fails). */
 typedef struct write_ctx {
     kc_store_t *st;
-    kc__pub_req_t *reqs;
+    publish_ctx_t *c;
     kc__pending_t pending;
 } write_ctx_t;
 
-/* The one body of every publish transaction: each publish's items, in
- * order, then the counters and pending usage. */
+/* The body of a publish: its items, in order, then the counters and the
+ * pending usage. Publishes of several threads at once run in one
+ * transaction (kc__env_write_grouped), so it keeps its results in c and
+ * resets them on each run. */
 static int publish_fn(MDB_txn *txn, void *arg)
 {
     write_ctx_t *w = arg;
+    publish_ctx_t *c = w->c;
     uint64_t extra[KC_COUNTER_COUNT_] = {0};
     int rc;
 
-    for (kc__pub_req_t *r = w->reqs; r; r = r->next) {
-        publish_ctx_t *c = r->c;
-        c->new_bytes = 0;
-        c->missing_kind = 0;
-        c->missing_binmeta = 0;
-        for (size_t i = 0; i < c->n_items; i++) {
-            c->bad_item = i;
-            if ((rc = put_item(txn, c, &c->items[i])) != 0)
-                return rc;
-        }
-        extra[KC_COUNTER_PUBLISHES] += c->n_items;
-        extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
+    c->new_bytes = 0;
+    c->missing_kind = 0;
+    c->missing_binmeta = 0;
+    for (size_t i = 0; i < c->n_items; i++) {
+        c->bad_item = i;
+        if ((rc = put_item(txn, c, &c->items[i])) != 0)
+            return rc;
     }
+    extra[KC_COUNTER_PUBLISHES] += c->n_items;
+    extra[KC_COUNTER_BYTES_STORED] += c->new_bytes;
     return kc__pending_write(txn, w->st->env, &w->pending, extra);
-}
-
-/* Write the publishes of reqs in one transaction, with the usage pending
- * in the handle (put back if the transaction fails): an LMDB or kcache
- * code. */
-static int write_publishes(kc_store_t *store, kc__pub_req_t *reqs)
-{
-    write_ctx_t w;
-    int rc;
-
-    memset(&w, 0, sizeof(w));
-    w.st = store;
-    w.reqs = reqs;
-    kc__pending_take(store, &w.pending);
-    rc = kc__env_write(store->env, publish_fn, &w);
-    if (rc != 0)
-        kc__pending_restore(store, &w.pending);
-    else
-        free(w.pending.usage.ent);
-    return rc;
 }
 
 static void enc_free(enc_rec_t *e, size_t n)
@@ -274,16 +245,24 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
     return KC_OK;
 }
 
-/* Commit c in a transaction of its own: a kcache code, with the message
- * left in the calling thread. */
-static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
+/* Commit c: a kcache code, with the message in the calling thread.
+ * Publishes from several threads of the process at once share write
+ * transactions (group commit, kc__env_write_grouped): one fsync for all. If
+ * a shared transaction fails (a bad reference in one of them, a full disk),
+ * nothing of it was written and each publish runs again alone, so that each
+ * gets its own result and message. All or nothing per call either way. */
+static int commit(kc_store_t *store, publish_ctx_t *c, int many)
 {
     char hex[KC_KEY_HEX_LEN + 1], what[48];
-    kc__pub_req_t one = {c, NULL, 0, 0, KC_OK};
-    int rc = write_publishes(store, &one);
+    write_ctx_t w = {.st = store, .c = c};
 
-    if (rc == 0)
+    kc__pending_take(store, &w.pending);
+    int rc = kc__env_write_grouped(store->env, publish_fn, &w);
+    if (rc == 0) {
+        free(w.pending.usage.ent);
         return KC_OK;
+    }
+    kc__pending_restore(store, &w.pending);
     if (rc == KC_EINVAL && c->missing_kind) {
         kc_key_to_hex(&c->missing, hex);
         if (many)
@@ -299,57 +278,6 @@ static int commit_alone(kc_store_t *store, publish_ctx_t *c, int many)
                             hex);
     }
     return kc__store_finish(store, rc, many ? "publish_many" : "publish");
-}
-
-/* ---- group commit ---------------------------------------------------------- */
-
-/* Threads that publish through one handle at the same time share write
- * transactions: each publish joins the handle's queue; a thread that finds
- * no commit running becomes the leader, takes every publish queued so far
- * and commits them in one transaction (one fsync), while publishes that
- * arrive meanwhile queue for the next one. A publish alone in the queue
- * runs as it always did. If a shared transaction fails (a bad reference in
- * one of them, a full disk), nothing of it was written and every publish
- * of it runs again alone, in its own thread, so that each gets its own
- * result and message. Publishing is all or nothing per call either way. */
-/* Commit c through the handle's queue: a kcache code. The leader commits
- * its own publish alone (with its message in its thread) when nothing else
- * is queued, else the whole queue in one transaction; a publish of a
- * shared transaction that failed runs alone afterwards. */
-static int commit_queued(kc_store_t *store, publish_ctx_t *c, int many)
-{
-    kc__pub_req_t me = {c, NULL, 0, 0, KC_OK}, **tail;
-
-    pthread_mutex_lock(&store->pub_lock);
-    for (tail = &store->pub_queue; *tail; tail = &(*tail)->next)
-        ;
-    *tail = &me;
-    while (!me.done) {
-        if (store->pub_leader) {
-            pthread_cond_wait(&store->pub_cv, &store->pub_lock);
-            continue;
-        }
-        /* The queue holds this publish, and any that came meanwhile. */
-        kc__pub_req_t *batch = store->pub_queue, *next;
-        store->pub_queue = NULL;
-        store->pub_leader = 1;
-        pthread_mutex_unlock(&store->pub_lock);
-        int grouped = 0;
-        if (!batch->next)
-            me.rc = commit_alone(store, c, many); /* batch is &me */
-        else
-            grouped = write_publishes(store, batch) == 0;
-        pthread_mutex_lock(&store->pub_lock);
-        for (kc__pub_req_t *r = batch; r; r = next) {
-            next = r->next;
-            r->alone = batch->next && !grouped;
-            r->done = 1; /* r may be gone once the lock is released */
-        }
-        store->pub_leader = 0;
-        pthread_cond_broadcast(&store->pub_cv);
-    }
-    pthread_mutex_unlock(&store->pub_lock);
-    return me.alone ? commit_alone(store, c, many) : me.rc;
 }
 
 /* Encode pubs[0..n), write them in one transaction, then apply the size
@@ -381,7 +309,7 @@ static int publish_all(kc_store_t *store, const kc_publish_t *pubs, size_t n, in
 
     /* References to records outside an item are checked inside the write
      * transaction, where they cannot vanish before the commit. */
-    if ((rc = commit_queued(store, &c, many)) != KC_OK)
+    if ((rc = commit(store, &c, many)) != KC_OK)
         goto fail;
     /* After the commit, never inside it; a failed gc is not a failed publish. */
     kc__gc_after_publish(store, c.now);
