@@ -1,6 +1,7 @@
 /* JSON spec files (docs/SPEC.md): each kernel object becomes a
  * kc_kernel_spec_t that borrows the parsed document, then kc__spec_create
  * validates and copies it. Every key is checked, so a typo is an error. */
+#include "index.h"
 #include "json_seed.h"
 #include "spec.h"
 
@@ -595,10 +596,17 @@ static int load_kernel(loader_t *l, json_t *k, kc_kernel_spec_t *spec)
     return KC_OK;
 }
 
+/* Whether spec (a kc__spec_t) is named key: the index of names seen. */
+static int same_name(const void *spec, const void *key)
+{
+    return strcmp(((const kc__spec_t *)spec)->s.name, key) == 0;
+}
+
 static int load_document(loader_t *l, json_t *root, kc__spec_t ***specs, size_t *n_out)
 {
     static const char *const keys[] = {"version", "kernels", NULL};
     kc__spec_t **out = NULL;
+    kc__index_t names = KC__INDEX_INIT; /* out[0..n) by name */
     size_t n = 0;
     int rc;
 
@@ -618,8 +626,11 @@ static int load_document(loader_t *l, json_t *root, kc__spec_t ***specs, size_t 
 
     size_t count = json_array_size(kernels);
     out = calloc(count, sizeof(*out));
-    if (!out)
+    if (!out || kc__index_reserve(&names, count) != KC_OK) {
+        free(out);
+        kc__index_free(&names);
         return failf(l, KC_ENOMEM, "out of memory");
+    }
     for (; n < count; n++) {
         json_t *k = json_array_get(kernels, n);
         json_t *name = json_object_get(k, "name");
@@ -636,22 +647,30 @@ static int load_document(loader_t *l, json_t *root, kc__spec_t ***specs, size_t 
         kc_kernel_spec_t spec;
         if ((rc = load_kernel(l, k, &spec)))
             goto fail;
-        for (size_t j = 0; j < n; j++)
-            if (strcmp(out[j]->s.name, spec.name) == 0) {
-                rc = failf(l, KC_ESPEC, "name: also used by kernels[%zu]", j);
-                goto fail;
-            }
+        uint64_t h = kc__index_str_hash(spec.name);
+        const kc__spec_t *same = kc__index_get(&names, h, same_name, spec.name);
+        if (same) {
+            size_t j = 0;
+            while (out[j] != same)
+                j++;
+            rc = failf(l, KC_ESPEC, "name: also used by kernels[%zu]", j);
+            goto fail;
+        }
         rc = kc__spec_create_as(&spec, l->who, &out[n], l->err, l->errcap);
         scratch_free(l);
         if (rc)
             goto fail;
+        /* Reserved for count names: cannot fail. */
+        kc__index_put(&names, h, out[n], same_name, out[n]->s.name, NULL);
     }
+    kc__index_free(&names);
     *specs = out;
     *n_out = n;
     return KC_OK;
 
 fail:
     scratch_free(l);
+    kc__index_free(&names);
     kc__spec_free_array(out, n);
     return rc;
 }

@@ -1194,6 +1194,43 @@ static void test_each_json_error_names_file_kernel_and_field(void **state)
     }
 }
 
+/* A model's spec lists hundreds of kernels: each name is checked against
+ * all before it (by an index, not a scan), and a repeat far down names the
+ * first use. */
+static void test_many_kernels_and_a_late_repeated_name(void **state)
+{
+    (void)state;
+    enum { COUNT = 600 };
+    size_t cap = (size_t)COUNT * 160 + 64, len = 0;
+    char *doc = malloc(cap), err[ERRCAP] = "";
+    kc__spec_t **specs = NULL;
+    size_t n = 0;
+    assert_non_null(doc);
+    for (int pass = 0; pass < 2; pass++) {
+        len = (size_t)snprintf(doc, cap, "{\"version\": 1, \"kernels\": [");
+        for (int i = 0; i < COUNT; i++)
+            len += (size_t)snprintf(doc + len, cap - len,
+                                    "%s{\"name\": \"k%d\", \"source\": \"x\", "
+                                    "\"entry\": \"k\", " GB "}",
+                                    i ? ", " : "", pass && i == 577 ? 123 : i);
+        snprintf(doc + len, cap - len, "]}");
+        int rc = load(doc, &specs, &n, err);
+        if (pass == 0) {
+            assert_int_equal(rc, KC_OK);
+            assert_int_equal(n, COUNT);
+            assert_string_equal(specs[577]->s.name, "k577");
+            kc__spec_free_array(specs, n);
+        } else {
+            assert_int_equal(rc, KC_ESPEC);
+            assert_contains(err, "specs.json: kernels[577] 'k123': name: also used by "
+                                 "kernels[123]");
+            assert_null(specs);
+            assert_int_equal(n, 0);
+        }
+    }
+    free(doc);
+}
+
 static void test_file_references_need_a_base_dir(void **state)
 {
     (void)state;
@@ -1257,6 +1294,7 @@ int main(void)
         cmocka_unit_test(test_a_json_file_matches_the_equivalent_c_specs),
         cmocka_unit_test(test_header_files_resolve_beside_the_spec_file),
         cmocka_unit_test(test_each_json_error_names_file_kernel_and_field),
+        cmocka_unit_test(test_many_kernels_and_a_late_repeated_name),
         cmocka_unit_test(test_file_references_need_a_base_dir),
         cmocka_unit_test(test_missing_and_oversized_files_are_refused),
     };
