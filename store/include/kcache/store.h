@@ -75,7 +75,12 @@ typedef struct kc_store_opts {
     /* Size limit in bytes, as kc_store_gc measures size (0: the value of
      * KCACHE_MAX_SIZE, such as "2G" or "500M", if set and valid; else no
      * limit). After a publish through this handle leaves the store above it,
-     * the publishing process runs kc_store_gc down to 90% of it. */
+     * the publishing process runs kc_store_gc down to 90% of it. The check
+     * costs constant time (the store keeps its records' bytes exact). A gc
+     * that could not get under the limit (what is left was used since the
+     * publish began, or is referenced) is not run again by this handle's
+     * publishes until the store has grown by a sixteenth of the limit or ten
+     * seconds have passed: each run reads the whole store. */
     uint64_t max_size;
 } kc_store_opts_t;
 

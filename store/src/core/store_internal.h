@@ -75,6 +75,12 @@ struct kc_store {
     /* The size limit (0: none), resolved at open from the options and
      * KCACHE_MAX_SIZE. Only data here: publish enforces it (ops/gc.c). */
     uint64_t max_size;
+    /* After an automatic gc that left the store over its limit (what is
+     * left was used since the publish began, or is referenced): the size
+     * it left and when, so that the publishes after it do not scan the
+     * store again until it has grown or time has passed (ops/gc.c). 0:
+     * none. Publishes run on many threads. */
+    _Atomic uint64_t gc_stuck_bytes, gc_stuck_at;
 };
 
 /* Stop and join the usage flusher (kc_store_close, before its last flush). */

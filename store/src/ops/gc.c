@@ -7,6 +7,7 @@
  * there, since other processes may have used, republished or referenced it
  * in between.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -604,12 +605,28 @@ static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *
     return 0;
 }
 
+/* The deletes run in batches of BATCH items, a write transaction each, in
+ * phases: every tuning, then every group, then every build, then every
+ * blob (order[] holds the items' indexes so). A build may go only if no
+ * tuning names it as its winner, a blob only if no build or group file
+ * names it: the refs, collected by a walk of every tuning (or every build
+ * and group) inside the transaction. In its phase, deleting builds (or
+ * blobs) does not change those refs, so the walk is done once per phase
+ * and kept while no other transaction has committed since (the batch's
+ * transaction is the one right after ours): a store of N records then
+ * costs a walk or two, not one per batch. */
 typedef struct del_ctx {
     kc_store_t *st;
     g_item_t *items;
-    size_t from, to;
+    const size_t *order; /* items in phase order */
+    size_t from, to;     /* into order */
     keyset_t refs;
-    uint64_t binmeta; /* binmeta removed with their builds, this attempt */
+    int refs_for;       /* KC_REC_BUILD or KC_REC_BLOB: what refs protect; 0: none */
+    uint64_t refs_at;   /* the last transaction refs held in */
+    uint64_t txn;       /* this attempt's */
+    uint64_t committed; /* the last batch's, once committed (0: none or unknown) */
+    int wrote;          /* this attempt wrote: its commit takes the next id */
+    uint64_t binmeta;   /* binmeta removed with their builds, this attempt */
 } del_ctx_t;
 
 /* Delete one planned record unless it was used since the plan or is still
@@ -649,22 +666,25 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
     return 0;
 }
 
-/* Delete the records of kind among items [from, to). */
+/* Delete the records of kind among the batch's items. */
 static int delete_kind(MDB_txn *txn, del_ctx_t *c, int kind, uint64_t *deleted)
 {
     int any = 0, rc;
 
     for (size_t i = c->from; i < c->to; i++)
-        any |= (int)c->items[i].pub.kind == kind;
+        any |= (int)c->items[c->order[i]].pub.kind == kind;
     if (!any)
         return 0;
     /* Builds stay while a tuning names them; blobs while a build or a
      * group's file does. */
-    if ((kind == KC_REC_BUILD || kind == KC_REC_BLOB) &&
-        (rc = collect_refs(txn, c->st->env, kind == KC_REC_BLOB, &c->refs)) != 0)
-        return rc;
+    if ((kind == KC_REC_BUILD || kind == KC_REC_BLOB) && c->refs_for != kind) {
+        if ((rc = collect_refs(txn, c->st->env, kind == KC_REC_BLOB, &c->refs)) != 0)
+            return rc;
+        c->refs_for = kind;
+        c->refs_at = c->txn;
+    }
     for (size_t i = c->from; i < c->to; i++) {
-        g_item_t *it = &c->items[i];
+        g_item_t *it = &c->items[c->order[i]];
         if ((int)it->pub.kind != kind)
             continue;
         if ((rc = delete_item(txn, c, it)) != 0)
@@ -672,6 +692,35 @@ static int delete_kind(MDB_txn *txn, del_ctx_t *c, int kind, uint64_t *deleted)
         *deleted += it->done;
     }
     return 0;
+}
+
+/* The phase an item's deletion belongs to (see del_ctx_t). */
+static int phase_of(int kind)
+{
+    switch (kind) {
+    case KC_REC_TUNING:
+        return 0;
+    case KC_REC_GROUP:
+        return 1;
+    case KC_REC_BUILD:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
+/* items' indexes in phase order, each phase in plan order. */
+static size_t *phase_order(const g_item_t *items, size_t n)
+{
+    size_t *order = malloc((n ? n : 1) * sizeof(*order)), k = 0;
+
+    if (!order)
+        return NULL;
+    for (int ph = 0; ph < 4; ph++)
+        for (size_t i = 0; i < n; i++)
+            if (phase_of(items[i].pub.kind) == ph)
+                order[k++] = i;
+    return order;
 }
 
 static int delete_fn(MDB_txn *txn, void *arg)
@@ -685,13 +734,24 @@ static int delete_fn(MDB_txn *txn, void *arg)
     /* kc__env_write may run this again from the start after growing the
      * map: forget what the aborted attempt did. */
     for (size_t i = c->from; i < c->to; i++)
-        c->items[i].done = 0;
+        c->items[c->order[i]].done = 0;
     c->binmeta = 0;
+    c->wrote = 0;
+    /* The refs still hold if they held in our last batch, which committed,
+     * and nothing has committed since. */
+    c->txn = mdb_txn_id(txn);
+    if (c->refs_for && c->committed && c->refs_at == c->committed &&
+        c->txn == c->committed + 1)
+        c->refs_at = c->txn;
+    else
+        c->refs_for = 0;
     if ((rc = delete_kind(txn, c, KC_REC_TUNING, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_GROUP, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BUILD, &deleted)) != 0 ||
         (rc = delete_kind(txn, c, KC_REC_BLOB, &deleted)) != 0)
         return rc;
+    /* A transaction that wrote nothing commits without taking an id. */
+    c->wrote = deleted > 0;
     if (deleted == 0)
         return 0;
     memset(&none, 0, sizeof(none));
@@ -879,11 +939,16 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
 
     dc.st = st;
     dc.items = p.items;
+    if (!dry_run && p.n_items && !(dc.order = phase_order(p.items, p.n_items))) {
+        rc = KC_ENOMEM;
+        goto fail;
+    }
     for (size_t from = 0; !dry_run && from < p.n_items; from += BATCH) {
         dc.from = from;
         dc.to = p.n_items - from > BATCH ? from + BATCH : p.n_items;
         if ((rc = kc__env_write(st->env, delete_fn, &dc)) != 0)
             goto fail;
+        dc.committed = dc.wrote ? dc.txn : 0;
         r->evicted[KC_REC_BINMETA] += dc.binmeta;
         if (gp->progress)
             gp->progress(gp->progress_user, "delete", dc.to, p.n_items);
@@ -938,6 +1003,7 @@ static int gc_run(kc_store_t *st, const gc_params_t *gp, uint64_t trigger, int d
     rc = 0;
 fail:
     free(dc.refs.k);
+    free((void *)dc.order);
     plan_free(&p);
     return rc;
 }
@@ -990,24 +1056,68 @@ int kc_store_gc(kc_store_t *store, const kc_gc_opts_t *opts, kc_gc_report_t *rep
 
 /* ---- the automatic limit -------------------------------------------------- */
 
+/* What the limit counts (the stored bytes of blobs, builds, tunings and
+ * groups), in constant time: exact from the totals the meta database
+ * keeps; in a store without them (made by an older kcache, or dropped for
+ * a rebuild), the pages of those databases, an upper bound. */
+static int limit_bytes_fn(MDB_txn *txn, void *arg)
+{
+    size_ctx_t *c = arg;
+    uint64_t t[KC__TOTALS_SLOTS];
+
+    if (kc__totals_read(txn, c->env, t) == 0) {
+        c->bytes = 0;
+        for (size_t i = 0; i < sizeof(sized_kinds) / sizeof(*sized_kinds); i++)
+            c->bytes += t[sized_kinds[i]];
+        return 0;
+    }
+    c->pages = 1;
+    return size_fn(txn, c);
+}
+
+static int limit_bytes(kc_store_t *store, uint64_t *bytes)
+{
+    size_ctx_t sc = {store->env, 0, 0};
+    int rc = kc__env_read(store->env, limit_bytes_fn, &sc);
+
+    *bytes = sc.bytes;
+    return rc;
+}
+
+/* A gc that could not get under the limit runs again once the store has
+ * grown by this share of the limit, or after this long. */
+#define STUCK_GROWTH_DIV 16
+#define STUCK_RETRY_S 10
+
 void kc__gc_after_publish(kc_store_t *store, uint64_t since)
 {
-    size_ctx_t sc = {store->env, 0, 1};
     kc_gc_report_t r;
     gc_params_t gp;
+    uint64_t bytes, now, stuck;
 
     if (!store->max_size || store->readonly)
         return;
-    /* The pages of the four databases bound the bytes of their records
-     * from above: most publishes stop at this cheap check. */
-    if (kc__env_read(store->env, size_fn, &sc) != 0 || sc.bytes <= store->max_size)
+    /* Most publishes stop at this check, in constant time. */
+    if (limit_bytes(store, &bytes) != 0 || bytes <= store->max_size)
         return;
+    now = kc__now_s();
+    stuck = atomic_load(&store->gc_stuck_bytes);
+    if (stuck && bytes < stuck + store->max_size / STUCK_GROWTH_DIV &&
+        now < atomic_load(&store->gc_stuck_at) + STUCK_RETRY_S)
+        return; /* the last run could not do better: not a scan a publish */
     memset(&gp, 0, sizeof(gp));
     memset(&r, 0, sizeof(r));
-    gp.now = kc__now_s();
+    gp.now = now;
     gp.max_bytes = store->max_size / 10 * 9;
     if (gp.max_bytes == 0)
         gp.max_bytes = 1; /* 0 would mean no limit */
     gp.spare = since;
     gc_run(store, &gp, store->max_size, 0, 0, &r);
+    kc_free(r.items);
+    if (limit_bytes(store, &bytes) == 0 && bytes > store->max_size) {
+        atomic_store(&store->gc_stuck_at, now);
+        atomic_store(&store->gc_stuck_bytes, bytes);
+    } else {
+        atomic_store(&store->gc_stuck_bytes, 0);
+    }
 }

@@ -912,6 +912,162 @@ static void test_gc_reports_its_progress(void **state)
     kct_store_scratch_free(root, st);
 }
 
+/* Every gc run sweeps expired leases: a lease that stays shows that no gc
+ * ran. */
+static int gc_ran_since(kc_store_t *st, const kc_key_t *lease)
+{
+    return !has(st, KC_REC_LEASE, lease);
+}
+
+/* The size limit is checked after every publish against the records'
+ * bytes, which the store keeps exact in constant time; LMDB's pages (here
+ * about twice the records) do not start a gc, which would scan the whole
+ * store at every publish. */
+static void test_a_publish_under_the_limit_runs_no_gc_whatever_the_pages(void **state)
+{
+    fixture_t *f = *state;
+    kern_t k[4], small, big;
+    kc_store_t *limited = NULL;
+    kc_key_t expired = kc_key_hash("expired", 7);
+
+    publish_four(f->st, k); /* 4 KiB cubins: two pages each */
+    uint64_t records = store_size(f->st);
+    kc_store_stats_t s;
+    assert_int_equal(kc_store_stats(f->st, &s), KC_OK);
+    assert_true(s.used_bytes > records + 16384);
+    kc_store_close(f->st);
+    f->st = NULL;
+
+    kc_store_opts_t so = {.size = sizeof(kc_store_opts_t), .max_size = records + 8192};
+    assert_int_equal(kc_store_open(f->dir, &so, &limited), KC_OK);
+    put_lease(limited, &expired, 1000, 1000);
+    publish_kern(limited, &small, 7, 700, 64, 0);
+    assert_false(gc_ran_since(limited, &expired));
+    for (int i = 0; i < 4; i++)
+        assert_true(has(limited, KC_REC_BUILD, &k[i].build));
+
+    /* Over it by the records: gc runs, the oldest go. */
+    publish_kern(limited, &big, 8, 800, 12000, 0);
+    assert_true(gc_ran_since(limited, &expired));
+    assert_false(has(limited, KC_REC_BUILD, &k[1].build));
+    assert_true(store_size(limited) <= so.max_size / 10 * 9);
+    kc_store_close(limited);
+    for (int i = 0; i < 4; i++)
+        kern_free(&k[i]);
+    kern_free(&small);
+    kern_free(&big);
+}
+
+/* A gc after a publish that cannot get the store under its limit (what is
+ * left is the publish's own, which it spares) is not run again by the next
+ * publishes until the store has grown by a sixteenth of the limit (or ten
+ * seconds have passed): each run scans the whole store. */
+static void test_a_gc_that_could_not_help_is_not_rerun_at_every_publish(void **state)
+{
+    fixture_t *f = *state;
+    kern_t huge, a, b;
+    kc_store_t *limited = NULL;
+    kc_key_t expired = kc_key_hash("expired", 7);
+    time_t start = time(NULL);
+
+    kc_store_close(f->st);
+    f->st = NULL;
+    kc_store_opts_t so = {.size = sizeof(kc_store_opts_t), .max_size = 64 * 1024};
+    assert_int_equal(kc_store_open(f->dir, &so, &limited), KC_OK);
+    /* Over the limit by itself, and spared: the gc it starts cannot help. */
+    publish_kern(limited, &huge, 0, 900, 96 * 1024, 0);
+    assert_true(has(limited, KC_REC_BUILD, &huge.build));
+    put_lease(limited, &expired, 1000, 1000);
+    /* Grown by less than 4 KiB: no gc. */
+    publish_kern(limited, &a, 1, 901, 1024, 0);
+    int ran_small = gc_ran_since(limited, &expired);
+    /* Grown by more: gc runs again. */
+    publish_kern(limited, &b, 2, 902, 6000, 0);
+    int ran_big = gc_ran_since(limited, &expired);
+    if (time(NULL) - start < 9) /* else the ten seconds may have passed */
+        assert_false(ran_small);
+    assert_true(ran_big);
+    kc_store_close(limited);
+    kern_free(&huge);
+    kern_free(&a);
+    kern_free(&b);
+}
+
+/* gc deletes in batches, a transaction each, and walks the tunings once to
+ * know which builds they name, keeping that walk while no other writer
+ * commits between its batches. A tuning published between two batches
+ * names builds the plan chose: they and their blobs must stay. */
+#define MANY 1100 /* builds: more than two batches of 512 */
+#define NAMED 100
+
+typedef struct between {
+    kc_store_t *st;
+    kern_t *k;
+    int published; /* tunings published, after the first batch */
+} between_t;
+
+static void publish_between(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+    between_t *b = user;
+
+    (void)done;
+    (void)total;
+    if (strcmp(phase, "delete") != 0 || b->published)
+        return;
+    for (int i = MANY - 1; i >= 0 && b->published < NAMED; i--) {
+        if (!has(b->st, KC_REC_BUILD, &b->k[i].build))
+            continue;
+        make_tuning(&b->k[i], 1000 + i);
+        kc_publish_t pub = {NULL, 0, NULL, 0, &b->k[i].t, NULL, 0};
+        assert_int_equal(kc_store_publish(b->st, &pub), KC_OK);
+        b->published++;
+    }
+}
+
+static void test_gc_keeps_builds_a_tuning_named_between_its_batches(void **state)
+{
+    fixture_t *f = *state;
+    kern_t *k = calloc(MANY, sizeof(*k));
+    kc_publish_t pubs[100];
+    kc_buf_t bufs[100];
+    uint8_t *cubins[100];
+    kc_gc_report_t r;
+
+    assert_non_null(k);
+    for (int i = 0; i < MANY; i += 100) {
+        for (int j = 0; j < 100; j++) {
+            cubins[j] = noise(64, 5000 + (uint64_t)(i + j));
+            bufs[j] = (kc_buf_t){cubins[j], 64};
+            kc_key_t blob = kc_key_hash(cubins[j], 64);
+            make_build(&k[i + j], 32 * (i + j + 1), &blob);
+            pubs[j] = (kc_publish_t){&bufs[j], 1, &k[i + j].b, 1, NULL, NULL, 0};
+        }
+        assert_int_equal(kc_store_publish_many(f->st, pubs, 100), KC_OK);
+        for (int j = 0; j < 100; j++)
+            free(cubins[j]);
+    }
+    /* Everything is old by this clock: the plan evicts every build and blob. */
+    between_t b = {f->st, k, 0};
+    kc_gc_opts_t o = KC_GC_OPTS_INIT;
+    o.now = T0 + 100000;
+    o.older_than = 1000;
+    o.progress = publish_between;
+    o.progress_user = &b;
+    assert_int_equal(kc_store_gc(f->st, &o, &r), KC_OK);
+    assert_int_equal(b.published, NAMED);
+    for (int i = 0; i < MANY; i++) {
+        int named = k[i].t.preimage.data != NULL;
+        assert_int_equal(has(f->st, KC_REC_BUILD, &k[i].build), named);
+        assert_int_equal(has(f->st, KC_REC_BLOB, &k[i].blob), named);
+    }
+    assert_int_equal(count(f->st, KC_REC_TUNING), NAMED);
+    assert_int_equal(assert_references_intact(f->st), 2 * NAMED);
+    assert_int_equal(r.skipped, 2 * NAMED);
+    for (int i = 0; i < MANY; i++)
+        kern_free(&k[i]);
+    free(k);
+}
+
 int main(void)
 {
     T0 = (uint64_t)time(NULL);
@@ -940,6 +1096,13 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_gc_sweeps_stamps_without_records_and_expired_leases, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gc_keeps_builds_a_tuning_named_between_its_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_publish_under_the_limit_runs_no_gc_whatever_the_pages, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_gc_that_could_not_help_is_not_rerun_at_every_publish, setup, teardown),
         cmocka_unit_test(test_sizes_and_durations_parse),
         cmocka_unit_test(test_gc_reports_its_progress),
     };
