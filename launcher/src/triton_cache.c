@@ -1,6 +1,7 @@
 /* Importing Triton's on-disk cache (kcache/triton.h): the metadata json and
  * the signature line are parsed here, each hash directory becomes a blob, a
  * prebuilt build and a binmeta, and a whole cache is published at once. */
+#include "index.h"
 #include "json_seed.h"
 #include "triton_cache.h"
 
@@ -878,6 +879,12 @@ static int add_item(kc_triton_report_t *r, const char *dir_name, kc_triton_entry
     return KC_OK;
 }
 
+/* Whether item (a kc_triton_item_t with an entry) holds the build key. */
+static int same_build(const void *item, const void *key)
+{
+    return kc_key_cmp(&((const kc_triton_item_t *)item)->entry->build_key, key) == 0;
+}
+
 static int is_hash_dir(const char *dir)
 {
     char *name = NULL;
@@ -948,6 +955,7 @@ int kc_triton_import(kc_store_t *store, const char *dir,
     kc_triton_import_opts_t o = KC_TRITON_IMPORT_OPTS_INIT;
     kc_triton_report_t *r = NULL;
     struct dirent **names = NULL;
+    kc__index_t seen = KC__INDEX_INIT;
     int n_names = 0, n_entries = 0, rc;
     size_t n_new = 0;
     char err[1024], path[4096];
@@ -1011,17 +1019,24 @@ int kc_triton_import(kc_store_t *store, const char *dir,
         goto fail;
     }
 
+    /* An entry whose binary an earlier entry has is present: the build keys
+     * seen, by hash (a cache of thousands of entries). */
+    if (kc__index_reserve(&seen, r->n_items) != KC_OK) {
+        rc = kc__diag_fail(store, KC_ENOMEM, "import-triton: out of memory");
+        goto fail;
+    }
     for (size_t i = 0; i < r->n_items; i++) {
         kc_triton_item_t *it = &r->items[i];
         if (!it->entry) {
             r->skipped++;
             continue;
         }
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = r->items[j].entry &&
-                  kc_key_cmp(&r->items[j].entry->build_key, &it->entry->build_key) == 0;
-        if (dup || stored(store, &it->entry->build_key)) {
+        const kc_key_t *build = &it->entry->build_key;
+        uint64_t h = kc__index_key_hash(build);
+        int dup = kc__index_get(&seen, h, same_build, build) != NULL;
+        if (!dup) /* reserved: cannot fail */
+            kc__index_put(&seen, h, it, same_build, build, NULL);
+        if (dup || stored(store, build)) {
             it->status = KC_TRITON_PRESENT;
             r->present++;
         } else {
@@ -1043,6 +1058,7 @@ fail_msg:
 fail:
     kc_triton_report_free(r);
 done:
+    kc__index_free(&seen);
     for (int i = 0; i < n_names; i++)
         free(names[i]);
     free(names);

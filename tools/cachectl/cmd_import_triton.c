@@ -113,21 +113,6 @@ static const char *spec_type(const char *t, char *buf, size_t cap)
     return buf;
 }
 
-/* The signature that groups entries into one spec kernel. */
-static int same_group(const kc_triton_entry_t *a, const kc_triton_entry_t *b)
-{
-    const kc_binmeta_rec_t *x = &a->binmeta, *y = &b->binmeta;
-
-    if (strcmp(a->name, b->name) != 0 || strcmp(a->arch, b->arch) != 0 ||
-        x->n_args != y->n_args)
-        return 0;
-    for (size_t i = 0; i < x->n_args; i++)
-        if (strcmp(x->args[i].name, y->args[i].name) != 0 ||
-            strcmp(x->args[i].type, y->args[i].type) != 0)
-            return 0;
-    return 1;
-}
-
 static json_t *kernel_json(const kc_triton_entry_t *e, const char *name,
                            const grid_opt_t *grids, size_t n_grids)
 {
@@ -153,62 +138,93 @@ static json_t *kernel_json(const kc_triton_entry_t *e, const char *name,
     return k;
 }
 
-static int name_taken(json_t *kernels, const char *name)
+/* The signature that groups entries into one spec kernel (its name, arch
+ * and the arguments' names and types), as a string: each part with its length,
+ * so that no two groups share one. NULL without memory. */
+static char *group_key(const kc_triton_entry_t *e)
 {
-    size_t i;
-    json_t *k;
+    const kc_binmeta_rec_t *m = &e->binmeta;
+    size_t cap = strlen(e->name) + strlen(e->arch) + 64, len;
+    char *k;
 
-    json_array_foreach(kernels, i, k)
-    {
-        if (strcmp(json_string_value(json_object_get(k, "name")), name) == 0)
-            return 1;
-    }
-    return 0;
+    for (size_t i = 0; i < m->n_args; i++)
+        cap += strlen(m->args[i].name) + strlen(m->args[i].type) + 48;
+    if (!(k = malloc(cap)))
+        return NULL;
+    len = (size_t)snprintf(k, cap, "%zu:%s%zu:%s%zu;", strlen(e->name), e->name,
+                           strlen(e->arch), e->arch, m->n_args);
+    for (size_t i = 0; i < m->n_args; i++)
+        len +=
+            (size_t)snprintf(k + len, cap - len, "%zu:%s%zu:%s", strlen(m->args[i].name),
+                             m->args[i].name, strlen(m->args[i].type), m->args[i].type);
+    return k;
 }
 
 /* One kernel per (name, arch, signature); a name that several share gets
- * its arch ("_sm90a"), then a number, so that names stay unique. */
+ * its arch ("_sm90a"), then a number, so that names stay unique. Groups,
+ * names shared and names given are found in hash tables (jansson's
+ * objects): a cache of thousands of entries costs linear time. */
 static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
                          size_t n_grids)
 {
     json_t *kernels = json_array(), *doc = json_object();
-    const kc_triton_entry_t **lead = calloc(r->n_items + 1, sizeof(*lead));
+    json_t *groups = json_object();   /* group key -> its index in obj */
+    json_t *first_of = json_object(); /* entry name -> its first group's key */
+    json_t *shared = json_object();   /* entry names of several groups */
+    json_t *taken = json_object();    /* kernel names given */
     json_t **obj = calloc(r->n_items + 1, sizeof(*obj));
     size_t n = 0;
-    char hex[KC_KEY_HEX_LEN + 1], name[512];
+    char hex[KC_KEY_HEX_LEN + 1], name[512], *key = NULL;
+    int ok = kernels && doc && groups && first_of && shared && taken && obj;
 
-    if (!lead || !obj) {
-        free(lead);
-        free(obj);
-        json_decref(kernels);
-        json_decref(doc);
-        return NULL;
+    for (size_t i = 0; ok && i < r->n_items; i++) {
+        const kc_triton_entry_t *e = r->items[i].entry;
+        if (!e)
+            continue;
+        if (!(key = group_key(e))) {
+            ok = 0;
+            break;
+        }
+        json_t *first = json_object_get(first_of, e->name);
+        if (!first)
+            ok = json_object_set_new_nocheck(first_of, e->name,
+                                             json_string_nocheck(key)) == 0;
+        else if (strcmp(json_string_value(first), key) != 0)
+            ok = json_object_set_new_nocheck(shared, e->name, json_true()) == 0;
+        free(key);
+        key = NULL;
     }
-    for (size_t i = 0; i < r->n_items; i++) {
+    for (size_t i = 0; ok && i < r->n_items; i++) {
         const kc_triton_entry_t *e = r->items[i].entry;
         size_t g;
         if (!e)
             continue;
-        for (g = 0; g < n && !same_group(lead[g], e); g++)
-            ;
-        if (g == n) {
-            size_t same_name = 0;
-            for (size_t j = 0; j < r->n_items; j++) {
-                const kc_triton_entry_t *o = r->items[j].entry;
-                same_name += o && strcmp(o->name, e->name) == 0 && !same_group(o, e);
-            }
+        if (!(key = group_key(e))) {
+            ok = 0;
+            break;
+        }
+        json_t *known = json_object_get(groups, key);
+        if (known) {
+            g = (size_t)json_integer_value(known);
+        } else {
             snprintf(name, sizeof name, "%s", e->name);
-            if (same_name) {
+            if (json_object_get(shared, e->name)) {
                 const char *a = e->arch + 3; /* past "sm_" */
                 snprintf(name, sizeof name, "%s_sm%s", e->name, a);
             }
-            for (int suffix = 2; name_taken(kernels, name); suffix++)
+            for (int suffix = 2; json_object_get(taken, name); suffix++)
                 snprintf(name, sizeof name, "%s_sm%s_%d", e->name, e->arch + 3, suffix);
-            lead[n] = e;
-            obj[n] = kernel_json(e, name, grids, n_grids);
-            json_array_append_new(kernels, obj[n]);
-            n++;
+            g = n++;
+            obj[g] = kernel_json(e, name, grids, n_grids);
+            ok = obj[g] && json_array_append_new(kernels, obj[g]) == 0 &&
+                 json_object_set_new_nocheck(taken, name, json_true()) == 0 &&
+                 json_object_set_new_nocheck(groups, key, json_integer((json_int_t)g)) ==
+                     0;
         }
+        free(key);
+        key = NULL;
+        if (!ok)
+            break;
         json_t *c = json_object(), *cfg = json_object();
         json_object_set_new(c, "build", json_string(ctl_hex(&e->build_key, hex)));
         json_object_set_new(cfg, "num_warps", json_integer(e->binmeta.num_warps));
@@ -218,8 +234,16 @@ static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
         json_object_set_new(c, "config", cfg);
         json_array_append_new(json_object_get(obj[g], "candidates"), c);
     }
-    free(lead);
     free(obj);
+    json_decref(groups);
+    json_decref(first_of);
+    json_decref(shared);
+    json_decref(taken);
+    if (!ok) {
+        json_decref(kernels);
+        json_decref(doc);
+        return NULL;
+    }
     json_object_set_new(doc, "version", json_integer(1));
     json_object_set_new(doc, "kernels", kernels);
     return doc;

@@ -28,11 +28,23 @@ typedef struct problem {
     int removed;
 } problem_t;
 
+/* The keys of one kind's problems, sorted, for is_bad: rebuilt when that
+ * kind has had problems added since. Records are checked a kind at a time
+ * and look up another kind's (a build its blob, a tuning its build), so
+ * each is sorted about once, however many problems a damaged store has. */
+typedef struct bad_index {
+    kc_key_t *keys;
+    size_t n, cap;
+    size_t of; /* problems of the kind when sorted */
+} bad_index_t;
+
 typedef struct verify_ctx {
     target_t *recs;
     size_t n, cap;
     problem_t *bad;
     size_t n_bad, cap_bad;
+    size_t n_bad_of[KC_REC_KIND_MAX + 1];
+    bad_index_t index[KC_REC_KIND_MAX + 1];
     int oom;
 } verify_ctx_t;
 
@@ -78,6 +90,8 @@ static void add_problem(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key
         v->cap_bad = cap;
     }
     problem_t *p = &v->bad[v->n_bad++];
+    if ((unsigned)kind <= KC_REC_KIND_MAX)
+        v->n_bad_of[kind]++;
     p->kind = kind;
     p->key = *key;
     p->removed = 0;
@@ -86,15 +100,38 @@ static void add_problem(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key
     va_end(ap);
 }
 
-/* 1 if the blob was reported bad already (blobs come first, in key order). */
+static int key_order(const void *a, const void *b)
+{
+    return kc_key_cmp(a, b);
+}
+
 /* Whether a record of this kind and key was already found bad (records are
  * checked blobs first, then builds, then tunings). */
-static int is_bad(const verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key)
+static int is_bad(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key)
 {
-    for (size_t i = 0; i < v->n_bad; i++)
-        if (v->bad[i].kind == kind && kc_key_cmp(&v->bad[i].key, key) == 0)
-            return 1;
-    return 0;
+    if ((unsigned)kind > KC_REC_KIND_MAX || v->n_bad_of[kind] == 0)
+        return 0;
+    bad_index_t *ix = &v->index[kind];
+    if (ix->of != v->n_bad_of[kind]) {
+        if (ix->cap < v->n_bad_of[kind]) {
+            kc_key_t *k = realloc(ix->keys, v->n_bad_of[kind] * sizeof(*k));
+            if (!k) { /* unsorted, but still right */
+                for (size_t i = 0; i < v->n_bad; i++)
+                    if (v->bad[i].kind == kind && kc_key_cmp(&v->bad[i].key, key) == 0)
+                        return 1;
+                return 0;
+            }
+            ix->keys = k;
+            ix->cap = v->n_bad_of[kind];
+        }
+        ix->n = 0;
+        for (size_t i = 0; i < v->n_bad; i++)
+            if (v->bad[i].kind == kind)
+                ix->keys[ix->n++] = v->bad[i].key;
+        qsort(ix->keys, ix->n, sizeof(*ix->keys), key_order);
+        ix->of = v->n_bad_of[kind];
+    }
+    return bsearch(key, ix->keys, ix->n, sizeof(*ix->keys), key_order) != NULL;
 }
 
 /* A record a build or tuning depends on must be there and sound. */
@@ -355,6 +392,8 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
                 v.n_bad, v.n_bad == 1 ? "" : "s", v.n_bad == 1 ? "it" : "them");
 out:
     free(v.recs);
+    for (size_t k = 0; k <= KC_REC_KIND_MAX; k++)
+        free(v.index[k].keys);
     free(v.bad);
     kc_store_close(st);
     return rc;

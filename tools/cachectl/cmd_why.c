@@ -136,21 +136,31 @@ static const char *item_describe(const item_t *it, unsigned field, char *out, si
                  : kc_why_describe_tuning(it->t, field, out, cap);
 }
 
-/* For every item, its nearest item of the same kind and entry. */
+static int same_group(const item_t *a, const item_t *b)
+{
+    return a->kind == b->kind && strcmp(item_entry(a), item_entry(b)) == 0;
+}
+
+/* For every item, its nearest item of the same kind and entry. The items
+ * are sorted by entry, then kind (cmp_items), so each group is a run: a
+ * glob that matches thousands of entries compares within runs only. */
 static void find_neighbours(items_t *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        unsigned best = UINT32_MAX;
-        for (size_t j = 0; j < l->n; j++) {
-            if (i == j || l->v[i].kind != l->v[j].kind ||
-                strcmp(item_entry(&l->v[i]), item_entry(&l->v[j])) != 0)
-                continue;
-            unsigned f = item_compare(&l->v[i], &l->v[j]);
-            unsigned d = kc_why_distance(f);
-            if (d < best) {
-                best = d;
-                l->v[i].nearest = j;
-                l->v[i].fields = f;
+    for (size_t lo = 0, hi; lo < l->n; lo = hi) {
+        for (hi = lo + 1; hi < l->n && same_group(&l->v[lo], &l->v[hi]); hi++)
+            ;
+        for (size_t i = lo; i < hi; i++) {
+            unsigned best = UINT32_MAX;
+            for (size_t j = lo; j < hi; j++) {
+                if (i == j)
+                    continue;
+                unsigned f = item_compare(&l->v[i], &l->v[j]);
+                unsigned d = kc_why_distance(f);
+                if (d < best) {
+                    best = d;
+                    l->v[i].nearest = j;
+                    l->v[i].fields = f;
+                }
             }
         }
     }

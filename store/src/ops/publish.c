@@ -169,10 +169,41 @@ static void item_free(enc_item_t *it)
     kc_free(it->tuning.data);
 }
 
-static int in_keys(const enc_rec_t *e, size_t n, const kc_key_t *key)
+/* The keys of an item's cubins or builds, to find whether a build's blob
+ * (or a binmeta's build) comes with it: scanned while few, sorted once
+ * when many (an import of a whole Triton cache is one item of thousands,
+ * where a scan per build would cost n^2). */
+#define KEYS_SCAN_MAX 16
+
+typedef struct key_set {
+    const enc_rec_t *e;
+    size_t n;
+    kc_key_t *sorted; /* NULL: scan e */
+} key_set_t;
+
+static int key_order(const void *a, const void *b)
 {
+    return memcmp(a, b, 16);
+}
+
+static void key_set_init(key_set_t *s, const enc_rec_t *e, size_t n)
+{
+    s->e = e;
+    s->n = n;
+    s->sorted = n > KEYS_SCAN_MAX ? malloc(n * sizeof(*s->sorted)) : NULL;
+    if (!s->sorted)
+        return; /* few, or no memory: a scan is as right */
     for (size_t i = 0; i < n; i++)
-        if (memcmp(e[i].key.b, key->b, 16) == 0)
+        s->sorted[i] = e[i].key;
+    qsort(s->sorted, n, sizeof(*s->sorted), key_order);
+}
+
+static int in_keys(const key_set_t *s, const kc_key_t *key)
+{
+    if (s->sorted)
+        return bsearch(key, s->sorted, s->n, sizeof(*s->sorted), key_order) != NULL;
+    for (size_t i = 0; i < s->n; i++)
+        if (memcmp(s->e[i].key.b, key->b, 16) == 0)
             return 1;
     return 0;
 }
@@ -202,29 +233,38 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
                                   "%s: cannot compress cubin %zu (%zu bytes): %s", what,
                                   i, b->size, kc_strerror(rc));
     }
+    key_set_t cubins, builds;
+    key_set_init(&cubins, it->cubins, it->n_cubins);
     for (size_t i = 0; i < pub->n_builds; i++, it->n_builds++) {
         kc_record_t rec = {.kind = KC_REC_BUILD, .version = KC_RECORD_VERSION};
         enc_rec_t *e = &it->builds[i];
 
         rec.u.build = pub->builds[i];
         if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
-            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK)
+            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK) {
+            free(cubins.sorted);
             return kc__store_fail(store, rc, "%s: cannot encode build %zu: %s", what, i,
                                   kc_strerror(rc));
+        }
         e->blob = pub->builds[i].blob;
-        e->check_blob = !in_keys(it->cubins, it->n_cubins, &e->blob);
+        e->check_blob = !in_keys(&cubins, &e->blob);
     }
+    free(cubins.sorted);
+    key_set_init(&builds, it->builds, it->n_builds);
     for (size_t i = 0; i < pub->n_binmetas; i++, it->n_binmetas++) {
         kc_record_t rec = {.kind = KC_REC_BINMETA, .version = KC_RECORD_VERSION};
         enc_rec_t *e = &it->binmetas[i];
 
         rec.u.binmeta = pub->binmetas[i];
         if ((rc = kc_record_derived_key(&rec, &e->key)) != KC_OK ||
-            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK)
+            (rc = kc_record_encode(&rec, &e->data, &e->len)) != KC_OK) {
+            free(builds.sorted);
             return kc__store_fail(store, rc, "%s: cannot encode binmeta %zu: %s", what, i,
                                   kc_strerror(rc));
-        e->check_blob = !in_keys(it->builds, it->n_builds, &e->key);
+        }
+        e->check_blob = !in_keys(&builds, &e->key);
     }
+    free(builds.sorted);
     if (pub->tuning) {
         kc_record_t rec = {.kind = KC_REC_TUNING, .version = KC_RECORD_VERSION};
 
@@ -237,7 +277,8 @@ static int encode_item(kc_store_t *store, const kc_publish_t *pub, const char *w
         if (kc_key_is_zero(&it->winner_build))
             return kc__store_fail(store, KC_EINVAL,
                                   "%s: the tuning names no winning build", what);
-        it->check_winner = !in_keys(it->builds, it->n_builds, &it->winner_build);
+        key_set_t scan = {it->builds, it->n_builds, NULL}; /* one lookup */
+        it->check_winner = !in_keys(&scan, &it->winner_build);
         for (size_t i = 0; i < it->n_builds; i++)
             it->builds[i].by_tuning =
                 memcmp(it->builds[i].key.b, it->winner_build.b, 16) == 0;

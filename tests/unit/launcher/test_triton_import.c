@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -447,6 +448,56 @@ static void test_reimport_finds_everything_present(void **state)
     kc_triton_report_free(r);
 }
 
+/* A copy of entry directory from, every file, as to. */
+static void copy_entry(const char *cache, const char *from, const char *to)
+{
+    char src[1024], dst[1024], path[1400];
+    struct dirent *d;
+    DIR *dir;
+
+    snprintf(src, sizeof src, "%s/%s", cache, from);
+    snprintf(dst, sizeof dst, "%s/%s", cache, to);
+    assert_int_equal(mkdir(dst, 0755), 0);
+    assert_non_null(dir = opendir(src));
+    while ((d = readdir(dir))) {
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", src, d->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        static char buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        write_file(dst, d->d_name, buf, n);
+    }
+    closedir(dir);
+}
+
+/* Entries of one binary (a cache copied under another hash): the first is
+ * imported, the others are present, found by their build key among the
+ * entries before them. */
+static void test_entries_of_one_binary_import_once(void **state)
+{
+    fixture_t *f = *state;
+    kc_triton_report_t *r = NULL;
+
+    make_entry(f->cache, "HASHA", "add_kernel", NULL);
+    make_entry(f->cache, "HASHB", "mul_kernel", NULL);
+    copy_entry(f->cache, "HASHA", "HASHC");
+    copy_entry(f->cache, "HASHB", "HASHD");
+    copy_entry(f->cache, "HASHA", "HASHE");
+    assert_int_equal(kc_triton_import(f->st, f->cache, NULL, &r), KC_OK);
+    assert_int_equal(r->n_items, 5);
+    assert_int_equal(r->imported, 2);
+    assert_int_equal(r->present, 3);
+    assert_int_equal(r->items[0].status, KC_TRITON_IMPORTED);
+    assert_int_equal(r->items[1].status, KC_TRITON_IMPORTED);
+    for (int i = 2; i < 5; i++)
+        assert_int_equal(r->items[i].status, KC_TRITON_PRESENT);
+    assert_int_equal(n_records(f->st), 6); /* two blobs, builds and binmetas */
+    kc_triton_report_free(r);
+}
+
 static void test_a_dry_run_writes_nothing(void **state)
 {
     fixture_t *f = *state;
@@ -529,6 +580,7 @@ int main(void)
         T(test_each_malformed_entry_fails_the_import_and_changes_nothing),
         T(test_missing_files_tma_and_old_triton_are_skipped_with_reasons),
         T(test_reimport_finds_everything_present),
+        T(test_entries_of_one_binary_import_once),
         T(test_a_dry_run_writes_nothing),
         T(test_a_dir_without_entries_is_not_found),
         cmocka_unit_test(test_the_signature_parser_keeps_argN_names_and_refuses_junk),

@@ -105,6 +105,57 @@ static digest_t digest(kc_store_t *st, int kind)
     return d;
 }
 
+/* One item of many cubins and builds (an import of a whole Triton cache
+ * is one): each build finds its blob among the item's cubins, looked up in
+ * a sorted copy past 16; a build whose blob is neither there nor stored
+ * fails the item, and nothing is written. */
+#define PARTS 6
+
+static void test_an_item_of_many_builds_finds_each_blob_in_it(void **state)
+{
+    kc_store_t *st = ((kct_store_fx_t *)*state)->st;
+    kct_pub_t p[PARTS];
+    kc_buf_t cubins[PARTS * KCT_PUB_MAX];
+    kc_build_rec_t builds[PARTS * KCT_PUB_MAX];
+    size_t n = 0;
+    unsigned present, intact;
+    kc_store_stats_t s;
+
+    for (unsigned i = 0; i < PARTS; i++) {
+        assert_int_equal(kct_pub_make(&p[i], 300 + i, KCT_PUB_MAX), KC_OK);
+        for (unsigned j = 0; j < KCT_PUB_MAX; j++, n++) {
+            cubins[n] = p[i].cubins[j];
+            builds[n] = p[i].builds[j];
+        }
+    }
+    /* Builds in the reverse order of their cubins. */
+    for (size_t i = 0; i < n / 2; i++) {
+        kc_build_rec_t t = builds[i];
+        builds[i] = builds[n - 1 - i];
+        builds[n - 1 - i] = t;
+    }
+    kc_publish_t one = {cubins, n, builds, n, NULL, NULL, 0};
+
+    kc_key_t blob17 = builds[17].blob;
+    builds[17].blob = kc_key_hash("no such blob", 12);
+    assert_int_not_equal(kc_store_publish(st, &one), KC_OK);
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD], 0);
+
+    builds[17].blob = blob17;
+    assert_int_equal(kc_store_publish(st, &one), KC_OK);
+    for (unsigned i = 0; i < PARTS; i++) {
+        assert_int_equal(kct_pub_state(st, 300 + i, KCT_PUB_MAX, &present, &intact),
+                         KC_OK);
+        assert_int_equal(present, 2 * KCT_PUB_MAX); /* no tuning: blobs and builds */
+        assert_int_equal(intact, 2 * KCT_PUB_MAX);
+        kct_pub_free(&p[i]);
+    }
+    assert_int_equal(kc_store_stats(st, &s), KC_OK);
+    assert_int_equal(s.records[KC_REC_BLOB], n);
+    assert_int_equal(s.records[KC_REC_BUILD], n);
+}
+
 static void test_a_batch_equals_one_publish_per_item(void **state)
 {
     kc_store_t *a = ((kct_store_fx_t *)*state)->st;
@@ -307,6 +358,8 @@ int main(void)
                                         setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_batch_equals_one_publish_per_item, setup,
                                         kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_an_item_of_many_builds_finds_each_blob_in_it,
+                                        setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_an_item_may_name_what_an_earlier_item_published, setup,
             kct_store_fx_teardown),
