@@ -2,6 +2,7 @@
  * it, and what an eviction costs, on a store of many kernels.
  *
  * Usage: kcache_bench_limit [--kernels N] [--publishes P] [--dir DIR] [--keep]
+ *                           [--fill-only]
  *
  * A fresh store DIR/store is filled with N kernels (default 100,000), each
  * a blob (a unique 512-byte cubin-like image), its build and a tuning,
@@ -18,7 +19,9 @@
  *                  evicts down to 90% of it (its time), then P publishes
  *                  under it: ms each
  *
- * Prints each row's median and maximum. --keep leaves DIR/store. */
+ * Prints each row's median and maximum. --keep leaves DIR/store;
+ * --fill-only stops after the fill and leaves it (kernel i's entry is
+ * "kernel_i": a store for timing cachectl on, e.g. `why 'kernel_1*'`). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,7 +202,7 @@ int main(int argc, char **argv)
     uint64_t n = 100000, next;
     unsigned p = 20;
     const char *root = "/tmp/kcache_bench_limit";
-    int keep = 0;
+    int keep = 0, fill_only = 0;
     char dir[4096], cmd[4200];
     static double ms[MAX_PUBLISHES];
     kc_store_stats_t s;
@@ -213,9 +216,12 @@ int main(int argc, char **argv)
             root = argv[++i];
         else if (!strcmp(argv[i], "--keep"))
             keep = 1;
+        else if (!strcmp(argv[i], "--fill-only"))
+            fill_only = keep = 1;
         else {
             fprintf(stderr,
-                    "usage: %s [--kernels N] [--publishes P] [--dir DIR] [--keep]\n",
+                    "usage: %s [--kernels N] [--publishes P] [--dir DIR] [--keep] "
+                    "[--fill-only]\n",
                     argv[0]);
             return 2;
         }
@@ -240,6 +246,10 @@ int main(int argc, char **argv)
            "%.2f MiB, pages in use %.2f MiB\n\n",
            n, s.records[KC_REC_BLOB] + s.records[KC_REC_BUILD] + s.records[KC_REC_TUNING],
            fill_s, records / 1048576.0, s.used_bytes / 1048576.0);
+    if (fill_only) {
+        kc_store_close(st);
+        return 0;
+    }
     printf("| row | median (ms) | max (ms) |\n| --- | --- | --- |\n");
     publishes(st, p, &next, ms);
     row_ms("publish, no limit", ms, p);
