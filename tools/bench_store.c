@@ -1,7 +1,8 @@
 /* kcache_bench_store: the store at 1k, 100k and 1M records, side by side.
  *
  * Usage: kcache_bench_store [--sizes N[,N...]] [--cubins DIR] [--dir DIR]
- *                           [--cachectl PATH] [--threads T] [--quick] [--keep]
+ *                           [--cachectl PATH] [--threads T] [--per-call K]
+ *                           [--quick] [--keep]
  *                           [--publish-only [--batches-only]]
  *
  * For each size N (records of every kind: blobs, builds and tunings), a
@@ -11,8 +12,10 @@
  * `kc_testfill --dump DIR`): whole cubins concatenated up to a size drawn
  * log-uniformly from 4 to 64 KiB, then an 8-byte counter, so every blob is
  * unique and compresses like cubins do. Without --cubins, synthetic
- * cubin-like bytes. The fill uses kc_store_publish_many (16 kernels a call)
- * from T threads (default: online CPUs), compression included.
+ * cubin-like bytes. The fill uses kc_store_publish_many (--per-call K
+ * kernels a call, default 16) from T threads (default: online CPUs),
+ * compression included. K sets how many write transactions the fill takes,
+ * and so how many pages LMDB's copy-on-write leaves free in a small store.
  *
  * Then, on that store:
  *   warm lookup    kc_store_get_build_cubin of random builds (a sample of
@@ -72,14 +75,15 @@
 
 #include "bench_cubins.h"
 
-#define CONFIGS 4   /* builds (and blobs) per kernel */
-#define PER_CALL 16 /* kernels per publish_many call in the fill */
+#define CONFIGS 4         /* builds (and blobs) per kernel */
+#define PER_CALL_MAX 4096 /* kernels per publish_many call in the fill */
 #define MAX_SIZES 8
 
 static cubin_t *g_base;
 static size_t g_n_base;
 static int g_quick;
-static int g_batches_only; /* --batches-only */
+static unsigned g_per_call = 16; /* --per-call */
+static int g_batches_only;       /* --batches-only */
 
 static double now_s(void)
 {
@@ -280,15 +284,17 @@ typedef struct fill {
 static void *fill_thread(void *arg)
 {
     fill_t *f = arg;
-    kern_t ks[PER_CALL];
-    kc_publish_t pubs[PER_CALL];
+    kern_t *ks = calloc(g_per_call, sizeof(*ks));
+    kc_publish_t *pubs = calloc(g_per_call, sizeof(*pubs));
 
-    for (;;) {
-        uint64_t first = atomic_fetch_add(&f->next, PER_CALL);
+    if (!ks || !pubs)
+        f->failed = 1;
+    while (!f->failed) {
+        uint64_t first = atomic_fetch_add(&f->next, g_per_call);
         if (first >= f->n_kernels)
             break;
-        unsigned n =
-            (unsigned)(f->n_kernels - first < PER_CALL ? f->n_kernels - first : PER_CALL);
+        unsigned n = (unsigned)(f->n_kernels - first < g_per_call ? f->n_kernels - first
+                                                                  : g_per_call);
         for (unsigned i = 0; i < n; i++) {
             if (kern_make(&ks[i], first + i, CONFIGS, 1, NULL, 0) != KC_OK)
                 f->failed = 1;
@@ -304,9 +310,9 @@ static void *fill_thread(void *arg)
         }
         for (unsigned i = 0; i < n; i++)
             kern_free(&ks[i]);
-        if (f->failed)
-            break;
     }
+    free(ks);
+    free(pubs);
     return NULL;
 }
 
@@ -487,7 +493,7 @@ enum {
 };
 static const char *const metric_names[M_COUNT] = {
     "records",
-    "fill: kc_store_publish_many, 16 kernels a call (records/s)",
+    "fill: kc_store_publish_many, --per-call kernels a call (records/s)",
     "warm lookup, get_build_cubin (us)",
     "kc_blob_decode alone, same blobs (us)",
     "warm lookup / decode alone",
@@ -923,6 +929,12 @@ int main(int argc, char **argv)
             root = argv[++i];
         } else if (!strcmp(argv[i], "--cachectl") && i + 1 < argc) {
             snprintf(cachectl, sizeof cachectl, "%s", argv[++i]);
+        } else if (!strcmp(argv[i], "--per-call") && i + 1 < argc) {
+            g_per_call = (unsigned)strtoul(argv[++i], NULL, 10);
+            if (g_per_call < 1 || g_per_call > PER_CALL_MAX) {
+                fprintf(stderr, "bench_store: --per-call: 1 to %d\n", PER_CALL_MAX);
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = (unsigned)atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--quick")) {
@@ -939,7 +951,8 @@ int main(int argc, char **argv)
             fprintf(
                 stderr,
                 "usage: %s [--sizes N,N...] [--records N] [--cubins DIR] [--dir DIR]\n"
-                "       [--cachectl PATH] [--threads T] [--quick] [--keep]\n"
+                "       [--cachectl PATH] [--threads T] [--per-call K] [--quick] "
+                "[--keep]\n"
                 "       [--publish-only [--batches-only]]\n",
                 argv[0]);
             return 2;
