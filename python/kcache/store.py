@@ -385,11 +385,12 @@ def _record_fields(rec: S.Record) -> Dict[str, Any]:
     return {}
 
 
-def _decode(data: bytes) -> Tuple[int, Optional[Dict[str, Any]], int]:
-    """(code, fields, kind) of encoded record bytes."""
+def _decode(data: Any, n: Optional[int] = None) -> Tuple[int, Optional[Dict[str, Any]], int]:
+    """(code, fields, kind) of encoded record bytes, or of the n bytes a
+    pointer gives (decoded where they are, not copied)."""
     L = _lib.lib()
     rec = POINTER(S.Record)()
-    rc = L.kc_record_decode(data, len(data), byref(rec))
+    rc = L.kc_record_decode(data, len(data) if n is None else n, byref(rec))
     if rc != 0:
         return rc, None, 0
     try:
@@ -405,6 +406,24 @@ def _iterate(handle: int, kind: int) -> List[Tuple[int, str, bytes]]:
 
     def visit(user: Any, k: int, key: Any, data: Any, n: int) -> int:
         out.append((k, bytes(key.contents.b).hex(), ctypes.string_at(data, n)))
+        return 0
+
+    cb = S.STORE_ITER_FN(visit)
+    rc = _lib.lib().kc_store_iterate(handle, kind, cb, None)
+    if rc not in (0, KC_ENOTFOUND):
+        _lib.raise_error(rc, _lib.store_msg(handle), "iterate")
+    return out
+
+
+def _iterate_decoded(handle: int, kind: int) -> List[Tuple[int, str, int, int, Optional[Dict[str, Any]], int]]:
+    """Every record of kind (not 0) as (kind, key hex, size, code, fields,
+    decoded kind), decoded inside the read transaction: a blob's compressed
+    bytes are never copied into Python."""
+    out: List[Tuple[int, str, int, int, Optional[Dict[str, Any]], int]] = []
+
+    def visit(user: Any, k: int, key: Any, data: Any, n: int) -> int:
+        rc, f, rk = _decode(data, n)
+        out.append((k, bytes(key.contents.b).hex(), n, rc, f, rk))
         return 0
 
     cb = S.STORE_ITER_FN(visit)
@@ -594,22 +613,24 @@ class Store:
                 return False
             return True
 
+        # Only the kinds asked for (and builds, which name a blob's users),
+        # in kind order as one walk of everything would give them.
+        walk = sorted(kinds | ({2} if 1 in kinds else set()))
         out: List[Entry] = []
         for layer, h in enumerate(self._stores()):
-            recs = [r for r in _iterate(h, 0) if r[0] in kinds or r[0] == 2]
             uses: Dict[str, List[Tuple[str, str]]] = {}
             decoded = []
-            for k, key, data in recs:
-                rc, f, rk = _decode(data)
-                if rc == 0 and rk != k:
-                    rc = -5
-                decoded.append((k, key, data, rc, f))
-                if rc == 0 and k == 2 and f is not None and f["preimage"]:
-                    uses.setdefault(f["blob"], []).append((f["preimage"]["arch"], f["preimage"]["entry"]))
-            for k, key, data, rc, f in decoded:
+            for kind_num in walk:
+                for k, key, size, rc, f, rk in _iterate_decoded(h, kind_num):
+                    if rc == 0 and rk != k:
+                        rc = -5
+                    decoded.append((k, key, size, rc, f))
+                    if rc == 0 and k == 2 and f is not None and f["preimage"]:
+                        uses.setdefault(f["blob"], []).append((f["preimage"]["arch"], f["preimage"]["entry"]))
+            for k, key, size, rc, f in decoded:
                 if k not in kinds:
                     continue
-                e = Entry(kind=_kind_name(k), key=key, bytes=len(data), layer=layer)
+                e = Entry(kind=_kind_name(k), key=key, bytes=size, layer=layer)
                 if rc != 0 or f is None:
                     if filtered:
                         continue
@@ -623,7 +644,7 @@ class Store:
                         continue
                     if hit is not None:
                         e.arch, e.name = hit
-                    e.info = {"raw_bytes": f["raw_size"], "ratio": f["raw_size"] / max(len(data), 1),
+                    e.info = {"raw_bytes": f["raw_size"], "ratio": f["raw_size"] / max(size, 1),
                               "builds": len(users)}  # fmt: skip
                 elif k == 2:
                     pre = f["preimage"]
@@ -758,8 +779,9 @@ class Store:
         """Check every record of the primary store, as ``cachectl verify``.
 
         Each record must decode, be of its database's kind and (build,
-        tuning) match its key; a blob must decompress to bytes hashing to
-        its key; a build's blob and a tuning's winning build must exist.
+        tuning, group) match its key; a blob must decompress to bytes
+        hashing to its key; a build's blob, a tuning's winning build and
+        the blob of every file of a group must exist, undamaged.
         With repair, bad records are deleted (``removed`` counts them).
         """
         L = _lib.lib()
@@ -796,22 +818,28 @@ class Store:
                 if rc != 0:
                     problem(kind, key, "cubin does not decode to its key: %s"
                             % ("corrupt data" if rc == KC_ENOTFOUND else _lib.strerror(rc)))  # fmt: skip
-            elif kind in (2, 3):
+            elif kind in (2, 3, 8):
                 rec = POINTER(S.Record)()
                 derived = S.Key()
                 ok = L.kc_record_decode(data, len(data), byref(rec)) == 0 and \
                     L.kc_record_derived_key(rec, byref(derived)) == 0 and _hex(derived) == key  # fmt: skip
                 L.kc_free(rec)
                 if not ok:
-                    problem(kind, key, "key does not match the record's preimage")
+                    problem(kind, key, "key does not match the group's name" if kind == 8
+                            else "key does not match the record's preimage")  # fmt: skip
                     continue
                 assert f is not None
-                ref_kind, ref, what = (1, f["blob"], "its blob") if kind == 2 else \
-                    (2, f["winner_build"], "its winning build")  # fmt: skip
-                if (ref_kind, ref) in bad:
-                    problem(kind, key, "%s %s is damaged" % (what, ref[:8]))
-                elif (ref_kind, ref) not in present:
-                    problem(kind, key, "%s %s: missing" % (what, ref[:8]))
+                if kind == 8:  # a group: the blob of every file it names
+                    refs = [(1, fl["blob"], "the blob of file %s" % fl["name"]) for fl in f["files"]]
+                elif kind == 2:
+                    refs = [(1, f["blob"], "its blob")]
+                else:
+                    refs = [(2, f["winner_build"], "its winning build")]
+                for ref_kind, ref, what in refs:
+                    if (ref_kind, ref) in bad:
+                        problem(kind, key, "%s %s is damaged" % (what, ref[:8]))
+                    elif (ref_kind, ref) not in present:
+                        problem(kind, key, "%s %s: missing" % (what, ref[:8]))
         removed = 0
         for p in problems if repair else []:
             rc = L.kc_store_del(h, _kind_num(p.kind), byref(_key(p.key)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import stat
@@ -78,6 +79,26 @@ class StoreTest(TempDirCase):
         self.assertTrue(rep.ok)
         self.assertEqual(rep.problems, [])
         self.assertGreaterEqual(rep.checked, 8)
+
+    def test_verify_checks_the_blob_of_every_file_of_a_group(self) -> None:
+        from kcache import _lib
+        from kcache import _structs as S
+
+        L = _lib.lib()
+        data = b"a file of a Triton kernel" * 8
+        buf = ctypes.create_string_buffer(data, len(data))
+        files = (S.GroupFile * 1)(S.GroupFile(b"k.cubin", ctypes.cast(buf, ctypes.c_void_p), len(data)))
+        with kcache.Store(self.dir) as s:
+            self.assertEqual(L.kc_store_group_put(s.handle, b"grp", files, 1, 0), 0)
+            self.assertTrue(s.verify().ok)
+            (group,) = s.ls(kind="group")
+            blob = group.info["files"][0]["blob"]
+            key = S.Key()
+            key.b[:] = bytes.fromhex(blob)
+            self.assertEqual(L.kc_store_del(s.handle, 1, ctypes.byref(key)), 0)
+            rep = s.verify()
+        self.assertEqual([(p.kind, p.key) for p in rep.problems], [("group", group.key)])
+        self.assertEqual(rep.problems[0].reason, "the blob of file k.cubin %s: missing" % blob[:8])
 
     def test_gc_dry_run_plans_and_gc_evicts(self) -> None:
         with kcache.Store(self.dir) as s:
