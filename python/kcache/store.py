@@ -830,11 +830,11 @@ class Store:
                     continue
                 assert f is not None
                 if kind == 8:  # a group: the blob of every file it names
-                    refs = [(1, fl["blob"], "the blob of file %s" % fl["name"]) for fl in f["files"]]
+                    refs = tuple((1, fl["blob"], "the blob of file %s" % fl["name"]) for fl in f["files"])
                 elif kind == 2:
-                    refs = [(1, f["blob"], "its blob")]
+                    refs = ((1, f["blob"], "its blob"),)
                 else:
-                    refs = [(2, f["winner_build"], "its winning build")]
+                    refs = ((2, f["winner_build"], "its winning build"),)
                 for ref_kind, ref, what in refs:
                     if (ref_kind, ref) in bad:
                         problem(kind, key, "%s %s is damaged" % (what, ref[:8]))
