@@ -5,7 +5,7 @@
 STORE_DIR is an existing store, e.g. one made by
 ``kcache_bench_limit --kernels 40000 --fill-only --dir DIR`` (DIR/store).
 Times ``Store.ls()`` for all default kinds, tunings and blobs,
-``Store.verify()``, and, with --cachectl, ``cachectl ls --kind tuning``
+``Store.verify()`` (the best of three), and, with --cachectl, ``cachectl ls --kind tuning``
 on the same store; prints one line each.
 """
 
@@ -28,9 +28,12 @@ def main() -> None:
             t = time.perf_counter()
             rows = s.ls(kind=kind)
             print("Store.ls(kind=%s): %d rows, %.0f ms" % (kind, len(rows), (time.perf_counter() - t) * 1000))
-        t = time.perf_counter()
-        rep = s.verify()
-        print("Store.verify(): %d records, %.0f ms" % (rep.checked, (time.perf_counter() - t) * 1000))
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            rep = s.verify()
+            best = min(best, time.perf_counter() - t)
+        print("Store.verify(), best of 3: %d records, %.0f ms" % (rep.checked, best * 1000))
     if a.cachectl:
         t = time.perf_counter()
         out = subprocess.run([a.cachectl, "-s", a.store, "ls", "--kind", "tuning"], capture_output=True, check=True)

@@ -794,6 +794,12 @@ class Store:
             problems.append(Problem(_kind_name(kind), key, reason))
             bad.add((kind, key))
 
+        def check_ref(kind: int, key: str, ref_kind: int, ref: str, what: str) -> None:
+            if (ref_kind, ref) in bad:
+                problem(kind, key, "%s %s is damaged" % (what, ref[:8]))
+            elif (ref_kind, ref) not in present:
+                problem(kind, key, "%s %s: missing" % (what, ref[:8]))
+
         checked = []
         for kind, key, data in recs:
             rc, f, rk = _decode(data)
@@ -830,16 +836,12 @@ class Store:
                     continue
                 assert f is not None
                 if kind == 8:  # a group: the blob of every file it names
-                    refs = tuple((1, fl["blob"], "the blob of file %s" % fl["name"]) for fl in f["files"])
+                    for fl in f["files"]:
+                        check_ref(kind, key, 1, fl["blob"], "the blob of file %s" % fl["name"])
                 elif kind == 2:
-                    refs = ((1, f["blob"], "its blob"),)
+                    check_ref(kind, key, 1, f["blob"], "its blob")
                 else:
-                    refs = ((2, f["winner_build"], "its winning build"),)
-                for ref_kind, ref, what in refs:
-                    if (ref_kind, ref) in bad:
-                        problem(kind, key, "%s %s is damaged" % (what, ref[:8]))
-                    elif (ref_kind, ref) not in present:
-                        problem(kind, key, "%s %s: missing" % (what, ref[:8]))
+                    check_ref(kind, key, 2, f["winner_build"], "its winning build")
         removed = 0
         for p in problems if repair else []:
             rc = L.kc_store_del(h, _kind_num(p.kind), byref(_key(p.key)))
