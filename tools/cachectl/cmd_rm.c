@@ -186,12 +186,23 @@ static int refuse(const rm_set_t *s, int json)
     char h[KC_KEY_HEX_LEN + 1], u[KC_KEY_HEX_LEN + 1], first[512] = "";
     json_t *users = json ? json_array() : NULL;
     size_t total = 0;
+    /* Each operand's direct users, counted in one pass (thousands of
+     * operands, each with users, would otherwise be a scan each). */
+    size_t *count = calloc(s->n_operands + 1, sizeof(*count));
+    size_t *first_user = calloc(s->n_operands + 1, sizeof(*first_user));
 
+    if (!count || !first_user) {
+        free(count);
+        free(first_user);
+        json_decref(users);
+        ctl_err_code(KC_ENOMEM, "rm: out of memory");
+        return CTL_EXIT_FAIL;
+    }
+    for (size_t j = s->n_operands; j < s->n; j++)
+        if (is_user(s, j) && s->parent[j] < s->n_operands && count[s->parent[j]]++ == 0)
+            first_user[s->parent[j]] = j;
     for (size_t i = 0; i < s->n_operands; i++) {
-        size_t n = 0, f = 0;
-        for (size_t j = s->n_operands; j < s->n; j++)
-            if (is_user(s, j) && s->parent[j] == i && n++ == 0)
-                f = j;
+        size_t n = count[i], f = first_user[i];
         if (n == 0)
             continue;
         char line[512];
@@ -207,6 +218,8 @@ static int refuse(const rm_set_t *s, int json)
             snprintf(first, sizeof first, "%s", line);
         ctl_err_code(KC_EBUSY, "rm: %s", line);
     }
+    free(count);
+    free(first_user);
     for (size_t j = s->n_operands; j < s->n; j++) {
         if (!is_user(s, j))
             continue;
