@@ -15,7 +15,7 @@ import fnmatch
 import os
 from ctypes import POINTER, byref, c_int, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import _lib
 from . import _structs as S
@@ -399,13 +399,13 @@ def _decode(data: Any, n: Optional[int] = None) -> Tuple[int, Optional[Dict[str,
         L.kc_free(rec)
 
 
-def _iterate(handle: int, kind: int) -> List[Tuple[int, str, bytes]]:
-    """Every record of kind (0: all) as (kind, key hex, bytes), copied out of
-    the read transaction."""
-    out: List[Tuple[int, str, bytes]] = []
+def _walk(handle: int, kind: int, each: Callable[[int, str, Any, int], Any]) -> List[Any]:
+    """each(kind, key hex, data pointer, size) of every record of kind (0:
+    all), called inside the read transaction; their results, in order."""
+    out: List[Any] = []
 
     def visit(user: Any, k: int, key: Any, data: Any, n: int) -> int:
-        out.append((k, bytes(key.contents.b).hex(), ctypes.string_at(data, n)))
+        out.append(each(k, bytes(key.contents.b).hex(), data, n))
         return 0
 
     cb = S.STORE_ITER_FN(visit)
@@ -413,24 +413,17 @@ def _iterate(handle: int, kind: int) -> List[Tuple[int, str, bytes]]:
     if rc not in (0, KC_ENOTFOUND):
         _lib.raise_error(rc, _lib.store_msg(handle), "iterate")
     return out
+
+
+def _iterate(handle: int, kind: int) -> List[Tuple[int, str, bytes]]:
+    """Every record of kind (0: all) as (kind, key hex, bytes), copied out."""
+    return _walk(handle, kind, lambda k, key, data, n: (k, key, ctypes.string_at(data, n)))
 
 
 def _iterate_decoded(handle: int, kind: int) -> List[Tuple[int, str, int, int, Optional[Dict[str, Any]], int]]:
-    """Every record of kind (not 0) as (kind, key hex, size, code, fields,
-    decoded kind), decoded inside the read transaction: a blob's compressed
-    bytes are never copied into Python."""
-    out: List[Tuple[int, str, int, int, Optional[Dict[str, Any]], int]] = []
-
-    def visit(user: Any, k: int, key: Any, data: Any, n: int) -> int:
-        rc, f, rk = _decode(data, n)
-        out.append((k, bytes(key.contents.b).hex(), n, rc, f, rk))
-        return 0
-
-    cb = S.STORE_ITER_FN(visit)
-    rc = _lib.lib().kc_store_iterate(handle, kind, cb, None)
-    if rc not in (0, KC_ENOTFOUND):
-        _lib.raise_error(rc, _lib.store_msg(handle), "iterate")
-    return out
+    """Every record of kind as (kind, key hex, size, code, fields, decoded
+    kind), decoded where LMDB holds it: a blob's bytes are not copied."""
+    return _walk(handle, kind, lambda k, key, data, n: (k, key, n) + _decode(data, n))
 
 
 # ---- the store ----------------------------------------------------------------------

@@ -173,37 +173,33 @@ static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
     json_t *shared = json_object();   /* entry names of several groups */
     json_t *taken = json_object();    /* kernel names given */
     json_t **obj = calloc(r->n_items + 1, sizeof(*obj));
+    char **keys = calloc(r->n_items + 1, sizeof(*keys)); /* each entry's group */
     size_t n = 0;
-    char hex[KC_KEY_HEX_LEN + 1], name[512], *key = NULL;
-    int ok = kernels && doc && groups && first_of && shared && taken && obj;
+    char hex[KC_KEY_HEX_LEN + 1], name[512];
+    int ok = kernels && doc && groups && first_of && shared && taken && obj && keys;
 
+    /* The names that several groups share, which get their arch. */
     for (size_t i = 0; ok && i < r->n_items; i++) {
         const kc_triton_entry_t *e = r->items[i].entry;
         if (!e)
             continue;
-        if (!(key = group_key(e))) {
+        if (!(keys[i] = group_key(e))) {
             ok = 0;
             break;
         }
         json_t *first = json_object_get(first_of, e->name);
         if (!first)
             ok = json_object_set_new_nocheck(first_of, e->name,
-                                             json_string_nocheck(key)) == 0;
-        else if (strcmp(json_string_value(first), key) != 0)
+                                             json_string_nocheck(keys[i])) == 0;
+        else if (strcmp(json_string_value(first), keys[i]) != 0)
             ok = json_object_set_new_nocheck(shared, e->name, json_true()) == 0;
-        free(key);
-        key = NULL;
     }
     for (size_t i = 0; ok && i < r->n_items; i++) {
         const kc_triton_entry_t *e = r->items[i].entry;
         size_t g;
         if (!e)
             continue;
-        if (!(key = group_key(e))) {
-            ok = 0;
-            break;
-        }
-        json_t *known = json_object_get(groups, key);
+        json_t *known = json_object_get(groups, keys[i]);
         if (known) {
             g = (size_t)json_integer_value(known);
         } else {
@@ -218,13 +214,11 @@ static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
             obj[g] = kernel_json(e, name, grids, n_grids);
             ok = obj[g] && json_array_append_new(kernels, obj[g]) == 0 &&
                  json_object_set_new_nocheck(taken, name, json_true()) == 0 &&
-                 json_object_set_new_nocheck(groups, key, json_integer((json_int_t)g)) ==
-                     0;
+                 json_object_set_new_nocheck(groups, keys[i],
+                                             json_integer((json_int_t)g)) == 0;
+            if (!ok)
+                break;
         }
-        free(key);
-        key = NULL;
-        if (!ok)
-            break;
         json_t *c = json_object(), *cfg = json_object();
         json_object_set_new(c, "build", json_string(ctl_hex(&e->build_key, hex)));
         json_object_set_new(cfg, "num_warps", json_integer(e->binmeta.num_warps));
@@ -234,6 +228,9 @@ static json_t *spec_json(const kc_triton_report_t *r, const grid_opt_t *grids,
         json_object_set_new(c, "config", cfg);
         json_array_append_new(json_object_get(obj[g], "candidates"), c);
     }
+    for (size_t i = 0; keys && i < r->n_items; i++)
+        free(keys[i]);
+    free(keys);
     free(obj);
     json_decref(groups);
     json_decref(first_of);

@@ -204,23 +204,10 @@ static int release_fn(MDB_txn *txn, void *arg)
 
 int kc_store_lease_release(kc_store_t *st, const kc_key_t *key)
 {
-    lease_ctx_t c = {0};
-    int rc;
+    size_t released = 0;
+    int rc = kc_store_lease_release_many(st, key, 1, &released); /* KC_EINVAL if !key */
 
-    kc__store_begin_call(st);
-    if (!st || !key)
-        return KC_EINVAL;
-    rc = kc__store_check_writable(st, "releasing a lease");
-    if (rc != KC_OK)
-        return rc;
-    pthread_once(&owner_once, owner_init);
-    c.env = st->env;
-    c.keys = key;
-    c.n_keys = 1;
-    rc = kc__env_write_grouped(st->env, release_fn, &c);
-    if (rc != 0)
-        return kc__store_finish(st, rc, "releasing a lease");
-    return c.released ? KC_OK : KC_ENOTFOUND;
+    return rc == KC_OK && released == 0 ? KC_ENOTFOUND : rc;
 }
 
 int kc_store_lease_release_many(kc_store_t *st, const kc_key_t *keys, size_t n,

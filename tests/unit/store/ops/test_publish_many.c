@@ -106,12 +106,13 @@ static digest_t digest(kc_store_t *st, int kind)
 }
 
 /* One item of many cubins and builds (an import of a whole Triton cache
- * is one): each build finds its blob among the item's cubins, looked up in
- * a sorted copy past 16; a build whose blob is neither there nor stored
- * fails the item, and nothing is written. */
+ * is one), whose builds' blobs are looked up among the item's cubins in a
+ * sorted copy past 16: a build whose blob is neither there nor stored
+ * fails the item and nothing is written (a lookup that found it anyway
+ * would let it through); with it fixed, everything is stored. */
 #define PARTS 6
 
-static void test_an_item_of_many_builds_finds_each_blob_in_it(void **state)
+static void test_an_item_of_many_builds_refuses_one_whose_blob_is_nowhere(void **state)
 {
     kc_store_t *st = ((kct_store_fx_t *)*state)->st;
     kct_pub_t p[PARTS];
@@ -358,8 +359,9 @@ int main(void)
                                         setup, kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_batch_equals_one_publish_per_item, setup,
                                         kct_store_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_an_item_of_many_builds_finds_each_blob_in_it,
-                                        setup, kct_store_fx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_item_of_many_builds_refuses_one_whose_blob_is_nowhere, setup,
+            kct_store_fx_teardown),
         cmocka_unit_test_setup_teardown(
             test_an_item_may_name_what_an_earlier_item_published, setup,
             kct_store_fx_teardown),
