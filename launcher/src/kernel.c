@@ -269,9 +269,12 @@ static int register_spec(kc_launcher_t *l, kc__spec_t *spec, kc_kernel_t **out)
             kc__prefetch_winners(&k->prefetch_task);
         }
     }
+    /* The warm-up (the launcher's first registration only) ahead of the
+     * compiles: it is short, and a launch of a stored kernel, which needs
+     * none of the compiles, may follow at once. */
+    kc__launcher_warm_once(l, !hold);
     if (!hold)
         start_tasks(k);
-    kc__launcher_warm_once(l, !hold);
     *out = k;
     return KC_OK;
 fail:

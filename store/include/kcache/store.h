@@ -211,14 +211,15 @@ KC_API int kc_store_get_cubin(kc_store_t *store, const kc_key_t *key, void **cub
 KC_API int kc_store_get_build_cubin(kc_store_t *store, const kc_key_t *build_key,
                                     kc_record_t **build, void **cubin, size_t *len);
 
-/* Run the read path once ahead of the first hit: kc_blob_warm (a sample
- * compressed and decompressed, the decompression context kept for the next
- * thread), then the calls of a launcher's store hit, kc_store_get and
- * kc_store_get_build_cubin, on the first tuning record and its winning
- * build. A fresh process's first lookup and decompress then cost about
- * what later ones do. It only reads (a damaged record it meets is handled
- * as by any lookup). The launcher calls it on a pool thread when it is
- * created. store may be NULL (the blob path alone). */
+/* Run the read path once ahead of the first hit: the calls of a
+ * launcher's store hit, kc_store_get and kc_store_get_build_cubin, on the
+ * first tuning record and its winning build, then the decompression
+ * context that decode used is kept for the next thread that decodes (where
+ * no cubin could be decoded, kc_blob_warm makes one from a sample). A
+ * fresh process's first lookup and decompress then cost about what later
+ * ones do. It only reads (a damaged record it meets is handled as by any
+ * lookup). The launcher calls it on a pool thread when its first kernel is
+ * registered. store may be NULL (the blob path alone). */
 KC_API void kc_store_warm(kc_store_t *store);
 
 /* Ask the kernel to read ahead (madvise MADV_WILLNEED) the pages of the

@@ -101,6 +101,11 @@ int kc__blob_has_spare(void)
     return atomic_load(&spare_dctx) != NULL;
 }
 
+int kc__blob_thread_compressed(void)
+{
+    return tls_zctx && tls_zctx->c;
+}
+
 static int zstd_code(size_t r, int otherwise)
 {
     return ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? KC_ENOMEM : otherwise;
@@ -294,6 +299,16 @@ static void warm_sample(uint8_t *p, size_t n)
     }
 }
 
+int kc__blob_offer_context(void)
+{
+    zctx_t *z = tls_zctx;
+    ZSTD_DCtx *none = NULL;
+    if (!z || !z->d || !atomic_compare_exchange_strong(&spare_dctx, &none, z->d))
+        return 0;
+    z->d = NULL;
+    return 1;
+}
+
 void kc_blob_warm(void)
 {
     enum { SAMPLE = 16 << 10 };
@@ -309,10 +324,7 @@ void kc_blob_warm(void)
         kc_blob_decode(rec, rec_len, &key, 0, NULL, 0, &raw, &raw_len) == KC_OK) {
         /* Hand this thread's context, now used, to the next thread that
          * decompresses; this thread makes another if it needs one. */
-        zctx_t *z = tls_zctx;
-        ZSTD_DCtx *none = NULL;
-        if (z && z->d && atomic_compare_exchange_strong(&spare_dctx, &none, z->d))
-            z->d = NULL;
+        kc__blob_offer_context();
     }
     kc_free(raw);
     kc_free(rec);

@@ -24,9 +24,18 @@ int kc__blob_raw_size(const void *rec, size_t len, uint64_t *raw);
  * it to see that exiting threads release theirs. */
 long kc__blob_live_contexts(void);
 
+/* Hand the calling thread's decompression context, used by a decode, to
+ * the next thread that needs one (as kc_blob_warm does), unless one already
+ * waits or this thread has none. Returns whether it was handed over. */
+int kc__blob_offer_context(void);
+
 /* Whether kc_blob_warm left a decompression context that no thread has
  * taken yet. For tests. */
 int kc__blob_has_spare(void);
+
+/* Whether the calling thread has made a compression context (it has
+ * encoded a blob). For tests. */
+int kc__blob_thread_compressed(void);
 
 /* Wrap a compressed frame of raw[raw_len] into an encoded blob record
  * (*rec: free with kc_free) and give the blob's key. Takes ownership of

@@ -11,9 +11,15 @@
  *
  * It runs the same calls as a store hit of the launcher, on the first
  * tuning record and its winning build (or the first build if there is no
- * tuning): kc_store_get, then kc_store_get_build_cubin; then kc_blob_warm,
- * which leaves the decompression context for the next thread. It only
- * reads; a damaged record it meets is dealt with as any lookup would. */
+ * tuning): kc_store_get, then kc_store_get_build_cubin. The decompression
+ * context that decode used goes at once to the next thread that needs one
+ * (the caller's first hit may be moments away). Only where no cubin was
+ * decoded does kc_blob_warm make one from a sample: its compression of
+ * the sample costs a few hundred microseconds, which before held the
+ * context back from a first hit that had started meanwhile
+ * (BENCHMARKS.md). It only reads; a damaged record it meets is dealt with
+ * as any lookup would. */
+#include "blob_internal.h"
 #include "kcache/blob.h"
 #include "kcache/record.h"
 #include "store_internal.h"
@@ -76,10 +82,12 @@ void kc_store_warm(kc_store_t *store)
                 kc_store_get_build_cubin(store, &p.build, &rec, &cubin, &len) == KC_OK) {
                 kc_free(cubin);
                 kc_free(rec);
+                if (kc__blob_offer_context())
+                    return;
             }
         }
     }
-    /* Last: it hands this thread's decompression context, used by now, to
-     * the next thread that needs one. */
+    /* No cubin decoded (an empty store, a damaged record): a sample makes
+     * and uses the context instead. */
     kc_blob_warm();
 }

@@ -400,6 +400,79 @@ static void test_publish_stores_everything_with_usage_stamps(void **state)
     free(cubin);
 }
 
+typedef struct warm_thread {
+    kc_store_t *st;
+    int compressed, spare;
+} warm_thread_t;
+
+static void *warm_on_thread(void *arg)
+{
+    warm_thread_t *w = arg;
+    kc_store_warm(w->st);
+    w->compressed = kc__blob_thread_compressed();
+    w->spare = kc__blob_has_spare();
+    return NULL;
+}
+
+/* A decode on a thread of its own, to take the context a warm-up left. */
+static void *take_spare(void *arg)
+{
+    (void)arg;
+    uint8_t sample[4096];
+    memset(sample, 7, sizeof(sample));
+    void *rec = NULL, *raw = NULL;
+    size_t rec_len = 0, raw_len = 0;
+    kc_key_t key;
+    if (kc_blob_encode(sample, sizeof(sample), 0, &key, &rec, &rec_len) == KC_OK)
+        (void)kc_blob_decode(rec, rec_len, &key, 0, NULL, 0, &raw, &raw_len);
+    kc_free(raw);
+    kc_free(rec);
+    return NULL;
+}
+
+/* On a store with a cubin, kc_store_warm hands over the context its own
+ * decode of that cubin used, and compresses no sample to make one: the
+ * sample's compression took hundreds of microseconds, during which a
+ * first hit that had started meanwhile made a context of its own. */
+static void test_warm_hands_over_the_context_of_its_decode(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *cubin = noise(6000, 11);
+    kc_buf_t cubins[1] = {{cubin, 6000}};
+    kc_key_t blob = kc_key_hash(cubin, 6000);
+    made_build_t b;
+    made_tuning_t t;
+    pthread_t th;
+
+    f->st = open_store(f, NULL);
+    make_build(&b, 128, &blob);
+    make_tuning(&t, 512, &b.key);
+    kc_publish_t pub = {cubins, 1, &b.rec, 1, &t.rec, NULL, 0};
+    assert_int_equal(kc_store_publish(f->st, &pub), KC_OK);
+    /* No context waits (an earlier test's warm-up may have left one). */
+    assert_int_equal(pthread_create(&th, NULL, take_spare, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_false(kc__blob_has_spare());
+
+    warm_thread_t w = {f->st, -1, -1};
+    assert_int_equal(pthread_create(&th, NULL, warm_on_thread, &w), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(w.spare, 1);
+    assert_int_equal(w.compressed, 0);
+
+    /* An empty store: a sample makes the context (and is compressed). */
+    assert_int_equal(pthread_create(&th, NULL, take_spare, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    warm_thread_t none = {NULL, -1, -1};
+    assert_int_equal(pthread_create(&th, NULL, warm_on_thread, &none), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(none.spare, 1);
+    assert_int_equal(none.compressed, 1);
+    kc_free(b.pre);
+    kc_free(t.pre);
+    free(cubin);
+}
+
 /* kc_store_warm runs the hit path on the first tuning and its build: it
  * changes no record, no counter and no usage stamp, leaves a decompression
  * context for the next thread, and works on an empty store and on none. */
@@ -2326,6 +2399,7 @@ int main(void)
         T(test_put_refuses_a_build_under_a_key_other_than_its_hash),
         T(test_cubin_bytes_come_back_exactly),
         T(test_warm_reads_and_changes_nothing),
+        T(test_warm_hands_over_the_context_of_its_decode),
         T(test_publish_stores_everything_with_usage_stamps),
         T(test_publish_of_a_build_whose_blob_is_absent_writes_nothing),
         T(test_publish_commits_binmetas_with_their_builds),
