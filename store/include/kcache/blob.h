@@ -41,8 +41,11 @@ KC_API int kc_blob_decode(const void *rec, size_t rec_len, const kc_key_t *key,
 /* Run the encode and decode path once on a sample and keep the
  * decompression context it used for the next thread that needs one, so
  * that a fresh process's first kc_blob_decode costs what later ones do.
- * Meant for a background thread at start-up (the launcher calls it through
- * kc_store_warm); cheap and harmless to call more than once. */
+ * Meant for a background thread at start-up; the sample's compression
+ * takes a few hundred microseconds. kc_store_warm calls it only for a
+ * store with no cubin to decode (it hands over the context of its own
+ * decode otherwise). Harmless to call more than once: while a context
+ * waits, it does nothing. */
 KC_API void kc_blob_warm(void);
 
 #ifdef __cplusplus
