@@ -29,13 +29,13 @@ typedef struct problem {
 } problem_t;
 
 /* The keys of one kind's problems, sorted, for is_bad: rebuilt when that
- * kind has had problems added since. Records are checked a kind at a time
- * and look up another kind's (a build its blob, a tuning its build), so
- * each is sorted about once, however many problems a damaged store has. */
+ * kind has had problems added since (n is then short of n_bad_of).
+ * Records are checked a kind at a time and look up another kind's (a build
+ * its blob, a tuning its build), so each is sorted about once, however
+ * many problems a damaged store has. */
 typedef struct bad_index {
     kc_key_t *keys;
     size_t n, cap;
-    size_t of; /* problems of the kind when sorted */
 } bad_index_t;
 
 typedef struct verify_ctx {
@@ -112,13 +112,11 @@ static int is_bad(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key)
     if ((unsigned)kind > KC_REC_KIND_MAX || v->n_bad_of[kind] == 0)
         return 0;
     bad_index_t *ix = &v->index[kind];
-    if (ix->of != v->n_bad_of[kind]) {
+    if (ix->n != v->n_bad_of[kind]) {
         if (ix->cap < v->n_bad_of[kind]) {
             kc_key_t *k = realloc(ix->keys, v->n_bad_of[kind] * sizeof(*k));
-            if (!k) { /* unsorted, but still right */
-                for (size_t i = 0; i < v->n_bad; i++)
-                    if (v->bad[i].kind == kind && kc_key_cmp(&v->bad[i].key, key) == 0)
-                        return 1;
+            if (!k) {
+                v->oom = 1; /* verify reports it and fails */
                 return 0;
             }
             ix->keys = k;
@@ -129,7 +127,6 @@ static int is_bad(verify_ctx_t *v, kc_rec_kind_t kind, const kc_key_t *key)
             if (v->bad[i].kind == kind)
                 ix->keys[ix->n++] = v->bad[i].key;
         qsort(ix->keys, ix->n, sizeof(*ix->keys), key_order);
-        ix->of = v->n_bad_of[kind];
     }
     return bsearch(key, ix->keys, ix->n, sizeof(*ix->keys), key_order) != NULL;
 }

@@ -96,6 +96,28 @@ int kc_key_cmp(const kc_key_t *a, const kc_key_t *b)
     return (c > 0) - (c < 0);
 }
 
+int kc__key_order(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(kc_key_t));
+}
+
+long kc__key_find(const void *arr, size_t n, size_t sz, const kc_key_t *key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp((const char *)arr + mid * sz, key->b, sizeof(key->b));
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
 int kc_key_is_zero(const kc_key_t *key)
 {
     static const kc_key_t zero;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "grow.h"
+#include "key_sort.h"
 #include "opts.h"
 #include "gc_internal.h"
 #include "store_internal.h"
@@ -105,30 +106,6 @@ static void plan_free(plan_t *p)
         free(p->groups[i].blobs);
     free(p->groups);
     free(p->items);
-}
-
-static int key_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, sizeof(kc_key_t));
-}
-
-/* Index of key in arr[n] (elements of size sz, each starting with a
- * kc_key_t, sorted by key), or -1. */
-static long find_key(const void *arr, size_t n, size_t sz, const kc_key_t *key)
-{
-    size_t lo = 0, hi = n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp((const char *)arr + mid * sz, key->b, sizeof(key->b));
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
 }
 
 /* The usage stamp of key: 0 with *last_use, or MDB_NOTFOUND. A damaged
@@ -233,7 +210,8 @@ static int scan_builds(MDB_txn *txn, plan_t *p)
             continue;
         }
         b.bytes = v.mv_size;
-        b.blob = find_key(p->blobs, p->n_blobs, sizeof(*p->blobs), &rec->u.build.blob);
+        b.blob =
+            kc__key_find(p->blobs, p->n_blobs, sizeof(*p->blobs), &rec->u.build.blob);
         if (b.blob >= 0)
             p->blobs[b.blob].refs++;
         rc = last_use_of(txn, p->env, &b.key, rec->u.build.created, &b.own_use);
@@ -273,8 +251,8 @@ static int scan_tunings(MDB_txn *txn, plan_t *p)
             continue;
         }
         t.bytes = v.mv_size;
-        w = find_key(p->builds, p->n_builds, sizeof(*p->builds),
-                     &rec->u.tuning.winner_build);
+        w = kc__key_find(p->builds, p->n_builds, sizeof(*p->builds),
+                         &rec->u.tuning.winner_build);
         rc = last_use_of(txn, p->env, &t.key, rec->u.tuning.created, &t.last_use);
         kc_free(rec);
         if (rc != 0)
@@ -328,8 +306,8 @@ static int scan_groups(MDB_txn *txn, plan_t *p)
             break;
         }
         for (size_t i = 0; i < rec->u.group.n_files; i++) {
-            long b = find_key(p->blobs, p->n_blobs, sizeof(*p->blobs),
-                              &rec->u.group.files[i].blob);
+            long b = kc__key_find(p->blobs, p->n_blobs, sizeof(*p->blobs),
+                                  &rec->u.group.files[i].blob);
             if (b >= 0)
                 p->blobs[b].refs++;
             g.blobs[g.n_blobs++] = b;
@@ -396,7 +374,7 @@ static int unit_cmp(const void *a, const void *b)
         return x->last_use < y->last_use ? -1 : 1;
     if (x->kind != y->kind)
         return unit_rank(x->kind) - unit_rank(y->kind);
-    return key_cmp(x->key, y->key);
+    return kc__key_order(x->key, y->key);
 }
 
 static int add_item(plan_t *p, int kind, const kc_key_t *key, uint64_t last_use,
@@ -569,7 +547,7 @@ static int collect_group_blobs(MDB_txn *txn, kc__env_t *env, keyset_t *s)
 
 /* The winning builds of every tuning (want_blobs 0), or the blobs of every
  * build and every group's files (want_blobs 1), now stored: sorted, for
- * find_key. */
+ * kc__key_find. */
 static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *s)
 {
     int kind = want_blobs ? KC_REC_BUILD : KC_REC_TUNING;
@@ -601,7 +579,7 @@ static int collect_refs(MDB_txn *txn, kc__env_t *env, int want_blobs, keyset_t *
     if (rc != MDB_NOTFOUND)
         return rc;
     if (s->n > 1)
-        qsort(s->k, s->n, sizeof(*s->k), key_cmp);
+        qsort(s->k, s->n, sizeof(*s->k), kc__key_order);
     return 0;
 }
 
@@ -644,7 +622,7 @@ static int delete_item(MDB_txn *txn, del_ctx_t *c, g_item_t *it)
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
     if ((it->pub.kind == KC_REC_BUILD || it->pub.kind == KC_REC_BLOB) &&
-        find_key(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
+        kc__key_find(c->refs.k, c->refs.n, sizeof(*c->refs.k), &it->pub.key) >= 0)
         return 0;
     rc = kc__rec_del(txn, env, it->pub.kind, &k);
     if (rc == MDB_NOTFOUND)

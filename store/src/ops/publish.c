@@ -6,6 +6,7 @@
 
 #include "kcache/blob.h"
 #include "gc_internal.h"
+#include "key_sort.h"
 #include "store_internal.h"
 
 typedef struct enc_rec {
@@ -181,11 +182,6 @@ typedef struct key_set {
     kc_key_t *sorted; /* NULL: scan e */
 } key_set_t;
 
-static int key_order(const void *a, const void *b)
-{
-    return memcmp(a, b, 16);
-}
-
 static void key_set_init(key_set_t *s, const enc_rec_t *e, size_t n)
 {
     s->e = e;
@@ -195,15 +191,15 @@ static void key_set_init(key_set_t *s, const enc_rec_t *e, size_t n)
         return; /* few, or no memory: a scan is as right */
     for (size_t i = 0; i < n; i++)
         s->sorted[i] = e[i].key;
-    qsort(s->sorted, n, sizeof(*s->sorted), key_order);
+    qsort(s->sorted, n, sizeof(*s->sorted), kc__key_order);
 }
 
 static int in_keys(const key_set_t *s, const kc_key_t *key)
 {
     if (s->sorted)
-        return bsearch(key, s->sorted, s->n, sizeof(*s->sorted), key_order) != NULL;
+        return kc__key_find(s->sorted, s->n, sizeof(*s->sorted), key) >= 0;
     for (size_t i = 0; i < s->n; i++)
-        if (memcmp(s->e[i].key.b, key->b, 16) == 0)
+        if (kc_key_cmp(&s->e[i].key, key) == 0)
             return 1;
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 
 #include "kcache/errors.h"
 #include "kcache/key.h"
+#include "key_sort.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -194,6 +196,39 @@ static void test_prefix_matches_only_keys_that_start_with_it(void **state)
     assert_true(kc_key_prefix_match(&p, &k));
     assert_int_equal(kc_key_prefix_parse("deadbeef1234567890abcdef12345679", &p), KC_OK);
     assert_false(kc_key_prefix_match(&p, &k));
+}
+
+/* kc__key_order sorts elements that start with a key bytewise, and
+ * kc__key_find finds each by its key in such an array, whatever follows
+ * the key in an element; a key not there, below the first or past the
+ * last, is -1. */
+static void test_key_find_finds_every_key_of_a_sorted_array(void **state)
+{
+    (void)state;
+    typedef struct {
+        kc_key_t key;
+        int payload;
+    } elem_t;
+    enum { N = 37 };
+    elem_t a[N];
+    for (int i = 0; i < N; i++) {
+        char s[8];
+        snprintf(s, sizeof s, "k%d", i);
+        a[i].key = kc_key_hash(s, strlen(s));
+        a[i].payload = i;
+    }
+    qsort(a, N, sizeof(*a), kc__key_order);
+    for (int i = 1; i < N; i++)
+        assert_true(kc_key_cmp(&a[i - 1].key, &a[i].key) < 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(kc__key_find(a, N, sizeof(*a), &a[i].key), i);
+    kc_key_t none = kc_key_hash("absent", 6), low, high;
+    memset(low.b, 0, sizeof(low.b));
+    memset(high.b, 0xff, sizeof(high.b));
+    assert_int_equal(kc__key_find(a, N, sizeof(*a), &none), -1);
+    assert_int_equal(kc__key_find(a, N, sizeof(*a), &low), -1);
+    assert_int_equal(kc__key_find(a, N, sizeof(*a), &high), -1);
+    assert_int_equal(kc__key_find(a, 0, sizeof(*a), &a[0].key), -1);
 }
 
 static void test_key_cmp_orders_bytewise_and_zero_is_detected(void **state)
@@ -694,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_prefix_parse_accepts_8_to_32_digits_only),
         cmocka_unit_test(test_prefix_matches_only_keys_that_start_with_it),
         cmocka_unit_test(test_key_cmp_orders_bytewise_and_zero_is_detected),
+        cmocka_unit_test(test_key_find_finds_every_key_of_a_sorted_array),
         cmocka_unit_test(test_source_digest_separates_source_names_and_contents),
         cmocka_unit_test(test_build_preimage_has_the_documented_layout),
         cmocka_unit_test(test_tuning_preimage_has_the_documented_layout),
