@@ -17,7 +17,7 @@ cmake --build build-gpu -j"$(nproc)"
 mkdir -p build-gpu/deps
 for lib in liblmdb.so.0 libcmocka.so.0 libjansson.so.4 libxxhash.so.0 libzstd.so.1 \
            libsodium.so.23 libhiredis.so.0.14; do
-  path="$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')"
+  path="$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !f {print $NF; f = 1}')"
   [ -n "$path" ] && cp -L "$path" build-gpu/deps/
 done
 pwd > build-gpu/deps/SOURCE_DIR

@@ -1,6 +1,7 @@
 /* Importing Triton's on-disk cache (kcache/triton.h): the metadata json and
  * the signature line are parsed here, each hash directory becomes a blob, a
  * prebuilt build and a binmeta, and a whole cache is published at once. */
+#include "cubin_strip.h"
 #include "index.h"
 #include "json_seed.h"
 #include "triton_cache.h"
@@ -485,6 +486,7 @@ typedef struct entry_impl {
     void *preimage;
     char *option;
     char *toolchain;
+    int stripped; /* the cubin lost its debug sections (kc__elf_strip_debug) */
 } entry_impl_t;
 
 void kc_triton_entry_free(kc_triton_entry_t *entry)
@@ -670,7 +672,7 @@ static int arch_from_ptx(const char *ptx, uint32_t arch, const char *path, char 
 static int entry_build(entry_impl_t *e, char *err, size_t cap)
 {
     kc_triton_entry_t *p = &e->pub;
-    const char *options[1];
+    const char *options[2];
     size_t n;
     int rc;
 
@@ -682,12 +684,13 @@ static int entry_build(entry_impl_t *e, char *err, size_t cap)
     snprintf(e->option, n, "triton-hash=%s", e->meta.hash);
     sprintf(e->toolchain, "triton-%s", e->meta.version);
     options[0] = e->option;
+    options[1] = "strip=debug";
     p->blob = kc_key_hash(p->cubin.data, p->cubin.size);
     kc_build_desc_t d = {.source_kind = KC_SOURCE_PREBUILT,
                          .source_digest = p->blob,
                          .entry = e->meta.name,
                          .options = options,
-                         .n_options = 1,
+                         .n_options = e->stripped ? 2 : 1,
                          .arch = e->arch,
                          .toolchain = e->toolchain};
     size_t pre_len;
@@ -722,10 +725,32 @@ static int entry_build(entry_impl_t *e, char *err, size_t cap)
     return KC_OK;
 }
 
+/* With strip: the cubin without its debug sections, when the strip can
+ * rewrite it and the copy still passes check_cubin; else it stays whole. */
+static int entry_strip(entry_impl_t *e, size_t *cubin_len, const char *path)
+{
+    void *copy = NULL;
+    size_t copy_len = 0;
+    char why[256];
+    int rc = kc__elf_strip_debug(e->cubin, *cubin_len, &copy, &copy_len, why, sizeof why);
+
+    if (rc == KC_ENOMEM)
+        return rc;
+    if (!copy || check_cubin(copy, copy_len, e->meta.name, path, NULL, 0) != KC_OK) {
+        free(copy);
+        return KC_OK;
+    }
+    free(e->cubin);
+    e->cubin = copy;
+    *cubin_len = copy_len;
+    e->stripped = 1;
+    return KC_OK;
+}
+
 /* kc_triton_entry_load, also telling whether dir is a kernel entry at all
- * (has a group file). */
-static int entry_load(const char *hash_dir, kc_triton_entry_t **out, int *is_entry,
-                      char *err, size_t cap)
+ * (has a group file); with strip, the cubin loses its debug sections. */
+static int entry_load(const char *hash_dir, int strip, kc_triton_entry_t **out,
+                      int *is_entry, char *err, size_t cap)
 {
     entry_impl_t *e = NULL;
     char *name = NULL, path[4096], ir_path[4096];
@@ -785,6 +810,10 @@ static int entry_load(const char *hash_dir, kc_triton_entry_t **out, int *is_ent
                          &cubin_len, err, cap)) != KC_OK ||
         (rc = check_cubin(e->cubin, cubin_len, name, path, err, cap)) != KC_OK)
         goto fail;
+    if (strip && (rc = entry_strip(e, &cubin_len, path)) != KC_OK) {
+        rc = fail(rc, err, cap, "out of memory");
+        goto fail;
+    }
     e->pub.cubin = (kc_buf_t){e->cubin, cubin_len};
 
     const char *base = strrchr(hash_dir, '/');
@@ -827,7 +856,7 @@ int kc_triton_entry_load(const char *hash_dir, kc_triton_entry_t **out, char *er
     *out = NULL;
     if (!hash_dir)
         return fail(KC_EINVAL, err, errcap, "no directory");
-    return entry_load(hash_dir, out, &is_entry, err, errcap);
+    return entry_load(hash_dir, 0, out, &is_entry, err, errcap);
 }
 
 /* ---- a whole cache -------------------------------------------------------- */
@@ -983,7 +1012,7 @@ int kc_triton_import(kc_store_t *store, const char *dir,
     if (is_hash_dir(dir)) {
         kc_triton_entry_t *e = NULL;
         int is_entry;
-        rc = entry_load(dir, &e, &is_entry, err, sizeof err);
+        rc = entry_load(dir, o.strip_debug, &e, &is_entry, err, sizeof err);
         if (rc != KC_OK && rc != KC_ENOTFOUND && rc != KC_EUNSUPPORTED)
             goto fail_msg;
         n_entries = 1;
@@ -1004,7 +1033,7 @@ int kc_triton_import(kc_store_t *store, const char *dir,
             if (nm[0] == '.')
                 continue;
             snprintf(path, sizeof path, "%s/%s", dir, nm);
-            rc = entry_load(path, &e, &is_entry, err, sizeof err);
+            rc = entry_load(path, o.strip_debug, &e, &is_entry, err, sizeof err);
             if (rc != KC_OK && rc != KC_ENOTFOUND && rc != KC_EUNSUPPORTED)
                 goto fail_msg;
             n_entries += is_entry;

@@ -68,6 +68,80 @@ sys.exit(1 if bad else 0)
 PY
 }
 
+# check_stripped STORE CACHE REPORT: each entry of REPORT (import-triton
+# --strip-debug --json into STORE) is stored without the debug sections of
+# CACHE's cubin and with every other section's and segment's bytes.
+check_stripped() {
+    python3 - "$CACHECTL" "$1" "$2" "$3" <<'PY'
+import json, os, struct, subprocess, sys
+cachectl, store, cache, report = sys.argv[1:]
+def run(*args):
+    return subprocess.run([cachectl, "-s", store, *args], check=True,
+                          capture_output=True, text=True).stdout
+debug = (".debug_", ".nv_debug_", ".rel.debug_", ".rel.nv_debug_", ".rela.debug_",
+         ".rela.nv_debug_")
+def elf(d):
+    """Sections by name (a symbol table's entries with their section's
+    name for its index), and each segment's bytes."""
+    phoff, shoff = struct.unpack_from("<QQ", d, 0x20)
+    phnum, _, shnum, shstrndx = struct.unpack_from("<HHHH", d, 0x38)
+    sh = [struct.unpack_from("<IIQQQQIIQQ", d, shoff + 64 * i) for i in range(shnum)]
+    names = sh[shstrndx][4]
+    def nm(s):
+        return d[names + s[0]:d.index(b"\0", names + s[0])].decode()
+    secs = {}
+    for s in sh[1:]:
+        body = d[s[4]:s[4] + s[5]] if s[1] != 8 else s[5]
+        if s[1] == 2:
+            syms = []
+            for k in range(s[5] // 24):
+                e = bytearray(body[24 * k:24 * k + 24])
+                ndx = struct.unpack_from("<H", e, 6)[0]
+                e[6:8] = b"\0\0"
+                target = nm(sh[ndx]) if 0 < ndx < shnum else ndx
+                # a symbol of a dropped section loses its index (0)
+                syms.append((bytes(e), None if target == 0 or str(target).startswith(debug)
+                             else target))
+            body = syms
+        secs[nm(s)] = body
+    segs = []
+    for j in range(phnum):
+        t, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", d, phoff + 56 * j)
+        in_table = t == 6 or (filesz and phoff <= off < phoff + 56 * phnum)
+        segs.append(None if in_table else d[off:off + filesz])
+    return secs, segs
+bad = stripped = 0
+for e in json.load(open(report))["entries"]:
+    d = os.path.join(cache, e["dir"])
+    orig = open(os.path.join(d, e["kernel"] + ".cubin"), "rb").read()
+    out = os.path.join(os.path.dirname(report), "got.cubin")
+    run("get", e["build"], "-o", out)
+    got = open(out, "rb").read()
+    show = json.loads(run("show", e["build"], "--json"))
+    s0, g0 = elf(orig)
+    s1, g1 = elf(got)
+    had = [n for n in s0 if n.startswith(debug)]
+    if not had:
+        if got != orig:
+            print(e["dir"], "had no debug section but changed"); bad += 1
+        continue
+    stripped += 1
+    want = {n: v for n, v in s0.items() if not n.startswith(debug)}
+    if s1 != want:
+        print(e["dir"], "sections differ:", [n for n in set(s1) | set(want) if s1.get(n) != want.get(n)]); bad += 1
+    if g1 != g0:
+        print(e["dir"], "segment bytes differ"); bad += 1
+    if len(got) >= len(orig):
+        print(e["dir"], "is not smaller:", len(got), len(orig)); bad += 1
+    if e["cubin_bytes"] != len(got):
+        print(e["dir"], "report says", e["cubin_bytes"], "bytes, got", len(got)); bad += 1
+    if show["preimage"]["options"][1:] != ["strip=debug"]:
+        print(e["dir"], "options", show["preimage"]["options"]); bad += 1
+print("stripped", stripped, "of", len(json.load(open(report))["entries"]))
+sys.exit(1 if bad or not stripped else 0)
+PY
+}
+
 n=0
 for py in "${pythons[@]}"; do
     n=$((n + 1))
@@ -96,6 +170,16 @@ for py in "${pythons[@]}"; do
 
     cc -s "$S" import-triton "$C"
     check "Triton $ver: importing again finds all $entries present" \
+        eval 'status_is 0 && out_has "imported 0, already present $entries, skipped 0"'
+
+    cc -s "$S" import-triton "$C" --strip-debug --json
+    cp "$OUT" "$WORK/strip$n.json"
+    check "Triton $ver: --strip-debug imports all $entries again, as new builds" \
+        eval 'status_is 0 && json_ok "d[\"imported\"] == $entries and d[\"strip_debug\"]"'
+    check "Triton $ver: stripped cubins keep every other section and segment byte for byte" \
+        check_stripped "$S" "$C" "$WORK/strip$n.json"
+    cc -s "$S" import-triton "$C" --strip-debug
+    check "Triton $ver: importing stripped again finds all $entries present" \
         eval 'status_is 0 && out_has "imported 0, already present $entries, skipped 0"'
 
     cc -s "$S" ls --json

@@ -23,13 +23,18 @@ static const char help[] =
     "                            \"grid\", left for you to fill in. Repeatable\n"
     "      --dry-run             validate and report, write nothing (needs an\n"
     "                            existing store)\n"
+    "      --strip-debug         store each cubin without its debug sections (PTX\n"
+    "                            text, line tables: about half of a Triton binary,\n"
+    "                            never read by a launch); its blob and build are then\n"
+    "                            new keys, and SASS-to-source tools find no lines\n"
     "\n"
     "DIR is a Triton cache directory ($TRITON_CACHE_DIR, one <hash>/ directory per\n"
     "kernel) or a single hash directory. Every entry is validated first; if one is\n"
     "malformed nothing is imported and the exit status is 1. Entries that are not\n"
     "kernels, miss files, or use what kcache cannot launch yet (tensor descriptors,\n"
     "other backends) are skipped and listed with the reason. Each cubin is stored\n"
-    "byte for byte with a prebuilt build record and its launch metadata (binmeta),\n"
+    "byte for byte (unless --strip-debug) with a prebuilt build record and its launch "
+    "metadata (binmeta),\n"
     "all in one transaction; importing again changes nothing. A missing store is\n"
     "created.\n";
 
@@ -38,6 +43,7 @@ static const struct option longopts[] = {
     {"spec-out", required_argument, NULL, 'o'},
     {"grid", required_argument, NULL, 'g'},
     {"dry-run", no_argument, NULL, 'n'},
+    {"strip-debug", no_argument, NULL, 's'},
     {0},
 };
 
@@ -334,6 +340,9 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
         case 'n':
             io.dry_run = 1;
             break;
+        case 's':
+            io.strip_debug = 1;
+            break;
         default:
             if ((rc = ctl_common_opt(o, self, c, argv)) >= 0) {
                 status = rc;
@@ -386,11 +395,15 @@ static int run(kc_ctx_t *ctx, int argc, char **argv)
             json_object_set_new(j, "triton_version",
                                 it->entry ? json_string(it->entry->version)
                                           : json_null());
+            json_object_set_new(j, "cubin_bytes",
+                                it->entry ? ctl_json_u64(it->entry->cubin.size)
+                                          : json_null());
             json_object_set_new(j, "reason", json_string(it->reason));
             json_array_append_new(items, j);
         }
         json_object_set_new(doc, "dir", json_string(dir));
         json_object_set_new(doc, "dry_run", json_boolean(io.dry_run));
+        json_object_set_new(doc, "strip_debug", json_boolean(io.strip_debug));
         json_object_set_new(doc, "imported", ctl_json_u64(r->imported));
         json_object_set_new(doc, "already_present", ctl_json_u64(r->present));
         json_object_set_new(doc, "skipped", ctl_json_u64(r->skipped));
@@ -431,7 +444,7 @@ const kc_cmd_t kc_cmd_import_triton = {
     .name = "import-triton",
     .summary = "add the kernels of a Triton cache directory to the store",
     .usage = "import-triton DIR [--spec-out FILE] [--grid NAME=EXPR[;EXPR;EXPR]]... "
-             "[--dry-run]",
+             "[--dry-run] [--strip-debug]",
     .help = help,
     .run = run,
 };

@@ -7,7 +7,8 @@
  * turns each such entry into a blob (the cubin), a build record of source
  * kind KC_SOURCE_PREBUILT and a binmeta record (the launch metadata), all
  * published together (docs/FORMAT.md, "Imported binaries"). Nothing is
- * compiled: the cubin is stored byte for byte.
+ * compiled: the cubin is stored byte for byte (or, with the import's
+ * strip_debug, without its debug sections).
  *
  * Entries are read with no GPU and no Python. The functions here are
  * thread-safe on distinct arguments.
@@ -74,6 +75,16 @@ typedef struct kc_triton_import_opts {
      * (kcache/api.h, "Options structs"). */
     size_t size;
     int dry_run; /* validate and report, write nothing */
+    /* Store each cubin without its debug sections (the PTX text, line
+     * tables and frame info ptxas adds with -lineinfo, Triton's default):
+     * about half of a Triton binary's bytes, which a launch never reads.
+     * The stripped cubin is a new blob (its own hash) and its build a new
+     * build: the preimage's options carry "strip=debug", so a store may
+     * hold a kernel both ways. Every segment the driver loads is kept byte
+     * for byte; a cubin the strip cannot rewrite so is stored whole. Tools
+     * that map SASS to source lines (Nsight Compute's source view,
+     * nvdisasm -g) find no line information in a stripped cubin. */
+    int strip_debug;
 } kc_triton_import_opts_t;
 
 #define KC_TRITON_IMPORT_OPTS_INIT                                                       \
