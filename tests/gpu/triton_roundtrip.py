@@ -13,13 +13,17 @@ Run on the GPU machine (PyTorch and Triton installed there):
    byte; the autotuned kernel is tuned on the first process and its choice
    comes from the store in the second (0 tunes); a launch breaking the
    binary's specialization (n not a multiple of 16) is refused naming 'n'.
+   The same cache imported with --strip-debug into a second store: the
+   stripped scale_add (tuned, then from the stored tuning) and matmul must
+   give Triton's outputs too.
 4. First call in a fresh process: kcache (launcher, spec, stored tuning,
    launch, sync) vs Triton's warm start of the same autotuned kernel with
    cache_results=True and with Triton's default (it benchmarks the configs
-   again), first call to synchronized result, side by side.
+   again), first call to synchronized result, side by side; and kcache's
+   first call from the stripped store.
 5. Footprint: the bytes of Triton's cache directory vs the kcache store
    that imported it (data.mdb as written, and a `cachectl snapshot` of it),
-   per kernel.
+   per kernel; and the stripped store.
 Prints one JSON summary line and exits non-zero on any mismatch.
 """
 import json
@@ -235,6 +239,25 @@ def main():
     result["import_kernels"] = sorted({e["kernel"] for e in rep["entries"]
                                        if e["kernel"]})
     build_of_dir = {e["dir"]: e["build"] for e in rep["entries"] if e["build"]}
+    # The same cache imported with --strip-debug into a second store: each
+    # build's stripped counterpart, found by hash directory.
+    store_s = os.path.join(out, "store-stripped")
+    rc, so, se = run([cachectl, "-s", store_s, "import-triton", tcache, "--strip-debug",
+                      "--json"])
+    stripped_of = {}
+    if rc != 0:
+        failures.append("import-triton --strip-debug: " + se.strip()[-300:])
+    else:
+        rep_s = json.loads(so)
+        by_dir = {e["dir"]: e for e in rep_s["entries"] if e["build"]}
+        stripped_of = {e["build"]: by_dir[e["dir"]]["build"] for e in rep["entries"]
+                       if e["build"] and e["dir"] in by_dir}
+        result["strip_debug"] = {
+            "cubin_bytes": sum(e["cubin_bytes"] for e in rep["entries"] if e["build"]),
+            "stripped_bytes": sum(e["cubin_bytes"] for e in by_dir.values())}
+        if len(stripped_of) != len(build_of_dir):
+            failures.append("--strip-debug imported %d of %d binaries"
+                            % (len(stripped_of), len(build_of_dir)))
 
     cands, mm = [], None
     for hd in sorted(os.listdir(tcache)):
@@ -273,6 +296,18 @@ def main():
         rc, so, se = run([runner, store, spec_path, name, *args])
         return rc, (json.loads(so) if rc == 0 else None), se
 
+    # The spec again, naming the stripped builds, on the stripped store.
+    spec_s = json.loads(json.dumps(spec))
+    for k in spec_s["kernels"]:
+        for c in k["candidates"]:
+            c["build"] = stripped_of.get(c["build"], c["build"])
+    spec_s_path = os.path.join(out, "spec-stripped.json")
+    json.dump(spec_s, open(spec_s_path, "w"), indent=1)
+
+    def kc_s(name, *args):
+        rc, so, se = run([runner, store_s, spec_s_path, name, *args])
+        return rc, (json.loads(so) if rc == 0 else None), se
+
     add_args = ["in:" + os.path.join(d, "x.bin"), "in:" + os.path.join(d, "y.bin"),
                 "out:%s:%d" % (os.path.join(d, "o_kc.bin"), n * 4), "i:%d" % n]
     for proc in ("first", "second"):
@@ -297,6 +332,29 @@ def main():
         result["matmul"] = dict(st, identical_to_triton=same)
         if not same:
             failures.append("matmul output differs from Triton's")
+    # Stripped cubins: the same outputs, tuned in a first process and
+    # launched from the stored tuning in a second.
+    if stripped_of:
+        for proc in ("first", "second"):
+            rc, st, se = kc_s("scale_add", *add_args)
+            if rc != 0:
+                failures.append("stripped scale_add %s process: %s" % (proc, se.strip()))
+                continue
+            same = open(os.path.join(d, "o_kc.bin"), "rb").read() == ref_o
+            result["stripped_scale_add_" + proc] = dict(st, identical_to_triton=same)
+            if not same:
+                failures.append("stripped scale_add output differs from Triton's")
+        rc, st, se = kc_s("matmul", "in:" + os.path.join(d, "a.bin"),
+                          "in:" + os.path.join(d, "b.bin"),
+                          "out:%s:%d" % (os.path.join(d, "c_kc.bin"), M * N * 4),
+                          "i:%d" % M, "i:%d" % N, "i:%d" % K)
+        if rc != 0:
+            failures.append("stripped matmul: " + se.strip())
+        else:
+            same = open(os.path.join(d, "c_kc.bin"), "rb").read() == ref_c
+            result["stripped_matmul"] = dict(st, identical_to_triton=same)
+            if not same:
+                failures.append("stripped matmul output differs from Triton's")
     bad = add_args[:3] + ["i:1000"]
     rc, st, se = kc("scale_add", *bad)
     result["specialization_violation"] = {"rc": rc, "stderr": se.strip()}
@@ -378,7 +436,9 @@ def main():
     rc, so, se = run([sys.executable, "-c", warm("scale_add_default")], env=env)
     if rc != 0:
         failures.append("triton default autotune, first run: " + se.strip()[-300:])
-    tri, tri_def, kcs, kc_parts = [], [], [], []
+    tri, tri_def, kcs, kc_parts, kcs_s, kc_parts_s = [], [], [], [], [], []
+    parts = ("create_us", "open_us", "load_us", "launch_us", "sync_us", "prefetched",
+             "cpu_us", "waits")
     for _ in range(5):
         for fn, dst in (("scale_add", tri), ("scale_add_default", tri_def)):
             rc, so, se = run([sys.executable, "-c", warm(fn)], env=env)
@@ -389,10 +449,12 @@ def main():
         rc, st, se = kc("scale_add", *add_args)
         if rc == 0:
             kcs.append(st["first_call_us"])
-            kc_parts.append({k: st[k] for k in ("create_us", "open_us", "load_us",
-                                                "launch_us", "sync_us", "prefetched",
-                                                "cpu_us", "waits")
-                             if k in st})
+            kc_parts.append({k: st[k] for k in parts if k in st})
+        if stripped_of:
+            rc, st, se = kc_s("scale_add", *add_args)
+            if rc == 0:
+                kcs_s.append(st["first_call_us"])
+                kc_parts_s.append({k: st[k] for k in parts if k in st})
     if tri and kcs and tri_def:
         med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
         result["first_call_us"] = {
@@ -401,6 +463,11 @@ def main():
             "triton_warm_default": sorted(tri_def),
             "median_ratio_triton_cache_results_over_kcache": round(med(tri) / med(kcs), 1),
             "median_ratio_triton_default_over_kcache": round(med(tri_def) / med(kcs), 1)}
+        if kcs_s:
+            result["first_call_us"].update({
+                "kcache_stripped": sorted(kcs_s), "kcache_stripped_parts": kc_parts_s,
+                "median_ratio_triton_cache_results_over_kcache_stripped":
+                    round(med(tri) / med(kcs_s), 1)})
 
     # Footprint: Triton's cache directory vs the store that imported it.
     def tree_bytes(root):
@@ -420,6 +487,9 @@ def main():
     else:
         failures.append("cachectl snapshot: " + se.strip()[-300:])
     fp["triton_over_store"] = round(tb / fp["store_bytes"], 2)
+    if stripped_of:
+        fp["stripped_store_bytes"] = os.path.getsize(os.path.join(store_s, "data.mdb"))
+        fp["triton_over_stripped_store"] = round(tb / fp["stripped_store_bytes"], 2)
     result["footprint"] = fp
     result["failures"] = failures
     print(json.dumps(result))
