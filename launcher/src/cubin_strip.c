@@ -94,7 +94,8 @@ static void read_headers(strip_t *s, uint64_t shoff)
     }
 }
 
-/* Mark the debug sections and the relocations of them; how many. */
+/* Mark the debug sections (program bits under a debug name) and the
+ * relocation sections of them, whatever their names; how many. */
 static int mark(strip_t *s, uint16_t shstrndx, size_t *n_drop)
 {
     const shdr_t *names = &s->sh[shstrndx];
@@ -113,9 +114,7 @@ static int mark(strip_t *s, uint16_t shstrndx, size_t *n_drop)
         if (x->name >= names->size)
             continue;
         const char *nm = (const char *)s->p + names->offset + x->name;
-        int kind_ok =
-            x->type == SHT_PROGBITS || x->type == SHT_REL || x->type == SHT_RELA;
-        if (kind_ok && i != shstrndx && memchr(nm, 0, names->size - x->name) &&
+        if (x->type == SHT_PROGBITS && memchr(nm, 0, names->size - x->name) &&
             kc__elf_is_debug_section(nm)) {
             x->drop = 1;
             n++;

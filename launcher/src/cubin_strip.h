@@ -12,10 +12,11 @@
 
 #include <stddef.h>
 
-/* Whether a section of this name is a debug section the strip drops:
- * .debug_*, .nv_debug_*, and .rel / .rela sections of those. The strip
- * drops such a section only if it holds program bits or relocations (never
- * a symbol or string table, whatever its name). */
+/* Whether a section of this name is a debug section: .debug_*,
+ * .nv_debug_*, and .rel / .rela sections of those. The strip drops a
+ * section of such a name only if it holds program bits (never a symbol or
+ * string table, whatever its name), and a REL or RELA section only if the
+ * section it relocates is dropped (whatever its name). */
 int kc__elf_is_debug_section(const char *name);
 
 /* Copy the cubin data[len] without its debug sections into a new malloc'd
