@@ -310,51 +310,38 @@ def main():
 
     add_args = ["in:" + os.path.join(d, "x.bin"), "in:" + os.path.join(d, "y.bin"),
                 "out:%s:%d" % (os.path.join(d, "o_kc.bin"), n * 4), "i:%d" % n]
-    for proc in ("first", "second"):
-        rc, st, se = kc("scale_add", *add_args)
-        if rc != 0:
-            failures.append("scale_add %s process: %s" % (proc, se.strip()))
-            continue
-        same = open(os.path.join(d, "o_kc.bin"), "rb").read() == ref_o
-        result["scale_add_" + proc] = dict(st, identical_to_triton=same)
-        if not same:
-            failures.append("scale_add output differs from Triton's (%s process)" % proc)
-    if result.get("scale_add_second", {}).get("tunes") != 0:
-        failures.append("the second process tuned scale_add again")
-    rc, st, se = kc("matmul", "in:" + os.path.join(d, "a.bin"),
-                    "in:" + os.path.join(d, "b.bin"),
-                    "out:%s:%d" % (os.path.join(d, "c_kc.bin"), M * N * 4),
-                    "i:%d" % M, "i:%d" % N, "i:%d" % K)
-    if rc != 0:
-        failures.append("matmul: " + se.strip())
-    else:
-        same = open(os.path.join(d, "c_kc.bin"), "rb").read() == ref_c
-        result["matmul"] = dict(st, identical_to_triton=same)
-        if not same:
-            failures.append("matmul output differs from Triton's")
-    # Stripped cubins: the same outputs, tuned in a first process and
-    # launched from the stored tuning in a second.
-    if stripped_of:
+
+    def scale_add_and_matmul(launch, prefix):
+        """scale_add tuned in a first process and launched from its stored
+        tuning in a second, then the matmul: each output Triton's."""
+        what = prefix.replace("_", " ")
         for proc in ("first", "second"):
-            rc, st, se = kc_s("scale_add", *add_args)
+            rc, st, se = launch("scale_add", *add_args)
             if rc != 0:
-                failures.append("stripped scale_add %s process: %s" % (proc, se.strip()))
+                failures.append("%sscale_add %s process: %s" % (what, proc, se.strip()))
                 continue
             same = open(os.path.join(d, "o_kc.bin"), "rb").read() == ref_o
-            result["stripped_scale_add_" + proc] = dict(st, identical_to_triton=same)
+            result[prefix + "scale_add_" + proc] = dict(st, identical_to_triton=same)
             if not same:
-                failures.append("stripped scale_add output differs from Triton's")
-        rc, st, se = kc_s("matmul", "in:" + os.path.join(d, "a.bin"),
-                          "in:" + os.path.join(d, "b.bin"),
-                          "out:%s:%d" % (os.path.join(d, "c_kc.bin"), M * N * 4),
-                          "i:%d" % M, "i:%d" % N, "i:%d" % K)
+                failures.append("%sscale_add output differs from Triton's (%s process)"
+                                % (what, proc))
+        if result.get(prefix + "scale_add_second", {}).get("tunes") != 0:
+            failures.append("the second process tuned %sscale_add again" % what)
+        rc, st, se = launch("matmul", "in:" + os.path.join(d, "a.bin"),
+                            "in:" + os.path.join(d, "b.bin"),
+                            "out:%s:%d" % (os.path.join(d, "c_kc.bin"), M * N * 4),
+                            "i:%d" % M, "i:%d" % N, "i:%d" % K)
         if rc != 0:
-            failures.append("stripped matmul: " + se.strip())
+            failures.append("%smatmul: %s" % (what, se.strip()))
         else:
             same = open(os.path.join(d, "c_kc.bin"), "rb").read() == ref_c
-            result["stripped_matmul"] = dict(st, identical_to_triton=same)
+            result[prefix + "matmul"] = dict(st, identical_to_triton=same)
             if not same:
-                failures.append("stripped matmul output differs from Triton's")
+                failures.append("%smatmul output differs from Triton's" % what)
+
+    scale_add_and_matmul(kc, "")
+    if stripped_of:
+        scale_add_and_matmul(kc_s, "stripped_")
     bad = add_args[:3] + ["i:1000"]
     rc, st, se = kc("scale_add", *bad)
     result["specialization_violation"] = {"rc": rc, "stderr": se.strip()}
