@@ -16,34 +16,26 @@
 #define ELF64_SYM_SIZE 24
 #define ELF64_PHDR_SIZE 56
 
-typedef struct elf_shdr {
-    uint32_t type;
-    uint32_t link;
-    uint64_t offset;
-    uint64_t size;
-    uint64_t entsize;
-} elf_shdr_t;
-
 static int in_bounds(uint64_t off, uint64_t size, size_t len)
 {
     return off <= len && size <= len - off;
 }
 
-static elf_shdr_t read_shdr(const kc__elf_t *img, unsigned i)
+kc__elf_shdr_t kc__elf_section(const kc__elf_t *img, unsigned i)
 {
     kc__rcur_t r;
     kc__rcur_init(&r, img->p + img->shoff + (uint64_t)i * ELF64_SHDR_SIZE,
                   ELF64_SHDR_SIZE);
-    elf_shdr_t sh;
-    kc__r_u32(&r); /* sh_name */
+    kc__elf_shdr_t sh;
+    sh.name = kc__r_u32(&r);
     sh.type = kc__r_u32(&r);
-    kc__r_u64(&r); /* sh_flags */
-    kc__r_u64(&r); /* sh_addr */
+    sh.flags = kc__r_u64(&r);
+    sh.addr = kc__r_u64(&r);
     sh.offset = kc__r_u64(&r);
     sh.size = kc__r_u64(&r);
     sh.link = kc__r_u32(&r);
-    kc__r_u32(&r); /* sh_info */
-    kc__r_u64(&r); /* sh_addralign */
+    sh.info = kc__r_u32(&r);
+    sh.align = kc__r_u64(&r);
     sh.entsize = kc__r_u64(&r);
     return sh;
 }
@@ -119,9 +111,12 @@ int kc__elf_open(const void *data, size_t len, kc__elf_t *img, char *why, size_t
     img->p = data;
     img->len = len;
     img->shoff = shoff;
+    img->phoff = phoff;
     img->shnum = shnum;
+    img->phnum = phnum;
+    img->shstrndx = shstrndx;
     for (unsigned i = 0; i < shnum; i++) {
-        elf_shdr_t sh = read_shdr(img, i);
+        kc__elf_shdr_t sh = kc__elf_section(img, i);
         if (sh.type != SHT_NOBITS && !in_bounds(sh.offset, sh.size, len)) {
             snprintf(why, cap, "section %u lies outside the image", i);
             return KC_ECORRUPT;
@@ -138,11 +133,11 @@ static int for_each_func(const kc__elf_t *img,
                          int (*fn)(void *user, const char *name, size_t len), void *user)
 {
     for (unsigned i = 0; i < img->shnum; i++) {
-        elf_shdr_t sym = read_shdr(img, i);
+        kc__elf_shdr_t sym = kc__elf_section(img, i);
         if (sym.type != SHT_SYMTAB || sym.entsize != ELF64_SYM_SIZE ||
             sym.link >= img->shnum)
             continue;
-        elf_shdr_t str = read_shdr(img, sym.link);
+        kc__elf_shdr_t str = kc__elf_section(img, sym.link);
         if (str.type == SHT_NOBITS)
             continue;
         const uint8_t *strtab = img->p + str.offset;

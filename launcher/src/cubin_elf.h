@@ -12,15 +12,24 @@
 typedef struct kc__elf {
     const uint8_t *p;
     size_t len;
-    uint64_t shoff;
-    uint16_t shnum;
+    uint64_t shoff, phoff;
+    uint16_t shnum, phnum, shstrndx;
 } kc__elf_t;
+
+/* One section header, every field. */
+typedef struct kc__elf_shdr {
+    uint32_t name, type, link, info;
+    uint64_t flags, addr, offset, size, align, entsize;
+} kc__elf_shdr_t;
 
 /* Check data[len] is an ELF64, little-endian, EM_CUDA image whose section
  * headers, sections and segments all lie inside it, and describe it in
  * *img (which borrows data). KC_OK, or KC_ECORRUPT with the reason in
  * why[cap]. */
 int kc__elf_open(const void *data, size_t len, kc__elf_t *img, char *why, size_t cap);
+
+/* Section header i (< img->shnum) of an image kc__elf_open accepted. */
+kc__elf_shdr_t kc__elf_section(const kc__elf_t *img, unsigned i);
 
 /* KC_OK if a FUNC symbol of .symtab is named name, else KC_ENOTFOUND. */
 int kc__elf_find_func(const kc__elf_t *img, const char *name);

@@ -26,8 +26,7 @@
 #define MAX_ALIGN 65536
 
 typedef struct shdr {
-    uint32_t name, type, link, info;
-    uint64_t flags, offset, size, align;
+    kc__elf_shdr_t h; /* as in the image */
     uint64_t new_offset;
     uint64_t gap_from; /* the end of the kept bytes before this section */
     uint16_t new_index;
@@ -36,8 +35,7 @@ typedef struct shdr {
 } shdr_t;
 
 typedef struct strip {
-    const uint8_t *p;
-    size_t len;
+    const kc__elf_t *img;
     shdr_t *sh;
     uint16_t shnum, n_keep;
     uint16_t *order; /* kept sections but the null one, by file offset */
@@ -47,7 +45,8 @@ typedef struct strip {
     size_t cap;
 } strip_t;
 
-int kc__elf_is_debug_section(const char *name)
+/* .debug_*, .nv_debug_*, and .rel / .rela sections of those. */
+static int is_debug_name(const char *name)
 {
     if (strncmp(name, ".rela", 5) == 0)
         name += 5;
@@ -58,12 +57,12 @@ int kc__elf_is_debug_section(const char *name)
 
 static int has_data(const shdr_t *s)
 {
-    return s->type != SHT_NOBITS && s->size > 0;
+    return s->h.type != SHT_NOBITS && s->h.size > 0;
 }
 
 static int refers_by_info(const shdr_t *s)
 {
-    return s->type == SHT_REL || s->type == SHT_RELA || (s->flags & SHF_INFO_LINK);
+    return s->h.type == SHT_REL || s->h.type == SHT_RELA || (s->h.flags & SHF_INFO_LINK);
 }
 
 static int corrupt(strip_t *s, const char *what, unsigned a, unsigned b)
@@ -78,52 +77,45 @@ static void store_u16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-static void read_headers(strip_t *s, uint64_t shoff)
+/* Whether [off, off + size) lies in the image's program header table. */
+static int in_phdr_table(const kc__elf_t *img, uint64_t off, uint64_t size)
 {
-    for (unsigned i = 0; i < s->shnum; i++) {
-        const uint8_t *h = s->p + shoff + (uint64_t)i * SHDR_SIZE;
-        shdr_t *x = &s->sh[i];
-        x->name = kc__load_u32le(h);
-        x->type = kc__load_u32le(h + 4);
-        x->flags = kc__load_u64le(h + 8);
-        x->offset = kc__load_u64le(h + 24);
-        x->size = kc__load_u64le(h + 32);
-        x->link = kc__load_u32le(h + 40);
-        x->info = kc__load_u32le(h + 44);
-        x->align = kc__load_u64le(h + 48);
-    }
+    uint64_t table = (uint64_t)img->phnum * PHDR_SIZE;
+    return off >= img->phoff && off - img->phoff <= table &&
+           size <= table - (off - img->phoff);
 }
 
 /* Mark the debug sections (program bits under a debug name) and the
  * relocation sections of them, whatever their names; how many. */
-static int mark(strip_t *s, uint16_t shstrndx, size_t *n_drop)
+static int mark(strip_t *s, size_t *n_drop)
 {
+    uint16_t shstrndx = s->img->shstrndx;
     const shdr_t *names = &s->sh[shstrndx];
     size_t n = 0;
 
-    if (names->type == SHT_NOBITS)
+    if (names->h.type == SHT_NOBITS)
         return corrupt(s, "the section name table (section %u) holds no bytes", shstrndx,
                        0);
     for (unsigned i = 1; i < s->shnum; i++) {
         shdr_t *x = &s->sh[i];
-        if (x->type == SHT_SYMTAB_SHNDX)
+        if (x->h.type == SHT_SYMTAB_SHNDX)
             return corrupt(s,
                            "section %u is an extended section index table, which "
                            "the strip does not renumber",
                            i, 0);
-        if (x->name >= names->size)
+        if (x->h.name >= names->h.size)
             continue;
-        const char *nm = (const char *)s->p + names->offset + x->name;
-        if (x->type == SHT_PROGBITS && memchr(nm, 0, names->size - x->name) &&
-            kc__elf_is_debug_section(nm)) {
+        const char *nm = (const char *)s->img->p + names->h.offset + x->h.name;
+        if (x->h.type == SHT_PROGBITS && memchr(nm, 0, names->h.size - x->h.name) &&
+            is_debug_name(nm)) {
             x->drop = 1;
             n++;
         }
     }
     for (unsigned i = 1; i < s->shnum; i++) {
         shdr_t *x = &s->sh[i];
-        if (!x->drop && (x->type == SHT_REL || x->type == SHT_RELA) &&
-            x->info < s->shnum && s->sh[x->info].drop) {
+        if (!x->drop && (x->h.type == SHT_REL || x->h.type == SHT_RELA) &&
+            x->h.info < s->shnum && s->sh[x->h.info].drop) {
             x->drop = 1;
             n++;
         }
@@ -144,12 +136,13 @@ static int renumber(strip_t *s)
         const shdr_t *x = &s->sh[i];
         if (x->drop)
             continue;
-        if (x->link >= s->shnum || s->sh[x->link].drop)
+        if (x->h.link >= s->shnum || s->sh[x->h.link].drop)
             return corrupt(s, "section %u links to section %u, which is not kept", i,
-                           x->link);
-        if (refers_by_info(x) && x->info && (x->info >= s->shnum || s->sh[x->info].drop))
+                           x->h.link);
+        if (refers_by_info(x) && x->h.info &&
+            (x->h.info >= s->shnum || s->sh[x->h.info].drop))
             return corrupt(s, "section %u refers to section %u, which is not kept", i,
-                           x->info);
+                           x->h.info);
     }
     return KC_OK;
 }
@@ -171,14 +164,13 @@ static int by_offset(const void *a, const void *b)
  * [from, to): such a gap is cut, not copied. */
 static int gap_holds_dropped(const strip_t *s, uint64_t from, uint64_t to)
 {
-    const uint8_t *p = s->p;
-    uint64_t tables[2][2] = {
-        {kc__load_u64le(p + 0x20), (uint64_t)kc__load_u16le(p + 0x38) * PHDR_SIZE},
-        {kc__load_u64le(p + 0x28), (uint64_t)s->shnum * SHDR_SIZE}};
+    const kc__elf_t *img = s->img;
+    uint64_t tables[2][2] = {{img->phoff, (uint64_t)img->phnum * PHDR_SIZE},
+                             {img->shoff, (uint64_t)img->shnum * SHDR_SIZE}};
 
     for (unsigned i = 1; i < s->shnum; i++) {
         const shdr_t *x = &s->sh[i];
-        if (x->drop && has_data(x) && x->offset < to && x->offset + x->size > from)
+        if (x->drop && has_data(x) && x->h.offset < to && x->h.offset + x->h.size > from)
             return 1;
     }
     for (int t = 0; t < 2; t++)
@@ -193,8 +185,8 @@ static int gap_holds_dropped(const strip_t *s, uint64_t from, uint64_t to)
  * section stays aligned, and kept sections with no dropped bytes between
  * them keep their distance and the bytes between (a segment's padding).
  * Of a cut gap, the bytes the shift does not remove become zeros. The new
- * end of the last kept byte in *end. */
-static int lay_out(strip_t *s, uint64_t *end)
+ * end of the last kept byte in s->end. */
+static int lay_out(strip_t *s)
 {
     uint64_t shift = 0, prev_end = EHDR_SIZE, step = 1;
     unsigned last = 0;
@@ -205,14 +197,14 @@ static int lay_out(strip_t *s, uint64_t *end)
     s->n_order = 0;
     for (unsigned i = 1; i < s->shnum; i++)
         if (!s->sh[i].drop)
-            sorted[s->n_order++] = (placed_t){s->sh[i].offset, (uint16_t)i};
+            sorted[s->n_order++] = (placed_t){s->sh[i].h.offset, (uint16_t)i};
     qsort(sorted, s->n_order, sizeof(*sorted), by_offset);
     for (size_t k = 0; k < s->n_order; k++)
         s->order[k] = sorted[k].index;
     free(sorted);
     for (size_t k = 0; k < s->n_order; k++) {
         const shdr_t *x = &s->sh[s->order[k]];
-        uint64_t align = x->align ? x->align : 1;
+        uint64_t align = x->h.align ? x->h.align : 1;
         if (align > MAX_ALIGN || (align & (align - 1)))
             return corrupt(s, "section %u asks for an alignment of %u bytes", s->order[k],
                            (unsigned)(align > MAX_ALIGN ? MAX_ALIGN + 1 : align));
@@ -223,22 +215,22 @@ static int lay_out(strip_t *s, uint64_t *end)
         unsigned i = s->order[k];
         shdr_t *x = &s->sh[i];
         if (has_data(x)) {
-            if (x->offset < prev_end)
+            if (x->h.offset < prev_end)
                 return corrupt(s,
                                "section %u overlaps what precedes it (section %u or "
                                "the ELF header)",
                                i, last);
-            x->gap_copied = !gap_holds_dropped(s, prev_end, x->offset);
+            x->gap_copied = !gap_holds_dropped(s, prev_end, x->h.offset);
             if (!x->gap_copied)
-                shift += (x->offset - prev_end) / step * step;
+                shift += (x->h.offset - prev_end) / step * step;
             x->gap_from = prev_end;
-            prev_end = x->offset + x->size;
+            prev_end = x->h.offset + x->h.size;
             last = i;
         }
         /* A section of no bytes moves with the next one that has some. */
-        x->new_offset = x->offset >= shift ? x->offset - shift : 0;
+        x->new_offset = x->h.offset >= shift ? x->h.offset - shift : 0;
     }
-    *end = s->end = prev_end - shift;
+    s->end = prev_end - shift;
     /* A section of no bytes past the kept ones stays inside the image. */
     for (size_t k = 0; k < s->n_order; k++) {
         shdr_t *x = &s->sh[s->order[k]];
@@ -253,18 +245,16 @@ static int lay_out(strip_t *s, uint64_t *end)
  * that ends after off (the one it starts in, or the next); a segment of no
  * bytes past every section goes to the end of the sections' bytes. */
 static int segment_offset(strip_t *s, unsigned j, uint64_t off, uint64_t filesz,
-                          uint64_t phoff, uint16_t phnum, uint64_t new_phoff,
-                          uint64_t *out)
+                          uint64_t new_phoff, uint64_t *out)
 {
-    uint64_t table = (uint64_t)phnum * PHDR_SIZE;
-    if (off >= phoff && off - phoff <= table && filesz <= table - (off - phoff)) {
-        *out = new_phoff + (off - phoff);
+    if (in_phdr_table(s->img, off, filesz)) {
+        *out = new_phoff + (off - s->img->phoff);
         return KC_OK;
     }
     for (size_t k = 0; k < s->n_order; k++) {
         const shdr_t *x = &s->sh[s->order[k]];
-        if (has_data(x) && x->offset + x->size > off) {
-            uint64_t shift = x->offset - x->new_offset;
+        if (has_data(x) && x->h.offset + x->h.size > off) {
+            uint64_t shift = x->h.offset - x->new_offset;
             if (off < shift)
                 break;
             *out = off - shift;
@@ -281,31 +271,30 @@ static int segment_offset(strip_t *s, unsigned j, uint64_t off, uint64_t filesz,
 static int write_image(strip_t *s, uint8_t *o, uint64_t new_phoff, uint64_t new_shoff,
                        uint64_t out_len)
 {
-    const uint8_t *p = s->p;
-    uint64_t phoff = kc__load_u64le(p + 0x20), shoff = kc__load_u64le(p + 0x28);
-    uint16_t phnum = kc__load_u16le(p + 0x38), shstrndx = kc__load_u16le(p + 0x3e);
+    const kc__elf_t *img = s->img;
+    const uint8_t *p = img->p;
+    uint16_t phnum = img->phnum;
     int rc;
 
     memcpy(o, p, EHDR_SIZE);
     kc__store_u64le(o + 0x20, phnum ? new_phoff : 0);
     kc__store_u64le(o + 0x28, new_shoff);
     store_u16(o + 0x3c, s->n_keep);
-    store_u16(o + 0x3e, s->sh[shstrndx].new_index);
+    store_u16(o + 0x3e, s->sh[img->shstrndx].new_index);
     for (size_t k = 0; k < s->n_order; k++) {
         const shdr_t *x = &s->sh[s->order[k]];
         if (!has_data(x))
             continue;
-        uint64_t shift = x->offset - x->new_offset;
+        uint64_t shift = x->h.offset - x->new_offset;
         if (x->gap_copied)
-            memcpy(o + x->gap_from - shift, p + x->gap_from, x->offset - x->gap_from);
-        memcpy(o + x->new_offset, p + x->offset, x->size);
+            memcpy(o + x->gap_from - shift, p + x->gap_from, x->h.offset - x->gap_from);
+        memcpy(o + x->new_offset, p + x->h.offset, x->h.size);
     }
     for (unsigned j = 0; j < phnum; j++) {
-        const uint8_t *h = p + phoff + (uint64_t)j * PHDR_SIZE;
+        const uint8_t *h = p + img->phoff + (uint64_t)j * PHDR_SIZE;
         uint8_t *n = o + new_phoff + (uint64_t)j * PHDR_SIZE;
         uint64_t off = kc__load_u64le(h + 8), filesz = kc__load_u64le(h + 32), moved;
-        if ((rc = segment_offset(s, j, off, filesz, phoff, phnum, new_phoff, &moved)) !=
-            KC_OK)
+        if ((rc = segment_offset(s, j, off, filesz, new_phoff, &moved)) != KC_OK)
             return rc;
         memcpy(n, h, PHDR_SIZE);
         kc__store_u64le(n + 8, moved);
@@ -317,14 +306,14 @@ static int write_image(strip_t *s, uint8_t *o, uint64_t new_phoff, uint64_t new_
         uint8_t *n = o + new_shoff + (uint64_t)x->new_index * SHDR_SIZE;
         if (i == 0)
             continue; /* the null section's header: zeros, as ELF has it */
-        memcpy(n, p + shoff + (uint64_t)i * SHDR_SIZE, SHDR_SIZE);
+        memcpy(n, p + img->shoff + (uint64_t)i * SHDR_SIZE, SHDR_SIZE);
         kc__store_u64le(n + 24, x->new_offset);
-        kc__store_u32le(n + 40, s->sh[x->link].new_index);
-        if (refers_by_info(x) && x->info)
-            kc__store_u32le(n + 44, s->sh[x->info].new_index);
-        if (x->type != SHT_SYMTAB || !has_data(x))
+        kc__store_u32le(n + 40, s->sh[x->h.link].new_index);
+        if (refers_by_info(x) && x->h.info)
+            kc__store_u32le(n + 44, s->sh[x->h.info].new_index);
+        if (x->h.type != SHT_SYMTAB || !has_data(x))
             continue;
-        for (uint64_t k = 0; k < x->size / SYM_SIZE; k++) {
+        for (uint64_t k = 0; k < x->h.size / SYM_SIZE; k++) {
             uint8_t *sym = o + x->new_offset + k * SYM_SIZE;
             uint16_t ndx = kc__load_u16le(sym + 6);
             if (ndx == 0 || ndx >= SHN_LORESERVE)
@@ -337,10 +326,10 @@ static int write_image(strip_t *s, uint8_t *o, uint64_t new_phoff, uint64_t new_
     }
     /* What the driver loads must not change: every segment's bytes. */
     for (unsigned j = 0; j < phnum; j++) {
-        const uint8_t *h = p + phoff + (uint64_t)j * PHDR_SIZE;
+        const uint8_t *h = p + img->phoff + (uint64_t)j * PHDR_SIZE;
         uint64_t off = kc__load_u64le(h + 8), filesz = kc__load_u64le(h + 32);
         uint64_t moved = kc__load_u64le(o + new_phoff + (uint64_t)j * PHDR_SIZE + 8);
-        if (filesz == 0 || (off >= phoff && off - phoff < (uint64_t)phnum * PHDR_SIZE))
+        if (filesz == 0 || in_phdr_table(img, off, filesz))
             continue;
         if (moved > out_len || filesz > out_len - moved ||
             memcmp(o + moved, p + off, filesz) != 0)
@@ -354,9 +343,8 @@ int kc__elf_strip_debug(const void *data, size_t len, void **out, size_t *out_le
                         char *why, size_t cap)
 {
     kc__elf_t img;
-    strip_t s = {.p = data, .len = len, .why = why, .cap = cap};
+    strip_t s = {.img = &img, .why = why, .cap = cap};
     size_t n_drop = 0;
-    uint64_t end = 0;
     uint8_t *o = NULL;
     int rc;
 
@@ -371,13 +359,13 @@ int kc__elf_strip_debug(const void *data, size_t len, void **out, size_t *out_le
         rc = KC_ENOMEM;
         goto done;
     }
-    read_headers(&s, img.shoff);
-    uint16_t phnum = kc__load_u16le(s.p + 0x38), shstrndx = kc__load_u16le(s.p + 0x3e);
-    if ((rc = mark(&s, shstrndx, &n_drop)) != KC_OK || n_drop == 0 ||
-        (rc = renumber(&s)) != KC_OK || (rc = lay_out(&s, &end)) != KC_OK)
+    for (unsigned i = 0; i < s.shnum; i++)
+        s.sh[i].h = kc__elf_section(&img, i);
+    if ((rc = mark(&s, &n_drop)) != KC_OK || n_drop == 0 ||
+        (rc = renumber(&s)) != KC_OK || (rc = lay_out(&s)) != KC_OK)
         goto done;
-    uint64_t new_phoff = (end + 7) / 8 * 8;
-    uint64_t new_shoff = (new_phoff + (uint64_t)phnum * PHDR_SIZE + 7) / 8 * 8;
+    uint64_t new_phoff = (s.end + 7) / 8 * 8;
+    uint64_t new_shoff = (new_phoff + (uint64_t)img.phnum * PHDR_SIZE + 7) / 8 * 8;
     uint64_t total = new_shoff + (uint64_t)s.n_keep * SHDR_SIZE;
     if (!(o = calloc(1, total))) {
         rc = KC_ENOMEM;

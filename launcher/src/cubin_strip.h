@@ -12,18 +12,14 @@
 
 #include <stddef.h>
 
-/* Whether a section of this name is a debug section: .debug_*,
- * .nv_debug_*, and .rel / .rela sections of those. The strip drops a
- * section of such a name only if it holds program bits (never a symbol or
- * string table, whatever its name), and a REL or RELA section only if the
- * section it relocates is dropped (whatever its name). */
-int kc__elf_is_debug_section(const char *name);
-
 /* Copy the cubin data[len] without its debug sections into a new malloc'd
  * image (*out, *out_len; the caller frees it).
  *
- * What changes: those sections, any REL/RELA section that relocates one,
- * and the file offsets; section indices are renumbered wherever the image
+ * Dropped: every section of program bits named .debug_* or .nv_debug_*
+ * (never a symbol or string table, whatever its name), and every REL/RELA
+ * section that relocates a dropped one (whatever its name).
+ *
+ * What else changes: the file offsets; section indices are renumbered wherever the image
  * holds one (e_shstrndx, sh_link, sh_info of relocation sections and of
  * sections flagged SHF_INFO_LINK, st_shndx of symbols; a symbol of a
  * dropped section, such as its section symbol, gets SHN_UNDEF). Symbol

@@ -725,9 +725,10 @@ static int entry_build(entry_impl_t *e, char *err, size_t cap)
     return KC_OK;
 }
 
-/* With strip: the cubin without its debug sections, when the strip can
- * rewrite it and the copy still passes check_cubin; else it stays whole. */
-static int entry_strip(entry_impl_t *e, size_t *cubin_len, const char *path)
+/* The cubin without its debug sections, when the strip can rewrite it with
+ * every other section and segment intact (it checks that itself); else it
+ * stays whole. */
+static int entry_strip(entry_impl_t *e, size_t *cubin_len)
 {
     void *copy = NULL;
     size_t copy_len = 0;
@@ -736,10 +737,8 @@ static int entry_strip(entry_impl_t *e, size_t *cubin_len, const char *path)
 
     if (rc == KC_ENOMEM)
         return rc;
-    if (!copy || check_cubin(copy, copy_len, e->meta.name, path, NULL, 0) != KC_OK) {
-        free(copy);
+    if (!copy)
         return KC_OK;
-    }
     free(e->cubin);
     e->cubin = copy;
     *cubin_len = copy_len;
@@ -810,7 +809,7 @@ static int entry_load(const char *hash_dir, int strip, kc_triton_entry_t **out,
                          &cubin_len, err, cap)) != KC_OK ||
         (rc = check_cubin(e->cubin, cubin_len, name, path, err, cap)) != KC_OK)
         goto fail;
-    if (strip && (rc = entry_strip(e, &cubin_len, path)) != KC_OK) {
+    if (strip && (rc = entry_strip(e, &cubin_len)) != KC_OK) {
         rc = fail(rc, err, cap, "out of memory");
         goto fail;
     }

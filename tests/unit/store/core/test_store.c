@@ -460,7 +460,8 @@ static void test_warm_hands_over_the_context_of_its_decode(void **state)
     assert_int_equal(w.spare, 1);
     assert_int_equal(w.compressed, 0);
 
-    /* An empty store: a sample makes the context (and is compressed). */
+    /* No store (NULL), so no cubin to decode: a sample makes the context,
+     * and is compressed to be decoded. */
     assert_int_equal(pthread_create(&th, NULL, take_spare, NULL), 0);
     assert_int_equal(pthread_join(th, NULL), 0);
     warm_thread_t none = {NULL, -1, -1};
