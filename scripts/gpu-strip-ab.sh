@@ -15,7 +15,7 @@
 # KC_AB_CPU=N pins parts 2 and 3 to CPU N. Logs: $OUT/strip-ab.log.
 set -u
 . "$(dirname "$0")/gpu-env.sh"
-kc_gpu_log strip-ab.log
+kc_gpu_log strip-ab.log # sets $out
 B=build-gpu
 T="$(mktemp -d)/trt"
 rounds="${KC_AB_ROUNDS:-12}"
@@ -40,7 +40,7 @@ PY
 io="in:$T/io/x.bin in:$T/io/y.bin out:/tmp/o.bin:4194304 i:1048576"
 first() { "${pin[@]}" $B/tests/kc_run_spec "$1" "$2" scale_add $io; }
 echo "== first call, whole (W) and stripped (S) alternating, $rounds each ${pin[*]}"
-for i in $(seq "$rounds"); do
+for _ in $(seq "$rounds"); do
   echo "W $(first $T/store $T/spec.json)"
   echo "S $(first $T/store-stripped $T/spec-stripped.json)"
 done | tee "$T/ab.txt"
@@ -75,7 +75,7 @@ PY
 while read -r wb sb; do
   $B/tools/cachectl -s "$T/store" get "$wb" -o "$T/w.cubin" > /dev/null &&
     $B/tools/cachectl -s "$T/store-stripped" get "$sb" -o "$T/s.cubin" > /dev/null || continue
-  for i in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     for f in w s; do
       echo "$f $(stat -c %s "$T/$f.cubin") $("${pin[@]}" $B/tools/kcache_bench_modules "$T/$f.cubin" \
         scale_add 1 load-only | grep -o 'load-only) [0-9.]*' | cut -d' ' -f2)"
@@ -94,7 +94,7 @@ for (f, size), v in sorted(t.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
 PY
 if [ "${KC_AB_CPU_SCAN:-0}" = 1 ]; then
   echo "== first call (whole) pinned to each CPU, three rounds"
-  for r in 1 2 3; do
+  for _ in 1 2 3; do
     for c in $(seq 0 $(($(nproc) - 1))); do
       echo "$c $(taskset -c "$c" $B/tests/kc_run_spec $T/store $T/spec.json scale_add $io)"
     done

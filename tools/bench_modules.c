@@ -23,7 +23,11 @@
  * binary). KC_BENCH_MODULES_API=library loads through the context-independent
  * library API instead (cuLibraryLoadData, cuLibraryGetKernel,
  * cuKernelGetFunction for the current context): whether its cost grows with
- * the libraries loaded as the module API's does with modules. The driver is opened with
+ * the libraries loaded as the module API's does with modules.
+ * KC_BENCH_MODULES_KEEP=K (module API) unloads, after each load, the module
+ * loaded K loads before (cuModuleUnload, outside the timed part), so at most
+ * K stay loaded: whether the cost follows the modules loaded now or every
+ * module the context ever loaded. The driver is opened with
  * dlopen, so this builds (and says it cannot run) without one. */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -48,6 +52,7 @@ typedef int (*cu_lib_load_t)(void **, const void *, void *, void **, unsigned, v
                              void **, unsigned);
 typedef int (*cu_lib_kernel_t)(void **, void *, const char *);
 typedef int (*cu_kernel_fn_t)(void **, void *);
+typedef int (*cu_unload_t)(void *);
 
 static void *sym(void *lib, const char *name)
 {
@@ -106,6 +111,9 @@ int main(int argc, char **argv)
     cu_sync_t sync = (cu_sync_t)sym(lib, "cuCtxSynchronize");
     const char *api = getenv("KC_BENCH_MODULES_API");
     int library = api && strcmp(api, "library") == 0;
+    const char *keep_env = getenv("KC_BENCH_MODULES_KEEP");
+    size_t keep = keep_env && !library ? strtoul(keep_env, NULL, 10) : 0;
+    cu_unload_t unload = keep ? (cu_unload_t)sym(lib, "cuModuleUnload") : NULL;
     cu_lib_load_t lib_load =
         library ? (cu_lib_load_t)sym(lib, "cuLibraryLoadData") : NULL;
     cu_lib_kernel_t lib_kernel =
@@ -121,7 +129,8 @@ int main(int argc, char **argv)
         return 77;
     }
     double *load_us = calloc(n, sizeof(double)), *all_us = calloc(n, sizeof(double));
-    if (!load_us || !all_us)
+    void **mods = keep ? calloc(n, sizeof(void *)) : NULL;
+    if (!load_us || !all_us || (keep && !mods))
         return 1;
     long magic_at = -1;
     for (size_t i = 0; i + 4 <= len; i++) {
@@ -192,15 +201,26 @@ int main(int argc, char **argv)
             }
             load_us[i] = t1 - t0;
             all_us[i] = bench_now_us() - t0;
+            if (keep) {
+                mods[i] = mod;
+                if (i >= keep && unload(mods[i - keep])) {
+                    fprintf(stderr, "kcache_bench_modules: unload %zu failed\n",
+                            i - keep);
+                    return 1;
+                }
+            }
         }
+        char kept[64] = "";
+        if (keep)
+            snprintf(kept, sizeof(kept), ", at most %zu loaded at once", keep);
         printf(
-            "raw driver%s, %zu loads of %s %zu-byte cubin into one context (load + get "
+            "raw driver%s, %zu loads of %s %zu-byte cubin into one context%s (load + get "
             "function; + first launch + sync):\n",
             library ? " (library API)" : "", n,
             distinct ? "distinct variants of a"
             : names  ? "distinctly named variants of a"
                      : "one",
-            len);
+            len, kept);
         printf("  the process's first: load + get function %.1f us, with %s %.1f us\n",
                load_us[0], load_only ? "nothing else (load-only)" : "launch + sync",
                all_us[0]);
