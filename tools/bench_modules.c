@@ -129,7 +129,7 @@ int main(int argc, char **argv)
         return 77;
     }
     double *load_us = calloc(n, sizeof(double)), *all_us = calloc(n, sizeof(double));
-    void **mods = keep ? calloc(n, sizeof(void *)) : NULL;
+    void **mods = keep ? calloc(keep, sizeof(void *)) : NULL; /* the last keep */
     if (!load_us || !all_us || (keep && !mods))
         return 1;
     long magic_at = -1;
@@ -202,12 +202,13 @@ int main(int argc, char **argv)
             load_us[i] = t1 - t0;
             all_us[i] = bench_now_us() - t0;
             if (keep) {
-                mods[i] = mod;
-                if (i >= keep && unload(mods[i - keep])) {
+                /* Slot i % keep holds module i - keep until module i. */
+                if (i >= keep && unload(mods[i % keep])) {
                     fprintf(stderr, "kcache_bench_modules: unload %zu failed\n",
                             i - keep);
                     return 1;
                 }
+                mods[i % keep] = mod;
             }
         }
         char kept[64] = "";

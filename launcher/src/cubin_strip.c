@@ -37,7 +37,7 @@ typedef struct shdr {
 typedef struct strip {
     const kc__elf_t *img;
     shdr_t *sh;
-    uint16_t shnum, n_keep;
+    uint16_t n_keep;
     uint16_t *order; /* kept sections but the null one, by file offset */
     size_t n_order;
     uint64_t end; /* the new end of the kept sections' bytes */
@@ -96,7 +96,7 @@ static int mark(strip_t *s, size_t *n_drop)
     if (names->h.type == SHT_NOBITS)
         return corrupt(s, "the section name table (section %u) holds no bytes", shstrndx,
                        0);
-    for (unsigned i = 1; i < s->shnum; i++) {
+    for (unsigned i = 1; i < s->img->shnum; i++) {
         shdr_t *x = &s->sh[i];
         if (x->h.type == SHT_SYMTAB_SHNDX)
             return corrupt(s,
@@ -112,10 +112,10 @@ static int mark(strip_t *s, size_t *n_drop)
             n++;
         }
     }
-    for (unsigned i = 1; i < s->shnum; i++) {
+    for (unsigned i = 1; i < s->img->shnum; i++) {
         shdr_t *x = &s->sh[i];
         if (!x->drop && (x->h.type == SHT_REL || x->h.type == SHT_RELA) &&
-            x->h.info < s->shnum && s->sh[x->h.info].drop) {
+            x->h.info < s->img->shnum && s->sh[x->h.info].drop) {
             x->drop = 1;
             n++;
         }
@@ -128,19 +128,19 @@ static int mark(strip_t *s, size_t *n_drop)
 static int renumber(strip_t *s)
 {
     uint16_t next = 0;
-    for (unsigned i = 0; i < s->shnum; i++)
+    for (unsigned i = 0; i < s->img->shnum; i++)
         if (!s->sh[i].drop)
             s->sh[i].new_index = next++;
     s->n_keep = next;
-    for (unsigned i = 1; i < s->shnum; i++) {
+    for (unsigned i = 1; i < s->img->shnum; i++) {
         const shdr_t *x = &s->sh[i];
         if (x->drop)
             continue;
-        if (x->h.link >= s->shnum || s->sh[x->h.link].drop)
+        if (x->h.link >= s->img->shnum || s->sh[x->h.link].drop)
             return corrupt(s, "section %u links to section %u, which is not kept", i,
                            x->h.link);
         if (refers_by_info(x) && x->h.info &&
-            (x->h.info >= s->shnum || s->sh[x->h.info].drop))
+            (x->h.info >= s->img->shnum || s->sh[x->h.info].drop))
             return corrupt(s, "section %u refers to section %u, which is not kept", i,
                            x->h.info);
     }
@@ -168,7 +168,7 @@ static int gap_holds_dropped(const strip_t *s, uint64_t from, uint64_t to)
     uint64_t tables[2][2] = {{img->phoff, (uint64_t)img->phnum * PHDR_SIZE},
                              {img->shoff, (uint64_t)img->shnum * SHDR_SIZE}};
 
-    for (unsigned i = 1; i < s->shnum; i++) {
+    for (unsigned i = 1; i < s->img->shnum; i++) {
         const shdr_t *x = &s->sh[i];
         if (x->drop && has_data(x) && x->h.offset < to && x->h.offset + x->h.size > from)
             return 1;
@@ -191,11 +191,11 @@ static int lay_out(strip_t *s)
     uint64_t shift = 0, prev_end = EHDR_SIZE, step = 1;
     unsigned last = 0;
 
-    placed_t *sorted = malloc(s->shnum * sizeof(*sorted));
+    placed_t *sorted = malloc(s->img->shnum * sizeof(*sorted));
     if (!sorted)
         return KC_ENOMEM;
     s->n_order = 0;
-    for (unsigned i = 1; i < s->shnum; i++)
+    for (unsigned i = 1; i < s->img->shnum; i++)
         if (!s->sh[i].drop)
             sorted[s->n_order++] = (placed_t){s->sh[i].h.offset, (uint16_t)i};
     qsort(sorted, s->n_order, sizeof(*sorted), by_offset);
@@ -299,7 +299,7 @@ static int write_image(strip_t *s, uint8_t *o, uint64_t new_phoff, uint64_t new_
         memcpy(n, h, PHDR_SIZE);
         kc__store_u64le(n + 8, moved);
     }
-    for (unsigned i = 0; i < s->shnum; i++) {
+    for (unsigned i = 0; i < s->img->shnum; i++) {
         const shdr_t *x = &s->sh[i];
         if (x->drop)
             continue;
@@ -318,7 +318,7 @@ static int write_image(strip_t *s, uint8_t *o, uint64_t new_phoff, uint64_t new_
             uint16_t ndx = kc__load_u16le(sym + 6);
             if (ndx == 0 || ndx >= SHN_LORESERVE)
                 continue;
-            if (ndx >= s->shnum)
+            if (ndx >= s->img->shnum)
                 return corrupt(s, "symbol %u names section %u, past the table",
                                (unsigned)k, ndx);
             store_u16(sym + 6, s->sh[ndx].drop ? 0 : s->sh[ndx].new_index);
@@ -352,14 +352,13 @@ int kc__elf_strip_debug(const void *data, size_t len, void **out, size_t *out_le
     *out_len = 0;
     if ((rc = kc__elf_open(data, len, &img, why, cap)) != KC_OK)
         return rc;
-    s.shnum = img.shnum;
-    s.sh = calloc(s.shnum, sizeof(*s.sh));
-    s.order = calloc(s.shnum, sizeof(*s.order));
+    s.sh = calloc(img.shnum, sizeof(*s.sh));
+    s.order = calloc(img.shnum, sizeof(*s.order));
     if (!s.sh || !s.order) {
         rc = KC_ENOMEM;
         goto done;
     }
-    for (unsigned i = 0; i < s.shnum; i++)
+    for (unsigned i = 0; i < img.shnum; i++)
         s.sh[i].h = kc__elf_section(&img, i);
     if ((rc = mark(&s, &n_drop)) != KC_OK || n_drop == 0 ||
         (rc = renumber(&s)) != KC_OK || (rc = lay_out(&s)) != KC_OK)

@@ -19,7 +19,6 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "../bench_time.h"
 
@@ -69,8 +68,11 @@ static int spin(CUfunction fn, CUstream s, long long cycles, CUdeviceptr out)
     return check(cu.launch(fn, 1, 1, 1, 1, 1, 1, 0, s, args, NULL), "cuLaunchKernel");
 }
 
+enum unload_case { IDLE, RUNNING, QUEUED };
+static const char *const kCaseNames[] = {"idle", "running", "queued"};
+
 /* One case: the unload's time, the synchronize's result, *out. */
-static int run_case(const char *name, const void *cubin, long long cycles, CUstream s,
+static int run_case(enum unload_case c, const void *cubin, long long cycles, CUstream s,
                     CUdeviceptr out)
 {
     CUmodule mod, other = NULL;
@@ -79,12 +81,12 @@ static int run_case(const char *name, const void *cubin, long long cycles, CUstr
 
     if (load_spin(cubin, &mod, &fn) || check(cu.memset(out, 0, 1), "cuMemsetD32"))
         return 1;
-    if (strcmp(name, "queued") == 0 &&
+    if (c == QUEUED &&
         (load_spin(cubin, &other, &other_fn) || spin(other_fn, s, cycles, out + 4)))
         return 1;
-    if (spin(fn, s, strcmp(name, "idle") == 0 ? 1000 : cycles, out))
+    if (spin(fn, s, c == IDLE ? 1000 : cycles, out))
         return 1;
-    if (strcmp(name, "idle") == 0 && check(cu.stream_sync(s), "cuStreamSynchronize"))
+    if (c == IDLE && check(cu.stream_sync(s), "cuStreamSynchronize"))
         return 1;
     double t0 = bench_now_us();
     CUresult urc = cu.unload(mod);
@@ -94,7 +96,7 @@ static int run_case(const char *name, const void *cubin, long long cycles, CUstr
     CUresult drc = cu.dtoh(&value, out, sizeof(value));
     printf("%-8s unload %10.1f us (CUresult %d), then synchronize %10.1f us (CUresult "
            "%d), *out = %d (copy CUresult %d)\n",
-           name, t1 - t0, (int)urc, t2 - t1, (int)src, value, (int)drc);
+           kCaseNames[c], t1 - t0, (int)urc, t2 - t1, (int)src, value, (int)drc);
     if (other)
         cu.unload(other);
     return urc != CUDA_SUCCESS || src != CUDA_SUCCESS;
@@ -145,8 +147,7 @@ int main(int argc, char **argv)
         check(cu.stream_create(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate"))
         return 77;
     int bad = 0;
-    bad |= run_case("idle", cubin, cycles, s, out);
-    bad |= run_case("running", cubin, cycles, s, out);
-    bad |= run_case("queued", cubin, cycles, s, out);
+    for (enum unload_case c = IDLE; c <= QUEUED; c++)
+        bad |= run_case(c, cubin, cycles, s, out);
     return bad;
 }
