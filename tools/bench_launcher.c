@@ -459,8 +459,8 @@ static int breakdown(const char *dir, int log_faults)
         const kc__memo_entry_t *e;
         int64_t cfg[1] = {kBlock[0]};
         uint8_t sig[8] = {(uint8_t)j};
-        kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), fn,
-                        module, 0, cfg, 1, NULL, &e);
+        kc__memo_insert(&memo, sig, sizeof(sig), kc__memo_hash(sig, sizeof(sig)), NULL,
+                        fn, 0, cfg, 1, NULL, &e);
         t[5] = bench_now_us();
         f[5] = minor_faults();
         kc_fault_log_print(flog, "the first kernel's hit", stdout);
@@ -593,10 +593,11 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     double all_s = (bench_now_us() - all0) / 1e6;
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
+    const char *bound = getenv("KCACHE_MAX_MODULES");
     printf("store hits of %ld distinct kernels (%s, %s, fresh process and launcher, "
-           "store %s): %.2f s in all; launcher create %.1f us\n",
+           "store %s, KCACHE_MAX_MODULES %s): %.2f s in all; launcher create %.1f us\n",
            n, g_cuda ? "cuda" : "sim", no_prefetch ? "no prefetch" : "default prefetch",
-           dir, all_s, create_us);
+           dir, bound && *bound ? bound : "unset (1024)", all_s, create_us);
     printf("  the process's first hit: registration %.1f us + first launch %.1f us = "
            "%.1f us; a steady hit (median): %.1f us: ratio %.2f\n",
            reg[0], lau[0], both[0], pct(both, (size_t)n, 50),

@@ -25,10 +25,10 @@
  * cuKernelGetFunction for the current context): whether its cost grows with
  * the libraries loaded as the module API's does with modules.
  * KC_BENCH_MODULES_KEEP=K (module API) unloads, after each load, the module
- * loaded K loads before (cuModuleUnload, outside the timed part), so at most
+ * loaded K loads before (cuModuleUnload, timed apart), so at most
  * K stay loaded: whether the cost follows the modules loaded now or every
- * module the context ever loaded. The driver is opened with
- * dlopen, so this builds (and says it cannot run) without one. */
+ * module the context ever loaded, and what the unload itself costs. The driver is opened
+ * with dlopen, so this builds (and says it cannot run) without one. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,8 +129,9 @@ int main(int argc, char **argv)
         return 77;
     }
     double *load_us = calloc(n, sizeof(double)), *all_us = calloc(n, sizeof(double));
+    double *unload_us = calloc(n, sizeof(double));
     void **mods = keep ? calloc(keep, sizeof(void *)) : NULL; /* the last keep */
-    if (!load_us || !all_us || (keep && !mods))
+    if (!load_us || !all_us || !unload_us || (keep && !mods))
         return 1;
     long magic_at = -1;
     for (size_t i = 0; i + 4 <= len; i++) {
@@ -203,11 +204,13 @@ int main(int argc, char **argv)
             all_us[i] = bench_now_us() - t0;
             if (keep) {
                 /* Slot i % keep holds module i - keep until module i. */
+                double u0 = bench_now_us();
                 if (i >= keep && unload(mods[i % keep])) {
                     fprintf(stderr, "kcache_bench_modules: unload %zu failed\n",
                             i - keep);
                     return 1;
                 }
+                unload_us[i] = bench_now_us() - u0;
                 mods[i % keep] = mod;
             }
         }
@@ -237,6 +240,10 @@ int main(int argc, char **argv)
             printf(" %.1f", median(all_us + s * (n / 16), n / 16));
         double a = median(all_us, 1000), b = median(all_us + n - 1000, 1000);
         printf(" us\n  first 1000 %.1f us, last 1000 %.1f us: ratio %.2f\n", a, b, b / a);
+        if (keep && n >= keep + 1000)
+            printf(
+                "  cuModuleUnload with %zu loaded: median over the last 1000 %.1f us\n",
+                keep, median(unload_us + n - 1000, 1000));
         fflush(stdout);
     }
     return 0;

@@ -225,22 +225,24 @@ static int tune_record(kc_kernel_t *k, const tune_state_t *s, size_t winner,
  * transaction, then the tuning pushed to the remote tier behind, unless
  * the caller pushes it itself (push_tuning 0: it holds the tuning's remote
  * lease, and pushes before releasing it). A failure to publish costs only
- * a later process's tuning: the launch already happened. */
-static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
-                         const kc_candidate_t *rec_cands, uint64_t started_us,
-                         int push_tuning)
+ * a later process's tuning: the launch already happened. Returns whether
+ * the builds and the tuning are in the store. */
+static int tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
+                        const kc_candidate_t *rec_cands, uint64_t started_us,
+                        int push_tuning)
 {
     kc_launcher_t *l = k->l;
     const kc__spec_t *sp = k->spec;
     void *pre = NULL;
     size_t pre_len = 0;
     kc_key_t tkey;
+    int published;
 
     bump(&k->tunes);
     if (l->store)
         kc_store_count(l->store, KC_COUNTER_TUNES, 1);
     if (kc__tuning_key(k, m->sig, m->len, &pre, &pre_len, &tkey) != KC_OK)
-        return;
+        return 0;
     kc_tuning_rec_t tr = {
         .preimage = {pre, pre_len},
         .winner = k->cand_params + winner * sp->s.n_params,
@@ -255,9 +257,11 @@ static void tune_publish(kc_kernel_t *k, const kc__miss_t *m, size_t winner,
         .driver_version = l->info.driver_version,
         .created = (uint64_t)time(NULL),
     };
-    if (kc__publish(k, &tr) == KC_OK && push_tuning)
+    published = l->store && kc__publish(k, &tr) == KC_OK;
+    if (published && push_tuning)
         kc__remote_push_later(l, KC_REC_TUNING, &tkey);
     kc_free(pre);
+    return published;
 }
 
 static void log_winner(kc_kernel_t *k, const tune_state_t *s, size_t winner, int timed,
@@ -308,14 +312,17 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
         kc__publish(k, NULL); /* the candidates' builds are still worth keeping */
         goto fail;
     }
-    tune_publish(k, m, winner, rec_cands, t0, push_tuning);
+    int published = tune_publish(k, m, winner, rec_cands, t0, push_tuning);
     log_winner(k, &s, winner, timed, failed);
 
-    kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner], &s.fns[winner],
-                    k->cands[winner].compile_us);
+    /* Resident (the bound may unload it) only if its build is now in the
+     * store, where a later launch can load it again. */
+    kept_t *kept =
+        kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner],
+                        &s.fns[winner], k->cands[winner].compile_us, published, 0);
     /* The launch happened: a memo without room only means the next launch
      * of this signature resolves it again. */
-    if (kc__memoize(k, m, s.fns[winner], s.modules[winner], winner,
+    if (kc__memoize(k, m, kept, s.fns[winner], winner,
                     sp->candidates + winner * sp->s.n_params) != KC_OK)
         *m->out = NULL;
     rc = KC_OK;

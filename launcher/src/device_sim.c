@@ -32,6 +32,13 @@ typedef struct sim_entry {
     void *user;
 } sim_entry_t;
 
+typedef struct sim_func {
+    struct sim_func *next;
+    sim_entry_t *entry;
+    unsigned dyn_smem_limit;
+    int unloaded; /* its module was unloaded: launching it is an error */
+} sim_func_t;
+
 struct kc_sim {
     pthread_mutex_t mu;
     char arch[16];
@@ -46,6 +53,9 @@ struct kc_sim {
     uint64_t clock_ns; /* the virtual clock: the sum of every launch's cost */
     int sticky;        /* a kernel reported KC_ESTICKY: the "context" is lost */
     kc_sim_counters_t counters;
+    /* Functions of unloaded modules, kept (freed with the sim) so that a
+     * launch of one fails with an error instead of reading freed memory. */
+    sim_func_t *dead;
 };
 
 /* ---- kc_sim_t ----------------------------------------------------------- */
@@ -88,6 +98,11 @@ void kc_sim_destroy(kc_sim_t *sim)
         free(sim->entries[i]);
     }
     free(sim->entries);
+    while (sim->dead) {
+        sim_func_t *next = sim->dead->next;
+        free(sim->dead);
+        sim->dead = next;
+    }
     pthread_mutex_destroy(&sim->mu);
     free(sim);
 }
@@ -146,12 +161,6 @@ void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out)
 }
 
 /* ---- the device --------------------------------------------------------- */
-
-typedef struct sim_func {
-    struct sim_func *next;
-    sim_entry_t *entry;
-    unsigned dyn_smem_limit;
-} sim_func_t;
 
 typedef struct sim_module {
     void *image; /* a copy: like cuModuleLoadData, the caller's may go */
@@ -249,14 +258,19 @@ static int sim_module_load(kc__device_t *dev, const void *cubin, size_t len,
 
 static void sim_module_unload(kc__device_t *dev, void *module)
 {
-    (void)dev;
     sim_module_t *m = module;
     if (!m)
         return;
+    kc_sim_t *sim = sim_of(dev);
+    pthread_mutex_lock(&sim->mu);
     for (sim_func_t *f = m->funcs, *next; f; f = next) {
         next = f->next;
-        free(f);
+        f->unloaded = 1;
+        f->next = sim->dead;
+        sim->dead = f;
     }
+    sim->counters.modules_unloaded++;
+    pthread_mutex_unlock(&sim->mu);
     free(m->image);
     free(m);
 }
@@ -360,11 +374,20 @@ static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
         return KC_ETOOBIG;
     }
     pthread_mutex_lock(&sim->mu);
+    int unloaded = f->unloaded;
     unsigned smem_limit = f->dyn_smem_limit;
     kc_sim_kernel_fn kfn = f->entry->fn;
     kc_sim_cost_fn cost = f->entry->cost;
     void *user = f->entry->user;
+    if (unloaded)
+        sim->counters.dead_launches++;
     pthread_mutex_unlock(&sim->mu);
+    if (unloaded) {
+        kc__device_set_errmsg(dev, "cuLaunchKernel (simulated): "
+                                   "CUDA_ERROR_INVALID_HANDLE: a function of an "
+                                   "unloaded module");
+        return KC_ELAUNCH;
+    }
     if (shared > smem_limit) {
         kc__device_set_errmsg(dev,
                               "cuLaunchKernel (simulated): CUDA_ERROR_INVALID_VALUE: "
@@ -386,12 +409,22 @@ static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
 
     int r = kfn(user, &l);
     pthread_mutex_lock(&sim->mu);
+    /* Unloaded while the launch ran: a handle destroyed under its use. */
+    unloaded = f->unloaded;
+    if (unloaded)
+        sim->counters.dead_launches++;
     sim->counters.launches++;
     if (r == 0)
         sim->clock_ns += ns;
     else if (r == KC_ESTICKY)
         sim->sticky = 1;
     pthread_mutex_unlock(&sim->mu);
+    if (unloaded) {
+        kc__device_set_errmsg(dev, "cuLaunchKernel (simulated): "
+                                   "CUDA_ERROR_INVALID_HANDLE: the function's module "
+                                   "was unloaded during the launch");
+        return KC_ELAUNCH;
+    }
     if (r == KC_ESTICKY) {
         kc__device_set_errmsg(dev,
                               "cuLaunchKernel (simulated): "

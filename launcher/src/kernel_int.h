@@ -10,12 +10,14 @@
  *   compile.c    candidates compiled on the pool, stored builds reused,
  *                builds (and a tuning) published in one transaction
  *   modules.c    modules kept loaded, cubins loaded, prefetch, the memo
+ *   resident.c   the launcher's bound on loaded modules: the least
+ *                recently used unloaded on the pool
  *   autotune.c   load, time, record, publish, push
  *   miss.c       stored tuning, remote tier, single flight
  *
  * The files call each other in one direction only (check_layers checks it
  * from their objects): launch -> miss -> autotune -> compile, kernel ->
- * compile, and each of them -> args, modules, launcher.c.
+ * compile, and each of them -> args, modules -> resident, launcher.c.
  */
 #ifndef KCACHE_KERNEL_INT_H
 #define KCACHE_KERNEL_INT_H
@@ -75,14 +77,52 @@ typedef struct compile_task {
     size_t i;
 } compile_task_t;
 
-/* A module kept loaded because it won a signature. */
+/* A kept module's state (resident.c). A launch uses its function only
+ * while it holds a pin taken in KEPT_LIVE; the unload waits for the pins. */
+enum { KEPT_LIVE, KEPT_RETIRING, KEPT_UNLOADED };
+
+/* A module kept loaded because it won a signature (or was prefetched).
+ * The struct lives as long as its kernel, loaded or not: memo entries and
+ * the launcher's ring point at it. With the launcher's bound on loaded
+ * modules (resident.c), a resident one may be unloaded and loaded again
+ * from the store. */
 typedef struct kept {
     struct kept *next;
+    kc_kernel_t *k;
     kc_key_t build;
-    void *module;
-    void *fn;
+    void *module;        /* under k->mu; NULL while unloaded */
+    _Atomic(void *) fn;  /* set before state turns KEPT_LIVE */
     uint64_t compile_us; /* what the build cost to make: counted as saved */
+    _Atomic int state;   /* KEPT_* */
+    _Atomic unsigned pins;
+    _Atomic int used; /* the clock's reference bit, set by launches */
+    unsigned gen;     /* under k->mu: bumped by every return to KEPT_LIVE */
+    int resident;     /* in the launcher's ring: its build is in the store */
 } kept_t;
+
+/* Pin m for a launch: 1 with its function in *fn while it is loaded, else
+ * 0 (unloaded or being unloaded: kc__pin_slow loads it again). Release
+ * with kc__unpin. The increment and the state read are sequentially
+ * consistent, as are the unloader's state write and pins read, so one of
+ * the two sees the other. */
+static inline int kc__pin(kept_t *m, void **fn)
+{
+    atomic_fetch_add(&m->pins, 1);
+    if (atomic_load(&m->state) == KEPT_LIVE) {
+        /* Written only when clear: no store per launch on a shared line. */
+        if (!atomic_load_explicit(&m->used, memory_order_relaxed))
+            atomic_store_explicit(&m->used, 1, memory_order_relaxed);
+        *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
+        return 1;
+    }
+    atomic_fetch_sub(&m->pins, 1);
+    return 0;
+}
+
+static inline void kc__unpin(kept_t *m)
+{
+    atomic_fetch_sub_explicit(&m->pins, 1, memory_order_release);
+}
 
 /* One signature being resolved by a leader while others wait. */
 typedef struct flight {
@@ -267,22 +307,43 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 /* ---- modules.c ---- */
 
 /* Keep module as the loaded copy of build, or if another thread kept one
- * first, unload ours and use that. */
-void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
-                     uint64_t compile_us);
-int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
-                  uint64_t *compile_us);
+ * first, unload ours and use that. resident: the build is in the store,
+ * so the launcher's bound may unload it (resident.c) and a launch load it
+ * again. Returns the kept entry (NULL without memory: the module then stays
+ * loaded untracked); with pin set, pinned for the caller's launch. */
+kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                        uint64_t compile_us, int resident, int pin);
+/* The kept entry of build if its module is loaded, pinned, with its
+ * function in *fn; NULL if none. Release with kc__unpin. */
+kept_t *kc__pin_kept(kc_kernel_t *k, const kc_key_t *build, void **fn);
+/* Pin m when kc__pin found it unloaded: load its build from the store
+ * again. KC_OK with *fn set and m pinned, or the load's error (the
+ * launcher's errmsg says why). */
+int kc__pin_slow(kc_kernel_t *k, kept_t *m, void **fn);
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
                    void **module, void **fn);
-/* The module of a stored build for kernel k, loaded once: the kept one, or
+/* The module of a stored build for kernel k, loaded once (its kept entry
+ * in *kept, NULL without memory to keep it, and its function): the kept one, or
  * (wait set) the one another thread of k is loading now, or else fetched
  * from the store's layers and loaded here, then kept (*fetched is 1). With
  * wait clear, a build another thread is loading gives KC_EBUSY. */
-int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **module,
+int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, kept_t **kept,
                     void **fn, uint64_t *compile_us, int *fetched);
 void kc__prefetch_winners(void *arg);
-int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+/* Memoize a signature's winner: kept (NULL: fn, never unloaded), its
+ * candidate and config. */
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, kept_t *kept, void *fn, size_t cand,
                 const int64_t *config);
+
+/* ---- resident.c: the launcher's bound on loaded modules ---- */
+
+/* A resident module of the launcher was loaded (new, or loaded again):
+ * counted, and past the bound an unload task is queued on the pool. Call
+ * without k->mu held. */
+void kc__resident_loaded(kc_launcher_t *l);
+/* Put m in the launcher's ring (under k->mu is fine). 0 without memory:
+ * then m stays loaded for good. */
+int kc__resident_add(kc_launcher_t *l, kept_t *m);
 
 /* ---- autotune.c ---- */
 

@@ -11,7 +11,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
+static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *fn, void *stream,
                         const kc_arg_t *args, size_t n)
 {
     kc_launcher_t *l = k->l;
@@ -29,7 +29,7 @@ static int launch_entry(kc_kernel_t *k, const kc__memo_entry_t *e, void *stream,
         return rc;
     /* The device makes its context current itself when it must: a bind
      * here would cost a driver call on every launch. */
-    rc = kc__launch_cand(k, e->cand, e->fn, &p, stream);
+    rc = kc__launch_cand(k, e->cand, fn, &p, stream);
     if (rc != KC_OK)
         kc__errmsg_set(k->l, "%s: launch: %s", kname(k), kc__device_errmsg(l->dev));
     return rc;
@@ -129,5 +129,18 @@ int kc_kernel_launch(kc_kernel_t *k, void *stream, const kc_arg_t *args, size_t 
     }
     if (launched)
         return KC_OK;
-    return launch_entry(k, e, stream, args, n);
+    if (!e->kept)
+        return launch_entry(k, e, e->fn, stream, args, n);
+    /* Under a bound on loaded modules: the launch holds a pin, so the
+     * module is not unloaded under it; one unloaded already is loaded
+     * again from the store. */
+    void *fn;
+    if (!kc__pin(e->kept, &fn)) {
+        rc = kc__pin_slow(k, e->kept, &fn);
+        if (rc != KC_OK)
+            return rc;
+    }
+    rc = launch_entry(k, e, fn, stream, args, n);
+    kc__unpin(e->kept);
+    return rc;
 }

@@ -315,6 +315,21 @@ void kc__launcher_warm_once(kc_launcher_t *l, int may_start_thread)
         warm_store(l);
 }
 
+/* The bound on loaded modules: the option, else KCACHE_MAX_MODULES, else
+ * 1024; 0 (no bound) for KC_MODULES_UNBOUNDED or KCACHE_MAX_MODULES=0. A
+ * value that is not a number is ignored, with the default kept. */
+static unsigned max_modules(const kc_launcher_opts_t *opts)
+{
+    if (opts->max_modules)
+        return opts->max_modules == KC_MODULES_UNBOUNDED ? 0 : opts->max_modules;
+    const char *v = getenv("KCACHE_MAX_MODULES");
+    char *end = NULL;
+    unsigned long n = v && *v ? strtoul(v, &end, 10) : 1024;
+    if (v && *v && (*end || n >= KC_MODULES_UNBOUNDED))
+        n = 1024;
+    return (unsigned)n;
+}
+
 int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
 {
     kc_launcher_opts_t o;
@@ -343,6 +358,8 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     pthread_mutex_init(&l->prefetch_lock, NULL);
     pthread_mutex_init(&l->remote_mu, NULL);
     pthread_mutex_init(&l->store_mu, NULL);
+    pthread_mutex_init(&l->resident_mu, NULL);
+    l->max_modules = max_modules(opts);
     l->kind = opts->device;
     l->log = opts->log;
     l->log_user = opts->log_user;
@@ -418,5 +435,7 @@ void kc__launcher_free(kc_launcher_t *l)
     pthread_mutex_destroy(&l->remote_mu);
     pthread_mutex_destroy(&l->lock);
     pthread_mutex_destroy(&l->tune_lock);
+    free(l->ring);
+    pthread_mutex_destroy(&l->resident_mu);
     free(l);
 }

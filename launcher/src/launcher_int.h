@@ -78,6 +78,19 @@ struct kc_launcher {
     /* One tuning at a time per launcher: candidates timed side by side on
      * one device would disturb each other's timings. */
     pthread_mutex_t tune_lock;
+
+    /* The bound on loaded modules (resident.c): at most max_modules
+     * resident modules (0: no bound) stay loaded; past it a pool task
+     * unloads the least recently used. The ring holds every resident kept
+     * entry (struct kept, kernel_int.h), loaded or not; the clock hand
+     * walks it. Under resident_mu: ring, n_ring, ring_cap, hand, n_loaded,
+     * unloading (an unload task is queued or running). */
+    unsigned max_modules;
+    pthread_mutex_t resident_mu;
+    struct kept **ring;
+    size_t n_ring, ring_cap, hand, n_loaded;
+    int unloading;
+    _Atomic uint64_t unloads; /* modules the bound unloaded */
 };
 
 /* Record the detail of a failure of a call on launcher l for

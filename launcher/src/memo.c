@@ -103,7 +103,7 @@ static void place(kc__memo_table_t *t, kc__memo_entry_t *e)
 }
 
 int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash,
-                    void *fn, void *module, size_t cand, const int64_t *config,
+                    struct kept *kept, void *fn, size_t cand, const int64_t *config,
                     size_t n_config, const int64_t *geo, const kc__memo_entry_t **out)
 {
     kc__memo_entry_t *e;
@@ -132,8 +132,8 @@ int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash
         memcpy(cfg, config, n_config * sizeof(int64_t));
     memcpy(bytes, sig, len);
     *e = (kc__memo_entry_t){.hash = hash,
+                            .kept = kept,
                             .fn = fn,
-                            .module = module,
                             .cand = cand,
                             .n_config = n_config,
                             .config = cfg,

@@ -1,5 +1,5 @@
 /* The in-process memo: per kernel, a map from encoded shape signatures to
- * what a launch needs (the function, its module and the winning config).
+ * what a launch needs (the kept module or function, the winning config).
  * Internal.
  *
  * Readers use atomic loads only: no lock, no allocation. Inserts take a
@@ -16,11 +16,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct kept;
+
 typedef struct kc__memo_entry {
     uint64_t hash;
-    void *fn;     /* the loaded function (a CUfunction) */
-    void *module; /* its module; owned by the kernel, not by the entry */
-    size_t cand;  /* index of the winning candidate in the kernel's space */
+    /* The kept module that launches pin (kernel_int.h), or NULL: then fn,
+     * a function whose module stays loaded until the kernel is freed. */
+    struct kept *kept;
+    void *fn;
+    size_t cand; /* index of the winning candidate in the kernel's space */
     size_t n_config;
     const int64_t *config; /* n_config values, in the spec's parameter order */
     /* Geometry values that depend on the config alone, evaluated once
@@ -55,7 +59,7 @@ const kc__memo_entry_t *kc__memo_find(const kc__memo_t *memo, const void *sig, s
  * and insert it. If an entry for sig already exists, it is kept and
  * returned in *out instead. */
 int kc__memo_insert(kc__memo_t *memo, const void *sig, size_t len, uint64_t hash,
-                    void *fn, void *module, size_t cand, const int64_t *config,
+                    struct kept *kept, void *fn, size_t cand, const int64_t *config,
                     size_t n_config, const int64_t *geo, const kc__memo_entry_t **out);
 
 #endif

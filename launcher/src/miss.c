@@ -31,7 +31,7 @@ static size_t find_row(const kc_kernel_t *k, const int64_t *config)
  * never an error. *compile_us receives what its build cost to compile, for
  * the "saved" counter. */
 static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t *config,
-                              size_t *cand, void **module, void **fn,
+                              size_t *cand, kept_t **kept, void **fn,
                               uint64_t *compile_us)
 {
     const kc__spec_t *sp = k->spec;
@@ -61,7 +61,7 @@ static int load_stored_winner(kc_kernel_t *k, const kc_tuning_rec_t *t, int64_t 
     }
     /* The prefetch at registration may be loading it: then this waits for
      * that load; a build it has not reached yet is loaded here. */
-    rc = kc__load_stored(k, &t->winner_build, 1, module, fn, compile_us, &fetched);
+    rc = kc__load_stored(k, &t->winner_build, 1, kept, fn, compile_us, &fetched);
     if (rc == KC_OK) {
         kc_store_touch(st, KC_REC_BUILD, &t->winner_build);
     } else if (rc != KC_ENOTFOUND) {
@@ -85,7 +85,8 @@ static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
     kc_record_t *rec = NULL;
     int64_t config[KC__SPEC_MAX_PARAMS];
     size_t cand = SIZE_MAX;
-    void *module = NULL, *fn = NULL;
+    kept_t *kept = NULL;
+    void *fn = NULL;
     uint64_t compile_us = 0;
     int rc = kc_layers_get(l->layers, KC_REC_TUNING, tkey, &rec, NULL);
 
@@ -93,7 +94,7 @@ static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
     if (rc != KC_OK)
         return KC_ENOTFOUND;
     /* No bind: the device makes its context current when it loads. */
-    rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &module, &fn, &compile_us);
+    rc = load_stored_winner(k, &rec->u.tuning, config, &cand, &kept, &fn, &compile_us);
     if (rc == KC_OK) {
         kc_store_count(st, KC_COUNTER_TUNE_US_SAVED, rec->u.tuning.tuning_us);
         kc_store_count(st, KC_COUNTER_COMPILE_US_SAVED, compile_us);
@@ -109,7 +110,7 @@ static int store_hit(kc_kernel_t *k, const kc__miss_t *m, const kc_key_t *tkey,
     bump(&k->store_hits);
     kc_store_count(st, KC_COUNTER_HITS, 1);
     kc_store_touch(st, KC_REC_TUNING, tkey);
-    rc = kc__memoize(k, m, fn, module, cand, config);
+    rc = kc__memoize(k, m, kept, fn, cand, config);
     if (rc != KC_OK)
         kc__errmsg_set(k->l, "%s: out of memory in the memo", kname(k));
     return rc;
@@ -136,6 +137,7 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
     for (size_t i = 0; i < k->n_cands; i++) {
         cand_t *c = &k->cands[i];
         void *module = NULL, *fn = NULL;
+        kept_t *kept;
 
         if (c->status != KC_CAND_OK ||
             kc__cand_misfit(k, i, args, err, sizeof(err)) != SIZE_MAX)
@@ -143,7 +145,9 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
         if (kc__prepare(sp, sp->candidates + i * sp->s.n_params, NULL, args, n, &p, err,
                         sizeof(err)) != KC_OK)
             continue;
-        if (!kc__find_kept(k, &c->build_key, &module, &fn, NULL)) {
+        /* Pinned: the launcher's bound must not unload it under the launch. */
+        kept = kc__pin_kept(k, &c->build_key, &fn);
+        if (!kept) {
             /* The cubin and the candidate's fields are the tuner's too. */
             pthread_mutex_lock(&l->tune_lock);
             kc__ensure_cubin(k, c, i);
@@ -158,11 +162,15 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
             }
             if (rc != KC_OK)
                 continue;
-            kc__keep_module(k, &c->build_key, &module, &fn, c->compile_us);
+            /* Not resident: another process is tuning, so its build may
+             * not be in the store yet. */
+            kept = kc__keep_module(k, &c->build_key, &module, &fn, c->compile_us, 0, 1);
         }
         rc = kc__build_params(k->l, sp, args, n, p.vals, p.params);
         if (rc == KC_OK)
             rc = kc__launch_cand(k, i, fn, &p, stream);
+        if (kept)
+            kc__unpin(kept);
         if (rc != KC_OK)
             kc__errmsg_set(k->l, "%s: untuned launch: %s", kname(k),
                            kc__device_errmsg(l->dev));

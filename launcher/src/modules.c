@@ -1,6 +1,7 @@
-/* Loaded modules: a winner's module kept loaded for the kernel's lifetime
- * (one per build), a cubin loaded and its function looked up, and the
- * prefetch at registration of the modules that won before. */
+/* Loaded modules: a winner's module kept loaded (one per build; for the
+ * kernel's lifetime, or until the launcher's bound unloads it, resident.c),
+ * a cubin loaded and its function looked up, and the prefetch at
+ * registration of the modules that won before. */
 #include "kernel_int.h"
 #include "wire.h"
 
@@ -13,11 +14,51 @@
 
 /* ---- kept modules ------------------------------------------------------ */
 
-/* Keep module as the loaded copy of build, or if another thread kept one
- * first, unload ours and use that. */
-void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
-                     uint64_t compile_us)
+/* Under k->mu: m's module is loaded again (m was unloaded). */
+static void reloaded_locked(kept_t *m, void *module, void *fn)
 {
+    m->module = module;
+    atomic_store_explicit(&m->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&m->used, 1, memory_order_relaxed);
+    m->gen++;
+    atomic_store(&m->state, KEPT_LIVE);
+}
+
+/* Under k->mu: whether m's module is loaded; one being unloaded is taken
+ * back (its unloader sees the generation change and leaves it). */
+static int usable_locked(kept_t *m)
+{
+    int state = atomic_load(&m->state);
+    if (state == KEPT_RETIRING) {
+        m->gen++;
+        atomic_store(&m->state, KEPT_LIVE);
+        return 1;
+    }
+    return state == KEPT_LIVE;
+}
+
+/* Under k->mu: the kept entry of build, loaded or not. */
+static kept_t *kept_of_locked(const kc_kernel_t *k, const kc_key_t *build)
+{
+    for (kept_t *m = k->kept; m; m = m->next)
+        if (kc_key_cmp(&m->build, build) == 0)
+            return m;
+    return NULL;
+}
+
+/* Under k->mu: pin m for the caller (its state is KEPT_LIVE, so an
+ * unloader takes the pin into account). */
+static void pin_locked(kept_t *m, void **fn)
+{
+    atomic_fetch_add(&m->pins, 1);
+    *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
+}
+
+kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+                        uint64_t compile_us, int resident, int pin)
+{
+    kc_launcher_t *l = k->l;
+    int loaded = 0;
     kept_t *m;
 
     /* A prebuilt binary's shared-memory opt-in is made once, before the
@@ -26,52 +67,76 @@ void kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void 
      * our copy was only wasted.) */
     for (size_t i = 0; k->abis && i < k->n_cands; i++)
         if (kc_key_cmp(&k->spec->prebuilt[i], build) == 0) {
-            kc__abi_opt_in(k->l->dev, &k->abis[i], *fn);
+            kc__abi_opt_in(l->dev, &k->abis[i], *fn);
             break;
         }
     pthread_mutex_lock(&k->mu);
-    for (m = k->kept; m; m = m->next)
-        if (kc_key_cmp(&m->build, build) == 0)
-            break;
-    if (m) {
-        pthread_mutex_unlock(&k->mu);
-        k->l->dev->ops->module_unload(k->l->dev, *module);
+    m = kept_of_locked(k, build);
+    if (m && usable_locked(m)) {
+        void *ours = *module;
         *module = m->module;
-        *fn = m->fn;
-        return;
+        *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
+        if (pin)
+            pin_locked(m, fn);
+        pthread_mutex_unlock(&k->mu);
+        l->dev->ops->module_unload(l->dev, ours);
+        return m;
     }
-    m = malloc(sizeof(*m));
     if (m) {
-        *m = (kept_t){k->kept, *build, *module, *fn, compile_us};
-        k->kept = m;
+        /* Unloaded by the bound: ours is its module again. */
+        reloaded_locked(m, *module, *fn);
+        loaded = m->resident;
+    } else {
+        m = calloc(1, sizeof(*m));
+        if (m) {
+            m->next = k->kept;
+            m->k = k;
+            m->build = *build;
+            m->module = *module;
+            atomic_init(&m->fn, *fn);
+            m->compile_us = compile_us;
+            atomic_init(&m->state, KEPT_LIVE);
+            atomic_init(&m->pins, 0);
+            atomic_init(&m->used, 1);
+            m->resident = resident && l->max_modules && kc__resident_add(l, m);
+            loaded = m->resident;
+            k->kept = m;
+        }
     }
+    if (m && pin)
+        pin_locked(m, fn);
     pthread_mutex_unlock(&k->mu);
     /* Without memory to track it the module simply stays loaded until the
      * process ends; the launch still works. */
+    if (loaded)
+        kc__resident_loaded(l);
+    return m;
 }
 
-/* Under k->mu: the kept module of build, if any. */
-static int kept_locked(const kc_kernel_t *k, const kc_key_t *build, void **module,
-                       void **fn, uint64_t *compile_us)
-{
-    for (const kept_t *m = k->kept; m; m = m->next)
-        if (kc_key_cmp(&m->build, build) == 0) {
-            *module = m->module;
-            *fn = m->fn;
-            if (compile_us)
-                *compile_us = m->compile_us;
-            return 1;
-        }
-    return 0;
-}
-
-int kc__find_kept(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
-                  uint64_t *compile_us)
+kept_t *kc__pin_kept(kc_kernel_t *k, const kc_key_t *build, void **fn)
 {
     pthread_mutex_lock(&k->mu);
-    int found = kept_locked(k, build, module, fn, compile_us);
+    kept_t *m = kept_of_locked(k, build);
+    if (m && usable_locked(m))
+        pin_locked(m, fn);
+    else
+        m = NULL;
     pthread_mutex_unlock(&k->mu);
-    return found;
+    return m;
+}
+
+/* Under k->mu: the kept entry of build if its module is loaded. */
+static kept_t *kept_locked(kc_kernel_t *k, const kc_key_t *build, void **fn,
+                           uint64_t *compile_us)
+{
+    kept_t *m = kept_of_locked(k, build);
+
+    if (!m || !usable_locked(m))
+        return NULL;
+    *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
+    if (compile_us)
+        *compile_us = m->compile_us;
+    return m;
 }
 
 /* Under k->mu: the slot of build among the loads in progress, or -1. */
@@ -83,18 +148,18 @@ static int loading_slot(const kc_kernel_t *k, const kc_key_t *build)
     return -1;
 }
 
-int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **module,
+int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, kept_t **kept,
                     void **fn, uint64_t *compile_us, int *fetched)
 {
     kc_record_t *brec = NULL;
-    void *cubin = NULL;
+    void *cubin = NULL, *module = NULL;
     size_t cubin_len = 0;
     int claimed = 0, rc;
 
     *fetched = 0;
     pthread_mutex_lock(&k->mu);
     for (;;) {
-        if (kept_locked(k, build, module, fn, compile_us)) {
+        if ((*kept = kept_locked(k, build, fn, compile_us))) {
             pthread_mutex_unlock(&k->mu);
             return KC_OK;
         }
@@ -116,10 +181,10 @@ int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **modu
 
     rc = kc_layers_get_build_cubin(k->l->layers, build, &brec, &cubin, &cubin_len, NULL);
     if (rc == KC_OK)
-        rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, module, fn);
+        rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, fn);
     if (rc == KC_OK) {
         *compile_us = brec->u.build.compile_us;
-        kc__keep_module(k, build, module, fn, *compile_us);
+        *kept = kc__keep_module(k, build, &module, fn, *compile_us, 1, 0);
         *fetched = 1;
     }
     kc_free(cubin);
@@ -133,6 +198,33 @@ int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, void **modu
         pthread_mutex_unlock(&k->mu);
     }
     return rc;
+}
+
+int kc__pin_slow(kc_kernel_t *k, kept_t *m, void **fn)
+{
+    for (;;) {
+        kept_t *kept = NULL;
+        uint64_t compile_us = 0;
+        int fetched = 0;
+
+        pthread_mutex_lock(&k->mu);
+        if (usable_locked(m)) {
+            pin_locked(m, fn);
+            pthread_mutex_unlock(&k->mu);
+            return KC_OK;
+        }
+        pthread_mutex_unlock(&k->mu);
+        /* Unloaded by the bound: its build is in the store (that is what
+         * made it resident), unless something removed it since. */
+        int rc = kc__load_stored(k, &m->build, 1, &kept, fn, &compile_us, &fetched);
+        if (rc != KC_OK) {
+            kc__errmsg_set(k->l,
+                           "%s: loading its unloaded module again from the store: %s%s%s",
+                           kname(k), kc_strerror(rc), rc == KC_ESTICKY ? ": " : "",
+                           rc == KC_ESTICKY ? kc__device_errmsg(k->l->dev) : "");
+            return rc;
+        }
+    }
 }
 
 int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *entry,
@@ -289,13 +381,14 @@ void kc__prefetch_winners(void *arg)
     size_t n = stored_winners(k, builds);
     pthread_mutex_unlock(&k->l->prefetch_lock);
     for (size_t i = 0; i < n; i++) {
-        void *module = NULL, *fn = NULL;
+        kept_t *kept = NULL;
+        void *fn = NULL;
         uint64_t compile_us = 0;
         int fetched = 0;
 
         /* A build that a launch is loading already is left to it: the
          * prefetch never makes a launch wait, nor waits for one. */
-        if (kc__load_stored(k, &builds[i], 0, &module, &fn, &compile_us, &fetched) ==
+        if (kc__load_stored(k, &builds[i], 0, &kept, &fn, &compile_us, &fetched) ==
                 KC_OK &&
             fetched)
             bump(&k->prefetched);
@@ -309,11 +402,14 @@ void kc__prefetch_winners(void *arg)
 /* Memoize: the config-only geometry is evaluated here, once, not on every
  * launch. If it fails (it cannot for a config that ran), the entry simply
  * evaluates everything per launch. */
-int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, void *fn, void *module, size_t cand,
+int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, kept_t *kept, void *fn, size_t cand,
                 const int64_t *config)
 {
     int64_t geo[KC__MEMO_GEO];
     int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
-    return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, fn, module, cand, config,
+    /* Without a bound nothing is unloaded: launches need no pin. */
+    if (!k->l->max_modules)
+        kept = NULL;
+    return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, kept, fn, cand, config,
                            k->spec->s.n_params, fixed_ok ? geo : NULL, m->out);
 }

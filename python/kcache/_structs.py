@@ -380,6 +380,7 @@ class LauncherOpts(Structure):
         ("contention", c_enum),
         ("lease_ttl_ms", c_uint64),
         ("lease_wait_ms", c_uint64),
+        ("max_modules", c_uint),
     ]
 
 
@@ -450,6 +451,8 @@ class SimCounters(Structure):
         ("launches", c_uint64),
         ("bytes_allocated", c_uint64),
         ("peak_bytes", c_uint64),
+        ("modules_unloaded", c_uint64),
+        ("dead_launches", c_uint64),
     ]
 
 

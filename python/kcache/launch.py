@@ -33,6 +33,7 @@ __all__ = ["Launcher", "Kernel", "KernelStats", "Buffer", "Sim", "SimLaunch", "S
 KC_EINVAL = -2
 _DEVICES = {"cuda": 0, "sim": 1, "none": 2}
 _CONTENTION = {"wait": 0, "untuned": 1}
+_MODULES_UNBOUNDED = 0xFFFFFFFF  # KC_MODULES_UNBOUNDED
 _SIGNED = {"bool", "i8", "i16", "i32", "i64"}
 _UNSIGNED = {"u8", "u16", "u32", "u64"}
 _FLOAT = {"f32", "f64"}
@@ -178,6 +179,8 @@ class SimCounters:
     launches: int
     bytes_allocated: int
     peak_bytes: int
+    modules_unloaded: int
+    dead_launches: int  # launches of an unloaded module's function (failed)
 
 
 class Sim:
@@ -299,6 +302,10 @@ class Launcher:
         contention: ``"wait"`` for another process's tuning of the same key,
             or launch ``"untuned"``.
         lease_ttl_ms, lease_wait_ms: single flight across processes (0: 60 s, 30 s).
+        max_modules: the most modules loaded from the store kept loaded at
+            once; the least recently launched past it are unloaded on a
+            background thread and loaded again by their next launch (0:
+            ``KCACHE_MAX_MODULES``, else 1024; ``None``: no bound).
         log: called as ``log(level, message)`` for the library's messages
             up to log_level (0 error, 1 warning, 2 info, 3 debug), possibly
             from the launcher's threads; exceptions it raises are ignored.
@@ -314,6 +321,7 @@ class Launcher:
                  prefetch: bool = True, warm_store: bool = True, remote: bool = True,
                  remote_url: Optional[str] = None, contention: str = "wait",
                  lease_ttl_ms: int = 0, lease_wait_ms: int = 0,
+                 max_modules: Optional[int] = 0,
                  log: Optional[Callable[[int, str], None]] = None, log_level: int = 1) -> None:  # fmt: skip
         L = _lib.lib()
         self._h: Optional[int] = None
@@ -351,6 +359,9 @@ class Launcher:
         o.contention = _CONTENTION[contention]
         o.lease_ttl_ms = lease_ttl_ms
         o.lease_wait_ms = lease_wait_ms
+        if max_modules is not None and not 0 <= max_modules < _MODULES_UNBOUNDED:
+            raise Error(KC_EINVAL, "max_modules must be None or 0 to %d" % (_MODULES_UNBOUNDED - 1), "KC_EINVAL")
+        o.max_modules = _MODULES_UNBOUNDED if max_modules is None else max_modules
         if log is not None:
 
             def on_log(user: Any, level: int, msg: Optional[bytes]) -> None:

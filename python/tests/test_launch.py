@@ -217,6 +217,37 @@ class LaunchTest(TempDirCase):
         with kcache.Store(self.store) as s:
             self.assertEqual(s.stats().records["tuning"], 2)
 
+    def test_max_modules_bounds_the_modules_kept_loaded(self) -> None:
+        a, b = floats(list(range(N))), floats([0.5] * N)
+        with kcache.Launcher("sim", store=self.store, sim=self.sim, remote=False) as tuner:
+            tuner.kernel(VADD_SPEC)(buf(a), buf(b), buf(floats([0.0] * N)), N)
+        # Six kernels of the stored tuning under a bound of 2: the pool
+        # unloads the least recently launched; a launch loads them again.
+        launcher = kcache.Launcher("sim", store=self.store, sim=self.sim, remote=False, max_modules=2)
+        self.addCleanup(launcher.close)
+        kernels = [launcher.kernel(dict(VADD_SPEC, name="py.vadd%d" % i)) for i in range(6)]
+        for _ in range(3):
+            for k in kernels:
+                c = floats([0.0] * N)
+                k(buf(a), buf(b), buf(c), N)
+                self.assertEqual(list(c), [i + 0.5 for i in range(N)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            n = self.sim.counters()
+            if n.modules_loaded - n.modules_unloaded <= 2:
+                break
+            time.sleep(0.01)
+        n = self.sim.counters()
+        self.assertLessEqual(n.modules_loaded - n.modules_unloaded, 2)
+        self.assertGreater(n.modules_unloaded, 0)
+        self.assertEqual(n.dead_launches, 0)
+
+    def test_max_modules_must_be_none_or_a_count(self) -> None:
+        with self.assertRaises(kcache.Error):
+            kcache.Launcher("sim", sim=self.sim, store=False, max_modules=-1)
+        with kcache.Launcher("sim", sim=self.sim, store=False, max_modules=None) as launcher:
+            self.assertIsNotNone(launcher)
+
     def test_a_bad_device_name_is_refused(self) -> None:
         with self.assertRaises(kcache.Error):
             kcache.Launcher("gpu")

@@ -2,6 +2,8 @@
  * in the test library kc_test_sim that every launcher test links. */
 #include "kc_simkernels.h"
 
+#include <pthread.h>
+
 const char kcs_vadd_src[] = "extern \"C\" __global__ void vadd(const float *a, const "
                             "float *b, float *out, int n)\n"
                             "{\n"
@@ -226,16 +228,24 @@ out:
     return r;
 }
 
+/* The launcher logs from its pool threads too. */
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void kcs_capture_log(void *user, kc_log_level_t level, const char *msg)
 {
     kcs_fx_t *f = user;
     (void)level;
+    pthread_mutex_lock(&g_log_mu);
     size_t len = strlen(f->log);
     snprintf(f->log + len, sizeof(f->log) - len, "%s\n", msg);
+    pthread_mutex_unlock(&g_log_mu);
 }
 
 void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts)
 {
+    /* A launcher must go before its sim: its modules are the sim's. */
+    kc_launcher_destroy(f->l);
+    f->l = NULL;
     kc_sim_destroy(f->sim);
     assert_int_equal(kc_sim_create(opts, &f->sim), KC_OK);
     assert_int_equal(kc_sim_register(f->sim, "vadd", kcs_sim_vadd, kcs_cost_256, &f->bh),

@@ -133,6 +133,8 @@ typedef struct kcs_fx {
 
 void kcs_capture_log(void *user, kc_log_level_t level, const char *msg);
 
+/* A new sim (a new process): the fixture's launcher, if any, is destroyed
+ * first, since it uses the old one. */
 void kcs_new_sim(kcs_fx_t *f, const kc_sim_opts_t *opts);
 
 kc_launcher_opts_t kcs_sim_opts(kcs_fx_t *f);

@@ -141,7 +141,8 @@ int main(void)
         F(kc_launcher_opts_t, remote_url), F(kc_launcher_opts_t, no_remote),
         F(kc_launcher_opts_t, log), F(kc_launcher_opts_t, log_user),
         F(kc_launcher_opts_t, log_level), F(kc_launcher_opts_t, contention),
-        F(kc_launcher_opts_t, lease_ttl_ms), F(kc_launcher_opts_t, lease_wait_ms), end();
+        F(kc_launcher_opts_t, lease_ttl_ms), F(kc_launcher_opts_t, lease_wait_ms),
+        F(kc_launcher_opts_t, max_modules), end();
     S(kc_arg_t), F(kc_arg_t, ptr), F(kc_arg_t, rank), F(kc_arg_t, dims),
         F(kc_arg_t, strides), F(kc_arg_t, value), end();
     S(kc_kernel_stats_t), F(kc_kernel_stats_t, launches), F(kc_kernel_stats_t, memo_hits),
@@ -159,7 +160,9 @@ int main(void)
         F(kc_sim_launch_t, flags), end();
     S(kc_sim_counters_t), F(kc_sim_counters_t, modules_loaded),
         F(kc_sim_counters_t, modules_rejected), F(kc_sim_counters_t, launches),
-        F(kc_sim_counters_t, bytes_allocated), F(kc_sim_counters_t, peak_bytes), end();
+        F(kc_sim_counters_t, bytes_allocated), F(kc_sim_counters_t, peak_bytes),
+        F(kc_sim_counters_t, modules_unloaded), F(kc_sim_counters_t, dead_launches),
+        end();
     printf("\n}\n");
     return 0;
 }

@@ -69,6 +69,7 @@ typedef struct kc_sim_opts {
 /* opts may be NULL (every default); KC_EINVAL for an opts->size of 0 or
  * larger than this library's, or a bad arch or name. */
 KC_API int kc_sim_create(const kc_sim_opts_t *opts, kc_sim_t **out);
+/* Launchers that use sim must be destroyed first: their modules are its. */
 KC_API void kc_sim_destroy(kc_sim_t *sim);
 
 /* Register the C function and cost model for an entry name. */
@@ -81,6 +82,11 @@ typedef struct kc_sim_counters {
     uint64_t launches;
     uint64_t bytes_allocated; /* currently allocated "device" memory */
     uint64_t peak_bytes;
+    uint64_t modules_unloaded;
+    /* Launches of a function whose module was unloaded, before the launch
+     * or while its C function ran: each one failed with
+     * CUDA_ERROR_INVALID_HANDLE (a bug in the caller). */
+    uint64_t dead_launches;
 } kc_sim_counters_t;
 
 KC_API void kc_sim_counters(const kc_sim_t *sim, kc_sim_counters_t *out);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The launcher's bound on loaded modules on a GPU (docs/GPU.md), in one
+# call, after scripts/gpu-prepare.sh built build-gpu/ here:
+#   1. kcache_bench_launch --skip-cold (warm hits, steady-state launch vs raw
+#      cuLaunchKernel), alternating KCACHE_MAX_MODULES=0 (no bound: launches
+#      take no pin) and unset (the default bound, 1024: launches pin),
+#      KC_RES_ROUNDS rounds (default 2);
+#   2. kcache_bench_launcher --device cuda --skip compile (create, store hits
+#      of 16,384 distinct kernels, 1M memo hits of one kernel) under each
+#      KCACHE_MAX_MODULES of KC_RES_BOUNDS (default "0 default 256"), on one
+#      store populated by the first run (about 6 minutes on 16 cores);
+#      KC_RES_SKIP="create hot" skips those parts;
+#   3. (part modules) the raw driver: kcache_bench_modules loading 16,384
+#      distinctly named variants of .carry/k8_sm90.cubin with at most K loaded
+#      (KC_BENCH_MODULES_KEEP, each K of KC_RES_KEEPS, default "256 1024
+#      4096"), the load and the cuModuleUnload timed.
+# KC_RES_PARTS picks among launch, launcher, modules (default all three).
+# Logs: $OUT/resident-launch.log, $OUT/resident-launcher.log,
+# $OUT/resident-modules.log.
+set -uo pipefail
+out="${OUT:-$PWD/gpu-out}"
+mkdir -p "$out"
+. "$(dirname "$0")/gpu-env.sh"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+} > "$out/machine.txt" 2>&1
+status=0
+B=build-gpu/tools
+
+parts=",${KC_RES_PARTS:-launch,launcher,modules},"
+if [[ $parts == *,launch,* ]]; then
+echo "== kcache_bench_launch --skip-cold, no bound vs default bound" | tee "$out/resident-launch.log"
+for round in $(seq "${KC_RES_ROUNDS:-2}"); do
+  for bound in 0 default; do
+    echo "-- round $round: KCACHE_MAX_MODULES=$bound" | tee -a "$out/resident-launch.log"
+    if [ "$bound" = default ]; then
+      env -u KCACHE_MAX_MODULES KCACHE_DIR="$(mktemp -d)/kcache" \
+        timeout 120 $B/kcache_bench_launch --skip-cold 2>&1 | tee -a "$out/resident-launch.log" || status=1
+    else
+      KCACHE_MAX_MODULES=$bound KCACHE_DIR="$(mktemp -d)/kcache" \
+        timeout 120 $B/kcache_bench_launch --skip-cold 2>&1 | tee -a "$out/resident-launch.log" || status=1
+    fi
+  done
+done
+fi
+
+if [[ $parts == *,modules,* ]]; then
+echo "== kcache_bench_modules, at most K loaded" | tee "$out/resident-modules.log"
+for keep in ${KC_RES_KEEPS:-256 1024 4096}; do
+  KC_BENCH_MODULES_KEEP=$keep timeout 120 $B/kcache_bench_modules .carry/k8_sm90.cubin \
+    k0000000 16384 distinct-names 2>&1 | tee -a "$out/resident-modules.log" || status=1
+done
+fi
+
+[[ $parts == *,launcher,* ]] || exit $status
+echo "== kcache_bench_launcher --device cuda --skip compile" | tee "$out/resident-launcher.log"
+kbl="$(mktemp -d)/kbl"
+skips=(--skip compile)
+for part in ${KC_RES_SKIP:-}; do skips+=(--skip "$part"); done
+for bound in ${KC_RES_BOUNDS:-0 default 256}; do
+  echo "-- KCACHE_MAX_MODULES=$bound" | tee -a "$out/resident-launcher.log"
+  if [ "$bound" = default ]; then
+    env -u KCACHE_MAX_MODULES timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
+      "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
+  else
+    KCACHE_MAX_MODULES=$bound timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
+      "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
+  fi
+done
+exit $status
