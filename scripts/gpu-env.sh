@@ -1,5 +1,6 @@
 # Sourced by the scripts that run on the GPU machine (gpu-run.sh,
-# gpu-firstcall-ab.sh, gpu-firstcall-profile.sh, gpu-scaling.sh), from the
+# gpu-firstcall-ab.sh, gpu-firstcall-profile.sh, gpu-scaling.sh,
+# gpu-resident.sh), from the
 # carried working tree's root: the build in
 # build-gpu/ has absolute paths, so the checkout is made reachable at the
 # path it was built in and entered; its copied libraries and CUDA's are put

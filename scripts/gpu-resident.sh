@@ -15,17 +15,12 @@
 #      (KC_BENCH_MODULES_KEEP, each K of KC_RES_KEEPS, default "256 1024
 #      4096"), the load and the cuModuleUnload timed.
 # KC_RES_PARTS picks among launch, launcher, modules (default all three).
-# Logs: $OUT/resident-launch.log, $OUT/resident-launcher.log,
+# Logs: $OUT/resident.log (everything, headed by the machine), and by part
+# $OUT/resident-launch.log, $OUT/resident-launcher.log,
 # $OUT/resident-modules.log.
 set -uo pipefail
-out="${OUT:-$PWD/gpu-out}"
-mkdir -p "$out"
 . "$(dirname "$0")/gpu-env.sh"
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  nproc
-} > "$out/machine.txt" 2>&1
+kc_gpu_log resident.log # sets $out
 status=0
 B=build-gpu/tools
 
@@ -35,13 +30,10 @@ echo "== kcache_bench_launch --skip-cold, no bound vs default bound" | tee "$out
 for round in $(seq "${KC_RES_ROUNDS:-2}"); do
   for bound in 0 default; do
     echo "-- round $round: KCACHE_MAX_MODULES=$bound" | tee -a "$out/resident-launch.log"
-    if [ "$bound" = default ]; then
-      env -u KCACHE_MAX_MODULES KCACHE_DIR="$(mktemp -d)/kcache" \
-        timeout 120 $B/kcache_bench_launch --skip-cold 2>&1 | tee -a "$out/resident-launch.log" || status=1
-    else
-      KCACHE_MAX_MODULES=$bound KCACHE_DIR="$(mktemp -d)/kcache" \
-        timeout 120 $B/kcache_bench_launch --skip-cold 2>&1 | tee -a "$out/resident-launch.log" || status=1
-    fi
+    set_bound=(KCACHE_MAX_MODULES="$bound")
+    [ "$bound" = default ] && set_bound=(-u KCACHE_MAX_MODULES)
+    env "${set_bound[@]}" KCACHE_DIR="$(mktemp -d)/kcache" timeout 120 \
+      $B/kcache_bench_launch --skip-cold 2>&1 | tee -a "$out/resident-launch.log" || status=1
   done
 done
 fi
@@ -61,12 +53,9 @@ skips=(--skip compile)
 for part in ${KC_RES_SKIP:-}; do skips+=(--skip "$part"); done
 for bound in ${KC_RES_BOUNDS:-0 default 256}; do
   echo "-- KCACHE_MAX_MODULES=$bound" | tee -a "$out/resident-launcher.log"
-  if [ "$bound" = default ]; then
-    env -u KCACHE_MAX_MODULES timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
-      "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
-  else
-    KCACHE_MAX_MODULES=$bound timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
-      "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
-  fi
+  set_bound=(KCACHE_MAX_MODULES="$bound")
+  [ "$bound" = default ] && set_bound=(-u KCACHE_MAX_MODULES)
+  env "${set_bound[@]}" timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
+    "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
 done
 exit $status

@@ -72,6 +72,15 @@ static void relaunch(kcs_fx_t *f, unsigned max_modules, int prefetch)
     assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
 }
 
+/* Register kernels res.k0 .. res.k<n-1> (vadd under other names) into ks. */
+static void register_kernels(kcs_fx_t *f, kc_kernel_t **ks, int n)
+{
+    for (int i = 0; i < n; i++) {
+        kc_kernel_spec_t spec = spec_of(i);
+        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
+    }
+}
+
 /* Launch kernel k on fresh outputs and check every one. */
 static void launch_checked(kc_kernel_t *k, kcs_vecs_t *v)
 {
@@ -79,6 +88,20 @@ static void launch_checked(kc_kernel_t *k, kcs_vecs_t *v)
         v->out[i] = -1.0f;
     assert_int_equal(kc_kernel_launch(k, NULL, v->args, 4), KC_OK);
     kcs_vecs_check(v);
+}
+
+/* Register kernels 0 .. n-1 and launch each once as it comes, checked;
+ * into ks unless NULL. */
+static void register_and_launch(kcs_fx_t *f, kc_kernel_t **ks, int n, kcs_vecs_t *v)
+{
+    for (int i = 0; i < n; i++) {
+        kc_kernel_spec_t spec = spec_of(i);
+        kc_kernel_t *k;
+        assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
+        launch_checked(k, v);
+        if (ks)
+            ks[i] = k;
+    }
 }
 
 static uint64_t loaded_now(const kc_sim_t *sim)
@@ -111,10 +134,7 @@ test_past_the_bound_modules_are_unloaded_and_loaded_again_by_a_launch(void **sta
     publish_vadd(f);
     relaunch(f, BOUND, 0);
     kcs_vecs_init(&v, N_ELEMS);
-    for (int i = 0; i < N_KERNELS; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
-    }
+    register_kernels(f, ks, N_KERNELS);
     /* Round 1 loads each module once (a store hit); rounds 2 and 3 find
      * most of them unloaded and load them again. */
     for (int round = 0; round < 3; round++) {
@@ -142,10 +162,7 @@ static void test_a_kernel_launched_again_and_again_stays_loaded(void **state)
     publish_vadd(f);
     relaunch(f, BOUND, 0);
     kcs_vecs_init(&v, N_ELEMS);
-    for (int i = 0; i < N_KERNELS; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
-    }
+    register_kernels(f, ks, N_KERNELS);
     /* Kernel 0 is launched between every other: the hand finds it used
      * nearly every time it comes round. Unloading the oldest first would
      * reload it every BOUND kernels (5 times here). */
@@ -225,10 +242,7 @@ test_threads_launching_while_modules_are_unloaded_never_launch_an_unloaded_one(
     relaunch(f, SMALL_BOUND, 1);
     assert_int_equal(kc_sim_register(f->sim, "vadd", slow_vadd, kcs_cost_256, &f->bh),
                      KC_OK);
-    for (int i = 0; i < N_SHARED; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
-    }
+    register_kernels(f, ks, N_SHARED);
     for (int t = 0; t < N_THREADS; t++) {
         r[t] = (racer_t){.ks = ks, .seed = 7u + (unsigned)t};
         assert_int_equal(pthread_create(&th[t], NULL, race, &r[t]), 0);
@@ -257,12 +271,7 @@ static void test_without_a_bound_nothing_is_unloaded(void **state)
     publish_vadd(f);
     relaunch(f, KC_MODULES_UNBOUNDED, 0);
     kcs_vecs_init(&v, N_ELEMS);
-    for (int i = 0; i < N_KERNELS; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        kc_kernel_t *k;
-        assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
-        launch_checked(k, &v);
-    }
+    register_and_launch(f, NULL, N_KERNELS, &v);
     kc_launcher_destroy(f->l);
     f->l = NULL;
     kc_sim_counters_t c;
@@ -286,12 +295,7 @@ static uint64_t unloaded_with_env(kcs_fx_t *f, const char *env, int n, uint64_t 
         unsetenv("KCACHE_MAX_MODULES");
     relaunch(f, 0, 0);
     kcs_vecs_init(&v, N_ELEMS);
-    for (int i = 0; i < n; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        kc_kernel_t *k;
-        assert_int_equal(kc_kernel_get(f->l, &spec, &k), KC_OK);
-        launch_checked(k, &v);
-    }
+    register_and_launch(f, NULL, n, &v);
     kcs_vecs_free(&v);
     wait_loaded_at_most(f->sim, wait_for);
     kc_sim_counters_t c;
@@ -332,11 +336,7 @@ static void test_a_module_whose_build_is_not_stored_is_never_unloaded(void **sta
     assert_int_equal(kc_launcher_create(&o, &f->l), KC_OK);
     kcs_vecs_init(&v, N_ELEMS);
     kc_kernel_t *ks[6];
-    for (int i = 0; i < 6; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
-        launch_checked(ks[i], &v);
-    }
+    register_and_launch(f, ks, 6, &v);
     for (int i = 0; i < 6; i++)
         launch_checked(ks[i], &v);
     kc_sim_counters_t c;
@@ -369,11 +369,7 @@ test_a_build_gone_from_the_store_gives_an_error_on_reload_not_a_crash(void **sta
     publish_vadd(f);
     relaunch(f, 1, 0);
     kcs_vecs_init(&v, N_ELEMS);
-    for (int i = 0; i < 4; i++) {
-        kc_kernel_spec_t spec = spec_of(i);
-        assert_int_equal(kc_kernel_get(f->l, &spec, &ks[i]), KC_OK);
-        launch_checked(ks[i], &v);
-    }
+    register_and_launch(f, ks, 4, &v);
     wait_loaded_at_most(f->sim, 1);
     /* Kernel 0's module is unloaded now; its build leaves the store. */
     st = kc_launcher_store(f->l);
