@@ -144,8 +144,11 @@ test_past_the_bound_modules_are_unloaded_and_loaded_again_by_a_launch(void **sta
     }
     kc_sim_counters(f->sim, &c);
     assert_int_equal(c.dead_launches, 0);
-    assert_true(c.modules_unloaded >= 3 * (N_KERNELS - BOUND));
-    assert_true(c.modules_loaded >= 3 * N_KERNELS - BOUND);
+    /* Each round starts with at most BOUND loaded (the wait), so rounds 2
+     * and 3 load at least N_KERNELS - BOUND each; how many more depends on
+     * how far the pool's unloads keep up with the launches. */
+    assert_true(c.modules_loaded >= 3 * N_KERNELS - 2 * BOUND);
+    assert_true(c.modules_unloaded >= c.modules_loaded - BOUND);
     /* The memo kept every signature: reloads are not store hits. */
     assert_int_equal(kc_launcher_stats(f->l, &st), KC_OK);
     assert_int_equal(st.store_hits, N_KERNELS);
