@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "bench_time.h"
+#include "cuda_sym.h"
 
 typedef int (*cu_init_t)(unsigned);
 typedef int (*cu_dev_get_t)(int *, int);
@@ -56,12 +57,7 @@ typedef int (*cu_unload_t)(void *);
 
 static void *sym(void *lib, const char *name)
 {
-    void *p = dlsym(lib, name);
-    if (!p) {
-        fprintf(stderr, "kcache_bench_modules: libcuda lacks %s\n", name);
-        exit(2);
-    }
-    return p;
+    return kc_tool_cu_sym(lib, "kcache_bench_modules", name, 2);
 }
 
 /* The median of v[n], leaving v as it is (later medians read it again). */

@@ -318,8 +318,8 @@ int kc__tune_and_publish(kc_kernel_t *k, void *stream, const kc_arg_t *args, siz
     /* Resident (the bound may unload it) only if its build is now in the
      * store, where a later launch can load it again. */
     kept_t *kept =
-        kc__keep_module(k, &k->cands[winner].build_key, &s.modules[winner],
-                        &s.fns[winner], k->cands[winner].compile_us, published, 0);
+        kc__keep_module(k, &k->cands[winner].build_key, s.modules[winner], &s.fns[winner],
+                        k->cands[winner].compile_us, published, 0);
     /* The launch happened: a memo without room only means the next launch
      * of this signature resolves it again. */
     if (kc__memoize(k, m, kept, s.fns[winner], winner,

@@ -350,6 +350,17 @@ static uint64_t default_cost(const kc_sim_t *sim, const kc_sim_launch_t *l)
     return 2000 + threads / sim->sm_count;
 }
 
+/* A launch of a function whose module was unloaded (before it, or while
+ * its C function ran: when), counted under sim->mu by the caller. */
+static int dead_launch(kc__device_t *dev, const char *when)
+{
+    kc__device_set_errmsg(dev,
+                          "cuLaunchKernel (simulated): CUDA_ERROR_INVALID_HANDLE: the "
+                          "function's module was unloaded %s",
+                          when);
+    return KC_ELAUNCH;
+}
+
 static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
                            const unsigned block[3], unsigned shared, void **params,
                            unsigned cluster_x, uint32_t flags)
@@ -382,12 +393,8 @@ static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
     if (unloaded)
         sim->counters.dead_launches++;
     pthread_mutex_unlock(&sim->mu);
-    if (unloaded) {
-        kc__device_set_errmsg(dev, "cuLaunchKernel (simulated): "
-                                   "CUDA_ERROR_INVALID_HANDLE: a function of an "
-                                   "unloaded module");
-        return KC_ELAUNCH;
-    }
+    if (unloaded)
+        return dead_launch(dev, "before the launch");
     if (shared > smem_limit) {
         kc__device_set_errmsg(dev,
                               "cuLaunchKernel (simulated): CUDA_ERROR_INVALID_VALUE: "
@@ -419,12 +426,8 @@ static int sim_launch_with(kc__device_t *dev, void *fn, const unsigned grid[3],
     else if (r == KC_ESTICKY)
         sim->sticky = 1;
     pthread_mutex_unlock(&sim->mu);
-    if (unloaded) {
-        kc__device_set_errmsg(dev, "cuLaunchKernel (simulated): "
-                                   "CUDA_ERROR_INVALID_HANDLE: the function's module "
-                                   "was unloaded during the launch");
-        return KC_ELAUNCH;
-    }
+    if (unloaded)
+        return dead_launch(dev, "during the launch");
     if (r == KC_ESTICKY) {
         kc__device_set_errmsg(dev,
                               "cuLaunchKernel (simulated): "

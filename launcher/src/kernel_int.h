@@ -306,12 +306,13 @@ int kc__publish(kc_kernel_t *k, const kc_tuning_rec_t *tuning);
 
 /* ---- modules.c ---- */
 
-/* Keep module as the loaded copy of build, or if another thread kept one
- * first, unload ours and use that. resident: the build is in the store,
+/* Keep module (its function in *fn) as the loaded copy of build, or if
+ * another thread kept one first, unload ours and put that one's function
+ * in *fn. resident: the build is in the store,
  * so the launcher's bound may unload it (resident.c) and a launch load it
  * again. Returns the kept entry (NULL without memory: the module then stays
  * loaded untracked); with pin set, pinned for the caller's launch. */
-kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, void **fn,
                         uint64_t compile_us, int resident, int pin);
 /* The kept entry of build if its module is loaded, pinned, with its
  * function in *fn; NULL if none. Release with kc__unpin. */

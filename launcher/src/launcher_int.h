@@ -90,7 +90,6 @@ struct kc_launcher {
     struct kept **ring;
     size_t n_ring, ring_cap, hand, n_loaded;
     int unloading;
-    _Atomic uint64_t unloads; /* modules the bound unloaded */
 };
 
 /* Record the detail of a failure of a call on launcher l for

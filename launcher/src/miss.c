@@ -164,7 +164,7 @@ static int launch_untuned(kc_kernel_t *k, void *stream, const kc_arg_t *args, si
                 continue;
             /* Not resident: another process is tuning, so its build may
              * not be in the store yet. */
-            kept = kc__keep_module(k, &c->build_key, &module, &fn, c->compile_us, 0, 1);
+            kept = kc__keep_module(k, &c->build_key, module, &fn, c->compile_us, 0, 1);
         }
         rc = kc__build_params(k->l, sp, args, n, p.vals, p.params);
         if (rc == KC_OK)

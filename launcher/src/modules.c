@@ -54,7 +54,7 @@ static void pin_locked(kept_t *m, void **fn)
     *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
 }
 
-kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, void **fn,
+kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, void **fn,
                         uint64_t compile_us, int resident, int pin)
 {
     kc_launcher_t *l = k->l;
@@ -73,18 +73,16 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, vo
     pthread_mutex_lock(&k->mu);
     m = kept_of_locked(k, build);
     if (m && usable_locked(m)) {
-        void *ours = *module;
-        *module = m->module;
         *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
         if (pin)
             pin_locked(m, fn);
         pthread_mutex_unlock(&k->mu);
-        l->dev->ops->module_unload(l->dev, ours);
+        l->dev->ops->module_unload(l->dev, module);
         return m;
     }
     if (m) {
         /* Unloaded by the bound: ours is its module again. */
-        reloaded_locked(m, *module, *fn);
+        reloaded_locked(m, module, *fn);
         loaded = m->resident;
     } else {
         m = calloc(1, sizeof(*m));
@@ -92,7 +90,7 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, vo
             m->next = k->kept;
             m->k = k;
             m->build = *build;
-            m->module = *module;
+            m->module = module;
             atomic_init(&m->fn, *fn);
             m->compile_us = compile_us;
             atomic_init(&m->state, KEPT_LIVE);
@@ -113,19 +111,8 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void **module, vo
     return m;
 }
 
-kept_t *kc__pin_kept(kc_kernel_t *k, const kc_key_t *build, void **fn)
-{
-    pthread_mutex_lock(&k->mu);
-    kept_t *m = kept_of_locked(k, build);
-    if (m && usable_locked(m))
-        pin_locked(m, fn);
-    else
-        m = NULL;
-    pthread_mutex_unlock(&k->mu);
-    return m;
-}
-
-/* Under k->mu: the kept entry of build if its module is loaded. */
+/* Under k->mu: the kept entry of build if its module is loaded, with
+ * its function and what its build cost. */
 static kept_t *kept_locked(kc_kernel_t *k, const kc_key_t *build, void **fn,
                            uint64_t *compile_us)
 {
@@ -134,8 +121,19 @@ static kept_t *kept_locked(kc_kernel_t *k, const kc_key_t *build, void **fn,
     if (!m || !usable_locked(m))
         return NULL;
     *fn = atomic_load_explicit(&m->fn, memory_order_relaxed);
-    if (compile_us)
-        *compile_us = m->compile_us;
+    *compile_us = m->compile_us;
+    return m;
+}
+
+kept_t *kc__pin_kept(kc_kernel_t *k, const kc_key_t *build, void **fn)
+{
+    uint64_t compile_us;
+
+    pthread_mutex_lock(&k->mu);
+    kept_t *m = kept_locked(k, build, fn, &compile_us);
+    if (m)
+        pin_locked(m, fn);
+    pthread_mutex_unlock(&k->mu);
     return m;
 }
 
@@ -184,7 +182,7 @@ int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, kept_t **ke
         rc = kc__load_cubin(k, cubin, cubin_len, brec->u.build.entry, &module, fn);
     if (rc == KC_OK) {
         *compile_us = brec->u.build.compile_us;
-        *kept = kc__keep_module(k, build, &module, fn, *compile_us, 1, 0);
+        *kept = kc__keep_module(k, build, module, fn, *compile_us, 1, 0);
         *fetched = 1;
     }
     kc_free(cubin);
@@ -407,8 +405,9 @@ int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, kept_t *kept, void *fn, siz
 {
     int64_t geo[KC__MEMO_GEO];
     int fixed_ok = kc__spec_eval_geometry_fixed(k->spec, config, geo, NULL, 0) == KC_OK;
-    /* Without a bound nothing is unloaded: launches need no pin. */
-    if (!k->l->max_modules)
+    /* A module the bound never unloads (no bound, or its build is not in
+     * the store) needs no pin: its launches take the function as is. */
+    if (kept && !kept->resident)
         kept = NULL;
     return kc__memo_insert(&k->memo, m->sig, m->len, m->hash, kept, fn, cand, config,
                            k->spec->s.n_params, fixed_ok ? geo : NULL, m->out);

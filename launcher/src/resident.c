@@ -53,7 +53,7 @@ int kc__resident_add(kc_launcher_t *l, kept_t *m)
 static int retire(kc_launcher_t *l, kept_t *m)
 {
     kc_kernel_t *k = m->k;
-    unsigned gen, spins = 0;
+    unsigned gen, spins = 0, nap = 1;
     void *module;
 
     pthread_mutex_lock(&k->mu);
@@ -70,12 +70,10 @@ static int retire(kc_launcher_t *l, kept_t *m)
     while (atomic_load(&m->pins) != 0) {
         if (atomic_load(&m->state) != KEPT_RETIRING)
             return 0;
-        if (++spins < 64) {
+        if (++spins < 64)
             sched_yield();
-        } else {
-            struct timespec ts = {0, 100000};
-            nanosleep(&ts, NULL);
-        }
+        else
+            nap_ms(&nap);
     }
 
     pthread_mutex_lock(&k->mu);
@@ -111,57 +109,34 @@ static size_t choose_locked(kc_launcher_t *l, kept_t **victims, size_t max)
     return n;
 }
 
-/* Unload until at most low are loaded, or a pass unloads none. Clears
- * l->unloading at the end. */
-static void unload_down_to(kc_launcher_t *l, size_t low)
+/* The pool task: unload until the loaded count is back under the low mark,
+ * or until a pass unloads none (nothing unused to choose, or every victim
+ * taken back by a launch: in use); the next load past the bound queues it
+ * again. */
+static void unload_task(void *arg)
 {
-    kept_t *victims[BATCH];
+    kc_launcher_t *l = arg;
+    size_t low = l->max_modules - l->max_modules / 16, done = 1;
     uint64_t unloaded = 0;
+    kept_t *victims[BATCH];
 
-    for (;;) {
-        size_t n = 0;
-
-        pthread_mutex_lock(&l->resident_mu);
-        if (l->n_loaded > low) {
-            size_t want = l->n_loaded - low;
-            n = choose_locked(l, victims, want < BATCH ? want : BATCH);
-        }
-        if (n == 0) {
-            /* Done, or nothing can go now (every one taken back): the
-             * next load past the bound starts again. */
-            l->unloading = 0;
-            pthread_mutex_unlock(&l->resident_mu);
-            break;
-        }
+    pthread_mutex_lock(&l->resident_mu);
+    while (done && l->n_loaded > low) {
+        size_t want = l->n_loaded - low;
+        size_t n = choose_locked(l, victims, want < BATCH ? want : BATCH);
         pthread_mutex_unlock(&l->resident_mu);
-        size_t done = 0;
+        done = 0;
         for (size_t i = 0; i < n; i++)
             done += (size_t)retire(l, victims[i]);
         pthread_mutex_lock(&l->resident_mu);
         l->n_loaded -= done;
-        if (done == 0) {
-            /* Every victim was taken back by a launch: the modules are in
-             * use. Stop rather than spin; the next load past the bound
-             * starts again. */
-            l->unloading = 0;
-            pthread_mutex_unlock(&l->resident_mu);
-            break;
-        }
-        pthread_mutex_unlock(&l->resident_mu);
         unloaded += done;
     }
-    if (unloaded) {
-        atomic_fetch_add_explicit(&l->unloads, unloaded, memory_order_relaxed);
+    l->unloading = 0;
+    pthread_mutex_unlock(&l->resident_mu);
+    if (unloaded)
         kc__log(l, KC_LOG_DEBUG, "kcache: unloaded %llu modules (max_modules %u)",
                 (unsigned long long)unloaded, l->max_modules);
-    }
-}
-
-/* The pool task: unload until the loaded count is back under the low mark. */
-static void unload_task(void *arg)
-{
-    kc_launcher_t *l = arg;
-    unload_down_to(l, l->max_modules - l->max_modules / 16);
 }
 
 void kc__resident_loaded(kc_launcher_t *l)

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "../bench_time.h"
+#include "../cuda_sym.h"
 
 /* The names device_cuda.c resolves, in its order. */
 static const char *const kSyms[] = {"cuGetErrorName",
@@ -64,12 +65,7 @@ static const char *const kSteps[N_STEPS] = {"dlopen",  "cuInit",  "version", "dl
 
 static void *need(void *lib, const char *name)
 {
-    void *p = dlsym(lib, name);
-    if (!p) {
-        fprintf(stderr, "cuda_open_cost: libcuda lacks %s\n", name);
-        exit(77);
-    }
-    return p;
+    return kc_tool_cu_sym(lib, "cuda_open_cost", name, 77);
 }
 
 static int child(void)

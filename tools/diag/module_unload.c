@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "../bench_time.h"
+#include "../cuda_sym.h"
 
 static struct {
     CUresult (*init)(unsigned);
@@ -41,12 +42,7 @@ static struct {
 
 static void *resolve(void *lib, const char *name)
 {
-    void *p = dlsym(lib, name);
-    if (!p) {
-        fprintf(stderr, "kcache_module_unload: libcuda lacks %s\n", name);
-        exit(2);
-    }
-    return p;
+    return kc_tool_cu_sym(lib, "kcache_module_unload", name, 2);
 }
 
 static int check(CUresult rc, const char *what)
