@@ -14,6 +14,14 @@
 #      distinctly named variants of .carry/k8_sm90.cubin with at most K loaded
 #      (KC_BENCH_MODULES_KEEP, each K of KC_RES_KEEPS, default "256 1024
 #      4096"), the load and the cuModuleUnload timed.
+#   KC_RES_RUNS="BOUND BENCH [FLAG...]; ..." replaces the bounds loop of
+#      part 2 with the runs listed, in order: each with KCACHE_MAX_MODULES
+#      =BOUND ("default": unset), the bench binary BENCH ("-": build-gpu's)
+#      and the extra flags (e.g. --no-prefetch, --one-name).
+#   KC_RES_ROOT: where part 2's stores go (default a new directory under
+#      /tmp); the first run of each naming populates its store there.
+#   KC_RES_MODES: part 3's kcache_bench_modules modes (default
+#      distinct-names; `distinct` loads variants of one name).
 # KC_RES_PARTS picks among launch, launcher, modules (default all three).
 # Logs: $OUT/resident.log (everything, headed by the machine), and by part
 # $OUT/resident-launch.log, $OUT/resident-launcher.log,
@@ -40,22 +48,36 @@ fi
 
 if [[ $parts == *,modules,* ]]; then
 echo "== kcache_bench_modules, at most K loaded" | tee "$out/resident-modules.log"
+for mode in ${KC_RES_MODES:-distinct-names}; do
 for keep in ${KC_RES_KEEPS:-256 1024 4096}; do
+  echo "-- $mode, at most $keep loaded" | tee -a "$out/resident-modules.log"
   KC_BENCH_MODULES_KEEP=$keep timeout 120 $B/kcache_bench_modules .carry/k8_sm90.cubin \
-    k0000000 16384 distinct-names 2>&1 | tee -a "$out/resident-modules.log" || status=1
+    k0000000 16384 "$mode" 2>&1 | tee -a "$out/resident-modules.log" || status=1
+done
 done
 fi
 
 [[ $parts == *,launcher,* ]] || exit $status
 echo "== kcache_bench_launcher --device cuda --skip compile" | tee "$out/resident-launcher.log"
-kbl="$(mktemp -d)/kbl"
+kbl="${KC_RES_ROOT:-$(mktemp -d)}/kbl"
 skips=(--skip compile)
 for part in ${KC_RES_SKIP:-}; do skips+=(--skip "$part"); done
-for bound in ${KC_RES_BOUNDS:-0 default 256}; do
-  echo "-- KCACHE_MAX_MODULES=$bound" | tee -a "$out/resident-launcher.log"
+runs="${KC_RES_RUNS:-}"
+if [ -z "$runs" ]; then
+  for bound in ${KC_RES_BOUNDS:-0 default 256}; do runs+="$bound -;"; done
+fi
+IFS=';' read -ra run_list <<< "$runs"
+for run in "${run_list[@]}"; do
+  read -ra words <<< "$run"
+  [ ${#words[@]} -ge 2 ] || continue
+  bound="${words[0]}" bench="${words[1]}" flags=("${words[@]:2}")
+  [ "$bench" = - ] && bench=$B/kcache_bench_launcher
+  echo "-- KCACHE_MAX_MODULES=$bound $bench ${flags[*]}" | tee -a "$out/resident-launcher.log"
   set_bound=(KCACHE_MAX_MODULES="$bound")
   [ "$bound" = default ] && set_bound=(-u KCACHE_MAX_MODULES)
-  env "${set_bound[@]}" timeout 500 $B/kcache_bench_launcher --device cuda -s "$kbl" \
-    "${skips[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
+  start=$(date +%s)
+  env "${set_bound[@]}" timeout 500 "$bench" --device cuda -s "$kbl" \
+    "${skips[@]}" "${flags[@]}" 2>&1 | tee -a "$out/resident-launcher.log" || status=1
+  echo "-- took $(( $(date +%s) - start )) s" | tee -a "$out/resident-launcher.log"
 done
 exit $status

@@ -5,6 +5,7 @@
  *             of the process and the median of the next ones, and how many
  *             threads a launcher has once created (read from /proc).
  *   distinct  N distinct kernels (one source with a distinct constant each,
+ *             and on CUDA a distinct entry name each unless --one-name,
  *             compiled by NVRTC, one config each) published to a store by a
  *             child process (--populate, once per store directory), then,
  *             in this process and a fresh launcher, each registered and
@@ -34,7 +35,7 @@
  *
  * Usage: kcache_bench_launcher [--device sim|cuda] [-s DIR] [--distinct N]
  *        [--hot N] [--max-cands C] [--rounds R] [--compile-threads T] [--no-prefetch]
- *        [--skip PART]... [--compile-only]
+ *        [--one-name] [--skip PART]... [--compile-only]
  * DIR holds the populated stores (default: a new directory under /tmp); a
  * store is reused by later runs with the same DIR, N and device.
  * --skip takes create, distinct, hot or compile. */
@@ -133,6 +134,11 @@ static int g_faults;
 static unsigned g_compile_threads;
 static kc_sim_t *g_sim;
 static int g_populating; /* tune briefly: one config each */
+/* --one-name: every kernel's entry is "add", as before the eleventh pass;
+ * by default kernel c's is "add<c>", as Inductor names each kernel of a
+ * model apart. The simulation runs one C function, so there it is always
+ * "add". */
+static int g_one_name;
 
 static struct {
     int (*init)(unsigned);
@@ -276,6 +282,7 @@ static const kc_arg_spec_t kAddArgs[] = {
 
 typedef struct add_kernel {
     char name[32];
+    char entry[32];
     char source[256];
     kc_param_spec_t param;
     kc_kernel_spec_t spec;
@@ -284,19 +291,23 @@ typedef struct add_kernel {
 static void add_kernel_init(add_kernel_t *a, long c)
 {
     snprintf(a->name, sizeof(a->name), "add%ld", c);
+    if (!g_cuda || g_one_name)
+        snprintf(a->entry, sizeof(a->entry), "add");
+    else
+        snprintf(a->entry, sizeof(a->entry), "add%ld", c);
     snprintf(a->source, sizeof(a->source),
-             "extern \"C\" __global__ void add(float *x, int n)\n"
+             "extern \"C\" __global__ void %s(float *x, int n)\n"
              "{\n"
              "    int i = blockIdx.x * BLOCK + threadIdx.x;\n"
              "    if (i < n) x[i] += %ld.0f;\n"
              "}\n",
-             c);
+             a->entry, c);
     a->param = (kc_param_spec_t){"BLOCK", kBlock, 1};
     memset(&a->spec, 0, sizeof(a->spec));
     a->spec.name = a->name;
     a->spec.source_kind = KC_SOURCE_CUDA;
     a->spec.source = a->source;
-    a->spec.entry = "add";
+    a->spec.entry = a->entry;
     a->spec.params = &a->param;
     a->spec.n_params = 1;
     a->spec.args = kAddArgs;
@@ -334,9 +345,17 @@ static void xarg_init(xarg_t *a, int n)
 
 /* ---- populate: publish N distinct kernels (a child process) ------------- */
 
+/* The store of n distinct kernels under root: one per device and naming. */
+static void distinct_dir(char *dir, size_t cap, const char *root, long n)
+{
+    snprintf(dir, cap, "%s/distinct-%s-%ld%s", root, g_cuda ? "cuda" : "sim", n,
+             g_cuda && !g_one_name ? "-names" : "");
+}
+
 #define BATCH 64
 
-static int populate(const char *dir, long n)
+/* Kernels [from, to) published by this process. */
+static int populate_range(const char *dir, long from, long to)
 {
     g_populating = 1;
     if (device_open() != 0) {
@@ -348,9 +367,9 @@ static int populate(const char *dir, long n)
     xarg_t a;
     xarg_init(&a, 1);
     double t0 = bench_now_us();
-    for (long base = 0; base < n; base += BATCH) {
+    for (long base = from; base < to; base += BATCH) {
         kc_kernel_t *k[BATCH];
-        long m = n - base < BATCH ? n - base : BATCH;
+        long m = to - base < BATCH ? to - base : BATCH;
         /* Registered together, so that the pool compiles them side by side. */
         for (long i = 0; i < m; i++) {
             add_kernel_init(&ks[i], base + i);
@@ -367,19 +386,55 @@ static int populate(const char *dir, long n)
         /* A launcher keeps its kernels: a new one per batch bounds memory. */
         kc_launcher_destroy(l);
         l = make_launcher(dir, 1, g_cuda ? KC_DEVICE_CUDA : KC_DEVICE_SIM);
-        if ((base / BATCH) % 32 == 31)
-            fprintf(stderr, "bench: populated %ld of %ld kernels (%.0f s)\n", base + m, n,
-                    (bench_now_us() - t0) / 1e6);
+        if (((base - from) / BATCH) % 32 == 31)
+            fprintf(stderr, "bench: populated %ld of kernels %ld-%ld (%.0f s)\n",
+                    base + m - from, from, to - 1, (bench_now_us() - t0) / 1e6);
     }
     kc_launcher_destroy(l);
     free(ks);
+    return 0;
+}
+
+/* Publish kernels 0..n-1 from KC_BENCH_POPULATE_PROCS processes at once
+ * (default a quarter of the CPUs, 1 to 8; they share the store as any
+ * processes do), forked before any of them opens a device, then mark the
+ * store populated. */
+static int populate(const char *dir, long n)
+{
+    const char *env = getenv("KC_BENCH_POPULATE_PROCS");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long procs = env && *env ? atol(env) : cpus / 4;
+    procs = procs < 1 ? 1 : procs > 8 ? 8 : procs > n ? n : procs;
+    double t0 = bench_now_us();
+    int failed = 0;
+    if (procs == 1) {
+        failed = populate_range(dir, 0, n) != 0;
+    } else {
+        pid_t pids[8];
+        for (long p = 0; p < procs; p++) {
+            pids[p] = fork();
+            if (pids[p] == 0)
+                _exit(populate_range(dir, n * p / procs, n * (p + 1) / procs));
+            failed |= pids[p] < 0;
+        }
+        for (long p = 0; p < procs; p++) {
+            int st = 0;
+            if (pids[p] > 0 && (waitpid(pids[p], &st, 0) < 0 || !WIFEXITED(st) ||
+                                WEXITSTATUS(st) != 0))
+                failed = 1;
+        }
+    }
+    if (failed) {
+        fprintf(stderr, "bench: populate failed\n");
+        return 1;
+    }
     char mark[4200];
     snprintf(mark, sizeof(mark), "%s/.populated", dir);
     FILE *f = fopen(mark, "w");
     if (!f)
         return 1;
     fclose(f);
-    fprintf(stderr, "bench: populated %ld kernels in %.1f s\n", n,
+    fprintf(stderr, "bench: populated %ld kernels from %ld processes in %.1f s\n", n, procs,
             (bench_now_us() - t0) / 1e6);
     return 0;
 }
@@ -529,13 +584,13 @@ static void part_create(const char *root, int no_prefetch)
 static int part_distinct(const char *self, const char *root, long n, int no_prefetch)
 {
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/distinct-%s-%ld", root, g_cuda ? "cuda" : "sim", n);
+    distinct_dir(dir, sizeof(dir), root, n);
     char mark[4300];
     snprintf(mark, sizeof(mark), "%s/.populated", dir);
     if (!dir_exists(mark)) {
         char cmd[9000];
-        snprintf(cmd, sizeof(cmd), "'%s' --device %s --populate '%s' %ld", self,
-                 g_cuda ? "cuda" : "sim", dir, n);
+        snprintf(cmd, sizeof(cmd), "'%s' --device %s%s --populate '%s' %ld", self,
+                 g_cuda ? "cuda" : "sim", g_one_name ? " --one-name" : "", dir, n);
         fprintf(stderr, "bench: populating %s with %ld kernels (once per directory)\n",
                 dir, n);
         if (system(cmd) != 0 || !dir_exists(mark)) {
@@ -594,10 +649,11 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     kc_kernel_stats_t st;
     kc_launcher_stats(l, &st);
     const char *bound = getenv("KCACHE_MAX_MODULES");
-    printf("store hits of %ld distinct kernels (%s, %s, fresh process and launcher, "
+    printf("store hits of %ld distinct kernels (%s, %s, %s, fresh process and launcher, "
            "store %s, KCACHE_MAX_MODULES %s): %.2f s in all; launcher create %.1f us\n",
            n, g_cuda ? "cuda" : "sim", no_prefetch ? "no prefetch" : "default prefetch",
-           dir, bound && *bound ? bound : "unset (1024)", all_s, create_us);
+           ks[0].entry[3] ? "an entry name each" : "one entry name", dir,
+           bound && *bound ? bound : "unset (1024)", all_s, create_us);
     printf("  the process's first hit: registration %.1f us + first launch %.1f us = "
            "%.1f us; a steady hit (median): %.1f us: ratio %.2f\n",
            reg[0], lau[0], both[0], pct(both, (size_t)n, 50),
@@ -1084,6 +1140,8 @@ int main(int argc, char **argv)
             g_faults = 1;
         else if (!strcmp(argv[i], "--no-prefetch"))
             no_prefetch = 1;
+        else if (!strcmp(argv[i], "--one-name"))
+            g_one_name = 1;
         else if (!strcmp(argv[i], "--compile-only"))
             skip_create = skip_distinct = skip_hot = 1;
         else if (!strcmp(argv[i], "--skip") && i + 1 < argc) {
@@ -1096,7 +1154,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: %s [--device sim|cuda] [-s DIR] [--distinct N] [--hot N] "
                     "[--max-cands C] [--rounds R] [--compile-threads T] [--no-prefetch] "
-                    "[--skip "
+                    "[--one-name] [--skip "
                     "create|distinct|hot|compile]... [--compile-only]\n",
                     argv[0]);
             return 2;
@@ -1123,12 +1181,12 @@ int main(int argc, char **argv)
     /* The populate child opens the device itself: no CUDA before it. */
     if (need_device && g_cuda && !skip_distinct) {
         char dir[4200], mark[4300];
-        snprintf(dir, sizeof(dir), "%s/distinct-cuda-%ld", root, distinct);
+        distinct_dir(dir, sizeof(dir), root, distinct);
         snprintf(mark, sizeof(mark), "%s/.populated", dir);
         if (!dir_exists(mark)) {
             char cmd[9000];
-            snprintf(cmd, sizeof(cmd), "'%s' --device cuda --populate '%s' %ld", argv[0],
-                     dir, distinct);
+            snprintf(cmd, sizeof(cmd), "'%s' --device cuda%s --populate '%s' %ld",
+                     argv[0], g_one_name ? " --one-name" : "", dir, distinct);
             if (system(cmd) != 0) {
                 fprintf(stderr, "bench: populate failed\n");
                 return 1;
