@@ -419,8 +419,8 @@ static int populate(const char *dir, long n)
         }
         for (long p = 0; p < procs; p++) {
             int st = 0;
-            if (pids[p] > 0 && (waitpid(pids[p], &st, 0) < 0 || !WIFEXITED(st) ||
-                                WEXITSTATUS(st) != 0))
+            if (pids[p] > 0 &&
+                (waitpid(pids[p], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0))
                 failed = 1;
         }
     }
@@ -434,8 +434,8 @@ static int populate(const char *dir, long n)
     if (!f)
         return 1;
     fclose(f);
-    fprintf(stderr, "bench: populated %ld kernels from %ld processes in %.1f s\n", n, procs,
-            (bench_now_us() - t0) / 1e6);
+    fprintf(stderr, "bench: populated %ld kernels from %ld processes in %.1f s\n", n,
+            procs, (bench_now_us() - t0) / 1e6);
     return 0;
 }
 
