@@ -338,10 +338,11 @@ int kc__memoize(kc_kernel_t *k, const kc__miss_t *m, kept_t *kept, void *fn, siz
 
 /* ---- resident.c: the launcher's bound on loaded modules ---- */
 
-/* A resident module of the launcher was loaded (new, or loaded again):
- * counted, and past the bound an unload task is queued on the pool. Call
- * without k->mu held. */
-void kc__resident_loaded(kc_launcher_t *l);
+/* A resident module of the launcher was loaded (new, or, with reloaded,
+ * loaded again after the bound unloaded it): counted, the automatic bound
+ * raised if reloads show it too small, and past the bound an unload task
+ * is queued on the pool. Call without k->mu held. */
+void kc__resident_loaded(kc_launcher_t *l, int reloaded);
 /* Put m in the launcher's ring (under k->mu is fine). 0 without memory:
  * then m stays loaded for good. */
 int kc__resident_add(kc_launcher_t *l, kept_t *m);

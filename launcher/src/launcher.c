@@ -315,19 +315,22 @@ void kc__launcher_warm_once(kc_launcher_t *l, int may_start_thread)
         warm_store(l);
 }
 
-/* The bound on loaded modules: the option, else KCACHE_MAX_MODULES, else
- * 1024; 0 (no bound) for KC_MODULES_UNBOUNDED or KCACHE_MAX_MODULES=0. A
- * value that is not a number is ignored, with the default kept. */
-static unsigned max_modules(const kc_launcher_opts_t *opts)
+/* The bound on loaded modules: the option, else KCACHE_MAX_MODULES, each a
+ * fixed bound (0 from KC_MODULES_UNBOUNDED or KCACHE_MAX_MODULES=0: none);
+ * else the automatic one, KC_MODULES_AUTO_START growing to at most
+ * KC_MODULES_AUTO_MAX (*cap). A value that is not a number is ignored. */
+static unsigned max_modules(const kc_launcher_opts_t *opts, unsigned *cap)
 {
+    *cap = 0;
     if (opts->max_modules)
         return opts->max_modules == KC_MODULES_UNBOUNDED ? 0 : opts->max_modules;
     const char *v = getenv("KCACHE_MAX_MODULES");
     char *end = NULL;
-    unsigned long n = v && *v ? strtoul(v, &end, 10) : 1024;
-    if (v && *v && (*end || n >= KC_MODULES_UNBOUNDED))
-        n = 1024;
-    return (unsigned)n;
+    unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
+    if (v && *v && !*end && n < KC_MODULES_UNBOUNDED)
+        return (unsigned)n;
+    *cap = KC_MODULES_AUTO_MAX;
+    return KC_MODULES_AUTO_START;
 }
 
 int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
@@ -359,7 +362,8 @@ int kc_launcher_create(const kc_launcher_opts_t *opts, kc_launcher_t **out)
     pthread_mutex_init(&l->remote_mu, NULL);
     pthread_mutex_init(&l->store_mu, NULL);
     pthread_mutex_init(&l->resident_mu, NULL);
-    l->max_modules = max_modules(opts);
+    l->max_modules = max_modules(opts, &l->max_modules_cap);
+    l->bounded = l->max_modules != 0;
     l->kind = opts->device;
     l->log = opts->log;
     l->log_user = opts->log_user;

@@ -80,15 +80,20 @@ struct kc_launcher {
     pthread_mutex_t tune_lock;
 
     /* The bound on loaded modules (resident.c): at most max_modules
-     * resident modules (0: no bound) stay loaded; past it a pool task
-     * unloads the least recently used. The ring holds every resident kept
-     * entry (struct kept, kernel_int.h), loaded or not; the clock hand
-     * walks it. Under resident_mu: ring, n_ring, ring_cap, hand, n_loaded,
-     * unloading (an unload task is queued or running). */
-    unsigned max_modules;
+     * resident modules stay loaded; past it a pool task unloads the least
+     * recently used. bounded (set at creation) says whether there is a
+     * bound at all. The automatic bound (max_modules_cap != 0) doubles, up
+     * to max_modules_cap, once the modules loaded again after their unload
+     * (reloads, since it last changed) reach an eighth of it. The ring
+     * holds every resident kept entry (struct kept, kernel_int.h), loaded
+     * or not; the clock hand walks it. Under resident_mu: max_modules,
+     * reloads, ring, n_ring, ring_cap, hand, n_loaded, unloading (an
+     * unload task is queued or running). */
+    int bounded;
+    unsigned max_modules, max_modules_cap;
     pthread_mutex_t resident_mu;
     struct kept **ring;
-    size_t n_ring, ring_cap, hand, n_loaded;
+    size_t n_ring, ring_cap, hand, n_loaded, reloads;
     int unloading;
 };
 

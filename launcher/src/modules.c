@@ -58,7 +58,7 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, voi
                         uint64_t compile_us, int resident, int pin)
 {
     kc_launcher_t *l = k->l;
-    int loaded = 0;
+    int loaded = 0, reloaded = 0;
     kept_t *m;
 
     /* A prebuilt binary's shared-memory opt-in is made once, before the
@@ -83,7 +83,7 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, voi
     if (m) {
         /* Unloaded by the bound: ours is its module again. */
         reloaded_locked(m, module, *fn);
-        loaded = m->resident;
+        loaded = reloaded = m->resident;
     } else {
         m = calloc(1, sizeof(*m));
         if (m) {
@@ -96,7 +96,7 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, voi
             atomic_init(&m->state, KEPT_LIVE);
             atomic_init(&m->pins, 0);
             atomic_init(&m->used, 1);
-            m->resident = resident && l->max_modules && kc__resident_add(l, m);
+            m->resident = resident && l->bounded && kc__resident_add(l, m);
             loaded = m->resident;
             k->kept = m;
         }
@@ -107,7 +107,7 @@ kept_t *kc__keep_module(kc_kernel_t *k, const kc_key_t *build, void *module, voi
     /* Without memory to track it the module simply stays loaded until the
      * process ends; the launch still works. */
     if (loaded)
-        kc__resident_loaded(l);
+        kc__resident_loaded(l, reloaded);
     return m;
 }
 

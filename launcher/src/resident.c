@@ -14,10 +14,17 @@
  *      launch may have taken it back meanwhile), take its module and mark
  *      it UNLOADED; then cuModuleUnload outside every lock, which waits
  *      for the module's queued GPU work (docs/GPU.md).
- * The task unloads down to 15/16 of the bound, so one runs per bound/16
- * loads, not per load. The bound is soft: modules in use are taken back,
- * and a pass that unloads none ends the task until the next load past the
- * bound. Lock order: k->mu, then resident_mu.
+ * The task unloads down to 1/64 below the bound (low_mark), so one runs per
+ * bound/64 loads. The bound is soft: modules in use are taken back, and a
+ * pass that unloads none ends the task until the next load past the bound.
+ *
+ * Unless fixed (an option or KCACHE_MAX_MODULES), the bound is automatic:
+ * it starts at KC_MODULES_AUTO_START, low enough that a process streaming
+ * through thousands of new kernels keeps the driver fast, and doubles (up
+ * to KC_MODULES_AUTO_MAX) when modules it unloaded are launched again, an
+ * eighth of the bound of them since it last changed: a working set larger
+ * than the bound would otherwise load many of its modules again on every
+ * round. Lock order: k->mu, then resident_mu.
  */
 #include "kernel_int.h"
 
@@ -109,20 +116,31 @@ static size_t choose_locked(kc_launcher_t *l, kept_t **victims, size_t max)
     return n;
 }
 
-/* The pool task: unload until the loaded count is back under the low mark,
+/* Under resident_mu: where an unload task stops, 1/64 of the bound below
+ * it (a batch of 16 at 1024): unloads in batches of 64 held up the next
+ * load by 1-4 ms on an H100, one at a time cost every load about 80 us
+ * more (BENCHMARKS.md, "Issue 13, eleventh pass"). */
+static size_t low_mark(const kc_launcher_t *l)
+{
+    return l->max_modules - (l->max_modules + 63) / 64;
+}
+
+/* The pool task: unload until the loaded count is back at the low mark,
  * or until a pass unloads none (nothing unused to choose, or every victim
  * taken back by a launch: in use); the next load past the bound queues it
  * again. */
 static void unload_task(void *arg)
 {
     kc_launcher_t *l = arg;
-    size_t low = l->max_modules - l->max_modules / 16, done = 1;
+    size_t done = 1;
     uint64_t unloaded = 0;
     kept_t *victims[BATCH];
 
     pthread_mutex_lock(&l->resident_mu);
-    while (done && l->n_loaded > low) {
-        size_t want = l->n_loaded - low;
+    /* The low mark is read again each pass: the automatic bound may have
+     * grown meanwhile. */
+    while (done && l->n_loaded > low_mark(l)) {
+        size_t want = l->n_loaded - low_mark(l);
         size_t n = choose_locked(l, victims, want < BATCH ? want : BATCH);
         pthread_mutex_unlock(&l->resident_mu);
         done = 0;
@@ -132,23 +150,41 @@ static void unload_task(void *arg)
         l->n_loaded -= done;
         unloaded += done;
     }
+    unsigned bound = l->max_modules;
     l->unloading = 0;
     pthread_mutex_unlock(&l->resident_mu);
     if (unloaded)
         kc__log(l, KC_LOG_DEBUG, "kcache: unloaded %llu modules (max_modules %u)",
-                (unsigned long long)unloaded, l->max_modules);
+                (unsigned long long)unloaded, bound);
 }
 
-void kc__resident_loaded(kc_launcher_t *l)
+void kc__resident_loaded(kc_launcher_t *l, int reloaded)
 {
+    unsigned raised = 0;
     int start;
 
     pthread_mutex_lock(&l->resident_mu);
     l->n_loaded++;
+    /* The automatic bound: modules launched again after their unload show
+     * a working set larger than the bound (a program that launches more
+     * kernels in a loop than it would reload every one, round after
+     * round); a stream of new kernels reloads none and keeps it low. */
+    if (reloaded && l->max_modules_cap && l->max_modules < l->max_modules_cap &&
+        ++l->reloads >= l->max_modules / 8) {
+        l->max_modules = l->max_modules * 2 < l->max_modules_cap ? l->max_modules * 2
+                                                                 : l->max_modules_cap;
+        l->reloads = 0;
+        raised = l->max_modules;
+    }
     start = l->n_loaded > l->max_modules && !l->unloading;
     if (start)
         l->unloading = 1;
     pthread_mutex_unlock(&l->resident_mu);
+    if (raised)
+        kc__log(l, KC_LOG_INFO,
+                "kcache: modules unloaded by the bound were launched again; the bound on "
+                "loaded modules is now %u (KCACHE_MAX_MODULES sets a fixed one)",
+                raised);
     if (start && kc__pool_submit(l->pool, unload_task, l) != KC_OK) {
         /* No thread to run it: the next load past the bound tries again. */
         pthread_mutex_lock(&l->resident_mu);

@@ -305,7 +305,9 @@ class Launcher:
         max_modules: the most modules loaded from the store kept loaded at
             once; the least recently launched past it are unloaded on a
             background thread and loaded again by their next launch (0:
-            ``KCACHE_MAX_MODULES``, else 1024; ``None``: no bound).
+            ``KCACHE_MAX_MODULES`` if it is a number, else the automatic
+            bound: 512, doubling up to 4096 while modules it unloaded are
+            launched again; ``None``: no bound).
         log: called as ``log(level, message)`` for the library's messages
             up to log_level (0 error, 1 warning, 2 info, 3 debug), possibly
             from the launcher's threads; exceptions it raises are ignored.

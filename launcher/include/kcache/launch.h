@@ -163,11 +163,14 @@ typedef struct kc_launcher_opts {
     uint64_t lease_ttl_ms;  /* 0: 60000 */
     uint64_t lease_wait_ms; /* 0: 30000 */
 
-    /* The most modules loaded from the store that stay loaded at once (0:
-     * KCACHE_MAX_MODULES if set, else 1024; KC_MODULES_UNBOUNDED, or
-     * KCACHE_MAX_MODULES=0: no bound). The driver's cuModuleLoadData gets
-     * slower with every module a context holds (on driver 580 a new
-     * kernel's store hit costs 26x more at 16,384 loaded modules than at
+    /* The most modules loaded from the store that stay loaded at once: a
+     * fixed bound; KC_MODULES_UNBOUNDED: none; 0: KCACHE_MAX_MODULES if it
+     * is a number (0 there: none), else the automatic bound, which starts
+     * at KC_MODULES_AUTO_START and doubles, up to KC_MODULES_AUTO_MAX,
+     * each time the modules launched again after their unload (since it
+     * last changed) reach an eighth of it. The driver's cuModuleLoadData
+     * gets slower with every module a context holds (on driver 580 a new
+     * kernel's store hit costs 13x more at 16,384 loaded modules than at
      * the first; BENCHMARKS.md), so past the bound a pool thread unloads
      * the least recently launched ones (a clock), and their next launch
      * loads them again from the store. An unload waits for launches of
@@ -176,13 +179,17 @@ typedef struct kc_launcher_opts {
      * is soft: modules in use when the pool comes to them stay. Modules
      * whose build is not in the store (tuned with a read-only store or
      * none, untuned launches) stay loaded and are not counted. A process
-     * that launches more distinct kernels in a loop than the bound loads
-     * some again on every round: raise it (or set no bound) there. */
+     * that launches more distinct kernels in a loop than a fixed bound
+     * loads some again on every round: the automatic bound grows there. */
     unsigned max_modules;
 } kc_launcher_opts_t;
 
 /* kc_launcher_opts_t.max_modules: no bound on loaded modules. */
 #define KC_MODULES_UNBOUNDED 0xffffffffu
+/* The automatic bound on loaded modules: where it starts, and the most it
+ * grows to. */
+#define KC_MODULES_AUTO_START 512u
+#define KC_MODULES_AUTO_MAX 4096u
 
 /* Every option (the CUDA device, the default store) at their defaults: kc_launcher_opts_t
  * o = KC_LAUNCHER_OPTS_INIT; then set fields. */

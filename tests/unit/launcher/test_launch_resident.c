@@ -3,7 +3,8 @@
  * from the store by their next launch; a launch never uses a function whose
  * module was unloaded (the sim fails such a launch and counts it in
  * dead_launches), modules whose build is not stored are never unloaded,
- * and a build gone from the store gives an error, not a crash. */
+ * a build gone from the store gives an error, not a crash, and the
+ * automatic bound grows only where unloaded modules come back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,9 @@ static const int64_t kBlock256[] = {256};
 static const kc_param_spec_t kOneBlock[] = {{"BLOCK", kBlock256, 1}};
 
 enum { N_KERNELS = 48, BOUND = 8, N_ELEMS = 1000 };
+/* The automatic bound's cases: past its start, and a working set between
+ * its start and twice it. */
+enum { N_STREAM = 1100, N_LOOP = 600 };
 
 static int setup(void **state)
 {
@@ -37,7 +41,7 @@ static int teardown(void **state)
     return kcs_fx_teardown(state);
 }
 
-static char g_names[N_KERNELS][24];
+static char g_names[N_STREAM][24];
 
 static kc_kernel_spec_t spec_of(int i)
 {
@@ -328,8 +332,9 @@ test_the_bound_comes_from_KCACHE_MAX_MODULES_when_the_option_is_0(void **state)
     publish_vadd(f);
     /* 16 kernels under a bound of 4: some are unloaded by the pool. */
     assert_true(unloaded_with_env(f, "4", 16, 4) >= 12);
-    /* 0: no bound. Not a number: the default, 1024. (No unload task is
-     * ever queued under these: the count cannot grow later.) */
+    /* 0: no bound. Not a number, or unset: the automatic bound, 512 to
+     * start. (No unload task is ever queued under these: the count cannot
+     * grow later.) */
     assert_int_equal(unloaded_with_env(f, "0", 16, 16), 0);
     assert_int_equal(unloaded_with_env(f, "lots", 16, 16), 0);
     assert_int_equal(unloaded_with_env(f, NULL, 16, 16), 0);
@@ -415,6 +420,97 @@ test_a_build_gone_from_the_store_gives_an_error_on_reload_not_a_crash(void **sta
     kcs_vecs_free(&v);
 }
 
+static uint64_t loads(const kc_sim_t *sim)
+{
+    kc_sim_counters_t c;
+    kc_sim_counters(sim, &c);
+    return c.modules_loaded;
+}
+
+/* Wait (at most a minute) until the pool has unloaded nothing for 100 ms. */
+static void wait_unloads_settled(const kc_sim_t *sim)
+{
+    kc_sim_counters_t c;
+    uint64_t last = UINT64_MAX;
+    for (int i = 0; i < 600; i++) {
+        kc_sim_counters(sim, &c);
+        if (c.modules_unloaded == last)
+            return;
+        last = c.modules_unloaded;
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("the pool kept unloading for a minute");
+}
+
+static void launch_all(kc_kernel_t **ks, int n, kcs_vecs_t *v)
+{
+    for (int i = 0; i < n; i++)
+        launch_checked(ks[i], v);
+}
+
+static void test_the_automatic_bound_stays_low_for_a_stream_of_new_kernels(void **state)
+{
+    kcs_fx_t *f = *state;
+    kcs_vecs_t v;
+
+    publish_vadd(f);
+    unsetenv("KCACHE_MAX_MODULES");
+    relaunch(f, 0, 1);
+    kcs_vecs_init(&v, N_ELEMS);
+    /* Each kernel launched once: nothing comes back, so the bound stays
+     * where it starts. */
+    register_and_launch(f, NULL, N_STREAM, &v);
+    wait_loaded_at_most(f->sim, KC_MODULES_AUTO_START);
+    wait_unloads_settled(f->sim);
+    kc_sim_counters_t c;
+    kc_sim_counters(f->sim, &c);
+    assert_int_equal(c.dead_launches, 0);
+    assert_true(loaded_now(f->sim) <= KC_MODULES_AUTO_START);
+    assert_true(c.modules_unloaded >= N_STREAM - KC_MODULES_AUTO_START);
+    kcs_vecs_free(&v);
+}
+
+/* A loop over N_LOOP kernels, more than the automatic bound's start: the
+ * bound grows and the loop stops reloading; a fixed bound of the same
+ * size goes on reloading every round. */
+static void test_the_automatic_bound_grows_when_unloaded_modules_come_back(void **state)
+{
+    kcs_fx_t *f = *state;
+    static kc_kernel_t *ks[N_LOOP];
+    kcs_vecs_t v;
+
+    publish_vadd(f);
+    kcs_vecs_init(&v, N_ELEMS);
+    for (int fixed = 0; fixed < 2; fixed++) {
+        unsetenv("KCACHE_MAX_MODULES");
+        relaunch(f, fixed ? KC_MODULES_AUTO_START : 0, 0);
+        register_kernels(f, ks, N_LOOP);
+        /* Round 1 loads all, and the pool unloads down under the bound;
+         * round 2 reloads those, past an eighth of the bound. */
+        launch_all(ks, N_LOOP, &v);
+        wait_loaded_at_most(f->sim, KC_MODULES_AUTO_START);
+        launch_all(ks, N_LOOP, &v);
+        wait_unloads_settled(f->sim);
+        /* Round 3 reloads what the pool unloaded before the bound grew. */
+        launch_all(ks, N_LOOP, &v);
+        wait_unloads_settled(f->sim);
+        uint64_t before = loads(f->sim);
+        launch_all(ks, N_LOOP, &v);
+        launch_all(ks, N_LOOP, &v);
+        wait_unloads_settled(f->sim);
+        uint64_t reloaded = loads(f->sim) - before;
+        if (fixed)
+            assert_true(reloaded >= 2 * (N_LOOP - KC_MODULES_AUTO_START));
+        else
+            assert_int_equal(reloaded, 0);
+        kc_sim_counters_t c;
+        kc_sim_counters(f->sim, &c);
+        assert_int_equal(c.dead_launches, 0);
+    }
+    kcs_vecs_free(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +531,12 @@ int main(void)
             test_a_module_whose_build_is_not_stored_is_never_unloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_build_gone_from_the_store_gives_an_error_on_reload_not_a_crash, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_automatic_bound_stays_low_for_a_stream_of_new_kernels, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_automatic_bound_grows_when_unloaded_modules_come_back, setup,
             teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
