@@ -327,7 +327,8 @@ int kc__load_cubin(kc_kernel_t *k, const void *cubin, size_t len, const char *en
  * in *kept, NULL without memory to keep it, and its function): the kept one, or
  * (wait set) the one another thread of k is loading now, or else fetched
  * from the store's layers and loaded here, then kept (*fetched is 1). With
- * wait clear, a build another thread is loading gives KC_EBUSY. */
+ * wait clear, a build another thread is loading, or one the bound
+ * unloaded, gives KC_EBUSY. */
 int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, kept_t **kept,
                     void **fn, uint64_t *compile_us, int *fetched);
 void kc__prefetch_winners(void *arg);

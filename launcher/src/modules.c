@@ -161,6 +161,12 @@ int kc__load_stored(kc_kernel_t *k, const kc_key_t *build, int wait, kept_t **ke
             pthread_mutex_unlock(&k->mu);
             return KC_OK;
         }
+        /* Without wait (the prefetch), a module the bound unloaded is left
+         * for a launch to load again: it was not launched lately. */
+        if (!wait && kept_of_locked(k, build)) {
+            pthread_mutex_unlock(&k->mu);
+            return KC_EBUSY;
+        }
         if (loading_slot(k, build) < 0)
             break;
         if (!wait) {

@@ -495,13 +495,18 @@ static void test_the_automatic_bound_grows_when_unloaded_modules_come_back(void 
         /* Round 3 reloads what the pool unloaded before the bound grew. */
         launch_all(ks, N_LOOP, &v);
         wait_unloads_settled(f->sim);
+        if (fixed)
+            wait_loaded_at_most(f->sim, KC_MODULES_AUTO_START);
         uint64_t before = loads(f->sim);
         launch_all(ks, N_LOOP, &v);
         launch_all(ks, N_LOOP, &v);
         wait_unloads_settled(f->sim);
         uint64_t reloaded = loads(f->sim) - before;
+        /* Round 4 starts with at most the bound loaded (the waits): under
+         * a fixed bound it loads the rest again; round 5 may start before
+         * the pool caught up, so only round 4's count is certain. */
         if (fixed)
-            assert_true(reloaded >= 2 * (N_LOOP - KC_MODULES_AUTO_START));
+            assert_true(reloaded >= N_LOOP - KC_MODULES_AUTO_START);
         else
             assert_int_equal(reloaded, 0);
         kc_sim_counters_t c;
