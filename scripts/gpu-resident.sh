@@ -3,13 +3,15 @@
 # call, after scripts/gpu-prepare.sh built build-gpu/ here:
 #   1. kcache_bench_launch --skip-cold (warm hits, steady-state launch vs raw
 #      cuLaunchKernel), alternating KCACHE_MAX_MODULES=0 (no bound: launches
-#      take no pin) and unset (the default bound, 1024: launches pin),
+#      take no pin) and unset (the automatic bound: launches pin),
 #      KC_RES_ROUNDS rounds (default 2);
 #   2. kcache_bench_launcher --device cuda --skip compile (create, store hits
-#      of 16,384 distinct kernels, 1M memo hits of one kernel) under each
-#      KCACHE_MAX_MODULES of KC_RES_BOUNDS (default "0 default 256"), on one
-#      store populated by the first run (about 6 minutes on 16 cores);
-#      KC_RES_SKIP="create hot" skips those parts;
+#      of 16,384 distinct kernels, each named apart unless --one-name, 1M
+#      memo hits of one kernel) under each KCACHE_MAX_MODULES of
+#      KC_RES_BOUNDS (default "0 default 256"), on one store populated by
+#      the first run (KC_BENCH_POPULATE_PROCS processes, default 8 here:
+#      about a minute on 16 cores); KC_RES_SKIP="create hot" skips those
+#      parts;
 #   3. (part modules) the raw driver: kcache_bench_modules loading 16,384
 #      distinctly named variants of .carry/k8_sm90.cubin with at most K loaded
 #      (KC_BENCH_MODULES_KEEP, each K of KC_RES_KEEPS, default "256 1024
@@ -28,6 +30,7 @@
 # $OUT/resident-modules.log.
 set -uo pipefail
 . "$(dirname "$0")/gpu-env.sh"
+export KC_BENCH_POPULATE_PROCS="${KC_BENCH_POPULATE_PROCS:-8}"
 kc_gpu_log resident.log # sets $out
 status=0
 B=build-gpu/tools
