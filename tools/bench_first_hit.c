@@ -29,13 +29,16 @@
  *
  * Set-ups differ in one thing each, so "first" against "after-other" is
  * the price of a first hit, and "no-warmup" against "first" what the
- * warm-up takes off it. */
+ * warm-up takes off it. KC_BENCH_FAULTS=1 prints each process's page
+ * faults during the timed hit, with their mappings, to stderr (with the
+ * warm-up on: 2, both in the heap, on the 2-core CPU box). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_time.h"
+#include "fault_log.h"
 #include "kcache/launch.h"
 #include "kcache/sim.h"
 #include "kcache/store.h"
@@ -195,9 +198,13 @@ static int child(const char *dir, int setup, double gap_us)
         kc_store_warm(kc_launcher_store(l));
     for (double g0 = bench_now_us(); bench_now_us() - g0 < gap_us;)
         ;
+    /* KC_BENCH_FAULTS=1: the page faults of the timed hit, to stderr. */
+    const char *fe = getenv("KC_BENCH_FAULTS");
+    kc_fault_log_t *flog = fe && *fe == '1' ? kc_fault_log_start() : NULL;
     double t0 = bench_now_us();
     int rc = kc_kernel_launch(k, NULL, b.a, 3);
     double us = bench_now_us() - t0;
+    kc_fault_log_print(flog, "the timed hit", stderr);
     kc_kernel_stats_t st = {0};
     if (rc != KC_OK || kc_kernel_stats(k, &st) != KC_OK || st.store_hits != 1 ||
         st.compiles != 0 || st.tunes != 0) {
