@@ -581,23 +581,33 @@ static void part_create(const char *root, int no_prefetch)
 
 /* ---- part: store hits of N distinct kernels ------------------------------ */
 
+/* The store of n distinct kernels under root into dir, populated by a
+ * child process (self --populate) unless it was already. */
+static int ensure_populated(const char *self, const char *root, long n, char *dir,
+                            size_t cap)
+{
+    char mark[4300];
+    distinct_dir(dir, cap, root, n);
+    snprintf(mark, sizeof(mark), "%s/.populated", dir);
+    if (dir_exists(mark))
+        return 0;
+    char cmd[9000];
+    snprintf(cmd, sizeof(cmd), "'%s' --device %s%s --populate '%s' %ld", self,
+             g_cuda ? "cuda" : "sim", g_one_name ? " --one-name" : "", dir, n);
+    fprintf(stderr, "bench: populating %s with %ld kernels (once per directory)\n", dir,
+            n);
+    if (system(cmd) != 0 || !dir_exists(mark)) {
+        fprintf(stderr, "bench: populate failed\n");
+        return 1;
+    }
+    return 0;
+}
+
 static int part_distinct(const char *self, const char *root, long n, int no_prefetch)
 {
     char dir[4200];
-    distinct_dir(dir, sizeof(dir), root, n);
-    char mark[4300];
-    snprintf(mark, sizeof(mark), "%s/.populated", dir);
-    if (!dir_exists(mark)) {
-        char cmd[9000];
-        snprintf(cmd, sizeof(cmd), "'%s' --device %s%s --populate '%s' %ld", self,
-                 g_cuda ? "cuda" : "sim", g_one_name ? " --one-name" : "", dir, n);
-        fprintf(stderr, "bench: populating %s with %ld kernels (once per directory)\n",
-                dir, n);
-        if (system(cmd) != 0 || !dir_exists(mark)) {
-            fprintf(stderr, "bench: populate failed\n");
-            return 1;
-        }
-    }
+    if (ensure_populated(self, root, n, dir, sizeof(dir)) != 0)
+        return 1;
     double *reg = calloc((size_t)n, sizeof(double));
     double *lau = calloc((size_t)n, sizeof(double));
     double *both = calloc((size_t)n, sizeof(double));
@@ -1180,18 +1190,9 @@ int main(int argc, char **argv)
     int need_device = !skip_create || !skip_distinct || !skip_hot;
     /* The populate child opens the device itself: no CUDA before it. */
     if (need_device && g_cuda && !skip_distinct) {
-        char dir[4200], mark[4300];
-        distinct_dir(dir, sizeof(dir), root, distinct);
-        snprintf(mark, sizeof(mark), "%s/.populated", dir);
-        if (!dir_exists(mark)) {
-            char cmd[9000];
-            snprintf(cmd, sizeof(cmd), "'%s' --device cuda%s --populate '%s' %ld",
-                     argv[0], g_one_name ? " --one-name" : "", dir, distinct);
-            if (system(cmd) != 0) {
-                fprintf(stderr, "bench: populate failed\n");
-                return 1;
-            }
-        }
+        char dir[4200];
+        if (ensure_populated(argv[0], root, distinct, dir, sizeof(dir)) != 0)
+            return 1;
     }
     if (need_device && device_open() != 0) {
         fprintf(stderr, "bench: cannot open the %s device\n", g_cuda ? "CUDA" : "sim");
