@@ -115,6 +115,14 @@ int kc__elf_open(const void *data, size_t len, kc__elf_t *img, char *why, size_t
     img->shnum = shnum;
     img->phnum = phnum;
     img->shstrndx = shstrndx;
+    /* Section 0 is ELF's null section: readers skip it and the strip
+     * writes it as zeros, so one with contents would mean one thing to
+     * one and another to the other. */
+    kc__elf_shdr_t null = kc__elf_section(img, 0);
+    if (null.type != 0) {
+        snprintf(why, cap, "section 0 is not the null section (type %u)", null.type);
+        return KC_ECORRUPT;
+    }
     for (unsigned i = 0; i < shnum; i++) {
         kc__elf_shdr_t sh = kc__elf_section(img, i);
         if (sh.type != SHT_NOBITS && !in_bounds(sh.offset, sh.size, len)) {

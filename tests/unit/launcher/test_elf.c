@@ -114,6 +114,14 @@ static void test_damaged_images_are_refused_with_a_reason(void **state)
     memset(copy + 0x28, 0xff, 8); /* e_shoff far past the end */
     assert_int_equal(kc__elf_open(copy, f->len, &img, why, sizeof(why)), KC_ECORRUPT);
     assert_non_null(strstr(why, "section header table"));
+    /* Section 0 must be the null section: made a symbol table, the reader
+     * would list its functions and the strip would write it as zeros. */
+    memcpy(copy, f->cubin, f->len);
+    uint64_t shoff = 0;
+    memcpy(&shoff, copy + 0x28, 8);
+    copy[shoff + 4] = 2; /* sh_type SHT_SYMTAB */
+    assert_int_equal(kc__elf_open(copy, f->len, &img, why, sizeof(why)), KC_ECORRUPT);
+    assert_non_null(strstr(why, "null section"));
     free(copy);
 }
 
