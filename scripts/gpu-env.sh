@@ -16,7 +16,11 @@ export KCACHE_DIR="$(mktemp -d)/kcache"
 
 # kc_gpu_log NAME: the rest of the script's output also goes to
 # $OUT/NAME (OUT: the device tool's folder; ./gpu-out elsewhere), headed by
-# the date, the commit, the GPU and the CPU count.
+# the date, the commit, the GPU, the CPU count and model, the kernel and its
+# transparent huge page mode (with "always", a process's first touch of a
+# fresh 2 MiB-aligned heap or stack region zeroes 2 MiB: a host fact that
+# could make a first call's CPU parts slower there than on the CPU box,
+# which runs "madvise").
 kc_gpu_log() {
   out="${OUT:-$PWD/gpu-out}"
   mkdir -p "$out"
@@ -24,4 +28,6 @@ kc_gpu_log() {
   echo "date $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   nproc
+  lscpu 2>/dev/null | grep -E '^Model name' || true
+  echo "kernel $(uname -r); THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 }

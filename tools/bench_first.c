@@ -9,7 +9,7 @@
  *       three and publishes the tuning. With K > 1 the spec lists K - 1
  *       more kernels of the same binaries after it (tadd_1, ...), as a
  *       model's spec lists many: the first call then loads them all.
- *   kcache_bench_first DIR [--runs N] [--dirty-heap]
+ *   kcache_bench_first DIR [--runs N] [--dirty-heap] [--cold-caches]
  *       N fresh processes (default 10), each, from a ready device: launcher
  *       create, the store's open (kc_launcher_store), kc_kernel_load_file of
  *       the spec, the first launch (a store hit: tuning lookup, cubin fetch
@@ -21,7 +21,14 @@
  * host program does (CUDA's initialization does: a large freed block
  * raises glibc's mmap threshold, so later large allocations come from
  * reused, dirty heap that calloc must zero). Without it, a bare process
- * gets large allocations as fresh zero pages from mmap. */
+ * gets large allocations as fresh zero pages from mmap.
+ *
+ * --cold-caches: before the clock, the process writes and reads 256 MiB
+ * (more than any CPU cache), so the first call finds none of kcache's,
+ * LMDB's, zstd's or jansson's code and data in the caches, as a process
+ * does right after CUDA's initialization has run through the driver's
+ * hundreds of megabytes. What the first call then costs more is its
+ * share of cache misses. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -283,6 +290,22 @@ static void dirty_heap(void)
     free(used);
 }
 
+/* --cold-caches: run through more memory than the caches hold. */
+static void cold_caches(void)
+{
+    size_t len = (size_t)256 << 20;
+    volatile unsigned char *m = malloc(len);
+    if (!m)
+        return;
+    for (size_t i = 0; i < len; i += 64)
+        m[i] = (unsigned char)i;
+    unsigned sum = 0;
+    for (size_t i = 0; i < len; i += 64)
+        sum += m[i];
+    __asm__ volatile("" : : "r"(sum) : "memory");
+    free((void *)m);
+}
+
 static int threads_now(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -296,7 +319,7 @@ static int threads_now(void)
 }
 
 /* One fresh process's first call; one line of numbers on stdout. */
-static int child(const char *dir, int dirty)
+static int child(const char *dir, int dirty, int cold)
 {
     char path[4096];
     kc_kernel_t **ks = NULL;
@@ -308,6 +331,8 @@ static int child(const char *dir, int dirty)
     bufs_init(&b);
     if (dirty)
         dirty_heap();
+    if (cold)
+        cold_caches();
     int threads_before = threads_now();
     double t0 = bench_now_us();
     kc_launcher_t *l = make_launcher(sim, dir);
@@ -342,7 +367,7 @@ static int child(const char *dir, int dirty)
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *populate_dir = NULL;
-    int runs = 10, dirty = 0, is_child = 0;
+    int runs = 10, dirty = 0, cold = 0, is_child = 0;
     long kernels = 1;
 
     for (int i = 1; i < argc; i++) {
@@ -354,6 +379,8 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dirty-heap"))
             dirty = 1;
+        else if (!strcmp(argv[i], "--cold-caches"))
+            cold = 1;
         else if (!strcmp(argv[i], "--child"))
             is_child = 1;
         else if (argv[i][0] != '-')
@@ -361,7 +388,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s --populate DIR [--kernels K] | DIR [--runs N] "
-                    "[--dirty-heap]\n",
+                    "[--dirty-heap] [--cold-caches]\n",
                     argv[0]);
             return 2;
         }
@@ -374,26 +401,27 @@ int main(int argc, char **argv)
         return populate(populate_dir, kernels);
     }
     if (!dir || runs < 1) {
-        fprintf(
-            stderr,
-            "usage: %s --populate DIR [--kernels K] | DIR [--runs N] [--dirty-heap]\n",
-            argv[0]);
+        fprintf(stderr,
+                "usage: %s --populate DIR [--kernels K] | DIR [--runs N] [--dirty-heap] "
+                "[--cold-caches]\n",
+                argv[0]);
         return 2;
     }
     if (is_child)
-        return child(dir, dirty);
+        return child(dir, dirty, cold);
 
     double(*v)[5] = calloc((size_t)runs, sizeof(*v));
     if (!v)
         return 1;
-    printf("fresh process, first call of a stored prebuilt kernel (sim device%s), us:\n",
-           dirty ? ", dirty heap" : "");
+    printf(
+        "fresh process, first call of a stored prebuilt kernel (sim device%s%s), us:\n",
+        dirty ? ", dirty heap" : "", cold ? ", cold caches" : "");
     printf("  run  create    open  spec-load  launch  first-call  threads-started  "
            "kernels-in-spec\n");
     for (int r = 0; r < runs; r++) {
         char cmd[8192], line[256];
-        snprintf(cmd, sizeof(cmd), "'%s' --child '%s'%s", argv[0], dir,
-                 dirty ? " --dirty-heap" : "");
+        snprintf(cmd, sizeof(cmd), "'%s' --child '%s'%s%s", argv[0], dir,
+                 dirty ? " --dirty-heap" : "", cold ? " --cold-caches" : "");
         FILE *p = popen(cmd, "r");
         int threads = -1;
         size_t kernels_in_spec = 0;

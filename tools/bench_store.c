@@ -40,8 +40,12 @@
  *                  rows): data.mdb bytes per record, and over the records'
  *                  bytes; blobs' pages if stored whole, and as stored (the
  *                  "blob" and "blobtail" databases' pages, read with LMDB);
- *                  then the ratio again after the publish rows, which add
- *                  tens of thousands of small records (builds and tunings)
+ *                  where the file's pages go: its pages up to the last in
+ *                  use, those on LMDB's free list (copy-on-write: what the
+ *                  last two write transactions replaced), and each
+ *                  database's; then the ratio again after the publish
+ *                  rows, which add tens of thousands of small records
+ *                  (builds and tunings)
  *   cachectl       wall time of `stats`, of the first record line of
  *                  `ls | head`, of `gc --dry-run --max-size HALF`, of `verify`
  *
@@ -484,6 +488,14 @@ enum {
     M_STORED_PAGES,
     M_DISK_RATIO,
     M_USED_RATIO,
+    M_PG_FILE,
+    M_PG_FREE,
+    M_PG_BLOB_LEAF, /* the PG_DBS rows, in their order */
+    M_PG_BLOB_OV,
+    M_PG_BLOBTAIL,
+    M_PG_BUILD,
+    M_PG_TUNING,
+    M_PG_USAGE,
     M_DISK_RATIO_END,
     M_STATS,
     M_LS,
@@ -517,6 +529,14 @@ static const char *const metric_names[M_COUNT] = {
     "blobs as stored: blob + blobtail pages / blob bytes",
     "data.mdb / records' bytes",
     "pages in use / records' bytes",
+    "pages: data.mdb's (up to its last page in use)",
+    "pages: on LMDB's free list (freed by the last two write transactions)",
+    "pages: blob, leaves and branches (small blobs inline, the rest's page numbers)",
+    "pages: blob, overflow (blob heads, blobs stored whole)",
+    "pages: blobtail (split blobs' tails)",
+    "pages: build",
+    "pages: tuning",
+    "pages: usage (stamps)",
     "data.mdb / records' bytes, after the publish rows",
     "cachectl stats (ms)",
     "cachectl ls: first record line (ms)",
@@ -536,36 +556,64 @@ static int overflow_sum(void *user, kc_rec_kind_t kind, const kc_key_t *key,
     return 0;
 }
 
-/* The pages of LMDB's "blob" and "blobtail" databases of the closed store
- * in dir (split blobs keep their tails in "blobtail", docs/FORMAT.md
- * revision 1.4), in bytes; 0 if they cannot be read. */
-static uint64_t blob_pages_bytes(const char *dir)
+/* The pages of the closed store in dir, read with LMDB alone: every
+ * database's (branch, leaf and overflow), the free list's, and the file's. */
+enum { PG_BLOB_LEAF, PG_BLOB_OV, PG_BLOBTAIL, PG_BUILD, PG_TUNING, PG_USAGE, PG_DBS };
+static const char *const kPageDbs[PG_DBS] = {"blob",  "blob",   "blobtail",
+                                             "build", "tuning", "usage"};
+
+typedef struct pages {
+    uint64_t db[PG_DBS]; /* blob: leaves and branches apart from overflow */
+    uint64_t free;       /* on LMDB's free list */
+    uint64_t file;
+    uint64_t psize;
+} pages_t;
+
+static int read_pages(const char *dir, pages_t *pg)
 {
-    static const char *const dbs[] = {"blob", "blobtail"};
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
-    uint64_t bytes = 0;
+    MDB_cursor *cur = NULL;
+    MDB_envinfo info;
+    MDB_val k, v;
 
+    memset(pg, 0, sizeof(*pg));
     if (mdb_env_create(&env) != 0)
-        return 0;
+        return -1;
     if (mdb_env_set_maxdbs(env, 16) != 0 ||
         mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0644) != 0 ||
         mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0) {
         mdb_env_close(env);
-        return 0;
+        return -1;
     }
-    for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
+    for (int i = 0; i < PG_DBS; i++) {
         MDB_dbi dbi;
         MDB_stat ms;
-        if (mdb_dbi_open(txn, dbs[i], 0, &dbi) != 0 || mdb_stat(txn, dbi, &ms) != 0)
+        if (mdb_dbi_open(txn, kPageDbs[i], 0, &dbi) != 0 || mdb_stat(txn, dbi, &ms) != 0)
             continue;
-        bytes +=
-            (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
-            ms.ms_psize;
+        pg->psize = ms.ms_psize;
+        pg->db[i] = i == PG_BLOB_OV ? ms.ms_overflow_pages
+                    : i == PG_BLOB_LEAF
+                        ? ms.ms_branch_pages + ms.ms_leaf_pages
+                        : ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
     }
+    /* The free list is LMDB's database 0: each value is a page-number list
+     * whose first word is its length (what `mdb_stat -f` reads). */
+    if (mdb_cursor_open(txn, 0, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            size_t n = 0;
+            if (v.mv_size >= sizeof(n))
+                memcpy(&n, v.mv_data, sizeof(n));
+            pg->free += n;
+        }
+        mdb_cursor_close(cur);
+    }
+    if (mdb_env_info(env, &info) == 0 && pg->psize)
+        pg->file = info.me_last_pgno + 1;
     mdb_txn_abort(txn);
     mdb_env_close(env);
-    return bytes;
+    return pg->psize ? 0 : -1;
 }
 
 /* Records per second of publishing count kernels (of 1 config + tuning), per
@@ -789,7 +837,17 @@ static int bench_size(uint64_t n_records, const char *root, const char *cachectl
     m[M_OVERFLOW] = (double)ov[1] / (double)ov[0];
     /* The blob databases' pages, read with LMDB alone: the store closed. */
     kc_store_close(st);
-    m[M_STORED_PAGES] = (double)blob_pages_bytes(dir) / (double)s.blob_stored_bytes;
+    pages_t pg;
+    if (read_pages(dir, &pg) == 0) {
+        m[M_STORED_PAGES] =
+            (double)((pg.db[PG_BLOB_LEAF] + pg.db[PG_BLOB_OV] + pg.db[PG_BLOBTAIL]) *
+                     pg.psize) /
+            (double)s.blob_stored_bytes;
+        m[M_PG_FILE] = (double)pg.file;
+        m[M_PG_FREE] = (double)pg.free;
+        for (int i = 0; i < PG_DBS; i++)
+            m[M_PG_BLOB_LEAF + i] = (double)pg.db[i];
+    }
     if (kc_store_open(dir, NULL, &st) != KC_OK) {
         fprintf(stderr, "bench_store: %s\n", kc_store_open_errmsg());
         return -1;
@@ -997,7 +1055,8 @@ int main(int argc, char **argv)
             if (isnan(v))
                 printf(" - |");
             else if (k == M_RECORDS || k == M_FILL || k == M_READERS ||
-                     k == M_READERS_W || (k >= M_PUB1 && k <= M_PUB_THREADS_NC))
+                     k == M_READERS_W || (k >= M_PUB1 && k <= M_PUB_THREADS_NC) ||
+                     (k >= M_PG_FILE && k <= M_PG_USAGE))
                 printf(" %.0f |", v);
             else if (k == M_RESIDENT)
                 printf(" %.1f%% |", v * 100);
