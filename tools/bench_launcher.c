@@ -77,34 +77,6 @@ static long minor_faults(void)
 }
 
 /* Percentile p (0..100) of v[n], sorting a copy. */
-static double pct(const double *v, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    double *c = malloc(n * sizeof(*c));
-    if (!c)
-        return 0;
-    memcpy(c, v, n * sizeof(*c));
-    qsort(c, n, sizeof(*c), bench_cmp_double);
-    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    double r = c[i < n ? i : n - 1];
-    free(c);
-    return r;
-}
-
-static void print_dist(const char *what, const double *v, size_t n)
-{
-    size_t over1 = 0, over5 = 0;
-    for (size_t i = 0; i < n; i++) {
-        over1 += v[i] > 1000.0;
-        over5 += v[i] > 5000.0;
-    }
-    printf("  %-28s p50 %8.2f us  p99 %8.2f us  p99.9 %8.2f us  max %9.2f us  "
-           "(>1 ms: %zu, >5 ms: %zu)\n",
-           what, pct(v, n, 50), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100), over1,
-           over5);
-}
-
 static int threads_now(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -575,8 +547,8 @@ static void part_create(const char *root, int no_prefetch)
     printf("launcher create (%s, store %s): first of the process %.1f us, median of the "
            "next %d %.1f us (destroy %.1f us); threads before create %d, after %d "
            "(the store opens at the first kernel, not here)\n",
-           g_cuda ? "cuda" : "sim", dir, first, ROUNDS, pct(v, ROUNDS, 50),
-           pct(w, ROUNDS, 50), before, after);
+           g_cuda ? "cuda" : "sim", dir, first, ROUNDS, bench_pct(v, ROUNDS, 50),
+           bench_pct(w, ROUNDS, 50), before, after);
 }
 
 /* ---- part: store hits of N distinct kernels ------------------------------ */
@@ -662,20 +634,20 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     printf("store hits of %ld distinct kernels (%s, %s, %s, fresh process and launcher, "
            "store %s, KCACHE_MAX_MODULES %s): %.2f s in all; launcher create %.1f us\n",
            n, g_cuda ? "cuda" : "sim", no_prefetch ? "no prefetch" : "default prefetch",
-           ks[0].entry[3] ? "an entry name each" : "one entry name", dir,
-           bound && *bound ? bound : "unset (1024)", all_s, create_us);
+           g_cuda && !g_one_name ? "an entry name each" : "one entry name", dir,
+           bound && *bound ? bound : "unset (automatic)", all_s, create_us);
     printf("  the process's first hit: registration %.1f us + first launch %.1f us = "
            "%.1f us; a steady hit (median): %.1f us: ratio %.2f\n",
-           reg[0], lau[0], both[0], pct(both, (size_t)n, 50),
-           both[0] / pct(both, (size_t)n, 50));
+           reg[0], lau[0], both[0], bench_pct(both, (size_t)n, 50),
+           both[0] / bench_pct(both, (size_t)n, 50));
     /* The store is opened at the first registration, not at creation: the
      * sum is what compares across that change. */
     printf("  first call (launcher create + first registration + first launch): "
            "%.1f us\n",
            create_us + both[0]);
-    print_dist("registration (kernel_get)", reg, (size_t)n);
-    print_dist("first launch (store hit)", lau, (size_t)n);
-    print_dist("both", both, (size_t)n);
+    bench_print_dist("registration (kernel_get)", reg, (size_t)n);
+    bench_print_dist("first launch (store hit)", lau, (size_t)n);
+    bench_print_dist("both", both, (size_t)n);
     /* Which kernels were slowest: a pattern (every 4096th...) names a cause. */
     printf("  slowest:");
     for (int r = 0; r < 6 && r < n; r++) {
@@ -691,8 +663,8 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
     printf("\n");
     size_t w = n >= 2000 ? 1000 : (size_t)n / 2;
     if (w) {
-        double f = pct(both, w, 50), la = pct(both + n - w, w, 50);
-        double fl = pct(lau, w, 50), ll = pct(lau + n - w, w, 50);
+        double f = bench_pct(both, w, 50), la = bench_pct(both + n - w, w, 50);
+        double fl = bench_pct(lau, w, 50), ll = bench_pct(lau + n - w, w, 50);
         printf("  median over the first %zu kernels %.2f us, over the last %zu %.2f us: "
                "ratio %.2f (target <= 1.5); first launch alone %.2f vs %.2f us: %.2f\n",
                w, f, w, la, la / f, fl, ll, ll / fl);
@@ -702,7 +674,7 @@ static int part_distinct(const char *self, const char *root, long n, int no_pref
         printf("  median per sixteenth of the kernels (registration + first launch):");
         for (int q = 0; q < 16; q++) {
             size_t lo = (size_t)n * (size_t)q / 16, hi = (size_t)n * (size_t)(q + 1) / 16;
-            printf(" %.1f", pct(both + lo, hi - lo, 50));
+            printf(" %.1f", bench_pct(both + lo, hi - lo, 50));
         }
         printf(" us\n");
     }
@@ -783,7 +755,7 @@ static int part_hot(const char *root, long n)
            "(clock reads included; the run %.2f s): result %s\n",
            n, g_cuda ? "cuda" : "sim", total / 1e6,
            got == (float)(n + 1) * added_by(1) ? "right" : "WRONG");
-    print_dist("kc_kernel_launch", v, (size_t)n);
+    bench_print_dist("kc_kernel_launch", v, (size_t)n);
     free(v);
     kc_launcher_destroy(l);
     return 0;

@@ -72,28 +72,6 @@ static double median(const double *v, size_t n)
     return m;
 }
 
-/* The tail of v[n] (the process's first left out by the caller): the
- * driver's own stalls, to set beside the launcher's. */
-static void tail(const char *what, const double *v, size_t n)
-{
-    double *c = malloc(n * sizeof(*c));
-    size_t over1 = 0, over5 = 0;
-    if (!c || !n) {
-        free(c);
-        return;
-    }
-    memcpy(c, v, n * sizeof(*c));
-    qsort(c, n, sizeof(*c), bench_cmp_double);
-    for (size_t i = 0; i < n; i++) {
-        over1 += c[i] > 1000;
-        over5 += c[i] > 5000;
-    }
-    printf("  %s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (>1 ms: %zu, "
-           ">5 ms: %zu)\n",
-           what, c[n / 2], c[n * 99 / 100], c[n * 999 / 1000], c[n - 1], over1, over5);
-    free(c);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -262,9 +240,11 @@ int main(int argc, char **argv)
             printf(
                 "  cuModuleUnload with %zu loaded: median over the last 1000 %.1f us\n",
                 keep, median(unload_us + n - 1000, 1000));
-        tail("load + get function + launch + sync", all_us + 1, n - 1);
+        /* The tails (the process's first load left out): the driver's own
+         * stalls, to set beside the launcher's. */
+        bench_print_dist("load + function + launch + sync", all_us + 1, n - 1);
         if (keep && n > keep)
-            tail("cuModuleUnload", unload_us + keep, n - keep);
+            bench_print_dist("cuModuleUnload", unload_us + keep, n - keep);
         fflush(stdout);
     }
     return 0;

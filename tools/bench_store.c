@@ -559,8 +559,12 @@ static int overflow_sum(void *user, kc_rec_kind_t kind, const kc_key_t *key,
 /* The pages of the closed store in dir, read with LMDB alone: every
  * database's (branch, leaf and overflow), the free list's, and the file's. */
 enum { PG_BLOB_LEAF, PG_BLOB_OV, PG_BLOBTAIL, PG_BUILD, PG_TUNING, PG_USAGE, PG_DBS };
-static const char *const kPageDbs[PG_DBS] = {"blob",  "blob",   "blobtail",
-                                             "build", "tuning", "usage"};
+/* The database of each row: "blob" fills both of its rows. */
+static const char *const kPageDbs[PG_DBS] = {[PG_BLOB_LEAF] = "blob",
+                                             [PG_BLOBTAIL] = "blobtail",
+                                             [PG_BUILD] = "build",
+                                             [PG_TUNING] = "tuning",
+                                             [PG_USAGE] = "usage"};
 
 typedef struct pages {
     uint64_t db[PG_DBS]; /* blob: leaves and branches apart from overflow */
@@ -589,13 +593,15 @@ static int read_pages(const char *dir, pages_t *pg)
     for (int i = 0; i < PG_DBS; i++) {
         MDB_dbi dbi;
         MDB_stat ms;
-        if (mdb_dbi_open(txn, kPageDbs[i], 0, &dbi) != 0 || mdb_stat(txn, dbi, &ms) != 0)
+        if (!kPageDbs[i] || mdb_dbi_open(txn, kPageDbs[i], 0, &dbi) != 0 ||
+            mdb_stat(txn, dbi, &ms) != 0)
             continue;
         pg->psize = ms.ms_psize;
-        pg->db[i] = i == PG_BLOB_OV ? ms.ms_overflow_pages
-                    : i == PG_BLOB_LEAF
-                        ? ms.ms_branch_pages + ms.ms_leaf_pages
-                        : ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+        pg->db[i] = ms.ms_branch_pages + ms.ms_leaf_pages;
+        if (i == PG_BLOB_LEAF)
+            pg->db[PG_BLOB_OV] = ms.ms_overflow_pages;
+        else
+            pg->db[i] += ms.ms_overflow_pages;
     }
     /* The free list is LMDB's database 0: each value is a page-number list
      * whose first word is its length (what `mdb_stat -f` reads). */

@@ -93,6 +93,13 @@ static void launch_checked(kc_kernel_t *k, kcs_vecs_t *v)
     kcs_vecs_check(v);
 }
 
+/* Launch ks[0..n) in order, each checked. */
+static void launch_all(kc_kernel_t **ks, int n, kcs_vecs_t *v)
+{
+    for (int i = 0; i < n; i++)
+        launch_checked(ks[i], v);
+}
+
 /* Register kernels 0 .. n-1 and launch each once as it comes, checked;
  * into ks unless NULL. */
 static void register_and_launch(kcs_fx_t *f, kc_kernel_t **ks, int n, kcs_vecs_t *v)
@@ -141,8 +148,7 @@ test_past_the_bound_modules_are_unloaded_and_loaded_again_by_a_launch(void **sta
     /* Round 1 loads each module once (a store hit); rounds 2 and 3 find
      * most of them unloaded and load them again. */
     for (int round = 0; round < 3; round++) {
-        for (int i = 0; i < N_KERNELS; i++)
-            launch_checked(ks[i], &v);
+        launch_all(ks, N_KERNELS, &v);
         wait_loaded_at_most(f->sim, BOUND);
     }
     kc_sim_counters(f->sim, &c);
@@ -285,8 +291,7 @@ static void test_without_a_bound_nothing_is_unloaded(void **state)
     kcs_vecs_init(&v, N_ELEMS);
     kc_kernel_t *ks[N_KERNELS];
     register_and_launch(f, ks, N_KERNELS, &v);
-    for (int i = 0; i < N_KERNELS; i++)
-        launch_checked(ks[i], &v);
+    launch_all(ks, N_KERNELS, &v);
     /* No unload task is ever queued without a bound: nothing was unloaded
      * and nothing loaded twice, while the launcher lives. */
     kc_sim_counters_t c;
@@ -441,12 +446,6 @@ static void wait_unloads_settled(const kc_sim_t *sim)
         nanosleep(&ts, NULL);
     }
     fail_msg("the pool kept unloading for a minute");
-}
-
-static void launch_all(kc_kernel_t **ks, int n, kcs_vecs_t *v)
-{
-    for (int i = 0; i < n; i++)
-        launch_checked(ks[i], v);
 }
 
 static void test_the_automatic_bound_stays_low_for_a_stream_of_new_kernels(void **state)
